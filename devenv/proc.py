@@ -1,0 +1,148 @@
+"""The one place devenv runs subprocesses.
+
+Every call that can fail raises :class:`ProcessError`, whose message names the command,
+its exit code and the tail of its output, so a failure deep in a backend still tells the
+user what ran and what it said.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import signal
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+TAIL_LINES = 20
+
+
+def format_command(argv: Sequence[str] | str) -> str:
+    """A command as a user could paste it into a shell."""
+    if isinstance(argv, str):
+        return argv
+    return shlex.join(argv)
+
+
+def tail(text: str, lines: int = TAIL_LINES) -> str:
+    """The last ``lines`` lines of ``text``."""
+    parts = text.rstrip("\n").splitlines()
+    return "\n".join(parts[-lines:])
+
+
+class ProcessError(Exception):
+    """A command failed: carries the command, its exit code and the tail of its output."""
+
+    def __init__(self, argv: Sequence[str] | str, returncode: int | None, output: str) -> None:
+        self.argv = argv
+        self.returncode = returncode
+        self.output = output
+        code = "timed out" if returncode is None else f"exited with {returncode}"
+        msg = f"command {code}: {format_command(argv)}"
+        if output.strip():
+            msg += "\n" + "\n".join("  | " + line for line in tail(output).splitlines())
+        super().__init__(msg)
+
+
+@dataclass(frozen=True)
+class Completed:
+    """The result of a finished command."""
+
+    argv: Sequence[str]
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run(
+    argv: Sequence[str],
+    *,
+    cwd: str | Path | None = None,
+    env: Mapping[str, str] | None = None,
+    check: bool = True,
+    timeout: float | None = None,
+    input: str | None = None,
+) -> Completed:
+    """Run a short command to completion and capture its output."""
+    try:
+        cp = subprocess.run(
+            list(argv),
+            cwd=cwd,
+            env=dict(env) if env is not None else None,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            input=input,
+            stdin=None if input is not None else subprocess.DEVNULL,
+        )
+    except FileNotFoundError as exc:
+        raise ProcessError(argv, 127, f"{exc.filename or argv[0]}: command not found") from exc
+    except subprocess.TimeoutExpired as exc:
+        out = (exc.stdout or b"") if isinstance(exc.stdout, bytes) else (exc.stdout or "")
+        text = out.decode(errors="replace") if isinstance(out, bytes) else out
+        raise ProcessError(argv, None, text) from exc
+    if check and cp.returncode != 0:
+        raise ProcessError(argv, cp.returncode, (cp.stdout or "") + (cp.stderr or ""))
+    return Completed(argv, cp.returncode, cp.stdout, cp.stderr)
+
+
+def spawn(
+    argv: Sequence[str] | str,
+    *,
+    cwd: str | Path | None,
+    env: Mapping[str, str],
+    stdout: IO[bytes] | int | None,
+    shell: bool = False,
+) -> subprocess.Popen[bytes]:
+    """Start a long-running command in its own process group (so it can be stopped whole).
+
+    Output goes straight to ``stdout`` (a file): nothing is buffered in memory, however
+    much the command writes.
+    """
+    try:
+        return subprocess.Popen(
+            argv if shell else list(argv),
+            cwd=cwd,
+            env=dict(env),
+            stdin=subprocess.DEVNULL,
+            stdout=stdout,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            shell=shell,
+            executable="/bin/sh" if shell else None,
+        )
+    except FileNotFoundError as exc:
+        raise ProcessError(argv, 127, f"{exc.filename}: command not found") from exc
+    except NotADirectoryError as exc:
+        raise ProcessError(argv, 127, f"{cwd}: not a directory") from exc
+
+
+def kill_group(proc: subprocess.Popen[bytes], grace: float = 3.0) -> None:
+    """Stop a process started by :func:`spawn` and everything it started.
+
+    SIGTERM to the whole group, then SIGKILL to whatever is left after ``grace`` seconds.
+    """
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            break
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            if proc.poll() is not None and not _group_alive(proc.pid):
+                return
+            time.sleep(0.02)
+    proc.poll()
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
