@@ -1,0 +1,213 @@
+"""The command line: parses arguments with typer and calls ``devenv.commands``.
+
+Kept thin and light: commands and their heavy imports load only when a command runs, so
+``devenv --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, Annotated, Any, Optional
+
+import typer
+
+from devenv import __version__
+
+if TYPE_CHECKING:
+    from devenv.console import Output
+    from devenv.events import Reporter
+    from devenv.schema import Project
+
+EPILOG = (
+    "Exit codes: 0 ready, 1 a step failed, 2 configuration or usage error, "
+    "3 a service never became healthy, 130 interrupted."
+)
+
+app = typer.Typer(
+    name="devenv",
+    help=(
+        "Bring up a developer environment from a declared graph: services in containers, "
+        "a database built by steps that run in dependency order (in parallel where they "
+        "can, skipped when nothing they depend on changed), then the app processes.\n\n"
+        "Configuration: steps.yaml at the project root (found from any sub-folder) and "
+        "services/NAME.yaml."
+    ),
+    epilog=EPILOG,
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+class Globals:
+    file: Optional[Path] = None  # noqa: UP045 - typer reads these annotations
+    plain: bool = False
+
+
+G = Globals()
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"devenv {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    file: Annotated[Optional[Path], typer.Option(  # noqa: UP045
+        "--file", "-f", help="steps.yaml to use (default: the nearest one upwards).",
+        envvar="DEVENV_FILE")] = None,
+    plain: Annotated[bool, typer.Option(
+        "--plain", help="Plain timestamped lines instead of the live view (also when "
+        "output is not a terminal, under CI, or with NO_COLOR set).")] = False,
+    version: Annotated[bool, typer.Option(
+        "--version", callback=_version, is_eager=True, help="Show the version and exit.")
+    ] = False,
+) -> None:
+    G.file = file
+    import os
+
+    G.plain = plain or bool(os.environ.get("NO_COLOR"))
+
+
+def _call(fn: Callable[..., int], *args: Any, **kwargs: Any) -> None:
+    """Run a command function; turn user errors into messages and exit codes."""
+    from devenv.console import Output
+    from devenv.errors import EXIT_INTERRUPTED, DevenvError
+
+    try:
+        code = fn(*args, **kwargs)
+    except DevenvError as exc:
+        Output(plain=G.plain).error(str(exc))
+        raise typer.Exit(exc.exit_code) from None
+    except KeyboardInterrupt:
+        sys.stderr.write("\ninterrupted\n")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    raise typer.Exit(code)
+
+
+def _project() -> Project:
+    from devenv import loader
+
+    return loader.load(G.file)
+
+
+def _output() -> Output:
+    from devenv.console import Output
+
+    return Output(plain=G.plain)
+
+
+def _reporter(**kwargs: Any) -> Reporter:
+    from devenv.console import make_reporter
+
+    return make_reporter(plain=G.plain, **kwargs)
+
+
+def _with_reporter(fn: Callable[..., int], **kwargs: Any) -> Callable[..., int]:
+    def call(*args: Any, **kw: Any) -> int:
+        reporter = _reporter(**kwargs)
+        try:
+            return fn(args[0], reporter, *args[1:], **kw)
+        finally:
+            reporter.close()
+
+    return call
+
+
+StepsArg = Annotated[Optional[list[str]], typer.Argument(  # noqa: UP045
+    help="Steps to act on (with what they need). Default: every step.", show_default=False)]
+ProfileOpt = Annotated[str, typer.Option(
+    "--profile", "-p", help="Profile: steps marked for other profiles are skipped.")]
+JobsOpt = Annotated[Optional[int], typer.Option(  # noqa: UP045
+    "--jobs", "-j", min=1, help="Steps run at once (default: number of CPUs).")]
+DbUrlOpt = Annotated[Optional[str], typer.Option(  # noqa: UP045
+    "--database-url", envvar=None, help="Use this PostgreSQL instead of starting the "
+    "database service (DATABASE_URL in the environment does the same).")]
+
+
+@app.command()
+def graph(
+    fmt: Annotated[str, typer.Option(
+        "--format", help="tree, mermaid, dot or json.")] = "tree",
+) -> None:
+    """Show the step graph: services, steps and processes with what each needs.
+
+    Example: devenv graph --format mermaid > graph.md
+    """
+    from devenv.commands import graph as cmd
+
+    _call(lambda: cmd.run(_project(), _output(), fmt))
+
+
+@app.command()
+def plan(
+    steps: StepsArg = None,
+    only: Annotated[bool, typer.Option("--only", help="Only the named steps, not what "
+                                       "they need.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="As if the named steps had "
+                                        "changed.")] = False,
+    profile: ProfileOpt = "local",
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    database_url: DbUrlOpt = None,
+) -> None:
+    """Show what `devenv run`/`up` would run, what it would skip, and why.
+
+    Nothing is started or changed. Reasons name what changed: an input file, the step's
+    definition, an upstream step, or "never run on this database".
+    """
+    from devenv.commands import plan as cmd
+
+    _call(lambda: cmd.run(_project(), _output(), steps or [], only=only, force=force,
+                          profile=profile, as_json=as_json, database_url=database_url))
+
+
+@app.command("run")
+def run_cmd(
+    steps: StepsArg = None,
+    only: Annotated[bool, typer.Option("--only", help="Run only the named steps, not what "
+                                       "they need.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Run the named steps even if "
+                                        "unchanged.")] = False,
+    profile: ProfileOpt = "local",
+    jobs: JobsOpt = None,
+    keep_going: Annotated[bool, typer.Option("--keep-going", "-k", help="After a failure, "
+                                             "go on with steps that do not need it.")] = False,
+    database_url: DbUrlOpt = None,
+) -> None:
+    """Run steps (and the steps they need) against the project database.
+
+    Services the steps need are started first. Steps whose fingerprint (definition,
+    inputs, upstream) is unchanged since their last success on this database are skipped.
+    Each step's output goes to .devenv/logs/STEP.log.
+
+    Example: devenv run django-fixtures --force
+    """
+    from devenv.commands import run as cmd
+
+    _call(lambda: _with_reporter(cmd.run)(
+        _project(), steps or [], only=only, force=force, profile=profile, jobs=jobs,
+        keep_going=keep_going, database_url=database_url))
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    # The runner stops its steps' process groups on KeyboardInterrupt; SIGTERM (docker
+    # stop, CI cancelling a job) gets the same clean stop.
+    raise KeyboardInterrupt
+
+
+def main() -> None:
+    """Entry point of the ``devenv`` console script."""
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    # --plain is global, but people type it after the command too (devenv run --plain).
+    argv = sys.argv[1:]
+    end = argv.index("--") if "--" in argv else len(argv)
+    if "--plain" in argv[:end]:
+        argv = ["--plain"] + [a for i, a in enumerate(argv) if not (a == "--plain" and i < end)]
+    app(args=argv, prog_name="devenv")

@@ -1,0 +1,51 @@
+"""``devenv plan``: what would run, what would be skipped, and why."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from devenv import database, environment, fingerprint, planner
+from devenv.console import Output
+from devenv.errors import EXIT_OK
+from devenv.events import Action
+from devenv.schema import Project
+from devenv.state import NO_DATABASE, StateStore
+
+
+def run(project: Project, out: Output, targets: Sequence[str] = (), *, only: bool = False,
+        force: bool = False, profile: str = "local", as_json: bool = False,
+        database_url: str | None = None) -> int:
+    planner.check_profile(project, profile)
+    planner.check_targets(project, targets)
+    target, note = environment.current_target(project, database_url)
+    key: str | None = NO_DATABASE if project.database is None else None
+    if target is not None:
+        try:
+            key = database.identity(target, target.dbname)
+            if key is None:
+                note = f"database {target.dbname} does not exist yet"
+        except database.DatabaseError as exc:
+            note = str(exc)
+    recorded = StateStore(project.state_dir).steps(key) if key else {}
+    fps = fingerprint.compute(project)
+    decisions = planner.decide(project, recorded, targets=targets, only=only, force=force,
+                               profile=profile, fingerprints=fps)
+    n_run = sum(1 for d in decisions if d.action is Action.RUN)
+    if as_json:
+        out.json({
+            "project": project.name,
+            "profile": profile,
+            "database": target.redacted() if target else None,
+            "database_note": note if key is None else None,
+            "steps": [{"name": d.step, "action": d.action.value, "reason": d.reason,
+                       "fingerprint": d.fingerprint} for d in decisions],
+            "would_run": n_run,
+        })
+        return EXIT_OK
+    if key is None and project.database is not None:
+        out.text(f"note: {note}: every step would run")
+    rows = [[d.step, d.action.value, d.reason] for d in decisions]
+    styles = ["bold" if d.action is Action.RUN else "dim" for d in decisions]
+    out.table(["step", "action", "reason"], rows, styles)
+    out.text(f"{n_run} of {len(decisions)} steps would run (profile {profile})")
+    return EXIT_OK

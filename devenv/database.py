@@ -1,0 +1,176 @@
+"""Talking to the project's PostgreSQL: targets, identity, creation. psycopg is imported
+where it is used so the CLI starts fast. Names are always passed as identifiers
+(``psycopg.sql.Identifier``), never pasted into SQL."""
+
+from __future__ import annotations
+
+import urllib.parse
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+from devenv.errors import DevenvError
+
+if TYPE_CHECKING:
+    import psycopg
+
+
+class DatabaseError(DevenvError):
+    """The database could not be reached or changed."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where the project's database lives."""
+
+    host: str
+    port: int
+    user: str
+    password: str
+    dbname: str
+
+    def with_db(self, dbname: str) -> Target:
+        return replace(self, dbname=dbname)
+
+    def url(self, dbname: str | None = None) -> str:
+        user = urllib.parse.quote(self.user, safe="")
+        pw = urllib.parse.quote(self.password, safe="")
+        auth = f"{user}:{pw}@" if self.password else f"{user}@"
+        return f"postgresql://{auth}{self.host}:{self.port}/{dbname or self.dbname}"
+
+    def redacted(self, dbname: str | None = None) -> str:
+        """The URL with the password masked, for anything a user or a log sees."""
+        auth = f"{self.user}:***@" if self.password else f"{self.user}@"
+        return f"postgresql://{auth}{self.host}:{self.port}/{dbname or self.dbname}"
+
+    def env(self, dbname: str | None = None) -> dict[str, str]:
+        """``DATABASE_URL`` and the libpq variables for steps and processes."""
+        db = dbname or self.dbname
+        return {
+            "DATABASE_URL": self.url(db),
+            "PGHOST": self.host,
+            "PGPORT": str(self.port),
+            "PGUSER": self.user,
+            "PGPASSWORD": self.password,
+            "PGDATABASE": db,
+        }
+
+
+def parse_url(url: str, default_db: str | None = None) -> Target:
+    """A ``postgresql://`` URL as a :class:`Target`; its database name wins over the default."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("postgres", "postgresql") and not parts.scheme.startswith(
+            "postgresql+"):
+        raise DatabaseError(f"not a PostgreSQL URL: {redact_url(url)} "
+                            "(expected postgresql://USER:PASSWORD@HOST:PORT/DBNAME)")
+    try:
+        port = parts.port or 5432
+    except ValueError:
+        raise DatabaseError(f"invalid port in database URL {redact_url(url)}") from None
+    dbname = urllib.parse.unquote(parts.path.lstrip("/")) or default_db or "postgres"
+    return Target(
+        host=parts.hostname or "127.0.0.1",
+        port=port,
+        user=urllib.parse.unquote(parts.username or "postgres"),
+        password=urllib.parse.unquote(parts.password or ""),
+        dbname=dbname,
+    )
+
+
+def redact_url(url: str) -> str:
+    """``url`` with any password replaced by ``***``."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)
+    user = (parts.username or "")
+    return urllib.parse.urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[-1]}"))
+
+
+@contextmanager
+def connect(target: Target, dbname: str | None = None, *, timeout: float = 5,
+            ) -> Iterator[psycopg.Connection[Any]]:
+    """An autocommit connection; errors become :class:`DatabaseError` with a redacted URL."""
+    import psycopg
+
+    try:
+        conn = psycopg.connect(target.url(dbname), autocommit=True,
+                               connect_timeout=max(1, int(timeout)),
+                               application_name="devenv")
+    except psycopg.OperationalError as exc:
+        msg = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        raise DatabaseError(f"cannot connect to {target.redacted(dbname)}: {msg}") from None
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+def exists(target: Target, dbname: str) -> bool:
+    with connect(target, "postgres") as conn:
+        row = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (dbname,)).fetchone()
+        return row is not None
+
+
+def identity(target: Target, dbname: str) -> str | None:
+    """``pg:<system identifier>:<database oid>``, or ``None`` if the database is missing."""
+    with connect(target, "postgres") as conn:
+        row = conn.execute(
+            "SELECT (SELECT system_identifier FROM pg_control_system()), "
+            "(SELECT oid FROM pg_database WHERE datname = %s)", (dbname,)).fetchone()
+    if row is None or row[1] is None:
+        return None
+    return f"pg:{row[0]}:{row[1]}"
+
+
+def create(target: Target, dbname: str, schemas: Iterable[str], template: str | None = None,
+           ) -> None:
+    """Create ``dbname`` (optionally from ``template``) and its ``schemas``."""
+    from psycopg import sql
+
+    with connect(target, "postgres") as conn:
+        if template:
+            conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                sql.Identifier(dbname), sql.Identifier(template)))
+        else:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
+    ensure_schemas(target, dbname, schemas)
+
+
+def ensure_schemas(target: Target, dbname: str, schemas: Iterable[str]) -> list[str]:
+    """Create the missing ``schemas``; returns those it created."""
+    from psycopg import sql
+
+    created = []
+    with connect(target, dbname) as conn:
+        have = {r[0] for r in conn.execute("SELECT nspname FROM pg_namespace").fetchall()}
+        for s in schemas:
+            if s not in have:
+                conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(s)))
+                created.append(s)
+    return created
+
+
+def ensure(target: Target, dbname: str, schemas: Iterable[str]) -> bool:
+    """Create the database and its schemas where missing; True if the database was new."""
+    import psycopg
+
+    if exists(target, dbname):
+        ensure_schemas(target, dbname, schemas)
+        return False
+    try:
+        create(target, dbname, schemas)
+    except psycopg.errors.DuplicateDatabase:
+        ensure_schemas(target, dbname, schemas)
+        return False
+    return True
+
+
+def drop(target: Target, dbname: str) -> None:
+    """Drop ``dbname`` if it exists, ending its sessions first."""
+    from psycopg import sql
+
+    with connect(target, "postgres") as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+            sql.Identifier(dbname)))

@@ -1,0 +1,239 @@
+"""Bringing up what the steps need, and running them against a database.
+
+The commands (`run`, `up`, `refresh-db`, `ci-setup`) are thin layers over
+:func:`start_services` and :func:`build`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from devenv import database, fingerprint, graph, planner, runner
+from devenv.errors import ServiceError
+from devenv.events import Action, Decision, Message, PhaseFinished, PhaseStarted, Reporter, RunResult
+from devenv.schema import Project, ServiceSpec
+from devenv.services import BACKENDS, Backend, Endpoint
+from devenv.state import NO_DATABASE, StateStore
+
+
+def external_url(project: Project, database_url: str | None) -> tuple[str, str] | None:
+    """The URL of a database someone else runs, and where it came from."""
+    if project.database is None:
+        return None
+    if database_url:
+        return database_url, "--database-url"
+    env_url = os.environ.get("DATABASE_URL")
+    if env_url:
+        return env_url, "DATABASE_URL is set"
+    return None
+
+
+def choose_backend(service: ServiceSpec) -> tuple[Backend, str]:
+    """The backend for ``service`` and why it was chosen."""
+    if service.backend in BACKENDS:
+        backend = BACKENDS[service.backend]()
+        ok, why = backend.available()
+        if not ok:
+            raise ServiceError(f"service {service.name}: backend {service.backend} is not "
+                               f"available: {why}")
+        return backend, f"backend: {service.backend} in {service.loc}"
+    if service.backend == "external":
+        raise ServiceError(f"service {service.name} is external: set DATABASE_URL or pass "
+                           "--database-url")
+    reasons = []
+    for name in ("docker", "native"):
+        backend = BACKENDS[name]()
+        ok, why = backend.available()
+        if ok:
+            suffix = f" ({'; '.join(reasons)})" if reasons else ""
+            return backend, f"{why}{suffix}"
+        reasons.append(f"{name}: {why}")
+    raise ServiceError(f"service {service.name}: no backend can run it here: "
+                       + "; ".join(reasons)
+                       + ". Start a Docker engine, install PostgreSQL's server binaries, or "
+                         "point DATABASE_URL at a running server")
+
+
+def start_services(project: Project, names: Sequence[str], reporter: Reporter,
+                   database_url: str | None = None) -> dict[str, Endpoint]:
+    """Start ``names`` (a database someone else runs is only checked) and wait for health."""
+    endpoints: dict[str, Endpoint] = {}
+    ext = external_url(project, database_url)
+    for name in names:
+        service = project.services[name]
+        if ext is not None and project.database is not None and name == project.database.service:
+            target = database.parse_url(ext[0], project.database.name)
+            reporter.emit(PhaseStarted(name, f"checking {target.redacted()} ({ext[1]})"))
+            t0 = time.monotonic()
+            with database.connect(target, "postgres", timeout=10) as conn:
+                conn.execute("SELECT 1")
+            endpoints[name] = Endpoint(target.host, {}, "external")
+            reporter.emit(PhaseFinished(name, f"{name}: external database answers",
+                                        duration=time.monotonic() - t0))
+            continue
+        backend, _why = choose_backend(service)
+        reporter.emit(PhaseStarted(name, f"starting {name} ({backend.name})"))
+        t0 = time.monotonic()
+        try:
+            endpoints[name] = backend.up(project, service, reporter)
+        except ServiceError:
+            reporter.emit(PhaseFinished(name, f"{name} did not become healthy", ok=False,
+                                        duration=time.monotonic() - t0))
+            raise
+        reporter.emit(PhaseFinished(name, f"{name} is healthy ({backend.name})",
+                                    duration=time.monotonic() - t0))
+    return endpoints
+
+
+def database_target(project: Project, endpoints: Mapping[str, Endpoint],
+                    database_url: str | None = None) -> database.Target | None:
+    """Where the project's database is, once its service is up."""
+    db = project.database
+    if db is None:
+        return None
+    ext = external_url(project, database_url)
+    if ext is not None:
+        return database.parse_url(ext[0], db.name)
+    ep = endpoints.get(db.service)
+    if ep is None:
+        return None
+    svc = project.services[db.service]
+    container_port = svc.ports[0].container if svc.ports else 5432
+    return database.Target(ep.host, ep.port(container_port), db.user, db.password, db.name)
+
+
+def step_environment(project: Project, target: database.Target | None, dbname: str | None,
+                     extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment every step and process starts from (before its own ``env:``)."""
+    env = dict(os.environ)
+    # Steps find the tools installed beside devenv (flask, django-admin) without an
+    # activated virtualenv.
+    bindir = str(Path(sys.executable).parent)
+    if bindir not in env.get("PATH", "").split(os.pathsep):
+        env["PATH"] = bindir + os.pathsep + env.get("PATH", "")
+    env["DEVENV_PROJECT"] = project.name
+    env["DEVENV_ROOT"] = str(project.root)
+    if target is not None:
+        env.update(target.env(dbname))
+    if extra:
+        env.update(extra)
+    return env
+
+
+def prepare_steps(project: Project, names: Sequence[str], base: Mapping[str, str],
+                  ) -> dict[str, runner.Prepared]:
+    """Expand every step that will run before any runs: an undefined ``${X}`` stops the
+    run before it changes anything."""
+    from devenv.envvars import layered
+
+    out = {}
+    proj_loc = None
+    for name in names:
+        step = project.steps[name]
+        step_base = dict(base)
+        if step.search_path:
+            opts = f"-c search_path={','.join(step.search_path)}"
+            step_base["PGOPTIONS"] = (step_base.get("PGOPTIONS", "") + " " + opts).strip()
+        if project.env:
+            first = next(iter(project.env_lines.values()), 1)
+            from devenv.schema import Location
+
+            proj_loc = Location(project.file.name, first)
+        env = layered(step_base, (project.env, proj_loc, "env"),
+                      (step.env, step.loc, f"steps.{name}.env"))
+        env["DEVENV_STEP"] = name
+        out[name] = runner.prepare(project, step, env)
+    return out
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    result: RunResult
+    decisions: Sequence[Decision]
+    key: str
+
+
+def database_key(target: database.Target | None, dbname: str | None) -> str | None:
+    if target is None or dbname is None:
+        return NO_DATABASE
+    return database.identity(target, dbname)
+
+
+def build(
+    project: Project,
+    reporter: Reporter,
+    target: database.Target | None,
+    *,
+    dbname: str | None = None,
+    targets: Sequence[str] = (),
+    only: bool = False,
+    force: bool = False,
+    profile: str = "local",
+    jobs: int | None = None,
+    keep_going: bool = False,
+    create: bool = True,
+) -> BuildResult:
+    """Plan and run the steps against database ``dbname`` (default: the project's)."""
+    store = StateStore(project.state_dir)
+    dbname = dbname or (target.dbname if target else None)
+    if target is not None and dbname is not None and project.database is not None and create:
+        reporter.emit(PhaseStarted("database", f"database {dbname}"))
+        created = database.ensure(target, dbname, project.database.schemas)
+        reporter.emit(PhaseFinished("database", f"database {dbname} "
+                                    + ("created" if created else "exists")))
+    key = database_key(target, dbname) or NO_DATABASE
+    label = target.redacted(dbname) if target else "no database"
+    fps = fingerprint.compute(project)
+    decisions = planner.decide(project, store.steps(key), targets=targets, only=only,
+                               force=force, profile=profile, fingerprints=fps)
+    to_run = [d.step for d in decisions if d.action is Action.RUN]
+    base = step_environment(project, target, dbname)
+    prepared = prepare_steps(project, to_run, base)
+    if not to_run:
+        reporter.emit(Message("everything is up to date: no step needs to run", "ok"))
+
+    def ok(name: str, duration: float) -> None:
+        store.record_success(key, label, name, fps[name], duration)
+
+    def failed(name: str) -> None:
+        store.record_failure(key, label, name)
+
+    options = runner.RunOptions(jobs=jobs or os.cpu_count() or 2, keep_going=keep_going,
+                                log_dir=project.state_dir / "logs")
+    result = runner.run(project, decisions, prepared, reporter, options, ok, failed,
+                        database=label)
+    return BuildResult(result, decisions, key)
+
+
+def needed_services(project: Project, steps: Sequence[str] | None = None) -> list[str]:
+    """Services the given steps need, plus the database's service."""
+    names = list(project.steps) if steps is None else list(steps)
+    wanted = set(graph.services_for(project, names))
+    if project.database is not None:
+        wanted.add(project.database.service)
+    return [s for s in project.services if s in wanted]
+
+
+def current_target(project: Project, database_url: str | None = None,
+                   ) -> tuple[database.Target | None, str]:
+    """The database target if its service runs now (nothing is started), and a note."""
+    db = project.database
+    if db is None:
+        return None, "no database configured"
+    ext = external_url(project, database_url)
+    if ext is not None:
+        return database.parse_url(ext[0], db.name), ext[1]
+    service = project.services[db.service]
+    try:
+        backend, _ = choose_backend(service)
+        ep = backend.endpoint(project, service)
+    except ServiceError as exc:
+        return None, str(exc)
+    if ep is None:
+        return None, f"service {service.name} is not running"
+    return database_target(project, {service.name: ep}), f"service {service.name} ({ep.backend})"

@@ -1,0 +1,67 @@
+"""devenv's exceptions. Each carries the exit code the CLI returns for it."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_CONFIG = 2
+EXIT_SERVICE = 3
+EXIT_INTERRUPTED = 130
+
+
+class DevenvError(Exception):
+    """An error the user can act on; the CLI prints its message, never a traceback."""
+
+    exit_code = EXIT_FAILED
+
+
+class ConfigError(DevenvError):
+    """A mistake in steps.yaml or services/: where it is, which key, what is wrong.
+
+    ``str(err)`` reads ``steps.yaml:14: steps.migrate.needs[0]: unknown step 'seed'
+    (did you mean 'seed-data'?)``.
+    """
+
+    exit_code = EXIT_CONFIG
+
+    def __init__(self, message: str, file: str | None = None, line: int | None = None,
+                 path: str = "") -> None:
+        self.message = message
+        self.file = file
+        self.line = line
+        self.path = path
+        super().__init__(self.render())
+
+    def render(self) -> str:
+        where = ""
+        if self.file:
+            where = f"{self.file}:{self.line}: " if self.line else f"{self.file}: "
+        key = f"{self.path}: " if self.path else ""
+        return f"{where}{key}{self.message}"
+
+
+class UsageError(DevenvError):
+    """A wrong command-line argument (unknown step name, unknown profile...)."""
+
+    exit_code = EXIT_CONFIG
+
+
+class ServiceError(DevenvError):
+    """A service did not start or never became healthy."""
+
+    exit_code = EXIT_SERVICE
+
+
+class LockedError(DevenvError):
+    """Another devenv holds the project's lock."""
+
+    exit_code = EXIT_FAILED
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` for the closest choice, or an empty string."""
+    match = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean '{match[0]}'?)" if match else ""

@@ -1,0 +1,166 @@
+"""The step graph: pure functions over a :class:`~devenv.schema.Project`.
+
+Nothing here reads files, talks to a database or runs a command.
+"""
+
+from __future__ import annotations
+
+import graphlib
+import json
+from collections.abc import Iterable, Mapping
+
+from devenv.errors import ConfigError
+from devenv.schema import Project
+
+
+def step_needs(project: Project, name: str) -> tuple[str, ...]:
+    """The steps (not services) that step ``name`` needs directly."""
+    return tuple(n for n in project.steps[name].needs if n in project.steps)
+
+
+def check_acyclic(project: Project) -> None:
+    """Raise a :class:`ConfigError` naming the whole cycle if the steps have one."""
+    ts: graphlib.TopologicalSorter[str] = graphlib.TopologicalSorter()
+    for name in project.steps:
+        ts.add(name, *step_needs(project, name))
+    try:
+        ts.prepare()
+    except graphlib.CycleError as exc:
+        cycle: list[str] = list(exc.args[1])[:-1]
+        # graphlib lists each node before the node that needs it; we read "a needs b".
+        cycle.reverse()
+        order = list(project.steps)
+        start = min(range(len(cycle)), key=lambda i: order.index(cycle[i]))
+        cycle = cycle[start:] + cycle[:start]
+        first, second = cycle[0], cycle[1 % len(cycle)]
+        step = project.steps[first]
+        idx = step.needs.index(second)
+        line = step.key_lines.get(f"needs[{idx}]", step.loc.line)
+        chain = " -> ".join([*cycle, cycle[0]])
+        raise ConfigError(f"dependency cycle: {chain}", step.loc.file, line,
+                          f"steps.{first}.needs[{idx}]") from None
+
+
+def topo_order(project: Project, names: Iterable[str] | None = None) -> list[str]:
+    """``names`` (default: every step) in dependency order; ties in declaration order."""
+    wanted = set(project.steps if names is None else names)
+    index = {n: i for i, n in enumerate(project.steps)}
+    ts: graphlib.TopologicalSorter[str] = graphlib.TopologicalSorter()
+    for name in wanted:
+        ts.add(name, *(n for n in step_needs(project, name) if n in wanted))
+    ts.prepare()
+    out: list[str] = []
+    while ts.is_active():
+        ready = sorted(ts.get_ready(), key=index.__getitem__)
+        out.extend(ready)
+        ts.done(*ready)
+    return out
+
+
+def closure(project: Project, targets: Iterable[str]) -> set[str]:
+    """``targets`` plus every step they need, transitively."""
+    seen: set[str] = set()
+    stack = list(targets)
+    while stack:
+        name = stack.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        stack.extend(step_needs(project, name))
+    return seen
+
+
+def upstream(project: Project, name: str) -> set[str]:
+    """Every step ``name`` depends on, transitively (not ``name`` itself)."""
+    return closure(project, step_needs(project, name))
+
+
+def dependants(project: Project) -> dict[str, list[str]]:
+    """For each step or service, the steps and processes that need it directly."""
+    out: dict[str, list[str]] = {n: [] for n in [*project.services, *project.steps,
+                                                 *project.processes]}
+    for step in project.steps.values():
+        for need in step.needs:
+            out[need].append(step.name)
+    for proc in project.processes.values():
+        for need in proc.needs:
+            out[need].append(proc.name)
+    return out
+
+
+def downstream(project: Project, names: Iterable[str]) -> set[str]:
+    """The steps that depend on any of ``names``, transitively (``names`` excluded)."""
+    deps = dependants(project)
+    seen: set[str] = set()
+    stack = [d for n in names for d in deps.get(n, []) if d in project.steps]
+    while stack:
+        n = stack.pop()
+        if n not in seen:
+            seen.add(n)
+            stack.extend(d for d in deps.get(n, []) if d in project.steps)
+    return seen
+
+
+def services_for(project: Project, steps: Iterable[str]) -> list[str]:
+    """The services that ``steps`` need directly, in declaration order (the database's
+    service first when any step is given, since every step gets its DATABASE_URL)."""
+    wanted: set[str] = set()
+    for name in steps:
+        wanted.update(n for n in project.steps[name].needs if n in project.services)
+    return [s for s in project.services if s in wanted]
+
+
+def node_kind(project: Project, name: str) -> str:
+    if name in project.services:
+        return "service"
+    if name in project.processes:
+        return "process"
+    return "step"
+
+
+def edges(project: Project) -> list[tuple[str, str]]:
+    """(needed, needing) pairs for steps and processes, in declaration order."""
+    out = []
+    for step in project.steps.values():
+        out.extend((need, step.name) for need in step.needs)
+    for proc in project.processes.values():
+        out.extend((need, proc.name) for need in proc.needs)
+    return out
+
+
+def to_mermaid(project: Project) -> str:
+    """The graph as a Mermaid flowchart (paste into a Markdown file on GitHub)."""
+    names = [*project.services, *project.steps, *project.processes]
+    ids = {n: f"n{i}" for i, n in enumerate(names)}
+    shapes = {"service": ('[("', '")]'), "step": ('["', '"]'), "process": ('(["', '"])')}
+    lines = ["flowchart TD"]
+    for n in names:
+        left, right = shapes[node_kind(project, n)]
+        lines.append(f"    {ids[n]}{left}{n}{right}")
+    lines.extend(f"    {ids[a]} --> {ids[b]}" for a, b in edges(project))
+    return "\n".join(lines) + "\n"
+
+
+def to_dot(project: Project) -> str:
+    """The graph in Graphviz's dot language."""
+    shapes = {"service": "cylinder", "step": "box", "process": "ellipse"}
+    lines = [f'digraph "{project.name}" {{', "    rankdir=LR;"]
+    for n in [*project.services, *project.steps, *project.processes]:
+        lines.append(f'    "{n}" [shape={shapes[node_kind(project, n)]}];')
+    lines.extend(f'    "{a}" -> "{b}";' for a, b in edges(project))
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def to_json(project: Project) -> str:
+    """The graph as JSON: nodes with their kind, needs and profiles, and the edges."""
+    nodes: list[Mapping[str, object]] = []
+    for s in project.services.values():
+        nodes.append({"name": s.name, "type": "service", "needs": []})
+    for st in project.steps.values():
+        nodes.append({"name": st.name, "type": "step", "kind": st.kind, "needs": list(st.needs),
+                      "profiles": list(st.profiles) or list(project.profiles)})
+    for p in project.processes.values():
+        nodes.append({"name": p.name, "type": "process", "needs": list(p.needs)})
+    return json.dumps({"project": project.name, "nodes": nodes,
+                       "edges": [list(e) for e in edges(project)]}, indent=2) + "\n"

@@ -1,0 +1,67 @@
+"""Step kinds: what a step *is* (a shell command, a Django migrate, a SQL file...).
+
+Each kind is a small module exposing an object that satisfies :class:`StepKind`, listed in
+:data:`KINDS`. Every kind ends up as one command run in its own process group, so the
+runner treats all kinds alike: logs, timeouts and Ctrl-C work the same for each.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from devenv.schema import Command, StepSpec
+
+
+class OptionError(Exception):
+    """A kind-specific option is wrong; ``key`` names it (the loader adds file:line)."""
+
+    def __init__(self, key: str, message: str) -> None:
+        self.key = key
+        self.message = message
+        super().__init__(message)
+
+
+@dataclass(frozen=True)
+class StepContext:
+    """What a kind needs to build its command."""
+
+    root: Path
+    cwd: Path
+    env: Mapping[str, str]
+    python: str
+
+
+class StepKind(Protocol):
+    """The interface of a step kind module."""
+
+    name: str
+    #: option key -> type: "str", "str_list", "int", "number", "bool", "mapping", "any";
+    #: a trailing "!" marks a required option.
+    options: Mapping[str, str]
+    #: True: the step needs ``run``; False: ``run`` is not allowed.
+    uses_run: bool
+
+    def validate(self, options: Mapping[str, Any]) -> None:
+        """Check option values beyond their types; raise :class:`OptionError`."""
+        ...
+
+    def default_inputs(self, step: StepSpec) -> tuple[str, ...]:
+        """Input globs used when the step declares none."""
+        ...
+
+    def command(self, step: StepSpec, ctx: StepContext) -> Command:
+        """The command that performs the step."""
+        ...
+
+
+def _load() -> dict[str, StepKind]:
+    from devenv.kinds import shell
+
+    kinds: dict[str, StepKind] = {shell.KIND.name: shell.KIND}
+    return kinds
+
+
+KINDS: dict[str, StepKind] = _load()

@@ -1,0 +1,28 @@
+"""``run:``: any command, as a shell string or an argv list."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from devenv.kinds import StepContext
+from devenv.schema import Command, StepSpec
+
+
+class ShellKind:
+    name = "shell"
+    options: Mapping[str, str] = {}
+    uses_run = True
+
+    def validate(self, options: Mapping[str, Any]) -> None:
+        return None
+
+    def default_inputs(self, step: StepSpec) -> tuple[str, ...]:
+        return ()
+
+    def command(self, step: StepSpec, ctx: StepContext) -> Command:
+        assert step.run is not None  # the loader requires run for this kind
+        return step.run
+
+
+KIND = ShellKind()

@@ -1,0 +1,716 @@
+"""The one loader for steps.yaml and services/*.yaml.
+
+YAML is composed into nodes that keep their line numbers, then validated key by key into
+the frozen records of :mod:`devenv.schema`. Every mistake becomes a :class:`ConfigError`
+naming file, line, key path and what to do; nothing else escapes :func:`load`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from devenv.errors import ConfigError, did_you_mean
+from devenv.schema import (
+    DEFAULT_PROFILES,
+    Command,
+    DatabaseSpec,
+    Location,
+    PortSpec,
+    ProcessSpec,
+    Project,
+    ServiceSpec,
+    StepSpec,
+)
+
+CONFIG_NAME = "steps.yaml"
+SERVICES_DIR = "services"
+SUPPORTED_VERSION = 1
+MAX_NODES = 100_000
+MAX_DEPTH = 64
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
+PROJECT_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
+# Room is left for the __build / __prev / __snap_ suffixes devenv appends.
+IDENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,39}$")
+ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+TOP_KEYS = ("version", "name", "services", "database", "env", "steps", "processes",
+            "profiles", "cache")
+SERVICE_KEYS = ("image", "env", "ports", "healthcheck", "volumes", "command", "backend")
+DATABASE_KEYS = ("service", "name", "schemas", "user", "password")
+STEP_KEYS = ("run", "kind", "cwd", "env", "search_path", "needs", "inputs", "profiles",
+             "timeout", "checkpoint", "python", "description")
+PROCESS_KEYS = ("run", "cwd", "env", "needs", "ready", "ready_timeout", "profiles")
+CACHE_KEYS = ("keep",)
+BACKENDS = ("auto", "docker", "native", "external")
+
+
+# --------------------------------------------------------------------------- nodes
+
+
+@dataclass
+class Node:
+    """A YAML value with the file and line it came from."""
+
+    value: Any  # dict[str, Node] | list[Node] | str | int | float | bool | None
+    file: str
+    line: int
+    path: str
+    key_line: int = 0  # for mapping values: the line of the key
+
+
+def _type_name(value: Any) -> str:
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if value is None:
+        return "nothing (null)"
+    if isinstance(value, str):
+        return "a string"
+    return f"a {type(value).__name__}"
+
+
+def _err(node: Node, message: str, path: str | None = None) -> ConfigError:
+    return ConfigError(message, node.file, node.line, node.path if path is None else path)
+
+
+def _join(path: str, key: str | int) -> str:
+    if isinstance(key, int):
+        return f"{path}[{key}]"
+    return f"{path}.{key}" if path else key
+
+
+class _Composer:
+    """Turns a composed YAML tree into :class:`Node` values, refusing duplicate keys."""
+
+    def __init__(self, file: str) -> None:
+        self.file = file
+        self.count = 0
+        self._scalars = yaml.SafeLoader("")
+
+    def convert(self, node: yaml.Node, path: str, depth: int = 0) -> Node:
+        self.count += 1
+        line = node.start_mark.line + 1
+        if self.count > MAX_NODES:
+            raise ConfigError(f"too large: more than {MAX_NODES} values (aliases included)",
+                              self.file, line)
+        if depth > MAX_DEPTH:
+            raise ConfigError(f"nested more than {MAX_DEPTH} levels deep", self.file, line, path)
+        if isinstance(node, yaml.MappingNode):
+            out: dict[str, Node] = {}
+            lines: dict[str, int] = {}
+            self._scalars.flatten_mapping(node)
+            for knode, vnode in node.value:
+                kline = knode.start_mark.line + 1
+                if not isinstance(knode, yaml.ScalarNode):
+                    raise ConfigError("a key must be a plain name, not a list or mapping",
+                                      self.file, kline, path)
+                key = self._scalar(knode, path)
+                if not isinstance(key, str):
+                    key = str(key).lower() if isinstance(key, bool) else str(key)
+                if key in out:
+                    raise ConfigError(
+                        f"duplicate key '{key}' (first defined on line {lines[key]})",
+                        self.file, kline, _join(path, key))
+                child = self.convert(vnode, _join(path, key), depth + 1)
+                child.key_line = kline
+                out[key] = child
+                lines[key] = kline
+            return Node(out, self.file, line, path)
+        if isinstance(node, yaml.SequenceNode):
+            items = [self.convert(v, _join(path, i), depth + 1) for i, v in enumerate(node.value)]
+            return Node(items, self.file, line, path)
+        return Node(self._scalar(node, path), self.file, line, path)
+
+    def _scalar(self, node: yaml.Node, path: str) -> Any:
+        try:
+            value = self._scalars.construct_object(node, deep=True)
+        except (yaml.YAMLError, ValueError, OverflowError) as exc:
+            raise ConfigError(f"invalid value: {exc}".splitlines()[0], self.file,
+                              node.start_mark.line + 1, path) from None
+        if not isinstance(value, str | int | float | bool | type(None)):
+            # dates, binary and sets are not part of the format; keep their text
+            return str(node.value)
+        return value
+
+
+def parse_yaml(text: str, file: str) -> Node | None:
+    """Parse ``text`` into located nodes; ``None`` for an empty document."""
+    try:
+        tree = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else 1
+        problem = exc.problem or exc.context or "could not parse"
+        raise ConfigError(f"YAML syntax error: {problem}", file, line) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"YAML syntax error: {exc}".splitlines()[0], file, 1) from None
+    except RecursionError:
+        raise ConfigError(f"nested more than {MAX_DEPTH} levels deep", file, 1) from None
+    if tree is None:
+        return None
+    return _Composer(file).convert(tree, "")
+
+
+# --------------------------------------------------------------------------- typed readers
+
+
+def _mapping(node: Node, allowed: tuple[str, ...] | None, what: str = "a mapping",
+             ) -> dict[str, Node]:
+    if not isinstance(node.value, dict):
+        raise _err(node, f"expected {what}, got {_type_name(node.value)}")
+    if allowed is not None:
+        for key, child in node.value.items():
+            if key not in allowed:
+                hint = did_you_mean(key, allowed) or f"; allowed keys: {', '.join(allowed)}"
+                raise ConfigError(f"unknown key '{key}'{hint}", child.file,
+                                  child.key_line or child.line, child.path)
+    return dict(node.value)
+
+
+def _str(node: Node, what: str = "a string") -> str:
+    value = node.value
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise _err(node, f"expected {what}, got {_type_name(value)}")
+    text = str(value)
+    if not text.strip():
+        raise _err(node, f"expected {what}, got an empty string")
+    return text
+
+
+def _env_value(node: Node) -> str:
+    value = node.value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str | int | float):
+        return str(value)
+    raise _err(node, f"expected a string, got {_type_name(value)} (quote it to pass text)")
+
+
+def _list(node: Node, what: str = "a list") -> list[Node]:
+    if not isinstance(node.value, list):
+        hint = ""
+        if isinstance(node.value, str):
+            hint = f" (write [{node.value}] for a list of one)"
+        raise _err(node, f"expected {what}, got {_type_name(node.value)}{hint}")
+    return list(node.value)
+
+
+def _str_list(node: Node) -> tuple[str, ...]:
+    return tuple(_str(item) for item in _list(node, "a list of strings"))
+
+
+def _number(node: Node, what: str = "a number of seconds") -> float:
+    value = node.value
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise _err(node, f"expected {what} greater than 0, got {_describe(value)}")
+    return float(value)
+
+
+def _bool(node: Node) -> bool:
+    if not isinstance(node.value, bool):
+        raise _err(node, f"expected true or false, got {_describe(node.value)}")
+    return bool(node.value)
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, str | int | float) and not isinstance(value, bool):
+        return f"{_type_name(value)} ({value!r})"
+    return _type_name(value)
+
+
+def _env_map(node: Node) -> tuple[dict[str, str], dict[str, int]]:
+    out: dict[str, str] = {}
+    lines: dict[str, int] = {}
+    for key, child in _mapping(node, None, "a mapping of NAME: value").items():
+        if not ENV_NAME_RE.match(key):
+            raise ConfigError(
+                f"'{key}' is not a valid environment variable name (letters, digits, _)",
+                child.file, child.key_line or child.line, child.path)
+        out[key] = _env_value(child)
+        lines[key] = child.key_line or child.line
+    return out, lines
+
+
+def _command(node: Node) -> Command:
+    if isinstance(node.value, list):
+        argv = tuple(_str(item, "a string (one argument)") for item in node.value)
+        if not argv:
+            raise _err(node, "expected a command, got an empty list")
+        return argv
+    return _str(node, "a command (a shell string or an argv list)")
+
+
+def _name(node: Node, key: str, what: str) -> str:
+    if not NAME_RE.match(key):
+        raise ConfigError(
+            f"invalid {what} name '{key}': use letters, digits, '-' and '_' "
+            "(at most 63, starting with a letter or digit)",
+            node.file, node.key_line or node.line, node.path)
+    return key
+
+
+def _option(node: Node, typ: str) -> Any:
+    readers: dict[str, Callable[[Node], Any]] = {
+        "str": _str,
+        "str_list": _str_list,
+        "number": _number,
+        "bool": _bool,
+        "mapping": lambda n: _plain(_mapping(n, None)),
+        "any": lambda n: _plain(n),
+    }
+    if typ == "int":
+        value = node.value
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise _err(node, f"expected a whole number, got {_describe(value)}")
+        return value
+    if typ == "str_or_list":
+        if isinstance(node.value, list):
+            return _str_list(node)
+        return _str(node)
+    return readers[typ](node)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Node):
+        return _plain(value.value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+# --------------------------------------------------------------------------- finding files
+
+
+def find_config(start: Path | None = None, file: str | Path | None = None) -> Path:
+    """The steps.yaml to use: ``file`` if given, else the nearest one upwards from ``start``."""
+    if file is not None:
+        path = Path(file).expanduser()
+        if path.is_dir():
+            path = path / CONFIG_NAME
+        if not path.is_file():
+            raise ConfigError(f"no such file: {path} (check --file)")
+        return path.resolve()
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        candidate = folder / CONFIG_NAME
+        if candidate.is_file():
+            return candidate
+    raise ConfigError(
+        f"no {CONFIG_NAME} found in {here} or any parent folder; "
+        f"run devenv inside a project, or point at one with --file"
+    )
+
+
+def _read(path: Path, shown: str) -> str:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read: {exc.strerror}", shown) from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise ConfigError("not valid UTF-8 text", shown, line) from None
+
+
+# --------------------------------------------------------------------------- the loader
+
+
+def load(file: str | Path | None = None, start: Path | None = None) -> Project:
+    """Load and validate a project; raise :class:`ConfigError` on any mistake."""
+    path = find_config(start, file)
+    root = path.parent
+    return load_text(_read(path, path.name), root, path, _service_files(root))
+
+
+def _service_files(root: Path) -> list[tuple[str, str, str]]:
+    folder = root / SERVICES_DIR
+    if not folder.is_dir():
+        return []
+    out = []
+    for p in sorted(folder.iterdir()):
+        if p.suffix in (".yaml", ".yml") and p.is_file():
+            shown = f"{SERVICES_DIR}/{p.name}"
+            out.append((p.stem, shown, _read(p, shown)))
+    return out
+
+
+def load_text(text: str, root: Path, path: Path | None = None,
+              service_files: list[tuple[str, str, str]] | None = None) -> Project:
+    """Validate configuration text; ``service_files`` holds (name, shown path, text)."""
+    shown = path.name if path is not None else CONFIG_NAME
+    doc = parse_yaml(text, shown)
+    if doc is None:
+        raise ConfigError("the file is empty; it needs at least 'version: 1' and 'steps:'",
+                          shown, 1)
+    top = _mapping(doc, TOP_KEYS, "a mapping with 'version', 'name' and 'steps'")
+
+    if "version" in top:
+        v = top["version"]
+        if v.value != SUPPORTED_VERSION or isinstance(v.value, bool):
+            raise _err(v, f"unsupported version {v.value!r}; this devenv reads version "
+                          f"{SUPPORTED_VERSION}")
+
+    name = _project_name(top.get("name"), root)
+
+    profiles = list(DEFAULT_PROFILES)
+    if "profiles" in top:
+        for p in _str_list(top["profiles"]):
+            if p not in profiles:
+                profiles.append(p)
+
+    env: dict[str, str] = {}
+    env_lines: dict[str, int] = {}
+    if "env" in top:
+        env, env_lines = _env_map(top["env"])
+
+    services = _services(top.get("services"), service_files or [], shown)
+    steps = _steps(top.get("steps"), tuple(profiles), doc)
+    processes = _processes(top.get("processes"), tuple(profiles))
+    database = _database(top.get("database"), services)
+
+    cache_keep = 5
+    if "cache" in top:
+        cache = _mapping(top["cache"], CACHE_KEYS)
+        if "keep" in cache:
+            cache_keep = int(_option(cache["keep"], "int"))
+
+    _check_names_unique(steps, services, processes)
+    _check_needs(steps, services, processes)
+
+    project = Project(
+        root=root,
+        file=path or root / CONFIG_NAME,
+        name=name,
+        services=services,
+        database=database,
+        env=env,
+        steps={s.name: s for s in steps},
+        processes={p.name: p for p in processes},
+        profiles=tuple(profiles),
+        cache_keep=cache_keep,
+        env_lines=env_lines,
+    )
+    from devenv import graph
+
+    graph.check_acyclic(project)
+    return project
+
+
+def _project_name(node: Node | None, root: Path) -> str:
+    if node is None:
+        guess = re.sub(r"[^a-z0-9_-]+", "-", root.name.lower()).strip("-_") or "devenv"
+        return guess[:40]
+    value = _str(node)
+    if not PROJECT_RE.match(value):
+        raise _err(node, f"invalid project name '{value}': use lowercase letters, digits, "
+                         "'-' and '_' (at most 40); it prefixes containers and volumes")
+    return value
+
+
+def _services(node: Node | None, files: list[tuple[str, str, str]], shown: str,
+              ) -> dict[str, ServiceSpec]:
+    out: dict[str, ServiceSpec] = {}
+    if node is not None:
+        for key, child in _mapping(node, None).items():
+            _name(child, key, "service")
+            out[key] = _service(key, child)
+    for key, file, text in files:
+        doc = parse_yaml(text, file)
+        if doc is None:
+            raise ConfigError("the file is empty; it should hold one service (image:, ...)",
+                              file, 1)
+        doc.path = f"services.{key}"
+        _rebase(doc, f"services.{key}")
+        if not NAME_RE.match(key):
+            raise ConfigError(f"invalid service name '{key}' (from the file name): use "
+                              "letters, digits, '-' and '_'", file, 1)
+        if key in out:
+            raise ConfigError(
+                f"service '{key}' is defined twice: here and in {shown}:{out[key].loc.line}",
+                file, 1)
+        out[key] = _service(key, doc)
+    return out
+
+
+def _rebase(node: Node, path: str) -> None:
+    """Give a services/NAME.yaml tree the key paths it would have inside steps.yaml."""
+    node.path = path
+    if isinstance(node.value, dict):
+        for k, child in node.value.items():
+            _rebase(child, _join(path, k))
+    elif isinstance(node.value, list):
+        for i, child in enumerate(node.value):
+            _rebase(child, _join(path, i))
+
+
+def _service(name: str, node: Node) -> ServiceSpec:
+    m = _mapping(node, SERVICE_KEYS)
+    env: dict[str, str] = _env_map(m["env"])[0] if "env" in m else {}
+    ports: list[PortSpec] = []
+    for item in _list(m["ports"]) if "ports" in m else []:
+        ports.append(_port(item))
+    volumes: dict[str, str] = {}
+    if "volumes" in m:
+        for vkey, vnode in _mapping(m["volumes"], None, "a mapping of name: /container/path"
+                                    ).items():
+            _name(vnode, vkey, "volume")
+            target = _str(vnode, "an absolute path in the container")
+            if not target.startswith("/"):
+                raise _err(vnode, f"expected an absolute path in the container, got '{target}'")
+            volumes[vkey] = target
+    backend = _str(m["backend"]) if "backend" in m else "auto"
+    if backend not in BACKENDS:
+        raise _err(m["backend"], f"unknown backend '{backend}'{did_you_mean(backend, BACKENDS)}"
+                                 f"; one of: {', '.join(BACKENDS)}")
+    image = _str(m["image"]) if "image" in m else None
+    if image is None and backend in ("auto", "docker"):
+        raise _err(node, "missing 'image' (e.g. image: postgres:16)")
+    healthcheck = None
+    if "healthcheck" in m:
+        hc = _command(m["healthcheck"])
+        healthcheck = (hc,) if isinstance(hc, str) else hc
+    command = None
+    if "command" in m:
+        c = _command(m["command"])
+        command = ("sh", "-c", c) if isinstance(c, str) else c
+    return ServiceSpec(name=name, image=image, env=env, ports=tuple(ports),
+                       healthcheck=healthcheck, volumes=volumes, command=command,
+                       backend=backend, loc=Location(node.file, node.key_line or node.line))
+
+
+def _port(node: Node) -> PortSpec:
+    text = _env_value(node)
+    m = re.fullmatch(r"(?:(\d{1,5}):)?(\d{1,5})", text)
+    if not m:
+        raise _err(node, f"invalid port '{text}': write \"5432\" (a free host port is "
+                         "chosen) or \"15432:5432\" (host:container)")
+    host = int(m.group(1)) if m.group(1) else None
+    container = int(m.group(2))
+    for p in (host, container):
+        if p is not None and not 0 < p < 65536:
+            raise _err(node, f"invalid port '{text}': ports are 1 to 65535")
+    return PortSpec(container=container, host=host)
+
+
+def _database(node: Node | None, services: Mapping[str, ServiceSpec]) -> DatabaseSpec | None:
+    if node is None:
+        return None
+    m = _mapping(node, DATABASE_KEYS)
+    for required in ("service", "name"):
+        if required not in m:
+            raise _err(node, f"missing '{required}'", "database")
+    svc_node = m["service"]
+    svc = _str(svc_node)
+    if svc not in services:
+        known = f"; defined services: {', '.join(services)}" if services else \
+            "; define it under services: or in services/NAME.yaml"
+        raise _err(svc_node, f"unknown service '{svc}'{did_you_mean(svc, services) or known}")
+    dbname = _str(m["name"])
+    if not IDENT_RE.match(dbname):
+        raise _err(m["name"], f"invalid database name '{dbname}': use letters, digits and _ "
+                              "(at most 40, not starting with a digit)")
+    schemas: tuple[str, ...] = ("public",)
+    if "schemas" in m:
+        schemas = _str_list(m["schemas"])
+        for i, s in enumerate(schemas):
+            if not IDENT_RE.match(s):
+                item = m["schemas"].value[i]
+                raise _err(item, f"invalid schema name '{s}': use letters, digits and _")
+    service = services[svc]
+    user = _str(m["user"]) if "user" in m else service.env.get("POSTGRES_USER", "postgres")
+    password = _str(m["password"]) if "password" in m else service.env.get(
+        "POSTGRES_PASSWORD", "")
+    return DatabaseSpec(service=svc, name=dbname, schemas=schemas, user=user,
+                        password=password, loc=Location(node.file, node.key_line or node.line))
+
+
+def _profiles(node: Node, known: tuple[str, ...]) -> tuple[str, ...]:
+    names = _str_list(node)
+    for i, p in enumerate(names):
+        if p not in known:
+            item = node.value[i]
+            raise _err(item, f"unknown profile '{p}'{did_you_mean(p, known)}; known profiles: "
+                             f"{', '.join(known)} (declare more under top-level profiles:)")
+    return names
+
+
+def _steps(node: Node | None, profiles: tuple[str, ...], doc: Node) -> list[StepSpec]:
+    from devenv.kinds import KINDS, OptionError
+
+    if node is None:
+        raise _err(doc, "missing 'steps' (a mapping of step name to its definition)", "steps")
+    out: list[StepSpec] = []
+    for key, child in _mapping(node, None, "a mapping of step name: definition").items():
+        _name(child, key, "step")
+        raw = _mapping(child, None)
+        kind_name = _str(raw["kind"]) if "kind" in raw else "shell"
+        kind = KINDS.get(kind_name)
+        if kind is None:
+            raise _err(raw["kind"], f"unknown kind '{kind_name}'"
+                       f"{did_you_mean(kind_name, KINDS) or '; one of: ' + ', '.join(KINDS)}")
+        option_types = {k.rstrip("!"): t for k, t in kind.options.items()}
+        allowed = STEP_KEYS + tuple(option_types)
+        _mapping(child, allowed)
+        if kind.uses_run and "run" not in raw:
+            raise _err(child, "missing 'run' (a shell string or an argv list), or a 'kind:' "
+                              f"({', '.join(k for k in KINDS if k != 'shell')})")
+        if not kind.uses_run and "run" in raw:
+            raise _err(raw["run"], f"'run' is not used by kind {kind_name}; remove it or drop "
+                                   "the kind")
+        options: dict[str, Any] = {}
+        for okey, otype in kind.options.items():
+            bare = okey.rstrip("!")
+            if bare in raw:
+                options[bare] = _option(raw[bare], otype.rstrip("!"))
+            elif okey.endswith("!"):
+                raise _err(child, f"missing '{bare}' (required by kind {kind_name})")
+        try:
+            kind.validate(options)
+        except OptionError as exc:
+            target = raw.get(exc.key, child)
+            raise _err(target, exc.message) from None
+        env, env_lines = _env_map(raw["env"]) if "env" in raw else ({}, {})
+        needs = _str_list(raw["needs"]) if "needs" in raw else ()
+        step = StepSpec(
+            name=key,
+            kind=kind_name,
+            run=_command(raw["run"]) if "run" in raw else None,
+            cwd=_str(raw["cwd"]) if "cwd" in raw else None,
+            env=env,
+            search_path=_search_path(raw["search_path"]) if "search_path" in raw else (),
+            needs=needs,
+            inputs=_str_list(raw["inputs"]) if "inputs" in raw else (),
+            profiles=_profiles(raw["profiles"], profiles) if "profiles" in raw else (),
+            timeout=_number(raw["timeout"]) if "timeout" in raw else None,
+            checkpoint=_bool(raw["checkpoint"]) if "checkpoint" in raw else False,
+            python=_str(raw["python"]) if "python" in raw else None,
+            options=options,
+            loc=Location(child.file, child.key_line or child.line),
+            description=_str(raw["description"]) if "description" in raw else None,
+            key_lines={k: v.key_line or v.line for k, v in raw.items()}
+            | {f"env.{k}": v for k, v in env_lines.items()}
+            | _item_lines(raw, "needs"),
+        )
+        if not step.inputs:
+            step = _with_inputs(step, kind.default_inputs(step))
+        out.append(step)
+    return out
+
+
+def _with_inputs(step: StepSpec, inputs: tuple[str, ...]) -> StepSpec:
+    from dataclasses import replace
+
+    return replace(step, inputs=inputs)
+
+
+def _item_lines(raw: dict[str, Node], key: str) -> dict[str, int]:
+    node = raw.get(key)
+    if node is None or not isinstance(node.value, list):
+        return {}
+    return {f"{key}[{i}]": item.line for i, item in enumerate(node.value)}
+
+
+def _search_path(node: Node) -> tuple[str, ...]:
+    names = _str_list(node)
+    for i, s in enumerate(names):
+        if not IDENT_RE.match(s) and s != "$user":
+            raise _err(node.value[i], f"invalid schema name '{s}': use letters, digits and _")
+    return names
+
+
+def _processes(node: Node | None, profiles: tuple[str, ...]) -> list[ProcessSpec]:
+    if node is None:
+        return []
+    out = []
+    for key, child in _mapping(node, None, "a mapping of process name: definition").items():
+        _name(child, key, "process")
+        m = _mapping(child, PROCESS_KEYS)
+        if "run" not in m:
+            raise _err(child, "missing 'run' (the command that starts the process)")
+        ready = _str(m["ready"]) if "ready" in m else None
+        if ready is not None and not re.match(r"^(https?://|tcp://|\d{1,5}$|cmd:)", ready):
+            raise _err(m["ready"], f"invalid ready check '{ready}': an http(s):// URL, "
+                                   "tcp://HOST:PORT, a port number, or cmd: COMMAND")
+        out.append(ProcessSpec(
+            name=key,
+            run=_command(m["run"]),
+            cwd=_str(m["cwd"]) if "cwd" in m else None,
+            env=_env_map(m["env"])[0] if "env" in m else {},
+            needs=_str_list(m["needs"]) if "needs" in m else (),
+            ready=ready,
+            ready_timeout=_number(m["ready_timeout"]) if "ready_timeout" in m else 60.0,
+            profiles=_profiles(m["profiles"], profiles) if "profiles" in m else (),
+            loc=Location(child.file, child.key_line or child.line),
+        ))
+    return out
+
+
+def _check_names_unique(steps: list[StepSpec], services: Mapping[str, ServiceSpec],
+                        processes: list[ProcessSpec]) -> None:
+    for step in steps:
+        if step.name in services:
+            svc = services[step.name]
+            raise ConfigError(f"name '{step.name}' is already used by a service ({svc.loc})",
+                              step.loc.file, step.loc.line, f"steps.{step.name}")
+    step_names = {s.name for s in steps}
+    for p in processes:
+        if p.name in services or p.name in step_names:
+            raise ConfigError(f"name '{p.name}' is already used by a step or service",
+                              p.loc.file, p.loc.line, f"processes.{p.name}")
+
+
+def _check_needs(steps: list[StepSpec], services: Mapping[str, ServiceSpec],
+                 processes: list[ProcessSpec]) -> None:
+    by_name = {s.name: s for s in steps}
+    for step in steps:
+        for i, need in enumerate(step.needs):
+            path = f"steps.{step.name}.needs[{i}]"
+            line = step.key_lines.get(f"needs[{i}]", step.loc.line)
+            if need == step.name:
+                raise ConfigError(f"step '{need}' cannot need itself", step.loc.file, line, path)
+            if need in by_name:
+                other = by_name[need]
+                if other.profiles and (not step.profiles
+                                       or not set(step.profiles) <= set(other.profiles)):
+                    mine = ", ".join(step.profiles) if step.profiles else "every profile"
+                    raise ConfigError(
+                        f"'{need}' runs only in profile {', '.join(other.profiles)}, but "
+                        f"'{step.name}' runs in {mine}; give '{step.name}' the same profiles "
+                        "or drop the dependency", step.loc.file, line, path)
+                continue
+            if need in services:
+                continue
+            raise ConfigError(f"unknown step '{need}'"
+                              f"{did_you_mean(need, [*by_name, *services])}",
+                              step.loc.file, line, path)
+    for p in processes:
+        for i, need in enumerate(p.needs):
+            if need not in by_name and need not in services:
+                raise ConfigError(f"unknown step or service '{need}'"
+                                  f"{did_you_mean(need, [*by_name, *services])}",
+                                  p.loc.file, p.loc.line, f"processes.{p.name}.needs[{i}]")
+
+
+def relpath_for_display(path: Path) -> str:
+    """``path`` relative to the current directory when that is shorter."""
+    try:
+        rel = os.path.relpath(path)
+    except ValueError:
+        return str(path)
+    return rel if len(rel) < len(str(path)) else str(path)

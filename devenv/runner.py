@@ -1,0 +1,277 @@
+"""Runs the planned steps: dependency order, in parallel, logs per step, Ctrl-C safe.
+
+Every step is one command in its own process group, its output streamed straight to
+``.devenv/logs/STEP/<time>.log`` (``.devenv/logs/STEP.log`` links the latest), so memory
+stays flat however much a step prints, and stopping a step stops all it started.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import datetime
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from devenv import graph, proc
+from devenv.envvars import expand, expand_command
+from devenv.events import (
+    Action,
+    Decision,
+    Reporter,
+    RunFinished,
+    RunResult,
+    RunStarted,
+    Status,
+    StepFinished,
+    StepResult,
+    StepStarted,
+)
+from devenv.kinds import KINDS, StepContext
+from devenv.schema import Command, Project, StepSpec
+
+KEEP_LOGS = 10
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A step ready to start: its command, folder and environment, all expanded."""
+
+    step: StepSpec
+    command: Command
+    cwd: Path
+    env: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    jobs: int = os.cpu_count() or 2
+    keep_going: bool = False
+    log_dir: Path = Path(".devenv/logs")
+
+
+def resolve_python(project: Project, step: StepSpec, env: Mapping[str, str]) -> str:
+    """The interpreter for a step: ``python:`` (a file or a virtualenv folder) or devenv's."""
+    if not step.python:
+        return sys.executable
+    raw = expand(step.python, env, step.loc, f"steps.{step.name}.python")
+    p = Path(raw)
+    if not p.is_absolute() and ("/" in raw or p.suffix):
+        p = project.root / p
+    if p.is_dir():
+        p = p / "bin" / "python"
+    return str(p) if ("/" in raw or p.is_absolute()) else raw
+
+
+def prepare(project: Project, step: StepSpec, env: Mapping[str, str]) -> Prepared:
+    """Expand a step's ``cwd`` and command; raises ``ConfigError`` for an undefined ``${X}``."""
+    cwd = project.root
+    if step.cwd:
+        raw = expand(step.cwd, env, step.loc, f"steps.{step.name}.cwd")
+        cwd = Path(raw) if Path(raw).is_absolute() else project.root / raw
+    ctx = StepContext(root=project.root, cwd=cwd, env=env,
+                      python=resolve_python(project, step, env))
+    command = KINDS[step.kind].command(step, ctx)
+    if step.kind == "shell":
+        command = expand_command(command, env, step.loc, f"steps.{step.name}.run")
+    return Prepared(step, command, cwd, env)
+
+
+def new_log(log_dir: Path, name: str, keep: int = KEEP_LOGS) -> Path:
+    """A fresh log file for ``name``; ``log_dir/NAME.log`` links to it; old ones pruned."""
+    folder = log_dir / name
+    folder.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
+    path = folder / f"{stamp}.log"
+    path.touch()
+    link = log_dir / f"{name}.log"
+    tmp = log_dir / f".{name}.log.tmp{os.getpid()}-{threading.get_ident()}"
+    tmp.unlink(missing_ok=True)
+    tmp.symlink_to(path.relative_to(log_dir))
+    os.replace(tmp, link)
+    old = sorted(folder.glob("*.log"))[:-keep]
+    for p in old:
+        p.unlink(missing_ok=True)
+    return path
+
+
+class _Running:
+    """The processes running now, so an interrupt can stop them all."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.stopping = False
+
+    def add(self, name: str, p: subprocess.Popen[bytes]) -> bool:
+        with self.lock:
+            if self.stopping:
+                return False
+            self.procs[name] = p
+            return True
+
+    def remove(self, name: str) -> None:
+        with self.lock:
+            self.procs.pop(name, None)
+
+    def stop_all(self) -> list[str]:
+        with self.lock:
+            self.stopping = True
+            procs = dict(self.procs)
+        threads = [threading.Thread(target=proc.kill_group, args=(p,)) for p in procs.values()]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        return list(procs)
+
+
+def _execute(prep: Prepared, log: Path, running: _Running) -> tuple[Status, str, int | None]:
+    step = prep.step
+    with log.open("ab") as fh:
+        shown = proc.format_command(prep.command)
+        fh.write(f"$ {shown}\n# cwd: {prep.cwd}\n".encode())
+        fh.flush()
+        if not prep.cwd.is_dir():
+            msg = f"working directory not found: {prep.cwd} ({step.loc}: steps.{step.name}.cwd)"
+            fh.write(f"devenv: {msg}\n".encode())
+            return Status.FAILED, msg, None
+        try:
+            p = proc.spawn(prep.command, cwd=prep.cwd, env=prep.env, stdout=fh,
+                           shell=isinstance(prep.command, str))
+        except proc.ProcessError as exc:
+            fh.write(f"devenv: {exc}\n".encode())
+            return Status.FAILED, str(exc).splitlines()[-1].strip(" |"), 127
+        if not running.add(step.name, p):
+            proc.kill_group(p)
+            return Status.INTERRUPTED, "interrupted before it started", None
+        try:
+            try:
+                rc = p.wait(timeout=step.timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill_group(p)
+                fh.write(f"\ndevenv: timed out after {step.timeout:g}s; stopped\n".encode())
+                return Status.FAILED, f"timed out after {step.timeout:g}s", None
+            # A step may leave children behind (a server started with &): stop them too.
+            proc.kill_group(p, grace=0.5)
+        finally:
+            running.remove(step.name)
+    if running.stopping:
+        return Status.INTERRUPTED, "interrupted", rc
+    if rc == 0:
+        return Status.OK, "", 0
+    if rc < 0:
+        return Status.FAILED, f"killed by {signal.Signals(-rc).name}", rc
+    return Status.FAILED, f"exit code {rc}", rc
+
+
+def run(
+    project: Project,
+    decisions: Sequence[Decision],
+    prepared: Mapping[str, Prepared],
+    reporter: Reporter,
+    options: RunOptions,
+    on_success: Callable[[str, float], None] | None = None,
+    on_failure: Callable[[str], None] | None = None,
+    database: str | None = None,
+) -> RunResult:
+    """Run the steps ``decisions`` mark RUN; ``prepared`` holds each one's command."""
+    started = time.monotonic()
+    reporter.emit(RunStarted(decisions, options.jobs, database))
+    results: dict[str, StepResult] = {}
+    to_run = [d.step for d in decisions if d.action is Action.RUN]
+    fps = {d.step: d.fingerprint for d in decisions}
+    for d in decisions:
+        if d.action is Action.SKIP:
+            results[d.step] = StepResult(d.step, Status.SKIPPED, d.reason, fingerprint=d.fingerprint)
+            reporter.emit(StepFinished(results[d.step]))
+
+    run_set = set(to_run)
+    # A step waits for every running step upstream of it, also through skipped ones.
+    waits = {n: graph.upstream(project, n) & run_set for n in to_run}
+    pending = set(to_run)
+    done: set[str] = set()
+    failed: set[str] = set()
+    running = _Running()
+    interrupted = False
+    stop_new = False
+    futures: dict[cf.Future[tuple[Status, str, int | None]], tuple[str, float, Path]] = {}
+
+    def finish(name: str, status: Status, reason: str, duration: float = 0.0,
+               log: Path | None = None, rc: int | None = None) -> None:
+        res = StepResult(name, status, reason, duration, log, rc, fps.get(name))
+        results[name] = res
+        reporter.emit(StepFinished(res))
+
+    pool = cf.ThreadPoolExecutor(max_workers=max(1, options.jobs),
+                                 thread_name_prefix="devenv-step")
+    try:
+        while pending or futures:
+            if not stop_new:
+                ready = [n for n in to_run if n in pending and waits[n] <= done]
+                for name in ready:
+                    if len(futures) >= options.jobs:
+                        break
+                    pending.discard(name)
+                    log = new_log(options.log_dir, name)
+                    prep = prepared[name]
+                    reporter.emit(StepStarted(name, proc.format_command(prep.command), log))
+                    fut = pool.submit(_execute, prep, log, running)
+                    futures[fut] = (name, time.monotonic(), log)
+            if not futures:
+                break
+            finished, _ = cf.wait(list(futures), timeout=0.25,
+                                  return_when=cf.FIRST_COMPLETED)
+            for fut in finished:
+                name, t0, log = futures.pop(fut)
+                status, reason, rc = fut.result()
+                duration = time.monotonic() - t0
+                if status is Status.OK:
+                    if on_success is not None:
+                        on_success(name, duration)
+                    done.add(name)
+                else:
+                    failed.add(name)
+                    if on_failure is not None and status is Status.FAILED:
+                        on_failure(name)
+                    if not options.keep_going:
+                        stop_new = True
+                finish(name, status, reason, duration, log, rc)
+                # Dependants of a failed step can never run.
+                if status is not Status.OK:
+                    for dep in graph.downstream(project, [name]):
+                        if dep in pending:
+                            pending.discard(dep)
+                            finish(dep, Status.BLOCKED, f"needs {name}, which failed")
+    except KeyboardInterrupt:
+        interrupted = True
+        stopped = running.stop_all()
+        for fut, (name, t0, log) in list(futures.items()):
+            try:
+                status, reason, rc = fut.result(timeout=30)
+            except (cf.TimeoutError, KeyboardInterrupt):
+                status, reason, rc = Status.INTERRUPTED, "interrupted", None
+            if name in stopped or status is Status.INTERRUPTED:
+                status, reason = Status.INTERRUPTED, "interrupted (Ctrl-C)"
+            finish(name, status, reason, time.monotonic() - t0, log, rc)
+        futures.clear()
+    finally:
+        pool.shutdown(wait=True)
+
+    first_failure = next((n for n in to_run if n in failed), None)
+    for name in to_run:
+        if name in pending:
+            why = "interrupted before it started" if interrupted else \
+                f"not started: the run stopped after {first_failure} failed"
+            finish(name, Status.CANCELLED, why)
+    order = {d.step: i for i, d in enumerate(decisions)}
+    result = RunResult(sorted(results.values(), key=lambda r: order.get(r.name, 0)),
+                       interrupted, time.monotonic() - started)
+    reporter.emit(RunFinished(result))
+    return result

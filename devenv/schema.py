@@ -1,0 +1,169 @@
+"""The typed records of a loaded configuration (steps.yaml and services/).
+
+Everything here is frozen: the loader builds it once, and the graph, the planner, the
+runner and the backends only read it. ``loc`` fields point back at the file and line a
+record came from, so later errors can still name them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+DEFAULT_PROFILES = ("local", "ci")
+
+Command = str | tuple[str, ...]
+"""A shell string (run by /bin/sh) or an argv list."""
+
+
+@dataclass(frozen=True)
+class Location:
+    """A place in a configuration file; ``file`` is relative to the project root."""
+
+    file: str
+    line: int
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}"
+
+
+@dataclass(frozen=True)
+class PortSpec:
+    """A container port, published on 127.0.0.1 at ``host`` (``None``: a free port)."""
+
+    container: int
+    host: int | None = None
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    """A long-lived dependency (a database) that a backend starts."""
+
+    name: str
+    image: str | None
+    env: Mapping[str, str]
+    ports: tuple[PortSpec, ...]
+    healthcheck: tuple[str, ...] | None
+    volumes: Mapping[str, str]
+    command: tuple[str, ...] | None
+    backend: str
+    loc: Location
+
+    def definition(self) -> dict[str, Any]:
+        """What decides whether a running container still matches (its config hash)."""
+        return {
+            "image": self.image,
+            "env": dict(sorted(self.env.items())),
+            "ports": [[p.container, p.host] for p in self.ports],
+            "healthcheck": list(self.healthcheck) if self.healthcheck else None,
+            "volumes": dict(sorted(self.volumes.items())),
+            "command": list(self.command) if self.command else None,
+        }
+
+
+@dataclass(frozen=True)
+class DatabaseSpec:
+    """The database the steps build and refresh-db replaces."""
+
+    service: str
+    name: str
+    schemas: tuple[str, ...]
+    user: str
+    password: str
+    loc: Location
+
+
+@dataclass(frozen=True)
+class StepSpec:
+    """One unit of work in the graph."""
+
+    name: str
+    kind: str
+    run: Command | None
+    cwd: str | None
+    env: Mapping[str, str]
+    search_path: tuple[str, ...]
+    needs: tuple[str, ...]
+    inputs: tuple[str, ...]
+    profiles: tuple[str, ...]  # empty: every profile
+    timeout: float | None
+    checkpoint: bool
+    python: str | None
+    options: Mapping[str, Any]
+    loc: Location
+    description: str | None = None
+    key_lines: Mapping[str, int] = field(default_factory=dict, compare=False)
+
+    def in_profile(self, profile: str) -> bool:
+        return not self.profiles or profile in self.profiles
+
+    def definition(self) -> dict[str, Any]:
+        """The parts of the step that decide its result (hashed into its fingerprint).
+
+        ``timeout``, ``profiles``, ``checkpoint`` and ``description`` are left out: changing
+        them does not change what the step does to the database.
+        """
+        return {
+            "kind": self.kind,
+            "run": self.run if isinstance(self.run, str) or self.run is None else list(self.run),
+            "cwd": self.cwd,
+            "env": dict(sorted(self.env.items())),
+            "search_path": list(self.search_path),
+            "needs": sorted(self.needs),
+            "inputs": list(self.inputs),
+            "python": self.python,
+            "options": _plain(self.options),
+        }
+
+
+@dataclass(frozen=True)
+class ProcessSpec:
+    """A long-running app process that `devenv up` starts after the steps."""
+
+    name: str
+    run: Command
+    cwd: str | None
+    env: Mapping[str, str]
+    needs: tuple[str, ...]
+    ready: str | None
+    ready_timeout: float
+    profiles: tuple[str, ...]
+    loc: Location
+
+
+@dataclass(frozen=True)
+class Project:
+    """A whole loaded configuration."""
+
+    root: Path
+    file: Path
+    name: str
+    services: Mapping[str, ServiceSpec]
+    database: DatabaseSpec | None
+    env: Mapping[str, str]
+    steps: Mapping[str, StepSpec]  # in declaration order
+    processes: Mapping[str, ProcessSpec]
+    profiles: tuple[str, ...]
+    cache_keep: int
+    env_lines: Mapping[str, int] = field(default_factory=dict, compare=False)
+
+    @property
+    def state_dir(self) -> Path:
+        return self.root / ".devenv"
+
+    def rel(self, path: Path) -> str:
+        """``path`` relative to the project root when it is inside it."""
+        try:
+            return str(path.relative_to(self.root))
+        except ValueError:
+            return str(path)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value

@@ -1,0 +1,88 @@
+"""Service backends: who runs a service (a Docker container, a local server, someone else).
+
+Each backend is one module with an object satisfying :class:`Backend`, registered by name
+in :data:`BACKENDS` as a factory, so importing this package stays cheap (the docker SDK
+is imported only when the docker backend is used).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from devenv.events import Reporter
+from devenv.schema import Project, ServiceSpec
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where a started service answers: host and container port -> host port."""
+
+    host: str
+    ports: Mapping[int, int]
+    backend: str
+
+    def port(self, container: int) -> int:
+        return self.ports.get(container, container)
+
+
+@dataclass(frozen=True)
+class ServiceState:
+    """What ``devenv status`` shows for a service."""
+
+    name: str
+    backend: str
+    state: str  # running, stopped, missing, exited, unhealthy
+    health: str = ""  # healthy, starting, unhealthy, or "" when unknown
+    address: str | None = None
+    started_at: float | None = None
+    config_matches: bool | None = None
+    detail: str = ""
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+
+class Backend(Protocol):
+    """What every service backend does."""
+
+    name: str
+
+    def available(self) -> tuple[bool, str]:
+        """Whether this backend can run services here, and a one-line reason."""
+        ...
+
+    def up(self, project: Project, service: ServiceSpec, reporter: Reporter,
+           timeout: float = 120) -> Endpoint:
+        """Start (or reuse) the service and wait until it is healthy."""
+        ...
+
+    def status(self, project: Project, service: ServiceSpec) -> ServiceState: ...
+
+    def endpoint(self, project: Project, service: ServiceSpec) -> Endpoint | None:
+        """Where the service answers if it runs now (nothing is started)."""
+        ...
+
+    def down(self, project: Project, service: ServiceSpec, volumes: bool = False) -> list[str]:
+        """Stop the service; with ``volumes`` delete its data. Returns what it removed."""
+        ...
+
+    def logs(self, project: Project, service: ServiceSpec, follow: bool = False,
+             tail: int | None = None) -> Iterator[str]: ...
+
+
+def _docker() -> Backend:
+    from devenv.services.docker import DockerBackend
+
+    return DockerBackend()
+
+
+def _native() -> Backend:
+    from devenv.services.native import NativeBackend
+
+    return NativeBackend()
+
+
+BACKENDS: dict[str, Callable[[], Backend]] = {
+    "docker": _docker,
+    "native": _native,
+}

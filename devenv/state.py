@@ -1,0 +1,89 @@
+"""What devenv recorded about each database: the fingerprints of the steps that built it.
+
+Records are keyed by the database's identity, not its name: the PostgreSQL cluster's
+system identifier plus the database's OID. A recreated volume (new cluster) or a dropped
+and recreated database (new OID) therefore starts with no records, while a rename (how
+refresh-db swaps databases in) keeps them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from devenv.fingerprint import Fingerprint
+
+NO_DATABASE = "no-database"
+
+
+class StateStore:
+    """``.devenv/state.json``, read and written under a file lock."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.dir = state_dir
+        self.path = state_dir / "state.json"
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[dict[str, Any]]:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        with open(self.dir / "state.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            data = self._read()
+            yield data
+            fd, tmp = tempfile.mkstemp(dir=self.dir, prefix=".state.")
+            with os.fdopen(fd, "w") as fh:
+                json.dump(data, fh, indent=1, sort_keys=True)
+            os.replace(tmp, self.path)
+
+    def _read(self) -> dict[str, Any]:
+        try:
+            data = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return {"databases": {}}
+        if not isinstance(data, dict) or not isinstance(data.get("databases"), dict):
+            return {"databases": {}}
+        return data
+
+    def steps(self, key: str) -> dict[str, dict[str, Any]]:
+        """The records of database ``key``: step name -> record."""
+        db = self._read()["databases"].get(key, {})
+        steps = db.get("steps", {}) if isinstance(db, dict) else {}
+        return steps if isinstance(steps, dict) else {}
+
+    def record_success(self, key: str, label: str, step: str, fp: Fingerprint,
+                       duration: float) -> None:
+        with self._locked() as data:
+            db = data["databases"].setdefault(key, {"steps": {}})
+            db["label"] = label
+            db.setdefault("steps", {})[step] = {
+                "fingerprint": fp.value,
+                "definition": dict(fp.definition),
+                "inputs": dict(fp.inputs),
+                "upstream": dict(fp.upstream),
+                "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "duration": round(duration, 3),
+            }
+
+    def record_failure(self, key: str, label: str, step: str) -> None:
+        with self._locked() as data:
+            db = data["databases"].setdefault(key, {"steps": {}})
+            db["label"] = label
+            db.setdefault("steps", {})[step] = {
+                "failed": True, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+
+    def copy(self, src: str, dst: str, label: str) -> None:
+        """Give database ``dst`` the records of ``src`` (a clone of it)."""
+        with self._locked() as data:
+            steps = data["databases"].get(src, {}).get("steps", {})
+            data["databases"][dst] = {"label": label, "steps": json.loads(json.dumps(steps))}
+
+    def forget(self, key: str) -> None:
+        with self._locked() as data:
+            data["databases"].pop(key, None)
