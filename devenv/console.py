@@ -215,7 +215,7 @@ class RichReporter:
 
         rows: list[Any] = []
         now = time.monotonic()
-        for name, (text, t0) in list(self.phases.items()):
+        for text, t0 in list(self.phases.values()):
             rows.append(Spinner("dots", Text(f"{text}  {_fmt_duration(now - t0)}", style="cyan")))
         for name, t0 in list(self.running.items()):
             rows.append(Spinner("dots", Text.assemble((name, "bold"),
@@ -248,9 +248,9 @@ class RichReporter:
                 style = "bold green" if r.ok else "bold red"
                 self.console.print(Text(summary_line(r), style=style))
             elif isinstance(event, Message):
-                style = {"warn": "yellow", "error": "bold red", "ok": "green"}.get(event.level)
+                mstyle = {"warn": "yellow", "error": "bold red", "ok": "green"}.get(event.level, "")
                 prefix = {"warn": "warning: ", "error": "error: "}.get(event.level, "")
-                self.console.print(Text(prefix + event.text, style=style or ""))
+                self.console.print(Text(prefix + event.text, style=mstyle))
                 if event.detail:
                     self.console.print(Text(event.detail, style="dim"))
             elif isinstance(event, PhaseStarted):
@@ -298,7 +298,7 @@ class Output:
     """Command output that is not a run: tables, trees, JSON, errors."""
 
     def __init__(self, plain: bool = False, stream: IO[str] | None = None) -> None:
-        self.stream = stream or sys.stdout
+        self.stream: IO[str] = stream or sys.stdout
         self.plain = plain or not is_interactive(self.stream)
 
     def _console(self, stderr: bool = False) -> Any:

@@ -15,7 +15,15 @@ from pathlib import Path
 
 from devenv import database, fingerprint, graph, planner, runner
 from devenv.errors import ServiceError
-from devenv.events import Action, Decision, Message, PhaseFinished, PhaseStarted, Reporter, RunResult
+from devenv.events import (
+    Action,
+    Decision,
+    Message,
+    PhaseFinished,
+    PhaseStarted,
+    Reporter,
+    RunResult,
+)
 from devenv.schema import Project, ServiceSpec
 from devenv.services import BACKENDS, Backend, Endpoint
 from devenv.state import NO_DATABASE, StateStore
@@ -45,7 +53,7 @@ def choose_backend(service: ServiceSpec) -> tuple[Backend, str]:
     if service.backend == "external":
         raise ServiceError(f"service {service.name} is external: set DATABASE_URL or pass "
                            "--database-url")
-    reasons = []
+    reasons: list[str] = []
     for name in ("docker", "native"):
         backend = BACKENDS[name]()
         ok, why = backend.available()
@@ -187,7 +195,7 @@ def build(
         reporter.emit(PhaseFinished("database", f"database {dbname} "
                                     + ("created" if created else "exists")))
     key = database_key(target, dbname) or NO_DATABASE
-    label = target.redacted(dbname) if target else "no database"
+    label = target.redacted(dbname) if target else None
     fps = fingerprint.compute(project)
     decisions = planner.decide(project, store.steps(key), targets=targets, only=only,
                                force=force, profile=profile, fingerprints=fps)
@@ -198,10 +206,10 @@ def build(
         reporter.emit(Message("everything is up to date: no step needs to run", "ok"))
 
     def ok(name: str, duration: float) -> None:
-        store.record_success(key, label, name, fps[name], duration)
+        store.record_success(key, label or "no database", name, fps[name], duration)
 
     def failed(name: str) -> None:
-        store.record_failure(key, label, name)
+        store.record_failure(key, label or "no database", name)
 
     options = runner.RunOptions(jobs=jobs or os.cpu_count() or 2, keep_going=keep_going,
                                 log_dir=project.state_dir / "logs")

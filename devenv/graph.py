@@ -120,7 +120,7 @@ def node_kind(project: Project, name: str) -> str:
 
 def edges(project: Project) -> list[tuple[str, str]]:
     """(needed, needing) pairs for steps and processes, in declaration order."""
-    out = []
+    out: list[tuple[str, str]] = []
     for step in project.steps.values():
         out.extend((need, step.name) for need in step.needs)
     for proc in project.processes.values():
