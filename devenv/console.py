@@ -159,6 +159,9 @@ class PlainReporter:
             self._line(f"[{r.name}] ok in {_fmt_duration(r.duration)}")
         elif r.status in (Status.BLOCKED, Status.CANCELLED):
             self._line(f"[{r.name}] {r.status.value}: {r.reason}")
+        elif r.status is Status.INTERRUPTED:
+            self._line(f"[{r.name}] interrupted after {_fmt_duration(r.duration)}; "
+                       f"log: {_link(r.log)}")
         else:
             self._line(f"[{r.name}] {r.status.value.upper()} ({r.reason}) after "
                        f"{_fmt_duration(r.duration)}; log: {_link(r.log)}")

@@ -24,7 +24,7 @@ from devenv.events import (
     Reporter,
     RunResult,
 )
-from devenv.schema import Project, ServiceSpec
+from devenv.schema import Location, Project, ServiceSpec, StepSpec
 from devenv.services import BACKENDS, Backend, Endpoint
 from devenv.state import NO_DATABASE, StateStore
 
@@ -140,20 +140,23 @@ def prepare_steps(project: Project, names: Sequence[str], base: Mapping[str, str
     from devenv.envvars import layered
 
     out = {}
-    proj_loc = None
+    file = project.file.name
+
+    def project_line(key: str) -> Location:
+        return Location(file, project.env_lines.get(key, 1))
+
     for name in names:
         step = project.steps[name]
         step_base = dict(base)
         if step.search_path:
             opts = f"-c search_path={','.join(step.search_path)}"
             step_base["PGOPTIONS"] = (step_base.get("PGOPTIONS", "") + " " + opts).strip()
-        if project.env:
-            first = next(iter(project.env_lines.values()), 1)
-            from devenv.schema import Location
 
-            proj_loc = Location(project.file.name, first)
-        env = layered(step_base, (project.env, proj_loc, "env"),
-                      (step.env, step.loc, f"steps.{name}.env"))
+        def step_line(key: str, step: StepSpec = step) -> Location:
+            return Location(step.loc.file, step.key_lines.get(f"env.{key}", step.loc.line))
+
+        env = layered(step_base, (project.env, project_line, "env"),
+                      (step.env, step_line, f"steps.{name}.env"))
         env["DEVENV_STEP"] = name
         out[name] = runner.prepare(project, step, env)
     return out

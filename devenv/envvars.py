@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from devenv.errors import ConfigError
 from devenv.schema import Command, Location
@@ -47,11 +47,13 @@ def expand_command(cmd: Command, env: Mapping[str, str], loc: Location | None = 
     return tuple(expand(a, env, loc, f"{path}[{i}]") for i, a in enumerate(cmd))
 
 
-def layered(base: Mapping[str, str], *layers: tuple[Mapping[str, str], Location | None, str],
+def layered(base: Mapping[str, str],
+            *layers: tuple[Mapping[str, str], Callable[[str], Location | None], str],
             ) -> dict[str, str]:
-    """``base`` plus each layer of ``env:`` values, each expanded against what came before."""
+    """``base`` plus each layer of ``env:`` values, in order: a value may use the values
+    before it (``URL: ${BASE}/app``). ``locate(key)`` gives the line for an error."""
     env = dict(base)
-    for values, loc, path in layers:
-        resolved = {k: expand(v, env, loc, f"{path}.{k}") for k, v in values.items()}
-        env.update(resolved)
+    for values, locate, path in layers:
+        for k, v in values.items():
+            env[k] = expand(v, env, locate(k), f"{path}.{k}")
     return env

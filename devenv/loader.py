@@ -83,7 +83,9 @@ def _type_name(value: Any) -> str:
 
 
 def _err(node: Node, message: str, path: str | None = None) -> ConfigError:
-    return ConfigError(message, node.file, node.line, node.path if path is None else path)
+    # A block mapping or list starts on the line after its key: point at the key.
+    return ConfigError(message, node.file, node.key_line or node.line,
+                       node.path if path is None else path)
 
 
 def _join(path: str, key: str | int) -> str:

@@ -258,7 +258,7 @@ def run(
             except (cf.TimeoutError, KeyboardInterrupt):
                 status, reason, rc = Status.INTERRUPTED, "interrupted", None
             if name in stopped or status is Status.INTERRUPTED:
-                status, reason = Status.INTERRUPTED, "interrupted (Ctrl-C)"
+                status, reason = Status.INTERRUPTED, "interrupted"
             finish(name, status, reason, time.monotonic() - t0, log, rc)
         futures.clear()
     finally:
