@@ -216,8 +216,9 @@ def build(
 
     options = runner.RunOptions(jobs=jobs or os.cpu_count() or 2, keep_going=keep_going,
                                 log_dir=project.state_dir / "logs")
-    result = runner.run(project, decisions, prepared, reporter, options, ok, failed,
-                        database=label)
+    with store.batched():
+        result = runner.run(project, decisions, prepared, reporter, options, ok, failed,
+                            database=label)
     return BuildResult(result, decisions, key)
 
 

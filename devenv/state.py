@@ -26,9 +26,46 @@ NO_DATABASE = "no-database"
 class StateStore:
     """``.devenv/state.json``, read and written under a file lock."""
 
+    FLUSH_EVERY = 0.5  # seconds between writes while a run records many steps
+
     def __init__(self, state_dir: Path) -> None:
         self.dir = state_dir
         self.path = state_dir / "state.json"
+        self._pending: list[tuple[str, str, str, dict[str, Any]]] = []
+        self._batching = 0
+        self._last_flush = 0.0
+
+    @contextlib.contextmanager
+    def batched(self) -> Iterator[None]:
+        """Buffer records and write them at most every FLUSH_EVERY seconds, and at the end.
+
+        A run of hundreds of quick steps would otherwise rewrite the file per step. If the
+        process is killed, at most the last FLUSH_EVERY seconds of records are lost, which
+        only makes those steps run again.
+        """
+        self._batching += 1
+        try:
+            yield
+        finally:
+            self._batching -= 1
+            if not self._batching:
+                self.flush()
+
+    def flush(self) -> None:
+        if not self._pending:
+            return
+        pending, self._pending = self._pending, []
+        with self._locked() as data:
+            for key, label, step, record in pending:
+                db = data["databases"].setdefault(key, {"steps": {}})
+                db["label"] = label
+                db.setdefault("steps", {})[step] = record
+        self._last_flush = time.monotonic()
+
+    def _record(self, key: str, label: str, step: str, record: dict[str, Any]) -> None:
+        self._pending.append((key, label, step, record))
+        if not self._batching or time.monotonic() - self._last_flush >= self.FLUSH_EVERY:
+            self.flush()
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[dict[str, Any]]:
@@ -39,7 +76,7 @@ class StateStore:
             yield data
             fd, tmp = tempfile.mkstemp(dir=self.dir, prefix=".state.")
             with os.fdopen(fd, "w") as fh:
-                json.dump(data, fh, indent=1, sort_keys=True)
+                fh.write(json.dumps(data, separators=(",", ":"), sort_keys=True))
             os.replace(tmp, self.path)
 
     def _read(self) -> dict[str, Any]:
@@ -53,37 +90,34 @@ class StateStore:
 
     def steps(self, key: str) -> dict[str, dict[str, Any]]:
         """The records of database ``key``: step name -> record."""
+        self.flush()
         db = self._read()["databases"].get(key, {})
         steps = db.get("steps", {}) if isinstance(db, dict) else {}
         return steps if isinstance(steps, dict) else {}
 
     def record_success(self, key: str, label: str, step: str, fp: Fingerprint,
                        duration: float) -> None:
-        with self._locked() as data:
-            db = data["databases"].setdefault(key, {"steps": {}})
-            db["label"] = label
-            db.setdefault("steps", {})[step] = {
-                "fingerprint": fp.value,
-                "definition": dict(fp.definition),
-                "inputs": dict(fp.inputs),
-                "upstream": dict(fp.upstream),
-                "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                "duration": round(duration, 3),
-            }
+        self._record(key, label, step, {
+            "fingerprint": fp.value,
+            "definition": dict(fp.definition),
+            "inputs": dict(fp.inputs),
+            "upstream": dict(fp.upstream),
+            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "duration": round(duration, 3),
+        })
 
     def record_failure(self, key: str, label: str, step: str) -> None:
-        with self._locked() as data:
-            db = data["databases"].setdefault(key, {"steps": {}})
-            db["label"] = label
-            db.setdefault("steps", {})[step] = {
-                "failed": True, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        self._record(key, label, step, {
+            "failed": True, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
 
     def copy(self, src: str, dst: str, label: str) -> None:
         """Give database ``dst`` the records of ``src`` (a clone of it)."""
+        self.flush()
         with self._locked() as data:
             steps = data["databases"].get(src, {}).get("steps", {})
             data["databases"][dst] = {"label": label, "steps": json.loads(json.dumps(steps))}
 
     def forget(self, key: str) -> None:
+        self.flush()
         with self._locked() as data:
             data["databases"].pop(key, None)

@@ -1,0 +1,112 @@
+"""The command line as a user meets it: exit codes, messages, formats, no tracebacks."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+MakeProject = Callable[..., Path]
+
+
+def devenv(*args: str, cwd: Path, env: dict[str, str] | None = None,
+           ) -> subprocess.CompletedProcess[str]:
+    full = {**os.environ, **(env or {})}
+    full.pop("DATABASE_URL", None)
+    return subprocess.run([sys.executable, "-m", "devenv", *args], cwd=cwd, env=full,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_version(tmp_path: Path) -> None:
+    from devenv import __version__
+
+    r = devenv("--version", cwd=tmp_path)
+    assert r.returncode == 0 and r.stdout.strip() == f"devenv {__version__}"
+
+
+def test_help_lists_commands_and_exit_codes(tmp_path: Path) -> None:
+    r = devenv("--help", cwd=tmp_path)
+    assert r.returncode == 0
+    for word in ("graph", "plan", "run", "Exit codes: 0 ready, 1 a step failed"):
+        assert word in r.stdout
+
+
+def test_config_error_exit_2_without_traceback(make_project: MakeProject) -> None:
+    root = make_project("version: 1\nsteps:\n  a: {run: 'true', needs: [b]}\n")
+    r = devenv("plan", cwd=root)
+    assert r.returncode == 2
+    assert "Traceback" not in r.stderr + r.stdout
+    assert r.stderr.strip() == "error: steps.yaml:3: steps.a.needs[0]: unknown step 'b'"
+
+
+def test_no_project_exit_2(tmp_path: Path) -> None:
+    r = devenv("graph", cwd=tmp_path)
+    assert r.returncode == 2
+    assert "no steps.yaml found" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_unknown_step_and_profile_are_usage_errors(make_project: MakeProject) -> None:
+    root = make_project({"version": 1, "steps": {"seed-data": {"run": "true"}}})
+    r = devenv("run", "seed", cwd=root)
+    assert r.returncode == 2
+    assert r.stderr.strip() == ("error: 'seed' is not a step (did you mean 'seed-data'?); "
+                                "steps: seed-data")
+    r = devenv("plan", "--profile", "cii", cwd=root)
+    assert r.returncode == 2
+    assert r.stderr.strip() == ("error: unknown profile 'cii' (did you mean 'ci'?); known "
+                                "profiles: local, ci")
+
+
+def test_run_exit_codes_and_plain_output(make_project: MakeProject) -> None:
+    root = make_project({"version": 1, "steps": {
+        "ok": {"run": "echo fine"}, "bad": {"run": "echo broken-output; exit 4",
+                                            "needs": ["ok"]}}})
+    r = devenv("run", "--plain", cwd=root)
+    assert r.returncode == 1
+    assert "[ok] ok in" in r.stdout
+    assert "[bad] FAILED (exit code 4)" in r.stdout
+    assert "log: .devenv/logs/bad.log" in r.stdout
+    assert "  | broken-output" in r.stdout
+    assert "\x1b[" not in r.stdout  # no colour codes when not a terminal
+    r = devenv("run", "ok", cwd=root)
+    assert r.returncode == 0 and "[ok] skipped: unchanged since" in r.stdout
+
+
+def test_plan_json(make_project: MakeProject) -> None:
+    root = make_project({"version": 1, "steps": {
+        "a": {"run": "true"}, "b": {"run": "true", "needs": ["a"], "profiles": ["local"]}}})
+    r = devenv("plan", "--json", "--profile", "ci", cwd=root)
+    assert r.returncode == 0, r.stderr
+    data = json.loads(r.stdout)
+    assert data["profile"] == "ci"
+    assert [(s["name"], s["action"], s["reason"]) for s in data["steps"]] == [
+        ("a", "run", "never run on this database"),
+        ("b", "skip", "not in profile ci (runs in: local)")]
+    assert data["would_run"] == 1
+
+
+@pytest.mark.parametrize("fmt", ["tree", "mermaid", "dot", "json"])
+def test_graph_formats(make_project: MakeProject, fmt: str) -> None:
+    root = make_project({"version": 1, "name": "demo", "steps": {
+        "a": {"run": "true"}, "b": {"run": "true", "needs": ["a"]}}})
+    r = devenv("graph", "--format", fmt, cwd=root)
+    assert r.returncode == 0, r.stderr
+    expected = {"tree": "└── b", "mermaid": "n0 --> n1", "dot": '"a" -> "b";',
+                "json": '"edges"'}[fmt]
+    assert expected in r.stdout
+
+
+def test_file_option_and_subfolder(make_project: MakeProject, tmp_path: Path) -> None:
+    root = make_project({"version": 1, "name": "demo", "steps": {"a": {"run": "true"}}})
+    sub = root / "x" / "y"
+    sub.mkdir(parents=True)
+    assert "demo (1 steps)" in devenv("graph", cwd=sub).stdout
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    assert "demo (1 steps)" in devenv("--file", str(root / "steps.yaml"), "graph",
+                                      cwd=elsewhere).stdout
