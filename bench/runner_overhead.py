@@ -27,8 +27,8 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from devenv import environment, loader  # noqa: E402
-from devenv.events import RecordingReporter  # noqa: E402
+from devenv import environment, loader
+from devenv.events import RecordingReporter
 
 
 def make_project(root: Path, n: int) -> None:
