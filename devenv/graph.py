@@ -101,6 +101,20 @@ def downstream(project: Project, names: Iterable[str]) -> set[str]:
     return seen
 
 
+def barriers(project: Project, names: Iterable[str]) -> list[str]:
+    """Steps of ``names`` at which nothing else can run: every other step of ``names`` is
+    upstream or downstream of it. After such a step the database holds exactly the work of
+    the step and its upstream, so it is a safe point to snapshot. In dependency order."""
+    wanted = set(names)
+    out = []
+    for name in topo_order(project, wanted):
+        up = upstream(project, name) & wanted
+        down = downstream(project, [name]) & wanted
+        if len(up) + len(down) + 1 == len(wanted):
+            out.append(name)
+    return out
+
+
 def services_for(project: Project, steps: Iterable[str]) -> list[str]:
     """The services that ``steps`` need directly, in declaration order (the database's
     service first when any step is given, since every step gets its DATABASE_URL)."""

@@ -180,8 +180,15 @@ def run(
     on_success: Callable[[str, float], None] | None = None,
     on_failure: Callable[[str], None] | None = None,
     database: str | None = None,
+    after_step: Callable[[str], None] | None = None,
+    extra_waits: Mapping[str, set[str]] | None = None,
 ) -> RunResult:
-    """Run the steps ``decisions`` mark RUN; ``prepared`` holds each one's command."""
+    """Run the steps ``decisions`` mark RUN; ``prepared`` holds each one's command.
+
+    ``after_step(name)`` runs after a step succeeds and before any other step starts (the
+    refresh uses it to snapshot at barriers); ``extra_waits`` adds ordering that is not in
+    the graph (steps that must wait for a checkpoint).
+    """
     started = time.monotonic()
     reporter.emit(RunStarted(decisions, options.jobs, database))
     results: dict[str, StepResult] = {}
@@ -194,7 +201,8 @@ def run(
 
     run_set = set(to_run)
     # A step waits for every running step upstream of it, also through skipped ones.
-    waits = {n: graph.upstream(project, n) & run_set for n in to_run}
+    waits = {n: (graph.upstream(project, n) | (extra_waits or {}).get(n, set())) & run_set
+             for n in to_run}
     pending = set(to_run)
     done: set[str] = set()
     failed: set[str] = set()
@@ -235,6 +243,8 @@ def run(
                 if status is Status.OK:
                     if on_success is not None:
                         on_success(name, duration)
+                    if after_step is not None:
+                        after_step(name)
                     done.add(name)
                 else:
                     failed.add(name)

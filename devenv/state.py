@@ -117,6 +117,12 @@ class StateStore:
             steps = data["databases"].get(src, {}).get("steps", {})
             data["databases"][dst] = {"label": label, "steps": json.loads(json.dumps(steps))}
 
+    def put(self, key: str, label: str, records: dict[str, dict[str, Any]]) -> None:
+        """Set the records of database ``key`` (a snapshot holding some of the steps)."""
+        self.flush()
+        with self._locked() as data:
+            data["databases"][key] = {"label": label, "steps": json.loads(json.dumps(records))}
+
     def forget(self, key: str) -> None:
         self.flush()
         with self._locked() as data:

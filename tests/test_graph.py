@@ -51,3 +51,10 @@ def test_mermaid_dot_json(tmp_path: Path) -> None:
     assert {n["name"] for n in data["nodes"]} == {"db", "migrate", "fixtures", "billing", "fake",
                                                   "report", "web"}
     assert ["migrate", "web"] in data["edges"]
+
+
+def test_barriers_are_steps_nothing_runs_beside(tmp_path: Path) -> None:
+    p = loader.load_text(TEXT, tmp_path)
+    # billing runs beside fixtures and fake; report waits for everything
+    assert graph.barriers(p, p.steps) == ["migrate", "report"]
+    assert graph.barriers(p, ["migrate", "fixtures", "fake"]) == ["migrate", "fixtures", "fake"]

@@ -1,0 +1,36 @@
+"""``devenv refresh-db``: a fresh database, built beside the working one, swapped in on success."""
+
+from __future__ import annotations
+
+from devenv import environment, lifecycle, planner
+from devenv.commands import exit_code
+from devenv.errors import EXIT_OK, DevenvError
+from devenv.events import Message, Reporter
+from devenv.lock import project_lock
+from devenv.schema import Project
+
+
+def run(project: Project, reporter: Reporter, *, profile: str = "local",
+        jobs: int | None = None, keep_failed: bool = False, no_backup: bool = False,
+        no_cache: bool = False, undo: bool = False, wait: bool = True,
+        database_url: str | None = None) -> int:
+    planner.check_profile(project, profile)
+    if project.database is None:
+        raise DevenvError("refresh-db needs a database: add a 'database:' section to steps.yaml")
+    with project_lock(project.state_dir, "refresh-db", reporter, wait=wait):
+        endpoints = environment.start_services(
+            project, environment.needed_services(project), reporter, database_url)
+        target = environment.database_target(project, endpoints, database_url)
+        assert target is not None
+        if undo:
+            lifecycle.undo(project, target, reporter)
+            return EXIT_OK
+        res = lifecycle.refresh(project, reporter, target, profile=profile, jobs=jobs,
+                                keep_failed=keep_failed, backup=not no_backup,
+                                use_cache=not no_cache)
+        if res.result is not None and not res.result.ok:
+            return exit_code(res.result)
+        if res.backup:
+            reporter.emit(Message(f"the previous database is kept as {res.backup} "
+                                  "(devenv refresh-db --undo swaps it back)"))
+        return EXIT_OK

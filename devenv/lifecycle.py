@@ -1,0 +1,359 @@
+"""refresh-db: a fresh database built beside the working one, swapped in only on success.
+
+Order of operations (each state in between is recoverable by :func:`recover`):
+  1. recover leftovers of a crashed run (a ``__build`` is dropped; a working database left
+     refusing connections is opened again; a missing working database gets its backup back);
+  2. build ``db__build``: from the ready clone or the deepest matching snapshot, else empty;
+     run the remaining steps against it, snapshotting at barriers;
+  3. only when every step passed: swap (one transaction renames ``db`` to ``db__prev`` and
+     ``db__build`` to ``db``); a failure or interrupt drops ``db__build`` instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+from devenv import database, fingerprint, graph, planner, runner, snapshots
+from devenv.database import Target
+from devenv.environment import prepare_steps, step_environment
+from devenv.errors import DevenvError
+from devenv.events import (
+    Action,
+    Decision,
+    Message,
+    PhaseFinished,
+    PhaseStarted,
+    Reporter,
+    RunResult,
+)
+from devenv.schema import Project
+from devenv.state import StateStore
+
+
+@dataclass
+class RefreshResult:
+    result: RunResult | None
+    source: str  # "ready clone", "snapshot <name>", "empty database"
+    swapped: bool = False
+    backup: str | None = None
+    steps_run: list[str] = field(default_factory=list)
+
+
+def _db(project: Project) -> str:
+    if project.database is None:
+        raise DevenvError("refresh-db needs a database: add a 'database:' section to steps.yaml")
+    return project.database.name
+
+
+def recover(target: Target, db: str, reporter: Reporter) -> list[str]:
+    """Repair what an interrupted run may have left; returns what it did."""
+    from psycopg import sql
+
+    done: list[str] = []
+    infos = {d.datname: d for d in snapshots.related(target, db)}
+    with database.connect(target, "postgres") as conn:
+        rows = conn.execute("SELECT datname FROM pg_database WHERE NOT datallowconn AND "
+                            "(datname = %s OR left(datname, %s) = %s)",
+                            (db, len(db) + 2, db + "__")).fetchall()
+        for (name,) in rows:
+            if name in (db, snapshots.prev_name(db)):
+                conn.execute(sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS true").format(
+                    sql.Identifier(name)))
+                done.append(f"allowed connections to {name} again")
+    if db not in infos and snapshots.prev_name(db) in infos:
+        # The swap is one transaction, so this only happens if someone dropped the working
+        # database by hand; the backup is the best there is.
+        with database.connect(target, "postgres") as conn:
+            conn.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
+                sql.Identifier(snapshots.prev_name(db)), sql.Identifier(db)))
+        done.append(f"restored {db} from {snapshots.prev_name(db)}")
+    for name, info in infos.items():
+        if name == snapshots.build_name(db) or name.endswith("__x") or (
+                name.startswith(snapshots.ready_name(db) + "_tmp")):
+            snapshots.drop(target, name)
+            done.append(f"dropped leftover {name}")
+        elif info.kind == "snapshot" and not info.meta.get("complete", False):
+            snapshots.drop(target, name)
+            done.append(f"dropped incomplete snapshot {name}")
+    for line in done:
+        reporter.emit(Message(line, "warn"))
+    return done
+
+
+def _in_profile(project: Project, profile: str) -> list[str]:
+    return [n for n in graph.topo_order(project) if project.steps[n].in_profile(profile)]
+
+
+def snapshot_points(project: Project, steps: Sequence[str]) -> dict[str, list[str]]:
+    """Where refresh-db keeps snapshots: barrier and checkpoint steps -> the steps a
+    snapshot taken right after them holds (the step and its upstream)."""
+    wanted = set(steps)
+    points = set(graph.barriers(project, steps))
+    points |= {n for n in steps if project.steps[n].checkpoint}
+    return {p: [n for n in steps if n in graph.closure(project, [p]) & wanted]
+            for p in graph.topo_order(project, points)}
+
+
+def _checkpoint_waits(project: Project, steps: Sequence[str],
+                      points: dict[str, list[str]]) -> dict[str, set[str]]:
+    """A checkpoint that is not a natural barrier: every step outside its closure waits for
+    it, so the snapshot holds exactly its closure."""
+    waits: dict[str, set[str]] = {}
+    natural = set(graph.barriers(project, steps))
+    for point, held in points.items():
+        if point in natural:
+            continue
+        for n in steps:
+            if n not in held:
+                waits.setdefault(n, set()).add(point)
+    return waits
+
+
+@contextlib.contextmanager
+def _phase(reporter: Reporter, name: str, text: str, done: str) -> Iterator[None]:
+    reporter.emit(PhaseStarted(name, text))
+    t0 = time.monotonic()
+    try:
+        yield
+    except BaseException:
+        reporter.emit(PhaseFinished(name, f"{text}: failed", ok=False,
+                                    duration=time.monotonic() - t0))
+        raise
+    reporter.emit(PhaseFinished(name, done, duration=time.monotonic() - t0))
+
+
+def refresh(project: Project, reporter: Reporter, target: Target, *, profile: str = "local",
+            jobs: int | None = None, keep_failed: bool = False, backup: bool = True,
+            use_cache: bool = True, background_reclone: bool = True) -> RefreshResult:
+    """Build a fresh database beside the working one and swap it in if every step passes."""
+    db = target.dbname
+    spec = project.database
+    assert spec is not None
+    build = snapshots.build_name(db)
+    store = StateStore(project.state_dir)
+    recover(target, db, reporter)
+
+    fps = fingerprint.compute(project)
+    steps = _in_profile(project, profile)
+    points = snapshot_points(project, steps)
+    full_key = fingerprint.combined(fps, steps)
+    infos = {d.datname: d for d in snapshots.related(target, db)}
+    source = "empty database"
+    start_from: list[str] = []
+
+    ready = infos.get(snapshots.ready_name(db))
+    if use_cache and ready is not None and ready.key == full_key and ready.meta.get(
+            "project") == project.name:
+        with _phase(reporter, "swap", "swapping in the ready copy", "ready copy swapped in"):
+            backup_name = snapshots.swap(target, db, ready.datname, backup=backup)
+        _after_swap(project, target, db, full_key, reporter, background_reclone)
+        reporter.emit(Message(f"{db} is fresh (ready copy of snapshot {full_key[:12]}; no step "
+                              "needed to run)", "ok"))
+        return RefreshResult(None, "ready clone", True, backup_name)
+
+    # The deepest snapshot whose steps are all unchanged.
+    candidates = [(steps, full_key)] + [
+        (held, fingerprint.combined(fps, held)) for held in reversed(list(points.values()))]
+    if use_cache:
+        for held, key in candidates:
+            info = infos.get(snapshots.cache_name(db, key))
+            if info is not None and info.meta.get("complete") and info.key == key:
+                with _phase(reporter, "restore", f"restoring snapshot {info.datname}",
+                            f"restored snapshot of {len(held)} steps ({info.datname})"):
+                    snapshots.clone(target, info.datname, build,
+                                    snapshots.meta("build", project.name))
+                    _copy_state(store, target, info.datname, build)
+                source = f"snapshot {info.datname}"
+                start_from = held
+                break
+    if not start_from:
+        with _phase(reporter, "create", f"creating {build}", f"created {build}"):
+            database.create(target, build, spec.schemas)
+            snapshots.set_meta(target, build, snapshots.meta("build", project.name))
+
+    try:
+        result = _build(project, reporter, target, build, store, fps, steps, points, profile,
+                        jobs, set(start_from))
+        if not result.ok:
+            raise _BuildFailed(result)
+        if not start_from or start_from != steps:
+            _snapshot(project, target, db, build, steps, full_key, store)
+    except BaseException as exc:
+        result_obj = exc.result if isinstance(exc, _BuildFailed) else None
+        if keep_failed and not isinstance(exc, KeyboardInterrupt):
+            reporter.emit(Message(f"kept the failed build as {build} (--keep-failed); the "
+                                  f"working database {db} is unchanged", "warn"))
+        else:
+            with contextlib.suppress(Exception):
+                snapshots.drop(target, build)
+            reporter.emit(Message(f"the working database {db} is unchanged; the partial "
+                                  "build was dropped", "warn"))
+        if isinstance(exc, _BuildFailed):
+            return RefreshResult(result_obj, source)
+        raise
+
+    with _phase(reporter, "swap", f"swapping {build} in as {db}", f"{db} swapped in"):
+        backup_name = snapshots.swap(target, db, build, backup=backup)
+    _after_swap(project, target, db, full_key, reporter, background_reclone)
+    ran = [r.name for r in result.results if r.status.value == "ok"]
+    return RefreshResult(result, source, True, backup_name, ran)
+
+
+class _BuildFailed(Exception):
+    def __init__(self, result: RunResult) -> None:
+        self.result = result
+
+
+def _copy_state(store: StateStore, target: Target, src: str, dst: str) -> None:
+    src_key = database.identity(target, src)
+    dst_key = database.identity(target, dst)
+    if src_key and dst_key:
+        store.copy(src_key, dst_key, target.redacted(dst))
+
+
+def _build(project: Project, reporter: Reporter, target: Target, build: str,
+           store: StateStore, fps: dict[str, fingerprint.Fingerprint], steps: list[str],
+           points: dict[str, list[str]], profile: str, jobs: int | None,
+           restored: set[str]) -> RunResult:
+    key = database.identity(target, build)
+    assert key is not None
+    label = target.redacted(build)
+    decisions: list[Decision] = []
+    for d in planner.decide(project, store.steps(key), profile=profile, fingerprints=fps):
+        if d.step in restored:
+            d = Decision(d.step, Action.SKIP, "restored from snapshot", d.fingerprint)
+        decisions.append(d)
+    to_run = [d.step for d in decisions if d.action is Action.RUN]
+    base = step_environment(project, target, build)
+    prepared = prepare_steps(project, to_run, base)
+    db = target.dbname
+    existing = {d.datname for d in snapshots.related(target, db)}
+
+    def after(name: str) -> None:
+        held = points.get(name)
+        if held is None or held == steps:
+            return  # the full snapshot is taken after the swap decision
+        snap_key = fingerprint.combined(fps, held)
+        if snapshots.cache_name(db, snap_key) in existing:
+            return
+        store.flush()
+        _snapshot(project, target, db, build, held, snap_key, store)
+
+    options = runner.RunOptions(jobs=jobs or os.cpu_count() or 2,
+                                log_dir=project.state_dir / "logs")
+    with store.batched():
+        return runner.run(
+            project, decisions, prepared, reporter, options,
+            on_success=lambda n, dur: store.record_success(key, label, n, fps[n], dur),
+            on_failure=lambda n: store.record_failure(key, label, n),
+            database=label, after_step=after,
+            extra_waits=_checkpoint_waits(project, steps, points))
+
+
+def _snapshot(project: Project, target: Target, db: str, build: str, held: list[str], key: str,
+              store: StateStore) -> None:
+    name = snapshots.cache_name(db, key)
+    if snapshots.find(target, db, name) is not None:
+        return
+    store.flush()
+    value = snapshots.meta("snapshot", project.name, key=key, steps=held, complete=False)
+    snapshots.clone(target, build, name, value)
+    # Only records of the steps the snapshot holds travel with it.
+    src_key = database.identity(target, build)
+    dst_key = database.identity(target, name)
+    if src_key and dst_key:
+        records = {s: r for s, r in store.steps(src_key).items() if s in held}
+        store.put(dst_key, target.redacted(name), records)
+    value["complete"] = True
+    snapshots.set_meta(target, name, value)
+
+
+def _after_swap(project: Project, target: Target, db: str, full_key: str, reporter: Reporter,
+                background: bool) -> None:
+    keep = project.cache_keep
+    snap = snapshots.cache_name(db, full_key)
+    dropped = snapshots.gc(target, db, keep, protect=[snap])
+    for name in dropped:
+        reporter.emit(Message(f"dropped old snapshot {name} (cache keeps {keep})"))
+    if snapshots.find(target, db, snap) is None:
+        return
+    if background:
+        spawn_reclone(project, target, snap)
+    else:
+        reclone(project, target, snap)
+
+
+def spawn_reclone(project: Project, target: Target, snap: str) -> None:
+    """Prepare the next ready copy in a detached process, so this command returns now."""
+    env = dict(os.environ)
+    env["DEVENV_RECLONE_URL"] = target.url("postgres")  # not in argv: ps shows argv
+    log = project.state_dir / "logs" / "reclone.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as fh:
+        subprocess.Popen(
+            [sys.executable, "-m", "devenv.lifecycle", str(project.file), target.dbname, snap],
+            env=env, stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.STDOUT,
+            start_new_session=True, close_fds=True)
+
+
+def reclone(project: Project, target: Target, snap: str) -> None:
+    """Make ``db__ready`` a fresh clone of snapshot ``snap`` (replacing an older one)."""
+    db = target.dbname
+    info = snapshots.find(target, db, snap)
+    if info is None:
+        return
+    tmp = f"{snapshots.ready_name(db)}_tmp{os.getpid() % 100000}"
+    value = snapshots.meta("ready", project.name, key=info.key, steps=info.steps,
+                           snapshot=snap)
+    snapshots.clone(target, snap, tmp, value)
+    _copy_state(StateStore(project.state_dir), target, snap, tmp)
+    from psycopg import sql
+
+    ready = snapshots.ready_name(db)
+    with database.connect(target, "postgres") as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+            sql.Identifier(ready)))
+        try:
+            conn.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
+                sql.Identifier(tmp), sql.Identifier(ready)))
+        except Exception:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                sql.Identifier(tmp)))
+
+
+def undo(project: Project, target: Target, reporter: Reporter) -> None:
+    """Swap the previous database (``db__prev``) back in; the current one becomes prev."""
+    db = target.dbname
+    prev = snapshots.prev_name(db)
+    have = {d.datname for d in snapshots.related(target, db)}
+    if prev not in have:
+        raise DevenvError(f"nothing to undo: there is no {prev} (refresh-db keeps one unless "
+                          "--no-backup)")
+    if db not in have:
+        recover(target, db, reporter)
+        return
+    snapshots.exchange(target, db, prev)
+    reporter.emit(Message(f"{prev} is {db} again; what was {db} is now {prev}", "ok"))
+
+
+def _main(argv: Sequence[str]) -> int:
+    """``python -m devenv.lifecycle STEPS_YAML DB SNAPSHOT``: the background re-clone."""
+    from devenv import loader
+
+    project = loader.load(argv[0])
+    target = database.parse_url(os.environ["DEVENV_RECLONE_URL"]).with_db(argv[1])
+    t0 = time.monotonic()
+    reclone(project, target, argv[2])
+    print(json.dumps({"reclone": argv[2], "seconds": round(time.monotonic() - t0, 3)}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(_main(sys.argv[1:]))

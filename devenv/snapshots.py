@@ -1,0 +1,215 @@
+"""Databases beside the working one: the build, the backup, snapshots, the ready clone.
+
+Each carries a JSON comment (``COMMENT ON DATABASE``) saying what it is, which project it
+belongs to and, for snapshots, the cumulative fingerprint of the steps it holds. Names are
+derived from the working database's name:
+
+    demo_dev__build      being built by refresh-db (never the developer's data)
+    demo_dev__prev       what refresh-db replaced (the backup; --undo swaps it back)
+    demo_dev__ready      a clone of the newest full snapshot, to swap in by a rename
+    demo_dev__s_<key>    a cache snapshot (template) named by its fingerprint
+    demo_dev__u_<name>   a snapshot the user saved by name
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from devenv import database
+from devenv.database import Target, connect
+from devenv.errors import UsageError
+
+USER_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_]{0,18}$")
+KEY_LEN = 16
+
+
+def build_name(db: str) -> str:
+    return f"{db}__build"
+
+
+def prev_name(db: str) -> str:
+    return f"{db}__prev"
+
+
+def ready_name(db: str) -> str:
+    return f"{db}__ready"
+
+
+def cache_name(db: str, key: str) -> str:
+    return f"{db}__s_{key[:KEY_LEN]}"
+
+
+def user_name(db: str, name: str) -> str:
+    """The database holding user snapshot ``name``; refuses names that are not plain."""
+    if not USER_NAME_RE.match(name):
+        raise UsageError(f"invalid snapshot name {name!r}: use lowercase letters, digits and _ "
+                         "(at most 19, starting with a letter or digit)")
+    return f"{db}__u_{name}"
+
+
+@dataclass(frozen=True)
+class DbInfo:
+    """A database beside the working one, with what its comment says."""
+
+    datname: str
+    size: int
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def kind(self) -> str:
+        return str(self.meta.get("kind", "unknown"))
+
+    @property
+    def key(self) -> str:
+        return str(self.meta.get("key", ""))
+
+    @property
+    def created(self) -> float:
+        return float(self.meta.get("created", 0))
+
+    @property
+    def steps(self) -> list[str]:
+        return list(self.meta.get("steps", []))
+
+
+def meta(kind: str, project: str, **extra: Any) -> dict[str, Any]:
+    return {"devenv": 1, "kind": kind, "project": project, "created": time.time(), **extra}
+
+
+def set_meta(target: Target, datname: str, value: dict[str, Any]) -> None:
+    from psycopg import sql
+
+    with connect(target, "postgres") as conn:
+        conn.execute(sql.SQL("COMMENT ON DATABASE {} IS {}").format(
+            sql.Identifier(datname), sql.Literal(json.dumps(value, sort_keys=True))))
+
+
+def related(target: Target, db: str) -> list[DbInfo]:
+    """Every database named ``db__*`` (and ``db`` itself), with its devenv comment."""
+    prefix = db + "__"
+    with connect(target, "postgres") as conn:
+        rows = conn.execute(
+            "SELECT datname, pg_database_size(oid), shobj_description(oid, 'pg_database') "
+            "FROM pg_database WHERE datname = %s OR left(datname, %s) = %s ORDER BY datname",
+            (db, len(prefix), prefix)).fetchall()
+    out = []
+    for name, size, comment in rows:
+        try:
+            value = json.loads(comment) if comment else {}
+        except ValueError:
+            value = {}
+        out.append(DbInfo(name, int(size or 0), value if isinstance(value, dict) else {}))
+    return out
+
+
+def find(target: Target, db: str, datname: str) -> DbInfo | None:
+    return next((d for d in related(target, db) if d.datname == datname), None)
+
+
+def terminate(target: Target, datname: str, block: bool = False) -> int:
+    """End every session on ``datname`` (after refusing new ones with ``block``)."""
+    from psycopg import sql
+
+    with connect(target, "postgres") as conn:
+        if block:
+            conn.execute(sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS false").format(
+                sql.Identifier(datname)))
+        rows = conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = %s AND pid <> pg_backend_pid()", (datname,)).fetchall()
+    return len(rows)
+
+
+def file_copy_supported(target: Target) -> bool:
+    with connect(target, "postgres") as conn:
+        row = conn.execute("SHOW server_version_num").fetchone()
+    return row is not None and int(row[0]) >= 150000
+
+
+def clone(target: Target, src: str, dst: str, value: dict[str, Any] | None = None) -> None:
+    """``CREATE DATABASE dst TEMPLATE src`` (FILE_COPY where the server has it: several
+    times faster than WAL_LOG for a database of a few hundred MB)."""
+    from psycopg import sql
+
+    terminate(target, src)
+    strategy = sql.SQL(" STRATEGY FILE_COPY") if file_copy_supported(target) else sql.SQL("")
+    with connect(target, "postgres") as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}{}").format(
+            sql.Identifier(dst), sql.Identifier(src), strategy))
+    if value is not None:
+        set_meta(target, dst, value)
+
+
+def swap(target: Target, db: str, new: str, backup: bool = True) -> str | None:
+    """Put ``new`` in place of ``db``; the old one becomes ``db__prev`` (or is dropped).
+
+    Both renames happen in one transaction, so at every instant ``db`` exists: either the
+    old database or the new one. Sessions on the old database are refused and ended first
+    (renaming a database with open sessions fails). Returns the backup's name, if any.
+    """
+    from psycopg import sql
+
+    prev = prev_name(db)
+    have = {d.datname for d in related(target, db)}
+    if db in have:
+        terminate(target, db, block=True)
+    terminate(target, new)
+    with connect(target, "postgres") as conn:
+        if prev in have and db in have:
+            conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(prev)))
+        with conn.transaction():
+            if db in have:
+                conn.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
+                    sql.Identifier(db), sql.Identifier(prev)))
+            conn.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
+                sql.Identifier(new), sql.Identifier(db)))
+        conn.execute(sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS true").format(
+            sql.Identifier(db)))
+        if db not in have:
+            return None
+        if not backup:
+            conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(prev)))
+            return None
+        conn.execute(sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS true").format(
+            sql.Identifier(prev)))
+    return prev
+
+
+def exchange(target: Target, a: str, b: str) -> None:
+    """Swap the names of two databases in one transaction (``refresh-db --undo``)."""
+    from psycopg import sql
+
+    tmp = f"{a}__x"
+    for name in (a, b):
+        terminate(target, name, block=True)
+    with connect(target, "postgres") as conn:
+        with conn.transaction():
+            for src, dst in ((a, tmp), (b, a), (tmp, b)):
+                conn.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
+                    sql.Identifier(src), sql.Identifier(dst)))
+        for name in (a, b):
+            conn.execute(sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS true").format(
+                sql.Identifier(name)))
+
+
+def drop(target: Target, datname: str) -> None:
+    database.drop(target, datname)
+
+
+def gc(target: Target, db: str, keep: int, protect: Iterable[str] = ()) -> list[str]:
+    """Drop the oldest cache snapshots beyond ``keep``; returns what it dropped."""
+    keep_names = set(protect)
+    cache = sorted((d for d in related(target, db) if d.kind == "snapshot"),
+                   key=lambda d: d.created, reverse=True)
+    dropped = []
+    for d in cache[keep:]:
+        if d.datname in keep_names:
+            continue
+        drop(target, d.datname)
+        dropped.append(d.datname)
+    return dropped

@@ -1,0 +1,241 @@
+"""refresh-db on a real PostgreSQL: atomic swap, layered cache, undo, faults lose nothing."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from devenv import database, lifecycle, loader, snapshots
+from devenv.events import RecordingReporter, Status, StepStarted
+from tests.dbcompare import dump_database
+
+pytestmark = pytest.mark.postgres
+
+PSQL = "psql -X -q -v ON_ERROR_STOP=1"
+
+
+def config(db: str) -> dict[str, Any]:
+    return {
+        "version": 1,
+        "name": "lc",
+        "services": {"db": {"image": "postgres:15", "env": {"POSTGRES_PASSWORD": "x"}}},
+        "database": {"service": "db", "name": db, "schemas": ["public", "app"]},
+        "steps": {
+            "schema": {"run": f"{PSQL} -f schema.sql", "needs": ["db"], "inputs": ["schema.sql"]},
+            "seed": {"run": f"{PSQL} -f seed.sql", "needs": ["schema"], "inputs": ["seed.sql"]},
+            "extra": {"run": f"{PSQL} -c 'insert into app.extra values (1)'",
+                      "needs": ["schema"]},
+            "final": {"run": f"{PSQL} -c \"insert into app.log values ('final')\"",
+                      "needs": ["seed", "extra"]},
+        },
+    }
+
+
+FILES = {
+    "schema.sql": "create table app.items(id int primary key, v text);\n"
+                  "create table app.extra(x int);\ncreate table app.log(msg text);\n",
+    "seed.sql": "insert into app.items select g, 'v' || g from generate_series(1, 200) g;\n",
+}
+
+
+@pytest.fixture
+def lc(make_project: Callable[..., Path], pg_server: Any, monkeypatch: pytest.MonkeyPatch,
+       ) -> Iterator[tuple[Path, database.Target]]:
+    db = pg_server.unique_db("lc")
+    root = make_project(config(db), files=FILES)
+    url = pg_server.url(db)
+    monkeypatch.setenv("DATABASE_URL", url)
+    target = database.parse_url(url)
+    yield root, target
+    for info in snapshots.related(target, db):
+        database.drop(target, info.datname)
+
+
+def refresh(root: Path, target: database.Target, **kw: Any,
+            ) -> tuple[lifecycle.RefreshResult, RecordingReporter]:
+    project = loader.load(root / "steps.yaml")
+    rep = RecordingReporter()
+    res = lifecycle.refresh(project, rep, target, background_reclone=False, **kw)
+    return res, rep
+
+
+def ran(rep: RecordingReporter) -> list[str]:
+    return [e.name for e in rep.events if isinstance(e, StepStarted)]
+
+
+def names(target: database.Target) -> set[str]:
+    return {d.datname for d in snapshots.related(target, target.dbname)}
+
+
+def test_cold_warm_and_changed_input(lc: tuple[Path, database.Target]) -> None:
+    root, target = lc
+    db = target.dbname
+    res, rep = refresh(root, target)
+    assert res.swapped and res.source == "empty database"
+    assert sorted(ran(rep)) == ["extra", "final", "schema", "seed"]
+    cold = dump_database(target.url())
+    assert f"{db}__build" not in names(target)
+    assert f"{db}__ready" in names(target)
+
+    # nothing changed: the ready copy is swapped in, no step runs
+    res, rep = refresh(root, target)
+    assert res.source == "ready clone" and ran(rep) == []
+    assert dump_database(target.url()) == cold
+
+    # without the ready copy, the full snapshot is restored, still no step runs
+    database.drop(target, f"{db}__ready")
+    res, rep = refresh(root, target)
+    assert res.source.startswith("snapshot ") and ran(rep) == []
+    assert dump_database(target.url()) == cold
+
+    # a changed seed: restored from the snapshot after 'schema' (the barrier: extra runs
+    # beside seed, so no snapshot holds extra without seed); schema does not run again
+    (root / "seed.sql").write_text(FILES["seed.sql"].replace("200", "250"))
+    res, rep = refresh(root, target)
+    assert sorted(ran(rep)) == ["extra", "final", "seed"]
+    assert res.source == f"snapshot {snapshots.cache_name(db, _key(root, ['schema']))}"
+    warm = dump_database(target.url())
+
+    # ... and equals a database built from nothing
+    res, rep = refresh(root, target, use_cache=False)
+    assert sorted(ran(rep)) == ["extra", "final", "schema", "seed"]
+    assert dump_database(target.url()) == warm
+    with psycopg.connect(target.url()) as conn:
+        assert conn.execute("select count(*) from app.items").fetchone() == (250,)
+
+
+def _key(root: Path, steps: list[str]) -> str:
+    from devenv import fingerprint
+
+    project = loader.load(root / "steps.yaml")
+    return fingerprint.combined(fingerprint.compute(project), steps)
+
+
+def test_checkpoint_keeps_a_snapshot_where_the_graph_has_no_barrier(
+        lc: tuple[Path, database.Target]) -> None:
+    root, target = lc
+    text = (root / "steps.yaml").read_text()
+    text = text.replace("  extra:\n", "  extra:\n    checkpoint: true\n")
+    (root / "steps.yaml").write_text(text)
+    refresh(root, target)
+    (root / "seed.sql").write_text(FILES["seed.sql"].replace("200", "250"))
+    res, rep = refresh(root, target)
+    assert sorted(ran(rep)) == ["final", "seed"]
+    assert res.source == f"snapshot {snapshots.cache_name(target.dbname, _key(root, ['schema', 'extra']))}"
+    changed = dump_database(target.url())
+    refresh(root, target, use_cache=False)
+    assert dump_database(target.url()) == changed
+
+
+def test_failing_step_leaves_working_database_untouched(lc: tuple[Path, database.Target],
+                                                       ) -> None:
+    root, target = lc
+    refresh(root, target)
+    before = dump_database(target.url())
+    (root / "seed.sql").write_text("insert into app.nope values (1);\n")
+    res, _ = refresh(root, target)
+    assert not res.swapped and res.result is not None
+    assert {r.name: r.status for r in res.result.results}["seed"] is Status.FAILED
+    assert dump_database(target.url()) == before
+    assert f"{target.dbname}__build" not in names(target)
+    res, _ = refresh(root, target, keep_failed=True)
+    assert f"{target.dbname}__build" in names(target)
+    assert dump_database(target.url()) == before
+
+
+def test_sessions_on_the_working_database_do_not_block_the_swap(
+        lc: tuple[Path, database.Target]) -> None:
+    root, target = lc
+    refresh(root, target)
+    conn = psycopg.connect(target.url(), autocommit=True)
+    conn.execute("select 1")
+    (root / "seed.sql").write_text(FILES["seed.sql"].replace("200", "201"))
+    res, _ = refresh(root, target)
+    assert res.swapped
+    with pytest.raises(psycopg.OperationalError):
+        conn.execute("select 1")  # ended by the swap, not left blocking it
+    conn.close()
+
+
+def test_undo_swaps_the_previous_database_back(lc: tuple[Path, database.Target]) -> None:
+    root, target = lc
+    refresh(root, target)
+    first = dump_database(target.url())
+    (root / "seed.sql").write_text(FILES["seed.sql"].replace("200", "10"))
+    refresh(root, target)
+    second = dump_database(target.url())
+    assert first != second
+    project = loader.load(root / "steps.yaml")
+    lifecycle.undo(project, target, RecordingReporter())
+    assert dump_database(target.url()) == first
+    assert dump_database(target.url(f"{target.dbname}__prev")) == second
+
+
+def test_hostile_snapshot_names_are_refused() -> None:
+    from devenv.errors import UsageError
+
+    with pytest.raises(UsageError, match="invalid snapshot name"):
+        snapshots.user_name("demo_dev", 'x"; DROP DATABASE demo_dev; --')
+
+
+def _devenv(root: Path, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "devenv", "--plain", *args], cwd=root,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _wait_for(path: Path, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL])
+def test_signal_during_build_loses_nothing(lc: tuple[Path, database.Target],
+                                           sig: signal.Signals) -> None:
+    root, target = lc
+    refresh(root, target)
+    before = dump_database(target.url())
+    # the seed step now hangs until it is killed
+    (root / "seed.sql").write_text(
+        "insert into app.items values (9999, 'x');\n\\! touch started; sleep 60\n")
+    p = _devenv(root, "refresh-db")
+    _wait_for(root / "started")
+    p.send_signal(sig)
+    out, _ = p.communicate(timeout=60)
+    if sig is not signal.SIGKILL:
+        assert p.returncode == 130, out
+    assert dump_database(target.url()) == before
+    if sig is signal.SIGKILL:
+        # the next run (or doctor --fix) cleans up what a SIGKILL left
+        project = loader.load(root / "steps.yaml")
+        lifecycle.recover(target, target.dbname, RecordingReporter())
+        del project
+    assert f"{target.dbname}__build" not in names(target)
+    (root / "started").unlink()
+
+
+def test_second_refresh_fails_fast_naming_the_holder(lc: tuple[Path, database.Target]) -> None:
+    root, target = lc
+    (root / "seed.sql").write_text("\\! touch started; sleep 30\n")
+    first = _devenv(root, "refresh-db")
+    try:
+        _wait_for(root / "started")
+        second = subprocess.run([sys.executable, "-m", "devenv", "refresh-db", "--no-wait"],
+                                cwd=root, capture_output=True, text=True, timeout=60)
+        assert second.returncode == 1
+        assert f"another devenv is working on this project: pid {first.pid} (refresh-db" \
+               in second.stderr
+    finally:
+        first.send_signal(signal.SIGINT)
+        first.communicate(timeout=60)
+    os.environ.get("DATABASE_URL")
