@@ -196,6 +196,64 @@ def run_cmd(
         keep_going=keep_going, database_url=database_url))
 
 
+@app.command()
+def up(
+    detach: Annotated[bool, typer.Option(
+        "--detach", "-d", help="Run the processes in the background (output in "
+        ".devenv/logs/NAME.log) and return once all are ready; `devenv down` stops them.")
+    ] = False,
+    profile: ProfileOpt = "local",
+    jobs: JobsOpt = None,
+    database_url: DbUrlOpt = None,
+    no_processes: Annotated[bool, typer.Option(
+        "--no-processes", help="Stop after the steps: start no app process.")] = False,
+) -> None:
+    """Start the services, build the database (only steps that changed run), then start
+    the app processes and wait until each is ready.
+
+    In the foreground, the processes' output is shown line by line, prefixed with their
+    name; Ctrl-C stops them (the services keep running) and exits 130. A process that
+    exits on its own stops the others and exits 1.
+
+    Example: devenv up --detach
+    """
+    from devenv.commands import up as cmd
+
+    _call(lambda: _with_reporter(cmd.run)(
+        _project(), detach=detach, profile=profile, jobs=jobs, database_url=database_url,
+        no_processes=no_processes, plain=G.plain))
+
+
+@app.command("refresh-db")
+def refresh_db(
+    profile: ProfileOpt = "local",
+    jobs: JobsOpt = None,
+    keep_failed: Annotated[bool, typer.Option(
+        "--keep-failed", help="Keep a failed build (NAME__build) for inspection.")] = False,
+    no_backup: Annotated[bool, typer.Option(
+        "--no-backup", help="Drop the replaced database instead of keeping it as "
+        "NAME__prev.")] = False,
+    no_cache: Annotated[bool, typer.Option(
+        "--no-cache", help="Ignore snapshots: run every step from an empty database.")] = False,
+    undo: Annotated[bool, typer.Option(
+        "--undo", help="Swap the previous database (NAME__prev) back in.")] = False,
+    no_wait: Annotated[bool, typer.Option(
+        "--no-wait", help="Fail at once if another devenv holds the project.")] = False,
+    database_url: DbUrlOpt = None,
+) -> None:
+    """Build a fresh database beside the working one; swap it in only if every step passed.
+
+    Starts from the deepest snapshot whose steps are unchanged (nothing changed: a rename,
+    no step runs). A failing step, Ctrl-C or a crash leaves the working database as it was.
+    The replaced database is kept as NAME__prev until the next refresh.
+    """
+    from devenv.commands import refresh_db as cmd
+
+    _call(lambda: _with_reporter(cmd.run)(
+        _project(), profile=profile, jobs=jobs, keep_failed=keep_failed, no_backup=no_backup,
+        no_cache=no_cache, undo=undo, wait=not no_wait, database_url=database_url))
+
+
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     # The runner stops its steps' process groups on KeyboardInterrupt; SIGTERM (docker
     # stop, CI cancelling a job) gets the same clean stop.
