@@ -432,3 +432,17 @@ def test_django_jwt_works_on_django_and_forwarded_flask(pg_server: Any,
     finally:
         django.stop()
         flask.stop()
+
+
+def test_models_match_their_migrations(pg_server: Any, makefile_db: Built) -> None:
+    """Neither app has model changes its migrations lack (the migrations are hand-written)."""
+    env = base_env() | db_env(pg_server, makefile_db.dbname)
+    flask_check = subprocess.run(["flask", "db", "check"], cwd=EXAMPLE / "flask_api",
+                                 env=env | {"FLASK_APP": "app.py"}, capture_output=True,
+                                 text=True, timeout=120)
+    assert flask_check.returncode == 0, flask_check.stdout + flask_check.stderr
+    assert "No new upgrade operations detected" in flask_check.stdout + flask_check.stderr
+    django_check = subprocess.run(
+        ["python", "manage.py", "makemigrations", "--check", "--dry-run"],
+        cwd=EXAMPLE / "django_api", env=env, capture_output=True, text=True, timeout=120)
+    assert django_check.returncode == 0, django_check.stdout + django_check.stderr
