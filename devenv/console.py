@@ -377,3 +377,49 @@ class Output:
     def _rich_tree(self, node: Any, children: Sequence[tuple[str, Any]]) -> None:
         for label, sub in children:
             self._rich_tree(node.add(label), sub)
+
+
+# --------------------------------------------------------------------------- process lines
+
+
+class ProcessLines:
+    """The output of app processes, one prefixed line each (``web     | ...``), like docker
+    compose: the name in a colour of its own on a terminal, plain text otherwise.
+
+    devenv's own lines about the processes (started, ready, exited) go under ``devenv``.
+    """
+
+    SYSTEM = "devenv"
+    # ANSI colours rather than rich: a busy server's lines are written as they come, and
+    # its own escape codes must pass through untouched.
+    PALETTE = ("36", "33", "32", "35", "34", "96", "93", "92", "95", "94")
+
+    def __init__(self, names: Sequence[str], plain: bool = False,
+                 stream: IO[str] | None = None, colour: bool | None = None) -> None:
+        self.stream = stream or sys.stdout
+        self.colour = (not plain and is_interactive(self.stream)) if colour is None else colour
+        self.width = max(len(n) for n in [*names, self.SYSTEM])
+        self.colours = {n: self.PALETTE[i % len(self.PALETTE)] for i, n in enumerate(names)}
+        self.colours[self.SYSTEM] = "1"
+        self.lock = threading.Lock()
+
+    def prefix(self, name: str) -> str:
+        """``name`` padded to the widest name, with its separator (coloured on a TTY)."""
+        text = f"{name.ljust(self.width)} | "
+        if not self.colour:
+            return text
+        return f"\x1b[{self.colours.get(name, '0')}m{text}\x1b[0m"
+
+    def line(self, name: str, text: str) -> None:
+        """One line of ``name``'s output."""
+        with self.lock:
+            self.stream.write(self.prefix(name) + text + "\n")
+            self.stream.flush()
+
+    def system(self, text: str, detail: str = "") -> None:
+        """A line from devenv itself, with ``detail`` (an output tail) indented below it."""
+        with self.lock:
+            self.stream.write(self.prefix(self.SYSTEM) + text + "\n")
+            for extra in detail.splitlines():
+                self.stream.write(self.prefix(self.SYSTEM) + "  | " + extra + "\n")
+            self.stream.flush()

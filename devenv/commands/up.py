@@ -1,0 +1,51 @@
+"""``devenv up``: services, database, changed steps, then the app processes."""
+
+from __future__ import annotations
+
+from devenv import database, environment, planner, processes
+from devenv.commands import exit_code
+from devenv.console import ProcessLines
+from devenv.errors import EXIT_OK
+from devenv.events import Message, Reporter
+from devenv.schema import Project
+
+
+def run(project: Project, reporter: Reporter, *, detach: bool = False,
+        profile: str = "local", jobs: int | None = None, database_url: str | None = None,
+        no_processes: bool = False, plain: bool = False) -> int:
+    """Bring the environment up; returns the exit code.
+
+    Without ``detach`` this blocks while the processes run and returns 130 after Ctrl-C
+    (or SIGTERM), 1 when a process exits on its own; services keep running either way.
+    """
+    planner.check_profile(project, profile)
+    names = [] if no_processes else processes.selected(project, profile)
+    if names:
+        # Fail before anything starts: processes in the way, or an undefined ${X} in a
+        # process (checked against stand-in database settings; the real ones come later).
+        processes.refuse_running(project, detached=detach)
+        processes.prepare(project, names, database.Target("localhost", 5432, "user", "pw",
+                                                          "db"))
+    wanted = set(environment.needed_services(project))
+    wanted.update(n for p in names for n in project.processes[p].needs
+                  if n in project.services)
+    endpoints = environment.start_services(
+        project, [s for s in project.services if s in wanted], reporter, database_url)
+    target = environment.database_target(project, endpoints, database_url)
+    built = environment.build(project, reporter, target, profile=profile, jobs=jobs)
+    code = exit_code(built.result)
+    if code != EXIT_OK:
+        if names and not built.result.interrupted:
+            reporter.emit(Message("a step failed: not starting the processes", "error"))
+        return code
+    if not names:
+        if project.processes and not no_processes:
+            reporter.emit(Message(f"no process runs in profile {profile}"))
+        return EXIT_OK
+    prepared = processes.prepare(project, names, target)
+    # From here on the processes' lines are printed as they come: stop the live view.
+    reporter.close()
+    out = ProcessLines(names, plain=plain)
+    if detach:
+        return processes.run_detached(project, prepared, out)
+    return processes.run_foreground(project, prepared, out)

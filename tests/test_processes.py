@@ -1,0 +1,373 @@
+"""App processes on real subprocesses: ready checks, start order, foreground supervision,
+detached runs with their record, status and stop_all. No database is needed here
+(``tests/commands/test_up.py`` covers ``devenv up`` against PostgreSQL)."""
+
+from __future__ import annotations
+
+import http.server
+import io
+import json
+import os
+import socket
+import stat
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from devenv import loader, processes
+from devenv.console import ProcessLines
+from devenv.errors import DevenvError
+from devenv.pgcluster import free_port
+from devenv.schema import Project
+
+MakeProject = Callable[..., Path]
+
+# A tiny app: serves /health (200), /moved (302), /broken (503); prints as it goes
+# (unflushed: devenv sets PYTHONUNBUFFERED); CRASH=1 makes it die before listening,
+# EXIT_AFTER=S makes it exit S seconds after it started listening.
+SERVER = """\
+import http.server, os, subprocess, sys, threading, time
+port = int(sys.argv[1])
+time.sleep(float(os.environ.get("BOOT_DELAY", "0")))
+child = subprocess.Popen(["sleep", "300"])
+name = os.environ["DEVENV_PROCESS"]
+with open(f"{name}.pids", "w") as fh:
+    fh.write(f"{os.getpid()} {child.pid} {time.time()}\\n")
+print(f"{name} booting on {port}")
+if os.environ.get("CRASH"):
+    print("boom: SECRET_KEY is not set")
+    sys.exit(3)
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        code = {"/health": 200, "/moved": 302, "/broken": 503}.get(self.path, 404)
+        body = os.environ.get("GREETING", "ok").encode()
+        self.send_response(code)
+        if code == 302:
+            self.send_header("Location", "/nowhere")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, fmt, *args):
+        print("request", self.path)
+server = http.server.HTTPServer(("127.0.0.1", port), H)
+if os.environ.get("EXIT_AFTER"):
+    threading.Timer(float(os.environ["EXIT_AFTER"]), lambda: os._exit(4)).start()
+server.serve_forever()
+"""
+
+
+def pids(root: Path, name: str) -> tuple[int, int]:
+    leader, child, _ = (root / f"{name}.pids").read_text().split()
+    return int(leader), int(child)
+
+
+def gone(pid: int, wait: float = 5.0) -> bool:
+    """True once ``pid`` no longer runs (a zombie waiting for a reaper counts as gone)."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (FileNotFoundError, ProcessLookupError):
+            return True
+        if state in ("Z", "X"):
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def project(make_project: MakeProject) -> Iterator[Callable[..., Project]]:
+    """A project with ``processes`` (and server.py); every process it started is stopped
+    at the end."""
+    made: list[Project] = []
+
+    def make(procs: dict[str, dict[str, object]], **kw: object) -> Project:
+        root = make_project({"version": 1, "steps": {"noop": {"run": "true"}},
+                             "processes": procs, **kw}, files={"server.py": SERVER})
+        made.append(loader.load(root / "steps.yaml"))
+        return made[-1]
+
+    yield make
+    for p in made:
+        processes.stop_all(p, grace=1)
+
+
+def web(port: int, ready: str | None = "", **env: str) -> dict[str, object]:
+    spec: dict[str, object] = {"run": [sys.executable, "server.py", str(port)],
+                               "ready_timeout": 15}
+    if ready is not None:
+        spec["ready"] = ready or f"http://127.0.0.1:{port}/health"
+    if env:
+        spec["env"] = env
+    return spec
+
+
+# --------------------------------------------------------------------------- ready checks
+
+
+def test_parse_ready_forms() -> None:
+    assert processes.parse_ready("http://127.0.0.1:5000/health").kind == "http"
+    tcp = processes.parse_ready("tcp://db.local:5432")
+    assert (tcp.kind, tcp.host, tcp.port) == ("tcp", "db.local", 5432)
+    port = processes.parse_ready("8000")
+    assert (port.kind, port.host, port.port) == ("tcp", "localhost", 8000)
+    assert processes.parse_ready(port.spec()) == replace(port, target="tcp://localhost:8000")
+    cmd = processes.parse_ready("cmd:  test -f ready.flag")
+    assert (cmd.kind, cmd.target) == ("cmd", "test -f ready.flag")
+    for bad, msg in (("tcp://host", "write tcp://HOST:PORT"), ("70000", "invalid port 70000"),
+                     ("cmd:", "empty command"), ("ftp://x", "invalid ready check 'ftp://x'")):
+        with pytest.raises(ValueError, match=msg):
+            processes.parse_ready(bad)
+
+
+@pytest.fixture(scope="module")
+def http_server() -> Iterator[int]:
+    class H(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            code = {"/ok": 204, "/moved": 302, "/missing": 404, "/broken": 503}[self.path]
+            self.send_response(code)
+            if code == 302:
+                self.send_header("Location", "/missing")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            return None
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), H)
+    t = threading.Thread(target=server.serve_forever, daemon=True)
+    t.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_http_ready_is_2xx_or_3xx_without_following_redirects(
+        http_server: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A proxy in the environment must not catch local checks.
+    monkeypatch.setenv("http_proxy", "http://127.0.0.1:9")
+    base = f"http://127.0.0.1:{http_server}"
+    check = processes.parse_ready
+    assert processes.probe(check(f"{base}/ok")) == (True, "HTTP 204")
+    assert processes.probe(check(f"{base}/moved")) == (True, "HTTP 302")
+    assert processes.probe(check(f"{base}/missing")) == (False, "HTTP 404")
+    assert processes.probe(check(f"{base}/broken")) == (False, "HTTP 503")
+    ok, why = processes.probe(check(f"http://127.0.0.1:{free_port()}/"))
+    assert not ok and "refused" in why.lower()
+
+
+def test_tcp_port_and_cmd_checks(http_server: int, tmp_path: Path) -> None:
+    assert processes.probe(processes.parse_ready(str(http_server)))[0]
+    assert processes.probe(processes.parse_ready(f"tcp://127.0.0.1:{http_server}"))[0]
+    closed = free_port()
+    assert not processes.probe(processes.parse_ready(f"tcp://127.0.0.1:{closed}"))[0]
+    flag = processes.parse_ready("cmd: test -f ready.flag && test \"$MODE\" = dev")
+    env = {"PATH": os.environ["PATH"], "MODE": "dev"}
+    assert processes.probe(flag, env, tmp_path) == (False, "exit code 1")
+    (tmp_path / "ready.flag").touch()
+    assert processes.probe(flag, env, tmp_path) == (True, "exit code 0")
+
+
+def test_process_lines_prefix_and_colour() -> None:
+    buf = io.StringIO()
+    out = ProcessLines(["web", "worker-long"], stream=buf, colour=False)
+    out.line("web", "GET /health")
+    out.system("web exited", "line 1\nline 2")
+    assert buf.getvalue().splitlines() == [
+        "web         | GET /health",
+        "devenv      | web exited",
+        "devenv      |   | line 1",
+        "devenv      |   | line 2",
+    ]
+    buf = io.StringIO()
+    out = ProcessLines(["web", "worker"], stream=buf, colour=True)
+    out.line("web", "a")
+    out.line("worker", "b")
+    first, second = buf.getvalue().splitlines()
+    assert first == "\x1b[36mweb    | \x1b[0ma" and second == "\x1b[33mworker | \x1b[0mb"
+    # Not a terminal: plain, whatever the caller asked.
+    assert not ProcessLines(["web"], stream=io.StringIO()).colour
+
+
+def test_undefined_variable_in_a_process_is_a_config_error(
+        project: Callable[..., Project]) -> None:
+    p = project({"web": {"run": "serve --port ${WEB_PORT}"}})
+    with pytest.raises(Exception, match=r"processes\.web\.run: \$\{WEB_PORT\} is not defined"):
+        processes.prepare(p, ["web"], None)
+
+
+# --------------------------------------------------------------------------- detached
+
+
+def test_detached_ready_by_tcp_port_and_cmd_in_needs_order(
+        project: Callable[..., Project]) -> None:
+    a, b, c = free_port(), free_port(), free_port()
+    p = project({
+        "api": web(a, f"tcp://127.0.0.1:{a}", BOOT_DELAY="0.6"),
+        "admin": web(b, str(b)),
+        "worker": web(c, f"cmd: {sys.executable} -c \"import urllib.request as u; "
+                         f"u.urlopen('http://127.0.0.1:{c}/health')\""),
+    })
+    # The loader only lets processes need steps and services; the supervisor also
+    # honours needs between processes.
+    procs = dict(p.processes)
+    procs["admin"] = replace(procs["admin"], needs=("api",))
+    procs["worker"] = replace(procs["worker"], needs=("admin",))
+    p = replace(p, processes=procs)
+    order = processes.selected(p, "local")
+    assert order == ["api", "admin", "worker"]
+    buf = io.StringIO()
+    t0 = time.time()
+    code = processes.run_detached(p, processes.prepare(p, order, None),
+                                  ProcessLines(order, stream=buf, colour=False))
+    text = buf.getvalue()
+    assert code == 0, text
+    assert f"api is ready (tcp://127.0.0.1:{a}: accepts connections)" in text
+    assert f"admin is ready (port {b}: accepts connections)" in text
+    assert "worker is ready (cmd: " in text and "exit code 0)" in text
+    # admin started only once api answered (api boots in 0.6 s).
+    started = {n: float((p.root / f"{n}.pids").read_text().split()[2]) for n in order}
+    assert started["admin"] - t0 >= 0.6 and started["worker"] >= started["admin"]
+    # Detached: output in the log, the record private, every process alive and ready.
+    log = (p.root / ".devenv/logs/admin.log").read_text()
+    assert f"admin booting on {b}" in log
+    rec = p.root / ".devenv" / "processes.json"
+    assert stat.S_IMODE(rec.stat().st_mode) == 0o600
+    st = {s.name: s for s in processes.status(p)}
+    assert all(s.alive and s.ready and s.detached for s in st.values())
+    assert st["api"].log == ".devenv/logs/api.log"
+    # A second run keeps them.
+    buf = io.StringIO()
+    assert processes.run_detached(p, processes.prepare(p, order, None),
+                                  ProcessLines(order, stream=buf, colour=False)) == 0
+    assert "all processes were already running" in buf.getvalue()
+    assert {s.name: s.pid for s in processes.status(p)} == {n: st[n].pid for n in st}
+    # A foreground up is refused while they run.
+    with pytest.raises(DevenvError, match="already running in the background: api"):
+        processes.refuse_running(p, detached=False)
+    leaders = {n: pids(p.root, n) for n in order}
+    assert sorted(processes.stop_all(p)) == ["admin", "api", "worker"]
+    for leader, child in leaders.values():
+        assert gone(leader) and gone(child)
+    assert not rec.exists()
+    assert [s.alive for s in processes.status(p)] == [False, False, False]
+
+
+def test_changed_command_restarts_a_detached_process(project: Callable[..., Project]) -> None:
+    port = free_port()
+    p = project({"web": web(port)})
+    assert processes.run_detached(p, processes.prepare(p, ["web"], None),
+                                  ProcessLines(["web"], stream=io.StringIO())) == 0
+    first = pids(p.root, "web")[0]
+    spec = replace(p.processes["web"], run=(*p.processes["web"].run, "--changed"))
+    p2 = replace(p, processes={"web": spec})
+    buf = io.StringIO()
+    assert processes.run_detached(p2, processes.prepare(p2, ["web"], None),
+                                  ProcessLines(["web"], stream=buf)) == 0
+    assert "web: its command changed since it started; restarting it" in buf.getvalue()
+    assert gone(first) and pids(p.root, "web")[0] != first
+
+
+def test_detached_crash_before_ready_stops_what_this_run_started(
+        project: Callable[..., Project]) -> None:
+    a, b = free_port(), free_port()
+    p = project({"api": web(a), "web": web(b, CRASH="1")})
+    buf = io.StringIO()
+    code = processes.run_detached(p, processes.prepare(p, ["api", "web"], None),
+                                  ProcessLines(["api", "web"], stream=buf, colour=False))
+    text = buf.getvalue()
+    assert code == 1
+    assert "devenv | web exited with code 3 before it was ready; its last output:" in text
+    assert "devenv |   | boom: SECRET_KEY is not set" in text
+    api = pids(p.root, "api")
+    assert gone(api[0]) and gone(api[1])
+    assert processes.read_records(p) == {}
+
+
+def test_a_recycled_pid_is_never_signalled(project: Callable[..., Project]) -> None:
+    p = project({"web": web(free_port())})
+    # A record naming this very test process, but with another start time: as if the
+    # recorded process died and the pid was reused.
+    p.state_dir.mkdir(exist_ok=True)
+    (p.state_dir / "processes.json").write_text(json.dumps(
+        {"version": 1, "processes": {"web": {"pid": os.getpid(), "start_id": "1",
+                                             "detached": True}}}))
+    assert [s.alive for s in processes.status(p)] == [False]
+    assert processes.stop_all(p) == []
+    assert processes.read_records(p) == {}
+
+
+# --------------------------------------------------------------------------- foreground
+
+
+def run_foreground(p: Project, names: list[str]) -> tuple[int, str, float]:
+    buf = io.StringIO()
+    t0 = time.monotonic()
+    code = processes.run_foreground(p, processes.prepare(p, names, None),
+                                    ProcessLines(names, stream=buf, colour=False))
+    return code, buf.getvalue(), time.monotonic() - t0
+
+
+def test_foreground_crash_before_ready_shows_tail_and_stops_the_others(
+        project: Callable[..., Project]) -> None:
+    a, b = free_port(), free_port()
+    p = project({"api": web(a), "web": web(b, ready=str(b), CRASH="1")})
+    code, text, took = run_foreground(p, ["api", "web"])
+    assert code == 1
+    lines = text.splitlines()
+    # The output as it came, prefixed, then the failure with the tail.
+    assert f"web    | web booting on {b}" in lines
+    assert "web    | boom: SECRET_KEY is not set" in lines
+    i = lines.index("devenv | web exited with code 3 before it was ready; its last output:")
+    assert lines[i + 1:i + 3] == [f"devenv |   | web booting on {b}",
+                                  "devenv |   | boom: SECRET_KEY is not set"]
+    assert "devenv | stopped api" in lines
+    for n in ("api", "web"):
+        leader, child = pids(p.root, n)
+        assert gone(leader) and gone(child)
+    assert processes.read_records(p) == {}
+    assert took < 10
+
+
+def test_foreground_exit_after_ready_and_ready_timeout(project: Callable[..., Project]) -> None:
+    a, b = free_port(), free_port()
+    p = project({"api": web(a, EXIT_AFTER="0.5"), "web": web(b, ready=None)})
+    code, text, _ = run_foreground(p, ["api", "web"])
+    assert code == 1
+    assert "devenv | api exited with code 4 after it was ready; its last output:" in text
+    assert "devenv | all processes are ready (api, web); press Ctrl-C to stop them" in text
+    assert gone(pids(p.root, "web")[0])
+
+    never = free_port()
+    spec = {**web(a, f"tcp://127.0.0.1:{never}"), "ready_timeout": 0.8}
+    p = project({"api": spec})
+    code, text, took = run_foreground(p, ["api"])
+    assert code == 1 and took < 8
+    assert (f"devenv | api was not ready after 0.8s (tcp://127.0.0.1:{never}: Connection "
+            "refused); its last output:") in text
+    assert f"devenv |   | api booting on {a}" in text
+    assert gone(pids(p.root, "api")[1])
+
+
+def test_port_of_a_running_process_is_really_served(project: Callable[..., Project]) -> None:
+    # Sanity for the fixture app itself: what devenv waits on answers over TCP.
+    port = free_port()
+    p = project({"web": web(port)})
+    assert processes.run_detached(p, processes.prepare(p, ["web"], None),
+                                  ProcessLines(["web"], stream=io.StringIO())) == 0
+    with socket.create_connection(("127.0.0.1", port), timeout=2):
+        pass
+
+
+def test_profiles_choose_the_processes(project: Callable[..., Project]) -> None:
+    p = project({"web": web(1), "ci-probe": {"run": "true", "profiles": ["ci"]}})
+    assert processes.selected(p, "local") == ["web"]
+    assert processes.selected(p, "ci") == ["web", "ci-probe"]
