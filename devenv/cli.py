@@ -155,6 +155,9 @@ def plan(
                                         "changed.")] = False,
     profile: ProfileOpt = "local",
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    refresh: Annotated[bool, typer.Option("--refresh", help="Plan a `refresh-db` instead: "
+                                          "which snapshot it starts from, which steps "
+                                          "run.")] = False,
     database_url: DbUrlOpt = None,
 ) -> None:
     """Show what `devenv run`/`up` would run, what it would skip, and why.
@@ -165,7 +168,8 @@ def plan(
     from devenv.commands import plan as cmd
 
     _call(lambda: cmd.run(_project(), _output(), steps or [], only=only, force=force,
-                          profile=profile, as_json=as_json, database_url=database_url))
+                          profile=profile, as_json=as_json, database_url=database_url,
+                          refresh=refresh))
 
 
 @app.command("run")

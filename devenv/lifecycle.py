@@ -144,35 +144,24 @@ def refresh(project: Project, reporter: Reporter, target: Target, *, profile: st
     steps = _in_profile(project, profile)
     points = snapshot_points(project, steps)
     full_key = fingerprint.combined(fps, steps)
-    infos = {d.datname: d for d in snapshots.related(target, db)}
     source = "empty database"
     start_from: list[str] = []
 
-    ready = infos.get(snapshots.ready_name(db))
-    if use_cache and ready is not None and ready.key == full_key and ready.meta.get(
-            "project") == project.name:
+    choice = choose_source(project, target, fps, steps, points, use_cache)
+    if choice.kind == "ready":
         with _phase(reporter, "swap", "swapping in the ready copy", "ready copy swapped in"):
-            backup_name = snapshots.swap(target, db, ready.datname, backup=backup)
+            backup_name = snapshots.swap(target, db, choice.datname, backup=backup)
         _after_swap(project, target, db, full_key, reporter, background_reclone)
         reporter.emit(Message(f"{db} is fresh (ready copy of snapshot {full_key[:12]}; no step "
                               "needed to run)", "ok"))
         return RefreshResult(None, "ready clone", True, backup_name)
-
-    # The deepest snapshot whose steps are all unchanged.
-    candidates = [(steps, full_key)] + [
-        (held, fingerprint.combined(fps, held)) for held in reversed(list(points.values()))]
-    if use_cache:
-        for held, key in candidates:
-            info = infos.get(snapshots.cache_name(db, key))
-            if info is not None and info.meta.get("complete") and info.key == key:
-                with _phase(reporter, "restore", f"restoring snapshot {info.datname}",
-                            f"restored snapshot of {len(held)} steps ({info.datname})"):
-                    snapshots.clone(target, info.datname, build,
-                                    snapshots.meta("build", project.name))
-                    _copy_state(store, target, info.datname, build)
-                source = f"snapshot {info.datname}"
-                start_from = held
-                break
+    if choice.kind == "snapshot":
+        with _phase(reporter, "restore", f"restoring snapshot {choice.datname}",
+                    f"restored snapshot of {len(choice.held)} steps ({choice.datname})"):
+            snapshots.clone(target, choice.datname, build, snapshots.meta("build", project.name))
+            _copy_state(store, target, choice.datname, build)
+        source = f"snapshot {choice.datname}"
+        start_from = list(choice.held)
     if not start_from:
         with _phase(reporter, "create", f"creating {build}", f"created {build}"):
             database.create(target, build, spec.schemas)
@@ -204,6 +193,54 @@ def refresh(project: Project, reporter: Reporter, target: Target, *, profile: st
     _after_swap(project, target, db, full_key, reporter, background_reclone)
     ran = [r.name for r in result.results if r.status.value == "ok"]
     return RefreshResult(result, source, True, backup_name, ran)
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a refresh starts: the ready copy, a snapshot (holding ``held``), or nothing."""
+
+    kind: str  # ready, snapshot, empty
+    datname: str = ""
+    held: tuple[str, ...] = ()
+
+
+def choose_source(project: Project, target: Target, fps: dict[str, fingerprint.Fingerprint],
+                  steps: list[str], points: dict[str, list[str]], use_cache: bool = True,
+                  ) -> Source:
+    """The deepest cached state whose steps are all unchanged."""
+    if not use_cache:
+        return Source("empty")
+    db = target.dbname
+    infos = {d.datname: d for d in snapshots.related(target, db)}
+    full_key = fingerprint.combined(fps, steps)
+    ready = infos.get(snapshots.ready_name(db))
+    if ready is not None and ready.key == full_key and ready.meta.get("project") == project.name:
+        return Source("ready", ready.datname, tuple(steps))
+    candidates = [(steps, full_key)] + [
+        (held, fingerprint.combined(fps, held)) for held in reversed(list(points.values()))]
+    for held, key in candidates:
+        info = infos.get(snapshots.cache_name(db, key))
+        if (info is not None and info.meta.get("complete") and info.key == key
+                and info.meta.get("project") == project.name):
+            return Source("snapshot", info.datname, tuple(held))
+    return Source("empty")
+
+
+def plan_refresh(project: Project, target: Target, profile: str = "local",
+                 use_cache: bool = True) -> tuple[Source, list[Decision]]:
+    """What ``refresh-db`` would do now: where it starts and a decision per step."""
+    fps = fingerprint.compute(project)
+    steps = _in_profile(project, profile)
+    points = snapshot_points(project, steps)
+    source = choose_source(project, target, fps, steps, points, use_cache)
+    out = []
+    for d in planner.decide(project, {}, profile=profile, fingerprints=fps):
+        if d.step in source.held:
+            d = Decision(d.step, Action.SKIP, f"in {source.kind} {source.datname}", d.fingerprint)
+        elif d.action is Action.RUN:
+            d = Decision(d.step, Action.RUN, "not in any matching snapshot", d.fingerprint)
+        out.append(d)
+    return source, out
 
 
 class _BuildFailed(Exception):

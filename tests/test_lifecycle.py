@@ -239,3 +239,21 @@ def test_second_refresh_fails_fast_naming_the_holder(lc: tuple[Path, database.Ta
         first.send_signal(signal.SIGINT)
         first.communicate(timeout=60)
     os.environ.get("DATABASE_URL")
+
+
+def test_plan_refresh_names_the_snapshot_and_the_steps(lc: tuple[Path, database.Target]) -> None:
+    import json as _json
+
+    root, target = lc
+    refresh(root, target)
+    (root / "seed.sql").write_text(FILES["seed.sql"].replace("200", "7"))
+    r = subprocess.run([sys.executable, "-m", "devenv", "plan", "--refresh", "--json"],
+                       cwd=root, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    data = _json.loads(r.stdout)
+    snap = snapshots.cache_name(target.dbname, _key(root, ["schema"]))
+    assert data["start_from"] == {"kind": "snapshot", "database": snap, "steps": ["schema"]}
+    assert {s["name"]: s["action"] for s in data["steps"]} == {
+        "schema": "skip", "seed": "run", "extra": "run", "final": "run"}
+    res, rep = refresh(root, target)
+    assert sorted(ran(rep)) == ["extra", "final", "seed"]

@@ -14,10 +14,12 @@ from devenv.state import NO_DATABASE, StateStore
 
 def run(project: Project, out: Output, targets: Sequence[str] = (), *, only: bool = False,
         force: bool = False, profile: str = "local", as_json: bool = False,
-        database_url: str | None = None) -> int:
+        database_url: str | None = None, refresh: bool = False) -> int:
     planner.check_profile(project, profile)
     planner.check_targets(project, targets)
     target, note = environment.current_target(project, database_url)
+    if refresh:
+        return _refresh(project, out, target, note, profile, as_json)
     key: str | None = NO_DATABASE if project.database is None else None
     if target is not None:
         try:
@@ -47,5 +49,44 @@ def run(project: Project, out: Output, targets: Sequence[str] = (), *, only: boo
     rows = [[d.step, d.action.value, d.reason] for d in decisions]
     styles = ["bold" if d.action is Action.RUN else "dim" for d in decisions]
     out.table(["step", "action", "reason"], rows, styles)
+    out.text(f"{n_run} of {len(decisions)} steps would run (profile {profile})")
+    return EXIT_OK
+
+
+def _refresh(project: Project, out: Output, target: database.Target | None, note: str,
+             profile: str, as_json: bool) -> int:
+    """What refresh-db would do: which snapshot it starts from and which steps run."""
+    from devenv import lifecycle
+
+    if target is None:
+        source, decisions = lifecycle.Source("empty"), planner.decide(
+            project, {}, profile=profile)
+        note = f"{note}: no snapshot can be checked, every step would run"
+    else:
+        try:
+            source, decisions = lifecycle.plan_refresh(project, target, profile)
+        except database.DatabaseError as exc:
+            source, decisions = lifecycle.Source("empty"), planner.decide(
+                project, {}, profile=profile)
+            note = f"{exc}: every step would run"
+        else:
+            note = ""
+    start = {"ready": f"the ready copy {source.datname} (a rename)",
+             "snapshot": f"snapshot {source.datname}",
+             "empty": "an empty database"}[source.kind]
+    n_run = sum(1 for d in decisions if d.action is Action.RUN)
+    if as_json:
+        out.json({"project": project.name, "profile": profile, "refresh": True,
+                  "start_from": {"kind": source.kind, "database": source.datname or None,
+                                 "steps": list(source.held)},
+                  "steps": [{"name": d.step, "action": d.action.value, "reason": d.reason,
+                             "fingerprint": d.fingerprint} for d in decisions],
+                  "would_run": n_run, "note": note or None})
+        return EXIT_OK
+    if note:
+        out.text(f"note: {note}")
+    out.text(f"refresh-db would start from {start}")
+    out.table(["step", "action", "reason"], [[d.step, d.action.value, d.reason] for d in decisions],
+              ["bold" if d.action is Action.RUN else "dim" for d in decisions])
     out.text(f"{n_run} of {len(decisions)} steps would run (profile {profile})")
     return EXIT_OK
