@@ -20,6 +20,16 @@ from devenv.errors import LockedError
 from devenv.events import Message, Reporter
 
 
+def ensure_state_dir(state_dir: Path) -> Path:
+    """Create ``.devenv/`` (0700: it holds ports and, for native servers, credentials) with a
+    ``.gitignore`` of its own, so it never lands in a commit whatever the project ignores."""
+    state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    ignore = state_dir / ".gitignore"
+    if not ignore.exists():
+        ignore.write_text("# written by devenv: nothing in here belongs in git\n*\n")
+    return state_dir
+
+
 def _holder(path: Path) -> str:
     try:
         info = json.loads(path.read_text() or "{}")
@@ -33,7 +43,7 @@ def _holder(path: Path) -> str:
 def project_lock(state_dir: Path, command: str, reporter: Reporter | None = None,
                  wait: bool = True) -> Iterator[None]:
     """Hold the project's lock; wait for it (saying for whom) or fail fast with ``wait=False``."""
-    state_dir.mkdir(parents=True, exist_ok=True)
+    ensure_state_dir(state_dir)
     path = state_dir / "lock"
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:

@@ -266,3 +266,31 @@ def test_interrupt_kills_the_whole_process_group(make_project: MakeProject,
         time.sleep(0.05)
     assert not _alive(child)
     assert not (root / "later.ran").exists()
+
+
+def test_state_dir_is_private_and_ignored(make_project: MakeProject) -> None:
+    root = make_project({"version": 1, "steps": {"s": {"run": "true"}}})
+    r = subprocess.run([sys.executable, "-m", "devenv", "run"], cwd=root, capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    state = root / ".devenv"
+    assert (state.stat().st_mode & 0o777) == 0o700
+    assert (state / ".gitignore").read_text().splitlines()[-1] == "*"
+
+
+def test_huge_output_is_streamed_to_disk_not_memory(make_project: MakeProject) -> None:
+    # 200 MB of output: the runner must not hold it; its peak RSS stays far below that.
+    root = make_project({"version": 1, "steps": {
+        "loud": {"run": "head -c 200000000 /dev/zero | tr '\\\\0' 'x' | fold -w 100"}}})
+    code = ("import resource, sys; from pathlib import Path; from devenv import loader, "
+            "environment; from devenv.events import RecordingReporter; "
+            "r = environment.build(loader.load(Path('steps.yaml')), RecordingReporter(), None); "
+            "assert r.result.ok; "
+            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
+    r = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr
+    peak_kb = int(r.stdout.strip())
+    log = (root / ".devenv" / "logs" / "loud.log").resolve()
+    assert log.stat().st_size > 200_000_000
+    assert peak_kb < 150_000, f"peak RSS {peak_kb} kB"

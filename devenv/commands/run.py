@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from devenv import environment, graph, planner
 from devenv.commands import exit_code
 from devenv.events import Reporter
+from devenv.lock import project_lock
 from devenv.schema import Project
 
 
@@ -17,9 +18,11 @@ def run(project: Project, reporter: Reporter, targets: Sequence[str] = (), *,
     planner.check_profile(project, profile)
     targets = planner.check_targets(project, targets)
     steps = sorted(graph.closure(project, targets) if targets else project.steps)
-    endpoints = environment.start_services(
-        project, environment.needed_services(project, steps), reporter, database_url)
-    target = environment.database_target(project, endpoints, database_url)
-    built = environment.build(project, reporter, target, targets=targets, only=only,
-                              force=force, profile=profile, jobs=jobs, keep_going=keep_going)
+    with project_lock(project.state_dir, "run", reporter):
+        endpoints = environment.start_services(
+            project, environment.needed_services(project, steps), reporter, database_url)
+        target = environment.database_target(project, endpoints, database_url)
+        built = environment.build(project, reporter, target, targets=targets, only=only,
+                                  force=force, profile=profile, jobs=jobs,
+                                  keep_going=keep_going)
     return exit_code(built.result)
