@@ -21,7 +21,7 @@ PREMIUMS = {  # plan code -> monthly premium in cents (matches flask_api/fixture
     "BRZ-HMO-2024": 28900, "SLV-HMO-2024": 37250, "SLV-PPO-2024": 41800,
     "GLD-PPO-2024": 51275, "PLT-PPO-2024": 66400,
 }
-EPOCH = dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc)
+EPOCH = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
 
 
 def _id(rng: random.Random, prefix: str) -> str:

@@ -65,7 +65,7 @@ CREATE TABLE {SCHEMA}.invoice_lines (
 
 
 def _ts(value: int | None) -> dt.datetime | None:
-    return None if value is None else dt.datetime.fromtimestamp(value, tz=dt.timezone.utc)
+    return None if value is None else dt.datetime.fromtimestamp(value, tz=dt.UTC)
 
 
 def load(conn: psycopg.Connection, data: dict) -> dict[str, int]:

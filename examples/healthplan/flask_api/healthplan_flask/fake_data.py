@@ -21,7 +21,7 @@ DEFAULT_SEED = 20240601
 FAKE_ID_BASE = 1_000_000
 MAX_MEMBERS = 999_999
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 DOB_START = dt.date(1940, 1, 1)
 DOB_DAYS = (dt.date(2006, 12, 31) - DOB_START).days
 ENROLL_START = dt.date(2021, 1, 1)

@@ -16,7 +16,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.hashers import check_password, make_password
 from django.core.management.base import BaseCommand, CommandError
 
-DATE_JOINED = dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc)
+DATE_JOINED = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
 
 
 class Command(BaseCommand):

@@ -24,7 +24,7 @@ SEED_AGENTS = ("ivr-bot", "outreach-campaign", "nurse-line")
 SEED_KEYS = ("risk_score", "outreach_opt_in", "last_outreach_channel")
 # Sample members only: fake members (ids above 1,000,000) come and go with `flask fake-data`.
 SAMPLE_MEMBER_MAX_ID = 1_000_000
-START = dt.datetime(2023, 1, 1, tzinfo=dt.timezone.utc)
+START = dt.datetime(2023, 1, 1, tzinfo=dt.UTC)
 SPAN_SECONDS = 2 * 365 * 86400
 
 SUMMARIES = {
