@@ -682,14 +682,20 @@ class Supervisor:
         return live
 
 
-def run_foreground(project: Project, prepared: Sequence[Prepared], out: ProcessLines) -> int:
+def run_foreground(project: Project, prepared: Sequence[Prepared], out: ProcessLines,
+                   on_ready: Callable[[], None] | None = None) -> int:
     """Start the processes, print their output until one exits or Ctrl-C / SIGTERM, then
-    stop them all. Returns 1 when a process exited or was not ready, 130 on Ctrl-C."""
+    stop them all. Returns 1 when a process exited or was not ready, 130 on Ctrl-C.
+
+    ``on_ready`` is called once all are ready (``up`` releases the project lock there).
+    """
     refuse_running(project, detached=False)
     sup = Supervisor(project, prepared, out, detached=False)
     try:
         try:
             sup.start_all()
+            if on_ready is not None:
+                on_ready()
             out.system(f"all processes are ready ({', '.join(p.name for p in prepared)}); "
                        "press Ctrl-C to stop them (services keep running)")
             sup.watch()

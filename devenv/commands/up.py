@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from devenv import database, environment, planner, processes
 from devenv.commands import exit_code
 from devenv.console import ProcessLines
 from devenv.errors import EXIT_OK
 from devenv.events import Message, Reporter
+from devenv.lock import project_lock
 from devenv.schema import Project
 
 
@@ -29,23 +32,27 @@ def run(project: Project, reporter: Reporter, *, detach: bool = False,
     wanted = set(environment.needed_services(project))
     wanted.update(n for p in names for n in project.processes[p].needs
                   if n in project.services)
-    endpoints = environment.start_services(
-        project, [s for s in project.services if s in wanted], reporter, database_url)
-    target = environment.database_target(project, endpoints, database_url)
-    built = environment.build(project, reporter, target, profile=profile, jobs=jobs)
-    code = exit_code(built.result)
-    if code != EXIT_OK:
-        if names and not built.result.interrupted:
-            reporter.emit(Message("a step failed: not starting the processes", "error"))
-        return code
-    if not names:
-        if project.processes and not no_processes:
-            reporter.emit(Message(f"no process runs in profile {profile}"))
-        return EXIT_OK
-    prepared = processes.prepare(project, names, target)
-    # From here on the processes' lines are printed as they come: stop the live view.
-    reporter.close()
-    out = ProcessLines(names, plain=plain)
-    if detach:
-        return processes.run_detached(project, prepared, out)
-    return processes.run_foreground(project, prepared, out)
+    with contextlib.ExitStack() as held:
+        # The lock keeps refresh-db (or another up) off the database while steps run and
+        # processes start; a foreground up lets go once its processes are ready.
+        held.enter_context(project_lock(project.state_dir, "up", reporter))
+        endpoints = environment.start_services(
+            project, [s for s in project.services if s in wanted], reporter, database_url)
+        target = environment.database_target(project, endpoints, database_url)
+        built = environment.build(project, reporter, target, profile=profile, jobs=jobs)
+        code = exit_code(built.result)
+        if code != EXIT_OK:
+            if names and not built.result.interrupted:
+                reporter.emit(Message("a step failed: not starting the processes", "error"))
+            return code
+        if not names:
+            if project.processes and not no_processes:
+                reporter.emit(Message(f"no process runs in profile {profile}"))
+            return EXIT_OK
+        prepared = processes.prepare(project, names, target)
+        # From here on the processes' lines are printed as they come: stop the live view.
+        reporter.close()
+        out = ProcessLines(names, plain=plain)
+        if detach:
+            return processes.run_detached(project, prepared, out)
+        return processes.run_foreground(project, prepared, out, on_ready=held.close)

@@ -20,6 +20,7 @@ import psycopg
 import pytest
 
 from devenv import database, loader, processes
+from devenv.lock import project_lock
 from devenv.pgcluster import free_port
 
 pytestmark = pytest.mark.postgres
@@ -194,6 +195,9 @@ def test_up_runs_the_step_starts_the_process_and_stops_it_on_ctrl_c(
     assert f"web    | web booting on {e.port}" in up.lines
     assert f"devenv | web is ready (http://127.0.0.1:{e.port}/health: HTTP 200)" in up.output
     leader, child = e.pids()
+    # Once its processes are ready, up no longer holds the project lock (refresh-db may run).
+    with project_lock(e.root / ".devenv", "test", wait=False):
+        pass
 
     up.popen.send_signal(sig)
     assert up.popen.wait(timeout=20) == 130, up.output
