@@ -58,9 +58,20 @@ class StepKind(Protocol):
 
 
 def _load() -> dict[str, StepKind]:
-    from devenv.kinds import shell
+    from devenv.kinds import (
+        alembic_upgrade,
+        django_loaddata,
+        django_migrate,
+        faker_data,
+        python_call,
+        shell,
+        sql_files,
+    )
 
     kinds: dict[str, StepKind] = {shell.KIND.name: shell.KIND}
+    for mod in (django_migrate, django_loaddata, alembic_upgrade, sql_files,
+                faker_data, python_call):
+        kinds[mod.KIND.name] = mod.KIND
     return kinds
 
 
