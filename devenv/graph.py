@@ -84,7 +84,7 @@ def dependants(project: Project) -> dict[str, list[str]]:
             out[need].append(step.name)
     for proc in project.processes.values():
         for need in proc.needs:
-            out[need].append(proc.name)
+            out.setdefault(need, []).append(proc.name)
     return out
 
 

@@ -701,12 +701,32 @@ def _check_needs(steps: list[StepSpec], services: Mapping[str, ServiceSpec],
             raise ConfigError(f"unknown step '{need}'"
                               f"{did_you_mean(need, [*by_name, *services])}",
                               step.loc.file, line, path)
+    procs = {p.name: p for p in processes}
     for p in processes:
         for i, need in enumerate(p.needs):
-            if need not in by_name and need not in services:
-                raise ConfigError(f"unknown step or service '{need}'"
-                                  f"{did_you_mean(need, [*by_name, *services])}",
+            if need == p.name:
+                raise ConfigError(f"process '{need}' cannot need itself", p.loc.file,
+                                  p.loc.line, f"processes.{p.name}.needs[{i}]")
+            if need not in by_name and need not in services and need not in procs:
+                raise ConfigError(f"unknown step, service or process '{need}'"
+                                  f"{did_you_mean(need, [*by_name, *services, *procs])}",
                                   p.loc.file, p.loc.line, f"processes.{p.name}.needs[{i}]")
+    _check_process_cycles(procs)
+
+
+def _check_process_cycles(procs: Mapping[str, ProcessSpec]) -> None:
+    import graphlib
+
+    ts: graphlib.TopologicalSorter[str] = graphlib.TopologicalSorter()
+    for p in procs.values():
+        ts.add(p.name, *(n for n in p.needs if n in procs))
+    try:
+        ts.prepare()
+    except graphlib.CycleError as exc:
+        cycle = list(reversed(exc.args[1]))
+        first = procs[cycle[0]]
+        raise ConfigError(f"dependency cycle: {' -> '.join(cycle)}", first.loc.file,
+                          first.loc.line, f"processes.{first.name}.needs") from None
 
 
 def relpath_for_display(path: Path) -> str:

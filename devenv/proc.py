@@ -139,10 +139,26 @@ def kill_group(proc: subprocess.Popen[bytes], grace: float = 3.0) -> None:
 
 
 def _group_alive(pgid: int) -> bool:
+    """Whether any process of group ``pgid`` still runs. Zombies do not count: an init
+    that reaps slowly (PID 1 in a container) would otherwise stall every stop."""
     try:
         os.killpg(pgid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    proc_dir = "/proc"
+    if not os.path.isdir(proc_dir):
+        return True
+    for entry in os.listdir(proc_dir):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"{proc_dir}/{entry}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        # fields: state, ppid, pgrp, ...
+        if len(fields) > 2 and fields[2] == str(pgid) and fields[0] != "Z":
+            return True
+    return False

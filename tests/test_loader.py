@@ -459,3 +459,24 @@ def test_alias_bomb_is_refused(tmp_path: Path) -> None:
 
 def test_exit_code_of_config_errors_is_2(tmp_path: Path) -> None:
     assert ConfigError("x").exit_code == 2
+
+
+def test_processes_may_need_processes_but_not_in_a_cycle(tmp_path: Path) -> None:
+    project = load(tmp_path, """\
+        version: 1
+        steps:
+          a: {run: "true"}
+        processes:
+          api: {run: "true", needs: [a]}
+          web: {run: "true", needs: [api]}
+        """)
+    assert project.processes["web"].needs == ("api",)  # type: ignore[attr-defined]
+    msg = error(tmp_path, """\
+        version: 1
+        steps:
+          a: {run: "true"}
+        processes:
+          api: {run: "true", needs: [web]}
+          web: {run: "true", needs: [api]}
+        """)
+    assert msg == "steps.yaml:5: processes.api.needs: dependency cycle: api -> web -> api"
