@@ -258,6 +258,67 @@ def refresh_db(
         no_cache=no_cache, undo=undo, wait=not no_wait, database_url=database_url))
 
 
+@app.command("ci-setup")
+def ci_setup(
+    profile: ProfileOpt = "ci",
+    junit: Annotated[Optional[Path], typer.Option(  # noqa: UP045
+        "--junit", help="Write a JUnit XML report: one test case per step.")] = None,
+    json_path: Annotated[Optional[Path], typer.Option(  # noqa: UP045
+        "--json", help="Write a JSON report: steps, durations, skip reasons, "
+        "fingerprints.")] = None,
+    cache_dir: Annotated[Optional[Path], typer.Option(  # noqa: UP045
+        "--cache-dir", help="Restore a database dump whose key matches `devenv fingerprint` "
+        "instead of running the steps; after a cold build, save one.")] = None,
+    keep: Annotated[int, typer.Option("--keep", min=1, help="Dumps kept in --cache-dir.")] = 3,
+    with_processes: Annotated[bool, typer.Option(
+        "--with-processes", help="Also start the processes, in the background.")] = False,
+    jobs: JobsOpt = None,
+    database_url: DbUrlOpt = None,
+) -> None:
+    """What CI runs: `up` without anything interactive, with reports.
+
+    Uses the database CI provides when DATABASE_URL is set, otherwise starts the services.
+    Plain timestamped lines, each step's log in a block (folded under GitHub Actions and
+    GitLab CI). Exit codes: 0 ready, 1 a step failed, 2 configuration error, 3 a service
+    never became healthy; the last line says which.
+
+    Example: devenv ci-setup --junit reports/devenv.xml --cache-dir .devenv-cache
+    """
+    from devenv.commands import ci_setup as cmd
+
+    reporter = _reporter(ci_groups=True)
+    try:
+        code = cmd.run(_project, reporter, profile=profile, junit=junit, json_path=json_path,
+                       cache_dir=cache_dir, keep=keep, with_processes=with_processes,
+                       jobs=jobs, database_url=database_url)
+    finally:
+        reporter.close()
+    raise typer.Exit(code)
+
+
+@app.command()
+def fingerprint(
+    profile: ProfileOpt = "ci",
+) -> None:
+    """Print the key of the whole step graph (what a CI cache keys on).
+
+    It changes when any step of the profile, or any of its inputs, changes.
+
+    Example (GitHub Actions): key: devenv-${{ hashFiles('...') }} or
+    run: echo "key=$(devenv fingerprint)" >> "$GITHUB_OUTPUT"
+    """
+    from devenv import fingerprint as fp
+    from devenv import planner
+
+    def show() -> int:
+        project = _project()
+        planner.check_profile(project, profile)
+        typer.echo(fp.graph_key(project, profile))
+        return 0
+
+    _call(show)
+
+
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     # The runner stops its steps' process groups on KeyboardInterrupt; SIGTERM (docker
     # stop, CI cancelling a job) gets the same clean stop.

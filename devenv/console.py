@@ -63,7 +63,8 @@ def make_reporter(plain: bool = False, ci_groups: bool = False, quiet: bool = Fa
     """The reporter that fits: live view on a terminal, plain lines everywhere else."""
     stream = stream or sys.stdout
     if plain or ci_groups or not is_interactive(stream):
-        return PlainReporter(stream, groups=ci_flavour() if ci_groups else None, quiet=quiet)
+        groups = (ci_flavour() or "plain") if ci_groups else None
+        return PlainReporter(stream, groups=groups, quiet=quiet)
     return RichReporter(stream)
 
 
@@ -184,6 +185,9 @@ class PlainReporter:
                 self.stream.write(f"::group::{title}\n{body}::endgroup::\n")
                 if r.status is Status.FAILED:
                     self.stream.write(f"::error title=step {r.name} failed::{r.reason}\n")
+            elif self.groups == "plain":
+                self.stream.write(f"----- {title}: {_link(r.log)} -----\n{body}"
+                                  f"----- end of {r.name} -----\n")
             else:
                 sid = "".join(ch if ch.isalnum() else "_" for ch in r.name)
                 now = int(time.time())

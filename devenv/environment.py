@@ -78,8 +78,14 @@ def start_services(project: Project, names: Sequence[str], reporter: Reporter,
             target = database.parse_url(ext[0], project.database.name)
             reporter.emit(PhaseStarted(name, f"checking {target.redacted()} ({ext[1]})"))
             t0 = time.monotonic()
-            with database.connect(target, "postgres", timeout=10) as conn:
-                conn.execute("SELECT 1")
+            try:
+                with database.connect(target, "postgres", timeout=10) as conn:
+                    conn.execute("SELECT 1")
+            except database.DatabaseError as exc:
+                reporter.emit(PhaseFinished(name, f"{name}: external database does not answer",
+                                            ok=False, duration=time.monotonic() - t0))
+                raise ServiceError(f"{exc} ({ext[1]}); check that the server runs and the URL "
+                                   "is right") from None
             endpoints[name] = Endpoint(target.host, {}, "external")
             reporter.emit(PhaseFinished(name, f"{name}: external database answers",
                                         duration=time.monotonic() - t0))

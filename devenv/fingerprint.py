@@ -149,3 +149,13 @@ def explain_change(old: Mapping[str, Any], new: Fingerprint, limit: int = 3) -> 
     if ups:
         reasons.append("upstream changed: " + ", ".join(ups))
     return "; ".join(reasons) or "fingerprint changed"
+
+
+def graph_key(project: Project, profile: str) -> str:
+    """The key of the whole step graph of ``profile``: what a CI cache is keyed on. Any
+    change to a step's definition or inputs, in that profile, changes it."""
+    fps = compute(project)
+    steps = [n for n in graph.topo_order(project) if project.steps[n].in_profile(profile)]
+    return _hash(_canon({"project": project.name, "profile": profile,
+                         "steps": combined(fps, steps), "schemas":
+                         list(project.database.schemas) if project.database else []}))

@@ -1,0 +1,121 @@
+"""``devenv ci-setup``: what CI runs. Non-interactive, plain logs, reports, a dump cache.
+
+Exit codes: 0 ready, 1 a step failed, 2 configuration error, 3 a service never became
+healthy (130 interrupted); the last line says which.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from devenv import environment, fingerprint, planner, reports
+from devenv.errors import (
+    EXIT_CONFIG,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_SERVICE,
+    ConfigError,
+    DevenvError,
+    ServiceError,
+    UsageError,
+)
+from devenv.events import Decision, Message, Reporter, RunResult, Status
+from devenv.schema import Project
+
+OUTCOMES = {
+    EXIT_OK: "ready",
+    EXIT_FAILED: "a step failed",
+    EXIT_CONFIG: "configuration error",
+    EXIT_SERVICE: "a service never became healthy",
+    EXIT_INTERRUPTED: "interrupted",
+}
+
+
+def run(load: Callable[[], Project], reporter: Reporter, *, profile: str = "ci",
+        junit: Path | None = None, json_path: Path | None = None,
+        cache_dir: Path | None = None, keep: int = 3, with_processes: bool = False,
+        jobs: int | None = None, database_url: str | None = None) -> int:
+    """Set up the environment for CI and report on it. Never raises for a user's mistake:
+    the exit code and the last line say what happened."""
+    started = time.monotonic()
+    result: RunResult | None = None
+    decisions: list[Decision] = []
+    error: str | None = None
+    extra: dict[str, Any] = {}
+    project: Project | None = None
+    try:
+        project = load()
+        planner.check_profile(project, profile)
+        key = fingerprint.graph_key(project, profile)
+        extra["fingerprint"] = key
+        endpoints = environment.start_services(
+            project, environment.needed_services(project), reporter, database_url)
+        target = environment.database_target(project, endpoints, database_url)
+        hit = False
+        if cache_dir is not None and target is not None:
+            from devenv import ci_cache
+
+            hit = ci_cache.restore(project, target, cache_dir, key, profile, reporter)
+            extra["cache"] = {"dir": str(cache_dir), "key": key, "hit": hit}
+        built = environment.build(project, reporter, target, profile=profile, jobs=jobs)
+        result, decisions = built.result, list(built.decisions)
+        code = EXIT_OK if result.ok else (EXIT_INTERRUPTED if result.interrupted
+                                          else EXIT_FAILED)
+        if code == EXIT_OK and cache_dir is not None and target is not None and not hit:
+            from devenv import ci_cache
+
+            saved = ci_cache.save(project, target, cache_dir, key, profile, keep, reporter)
+            extra["cache"]["saved"] = str(saved) if saved else None
+        if code == EXIT_OK and with_processes and project.processes:
+            code = _start_processes(project, reporter, target, profile)
+    except (ConfigError, UsageError) as exc:
+        code, error = EXIT_CONFIG, str(exc)
+    except ServiceError as exc:
+        code, error = EXIT_SERVICE, str(exc)
+    except DevenvError as exc:
+        code, error = exc.exit_code, str(exc)
+    except KeyboardInterrupt:
+        code, error = EXIT_INTERRUPTED, "interrupted"
+    duration = time.monotonic() - started
+    if error:
+        reporter.emit(Message(error, "error"))
+    name = project.name if project else "devenv"
+    if result is not None:
+        _summary(reporter, result)
+    if junit is not None:
+        reports.junit(junit, f"devenv ci-setup ({name})", result.results if result else [],
+                      duration, error)
+    if json_path is not None:
+        data = reports.as_json(result, decisions, project=name, profile=profile,
+                               exit_code=code, outcome=OUTCOMES.get(code, "failed"),
+                               extra={**extra, "error": error})
+        reports.write_json(json_path, data)
+    reporter.emit(Message(f"ci-setup: {OUTCOMES.get(code, 'failed')} (exit {code})",
+                          "ok" if code == EXIT_OK else "error"))
+    return code
+
+
+def _summary(reporter: Reporter, result: RunResult) -> None:
+    width = max((len(r.name) for r in result.results), default=4)
+    lines = [f"{'STEP'.ljust(width)}  {'STATUS':<11}  {'TIME':>7}  REASON"]
+    for r in result.results:
+        reason = r.reason if r.status is not Status.OK else ""
+        lines.append(f"{r.name.ljust(width)}  {r.status.value:<11}  {r.duration:6.1f}s  "
+                     f"{reason}".rstrip())
+    reporter.emit(Message("summary", detail="\n".join(lines)))
+
+
+def _start_processes(project: Project, reporter: Reporter, target: Any, profile: str) -> int:
+    """Start the processes in the background (CI's next steps talk to them)."""
+    from devenv import processes
+    from devenv.console import ProcessLines
+
+    names = processes.selected(project, profile)
+    if not names:
+        return EXIT_OK
+    prepared = processes.prepare(project, names, target)
+    return processes.run_detached(project, prepared, ProcessLines(names, plain=True))

@@ -1,0 +1,98 @@
+"""Machine-readable reports of a run: JUnit XML (one test case per step) and JSON."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from devenv import proc
+from devenv.events import Decision, RunResult, Status, StepResult
+
+TAIL_LINES = 50
+
+
+def _tail(log: Path | None) -> str:
+    if log is None or not log.exists():
+        return ""
+    with log.open("rb") as fh:
+        fh.seek(0, os.SEEK_END)
+        fh.seek(max(0, fh.tell() - 64 * 1024))
+        return proc.tail(fh.read().decode(errors="replace"), TAIL_LINES)
+
+
+def _clean(text: str) -> str:
+    """XML 1.0 cannot carry most control characters; step logs can."""
+    return "".join(ch if ch in "\t\n\r" or ord(ch) >= 0x20 else "?" for ch in text)
+
+
+def junit(path: Path, suite: str, results: Sequence[StepResult], duration: float,
+          error: str | None = None) -> None:
+    """Write JUnit XML: one ``testcase`` per step; a failure carries the log's tail.
+
+    ``error`` (a configuration error or a service that never became healthy) becomes a
+    failing test case of its own, so CI shows it where it shows failed tests.
+    """
+    failures = sum(1 for r in results if r.status in (Status.FAILED, Status.INTERRUPTED))
+    failures += 1 if error else 0
+    skipped = sum(1 for r in results if r.status is not Status.OK
+                  and r.status not in (Status.FAILED, Status.INTERRUPTED))
+    tests = len(results) + (1 if error else 0)
+    root = ET.Element("testsuites", name=suite, tests=str(tests), failures=str(failures),
+                      errors="0", time=f"{duration:.3f}")
+    ts = ET.SubElement(root, "testsuite", name=suite, tests=str(tests), failures=str(failures),
+                       errors="0", skipped=str(skipped), time=f"{duration:.3f}",
+                       timestamp=time.strftime("%Y-%m-%dT%H:%M:%S"),
+                       hostname=socket.gethostname())
+    if error:
+        case = ET.SubElement(ts, "testcase", name="setup", classname=f"{suite}.setup",
+                             time="0.000")
+        fail = ET.SubElement(case, "failure", message=_clean(error.splitlines()[0]),
+                             type="setup")
+        fail.text = _clean(error)
+    for r in results:
+        case = ET.SubElement(ts, "testcase", name=r.name, classname=f"{suite}.steps",
+                             time=f"{r.duration:.3f}")
+        if r.status in (Status.FAILED, Status.INTERRUPTED):
+            fail = ET.SubElement(case, "failure", message=_clean(r.reason), type=r.status.value)
+            fail.text = _clean(_tail(r.log))
+        elif r.status is not Status.OK:
+            ET.SubElement(case, "skipped", message=_clean(f"{r.status.value}: {r.reason}"))
+        if r.log is not None:
+            out = ET.SubElement(case, "system-out")
+            out.text = f"log: {r.log}"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ET.ElementTree(root).write(path, encoding="utf-8", xml_declaration=True)
+
+
+def as_json(result: RunResult | None, decisions: Sequence[Decision], *, project: str,
+            profile: str, exit_code: int, outcome: str, extra: Mapping[str, Any] | None = None,
+            ) -> dict[str, Any]:
+    """The run as a JSON-able dict: every step with status, duration, reason, fingerprint."""
+    by_name = {r.name: r for r in (result.results if result else [])}
+    steps = []
+    for d in decisions:
+        r = by_name.get(d.step)
+        steps.append({
+            "name": d.step,
+            "status": r.status.value if r else "skipped",
+            "duration": round(r.duration, 3) if r else 0.0,
+            "reason": (r.reason if r else d.reason) or None,
+            "planned": d.action.value,
+            "plan_reason": d.reason,
+            "fingerprint": d.fingerprint,
+            "log": str(r.log) if r and r.log else None,
+        })
+    return {"project": project, "profile": profile, "exit_code": exit_code, "outcome": outcome,
+            "duration": round(result.duration, 3) if result else 0.0, "steps": steps,
+            **(extra or {})}
+
+
+def write_json(path: Path, data: Mapping[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2, default=str) + "\n")

@@ -1,0 +1,168 @@
+"""ci-setup as CI runs it: a real PostgreSQL from DATABASE_URL, reports, exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from devenv import database, snapshots
+
+pytestmark = pytest.mark.postgres
+
+MakeProject = Callable[..., Path]
+PSQL = "psql -X -q -v ON_ERROR_STOP=1"
+
+
+def config(db: str, extra_steps: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {
+        "version": 1, "name": "cis",
+        "services": {"db": {"image": "postgres:15", "env": {"POSTGRES_PASSWORD": "x"}}},
+        "database": {"service": "db", "name": db, "schemas": ["public", "app"]},
+        "steps": {
+            "schema": {"run": f"{PSQL} -c 'create table app.t(id int)'", "needs": ["db"]},
+            "seed": {"run": f"{PSQL} -c 'insert into app.t values (1),(2)'",
+                     "needs": ["schema"], "inputs": ["seed.txt"]},
+            "local-user": {"run": "echo only-local", "needs": ["schema"],
+                           "profiles": ["local"]},
+            **(extra_steps or {}),
+        },
+    }
+
+
+@pytest.fixture
+def ci(make_project: MakeProject, pg_server: Any) -> Iterator[tuple[Path, str]]:
+    db = pg_server.unique_db("ci")
+    root = make_project(config(db), files={"seed.txt": "1\n"})
+    yield root, pg_server.url(db)
+    target = database.parse_url(pg_server.url(db))
+    for info in snapshots.related(target, db):
+        database.drop(target, info.datname)
+
+
+def ci_setup(root: Path, url: str | None, *args: str, env: dict[str, str] | None = None,
+             ) -> subprocess.CompletedProcess[str]:
+    full = {k: v for k, v in os.environ.items()
+            if k not in ("DATABASE_URL", "GITHUB_ACTIONS", "GITLAB_CI")}
+    if url:
+        full["DATABASE_URL"] = url
+    full.update(env or {})
+    return subprocess.run([sys.executable, "-m", "devenv", "ci-setup", *args], cwd=root,
+                          env=full, capture_output=True, text=True, timeout=180)
+
+
+def validate_junit(path: Path) -> ET.Element:
+    """The constraints of the JUnit schema Jenkins, GitLab and most CI systems read
+    (jenkinsci/xunit-plugin junit-10.xsd), checked element by element: its text is not
+    ours to ship, so the rules are written out here."""
+    root = ET.parse(path).getroot()
+    time_re = re.compile(r"(([0-9]{0,3},)*[0-9]{3}|[0-9]{0,3})*(\.[0-9]*)?")
+    assert root.tag == "testsuites"
+    assert set(root.attrib) <= {"name", "time", "tests", "failures", "errors"}
+    assert time_re.fullmatch(root.attrib["time"])
+    for suite in root:
+        assert suite.tag == "testsuite"
+        for required in ("name", "tests", "failures", "errors"):
+            assert required in suite.attrib
+        assert time_re.fullmatch(suite.attrib["time"])
+        for case in suite:
+            assert case.tag in {"testsuite", "properties", "testcase", "system-out",
+                                "system-err"}
+            if case.tag != "testcase":
+                continue
+            assert "name" in case.attrib
+            assert set(case.attrib) <= {"name", "time", "classname", "group"}
+            for child in case:
+                assert child.tag in {"skipped", "error", "failure", "system-out",
+                                     "system-err"}
+                assert set(child.attrib) <= {"type", "message"}
+        assert int(suite.attrib["tests"]) == len([c for c in suite if c.tag == "testcase"])
+    return root
+
+
+def test_external_database_reports_and_ci_profile(ci: tuple[Path, str], tmp_path: Path) -> None:
+    root, url = ci
+    r = ci_setup(root, url, "--junit", str(tmp_path / "j.xml"), "--json",
+                 str(tmp_path / "r.json"))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.rstrip().splitlines()[-1].endswith("ci-setup: ready (exit 0)")
+    assert "(DATABASE_URL is set)" in r.stdout
+    assert "----- schema: ok in" in r.stdout and "----- end of schema -----" in r.stdout
+    assert "\x1b[" not in r.stdout and "⠋" not in r.stdout
+    assert "[local-user] skipped: not in profile ci (runs in: local)" in r.stdout
+    data = json.loads((tmp_path / "r.json").read_text())
+    assert data["exit_code"] == 0 and data["outcome"] == "ready"
+    steps = {s["name"]: s for s in data["steps"]}
+    assert steps["seed"]["status"] == "ok" and steps["seed"]["fingerprint"]
+    assert steps["local-user"]["status"] == "skipped"
+    assert data["fingerprint"] == subprocess.run(
+        [sys.executable, "-m", "devenv", "fingerprint"], cwd=root, capture_output=True,
+        text=True, check=True).stdout.strip()
+    suite = validate_junit(tmp_path / "j.xml")[0]
+    cases = {c.attrib["name"]: c for c in suite}
+    assert cases["local-user"].find("skipped") is not None
+    assert cases["seed"].find("failure") is None
+    # the password never shows
+    assert ":x@" not in r.stdout and "x@127" not in (tmp_path / "r.json").read_text()
+
+
+def test_github_actions_groups(ci: tuple[Path, str]) -> None:
+    root, url = ci
+    r = ci_setup(root, url, env={"GITHUB_ACTIONS": "true"})
+    assert r.returncode == 0, r.stdout
+    assert re.search(r"^::group::schema: ok in \d+\.\ds$", r.stdout, re.M)
+    assert r.stdout.count("::group::") == r.stdout.count("::endgroup::") == 2
+
+
+def test_gitlab_sections(ci: tuple[Path, str]) -> None:
+    root, url = ci
+    r = ci_setup(root, url, env={"GITLAB_CI": "true"})
+    assert r.returncode == 0, r.stdout
+    assert re.search(r"section_start:\d+:schema\[collapsed=true\]", r.stdout)
+    assert re.search(r"section_end:\d+:schema", r.stdout)
+
+
+def test_failing_step_exit_1_and_report(ci: tuple[Path, str], tmp_path: Path) -> None:
+    root, url = ci
+    text = (root / "steps.yaml").read_text().replace("values (1),(2)", "values ('boom')")
+    (root / "steps.yaml").write_text(text)
+    r = ci_setup(root, url, "--junit", str(tmp_path / "j.xml"), "--json",
+                 str(tmp_path / "r.json"))
+    assert r.returncode == 1
+    assert r.stdout.rstrip().splitlines()[-1].endswith("ci-setup: a step failed (exit 1)")
+    suite = validate_junit(tmp_path / "j.xml")[0]
+    failure = {c.attrib["name"]: c for c in suite}["seed"].find("failure")
+    assert failure is not None and failure.attrib["message"] == "exit code 1"
+    assert 'column "boom" does not exist' in (failure.text or "")
+    assert json.loads((tmp_path / "r.json").read_text())["outcome"] == "a step failed"
+
+
+def test_configuration_error_exit_2_with_report(make_project: MakeProject,
+                                                tmp_path: Path) -> None:
+    root = make_project("version: 1\nsteps:\n  a: {run: 'true', needs: [nope]}\n")
+    r = ci_setup(root, None, "--junit", str(tmp_path / "j.xml"))
+    assert r.returncode == 2
+    last = r.stdout.rstrip().splitlines()[-1]
+    assert last.endswith("ci-setup: configuration error (exit 2)")
+    assert "steps.yaml:3: steps.a.needs[0]: unknown step 'nope'" in r.stdout
+    suite = validate_junit(tmp_path / "j.xml")[0]
+    assert suite[0].attrib["name"] == "setup" and suite[0].find("failure") is not None
+
+
+def test_database_that_never_answers_exit_3(ci: tuple[Path, str]) -> None:
+    from devenv.pgcluster import free_port
+
+    root, _ = ci
+    r = ci_setup(root, f"postgresql://postgres:secret@127.0.0.1:{free_port()}/x")
+    assert r.returncode == 3, r.stdout
+    assert r.stdout.rstrip().splitlines()[-1].endswith(
+        "ci-setup: a service never became healthy (exit 3)")
+    assert "secret" not in r.stdout + r.stderr
