@@ -199,6 +199,13 @@ def build(
     store = StateStore(project.state_dir)
     dbname = dbname or (target.dbname if target else None)
     if target is not None and dbname is not None and project.database is not None and create:
+        from devenv import snapshots
+
+        # A refresh killed mid-swap can leave the working database refusing connections;
+        # the caller holds the project lock, so no swap is running now.
+        for name in snapshots.allow_connections(target, [dbname]):
+            reporter.emit(Message(f"{name} was left refusing connections by an interrupted "
+                                  "swap; opened it again", "warn"))
         reporter.emit(PhaseStarted("database", f"database {dbname}"))
         created = database.ensure(target, dbname, project.database.schemas)
         reporter.emit(PhaseFinished("database", f"database {dbname} "

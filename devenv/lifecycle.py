@@ -302,6 +302,9 @@ def _snapshot(project: Project, target: Target, db: str, build: str, held: list[
     store.flush()
     value = snapshots.meta("snapshot", project.name, key=key, steps=held, complete=False)
     snapshots.clone(target, build, name, value)
+    from devenv import faults
+
+    faults.point("snapshot-incomplete")
     # Only records of the steps the snapshot holds travel with it.
     src_key = database.identity(target, build)
     dst_key = database.identity(target, name)
@@ -350,6 +353,9 @@ def reclone(project: Project, target: Target, snap: str) -> None:
     value = snapshots.meta("ready", project.name, key=info.key, steps=info.steps,
                            snapshot=snap)
     snapshots.clone(target, snap, tmp, value)
+    from devenv import faults
+
+    faults.point("reclone-cloned")
     _copy_state(StateStore(project.state_dir), target, snap, tmp)
     from psycopg import sql
 

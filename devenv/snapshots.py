@@ -13,6 +13,7 @@ derived from the working database's name:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import time
@@ -154,30 +155,64 @@ def swap(target: Target, db: str, new: str, backup: bool = True) -> str | None:
     """
     from psycopg import sql
 
+    from devenv import faults
+
     prev = prev_name(db)
     have = {d.datname for d in related(target, db)}
-    if db in have:
-        terminate(target, db, block=True)
-    terminate(target, new)
-    with connect(target, "postgres") as conn:
-        if prev in have and db in have:
-            conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(prev)))
-        with conn.transaction():
-            if db in have:
+    faults.point("before-swap")
+    committed = False
+    try:
+        if db in have:
+            terminate(target, db, block=True)
+        faults.point("swap-blocked")
+        terminate(target, new)
+        with connect(target, "postgres") as conn:
+            if prev in have and db in have:
+                conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(
+                    sql.Identifier(prev)))
+            with conn.transaction():
+                if db in have:
+                    conn.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
+                        sql.Identifier(db), sql.Identifier(prev)))
+                faults.point("swap-half-renamed")  # inside the transaction: not committed
                 conn.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
-                    sql.Identifier(db), sql.Identifier(prev)))
-            conn.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
-                sql.Identifier(new), sql.Identifier(db)))
-        conn.execute(sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS true").format(
-            sql.Identifier(db)))
-        if db not in have:
-            return None
-        if not backup:
-            conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(prev)))
-            return None
-        conn.execute(sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS true").format(
-            sql.Identifier(prev)))
+                    sql.Identifier(new), sql.Identifier(db)))
+            committed = True
+            faults.point("swap-renamed")
+            conn.execute(sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS true").format(
+                sql.Identifier(db)))
+            if db not in have:
+                return None
+            if not backup:
+                conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(
+                    sql.Identifier(prev)))
+                return None
+            conn.execute(sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS true").format(
+                sql.Identifier(prev)))
+    except BaseException:
+        # Interrupted (Ctrl-C, SIGTERM) or failed: whichever database is the working one
+        # now must accept connections again. (A SIGKILL skips this; the next devenv
+        # command repairs it: see allow_connections.)
+        with contextlib.suppress(Exception):
+            allow_connections(target, [db, prev] if committed else [db])
+        raise
     return prev
+
+
+def allow_connections(target: Target, names: Iterable[str]) -> list[str]:
+    """Let ``names`` accept connections again where a swap left them blocked."""
+    from psycopg import sql
+
+    fixed = []
+    with connect(target, "postgres") as conn:
+        for name in names:
+            row = conn.execute("SELECT datallowconn FROM pg_database WHERE datname = %s",
+                               (name,)).fetchone()
+            if row is not None and not row[0]:
+                conn.execute(sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS true").format(
+                    sql.Identifier(name)))
+                fixed.append(name)
+    return fixed
 
 
 def exchange(target: Target, a: str, b: str) -> None:

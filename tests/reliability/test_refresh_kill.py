@@ -1,0 +1,123 @@
+"""refresh-db stopped for real at every phase, by every signal: nothing is lost.
+
+devenv pauses at a named point (devenv/faults.py), the test sends a real signal to the
+real process, then checks what a developer would see: the working database exists,
+accepts connections, and equals either the old database or the complete new one (by
+dump); the next run recovers whatever was left and produces a correct database.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from devenv import database, snapshots
+from tests.dbcompare import dump_database
+
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
+PSQL = "psql -X -q -v ON_ERROR_STOP=1"
+
+# point -> whether the new database is in place once the signal has landed
+POINTS = {
+    "snapshot-incomplete": False,  # the full snapshot half made, before the swap
+    "before-swap": False,
+    "swap-blocked": False,  # old database refusing new connections, sessions ended
+    "swap-half-renamed": False,  # inside the rename transaction
+    "swap-renamed": True,  # committed, before connections are allowed again
+}
+SIGNALS = [signal.SIGKILL, signal.SIGTERM, signal.SIGINT]
+
+
+def config(db: str) -> dict[str, Any]:
+    return {
+        "version": 1, "name": "rk",
+        "services": {"db": {"image": "postgres:15"}},
+        "database": {"service": "db", "name": db, "schemas": ["public", "app"]},
+        "steps": {
+            "schema": {"run": f"{PSQL} -c 'create table app.t(id int)'", "needs": ["db"]},
+            "seed": {"run": f"{PSQL} -f seed.sql", "needs": ["schema"],
+                     "inputs": ["seed.sql"]},
+        },
+    }
+
+
+@pytest.fixture
+def proj(make_project: Callable[..., Path], pg_server: Any,
+         ) -> Iterator[tuple[Path, database.Target, dict[str, str]]]:
+    db = pg_server.unique_db("rk")
+    root = make_project(config(db), files={"seed.sql": "insert into app.t values (1);\n"})
+    env = {**os.environ, "DATABASE_URL": pg_server.url(db)}
+    yield root, database.parse_url(pg_server.url(db)), env
+    target = database.parse_url(pg_server.url(db))
+    for info in snapshots.related(target, db):
+        database.drop(target, info.datname)
+
+
+def devenv(root: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "devenv", "--plain", *args], cwd=root, env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+def connectable(target: database.Target) -> bool:
+    try:
+        with psycopg.connect(target.url(), connect_timeout=5) as conn:
+            conn.execute("select 1")
+        return True
+    except psycopg.OperationalError:
+        return False
+
+
+@pytest.mark.parametrize("sig", SIGNALS, ids=lambda s: s.name)
+@pytest.mark.parametrize("point", list(POINTS))
+def test_kill_during_refresh(proj: tuple[Path, database.Target, dict[str, str]], point: str,
+                             sig: signal.Signals) -> None:
+    root, target, env = proj
+    assert devenv(root, env, "refresh-db").returncode == 0
+    old = dump_database(target.url())
+    (root / "seed.sql").write_text("insert into app.t values (2);\n")
+    pause = root / "paused"
+    p = subprocess.Popen([sys.executable, "-m", "devenv", "--plain", "refresh-db"], cwd=root,
+                         env={**env, "DEVENV_PAUSE_AT": point, "DEVENV_PAUSE_FILE": str(pause),
+                              "DEVENV_PAUSE_SECONDS": "120"},
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 60
+    while not pause.exists():
+        assert p.poll() is None, p.communicate()[0]
+        assert time.monotonic() < deadline, "never reached the pause point"
+        time.sleep(0.02)
+    p.send_signal(sig)
+    out, _ = p.communicate(timeout=60)
+    if sig is not signal.SIGKILL:
+        assert p.returncode == 130, out
+
+    have = {d.datname for d in snapshots.related(target, target.dbname)}
+    assert target.dbname in have, f"working database missing after {sig.name} at {point}"
+    if sig is not signal.SIGKILL:
+        # a catchable signal leaves nothing refusing connections
+        assert connectable(target)
+    else:
+        snapshots.allow_connections(target, [target.dbname])
+    now = dump_database(target.url())
+    if POINTS[point]:
+        assert now != old  # the new database was committed in place
+    else:
+        assert now == old, f"working database changed after {sig.name} at {point}"
+
+    # the next run repairs what is left and ends with the right database
+    again = devenv(root, env, "refresh-db")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert connectable(target)
+    fresh = dump_database(target.url())
+    assert devenv(root, env, "refresh-db", "--no-cache").returncode == 0
+    assert dump_database(target.url()) == fresh
+    left = {d.datname for d in snapshots.related(target, target.dbname)}
+    assert f"{target.dbname}__build" not in left
