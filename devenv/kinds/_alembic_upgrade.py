@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -17,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 PROG = "alembic"
+# The line of a Python traceback naming the exception, or alembic's own "FAILED: ...".
+_ERROR_LINE = re.compile(r"^(?:[A-Za-z_][\w.]*(?:Error|Exception)\w*: .+|FAILED: .+)$")
 
 
 class Fail(Exception):
@@ -80,9 +83,9 @@ def upgrade(opts: dict[str, Any]) -> int:
     head = heads[0] if len(heads) == 1 else ", ".join(heads) or "none"
     say(f"{versions}: head {head}; upgrading to {target}")
     print(f"$ {shlex.join(argv)}", flush=True)
-    last = ""
-    # The tool's own output is the log; the line naming the migration that ran last is
-    # kept to say where a failure happened.
+    last = error = ""
+    # The tool's own output is the log; the line naming the migration that ran last and
+    # the exception's line are kept to say where and why a failure happened.
     with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                           stdin=subprocess.DEVNULL) as p:
         assert p.stdout is not None
@@ -92,11 +95,13 @@ def upgrade(opts: dict[str, Any]) -> int:
             sys.stdout.flush()
             if "Running upgrade" in line:
                 last = line.split("Running ", 1)[1].strip()
+            elif _ERROR_LINE.match(line.strip()):
+                error = line.strip()
         rc = p.wait()
     if rc != 0:
         where = f" while running {last}" if last else ""
-        raise Fail(f"upgrade to {target} failed{where} (exit code {rc}); the error is "
-                   "above")
+        why = f": {error}" if error else "; the error is above"
+        raise Fail(f"upgrade to {target} failed{where} (exit code {rc}){why}")
     say(f"upgraded to {target}")
     return 0
 

@@ -210,17 +210,23 @@ def _batcher(col: ColumnSpec, table: Table, fake: Any, seed: int,
             # Faker's providers draw from generator.random: point it at this column's
             # stream for the length of the batch.
             gen.random = rng
+            out: list[Any] = []
             try:
-                if args or kwargs:
+                if col.mode == "unique":
+                    # A loop, not a comprehension: the row that ran out is reported.
+                    append = out.append
+                    for _ in range(n):
+                        append(fn(*args, **kwargs))
+                elif args or kwargs:
                     out = [fn(*args, **kwargs) for _ in range(n)]
                 else:
                     out = [fn() for _ in range(n)]
             except UniquenessException:
-                raise ctx.fail(col.path, f"could not find a new unique value for "
-                                         f"{table.shown}.{col.name} after about "
-                                         f"{done[0]:,} rows: Faker's {col.provider} has too "
-                                         f"few distinct values for {table.spec.rows:,} "
-                                         "rows") from None
+                row = done[0] + len(out) + 1
+                raise ctx.fail(col.path, f"no new unique value for {table.shown}."
+                                         f"{col.name} at row {row:,} of "
+                                         f"{table.spec.rows:,}: Faker's {col.provider} has "
+                                         "too few distinct values") from None
             except Exception as exc:
                 raise ctx.fail(col.path, f"{col.provider} failed: {type(exc).__name__}: "
                                          f"{exc}") from None
@@ -336,7 +342,8 @@ def run(opts: dict[str, Any]) -> None:
         print(f"{PROG}: seed {seed}, locale {locale}: "
               f"{', '.join(f'{t.shown} ({t.spec.rows:,})' for t in order)}", flush=True)
         if opts.get("truncate"):
-            conn.execute(sql.SQL("TRUNCATE {}").format(sql.SQL(", ").join(
+            # RESTART IDENTITY: a re-run then yields the same keys (and refs) as the first.
+            conn.execute(sql.SQL("TRUNCATE {} RESTART IDENTITY").format(sql.SQL(", ").join(
                 sql.SQL("{}.{}").format(sql.Identifier(t.schema), sql.Identifier(t.name))
                 for t in order)))
             print(f"{PROG}: truncated {', '.join(t.shown for t in order)}", flush=True)

@@ -36,20 +36,21 @@ class Statement:
     line: int
     copy_data: str | None = None
     data_line: int = 0
+    offset: int = 0  # where the statement proper starts in ``text`` (after comments)
+
+    @property
+    def body(self) -> str:
+        return self.text[self.offset:]
 
     @property
     def first_word(self) -> str:
-        m = re.search(r"[A-Za-z]+", _strip_comments(self.text))
+        m = re.match(r"[A-Za-z]+", self.body)
         return m.group(0).upper() if m else ""
 
 
 _DOLLAR = re.compile(r"\$([A-Za-z_\x80-\uffff][A-Za-z0-9_\x80-\uffff]*)?\$")
 _COPY_STDIN = re.compile(r"^\s*COPY\b.*\bFROM\s+STDIN\b", re.I | re.S)
 _IDENT_CHAR = re.compile(r"[A-Za-z0-9_$\x80-\uffff]")
-
-
-def _strip_comments(text: str) -> str:
-    return re.sub(r"--[^\n]*|/\*.*?\*/", " ", text, flags=re.S).strip()
 
 
 def split(text: str) -> list[Statement]:
@@ -60,6 +61,7 @@ def split(text: str) -> list[Statement]:
     line = 1
     start, start_line = 0, 1
     first: int | None = None
+    offset = 0
     while i < n:
         c = text[i]
         if c == "\n":
@@ -89,7 +91,7 @@ def split(text: str) -> list[Statement]:
                     i += 1
             continue
         if first is None:
-            first = line
+            first, offset = line, i - start
             if c == "\\":
                 word = text[i:].split(None, 1)[0]
                 raise SqlSyntaxError(line, f"psql meta-command {word} is not supported; run "
@@ -125,7 +127,7 @@ def split(text: str) -> list[Statement]:
             body = text[start:i + 1]
             assert first is not None
             i += 1
-            if _COPY_STDIN.match(_strip_comments(body)):
+            if _COPY_STDIN.match(body[offset:]):
                 # The data starts on the next line and ends with a line holding "\."
                 nl = text.find("\n", i)
                 data_start = n if nl < 0 else nl + 1
@@ -135,16 +137,16 @@ def split(text: str) -> list[Statement]:
                     raise SqlSyntaxError(first, "COPY ... FROM stdin without its data "
                                                 "ending in a line \\.")
                 data = text[data_start:m.start()]
-                out.append(Statement(body, start_line, first, data, data_line))
+                out.append(Statement(body, start_line, first, data, data_line, offset))
                 line += text.count("\n", i, m.end())
                 i = m.end()
             else:
-                out.append(Statement(body, start_line, first))
+                out.append(Statement(body, start_line, first, offset=offset))
             start, start_line, first = i, line, None
             continue
         i += 1
     if first is not None:
-        out.append(Statement(text[start:], start_line, first))
+        out.append(Statement(text[start:], start_line, first, offset=offset))
     return out
 
 
@@ -209,11 +211,11 @@ def run(files: list[str]) -> int:
                 for stmt in statements:
                     word = stmt.first_word
                     if word in _TX_CONTROL and not re.match(
-                            r"START\s+(?!TRANSACTION)", _strip_comments(stmt.text), re.I):
+                            r"START\s+(?!TRANSACTION)", stmt.body, re.I):
                         print(f"{PROG}: {name}:{stmt.line}: {word} skipped: all the files run "
                               "in one transaction", flush=True)
                         continue
-                    if word == "ROLLBACK" and "TO" not in _strip_comments(stmt.text).upper():
+                    if word == "ROLLBACK" and not re.search(r"\bTO\b", stmt.body, re.I):
                         conn.rollback()
                         return _fail(f"{name}:{stmt.line}: ROLLBACK is not allowed: all the "
                                      "files run in one transaction")
