@@ -34,6 +34,7 @@ from devenv.events import (
     RunResult,
 )
 from devenv.schema import Project
+from devenv.snapshots import DbInfo
 from devenv.state import StateStore
 
 
@@ -91,29 +92,36 @@ def _in_profile(project: Project, profile: str) -> list[str]:
     return [n for n in graph.topo_order(project) if project.steps[n].in_profile(profile)]
 
 
-def snapshot_points(project: Project, steps: Sequence[str]) -> dict[str, list[str]]:
-    """Where refresh-db keeps snapshots: barrier and checkpoint steps -> the steps a
-    snapshot taken right after them holds (the step and its upstream)."""
+def snapshot_points(project: Project, steps: Sequence[str]) -> list[list[str]]:
+    """The step sets refresh-db keeps snapshots of, each listed in dependency order:
+
+    * after a barrier step (nothing can run beside it): the step and its upstream;
+    * before a ``checkpoint: true`` step: every step it does not lead to. The checkpoint
+      step then waits for all of those, so when its inputs change, refresh-db restores
+      that snapshot and runs only the step and its dependants.
+    """
     wanted = set(steps)
-    points = set(graph.barriers(project, steps))
-    points |= {n for n in steps if project.steps[n].checkpoint}
-    return {p: [n for n in steps if n in graph.closure(project, [p]) & wanted]
-            for p in graph.topo_order(project, points)}
+    sets: list[set[str]] = []
+    for b in graph.barriers(project, steps):
+        sets.append(graph.closure(project, [b]) & wanted)
+    for c in steps:
+        if project.steps[c].checkpoint:
+            held = wanted - graph.downstream(project, [c]) - {c}
+            if held:
+                sets.append(held)
+    unique: list[list[str]] = []
+    for held_set in sets:
+        ordered = [n for n in steps if n in held_set]
+        if ordered not in unique and len(ordered) < len(steps):
+            unique.append(ordered)
+    return unique
 
 
-def _checkpoint_waits(project: Project, steps: Sequence[str],
-                      points: dict[str, list[str]]) -> dict[str, set[str]]:
-    """A checkpoint that is not a natural barrier: every step outside its closure waits for
-    it, so the snapshot holds exactly its closure."""
-    waits: dict[str, set[str]] = {}
-    natural = set(graph.barriers(project, steps))
-    for point, held in points.items():
-        if point in natural:
-            continue
-        for n in steps:
-            if n not in held:
-                waits.setdefault(n, set()).add(point)
-    return waits
+def _checkpoint_waits(project: Project, steps: Sequence[str]) -> dict[str, set[str]]:
+    """A checkpoint step waits for every step it does not lead to (see snapshot_points)."""
+    wanted = set(steps)
+    return {c: wanted - graph.downstream(project, [c]) - {c}
+            for c in steps if project.steps[c].checkpoint}
 
 
 @contextlib.contextmanager
@@ -147,7 +155,7 @@ def refresh(project: Project, reporter: Reporter, target: Target, *, profile: st
     source = "empty database"
     start_from: list[str] = []
 
-    choice = choose_source(project, target, fps, steps, points, use_cache)
+    choice = choose_source(project, target, fps, steps, use_cache)
     if choice.kind == "ready":
         with _phase(reporter, "swap", "swapping in the ready copy", "ready copy swapped in"):
             backup_name = snapshots.swap(target, db, choice.datname, backup=backup)
@@ -205,25 +213,35 @@ class Source:
 
 
 def choose_source(project: Project, target: Target, fps: dict[str, fingerprint.Fingerprint],
-                  steps: list[str], points: dict[str, list[str]], use_cache: bool = True,
-                  ) -> Source:
-    """The deepest cached state whose steps are all unchanged."""
+                  steps: list[str], use_cache: bool = True) -> Source:
+    """The deepest cached state whose steps are all unchanged: the ready copy, else the
+    snapshot holding the most steps whose recorded step set still has its fingerprint."""
     if not use_cache:
         return Source("empty")
     db = target.dbname
-    infos = {d.datname: d for d in snapshots.related(target, db)}
+    infos = snapshots.related(target, db)
     full_key = fingerprint.combined(fps, steps)
-    ready = infos.get(snapshots.ready_name(db))
-    if ready is not None and ready.key == full_key and ready.meta.get("project") == project.name:
-        return Source("ready", ready.datname, tuple(steps))
-    candidates = [(steps, full_key)] + [
-        (held, fingerprint.combined(fps, held)) for held in reversed(list(points.values()))]
-    for held, key in candidates:
-        info = infos.get(snapshots.cache_name(db, key))
-        if (info is not None and info.meta.get("complete") and info.key == key
+    wanted = set(steps)
+    for info in infos:
+        if (info.datname == snapshots.ready_name(db) and info.key == full_key
                 and info.meta.get("project") == project.name):
-            return Source("snapshot", info.datname, tuple(held))
-    return Source("empty")
+            return Source("ready", info.datname, tuple(steps))
+    best: tuple[int, float, DbInfo] | None = None
+    for info in infos:
+        held = info.steps
+        if (info.kind != "snapshot" or not info.meta.get("complete")
+                or info.meta.get("project") != project.name or not held
+                or not set(held) <= wanted or any(n not in fps for n in held)
+                or info.key != fingerprint.combined(fps, held)
+                or info.datname != snapshots.cache_name(db, info.key)):
+            continue
+        rank = (len(held), info.created, info)
+        if best is None or rank[:2] > best[:2]:
+            best = rank
+    if best is None:
+        return Source("empty")
+    info = best[2]
+    return Source("snapshot", info.datname, tuple(n for n in steps if n in set(info.steps)))
 
 
 def plan_refresh(project: Project, target: Target, profile: str = "local",
@@ -231,8 +249,7 @@ def plan_refresh(project: Project, target: Target, profile: str = "local",
     """What ``refresh-db`` would do now: where it starts and a decision per step."""
     fps = fingerprint.compute(project)
     steps = _in_profile(project, profile)
-    points = snapshot_points(project, steps)
-    source = choose_source(project, target, fps, steps, points, use_cache)
+    source = choose_source(project, target, fps, steps, use_cache)
     out = []
     for d in planner.decide(project, {}, profile=profile, fingerprints=fps):
         if d.step in source.held:
@@ -257,7 +274,7 @@ def _copy_state(store: StateStore, target: Target, src: str, dst: str) -> None:
 
 def _build(project: Project, reporter: Reporter, target: Target, build: str,
            store: StateStore, fps: dict[str, fingerprint.Fingerprint], steps: list[str],
-           points: dict[str, list[str]], profile: str, jobs: int | None,
+           points: list[list[str]], profile: str, jobs: int | None,
            restored: set[str]) -> RunResult:
     key = database.identity(target, build)
     assert key is not None
@@ -273,15 +290,23 @@ def _build(project: Project, reporter: Reporter, target: Target, build: str,
     db = target.dbname
     existing = {d.datname for d in snapshots.related(target, db)}
 
+    wanted = set(steps)
+    done = {d.step for d in decisions if d.action is Action.SKIP and d.step in wanted}
+    by_set = {frozenset(held): held for held in points}
+
     def after(name: str) -> None:
-        held = points.get(name)
-        if held is None or held == steps:
-            return  # the full snapshot is taken after the swap decision
+        # Called before any other step starts: when the finished steps are exactly a
+        # snapshot point, nothing else is running and the build holds just those steps.
+        done.add(name)
+        held = by_set.get(frozenset(done))
+        if held is None:
+            return
         snap_key = fingerprint.combined(fps, held)
         if snapshots.cache_name(db, snap_key) in existing:
             return
         store.flush()
         _snapshot(project, target, db, build, held, snap_key, store)
+        existing.add(snapshots.cache_name(db, snap_key))
 
     options = runner.RunOptions(jobs=jobs or os.cpu_count() or 2,
                                 log_dir=project.state_dir / "logs")
@@ -291,7 +316,7 @@ def _build(project: Project, reporter: Reporter, target: Target, build: str,
             on_success=lambda n, dur: store.record_success(key, label, n, fps[n], dur),
             on_failure=lambda n: store.record_failure(key, label, n),
             database=label, after_step=after,
-            extra_waits=_checkpoint_waits(project, steps, points))
+            extra_waits=_checkpoint_waits(project, steps))
 
 
 def _snapshot(project: Project, target: Target, db: str, build: str, held: list[str], key: str,

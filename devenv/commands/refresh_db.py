@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from devenv import environment, lifecycle, planner
 from devenv.commands import exit_code
 from devenv.errors import EXIT_OK, DevenvError
@@ -25,11 +27,17 @@ def run(project: Project, reporter: Reporter, *, profile: str = "local",
         if undo:
             lifecycle.undo(project, target, reporter)
             return EXIT_OK
+        t0 = time.monotonic()
         res = lifecycle.refresh(project, reporter, target, profile=profile, jobs=jobs,
                                 keep_failed=keep_failed, backup=not no_backup,
                                 use_cache=not no_cache)
         if res.result is not None and not res.result.ok:
             return exit_code(res.result)
+        if res.source != "ready clone":
+            n = len(res.steps_run)
+            reporter.emit(Message(f"{target.dbname} is fresh: {n} step{'s' if n != 1 else ''} "
+                                  f"ran, starting from {res.source}, in "
+                                  f"{time.monotonic() - t0:.1f}s", "ok"))
         if res.backup:
             reporter.emit(Message(f"the previous database is kept as {res.backup} "
                                   "(devenv refresh-db --undo swaps it back)"))
