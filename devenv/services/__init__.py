@@ -7,8 +7,9 @@ is imported only when the docker backend is used).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
 from devenv.events import Reporter
@@ -42,6 +43,14 @@ class ServiceState:
     extra: Mapping[str, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class ExecResult:
+    """A command run beside a service (see :meth:`Backend.exec`)."""
+
+    returncode: int
+    output: str  # its stderr (and stdout when that was not sent to a file)
+
+
 class Backend(Protocol):
     """What every service backend does."""
 
@@ -68,6 +77,24 @@ class Backend(Protocol):
 
     def logs(self, project: Project, service: ServiceSpec, follow: bool = False,
              tail: int | None = None) -> Iterator[str]: ...
+
+    def data(self, project: Project, service: ServiceSpec) -> list[str]:
+        """What ``down(volumes=True)`` would delete (volume names, folders), for a prompt."""
+        ...
+
+    def exec(self, project: Project, service: ServiceSpec, argv: Sequence[str], *,
+             stdin: Path | None = None, stdout: Path | None = None,
+             env: Mapping[str, str] | None = None) -> ExecResult:
+        """Run ``argv`` with the service's own tools (``pg_dump``/``psql`` of the server's
+        version, whatever the host has): inside its container, or with the native server's
+        binaries. The service must be running.
+
+        ``stdin``/``stdout`` are host files streamed in or out (a dump can be large; use
+        one of them at a time); ``env`` is added to the command's environment. For
+        PostgreSQL services PGHOST/PGUSER point at the server's local socket as its
+        superuser, so no password is needed.
+        """
+        ...
 
 
 def _docker() -> Backend:

@@ -1,0 +1,718 @@
+"""The docker backend: each service is one container (``{project}-{service}``) with named
+volumes (``{project}_{service}_{volume}``), ports published on 127.0.0.1 only.
+
+Containers and volumes carry labels (``devenv.project``, ``devenv.service``,
+``devenv.config-hash``). A running container whose config hash matches the service's
+definition is reused as is; one whose definition changed is recreated (its volumes are
+kept, so the data survives). ``down`` stops containers (a later ``up`` starts them again);
+``down --volumes`` removes containers and volumes.
+
+The docker SDK is imported inside the methods: ``import devenv.services.docker`` is cheap.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from devenv.errors import ServiceError
+from devenv.events import Message, PhaseFinished, PhaseStarted, Reporter
+from devenv.schema import PortSpec, Project, ServiceSpec
+from devenv.services import Endpoint, ExecResult, ServiceState
+from devenv.services import ports as portlib
+from devenv.services.support import (
+    TAIL_LINES,
+    Probe,
+    config_hash,
+    credentials,
+    failure_message,
+    is_database,
+    is_postgres,
+    pg_probe,
+    tcp_probe,
+    wrong_credentials_hint,
+)
+
+LABEL_PROJECT = "devenv.project"
+LABEL_SERVICE = "devenv.service"
+LABEL_HASH = "devenv.config-hash"
+LABEL_ROOT = "devenv.root"
+
+HOST = portlib.HOST
+SECOND_NS = 1_000_000_000
+# Docker runs the first health check one interval after start: its 30 s default would
+# make every start take 30 s.
+HEALTH_INTERVAL_NS = SECOND_NS
+STOP_TIMEOUT = 10
+ERR_KEEP = 64 * 1024
+
+
+def container_name(project: Project, service: ServiceSpec) -> str:
+    return f"{project.name}-{service.name}"
+
+
+def volume_name(project: Project, service: ServiceSpec, volume: str) -> str:
+    return f"{project.name}_{service.name}_{volume}"
+
+
+def port_specs(project: Project, service: ServiceSpec) -> tuple[PortSpec, ...]:
+    """The service's ports; the database service is always published (the steps reach it
+    from the host), on a free port when it names none."""
+    if service.ports or not is_database(project, service):
+        return service.ports
+    return (PortSpec(5432),)
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip()
+    explanation = getattr(exc, "explanation", None)
+    if isinstance(explanation, str) and explanation:
+        text = explanation
+    elif isinstance(explanation, bytes) and explanation:
+        text = explanation.decode(errors="replace")
+    return text.splitlines()[-1] if text else type(exc).__name__
+
+
+def _client_kwargs() -> dict[str, Any]:
+    """How to reach the engine: DOCKER_HOST (and DOCKER_TLS_*) win, then the current
+    docker context (DOCKER_CONTEXT or ``docker context use``), then the default socket."""
+    if os.environ.get("DOCKER_HOST"):
+        return {}
+    try:
+        from docker.context import ContextAPI
+        from docker.context.config import get_current_context_name
+
+        name = os.environ.get("DOCKER_CONTEXT") or get_current_context_name()
+        if not name or name == "default":
+            return {}
+        ctx = ContextAPI.get_context(name)
+    except Exception:  # an unreadable ~/.docker: the default socket is the best guess
+        return {}
+    if ctx is None or not ctx.Host:
+        return {}
+    return {"base_url": ctx.Host, "tls": ctx.TLSConfig or False}
+
+
+def _where(client: Any) -> str:
+    """The engine's address as a user would write it (DOCKER_HOST style)."""
+    if os.environ.get("DOCKER_HOST"):
+        return os.environ["DOCKER_HOST"]
+    url = str(client.api.base_url)
+    if url.startswith("http+docker://"):  # the SDK's name for a unix socket
+        return _client_kwargs().get("base_url") or "unix:///var/run/docker.sock"
+    return url
+
+
+def connect(timeout: float = 120) -> Any:
+    """A docker SDK client for the engine the docker CLI would use."""
+    import docker
+
+    kwargs = _client_kwargs()
+    if kwargs:
+        return docker.DockerClient(timeout=int(timeout), **kwargs)
+    return docker.from_env(timeout=int(timeout))
+
+
+def _started_at(value: str | None) -> float | None:
+    """Docker's RFC 3339 time (nanoseconds, ``Z``) as seconds since the epoch."""
+    if not value or value.startswith("0001-"):
+        return None
+    head, _, rest = value.partition(".")
+    frac = ""
+    zone = "+00:00"
+    if rest:
+        digits = "".join(ch for ch in rest if ch.isdigit())
+        frac = "." + digits[:6]
+        tail = rest[len(digits):]
+        zone = "+00:00" if tail in ("", "Z") else tail
+    try:
+        return dt.datetime.fromisoformat(head + frac + zone).timestamp()
+    except ValueError:
+        return None
+
+
+def published(attrs: Mapping[str, Any]) -> dict[int, int]:
+    """Container port -> host port, from a running container's NetworkSettings (or its
+    HostConfig when it is stopped)."""
+    out: dict[int, int] = {}
+    net = (attrs.get("NetworkSettings") or {}).get("Ports") or {}
+    bindings = (attrs.get("HostConfig") or {}).get("PortBindings") or {}
+    for source in (bindings, net):
+        for key, binds in source.items():
+            if not binds:
+                continue
+            container = int(str(key).split("/")[0])
+            for b in binds:
+                if b.get("HostPort"):
+                    out[container] = int(b["HostPort"])
+                    break
+    return out
+
+
+class DockerBackend:
+    """Runs services as containers on the Docker engine ``docker.from_env()`` finds."""
+
+    name = "docker"
+
+    def __init__(self) -> None:
+        self._client: Any = None
+
+    # ------------------------------------------------------------------ engine
+
+    def available(self) -> tuple[bool, str]:
+        try:
+            client = connect(timeout=5)
+        except Exception as exc:
+            return False, f"no Docker engine: {_short(exc)}"
+        try:
+            client.ping()
+        except Exception as exc:
+            return False, f"no Docker engine answers at {_where(client)} ({_short(exc)})"
+        finally:
+            with contextlib.suppress(Exception):
+                client.close()
+        return True, f"a Docker engine answers at {_where(client)}"
+
+    def client(self) -> Any:
+        if self._client is None:
+            try:
+                self._client = connect()
+            except Exception as exc:
+                raise ServiceError(f"cannot reach the Docker engine: {_short(exc)}") from None
+        return self._client
+
+    def _container(self, project: Project, service: ServiceSpec) -> Any | None:
+        """The service's container, or ``None``; a container of that name that devenv did
+        not create for this project is an error (we never touch it)."""
+        import docker
+
+        name = container_name(project, service)
+        try:
+            c = self.client().containers.get(name)
+        except docker.errors.NotFound:
+            return None
+        except docker.errors.DockerException as exc:
+            raise ServiceError(f"docker: cannot inspect container {name}: {_short(exc)}"
+                               ) from None
+        labels = c.labels or {}
+        if labels.get(LABEL_PROJECT) != project.name or labels.get(LABEL_SERVICE) != service.name:
+            raise ServiceError(
+                f"a container named {name} exists but devenv did not create it for service "
+                f"{service.name} of project {project.name}; remove or rename it "
+                f"(docker rm -f {name}), or rename the project (name: in "
+                f"{project.file.name})")
+        return c
+
+    def _labels(self, project: Project, service: ServiceSpec) -> dict[str, str]:
+        return {LABEL_PROJECT: project.name, LABEL_SERVICE: service.name,
+                LABEL_HASH: config_hash(service), LABEL_ROOT: str(project.root)}
+
+    def _filters(self, project: Project, service: ServiceSpec | None) -> dict[str, Any]:
+        labels = [f"{LABEL_PROJECT}={project.name}"]
+        if service is not None:
+            labels.append(f"{LABEL_SERVICE}={service.name}")
+        return {"label": labels}
+
+    # ------------------------------------------------------------------ up
+
+    def up(self, project: Project, service: ServiceSpec, reporter: Reporter,
+           timeout: float = 120) -> Endpoint:
+        """Reuse, start or (re)create the service's container and wait until it is ready."""
+        import docker
+
+        if not service.image:
+            raise ServiceError(f"service {service.name} has no image; the docker backend "
+                               f"needs one ({service.loc})")
+        c = self._container(project, service)
+        if c is not None and (c.labels or {}).get(LABEL_HASH) != config_hash(service):
+            reporter.emit(Message(f"{service.name}: its definition changed since container "
+                                  f"{c.name} was created; recreating it (volumes are kept)"))
+            self._remove(c, force=False)
+            c = None
+        if c is not None and c.status != "running":
+            c = self._start_existing(project, service, c, reporter)
+        if c is None:
+            c = self._create(project, service, reporter)
+            try:
+                c.start()
+            except docker.errors.APIError as exc:
+                self._remove(c, force=True)
+                raise self._start_error(project, service, exc) from None
+        ep = self._wait(project, service, c, timeout)
+        portlib.PortStore(project.state_dir).remember(service.name, dict(ep.ports))
+        return ep
+
+    def _start_existing(self, project: Project, service: ServiceSpec, c: Any,
+                        reporter: Reporter) -> Any | None:
+        """Start a stopped container; ``None`` when it must be recreated (its free port was
+        taken meanwhile)."""
+        import docker
+
+        fixed = {p.host for p in service.ports if p.host}
+        for container_port, host in published(c.attrs).items():
+            if portlib.is_free(host):
+                continue
+            if host in fixed:
+                # the same message as for a new container, naming what holds the port
+                portlib.choose(project, service, holder=self._holder)
+            reporter.emit(Message(
+                f"{service.name}: port {host} (for {container_port}) is taken by "
+                f"{self._holder(host) or 'something else'} now; recreating container "
+                f"{c.name} on another port (volumes are kept)", "warn"))
+            self._remove(c, force=False)
+            return None
+        try:
+            c.start()
+        except docker.errors.APIError as exc:
+            raise self._start_error(project, service, exc) from None
+        return c
+
+    def _start_error(self, project: Project, service: ServiceSpec,
+                     exc: BaseException) -> ServiceError:
+        text = _short(exc)
+        if "port is already allocated" in text or "address already in use" in text:
+            return ServiceError(
+                f"service {service.name}: a host port it publishes is in use ({text}); stop "
+                f"what holds it, or change the port in {service.loc.file}")
+        return ServiceError(f"service {service.name}: docker could not start container "
+                            f"{container_name(project, service)}: {text}")
+
+    def _holder(self, port: int) -> str | None:
+        """Which container publishes host ``port``, if one does."""
+        try:
+            for c in self.client().containers.list():
+                if port in published(c.attrs).values():
+                    return f"container {c.name}"
+        except Exception:
+            return None
+        return None
+
+    def _claimed_ports(self) -> set[int]:
+        """Host ports that other (possibly stopped) containers are bound to."""
+        out: set[int] = set()
+        with contextlib.suppress(Exception):
+            for c in self.client().containers.list(all=True):
+                out.update(published(c.attrs).values())
+        return out
+
+    def _ensure_image(self, service: ServiceSpec, reporter: Reporter) -> None:
+        """Pull the image when it is missing (never otherwise), showing progress."""
+        import docker
+
+        assert service.image is not None
+        client = self.client()
+        try:
+            client.images.get(service.image)
+            return
+        except docker.errors.ImageNotFound:
+            pass
+        except docker.errors.DockerException as exc:
+            raise ServiceError(f"docker: cannot inspect image {service.image}: {_short(exc)}"
+                               ) from None
+        phase = f"pull-{service.name}"
+        reporter.emit(PhaseStarted(phase, f"pulling {service.image}"))
+        t0 = time.monotonic()
+        repo, tag = _split_image(service.image)
+        layers: dict[str, tuple[int, int]] = {}
+        last_shown = 0.0
+        try:
+            for event in client.api.pull(repo, tag=tag, stream=True, decode=True):
+                if "error" in event:
+                    raise docker.errors.APIError(str(event["error"]))
+                detail = event.get("progressDetail") or {}
+                if event.get("id") and detail.get("total"):
+                    layers[event["id"]] = (int(detail.get("current", 0)), int(detail["total"]))
+                now = time.monotonic()
+                if layers and now - last_shown > 1.0:
+                    done = sum(c for c, _ in layers.values())
+                    total = sum(t for _, t in layers.values())
+                    reporter.emit(PhaseStarted(phase, f"pulling {service.image}: "
+                                               f"{done / 1e6:.0f} of {total / 1e6:.0f} MB"))
+                    last_shown = now
+            client.images.get(service.image)
+        except docker.errors.DockerException as exc:
+            reporter.emit(PhaseFinished(phase, f"could not pull {service.image}", ok=False,
+                                        duration=time.monotonic() - t0))
+            raise ServiceError(
+                f"service {service.name}: image {service.image} is not on this machine and "
+                f"could not be pulled ({_short(exc)}). Pull or build it by hand "
+                f"(docker pull {service.image}), or fix the image name in {service.loc}"
+            ) from None
+        reporter.emit(PhaseFinished(phase, f"pulled {service.image}",
+                                    duration=time.monotonic() - t0))
+
+    def _create(self, project: Project, service: ServiceSpec, reporter: Reporter) -> Any:
+        import docker
+
+        client = self.client()
+        self._ensure_image(service, reporter)
+        labels = self._labels(project, service)
+        volumes: dict[str, dict[str, str]] = {}
+        for vol, path in service.volumes.items():
+            vname = volume_name(project, service, vol)
+            try:
+                client.volumes.get(vname)
+            except docker.errors.NotFound:
+                client.volumes.create(vname, labels={LABEL_PROJECT: project.name,
+                                                     LABEL_SERVICE: service.name})
+            volumes[vname] = {"bind": path, "mode": "rw"}
+        spec = service if service.ports else _with_ports(service, port_specs(project, service))
+        choices = portlib.choose(project, spec, holder=self._holder,
+                                 taken=self._claimed_ports())
+        for ch in choices:
+            if ch.note:
+                reporter.emit(Message(f"{service.name}: {ch.note}", "warn"))
+        kwargs: dict[str, Any] = {
+            "image": service.image,
+            "name": container_name(project, service),
+            "labels": labels,
+            "environment": dict(service.env),
+            "ports": {f"{ch.container}/tcp": (HOST, ch.host) for ch in choices},
+            "volumes": volumes,
+            "detach": True,
+        }
+        if service.command:
+            kwargs["command"] = list(service.command)
+        if service.healthcheck:
+            hc = service.healthcheck
+            test = ["CMD-SHELL", hc[0]] if len(hc) == 1 else ["CMD", *hc]
+            kwargs["healthcheck"] = {"test": test, "interval": HEALTH_INTERVAL_NS,
+                                     "timeout": 5 * SECOND_NS, "retries": 3,
+                                     "start_period": 0}
+        if is_postgres(service):
+            # PostgreSQL's fast shutdown; SIGTERM waits for every client to disconnect.
+            kwargs["stop_signal"] = "SIGINT"
+        try:
+            return client.containers.create(**kwargs)
+        except docker.errors.APIError as exc:
+            if exc.status_code == 409:  # another devenv created it a moment ago
+                c = self._container(project, service)
+                if c is not None:
+                    return c
+            raise ServiceError(f"service {service.name}: docker could not create container "
+                               f"{kwargs['name']}: {_short(exc)}") from None
+
+    def _wait(self, project: Project, service: ServiceSpec, c: Any, timeout: float,
+              ) -> Endpoint:
+        """Until the service is ready: a query for the database, else its healthcheck,
+        else its ports answering, else running."""
+        import docker
+
+        deadline = time.monotonic() + timeout
+        db = is_database(project, service)
+        user, password = credentials(project, service)
+        specs = port_specs(project, service)
+        pause = 0.05
+        probe = Probe(False, "not started")
+        while True:
+            try:
+                c.reload()
+            except docker.errors.NotFound:
+                raise ServiceError(f"service {service.name}: container {c.name} was removed "
+                                   "while starting") from None
+            state = c.attrs.get("State") or {}
+            status = state.get("Status", "")
+            if status in ("exited", "dead"):
+                code = state.get("ExitCode")
+                raise ServiceError(failure_message(
+                    service, f"exited with code {code} while starting (container {c.name})",
+                    self._tail(c)))
+            ports = published(c.attrs)
+            if status == "running":
+                if db:
+                    port = ports.get(specs[0].container) if specs else None
+                    probe = pg_probe(port, user, password) if port else Probe(
+                        False, "no published port")
+                    if probe.fatal:
+                        vols = ", ".join(volume_name(project, service, v)
+                                         for v in service.volumes) or f"container {c.name}"
+                        raise ServiceError(f"service {service.name}: {probe.detail}: "
+                                           + wrong_credentials_hint(service, vols))
+                elif service.healthcheck:
+                    health = state.get("Health") or {}
+                    hs = health.get("Status", "starting")
+                    log = health.get("Log") or []
+                    last = (log[-1].get("Output") or "").strip() if log else ""
+                    probe = Probe(hs == "healthy",
+                                  f"health check {hs}" + (f": {last}" if last else ""))
+                elif ports:
+                    probe = Probe(True)
+                    for host in ports.values():
+                        probe = tcp_probe(host)
+                        if not probe.ready:
+                            break
+                else:
+                    probe = Probe(True)
+                if probe.ready:
+                    return Endpoint(HOST, ports, self.name)
+            else:
+                probe = Probe(False, f"container is {status}")
+            if time.monotonic() >= deadline:
+                raise ServiceError(failure_message(
+                    service, f"did not become healthy within {timeout:.0f}s "
+                             f"({probe.detail or 'not ready'})", self._tail(c)))
+            time.sleep(pause)
+            pause = min(pause * 1.5, 0.25)
+
+    def _tail(self, c: Any, lines: int = TAIL_LINES) -> list[str]:
+        try:
+            data = c.logs(tail=lines)
+        except Exception:
+            return []
+        text = data.decode(errors="replace") if isinstance(data, bytes) else str(data)
+        return text.rstrip("\n").splitlines()[-lines:] if text.strip() else []
+
+    # ------------------------------------------------------------------ status
+
+    def status(self, project: Project, service: ServiceSpec) -> ServiceState:
+        name = container_name(project, service)
+        c = self._container(project, service)
+        if c is None:
+            return ServiceState(service.name, self.name, "missing",
+                                detail=f"no container {name}")
+        attrs = c.attrs
+        state = attrs.get("State") or {}
+        status = state.get("Status", "")
+        running = status == "running"
+        shown = {"running": "running", "exited": "exited", "dead": "exited",
+                 "restarting": "running"}.get(status, "stopped")
+        ports = published(attrs)
+        specs = port_specs(project, service)
+        main = specs[0].container if specs else None
+        address = f"{HOST}:{ports[main]}" if main is not None and main in ports else None
+        health = str((state.get("Health") or {}).get("Status", ""))
+        if running and is_database(project, service) and main in ports:
+            user, password = credentials(project, service)
+            probe = pg_probe(ports[main], user, password, timeout=1)
+            health = "healthy" if probe.ready else "unhealthy"
+        if not running:
+            health = ""
+        detail = f"container {name}"
+        if status in ("exited", "dead"):
+            detail += f" exited with code {state.get('ExitCode')}"
+        vols = [volume_name(project, service, v) for v in service.volumes]
+        extra = {"container": name, "id": c.short_id, "image": str(service.image)}
+        if vols:
+            extra["volumes"] = ", ".join(vols)
+        return ServiceState(
+            service.name, self.name, shown, health, address,
+            _started_at(state.get("StartedAt")) if running else None,
+            (c.labels or {}).get(LABEL_HASH) == config_hash(service), detail, extra)
+
+    def endpoint(self, project: Project, service: ServiceSpec) -> Endpoint | None:
+        c = self._container(project, service)
+        if c is None or c.status != "running":
+            return None
+        return Endpoint(HOST, published(c.attrs), self.name)
+
+    # ------------------------------------------------------------------ down
+
+    def _remove(self, c: Any, force: bool) -> None:
+        import docker
+
+        try:
+            if not force and c.status in ("running", "restarting"):
+                c.stop(timeout=STOP_TIMEOUT)
+            # v=True: anonymous volumes die with their container (a new one gets new ones);
+            # named volumes are only removed by down --volumes.
+            c.remove(force=True, v=True)
+        except docker.errors.NotFound:
+            pass
+
+    def down(self, project: Project, service: ServiceSpec, volumes: bool = False) -> list[str]:
+        """Stop the container (kept, so ``up`` restarts it); with ``volumes``, remove the
+        container and its volumes."""
+        return self._down(project, service, volumes)
+
+    def leftovers(self, project: Project, volumes: bool = False) -> list[str]:
+        """``down`` for containers and volumes of the project whose service is no longer
+        in the configuration."""
+        known = set(project.services)
+        out: list[str] = []
+        client = self.client()
+        for c in client.containers.list(all=True, filters=self._filters(project, None)):
+            if (c.labels or {}).get(LABEL_SERVICE) not in known:
+                out += self._down_container(c, volumes)
+        if volumes:
+            for v in client.volumes.list(filters=self._filters(project, None)):
+                if (v.attrs.get("Labels") or {}).get(LABEL_SERVICE) not in known:
+                    out += self._remove_volume(v)
+        return out
+
+    def _down(self, project: Project, service: ServiceSpec, volumes: bool) -> list[str]:
+        import docker
+
+        client = self.client()
+        out: list[str] = []
+        seen: set[str] = set()
+        found = client.containers.list(all=True, filters=self._filters(project, service))
+        for c in found:
+            seen.add(c.id)
+            out += self._down_container(c, volumes)
+        if volumes:
+            vols = {v.name: v for v in client.volumes.list(
+                filters=self._filters(project, service))}
+            for vol in service.volumes:
+                vname = volume_name(project, service, vol)
+                if vname not in vols:
+                    with contextlib.suppress(docker.errors.NotFound):
+                        vols[vname] = client.volumes.get(vname)
+            for v in vols.values():
+                out += self._remove_volume(v)
+        return out
+
+    def _down_container(self, c: Any, volumes: bool) -> list[str]:
+        import docker
+
+        if volumes:
+            self._remove(c, force=True)
+            return [f"removed container {c.name}"]
+        if c.status in ("running", "restarting", "paused"):
+            try:
+                c.stop(timeout=STOP_TIMEOUT)
+            except docker.errors.NotFound:
+                return []
+            return [f"stopped container {c.name}"]
+        return []
+
+    def _remove_volume(self, v: Any) -> list[str]:
+        import docker
+
+        try:
+            v.remove(force=True)
+        except docker.errors.NotFound:
+            return []
+        except docker.errors.APIError as exc:
+            raise ServiceError(f"docker: cannot remove volume {v.name}: {_short(exc)}"
+                               ) from None
+        return [f"removed volume {v.name}"]
+
+    def data(self, project: Project, service: ServiceSpec) -> list[str]:
+        client = self.client()
+        names = {v.name for v in client.volumes.list(filters=self._filters(project, service))}
+        out = [f"volume {n}" for n in sorted(names)]
+        for c in client.containers.list(all=True, filters=self._filters(project, service)):
+            out.append(f"container {c.name} (and anything stored inside it)")
+        return out
+
+    def data_leftovers(self, project: Project) -> list[str]:
+        """What :meth:`leftovers` with ``volumes`` would delete."""
+        known = set(project.services)
+        client = self.client()
+        out = [f"container {c.name}" for c in client.containers.list(
+            all=True, filters=self._filters(project, None))
+            if (c.labels or {}).get(LABEL_SERVICE) not in known]
+        out += [f"volume {v.name}" for v in client.volumes.list(
+            filters=self._filters(project, None))
+            if (v.attrs.get("Labels") or {}).get(LABEL_SERVICE) not in known]
+        return out
+
+    # ------------------------------------------------------------------ logs / exec
+
+    def logs(self, project: Project, service: ServiceSpec, follow: bool = False,
+             tail: int | None = None) -> Iterator[str]:
+        c = self._container(project, service)
+        if c is None:
+            raise ServiceError(f"service {service.name} has no container "
+                               f"({container_name(project, service)}): start it with "
+                               "`devenv up`")
+        stream = self.client().api.logs(c.id, stream=True, follow=follow,
+                                        tail=tail if tail is not None else "all")
+        buf = b""
+        try:
+            for chunk in stream:
+                buf += chunk
+                *lines, buf = buf.split(b"\n")
+                for line in lines:
+                    yield line.decode(errors="replace")
+            if buf:
+                yield buf.decode(errors="replace")
+        finally:
+            with contextlib.suppress(Exception):
+                stream.close()
+
+    def exec(self, project: Project, service: ServiceSpec, argv: Sequence[str], *,
+             stdin: Path | None = None, stdout: Path | None = None,
+             env: Mapping[str, str] | None = None) -> ExecResult:
+        """Run ``argv`` inside the running container; stdin/stdout stream from/to host
+        files (nothing is held in memory)."""
+        from docker.utils.socket import frames_iter
+
+        c = self._container(project, service)
+        if c is None or c.status != "running":
+            raise ServiceError(f"service {service.name} is not running: start it with "
+                               "`devenv up`")
+        api = self.client().api
+        full_env: dict[str, str] = {}
+        if is_postgres(service):
+            full_env["PGUSER"] = service.env.get("POSTGRES_USER", "postgres")
+            full_env["PGHOST"] = "/var/run/postgresql"
+        full_env.update(env or {})
+        exec_id = api.exec_create(c.id, list(argv), stdin=stdin is not None, stdout=True,
+                                  stderr=True, environment=[f"{k}={v}" for k, v in
+                                                            full_env.items()])["Id"]
+        sock = api.exec_start(exec_id, socket=True)
+        raw = getattr(sock, "_sock", sock)
+        raw.settimeout(None)  # a dump can be silent for minutes (CREATE INDEX)
+        failure: list[BaseException] = []
+
+        def feed() -> None:
+            assert stdin is not None
+            try:
+                with stdin.open("rb") as fh:
+                    for block in iter(lambda: fh.read(1 << 20), b""):
+                        raw.sendall(block)
+            except OSError as exc:  # the command stopped reading: its exit code says why
+                failure.append(exc)
+            finally:
+                with contextlib.suppress(OSError):
+                    raw.shutdown(socket.SHUT_WR)
+
+        writer = threading.Thread(target=feed, daemon=True) if stdin is not None else None
+        if writer is not None:
+            writer.start()
+        err = bytearray()
+        out_fh = stdout.open("wb") if stdout is not None else None
+        try:
+            for stream_id, data in frames_iter(sock, tty=False):
+                if stream_id == 1 and out_fh is not None:
+                    out_fh.write(data)
+                else:
+                    err += data
+                    if len(err) > ERR_KEEP:
+                        del err[:len(err) - ERR_KEEP]
+        finally:
+            if out_fh is not None:
+                out_fh.close()
+            if writer is not None:
+                writer.join()
+            with contextlib.suppress(Exception):
+                sock.close()
+        info = api.exec_inspect(exec_id)
+        code = info.get("ExitCode")
+        return ExecResult(int(code) if code is not None else -1,
+                          bytes(err).decode(errors="replace"))
+
+
+def _with_ports(service: ServiceSpec, specs: tuple[PortSpec, ...]) -> ServiceSpec:
+    from dataclasses import replace
+
+    return replace(service, ports=specs)
+
+
+def _split_image(image: str) -> tuple[str, str]:
+    """``repo[:tag]`` (``@digest`` kept whole) as (repo, tag); the tag defaults to latest."""
+    if "@" in image:
+        return image, ""
+    last = image.rsplit("/", 1)[-1]
+    if ":" in last:
+        repo, tag = image.rsplit(":", 1)
+        return repo, tag
+    return image, "latest"

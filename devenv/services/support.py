@@ -1,0 +1,203 @@
+"""What the docker and native backends share: config hashes, readiness probes, messages."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import socket
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from devenv.schema import Project, ServiceSpec
+
+if TYPE_CHECKING:
+    from devenv.services import Backend
+
+TAIL_LINES = 30
+
+
+def config_hash(service: ServiceSpec) -> str:
+    """A short hash of what the service is (image, env, ports, ...): changed -> recreate."""
+    text = json.dumps(service.definition(), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def is_postgres(service: ServiceSpec) -> bool:
+    """A PostgreSQL-like service: an image named postgres*, or ``backend: native``."""
+    if service.backend == "native":
+        return True
+    image = (service.image or "").rsplit("/", 1)[-1]
+    return image.startswith("postgres")
+
+
+def is_database(project: Project, service: ServiceSpec) -> bool:
+    """The service holding the project's database (readiness is a real query for it)."""
+    return project.database is not None and project.database.service == service.name
+
+
+def credentials(project: Project, service: ServiceSpec) -> tuple[str, str]:
+    """User and password to log in with: the database's, else the service's POSTGRES_*."""
+    if is_database(project, service):
+        assert project.database is not None
+        return project.database.user, project.database.password
+    return (service.env.get("POSTGRES_USER", "postgres"),
+            service.env.get("POSTGRES_PASSWORD", ""))
+
+
+@dataclass(frozen=True)
+class Probe:
+    """The outcome of one readiness attempt."""
+
+    ready: bool
+    detail: str = ""
+    fatal: bool = False  # waiting longer will not help (wrong password)
+
+
+def pg_probe(port: int, user: str, password: str, host: str = "127.0.0.1",
+             timeout: float = 2) -> Probe:
+    """A real TCP connection to ``host:port`` plus ``SELECT 1``.
+
+    ``pg_isready`` answers "accepting connections" during the image's init phase (a
+    temporary server on a socket only, later restarted); a query over the published port
+    is what the steps will do, so it is what readiness means.
+    """
+    import psycopg
+
+    try:
+        with psycopg.connect(host=host, port=port, user=user, password=password,
+                             dbname="postgres", connect_timeout=max(1, int(timeout)),
+                             application_name="devenv-ready", autocommit=True) as conn:
+            conn.execute("SELECT 1")
+        return Probe(True)
+    except psycopg.OperationalError as exc:
+        text = str(exc).strip()
+        last = text.splitlines()[-1] if text else type(exc).__name__
+        if "password authentication failed" in text or (
+                "role" in text and "does not exist" in text):
+            return Probe(False, last, fatal=True)
+        return Probe(False, last)
+    except psycopg.Error as exc:
+        return Probe(False, str(exc).strip().splitlines()[-1] if str(exc).strip() else "")
+
+
+def tcp_probe(port: int, host: str = "127.0.0.1") -> Probe:
+    """A TCP connection that stays open (Docker's port proxy accepts and then closes the
+    connection while nothing listens inside the container)."""
+    try:
+        with socket.create_connection((host, port), timeout=1) as s:
+            s.settimeout(0.2)
+            try:
+                data = s.recv(1)
+            except TimeoutError:
+                return Probe(True)  # open and quiet: something listens
+            except ConnectionResetError:
+                return Probe(False, "connection reset")
+            return Probe(bool(data), "" if data else "connection closed at once")
+    except OSError as exc:
+        return Probe(False, exc.strerror or str(exc))
+
+
+def wrong_credentials_hint(service: ServiceSpec, where: str) -> str:
+    return (f"the server refuses the configured user/password; the data in {where} was "
+            f"probably initialised with other POSTGRES_USER/POSTGRES_PASSWORD values (they "
+            f"only apply on first start). Put the old values back in {service.loc.file}, or "
+            f"delete the data with `devenv down --volumes` and start again")
+
+
+def failure_message(service: ServiceSpec, what: str, log_tail: Sequence[str]) -> str:
+    """``what`` happened, the last lines of the service's log, and how to see the rest."""
+    lines = [f"service {service.name} {what}"]
+    if log_tail:
+        lines.append(f"last {len(log_tail)} lines of its log:")
+        lines.extend(f"  | {line}" for line in log_tail)
+    else:
+        lines.append("its log is empty")
+    lines.append(f"see the whole log: devenv logs {service.name}")
+    return "\n".join(lines)
+
+
+def read_tail(path: Path, lines: int) -> list[str]:
+    """The last ``lines`` lines of a text file (reads from the end: logs grow large)."""
+    try:
+        with path.open("rb") as fh:
+            fh.seek(0, 2)
+            size = fh.tell()
+            block = 8192
+            data = b""
+            pos = size
+            while pos > 0 and data.count(b"\n") <= lines:
+                step = min(block, pos)
+                pos -= step
+                fh.seek(pos)
+                data = fh.read(step) + data
+    except OSError:
+        return []
+    text = data.decode(errors="replace").rstrip("\n")
+    return text.splitlines()[-lines:] if text else []
+
+
+def follow_file(path: Path, tail: int | None, follow: bool,
+                poll: float = 0.2) -> Iterator[str]:
+    """Lines of ``path`` (the last ``tail`` ones), then new lines as they come with
+    ``follow`` (until the caller stops iterating, e.g. on Ctrl-C)."""
+    if tail is not None:
+        yield from read_tail(path, tail)
+        try:
+            pos = path.stat().st_size
+        except OSError:
+            pos = 0
+    else:
+        pos = 0
+        with path.open("rb") as fh:
+            for raw in fh:
+                yield raw.decode(errors="replace").rstrip("\n")
+            pos = fh.tell()
+    if not follow:
+        return
+    partial = b""
+    while True:
+        try:
+            size = path.stat().st_size
+        except OSError:
+            size = 0
+        if size < pos:  # truncated or replaced
+            pos = 0
+        if size > pos:
+            with path.open("rb") as fh:
+                fh.seek(pos)
+                chunk = fh.read(size - pos)
+                pos = fh.tell()
+            partial += chunk
+            *complete, partial = partial.split(b"\n")
+            for raw in complete:
+                yield raw.decode(errors="replace")
+        else:
+            time.sleep(poll)
+
+
+def candidates(service: ServiceSpec) -> list[tuple[Backend, str]]:
+    """The backends that may hold ``service`` here, with why: its ``backend:`` when that is
+    available, else (``auto``) every available one, docker first. For commands that act
+    on what exists (down, logs), not only on what ``up`` would choose."""
+    from devenv.services import BACKENDS
+
+    names = [service.backend] if service.backend in BACKENDS else (
+        ["docker", "native"] if service.backend == "auto" else [])
+    out: list[tuple[Backend, str]] = []
+    for name in names:
+        backend = BACKENDS[name]()
+        ok, why = backend.available()
+        if ok:
+            out.append((backend, why))
+    return out
+
+
+def locate(project: Project, service: ServiceSpec) -> Backend | None:
+    """The backend that has something of ``service`` (a container, a data folder)."""
+    for backend, _why in candidates(service):
+        if backend.status(project, service).state != "missing":
+            return backend
+    return None
