@@ -319,6 +319,81 @@ def fingerprint(
     _call(show)
 
 
+@app.command()
+def down(
+    volumes: Annotated[bool, typer.Option(
+        "--volumes", help="Also delete the services' data (containers, volumes, native "
+        "data folders), after a confirmation.")] = False,
+    yes: Annotated[bool, typer.Option(
+        "--yes", "-y", help="Do not ask before deleting (needed without a terminal).")
+    ] = False,
+) -> None:
+    """Stop the app processes and the services.
+
+    Containers are stopped, not removed: the next `devenv up` starts them again with their
+    data. With --volumes everything is removed and the data deleted (it names what it
+    deletes and asks first; pass --yes in scripts).
+
+    Example: devenv down --volumes --yes
+    """
+    from devenv.commands import down as cmd
+
+    _call(lambda: cmd.run(_project(), _output(), volumes=volumes, yes=yes))
+
+
+@app.command()
+def status(
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    profile: ProfileOpt = "local",
+    database_url: DbUrlOpt = None,
+) -> None:
+    """Show the services (backend and why, state, health, address, uptime), the database
+    (does it exist, would any step run) and the processes: what `devenv up` would do.
+
+    Nothing is started or changed; passwords are never shown.
+    """
+    from devenv.commands import status as cmd
+
+    _call(lambda: cmd.run(_project(), _output(), as_json=as_json, profile=profile,
+                          database_url=database_url))
+
+
+@app.command()
+def logs(
+    name: Annotated[Optional[str], typer.Argument(  # noqa: UP045
+        help="A service, step or process (default: the database's service).",
+        show_default=False)] = None,
+    follow: Annotated[bool, typer.Option(
+        "--follow", help="Keep printing new lines until Ctrl-C.")] = False,
+    tail: Annotated[Optional[int], typer.Option(  # noqa: UP045
+        "--tail", "-n", min=0, help="Only the last N lines.")] = None,
+) -> None:
+    """Show a log: a service's (its container or native server), a step's last run
+    (.devenv/logs/STEP.log) or a process's (.devenv/logs/NAME.log).
+
+    Example: devenv logs db --tail 50 --follow
+    """
+    from devenv.commands import logs as cmd
+
+    _call(lambda: cmd.run(_project(), _output(), name, follow=follow, tail=tail))
+
+
+@app.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True,
+                               "help_option_names": ["--help"]})
+def psql(
+    args: Annotated[Optional[list[str]], typer.Argument(  # noqa: UP045
+        help="Passed to psql as they are.", show_default=False)] = None,
+    database_url: DbUrlOpt = None,
+) -> None:
+    """Open psql on the project database (the local psql, else inside its container).
+
+    Example: devenv psql -c 'select count(*) from crm.customer'
+    """
+    from devenv.commands import psql as cmd
+
+    _call(lambda: cmd.run(_project(), args or [], database_url=database_url))
+
+
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     # The runner stops its steps' process groups on KeyboardInterrupt; SIGTERM (docker
     # stop, CI cancelling a job) gets the same clean stop.
