@@ -319,6 +319,147 @@ def fingerprint(
     _call(show)
 
 
+snapshot_app = typer.Typer(
+    name="snapshot",
+    help=(
+        "Named copies of the database, kept beside it on the server: save the working "
+        "database, restore it (atomically, the replaced one kept as NAME__prev), list, "
+        "delete, prune the cache, and move snapshots between machines as files."
+    ),
+    epilog=EPILOG,
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.add_typer(snapshot_app, name="snapshot")
+
+SnapNameArg = Annotated[str, typer.Argument(
+    help="Snapshot name: lowercase letters, digits and _, at most 19.", show_default=False)]
+NoWaitOpt = Annotated[bool, typer.Option(
+    "--no-wait", help="Fail at once if another devenv holds the project.")]
+
+
+@snapshot_app.command("save")
+def snapshot_save(
+    name: SnapNameArg,
+    replace: Annotated[bool, typer.Option(
+        "--replace", help="Overwrite a snapshot of that name.")] = False,
+    no_wait: NoWaitOpt = False,
+    database_url: DbUrlOpt = None,
+) -> None:
+    """Save the working database as snapshot NAME (a server-side copy: seconds).
+
+    Sessions on the working database are ended for the copy. Example: devenv snapshot save
+    before_migration
+    """
+    from devenv.commands import snapshot as cmd
+
+    _call(lambda: _with_reporter(cmd.save)(_project(), name, replace=replace,
+                                           database_url=database_url, wait=not no_wait))
+
+
+@snapshot_app.command("restore")
+def snapshot_restore(
+    name: SnapNameArg,
+    no_backup: Annotated[bool, typer.Option(
+        "--no-backup", help="Drop the replaced database instead of keeping it as "
+        "NAME__prev.")] = False,
+    no_wait: NoWaitOpt = False,
+    database_url: DbUrlOpt = None,
+) -> None:
+    """Make snapshot NAME the working database (swapped in atomically; the snapshot stays).
+
+    The replaced database is kept as NAME__prev (`devenv refresh-db --undo` swaps it back).
+    """
+    from devenv.commands import snapshot as cmd
+
+    _call(lambda: _with_reporter(cmd.restore)(_project(), name, backup=not no_backup,
+                                              database_url=database_url, wait=not no_wait))
+
+
+@snapshot_app.command("list")
+def snapshot_list(
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    profile: ProfileOpt = "local",
+    no_wait: NoWaitOpt = False,
+    database_url: DbUrlOpt = None,
+) -> None:
+    """List user and cache snapshots: size, age, the steps each holds, and whether those
+    steps are still defined as they are now (CURRENT)."""
+    from devenv.commands import snapshot as cmd
+
+    _call(lambda: cmd.list_snapshots(_project(), _output(), as_json=as_json, profile=profile,
+                                     database_url=database_url, wait=not no_wait))
+
+
+@snapshot_app.command("delete")
+def snapshot_delete(
+    name: SnapNameArg,
+    no_wait: NoWaitOpt = False,
+    database_url: DbUrlOpt = None,
+) -> None:
+    """Delete snapshot NAME."""
+    from devenv.commands import snapshot as cmd
+
+    _call(lambda: _with_reporter(cmd.delete)(_project(), name, database_url=database_url,
+                                             wait=not no_wait))
+
+
+@snapshot_app.command("gc")
+def snapshot_gc(
+    keep: Annotated[Optional[int], typer.Option(  # noqa: UP045
+        "--keep", min=0, help="Cache snapshots to keep (default: cache.keep in "
+        "steps.yaml).")] = None,
+    profile: ProfileOpt = "local",
+    no_wait: NoWaitOpt = False,
+    database_url: DbUrlOpt = None,
+) -> None:
+    """Drop the oldest cache snapshots beyond cache.keep, and what an interrupted run left
+    (NAME__build, incomplete snapshots). User snapshots and NAME__prev stay."""
+    from devenv.commands import snapshot as cmd
+
+    _call(lambda: _with_reporter(cmd.gc)(_project(), keep=keep, profile=profile,
+                                         database_url=database_url, wait=not no_wait))
+
+
+@snapshot_app.command("export")
+def snapshot_export(
+    name: SnapNameArg,
+    file: Annotated[Path, typer.Argument(help="File to write.", show_default=False)],
+    no_wait: NoWaitOpt = False,
+    database_url: DbUrlOpt = None,
+) -> None:
+    """Write snapshot NAME to FILE (pg_dump custom format behind a header recording the
+    project, its steps and their fingerprints).
+
+    Example: devenv snapshot export seeded /tmp/seeded.devenv-snapshot
+    """
+    from devenv.commands import snapshot as cmd
+
+    _call(lambda: _with_reporter(cmd.export)(_project(), name, file,
+                                             database_url=database_url, wait=not no_wait))
+
+
+@snapshot_app.command("import")
+def snapshot_import(
+    file: Annotated[Path, typer.Argument(help="A file written by `devenv snapshot export`.",
+                                         show_default=False)],
+    name: Annotated[Optional[str], typer.Argument(  # noqa: UP045
+        help="Name to give it (default: its name when exported).", show_default=False)
+    ] = None,
+    force: Annotated[bool, typer.Option(
+        "--force", help="Import a snapshot of another project.")] = False,
+    no_wait: NoWaitOpt = False,
+    database_url: DbUrlOpt = None,
+) -> None:
+    """Load FILE as a snapshot (checked first: complete, this project, a server version
+    this one can restore); then `devenv snapshot restore NAME` makes it the working one."""
+    from devenv.commands import snapshot as cmd
+
+    _call(lambda: _with_reporter(cmd.import_)(_project(), file, name, force=force,
+                                              database_url=database_url, wait=not no_wait))
+
+
 @app.command()
 def down(
     volumes: Annotated[bool, typer.Option(

@@ -7,12 +7,14 @@ user what ran and what it said.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import signal
 import subprocess
+import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -87,6 +89,59 @@ def run(
     if check and cp.returncode != 0:
         raise ProcessError(argv, cp.returncode, (cp.stdout or "") + (cp.stderr or ""))
     return Completed(argv, cp.returncode, cp.stdout, cp.stderr)
+
+
+def stream(
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str],
+    sink: Callable[[bytes], None] | None = None,
+    source: Iterable[bytes] | None = None,
+    cwd: str | Path | None = None,
+    chunk: int = 1 << 20,
+    check: bool = True,
+) -> Completed:
+    """Run a command whose stdout (to ``sink``) or stdin (from ``source``) is a large byte
+    stream (a database dump), one chunk at a time: never more than a chunk in memory.
+
+    stderr (and stdout when there is no ``sink``) goes to a temporary file, so a chatty
+    command cannot block on a full pipe; its text is the :class:`ProcessError`'s tail.
+    """
+    with tempfile.TemporaryFile() as errf:
+        try:
+            p = subprocess.Popen(
+                list(argv), cwd=cwd, env=dict(env),
+                stdin=subprocess.PIPE if source is not None else subprocess.DEVNULL,
+                stdout=subprocess.PIPE if sink is not None else errf,
+                stderr=errf)
+        except FileNotFoundError as exc:
+            raise ProcessError(argv, 127, f"{exc.filename or argv[0]}: command not found") from exc
+        try:
+            if source is not None:
+                assert p.stdin is not None
+                try:
+                    for data in source:
+                        p.stdin.write(data)
+                except BrokenPipeError:
+                    pass  # the command stopped reading: its exit code and stderr say why
+                finally:
+                    with contextlib.suppress(BrokenPipeError):
+                        p.stdin.close()
+            if sink is not None:
+                out = p.stdout
+                assert out is not None
+                for data in iter(lambda: out.read(chunk), b""):
+                    sink(data)
+            rc = p.wait()
+        except BaseException:
+            p.kill()
+            p.wait()
+            raise
+        errf.seek(0)
+        err = errf.read().decode(errors="replace")
+    if check and rc != 0:
+        raise ProcessError(argv, rc, err)
+    return Completed(argv, rc, "", err)
 
 
 def spawn(

@@ -47,7 +47,7 @@ def cache_name(db: str, key: str) -> str:
 
 def user_name(db: str, name: str) -> str:
     """The database holding user snapshot ``name``; refuses names that are not plain."""
-    if not USER_NAME_RE.match(name):
+    if not USER_NAME_RE.fullmatch(name):  # not match: "$" accepts a trailing newline
         raise UsageError(f"invalid snapshot name {name!r}: use lowercase letters, digits and _ "
                          "(at most 19, starting with a letter or digit)")
     return f"{db}__u_{name}"

@@ -1,0 +1,334 @@
+"""Snapshot files (``devenv snapshot export/import``) and running pg_dump / pg_restore.
+
+A snapshot file is ours, not a bare ``pg_dump`` archive, so that an import can say what it
+holds before restoring anything:
+
+    DEVENV-SNAPSHOT 1\\n
+    {"project": ..., "key": ..., "steps": [...], "sha256": ..., "size": ...}   (one line)
+    <the raw bytes of ``pg_dump -Fc``>
+
+The header line is written first as a fixed-width placeholder and overwritten, padded with
+spaces (still one JSON line), once the dump is complete and its sha256 and size are known:
+the dump streams through once, straight from pg_dump's stdout to the file, never held in
+memory. The file appears under its name only when complete (written beside it, then
+renamed).
+
+pg_dump refuses a server newer than itself, so the tool runs where a new enough one is:
+the local binary, or inside the service's Docker container (``docker exec``). Passwords go
+through ``PGPASSWORD`` in the environment (``docker exec -e PGPASSWORD`` takes the value
+from the docker client's environment), never on a command line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import hashlib
+import json
+import os
+import re
+import shutil
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from devenv import proc
+from devenv.database import Target, connect
+from devenv.errors import DevenvError
+
+MAGIC = b"DEVENV-SNAPSHOT 1\n"
+MAX_HEADER = 16 << 20  # a header line longer than this means the file is not ours
+CHUNK = 1 << 20
+LOCAL_DIRS = ("/usr/lib/postgresql/*/bin", "/usr/pgsql-*/bin",
+              "/opt/homebrew/opt/postgresql@*/bin", "/usr/local/opt/postgresql@*/bin",
+              "/Applications/Postgres.app/Contents/Versions/*/bin")
+
+
+class DumpError(DevenvError):
+    """A snapshot file that cannot be read or restored, or a dump that failed."""
+
+
+@dataclass(frozen=True)
+class Header:
+    """What a snapshot file says about the dump it carries."""
+
+    project: str
+    database: str
+    name: str
+    key: str
+    steps: list[str]
+    fingerprints: dict[str, str]
+    server_version_num: int
+    pg_dump_major: int
+    created: float
+    sha256: str = ""
+    size: int = 0
+    records: dict[str, dict[str, Any]] = field(default_factory=dict)
+    exported: float = 0.0
+
+    @property
+    def server_major(self) -> int:
+        return major_of(self.server_version_num)
+
+    def line(self, width: int = 0) -> bytes:
+        """The JSON header line, padded with spaces to ``width`` bytes (plus the newline)."""
+        text = json.dumps(asdict(self), sort_keys=True, separators=(",", ":")).encode()
+        return text.ljust(width) + b"\n"
+
+
+def major_of(version_num: int) -> int:
+    """The major version of a ``server_version_num`` (150004 -> 15, 90624 -> 9)."""
+    return version_num // 10000
+
+
+# --------------------------------------------------------------------------- the file
+
+
+def write(path: Path, header: Header,
+          produce: Callable[[Callable[[bytes], None]], None]) -> Header:
+    """Write a snapshot file: ``produce(sink)`` feeds the dump's bytes to ``sink``.
+
+    Returns the header as written (with the dump's sha256 and size). A failure leaves no
+    file behind.
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.partial-{os.getpid()}")
+    # Room for the final header: the same header with the widest sha256 and size.
+    width = len(Header(**{**asdict(header), "sha256": "0" * 64, "size": 10 ** 18,
+                          "exported": time.time()}).line()) + 16
+    digest = hashlib.sha256()
+    size = 0
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(MAGIC)
+            fh.write(b" " * width + b"\n")
+
+            def sink(data: bytes) -> None:
+                nonlocal size
+                digest.update(data)
+                size += len(data)
+                fh.write(data)
+
+            produce(sink)
+            final = Header(**{**asdict(header), "sha256": digest.hexdigest(), "size": size,
+                              "exported": time.time()})
+            line = final.line(width)
+            assert len(line) == width + 1, "the header outgrew its reserved space"
+            fh.seek(len(MAGIC))
+            fh.write(line)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    return final
+
+
+def read_header(path: Path) -> tuple[Header, int]:
+    """The header of snapshot file ``path`` and the offset where its dump starts."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as fh:
+            magic = fh.read(len(MAGIC))
+            line = fh.readline(MAX_HEADER) if magic == MAGIC else b""
+            offset = fh.tell()
+    except FileNotFoundError:
+        raise DumpError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise DumpError(f"{path} is a folder, not a snapshot file") from None
+    except OSError as exc:
+        raise DumpError(f"{path}: cannot read it: {exc.strerror}") from None
+    if magic != MAGIC:
+        if magic.startswith(b"PGDMP"):
+            raise DumpError(f"{path} is a bare pg_dump archive, not a devenv snapshot file: "
+                            "restore it with pg_restore, or make one with "
+                            "`devenv snapshot export`")
+        if magic.startswith(b"DEVENV-SNAPSHOT "):
+            raise DumpError(f"{path} is a devenv snapshot file of a format this devenv does "
+                            "not know; upgrade devenv")
+        raise DumpError(f"{path} is not a devenv snapshot file (it does not start with "
+                        "'DEVENV-SNAPSHOT 1')")
+    if not line.endswith(b"\n"):
+        raise DumpError(f"{path} is truncated: its header line is incomplete")
+    try:
+        raw = json.loads(line)
+    except ValueError:
+        raise DumpError(f"{path} has a damaged header (not JSON)") from None
+    return _header(path, raw), offset
+
+
+def _header(path: Path, raw: Any) -> Header:
+    types: dict[str, type | tuple[type, ...]] = {
+        "project": str, "database": str, "name": str, "key": str, "steps": list,
+        "fingerprints": dict, "server_version_num": int, "pg_dump_major": int,
+        "created": (int, float), "sha256": str, "size": int}
+    if not isinstance(raw, dict):
+        raise DumpError(f"{path} has a damaged header (not a JSON object)")
+    for key, kind in types.items():
+        if not isinstance(raw.get(key), kind):
+            raise DumpError(f"{path} has a damaged header: '{key}' is missing or of the "
+                            "wrong type")
+    known = set(Header.__dataclass_fields__)
+    values = {k: v for k, v in raw.items() if k in known}
+    values.setdefault("records", {})
+    values.setdefault("exported", 0.0)
+    return Header(**values)
+
+
+def verify(path: Path, header: Header, offset: int) -> None:
+    """Refuse a file whose dump is shorter, longer or other than its header says."""
+    actual = Path(path).stat().st_size - offset
+    if actual < header.size:
+        raise DumpError(f"{path} is truncated: its header promises a dump of "
+                        f"{header.size} bytes, the file holds {actual}; copy or export it "
+                        "again")
+    if actual > header.size:
+        raise DumpError(f"{path} is damaged: it holds {actual - header.size} bytes more than "
+                        "its header says; copy or export it again")
+    digest = hashlib.sha256()
+    for data in payload(path, offset):
+        digest.update(data)
+    if digest.hexdigest() != header.sha256:
+        raise DumpError(f"{path} is damaged: the dump's sha256 does not match its header; "
+                        "copy or export it again")
+
+
+def payload(path: Path, offset: int, chunk: int = CHUNK) -> Iterator[bytes]:
+    """The dump's bytes, a chunk at a time."""
+    with open(path, "rb") as fh:
+        fh.seek(offset)
+        yield from iter(lambda: fh.read(chunk), b"")
+
+
+# --------------------------------------------------------------------------- the tools
+
+
+def server_version_num(target: Target) -> int:
+    with connect(target, "postgres") as conn:
+        row = conn.execute("SHOW server_version_num").fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+_VERSION_RE = re.compile(r"\(PostgreSQL\)\s+(\d+)(?:\.(\d+))?")
+
+
+def parse_tool_version(text: str) -> int | None:
+    """The major version in ``pg_dump --version`` output (``pg_dump (PostgreSQL) 15.4``)."""
+    m = _VERSION_RE.search(text)
+    if not m:
+        return None
+    return int(m.group(1))
+
+
+def local_tools(name: str) -> list[tuple[str, int]]:
+    """Local ``name`` binaries (pg_dump, pg_restore) with their major versions, newest
+    first: the usual install folders (Debian keeps one per version), then PATH."""
+    paths: list[str] = []
+    for pattern in LOCAL_DIRS:
+        paths.extend(str(Path(d) / name) for d in glob.glob(pattern))
+    # After the versioned folders: Debian's PATH entry is a wrapper that picks a version
+    # by its own rules.
+    found = shutil.which(name)
+    if found:
+        paths.append(found)
+    out: dict[str, int] = {}
+    seen: set[str] = set()
+    for p in paths:
+        real = os.path.realpath(p)
+        if real in seen or not os.access(p, os.X_OK):
+            continue
+        seen.add(real)
+        try:
+            cp = proc.run([p, "--version"], timeout=10, check=False)
+        except proc.ProcessError:
+            continue
+        major = parse_tool_version(cp.stdout)
+        if major is not None and cp.returncode == 0:
+            out[p] = major
+    return sorted(out.items(), key=lambda kv: -kv[1])
+
+
+@dataclass(frozen=True)
+class Tool:
+    """How to run one of pg_dump / pg_restore against the target, and where it runs."""
+
+    argv: tuple[str, ...]  # the command before its own options
+    env: Mapping[str, str]
+    major: int
+    where: str  # "local /usr/lib/postgresql/15/bin/pg_dump" or "in container NAME"
+
+    def command(self, *args: str) -> list[str]:
+        return [*self.argv, *args]
+
+
+def _clean_env() -> dict[str, str]:
+    # A user's PGSERVICE, PGSSLMODE... would steer the tool elsewhere than the target.
+    return {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+
+
+@dataclass(frozen=True)
+class Container:
+    """The service's Docker container: its name and the port the server listens on inside."""
+
+    name: str
+    port: int
+
+
+def choose_tool(name: str, target: Target, dbname: str, need_major: int,
+                container: Container | None) -> Tool:
+    """``name`` (pg_dump or pg_restore) of at least ``need_major``: the local binary when it
+    is new enough, else the one inside the service's container, else a clear error."""
+    local = local_tools(name)
+    for path, major in local:
+        if major >= need_major:
+            env = _clean_env() | target.env(dbname)
+            return Tool((path, "--no-password"), env, major, f"local {path}")
+    have = (f"the local {name} is version {local[0][1]}" if local
+            else f"there is no local {name}")
+    if container is None:
+        raise DumpError(
+            f"{have}, and PostgreSQL {need_major} needs {name} {need_major} or newer; the "
+            f"database does not run in a devenv Docker container to borrow one from: install "
+            f"the PostgreSQL {need_major} client (e.g. apt-get install "
+            f"postgresql-client-{need_major})")
+    env = _clean_env() | {"PGUSER": target.user, "PGPASSWORD": target.password,
+                          "PGDATABASE": dbname, "PGPORT": str(container.port)}
+    base = ("docker", "exec", "-i", "-e", "PGUSER", "-e", "PGPASSWORD", "-e", "PGDATABASE",
+            "-e", "PGPORT", container.name)
+    try:
+        cp = proc.run([*base, name, "--version"], env=env, timeout=30)
+    except proc.ProcessError as exc:
+        raise DumpError(f"{have}, and running {name} in container {container.name} failed:"
+                        f"\n{exc}") from None
+    found = parse_tool_version(cp.stdout)
+    if found is None or found < need_major:
+        raise DumpError(f"{have}, and container {container.name} has {name} "
+                        f"{found or '?'}; {name} {need_major} or newer is needed")
+    return Tool((*base, name, "--no-password"), env, found, f"in container {container.name}")
+
+
+def dump(tool: Tool, sink: Callable[[bytes], None]) -> None:
+    """``pg_dump -Fc`` of the tool's database, streamed to ``sink``."""
+    try:
+        proc.stream(tool.command("--format=custom"), env=tool.env, sink=sink)
+    except proc.ProcessError as exc:
+        raise DumpError(f"pg_dump ({tool.where}) failed:\n{exc}") from None
+
+
+def restore(tool: Tool, source: Sequence[bytes] | Iterator[bytes]) -> None:
+    """``pg_restore`` the custom-format dump from ``source`` into the tool's database, in one
+    transaction: on any error nothing of it stays."""
+    dbname = tool.env["PGDATABASE"]
+    # -d takes a connection string; a name with '=' in it would be read as one.
+    conninfo = "dbname='" + dbname.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    try:
+        proc.stream(tool.command("--no-owner", "--single-transaction", "--exit-on-error",
+                                 "-d", conninfo),
+                    env=tool.env, source=source)
+    except proc.ProcessError as exc:
+        raise DumpError(f"pg_restore ({tool.where}) failed:\n{exc}") from None
