@@ -269,7 +269,7 @@ def test_export_import_round_trip(env: Env, tmp_path: Path) -> None:
     assert set(StateStore(env.project().state_dir).steps(key)) == {"schema", "seed"}
 
     # importing under a name that exists is refused
-    with pytest.raises(UsageError, match="^snapshot 'copy' already exists: delete it first"):
+    with pytest.raises(UsageError, match=r"^snapshot 'copy' already exists: delete it first"):
         cmd.import_(env.project(), RecordingReporter(), file, "copy")
 
 
