@@ -28,8 +28,9 @@ import json
 import os
 import re
 import shutil
+import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -254,16 +255,52 @@ def local_tools(name: str) -> list[tuple[str, int]]:
 
 
 @dataclass(frozen=True)
-class Tool:
-    """How to run one of pg_dump / pg_restore against the target, and where it runs."""
+class ServiceExec:
+    """Runs a command with the database service's own tools: its backend's ``exec`` (inside
+    the container, or with the native server's binaries). ``run(argv, stdin=PATH|None,
+    stdout=PATH|None, env=...)`` returns an object with ``returncode`` and ``output``."""
 
-    argv: tuple[str, ...]  # the command before its own options
-    env: Mapping[str, str]
+    where: str  # "in container demo-db"
+    run: Callable[..., Any]
+    port: int | None = None  # PGPORT where the command runs, when the backend does not set it
+
+
+@dataclass(frozen=True)
+class Tool:
+    """pg_dump or pg_restore, new enough for the server, and how to run it."""
+
+    name: str
     major: int
     where: str  # "local /usr/lib/postgresql/15/bin/pg_dump" or "in container NAME"
+    argv: tuple[str, ...]  # the local command before its own options
+    env: Mapping[str, str]
+    service: ServiceExec | None = None
 
-    def command(self, *args: str) -> list[str]:
-        return [*self.argv, *args]
+    def run(self, args: Sequence[str], *, sink: Callable[[bytes], None] | None = None,
+            source: Iterable[bytes] | None = None, tmpdir: Path | None = None) -> None:
+        """Run the tool with ``args``; its stdout to ``sink``, its stdin from ``source``."""
+        if self.service is None:
+            proc.stream([*self.argv, *args], env=self.env, sink=sink, source=source)
+            return
+        # The backend's exec streams host files in and out (never the whole dump in
+        # memory); the dump passes through a temporary file beside its destination.
+        argv = [self.name, "--no-password", *args]
+        with tempfile.TemporaryDirectory(prefix=".devenv-pg-", dir=tmpdir) as d:
+            inp = out = None
+            if source is not None:
+                inp = Path(d) / "stdin"
+                with open(inp, "wb") as fh:
+                    for data in source:
+                        fh.write(data)
+            if sink is not None:
+                out = Path(d) / "stdout"
+            res = self.service.run(argv, stdin=inp, stdout=out, env=dict(self.env))
+            code = int(getattr(res, "returncode", 1))
+            if code != 0:
+                raise proc.ProcessError(argv, code, str(getattr(res, "output", "")))
+            if out is not None and sink is not None:
+                for data in payload(out, 0):
+                    sink(data)
 
 
 def _clean_env() -> dict[str, str]:
@@ -271,64 +308,87 @@ def _clean_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("PG")}
 
 
-@dataclass(frozen=True)
-class Container:
-    """The service's Docker container: its name and the port the server listens on inside."""
+def docker_cli_exec(container: str) -> Callable[..., Any]:
+    """An ``exec`` through the docker command line, for a backend that has none: ``docker
+    exec -i -e PGUSER ... CONTAINER argv`` (``-e NAME`` without a value: the values come
+    from the docker client's environment, never its command line)."""
 
-    name: str
-    port: int
+    def run(argv: Sequence[str], *, stdin: Path | None = None, stdout: Path | None = None,
+            env: Mapping[str, str] | None = None) -> proc.Completed:
+        env = dict(env or {})
+        flags = [f for k in sorted(env) for f in ("-e", k)]
+        cmd = ["docker", "exec", "-i", *flags, container, *argv]
+        full = _clean_env() | env
+        if stdout is not None:
+            with open(stdout, "wb") as fh:
+
+                def sink(data: bytes) -> None:
+                    fh.write(data)
+
+                return proc.stream(cmd, env=full, sink=sink, check=False)
+        return proc.stream(cmd, env=full, check=False,
+                           source=payload(stdin, 0) if stdin is not None else None)
+
+    return run
 
 
 def choose_tool(name: str, target: Target, dbname: str, need_major: int,
-                container: Container | None) -> Tool:
+                service: ServiceExec | None) -> Tool:
     """``name`` (pg_dump or pg_restore) of at least ``need_major``: the local binary when it
-    is new enough, else the one inside the service's container, else a clear error."""
-    local = local_tools(name)
+    is new enough, else the database service's own (its container's), else a clear error.
+
+    ``DEVENV_PG_TOOLS=service`` (or ``local``) forces one or the other.
+    """
+    force = os.environ.get("DEVENV_PG_TOOLS", "")
+    local = local_tools(name) if force != "service" else []
     for path, major in local:
         if major >= need_major:
             env = _clean_env() | target.env(dbname)
-            return Tool((path, "--no-password"), env, major, f"local {path}")
+            return Tool(name, major, f"local {path}", (path, "--no-password"), env)
     have = (f"the local {name} is version {local[0][1]}" if local
             else f"there is no local {name}")
-    if container is None:
+    if service is None or force == "local":
         raise DumpError(
             f"{have}, and PostgreSQL {need_major} needs {name} {need_major} or newer; the "
-            f"database does not run in a devenv Docker container to borrow one from: install "
-            f"the PostgreSQL {need_major} client (e.g. apt-get install "
+            f"database does not run in a devenv service to borrow one from: install the "
+            f"PostgreSQL {need_major} client (e.g. apt-get install "
             f"postgresql-client-{need_major})")
-    env = _clean_env() | {"PGUSER": target.user, "PGPASSWORD": target.password,
-                          "PGDATABASE": dbname, "PGPORT": str(container.port)}
-    base = ("docker", "exec", "-i", "-e", "PGUSER", "-e", "PGPASSWORD", "-e", "PGDATABASE",
-            "-e", "PGPORT", container.name)
-    try:
-        cp = proc.run([*base, name, "--version"], env=env, timeout=30)
-    except proc.ProcessError as exc:
-        raise DumpError(f"{have}, and running {name} in container {container.name} failed:"
-                        f"\n{exc}") from None
-    found = parse_tool_version(cp.stdout)
+    env = {"PGUSER": target.user, "PGPASSWORD": target.password, "PGDATABASE": dbname}
+    if service.port is not None:
+        env["PGPORT"] = str(service.port)
+    with tempfile.TemporaryDirectory(prefix=".devenv-pg-") as d:
+        out = Path(d) / "version"
+        try:
+            res = service.run([name, "--version"], stdout=out, env=env)
+        except proc.ProcessError as exc:
+            raise DumpError(f"{have}, and running {name} {service.where} failed:\n{exc}"
+                            ) from None
+        text = out.read_text(errors="replace") if out.exists() else ""
+        code = int(getattr(res, "returncode", 1))
+    found = parse_tool_version(text) if code == 0 else None
     if found is None or found < need_major:
-        raise DumpError(f"{have}, and container {container.name} has {name} "
-                        f"{found or '?'}; {name} {need_major} or newer is needed")
-    return Tool((*base, name, "--no-password"), env, found, f"in container {container.name}")
+        raise DumpError(f"{have}, and {service.where} {name} is "
+                        f"{'version ' + str(found) if found else 'missing'}; {name} "
+                        f"{need_major} or newer is needed")
+    return Tool(name, found, service.where, (name,), env, service)
 
 
-def dump(tool: Tool, sink: Callable[[bytes], None]) -> None:
+def dump(tool: Tool, sink: Callable[[bytes], None], tmpdir: Path | None = None) -> None:
     """``pg_dump -Fc`` of the tool's database, streamed to ``sink``."""
     try:
-        proc.stream(tool.command("--format=custom"), env=tool.env, sink=sink)
+        tool.run(["--format=custom"], sink=sink, tmpdir=tmpdir)
     except proc.ProcessError as exc:
         raise DumpError(f"pg_dump ({tool.where}) failed:\n{exc}") from None
 
 
-def restore(tool: Tool, source: Sequence[bytes] | Iterator[bytes]) -> None:
+def restore(tool: Tool, source: Iterable[bytes]) -> None:
     """``pg_restore`` the custom-format dump from ``source`` into the tool's database, in one
     transaction: on any error nothing of it stays."""
     dbname = tool.env["PGDATABASE"]
     # -d takes a connection string; a name with '=' in it would be read as one.
     conninfo = "dbname='" + dbname.replace("\\", "\\\\").replace("'", "\\'") + "'"
     try:
-        proc.stream(tool.command("--no-owner", "--single-transaction", "--exit-on-error",
-                                 "-d", conninfo),
-                    env=tool.env, source=source)
+        tool.run(["--no-owner", "--single-transaction", "--exit-on-error", "-d", conninfo],
+                 source=source)
     except proc.ProcessError as exc:
         raise DumpError(f"pg_restore ({tool.where}) failed:\n{exc}") from None

@@ -437,3 +437,59 @@ def test_header_round_trip_and_format(tmp_path: Path) -> None:
     dumps.verify(file, got, offset)
     assert dumps.parse_tool_version("pg_dump (PostgreSQL) 16.2 (Debian 16.2-1)") == 16
     assert dumps.major_of(90624) == 9 and dumps.major_of(170000) == 17
+
+
+@pytest.mark.docker
+def test_dump_and_restore_with_the_containers_own_tools(
+        make_project: Callable[..., Path], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where the local pg_dump is too old (forced here with DEVENV_PG_TOOLS=service), the
+    service container's pg_dump/pg_restore do the work: through the backend's exec, and
+    through `docker exec` for a backend without one."""
+    import uuid
+
+    from devenv import environment
+    from devenv.services import BACKENDS
+
+    if not BACKENDS["docker"]().available()[0]:
+        pytest.skip("no Docker engine")
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    name = f"snapdk{uuid.uuid4().hex[:8]}"
+    cfg = config("app_dev", name=name)
+    root = make_project(cfg, files=FILES)
+    project = loader.load(root / "steps.yaml")
+    spec = project.services["db"]
+    backend = BACKENDS["docker"]()
+    try:
+        monkeypatch.setenv("DEVENV_PG_TOOLS", "service")
+        rep = RecordingReporter()
+        endpoints = environment.start_services(project, ["db"], rep)
+        target = environment.database_target(project, endpoints)
+        assert target is not None
+        lifecycle.refresh(project, rep, target, background_reclone=False)
+        cmd.save(project, RecordingReporter(), "base")
+        original = dump_database(target.url("app_dev__u_base"))
+        file = tmp_path / "base.snap"
+        rep = RecordingReporter()
+        cmd.export(project, rep, "base", file)
+        assert any(f"in container {name}-db" in m for m in messages(rep, "ok"))
+        cmd.import_(project, RecordingReporter(), file, "again")
+        assert dump_database(target.url("app_dev__u_again")) == original
+
+        # the docker command line, as for a backend without exec
+        via_cli = dumps.ServiceExec(f"in container {name}-db",
+                                    dumps.docker_cli_exec(f"{name}-db"), 5432)
+        tool = dumps.choose_tool("pg_dump", target, "app_dev__u_base", 15, via_cli)
+        assert tool.where == f"in container {name}-db" and tool.major == 15
+        file2 = tmp_path / "cli.snap"
+        header = dumps.Header(name, "app_dev", "cli", "k", [], {}, 150000, 15, 0.0)
+        written = dumps.write(file2, header, lambda sink: dumps.dump(tool, sink))
+        _, offset = dumps.read_header(file2)
+        dumps.verify(file2, written, offset)
+        database.create(target, "app_dev__cli", [], template="template0")
+        dumps.restore(dumps.choose_tool("pg_restore", target, "app_dev__cli", 15, via_cli),
+                      dumps.payload(file2, offset))
+        assert dump_database(target.url("app_dev__cli")) == original
+        assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+    finally:
+        backend.down(project, spec, volumes=True)

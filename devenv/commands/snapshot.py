@@ -12,6 +12,7 @@ crash leaves only a ``__build``, which the next command's :func:`lifecycle.recov
 from __future__ import annotations
 
 import contextlib
+import functools
 import sys
 import time
 from collections.abc import Iterator
@@ -42,36 +43,34 @@ def _db(project: Project) -> str:
 
 
 def _open(project: Project, reporter: Reporter, database_url: str | None,
-          ) -> tuple[Target, dumps.Container | None]:
-    """Start the database's service (or check the external one); where it is, and its
-    container when it runs in Docker (where pg_dump can be borrowed from)."""
+          ) -> tuple[Target, dumps.ServiceExec | None]:
+    """Start the database's service (or check the external one); where it is, and how to
+    run commands with the service's own tools (a pg_dump as new as the server)."""
+    from devenv.services import BACKENDS
+
     assert project.database is not None
     service = project.database.service
     endpoints = environment.start_services(project, [service], reporter, database_url)
     target = environment.database_target(project, endpoints, database_url)
     assert target is not None
     ep = endpoints.get(service)
-    container = None
-    if ep is not None and ep.backend == "docker":
-        spec = project.services[service]
+    if ep is None or ep.backend not in BACKENDS:
+        return target, None  # someone else's server: only local tools
+    spec = project.services[service]
+    run = getattr(BACKENDS[ep.backend](), "exec", None)
+    name = container_name(project, service)
+    where = f"in container {name}" if ep.backend == "docker" else f"with the {ep.backend} " \
+        "server's own binaries"
+    if callable(run):
+        return target, dumps.ServiceExec(where, functools.partial(run, project, spec))
+    if ep.backend == "docker":
         port = spec.ports[0].container if spec.ports else 5432
-        container = dumps.Container(container_name(project, service), port)
-    return target, container
+        return target, dumps.ServiceExec(where, dumps.docker_cli_exec(name), port)
+    return target, None
 
 
 def container_name(project: Project, service: str) -> str:
-    """The Docker container of ``service``: the docker backend's name for it when it says,
-    else ``{project}-{service}``."""
-    import importlib
-
-    try:
-        backend = importlib.import_module("devenv.services.docker")
-    except ImportError:
-        backend = None
-    namer = getattr(backend, "container_name", None)
-    if callable(namer):
-        with contextlib.suppress(TypeError):
-            return str(namer(project, service))
+    """The Docker container of ``service`` (the docker backend names them so)."""
     return f"{project.name}-{service}"
 
 
@@ -445,10 +444,11 @@ def export(project: Project, reporter: Reporter, name: str, file: Path, *,
             records=records)
         with _phase(reporter, "export", f"dumping snapshot '{name}' to {file}",
                     f"dumped snapshot '{name}'"):
-            written = dumps.write(file, header, lambda sink: dumps.dump(tool, sink))
+            written = dumps.write(file, header,
+                                  lambda sink: dumps.dump(tool, sink, tmpdir=file.parent))
         reporter.emit(Message(f"exported snapshot '{name}' to {file} "
                               f"({fmt_size(written.size)} dump, pg_dump {tool.major} "
-                              f"{tool.where.split(' ')[0]}); devenv snapshot import {file} "
+                              f"{tool.where}); devenv snapshot import {file} "
                               "loads it", "ok"))
     return EXIT_OK
 
