@@ -59,7 +59,8 @@ def run(load: Callable[[], Project], reporter: Reporter, *, profile: str = "ci",
         if cache_dir is not None and target is not None:
             from devenv import ci_cache
 
-            hit = ci_cache.restore(project, target, cache_dir, key, profile, reporter)
+            hit = ci_cache.restore(project, target, cache_dir, key, profile, reporter,
+                                   database_url)
             extra["cache"] = {"dir": str(cache_dir), "key": key, "hit": hit}
         built = environment.build(project, reporter, target, profile=profile, jobs=jobs)
         result, decisions = built.result, list(built.decisions)
@@ -68,7 +69,8 @@ def run(load: Callable[[], Project], reporter: Reporter, *, profile: str = "ci",
         if code == EXIT_OK and cache_dir is not None and target is not None and not hit:
             from devenv import ci_cache
 
-            saved = ci_cache.save(project, target, cache_dir, key, profile, keep, reporter)
+            saved = ci_cache.save(project, target, cache_dir, key, profile, keep, reporter,
+                                  database_url)
             extra["cache"]["saved"] = str(saved) if saved else None
         if code == EXIT_OK and with_processes and project.processes:
             code = _start_processes(project, reporter, target, profile)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -15,6 +16,7 @@ from typing import Any
 import pytest
 
 from devenv import database, snapshots
+from tests.dbcompare import dump_database
 
 pytestmark = pytest.mark.postgres
 
@@ -166,3 +168,58 @@ def test_database_that_never_answers_exit_3(ci: tuple[Path, str]) -> None:
     assert r.stdout.rstrip().splitlines()[-1].endswith(
         "ci-setup: a service never became healthy (exit 3)")
     assert "secret" not in r.stdout + r.stderr
+
+
+def test_cache_hit_restores_instead_of_running_steps(ci: tuple[Path, str], tmp_path: Path,
+                                                     pg_server: Any) -> None:
+    root, url = ci
+    cache = tmp_path / "cache"
+    cold = ci_setup(root, url, "--cache-dir", str(cache), "--json", str(tmp_path / "c.json"))
+    assert cold.returncode == 0, cold.stdout
+    assert "cache miss: no dump for key" in cold.stdout
+    files = list(cache.glob("*.devenv-dump"))
+    assert len(files) == 1
+    before = dump_database(url)
+    assert json.loads((tmp_path / "c.json").read_text())["cache"]["hit"] is False
+
+    # a fresh CI machine: the database is gone, the cache dir came back from the CI cache
+    database.drop(database.parse_url(url), database.parse_url(url).dbname)
+    shutil.rmtree(root / ".devenv")
+    warm = ci_setup(root, url, "--cache-dir", str(cache), "--json", str(tmp_path / "w.json"))
+    assert warm.returncode == 0, warm.stdout
+    assert "(cache hit)" in warm.stdout
+    assert "[schema] started" not in warm.stdout and "[seed] started" not in warm.stdout
+    assert dump_database(url) == before
+    data = json.loads((tmp_path / "w.json").read_text())
+    assert data["cache"]["hit"] is True
+    assert {s["name"]: s["status"] for s in data["steps"]} == {
+        "schema": "skipped", "seed": "skipped", "local-user": "skipped"}
+
+    # a changed input: another key, a miss, a cold build, and a second file
+    (root / "seed.txt").write_text("2\n")
+    again = ci_setup(root, url, "--cache-dir", str(cache))
+    assert "cache miss" in again.stdout and "[seed] ok in" in again.stdout
+    assert len(list(cache.glob("*.devenv-dump"))) == 2
+
+
+def test_corrupt_or_foreign_cache_is_ignored_never_loaded(ci: tuple[Path, str],
+                                                          tmp_path: Path) -> None:
+    root, url = ci
+    cache = tmp_path / "cache"
+    assert ci_setup(root, url, "--cache-dir", str(cache)).returncode == 0
+    [file] = list(cache.glob("*.devenv-dump"))
+    good = file.read_bytes()
+
+    file.write_bytes(good[: len(good) - 100])  # truncated
+    r = ci_setup(root, url, "--cache-dir", str(cache))
+    assert r.returncode == 0
+    assert f"ignoring cache file {file}: {file} is truncated" in r.stdout
+    assert "(cache hit)" not in r.stdout
+
+    file.write_bytes(good.replace(b'"project":"cis"', b'"project":"zzz"', 1))
+    r = ci_setup(root, url, "--cache-dir", str(cache))
+    assert f"ignoring cache file {file}: it belongs to project 'zzz'" in r.stdout
+
+    file.write_bytes(b"not a dump at all\n" * 10)
+    r = ci_setup(root, url, "--cache-dir", str(cache))
+    assert r.returncode == 0 and f"ignoring cache file {file}" in r.stdout

@@ -1,0 +1,122 @@
+"""ci-setup's cache: a dump of the built database, keyed by ``devenv fingerprint``.
+
+A CI cache action restores ``--cache-dir`` (keyed by the fingerprint); ci-setup then
+restores the dump whose key matches instead of running the steps, and after a cold build
+saves one, keeping the newest N. Files use the snapshot file format (``devenv.dumps``): a
+header naming project, key and fingerprints, then ``pg_dump -Fc``. A file that is corrupt,
+truncated, of another project or key, or from a newer server is ignored with a warning,
+never loaded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+from devenv import database, dumps, fingerprint, graph
+from devenv.database import Target
+from devenv.events import Message, PhaseFinished, PhaseStarted, Reporter
+from devenv.schema import Project
+from devenv.state import StateStore
+
+SUFFIX = ".devenv-dump"
+
+
+def cache_file(cache_dir: Path, project: Project, key: str) -> Path:
+    return Path(cache_dir) / f"{project.name}-{key[:24]}{SUFFIX}"
+
+
+def _container(project: Project, reporter: Reporter) -> dumps.ServiceExec | None:
+    from devenv.commands.snapshot import _open
+
+    return _open(project, reporter, None)[1]
+
+
+def restore(project: Project, target: Target, cache_dir: Path, key: str, profile: str,
+            reporter: Reporter, database_url: str | None = None) -> bool:
+    """Load the dump for ``key`` into the project database; False on a miss (or a file
+    that cannot be trusted), after saying why."""
+    path = cache_file(cache_dir, project, key)
+    if not path.exists():
+        reporter.emit(Message(f"cache miss: no dump for key {key[:12]} in {cache_dir}"))
+        return False
+    try:
+        header, offset = dumps.read_header(path)
+        if header.project != project.name:
+            raise dumps.DumpError(f"it belongs to project '{header.project}'")
+        if header.key != key:
+            raise dumps.DumpError(f"its key {header.key[:12]} is not {key[:12]}")
+        dumps.verify(path, header, offset)
+        server = dumps.server_version_num(target)
+        if header.server_major > dumps.major_of(server):
+            raise dumps.DumpError(f"it was dumped from PostgreSQL {header.server_major}, newer "
+                                  f"than this server ({dumps.major_of(server)})")
+    except (dumps.DumpError, OSError, ValueError) as exc:
+        reporter.emit(Message(f"ignoring cache file {path}: {exc}; building from the steps",
+                              "warn"))
+        return False
+    external = database_url or None
+    container = None if _is_external(project, external) else _container(project, reporter)
+    tool = dumps.choose_tool("pg_restore", target, target.dbname, header.pg_dump_major,
+                             container)
+    reporter.emit(PhaseStarted("cache", f"restoring {path.name} (cache hit)"))
+    assert project.database is not None
+    try:
+        database.drop(target, target.dbname)
+        database.create(target, target.dbname, [], template="template0")
+        dumps.restore(tool, dumps.payload(path, offset))
+        key_id = database.identity(target, target.dbname)
+        if key_id:
+            StateStore(project.state_dir).put(key_id, target.redacted(), {
+                s: r for s, r in header.records.items() if isinstance(r, dict)})
+    except Exception as exc:
+        reporter.emit(PhaseFinished("cache", f"restoring {path.name} failed", ok=False))
+        reporter.emit(Message(f"the cached dump did not restore ({exc}); building from the "
+                              "steps", "warn"))
+        with contextlib.suppress(Exception):
+            database.drop(target, target.dbname)
+        return False
+    reporter.emit(PhaseFinished("cache", f"restored {path.name} (key {key[:12]})"))
+    return True
+
+
+def _is_external(project: Project, database_url: str | None) -> bool:
+    from devenv import environment
+
+    return environment.external_url(project, database_url) is not None
+
+
+def save(project: Project, target: Target, cache_dir: Path, key: str, profile: str,
+         keep: int, reporter: Reporter, database_url: str | None = None) -> Path | None:
+    """Dump the project database into ``cache_dir`` under ``key``; keep the newest ``keep``."""
+    cache_dir = Path(cache_dir)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    path = cache_file(cache_dir, project, key)
+    container = None if _is_external(project, database_url) else _container(project, reporter)
+    server = dumps.server_version_num(target)
+    tool = dumps.choose_tool("pg_dump", target, target.dbname, dumps.major_of(server),
+                             container)
+    fps = fingerprint.compute(project)
+    steps = [n for n in graph.topo_order(project) if project.steps[n].in_profile(profile)]
+    key_id = database.identity(target, target.dbname)
+    records = StateStore(project.state_dir).steps(key_id) if key_id else {}
+    header = dumps.Header(project=project.name, database=target.dbname, name=f"ci-{profile}",
+                          key=key, steps=steps, fingerprints={s: fps[s].value for s in steps},
+                          server_version_num=server, pg_dump_major=tool.major,
+                          created=0.0, records=records)
+    reporter.emit(PhaseStarted("cache", f"saving {path.name}"))
+    try:
+        written = dumps.write(path, header, lambda sink: dumps.dump(tool, sink,
+                                                                    tmpdir=cache_dir))
+    except Exception as exc:
+        reporter.emit(PhaseFinished("cache", "saving the cache failed", ok=False))
+        reporter.emit(Message(f"could not save the cache ({exc}); the database is ready "
+                              "anyway", "warn"))
+        return None
+    reporter.emit(PhaseFinished("cache", f"saved {path.name} ({written.size // 1024} KiB)"))
+    old = sorted(cache_dir.glob(f"{project.name}-*{SUFFIX}"), key=lambda p: p.stat().st_mtime,
+                 reverse=True)[keep:]
+    for p in old:
+        p.unlink(missing_ok=True)
+        reporter.emit(Message(f"dropped old cache file {p.name} (keeping {keep})"))
+    return path
