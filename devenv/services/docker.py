@@ -354,6 +354,13 @@ class DockerBackend:
         client = self.client()
         self._ensure_image(service, reporter)
         labels = self._labels(project, service)
+        # ports first: a port in the way must not leave a new volume behind
+        spec = service if service.ports else _with_ports(service, port_specs(project, service))
+        choices = portlib.choose(project, spec, holder=self._holder,
+                                 taken=self._claimed_ports())
+        for ch in choices:
+            if ch.note:
+                reporter.emit(Message(f"{service.name}: {ch.note}", "warn"))
         volumes: dict[str, dict[str, str]] = {}
         for vol, path in service.volumes.items():
             vname = volume_name(project, service, vol)
@@ -363,12 +370,6 @@ class DockerBackend:
                 client.volumes.create(vname, labels={LABEL_PROJECT: project.name,
                                                      LABEL_SERVICE: service.name})
             volumes[vname] = {"bind": path, "mode": "rw"}
-        spec = service if service.ports else _with_ports(service, port_specs(project, service))
-        choices = portlib.choose(project, spec, holder=self._holder,
-                                 taken=self._claimed_ports())
-        for ch in choices:
-            if ch.note:
-                reporter.emit(Message(f"{service.name}: {ch.note}", "warn"))
         kwargs: dict[str, Any] = {
             "image": service.image,
             "name": container_name(project, service),
@@ -481,8 +482,10 @@ class DockerBackend:
         state = attrs.get("State") or {}
         status = state.get("Status", "")
         running = status == "running"
-        shown = {"running": "running", "exited": "exited", "dead": "exited",
+        shown = {"running": "running", "dead": "exited",
                  "restarting": "running"}.get(status, "stopped")
+        if status == "exited" and state.get("ExitCode") not in (0, None):
+            shown = "exited"  # it failed (a clean `docker stop` of postgres exits 0)
         ports = published(attrs)
         specs = port_specs(project, service)
         main = specs[0].container if specs else None
@@ -517,6 +520,7 @@ class DockerBackend:
     def _remove(self, c: Any, force: bool) -> None:
         import docker
 
+        held = list(published(c.attrs).values()) if c.status == "running" else []
         try:
             if not force and c.status in ("running", "restarting"):
                 c.stop(timeout=STOP_TIMEOUT)
@@ -525,6 +529,13 @@ class DockerBackend:
             c.remove(force=True, v=True)
         except docker.errors.NotFound:
             pass
+        # The engine's port proxy lets go of the ports a moment after the container is
+        # gone; a container recreated at once on the same fixed port would find it taken.
+        deadline = time.monotonic() + 5
+        while held and time.monotonic() < deadline:
+            held = [p for p in held if not portlib.is_free(p)]
+            if held:
+                time.sleep(0.05)
 
     def down(self, project: Project, service: ServiceSpec, volumes: bool = False) -> list[str]:
         """Stop the container (kept, so ``up`` restarts it); with ``volumes``, remove the

@@ -29,8 +29,10 @@ HOST = "127.0.0.1"
 def is_free(port: int, host: str = HOST) -> bool:
     """Whether nothing listens on ``host:port`` (we can bind it ourselves)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        # Without SO_REUSEADDR: a socket in TIME_WAIT does not make the port look taken,
-        # on Linux a bind still succeeds then and so does Docker's.
+        # SO_REUSEADDR, as Docker's port proxy and PostgreSQL use: connections left in
+        # TIME_WAIT by a listener that just went away must not make its port look taken
+        # (they do for a plain bind), while a live listener still does.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
         except OSError as exc:
