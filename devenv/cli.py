@@ -535,6 +535,30 @@ def psql(
     _call(lambda: cmd.run(_project(), args or [], database_url=database_url))
 
 
+@app.command()
+def doctor(
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="Every check as JSON: id, status, finding, fix.")] = False,
+    fix: Annotated[bool, typer.Option(
+        "--fix", help="Apply the safe fixes (start services, create schemas, drop leftover "
+        "build databases, run the steps up would run), naming each first; then check "
+        "again.")] = False,
+    profile: ProfileOpt = "local",
+    database_url: DbUrlOpt = None,
+) -> None:
+    """Why is this not working? Check configuration, engine, services, database, steps,
+    migrations, drift between the Flask and Django models, environment and snapshots;
+    for each: ok / warn / fail, what was found and what fixes it.
+
+    Exit code 0 when nothing fails (warnings allowed), 1 otherwise. Nothing is changed
+    without --fix. Example: devenv doctor --fix
+    """
+    from devenv.commands import doctor as cmd
+
+    _call(lambda: cmd.run(G.file, _output(), as_json=as_json, fix=fix, plain=G.plain,
+                          profile=profile, database_url=database_url))
+
+
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     # The runner stops its steps' process groups on KeyboardInterrupt; SIGTERM (docker
     # stop, CI cancelling a job) gets the same clean stop.

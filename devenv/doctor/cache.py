@@ -1,0 +1,104 @@
+"""Snapshots: what refresh-db's cache holds and weighs, which snapshots no longer match the
+steps, and what a crashed refresh-db left behind (a ``__build`` database...)."""
+
+from __future__ import annotations
+
+from devenv import fingerprint, snapshots
+from devenv.doctor.base import Check, CheckDef, NotChecked, Remedy, ok, warn
+from devenv.doctor.context import Context, lock_holder
+from devenv.doctor.db import size
+from devenv.snapshots import DbInfo
+
+
+def _infos(ctx: Context) -> tuple[str, list[DbInfo]]:
+    project = ctx.project()
+    if project.database is None:
+        raise _NoDatabase
+    target = ctx.target().target
+    if target is None:
+        raise NotChecked(ctx.target().note, "services.running")
+    if ctx.server().error:
+        raise NotChecked("the server does not answer", "db.connect")
+    return target.dbname, ctx.related()
+
+
+class _NoDatabase(Exception):
+    pass
+
+
+def is_current(ctx: Context, info: DbInfo) -> bool:
+    """Whether a snapshot holds its steps as they are defined now (its key is the combined
+    fingerprint of the steps it records)."""
+    fps = ctx.fingerprints()
+    steps = info.steps
+    return bool(steps) and all(s in fps for s in steps) and \
+        info.key == fingerprint.combined(fps, steps)
+
+
+def check_cache(ctx: Context) -> Check:
+    """The snapshot cache: how many, how big, how many were made from older steps."""
+    try:
+        db, infos = _infos(ctx)
+    except _NoDatabase:
+        return ok("snapshots.cache", "no database: no snapshots")
+    cache = [d for d in infos if d.kind == "snapshot"]
+    users = [d for d in infos if d.datname.startswith(db + "__u_")]
+    ready = [d for d in infos if d.datname == snapshots.ready_name(db)]
+    prev = [d for d in infos if d.datname == snapshots.prev_name(db)]
+    total = sum(d.size for d in cache + users + ready + prev)
+    if not cache and not ready and not prev and not users:
+        return ok("snapshots.cache", "no snapshots yet (refresh-db makes them)")
+    stale = [d for d in cache if not is_current(ctx, d)]
+    parts = [f"{len(cache)} snapshot{'s' if len(cache) != 1 else ''}"]
+    if users:
+        parts.append(f"{len(users)} saved by name")
+    if ready:
+        fresh = is_current(ctx, ready[0])
+        parts.append("a ready copy" + ("" if fresh else " (of older steps)"))
+    if prev:
+        parts.append(f"the backup {prev[0].datname}")
+    text = f"{', '.join(parts)}: {size(total)}"
+    if stale:
+        text += (f"; {len(stale)} made from older steps (kept for switching back; the cache "
+                 f"keeps the newest {ctx.project().cache_keep})")
+    return ok("snapshots.cache", text, [f"{d.datname}: {d.kind}, {size(d.size)}"
+                                        for d in cache + users + ready + prev])
+
+
+def check_leftovers(ctx: Context) -> Check:
+    """Nothing left by a crashed refresh-db: a ``__build``, a half-made snapshot, a database
+    left refusing connections."""
+    try:
+        db, infos = _infos(ctx)
+    except _NoDatabase:
+        return ok("snapshots.leftovers", "no database: nothing left over")
+    project = ctx.project()
+    left = []
+    for d in infos:
+        if d.datname == snapshots.build_name(db) or d.datname.endswith("__x") or \
+                d.datname.startswith(snapshots.ready_name(db) + "_tmp") or (d.kind == "snapshot" and not d.meta.get("complete", False)):
+            left.append(d)
+    if not left:
+        return ok("snapshots.leftovers", f"no leftover of an interrupted refresh-db beside {db}")
+    names = ", ".join(d.datname for d in left)
+    holder = lock_holder(project.state_dir)
+    if holder is not None:
+        return ok("snapshots.leftovers", f"{names}: in use by a running devenv ({holder})")
+    weight = size(sum(d.size for d in left))
+    if any(d.datname == snapshots.build_name(db) for d in left):
+        return warn("snapshots.leftovers",
+                    f"{names} left by a refresh-db that crashed or ran with --keep-failed "
+                    f"({weight}); the working database {db} is not affected",
+                    "devenv doctor --fix (drops it; so would devenv snapshot gc or the next "
+                    "refresh-db)",
+                    remedies=[Remedy("recover")])
+    return warn("snapshots.leftovers", f"{names} left by an interrupted refresh-db ({weight})",
+                "devenv doctor --fix (drops them; so would devenv snapshot gc or the next "
+                "refresh-db)",
+                remedies=[Remedy("recover")])
+
+
+CHECKS = [
+    CheckDef("snapshots.cache", "Snapshots", check_cache),
+    CheckDef("snapshots.leftovers", "Snapshots", check_leftovers),
+]
