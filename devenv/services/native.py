@@ -117,15 +117,15 @@ def layout(project: Project, service: ServiceSpec) -> Layout:
     if user is None:
         return Layout(preferred)
     fallback = fallback_base(project) / service.name
+    if not traversable(project.root, user):
+        return Layout(fallback, f"the {SERVER_USER} user (which runs the server, as "
+                                f"PostgreSQL refuses root) cannot enter {project.root}")
     if (fallback / "data" / "PG_VERSION").exists() and not (
             preferred / "data" / "PG_VERSION").exists():
-        # once there, the data stays there (a later chmod must not hide it)
-        return Layout(fallback, f"the data was created there because {SERVER_USER} could "
-                                f"not enter {project.root}")
-    if traversable(project.root, user):
-        return Layout(preferred)
-    return Layout(fallback, f"the {SERVER_USER} user (which runs the server, as PostgreSQL "
-                            f"refuses root) cannot enter {project.root}")
+        # once there, the data stays there (opening the folder later must not hide it)
+        return Layout(fallback, f"created there when {SERVER_USER} could not enter "
+                                f"{project.root}")
+    return Layout(preferred)
 
 
 def _prepare_dirs(project: Project, lay: Layout) -> None:
