@@ -62,8 +62,9 @@ def restore(project: Project, target: Target, cache_dir: Path, key: str, profile
     reporter.emit(PhaseStarted("cache", f"restoring {path.name} (cache hit)"))
     assert project.database is not None
     try:
-        database.drop(target, target.dbname)
-        database.create(target, target.dbname, [], template="template0")
+        if not _empty(target):
+            database.drop(target, target.dbname)
+            database.create(target, target.dbname, [], template="template0")
         dumps.restore(tool, dumps.payload(path, offset))
         key_id = database.identity(target, target.dbname)
         if key_id:
@@ -78,6 +79,22 @@ def restore(project: Project, target: Target, cache_dir: Path, key: str, profile
         return False
     reporter.emit(PhaseFinished("cache", f"restored {path.name} (key {key[:12]})"))
     return True
+
+
+def _empty(target: Target) -> bool:
+    """The database exists and holds nothing of its own (what a CI service container's
+    POSTGRES_DB is): restore straight into it rather than drop and create it."""
+    if not database.exists(target, target.dbname):
+        database.create(target, target.dbname, [], template="template0")
+        return True
+    with database.connect(target) as conn:
+        row = conn.execute(
+            "SELECT (SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = "
+            "c.relnamespace WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') "
+            "AND n.nspname NOT LIKE 'pg_toast%%' AND n.nspname NOT LIKE 'pg_temp%%'), "
+            "(SELECT count(*) FROM pg_namespace WHERE nspname NOT IN ('pg_catalog', "
+            "'information_schema', 'public') AND nspname NOT LIKE 'pg_%%')").fetchone()
+    return row is not None and row[0] == 0 and row[1] == 0
 
 
 def _is_external(project: Project, database_url: str | None) -> bool:

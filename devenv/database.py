@@ -4,6 +4,9 @@ where it is used so the CLI starts fast. Names are always passed as identifiers
 
 from __future__ import annotations
 
+import atexit
+import contextlib
+import threading
 import urllib.parse
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -88,23 +91,75 @@ def redact_url(url: str) -> str:
     return urllib.parse.urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[-1]}"))
 
 
-@contextmanager
-def connect(target: Target, dbname: str | None = None, *, timeout: float = 5,
-            ) -> Iterator[psycopg.Connection[Any]]:
-    """An autocommit connection; errors become :class:`DatabaseError` with a redacted URL."""
+_MAINTENANCE: dict[str, Any] = {}
+_MAINTENANCE_LOCK = threading.Lock()
+
+
+def _open(target: Target, dbname: str, timeout: float) -> psycopg.Connection[Any]:
     import psycopg
 
     try:
-        conn = psycopg.connect(target.url(dbname), autocommit=True,
+        return psycopg.connect(target.url(dbname), autocommit=True,
                                connect_timeout=max(1, int(timeout)),
                                application_name="devenv")
     except psycopg.OperationalError as exc:
         msg = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
         raise DatabaseError(f"cannot connect to {target.redacted(dbname)}: {msg}") from None
+
+
+@contextmanager
+def connect(target: Target, dbname: str | None = None, *, timeout: float = 5,
+            ) -> Iterator[psycopg.Connection[Any]]:
+    """An autocommit connection; errors become :class:`DatabaseError` with a redacted URL.
+
+    Connections to the maintenance database (``postgres``), which every catalog operation
+    uses, are kept for the life of the process: a connection costs a password exchange
+    (SCRAM) each time, and a refresh makes a dozen such operations.
+    """
+    import psycopg
+
+    db = dbname or target.dbname
+    if db != "postgres":
+        conn = _open(target, db, timeout)
+        try:
+            yield conn
+        finally:
+            conn.close()
+        return
+    key = target.url("postgres")
+    with _MAINTENANCE_LOCK:
+        kept: psycopg.Connection[Any] | None = _MAINTENANCE.get(key)
+        if kept is not None:
+            try:
+                kept.execute("SELECT 1")  # a restarted server leaves a dead connection
+            except psycopg.Error:
+                with contextlib.suppress(Exception):
+                    kept.close()
+                kept = None
+        conn = kept if kept is not None else _open(target, db, timeout)
+        _MAINTENANCE[key] = conn
     try:
         yield conn
-    finally:
+    except psycopg.OperationalError:
+        # the server went away or restarted: the next caller gets a new connection
+        with _MAINTENANCE_LOCK:
+            if _MAINTENANCE.get(key) is conn:
+                del _MAINTENANCE[key]
         conn.close()
+        raise
+
+
+def close_all() -> None:
+    """Close the kept maintenance connections (a stopped server must not find them)."""
+    with _MAINTENANCE_LOCK:
+        conns = list(_MAINTENANCE.values())
+        _MAINTENANCE.clear()
+    for conn in conns:
+        with contextlib.suppress(Exception):
+            conn.close()
+
+
+atexit.register(close_all)
 
 
 def exists(target: Target, dbname: str) -> bool:
