@@ -47,20 +47,33 @@ def _plural(n: int, word: str) -> str:
 
 
 def live_columns(connection: Any) -> dict[str, dict[str, str]]:
-    """Visible tables (search_path order, as Django sees them) -> column -> type."""
+    """Tables -> column -> type, under the names a model's ``db_table`` may use: the bare
+    name of a table the search_path shows (as Django resolves it), and the
+    ``schema"."table`` form that pins a model to a schema."""
     out: dict[str, dict[str, str]] = {}
     with connection.cursor() as cur:
         cur.execute(
-            "SELECT c.relname, a.attname, format_type(a.atttypid, a.atttypmod) "
-            "FROM pg_class c LEFT JOIN pg_attribute a ON a.attrelid = c.oid "
+            "SELECT n.nspname, c.relname, pg_table_is_visible(c.oid), a.attname, "
+            "  format_type(a.atttypid, a.atttypmod) "
+            "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "LEFT JOIN pg_attribute a ON a.attrelid = c.oid "
             "  AND a.attnum > 0 AND NOT a.attisdropped "
-            "WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') AND pg_table_is_visible(c.oid) "
-            "ORDER BY c.relname, a.attnum")
-        for table, column, typ in cur.fetchall():
-            cols = out.setdefault(table, {})
-            if column is not None:
-                cols[column] = typ
+            "WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') "
+            "  AND n.nspname NOT IN ('pg_catalog', 'information_schema') "
+            "  AND n.nspname NOT LIKE 'pg\\_toast%' "
+            "ORDER BY n.nspname, c.relname, a.attnum")
+        for schema, table, visible, column, typ in cur.fetchall():
+            names = [f'{schema}"."{table}'] + ([table] if visible else [])
+            for name in names:
+                cols = out.setdefault(name, {})
+                if column is not None:
+                    cols[column] = typ
     return out
+
+
+def shown(table: str) -> str:
+    """``public"."members`` (a schema-pinned db_table) as ``public.members``."""
+    return table.replace('"."', ".")
 
 
 class _Rollback(Exception):
@@ -235,9 +248,9 @@ def decide(found: list[Expected], live: dict[str, dict[str, str]], canon: dict[s
         present: list[str] = []
         missing: list[str] = []
         for table in exp.tables:
-            (present if table in live else missing).append(table)
+            (present if table in live else missing).append(shown(table))
         for table, column, _ in exp.columns:
-            name = f"{table}.{column}"
+            name = f"{shown(table)}.{column}"
             (present if column in live.get(table, {}) else missing).append(name)
         if not present:
             continue
@@ -283,7 +296,7 @@ def decide(found: list[Expected], live: dict[str, dict[str, str]], canon: dict[s
         if bad:
             for table, lines in bad.items():
                 problems.append(
-                    f"{PROG}: cannot fake {exp.key}: table {table} exists with other "
+                    f"{PROG}: cannot fake {exp.key}: table {shown(table)} exists with other "
                     f"columns than the migration creates\n"
                     + "".join(f"  {line}\n" for line in lines)
                     + "  make the table and the model agree, then run the step again")
@@ -304,6 +317,9 @@ def run(opts: dict[str, Any], settings: str) -> None:
     from django.db.migrations.executor import MigrationExecutor
 
     connection = connections[DEFAULT_DB_ALIAS]
+    if connection.vendor != "postgresql":
+        fail(f"the default database of {settings} is {connection.vendor}; this kind "
+             "compares the migration plan with PostgreSQL's catalog")
     try:
         connection.ensure_connection()
     except Exception as exc:

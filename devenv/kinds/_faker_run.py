@@ -72,7 +72,7 @@ def _catalog(conn: Any) -> list[tuple[int, str, str, bool]]:
         "SELECT c.oid, n.nspname, c.relname, pg_table_is_visible(c.oid) "
         "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
         "WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', "
-        "'information_schema') AND n.nspname NOT LIKE 'pg\\_toast%%' "
+        "'information_schema') AND n.nspname NOT LIKE 'pg\\_toast%' "
         "ORDER BY n.nspname, c.relname").fetchall()
     return [(int(r[0]), str(r[1]), str(r[2]), bool(r[3])) for r in rows]
 

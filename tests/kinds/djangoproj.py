@@ -111,17 +111,31 @@ def settings_text(settings: dict[str, Any]) -> str:
     return DATABASES_FROM_URL + "\n" + "\n".join(lines) + "\n"
 
 
-def write(root: Path, folder: str = "django_app", **overrides: Any) -> Path:
-    """Write the project under ``root/folder``; returns that folder."""
+def write(root: Path, folder: str = "django_app", tag_table: str | None = None,
+          **overrides: Any) -> Path:
+    """Write the project under ``root/folder``; returns that folder. ``tag_table`` sets
+    Tag's ``db_table`` (e.g. ``crm"."tags`` to pin it to a schema)."""
     base = root / folder
+    models, migration = MODELS, MIGRATION_1
+    if tag_table is not None:
+        models = models.replace("    name = models.CharField(max_length=50)\n",
+                                "    name = models.CharField(max_length=50)\n\n"
+                                f"    class Meta:\n        db_table = {tag_table!r}\n", 1)
+        migration = migration.replace('("name", models.CharField(max_length=50)),\n'
+                                      "            ],\n",
+                                      '("name", models.CharField(max_length=50)),\n'
+                                      "            ],\n"
+                                      f"            options={{'db_table': {tag_table!r}}},\n",
+                                      1)
+        assert "options=" in migration and "class Meta" in models
     files = {
         "manage.py": MANAGE,
         "notesite/__init__.py": "",
         "notesite/settings.py": settings_text({**SETTINGS, **overrides}),
         "notes/__init__.py": "",
-        "notes/models.py": MODELS,
+        "notes/models.py": models,
         "notes/migrations/__init__.py": "",
-        "notes/migrations/0001_initial.py": MIGRATION_1,
+        "notes/migrations/0001_initial.py": migration,
         "notes/migrations/0002_note_pinned.py": MIGRATION_2,
     }
     for name, text in files.items():

@@ -129,6 +129,23 @@ def test_column_mismatch_is_an_error_naming_the_differences(
     assert sql(db, "SELECT to_regclass('django_migrations')") == [(None,)]
 
 
+def test_a_table_pinned_to_another_schema_is_found(
+        make_project: Callable[..., Path], db: database.Target,
+        run_steps: Callable[..., Outcome]) -> None:
+    # db_table = 'crm"."tags': a schema the search_path does not show.
+    root = make_project(project_config(db, {"migrate": STEP}))
+    djangoproj.write(root, tag_table='crm"."tags')
+    sql(db, "CREATE SCHEMA crm", djangoproj.TAG_SQL.replace("notes_tag", "crm.tags"))
+    out = run_steps(root=root)
+    assert out.statuses == {"migrate": Status.FAILED}
+    assert "  missing: notes_note\n  present: crm.tags\n" in out.log("migrate")
+    sql(db, djangoproj.NOTE_SQL.replace("notes_tag", "crm.tags"))
+    out = run_steps(root=root)
+    assert out.statuses == {"migrate": Status.OK}, out.log("migrate")
+    assert "(crm.tags, notes_note; another app created it): applying it with --fake\n" \
+        in out.log("migrate")
+
+
 def test_compare_types_false_fakes_despite_type_differences(
         make_project: Callable[..., Path], db: database.Target,
         run_steps: Callable[..., Outcome]) -> None:

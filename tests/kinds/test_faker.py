@@ -118,6 +118,18 @@ def test_adding_a_column_leaves_the_other_columns_alone(
     assert [r[1:5] for r in members(db)] == before
 
 
+@pytest.mark.postgres
+def test_unqualified_tables_follow_the_steps_search_path(
+        db: database.Target, run_steps: Callable[..., Outcome]) -> None:
+    sql(db, "CREATE SCHEMA app", "CREATE TABLE app.items (id serial PRIMARY KEY, name text)",
+        "CREATE TABLE public.items (id serial PRIMARY KEY, other text)")
+    out = run_steps({"seed": {"kind": "faker", "search_path": ["app"], "tables": {
+        "items": {"rows": 3, "columns": {"name": "word"}}}}})
+    assert out.statuses == {"seed": Status.OK}, out.log("seed")
+    assert "faker: app.items: 3 rows in " in out.log("seed")
+    assert sql(db, "SELECT count(*) FROM app.items") == [(3,)]
+
+
 def test_speed_up_changes_no_value() -> None:
     from faker import Faker
 
