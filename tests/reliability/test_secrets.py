@@ -1,0 +1,95 @@
+"""The database password never shows: not on the terminal, in logs, state, JSON, JUnit,
+status or plan output. A unique password is used so a match cannot be a coincidence."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from devenv import database, snapshots
+
+pytestmark = pytest.mark.postgres
+PSQL = "psql -X -q -v ON_ERROR_STOP=1"
+
+
+@pytest.fixture
+def secret_user(pg_server: Any) -> Iterator[tuple[str, str]]:
+    user = f"u_{uuid.uuid4().hex[:8]}"
+    password = f"Pw-{uuid.uuid4().hex}"
+    with psycopg.connect(pg_server.url(), autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN SUPERUSER PASSWORD {}").format(
+            sql.Identifier(user), sql.Literal(password)))
+    yield user, password
+    with psycopg.connect(pg_server.url(), autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(user)))
+
+
+def test_password_appears_nowhere(make_project: Callable[..., Path], pg_server: Any,
+                                  secret_user: tuple[str, str], tmp_path: Path) -> None:
+    user, password = secret_user
+    db = pg_server.unique_db("sec")
+    root = make_project({
+        "version": 1, "name": "sec",
+        "services": {"db": {"image": "postgres:15",
+                            "env": {"POSTGRES_USER": user, "POSTGRES_PASSWORD": password}}},
+        "database": {"service": "db", "name": db},
+        "steps": {
+            "schema": {"run": f"{PSQL} -c 'create table t(id int)'", "needs": ["db"]},
+            "broken": {"run": f"{PSQL} -c 'select * from nope'", "needs": ["schema"],
+                       "profiles": ["local"]},
+        },
+        "processes": {"web": {"run": "sleep 30", "ready": "cmd: true"}},
+    })
+    url = f"postgresql://{user}:{password}@127.0.0.1:{pg_server.port}/{db}"
+    env = {**os.environ, "DATABASE_URL": url}
+    reports = tmp_path / "reports"
+    commands = [
+        ["plan"], ["plan", "--json"], ["run", "schema"], ["run"], ["status"],
+        ["status", "--json"], ["refresh-db", "--profile", "ci"],
+        ["ci-setup", "--junit", str(reports / "j.xml"), "--json", str(reports / "r.json"),
+         "--cache-dir", str(tmp_path / "cache")],
+        ["up", "--detach", "--profile", "ci"], ["logs", "schema"], ["down", "--yes"],
+        ["run", "--database-url", url, "nope-not-a-step"],
+    ]
+    seen = []
+    codes: dict[str, int] = {}
+    try:
+        for args in commands:
+            r = subprocess.run([sys.executable, "-m", "devenv", *args], cwd=root, env=env,
+                               capture_output=True, text=True, timeout=120)
+            seen.append((args, r.stdout + r.stderr))
+            codes[args[0] + (" " + args[1] if len(args) > 1 else "")] = r.returncode
+        # a server that refuses the password: the error shows the URL, masked
+        bad = url.replace("127.0.0.1", "127.0.0.2")
+        r = subprocess.run([sys.executable, "-m", "devenv", "ci-setup"], cwd=root,
+                           env={**env, "DATABASE_URL": bad}, capture_output=True, text=True,
+                           timeout=120)
+        seen.append((["ci-setup (unreachable)"], r.stdout + r.stderr))
+        assert f"{user}:***@" in r.stdout + r.stderr
+    finally:
+        target = database.parse_url(url)
+        for info in snapshots.related(target, db):
+            database.drop(target, info.datname)
+    # the commands really ran (a failing step among them: its output is grepped too)
+    assert codes["run schema"] == 0 and codes["refresh-db --profile"] == 0
+    assert codes["ci-setup --junit"] == 0 and codes["up --detach"] == 0
+    assert codes["run"] == 1 and codes["status"] == 0
+    for args, out in seen:
+        assert password not in out, f"password shown by devenv {' '.join(args)}"
+    assert any(f"{user}:***@" in out for _, out in seen)
+    files = [p for p in [*(root / ".devenv").rglob("*"), *reports.rglob("*")] if p.is_file()]
+    assert len(files) > 5
+    for p in files:
+        assert password.encode() not in p.read_bytes(), f"password in {p}"
+    # the cache dump holds the data, not the credentials
+    for p in (tmp_path / "cache").glob("*"):
+        assert password.encode() not in p.read_bytes()
