@@ -58,6 +58,8 @@ class App:
     options: dict[str, Any]
     sources: list[str] = field(default_factory=list)  # "steps.x", "processes.y"
     migrate_steps: list[str] = field(default_factory=list)
+    # Django: app label -> the steps that run ``manage.py migrate LABEL ... --fake``.
+    fake_steps: dict[str, list[str]] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
     rel_cwd: str = "."
 
@@ -241,7 +243,8 @@ def discover(ctx: Context) -> list[App]:
     found: dict[str, App] = {}
 
     def add(kind: str, options: dict[str, Any], cwd: Path, python: str | None, source: str,
-            migrates: bool, env: Mapping[str, str], step: StepSpec | None) -> None:
+            migrates: bool, env: Mapping[str, str], step: StepSpec | None,
+            argv: Sequence[str] = ()) -> App:
         app = App(kind, cwd.resolve(), python or sys.executable, options,
                   rel_cwd=project.rel(cwd.resolve()) if cwd.resolve() != project.root else ".")
         have = found.setdefault(app.key, app)
@@ -252,6 +255,11 @@ def discover(ctx: Context) -> list[App]:
         have.env.update(env)
         if options.get("settings") and not have.options.get("settings"):
             have.options["settings"] = options["settings"]
+        if kind == "django" and migrates and step is not None and "--fake" in argv:
+            args = [a for a in argv[list(argv).index("migrate") + 1:] if not a.startswith("-")]
+            if args:
+                have.fake_steps.setdefault(args[0], []).append(step.name)
+        return have
 
     for step in project.steps.values():
         env = ctx.step_env(step)
@@ -279,7 +287,7 @@ def discover(ctx: Context) -> list[App]:
                 if hit is not None:
                     kind, options, migrates, interp = hit
                     add(kind, options, cwd, python or interp, f"steps.{step.name}", migrates,
-                        env, step)
+                        env, step, argv)
     for name, spec in project.processes.items():
         env = ctx.process_env(name)
         cwd = _cwd(project, spec.cwd, env)

@@ -61,8 +61,8 @@ def check_graph(ctx: Context) -> Check:
         if exc.message.startswith("dependency cycle"):
             return fail("config.graph", str(exc),
                         f"remove one of the needs in the cycle ({exc.file}:{exc.line})")
-        return fail("config.graph", "not checked: the configuration does not load",
-                    "fix config.load first")
+        return Check("config.graph", WARN, "not checked: the configuration does not load",
+                     "fix config.load first")
     project = ctx.project()
     chain = _longest_chain(project)
     shown = " → ".join(chain) if len(chain) <= 5 else \

@@ -153,7 +153,7 @@ def check_shared(ctx: Context) -> Check:
                     continue
                 fs = fr.data.get("secrets") or {}
                 ds = dr.data.get("secrets") or {}
-                flabel = f"the Flask config ({fa.label})"
+                flabel = f"the Flask config ({fa.options.get('app')} in {fa.rel_cwd})"
                 dlabel = f"Django's settings ({dr.data.get('settings')})"
                 for name in sorted(set(fs) & set(ds)):
                     compared.append(name)

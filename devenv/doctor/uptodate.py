@@ -27,17 +27,32 @@ from devenv.events import Action
 BAD_REASONS = ("never run on this database", "its last run failed")
 
 
+def _own(reason: str) -> str:
+    """A decision's reason without its ``upstream changed: ...`` part."""
+    parts = [p for p in reason.split("; ") if not p.startswith("upstream changed")]
+    return "; ".join(parts)
+
+
 def _summary(items: Sequence[tuple[str, str]], limit: int = 4) -> str:
-    """``a, b (reason); c (other reason)``: steps grouped by why they would run."""
+    """``a, b (reason); c (other reason); and 5 after them``: the steps that changed
+    themselves, grouped by why, then how many run only because something before them did."""
     groups: dict[str, list[str]] = {}
+    follow = 0
     for name, reason in items:
-        groups.setdefault(reason, []).append(name)
+        own = _own(reason)
+        if own:
+            groups.setdefault(own, []).append(name)
+        else:
+            follow += 1
     parts = []
     for reason, names in groups.items():
         shown = ", ".join(names[:limit]) + (f" and {len(names) - limit} more"
                                              if len(names) > limit else "")
         parts.append(f"{shown} ({reason})")
-    return "; ".join(parts)
+    text = "; ".join(parts)
+    if follow:
+        text += f"; and {follow} step{'s' if follow > 1 else ''} after them"
+    return text
 
 
 def check_steps(ctx: Context) -> Check:
@@ -199,7 +214,12 @@ def check_django(ctx: Context) -> Check:
                              "create the missing tables (or drop the present ones) so the "
                              f"database matches {item['migration']}, then devenv up")
                 continue
-            if kind_steps:
+            fakers = app.fake_steps.get(item["app"], [])
+            if fakers:
+                fix = (f"devenv run --force {' '.join(fakers)} (it runs migrate "
+                       f"{item['app']} --fake)")
+                remedies = [Remedy("run-steps", tuple(fakers))]
+            elif kind_steps:
                 fix = (f"devenv run --force {kind_steps[-1]} (kind django-migrate fakes what "
                        "already exists)")
                 remedies = [Remedy("run-steps", (kind_steps[-1],))]
