@@ -136,14 +136,21 @@ def speed_up(fake: Any) -> None:
     given the same cumulative weights draws exactly the same items from the same random
     numbers. So each provider of this (private) Faker gets a ``random_elements`` that
     computes the cumulative weights once per collection; anything else goes to Faker's
-    own method. tests/kinds/test_faker.py checks the values stay identical.
+    own method (and providers that override it keep theirs).
+    tests/kinds/test_faker.py checks the values stay identical.
     """
     import types
     from collections import OrderedDict
     from itertools import accumulate
 
+    from faker.providers import BaseProvider
+
+    if not hasattr(BaseProvider, "__use_weighting__"):
+        return  # a Faker this was not written against: leave it alone
     cache: dict[int, tuple[Any, tuple[Any, ...], list[float]]] = {}
     for provider in fake._factories[0].providers:
+        if type(provider).random_elements is not BaseProvider.random_elements:
+            continue
         original = provider.random_elements
 
         def fast(self: Any, elements: Any = ("a", "b", "c"), length: int | None = None,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 
@@ -133,16 +134,22 @@ def test_unqualified_tables_follow_the_steps_search_path(
 def test_speed_up_changes_no_value() -> None:
     from faker import Faker
 
-    calls = ["first_name", "last_name", "name", "email", "address", "city",
-             "phone_number", "company", "job", "user_name", "street_name"]
+    calls: list[tuple[str, tuple[object, ...]]] = [
+        (name, ()) for name in ("first_name", "last_name", "name", "email", "address",
+                                "city", "phone_number", "company", "job", "user_name",
+                                "street_name", "ssn", "postcode", "license_plate", "ean13")]
+    calls += [("random_element", (OrderedDict(a=0.7, b=0.2, c=0.1),)),
+              ("random_elements", (OrderedDict(a=0.7, b=0.3), 3)),
+              ("random_element", (("x", "y", "z"),)), ("bothify", ("??-##",))]
     plain, fast = Faker("en_US"), Faker("en_US")
     speed_up(fast)
     for fake in (plain, fast):
         gen = fake._factories[0]
         values = []
-        for call in calls:
-            gen.random = random.Random(call)
-            values.append([getattr(gen, call)() for _ in range(300)])
+        for i, (call, args) in enumerate(calls):
+            gen.random = random.Random(f"{call}{i}")
+            values.append([getattr(gen, call)(*args) for _ in range(300)])
+            values.append([gen.random.random()])  # the streams end in the same place
         fake.values = values  # type: ignore[attr-defined]
     assert fast.values == plain.values  # type: ignore[attr-defined]
 
