@@ -202,7 +202,9 @@ def run(args: argparse.Namespace, work: Path, cluster: pgcluster.Cluster, dslr: 
         return out
 
     print(f"server: PostgreSQL on port {cluster.port}; project in {root}", flush=True)
-    cold, _ = sh([*devenv, "refresh-db"], cwd=root, env=env)
+    cold, cold_text = sh([*devenv, "refresh-db"], cwd=root, env=env)
+    if os.environ.get("BENCH_VERBOSE"):
+        print(cold_text)
     wait_for(ready_done, what="the first ready copy")
     size = query(url(), "SELECT pg_database_size(%s)", (DB,))[0][0]
     accounts = query(url(DB), "SELECT count(*) FROM pgbench_accounts")[0][0]
@@ -272,7 +274,9 @@ def run(args: argparse.Namespace, work: Path, cluster: pgcluster.Cluster, dslr: 
     nocache: list[float] = []
     for _ in range(args.nocache_reps):
         checkpoint()
-        dt, _ = sh([*devenv, "refresh-db", "--no-cache"], cwd=root, env=env)
+        dt, text = sh([*devenv, "refresh-db", "--no-cache"], cwd=root, env=env)
+        if os.environ.get("BENCH_VERBOSE"):
+            print(text)
         nocache.append(dt)
         wait_for(ready_done, what="the ready copy")
     times["devenv refresh-db --no-cache"] = nocache
