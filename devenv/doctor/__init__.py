@@ -16,6 +16,7 @@ import time
 import traceback
 from collections.abc import Sequence
 from concurrent.futures import Future
+from dataclasses import replace
 
 from devenv.doctor.base import (
     FAIL,
@@ -58,6 +59,9 @@ def _run_one(definition: CheckDef, ctx: Context, future: Future[Check]) -> None:
                        f"the check itself failed: {type(exc).__name__}: {first_line(exc)} "
                        f"({where.filename.rsplit('/', 1)[-1]}:{where.lineno})",
                        "report this as a devenv bug")
+    # One line each, whatever a message from below (a driver, a backend) looked like.
+    result = replace(result, finding=" ".join(result.finding.split()),
+                     fix=" ".join(result.fix.split()))
     future.set_result(result)
 
 

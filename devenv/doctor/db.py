@@ -120,7 +120,9 @@ def check_schemas(ctx: Context) -> Check:
         server = _server(ctx)
     except _NoDatabase:
         return _no_db("db.schemas")
-    if server.error or not server.exists:
+    if server.error:
+        raise NotChecked("the server does not answer", "db.connect")
+    if not server.exists:
         raise NotChecked("the database is not there", "db.exists")
     if server.schemas is None:
         raise NotChecked(server.schema_error or "cannot read the schemas", "db.exists")
