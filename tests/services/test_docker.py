@@ -254,6 +254,15 @@ def test_recreate_on_change_keeps_data_stop_start_and_down_volumes(
     assert b.down(changed, changed.services["db"]) == [f"stopped container {changed.name}-db"]
     assert b.endpoint(changed, changed.services["db"]) is None
     assert b.status(changed, changed.services["db"]).state == "stopped"
+    # ... unless its fixed port was taken meanwhile: the same clear error, nothing removed
+    sock = listen(fixed)
+    try:
+        with pytest.raises(ServiceError, match=f"host port {fixed} on 127.0.0.1 is already "
+                                               "in use by another program"):
+            b.up(changed, changed.services["db"], RecordingReporter(), timeout=10)
+    finally:
+        sock.close()
+    assert b.status(changed, changed.services["db"]).extra["id"] == second
     t0 = time.monotonic()
     b.up(changed, changed.services["db"], RecordingReporter(), timeout=60)
     assert time.monotonic() - t0 < 15
@@ -308,7 +317,7 @@ def test_fixed_host_port_held_by_a_socket_is_a_clear_error(
 def test_a_container_that_dies_while_starting_shows_its_log(
         docker_project: Callable[..., Project]) -> None:
     project = docker_project({"db": pg_service(
-        command=["sh", "-c", "echo starting; echo boom-from-db >&2; exit 3"])})
+        command=["sh", "-c", "echo starting >&2; echo boom-from-db >&2; exit 3"])})
     t0 = time.monotonic()
     with pytest.raises(ServiceError) as err:
         DockerBackend().up(project, project.services["db"], RecordingReporter(), timeout=60)
