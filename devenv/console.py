@@ -75,6 +75,11 @@ def _fmt_duration(seconds: float) -> str:
     return f"{m}m{s:02d}s"
 
 
+def log_tail(log: Path | None, lines: int = TAIL) -> str:
+    """The last ``lines`` lines of a step's log (read from its end: logs can be huge)."""
+    return _log_tail(log, lines)
+
+
 def _log_tail(log: Path | None, lines: int = TAIL) -> str:
     if log is None or not log.exists():
         return ""

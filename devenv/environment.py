@@ -232,7 +232,42 @@ def build(
     with store.batched():
         result = runner.run(project, decisions, prepared, reporter, options, ok, failed,
                             database=label)
+    if not result.ok and not result.interrupted:
+        for line in diagnose(project, target, dbname, result):
+            reporter.emit(Message(line, "error"))
     return BuildResult(result, decisions, key)
+
+
+_DISK_FULL = ("No space left on device", "could not extend file", "disk full")
+_GONE = ("server closed the connection unexpectedly", "Connection refused",
+         "terminating connection due to administrator command", "connection to server at",
+         "the database system is shutting down", "could not connect to server")
+
+
+def diagnose(project: Project, target: database.Target | None, dbname: str | None,
+             result: RunResult) -> list[str]:
+    """Causes behind failed steps that are not the step's own fault: the database's disk
+    is full, or the database went away during the run. Each line names cause and fix."""
+    from devenv.console import log_tail
+
+    tails = [log_tail(r.log, 60) for r in result.results
+             if r.status.value == "failed" and r.log is not None]
+    out: list[str] = []
+    if any(p in t for t in tails for p in _DISK_FULL):
+        where = f"service {project.database.service}" if project.database else "the server"
+        out.append(f"the database server ran out of disk space ({where}): free space on its "
+                   "volume (devenv snapshot gc drops old snapshots), then run again")
+    if target is not None and any(p in t for t in tails for p in _GONE):
+        try:
+            with database.connect(target, "postgres", timeout=3) as conn:
+                conn.execute("SELECT 1")
+        except database.DatabaseError as exc:
+            out.append(f"the database went away during the run ({exc}); `devenv status` "
+                       "shows the service, `devenv up` starts it again")
+        else:
+            out.append("the database connection was cut during the run (the server answers "
+                       "again now; it may have restarted): run again")
+    return out
 
 
 def needed_services(project: Project, steps: Sequence[str] | None = None) -> list[str]:

@@ -170,7 +170,16 @@ class DockerBackend:
         try:
             client = connect(timeout=5)
         except Exception as exc:
-            return False, f"no Docker engine: {_short(exc)}"
+            # from_env() pings the engine already: name where it looked, and why it failed
+            where = os.environ.get("DOCKER_HOST") or _client_kwargs().get(
+                "base_url") or "unix:///var/run/docker.sock"
+            reason = _short(exc)
+            if "FileNotFoundError" in reason or "No such file" in reason:
+                reason = "no such socket"
+            elif "ConnectionRefused" in reason or "Connection refused" in reason:
+                reason = "connection refused"
+            return False, (f"no Docker engine answers at {where} ({reason}); start Docker, or "
+                           "fix DOCKER_HOST / the docker context")
         try:
             client.ping()
         except Exception as exc:
@@ -529,13 +538,7 @@ class DockerBackend:
             c.remove(force=True, v=True)
         except docker.errors.NotFound:
             pass
-        # The engine's port proxy lets go of the ports a moment after the container is
-        # gone; a container recreated at once on the same fixed port would find it taken.
-        deadline = time.monotonic() + 5
-        while held and time.monotonic() < deadline:
-            held = [p for p in held if not portlib.is_free(p)]
-            if held:
-                time.sleep(0.05)
+        _wait_released(held)
 
     def down(self, project: Project, service: ServiceSpec, volumes: bool = False) -> list[str]:
         """Stop the container (kept, so ``up`` restarts it); with ``volumes``, remove the
@@ -586,10 +589,12 @@ class DockerBackend:
             self._remove(c, force=True)
             return [f"removed container {c.name}"]
         if c.status in ("running", "restarting", "paused"):
+            held = list(published(c.attrs).values())
             try:
                 c.stop(timeout=STOP_TIMEOUT)
             except docker.errors.NotFound:
                 return []
+            _wait_released(held)
             return [f"stopped container {c.name}"]
         return []
 
@@ -710,6 +715,17 @@ class DockerBackend:
         code = info.get("ExitCode")
         return ExecResult(int(code) if code is not None else -1,
                           bytes(err).decode(errors="replace"))
+
+
+def _wait_released(ports: list[int], limit: float = 5) -> None:
+    """Wait (a little) until the engine's port proxy lets go of ``ports``: it does so a
+    moment after the container stops, and an `up` right after a `down` must not find its
+    own port taken."""
+    deadline = time.monotonic() + limit
+    while ports and time.monotonic() < deadline:
+        ports = [p for p in ports if not portlib.is_free(p)]
+        if ports:
+            time.sleep(0.05)
 
 
 def _with_ports(service: ServiceSpec, specs: tuple[PortSpec, ...]) -> ServiceSpec:
