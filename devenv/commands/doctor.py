@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 
 LABEL = {"ok": "ok", "warn": "warn", "fail": "FAIL"}
 STYLE = {"ok": "green", "warn": "yellow", "fail": "bold red"}
+MAX_ROUNDS = 3
 
 
 def run(file: Path | None, out: Output, *, as_json: bool = False, fix: bool = False,
@@ -47,20 +48,29 @@ def _fix(ctx: Context, checks: list[Check], out: Output, *, as_json: bool, plain
 
     if ctx.config_error() is not None:
         return checks
-    planned = fixes.plan(ctx, checks)
     # With --json, stdout is the JSON document alone: progress goes to stderr.
     stream = sys.stderr if as_json else out.stream
-    if not planned:
-        stream.write("doctor --fix: nothing it can repair safely\n")
-        return checks
-    stream.write("doctor --fix will:\n" + "".join(f"  - {p.text}\n" for p in planned))
-    stream.flush()
-    reporter = make_reporter(plain=plain or as_json, stream=stream)
-    try:
-        fixes.apply(ctx, planned, reporter)
-    finally:
-        reporter.close()
-    return run_checks(Context(ctx.file, ctx.profile, ctx.database_url))
+    done: set[tuple[str, tuple[str, ...]]] = set()
+    # A repair can uncover the next problem (a started service lets the database be
+    # checked, and it turns out empty): check again and repair what is new, a few times.
+    for _round in range(MAX_ROUNDS):
+        planned = [p for p in fixes.plan(ctx, checks)
+                   if (p.remedy.action, p.remedy.args) not in done]
+        if not planned:
+            if not done:
+                stream.write("doctor --fix: nothing it can repair safely\n")
+            break
+        stream.write("doctor --fix will:\n" + "".join(f"  - {p.text}\n" for p in planned))
+        stream.flush()
+        reporter = make_reporter(plain=plain or as_json, stream=stream)
+        try:
+            fixes.apply(ctx, planned, reporter)
+        finally:
+            reporter.close()
+        done.update((p.remedy.action, p.remedy.args) for p in planned)
+        ctx = Context(ctx.file, ctx.profile, ctx.database_url)
+        checks = run_checks(ctx)
+    return checks
 
 
 def render(out: Output, checks: Sequence[Check], elapsed: float, fixing: bool = False) -> None:
