@@ -32,6 +32,8 @@ pytestmark = pytest.mark.docker
 
 def listen(port: int = 0) -> socket.socket:
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # as any server would: connections the engine's proxy left in TIME_WAIT do not count
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     s.bind(("127.0.0.1", port))
     s.listen(1)
     return s
