@@ -264,6 +264,12 @@ class DockerBackend:
         taken meanwhile)."""
         import docker
 
+        if c.status == "paused":  # `docker pause`: its ports are still bound
+            try:
+                c.unpause()
+            except docker.errors.APIError as exc:
+                raise self._start_error(project, service, exc) from None
+            return c
         fixed = {p.host for p in service.ports if p.host}
         for container_port, host in published(c.attrs).items():
             if portlib.is_free(host):

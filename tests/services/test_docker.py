@@ -383,3 +383,16 @@ def test_down_with_nothing_running_says_so(docker_project: Callable[..., Project
     r = cli(project.root, "down")
     assert (r.returncode, r.stdout) == (0, "nothing was running\n")
     assert os.path.isdir(project.state_dir)
+
+
+def test_up_unpauses_a_paused_container(started: Started) -> None:
+    c = _container(started)
+    c.pause()
+    try:
+        ep = started.backend.up(started.project, started.project.services["db"],
+                                RecordingReporter(), timeout=30)
+    finally:
+        c.reload()
+        if c.status == "paused":
+            c.unpause()
+    assert ep == started.endpoint and c.status == "running" and c.id == _container(started).id
