@@ -34,6 +34,8 @@ SERVER = """\
 import http.server, os, subprocess, sys, threading, time
 port = int(sys.argv[1])
 time.sleep(float(os.environ.get("BOOT_DELAY", "0")))
+while os.environ.get("WAIT_FOR") and not os.path.exists(os.environ["WAIT_FOR"]):
+    time.sleep(0.02)  # start only once another process is up (a crash that races nothing)
 child = subprocess.Popen(["sleep", "300"])
 name = os.environ["DEVENV_PROCESS"]
 with open(f"{name}.pids", "w") as fh:
@@ -279,7 +281,7 @@ def test_changed_command_restarts_a_detached_process(project: Callable[..., Proj
 def test_detached_crash_before_ready_stops_what_this_run_started(
         project: Callable[..., Project]) -> None:
     a, b = free_port(), free_port()
-    p = project({"api": web(a), "web": web(b, CRASH="1")})
+    p = project({"api": web(a), "web": web(b, CRASH="1", WAIT_FOR="api.pids")})
     buf = io.StringIO()
     code = processes.run_detached(p, processes.prepare(p, ["api", "web"], None),
                                   ProcessLines(["api", "web"], stream=buf, colour=False))
