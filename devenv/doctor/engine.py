@@ -42,8 +42,8 @@ def check_backend(ctx: Context) -> Check:
         if what == "docker":
             info = ctx.docker()
             if info.version:
-                what = f"docker (engine {info.version})"
-        problems.add(OK, f"{name}: {what}: {choice.why}", "")
+                what = f"docker engine {info.version}"
+        problems.add(OK, f"{name}: {what} ({choice.why})", "")
     return problems.result("; ".join(f for _, f, _ in problems.items))
 
 

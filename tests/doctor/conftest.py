@@ -35,6 +35,19 @@ def run_doctor(root: Path, *, fix: bool = False, as_json: bool = False) -> tuple
     return code, buf.getvalue()
 
 
+def final(out: str) -> dict[str, tuple[str, str]]:
+    """The checks as the plain output of a run last shows them: id -> (status, finding)
+    (after --fix, the second listing: the checks run again)."""
+    import re
+
+    found: dict[str, tuple[str, str]] = {}
+    for line in out.splitlines():
+        m = re.match(r"^(ok|warn|FAIL)\s+(\S+)\s+(.*)$", line)
+        if m:
+            found[m.group(2)] = (m.group(1).lower(), m.group(3))
+    return found
+
+
 def build(root: Path, targets: Sequence[str] = ()) -> None:
     """Run the steps (``targets`` and what they need) as `devenv run` does."""
     project = loader.load(root / "steps.yaml")

@@ -15,7 +15,7 @@ import pytest
 from devenv import environment, loader
 from devenv.events import RecordingReporter
 from devenv.pgcluster import free_port
-from tests.doctor.conftest import checks, run_doctor
+from tests.doctor.conftest import checks, final, run_doctor
 
 MakeProject = Callable[..., Path]
 
@@ -86,13 +86,14 @@ def docker_name(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
 def test_missing_image(make_project: MakeProject, docker_name: str) -> None:
     image = f"devenv-doctor-missing-{docker_name}:v0"
     root = make_project(config(docker_name, {"image": image, "env": {"POSTGRES_PASSWORD": "x"}}))
-    found = checks(root)["engine.images"]
+    everything = checks(root)
+    found = everything["engine.images"]
     assert found.status == "fail"
     assert found.finding == f"image {image} (service db) is not on this machine"
     assert found.fix == f"docker pull {image}"
-    backend = checks(root)["engine.backend"]
+    backend = everything["engine.backend"]
     assert backend.status == "ok"
-    assert backend.finding.startswith("db: docker (engine ")
+    assert backend.finding.startswith("db: docker engine ")
 
 
 @pytest.mark.docker
@@ -124,7 +125,7 @@ def test_stopped_container_and_changed_definition(make_project: MakeProject,
     code, out = run_doctor(root, fix=True)
     assert "  - start db (as devenv up does)\n" in out
     assert code == 0, out
-    assert checks(root)["services.running"].status == "ok"
+    assert final(out)["services.running"][0] == "ok"
 
     # Change the service's definition: the running container no longer matches it.
     service["env"] = {"POSTGRES_PASSWORD": "x", "TZ": "UTC"}
@@ -136,4 +137,35 @@ def test_stopped_container_and_changed_definition(make_project: MakeProject,
     assert found["services.config"].fix == "devenv up (recreates it from the current definition)"
     code, out = run_doctor(root, fix=True)
     assert code == 0, out
-    assert checks(root)["services.config"].status == "ok"
+    assert final(out)["services.config"][0] == "ok"
+
+
+@pytest.mark.postgres
+def test_native_service_never_started_then_fix(make_project: MakeProject,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("devenv.services.native")
+    from devenv.services.native import NativeBackend
+
+    ok, why = NativeBackend().available()
+    if not ok:
+        pytest.skip(why)
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    root = make_project(config(f"doc-{uuid.uuid4().hex[:8]}", {
+        "image": "postgres:15", "backend": "native", "env": {"POSTGRES_PASSWORD": "x"}}))
+    project = loader.load(root / "steps.yaml")
+    try:
+        found = checks(root)
+        assert found["engine.backend"].finding == "db: native (backend: native in steps.yaml:4)"
+        running = found["services.running"]
+        assert running.status == "fail"
+        assert running.finding.startswith("db has never been started (native): no data yet")
+        assert running.fix == "devenv up (starts it)"
+        assert found["db.connect"].finding == "not checked: service db is not running"
+        code, out = run_doctor(root, fix=True)
+        assert "  - start db (as devenv up does)\n" in out
+        # Once it runs, the database turns out missing: the next round runs up.
+        assert "  - devenv up --no-processes (runs the steps that changed)\n" in out
+        assert code == 0, out
+        assert final(out)["services.running"][1].startswith("db healthy at 127.0.0.1:")
+    finally:
+        NativeBackend().down(project, project.services["db"], volumes=True)
