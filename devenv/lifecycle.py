@@ -76,6 +76,8 @@ def recover(target: Target, db: str, reporter: Reporter) -> list[str]:
                 sql.Identifier(snapshots.prev_name(db)), sql.Identifier(db)))
         done.append(f"restored {db} from {snapshots.prev_name(db)}")
     for name, info in infos.items():
+        if snapshots.is_retired(db, name):
+            continue  # a replaced backup, dropped by the background pass after a swap
         if name == snapshots.build_name(db) or name.endswith("__x") or (
                 name.startswith(snapshots.ready_name(db) + "_tmp")):
             snapshots.drop(target, name)
@@ -158,7 +160,8 @@ def refresh(project: Project, reporter: Reporter, target: Target, *, profile: st
     choice = choose_source(project, target, fps, steps, use_cache)
     if choice.kind == "ready":
         with _phase(reporter, "swap", "swapping in the ready copy", "ready copy swapped in"):
-            backup_name = snapshots.swap(target, db, choice.datname, backup=backup)
+            backup_name = snapshots.swap(target, db, choice.datname, backup=backup,
+                                         defer_drop=background_reclone)
         _after_swap(project, target, db, full_key, reporter, background_reclone)
         reporter.emit(Message(f"{db} is fresh (ready copy of snapshot {full_key[:12]}; no step "
                               "needed to run)", "ok"))
@@ -197,7 +200,8 @@ def refresh(project: Project, reporter: Reporter, target: Target, *, profile: st
         raise
 
     with _phase(reporter, "swap", f"swapping {build} in as {db}", f"{db} swapped in"):
-        backup_name = snapshots.swap(target, db, build, backup=backup)
+        backup_name = snapshots.swap(target, db, build, backup=backup,
+                                     defer_drop=background_reclone)
     _after_swap(project, target, db, full_key, reporter, background_reclone)
     ran = [r.name for r in result.results if r.status.value == "ok"]
     return RefreshResult(result, source, True, backup_name, ran)
@@ -348,10 +352,12 @@ def _after_swap(project: Project, target: Target, db: str, full_key: str, report
     for name in dropped:
         reporter.emit(Message(f"dropped old snapshot {name} (cache keeps {keep})"))
     if snapshots.find(target, db, snap) is None:
+        snapshots.drop_retired(target, db)
         return
     if background:
-        spawn_reclone(project, target, snap)
+        spawn_reclone(project, target, snap)  # drops the retired backup too
     else:
+        snapshots.drop_retired(target, db)
         reclone(project, target, snap)
 
 
@@ -418,8 +424,10 @@ def _main(argv: Sequence[str]) -> int:
     project = loader.load(argv[0])
     target = database.parse_url(os.environ["DEVENV_RECLONE_URL"]).with_db(argv[1])
     t0 = time.monotonic()
+    dropped = snapshots.drop_retired(target, argv[1])
     reclone(project, target, argv[2])
-    print(json.dumps({"reclone": argv[2], "seconds": round(time.monotonic() - t0, 3)}))
+    print(json.dumps({"reclone": argv[2], "dropped": dropped,
+                      "seconds": round(time.monotonic() - t0, 3)}))
     return 0
 
 

@@ -146,12 +146,31 @@ def clone(target: Target, src: str, dst: str, value: dict[str, Any] | None = Non
         set_meta(target, dst, value)
 
 
-def swap(target: Target, db: str, new: str, backup: bool = True) -> str | None:
+def retired_name(db: str, taken: Iterable[str] = ()) -> str:
+    """A free name where a swap parks a backup until it is dropped (off the critical
+    path): ``db__prev__x1``, ``db__prev__x2``..."""
+    used = set(taken)
+    n = 1
+    while f"{db}__prev__x{n}" in used:
+        n += 1
+    return f"{db}__prev__x{n}"
+
+
+def is_retired(db: str, name: str) -> bool:
+    rest = name.removeprefix(f"{db}__prev__x")
+    return rest != name and rest.isdigit()
+
+
+def swap(target: Target, db: str, new: str, backup: bool = True,
+         defer_drop: bool = False) -> str | None:
     """Put ``new`` in place of ``db``; the old one becomes ``db__prev`` (or is dropped).
 
-    Both renames happen in one transaction, so at every instant ``db`` exists: either the
+    All renames happen in one transaction, so at every instant ``db`` exists: either the
     old database or the new one. Sessions on the old database are refused and ended first
-    (renaming a database with open sessions fails). Returns the backup's name, if any.
+    (renaming a database with open sessions fails). The backup being replaced is renamed
+    to ``db__prev__x`` in the same transaction and dropped afterwards: dropping a large
+    database forces a checkpoint and takes seconds, so with ``defer_drop`` the caller drops
+    it later (:func:`drop_retired`), off the user's wait. Returns the backup's name, if any.
     """
     from psycopg import sql
 
@@ -159,6 +178,7 @@ def swap(target: Target, db: str, new: str, backup: bool = True) -> str | None:
 
     prev = prev_name(db)
     have = {d.datname for d in related(target, db)}
+    retired = retired_name(db, have)
     faults.point("before-swap")
     committed = False
     try:
@@ -166,29 +186,32 @@ def swap(target: Target, db: str, new: str, backup: bool = True) -> str | None:
             terminate(target, db, block=True)
         faults.point("swap-blocked")
         terminate(target, new)
+        if prev in have:
+            terminate(target, prev)
         with connect(target, "postgres") as conn:
-            if prev in have and db in have:
-                conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(
-                    sql.Identifier(prev)))
             with conn.transaction():
                 if db in have:
+                    if prev in have:
+                        conn.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
+                            sql.Identifier(prev), sql.Identifier(retired)))
                     conn.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
                         sql.Identifier(db), sql.Identifier(prev)))
                 faults.point("swap-half-renamed")  # inside the transaction: not committed
                 conn.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
                     sql.Identifier(new), sql.Identifier(db)))
+                if db in have and not backup:
+                    # no backup wanted: the old database is retired right away
+                    conn.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
+                        sql.Identifier(prev), sql.Identifier(
+                            retired if prev not in have else retired_name(db, [*have,
+                                                                               retired]))))
             committed = True
             faults.point("swap-renamed")
             conn.execute(sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS true").format(
                 sql.Identifier(db)))
-            if db not in have:
-                return None
-            if not backup:
-                conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(
+            if db in have and backup:
+                conn.execute(sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS true").format(
                     sql.Identifier(prev)))
-                return None
-            conn.execute(sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS true").format(
-                sql.Identifier(prev)))
     except BaseException:
         # Interrupted (Ctrl-C, SIGTERM) or failed: whichever database is the working one
         # now must accept connections again. (A SIGKILL skips this; the next devenv
@@ -196,7 +219,19 @@ def swap(target: Target, db: str, new: str, backup: bool = True) -> str | None:
         with contextlib.suppress(Exception):
             allow_connections(target, [db, prev] if committed else [db])
         raise
-    return prev
+    if not defer_drop:
+        drop_retired(target, db)
+    return prev if db in have and backup else None
+
+
+def drop_retired(target: Target, db: str) -> list[str]:
+    """Drop the backups that swaps retired (``db__prev__x1``...)."""
+    gone = []
+    for info in related(target, db):
+        if is_retired(db, info.datname):
+            drop(target, info.datname)
+            gone.append(info.datname)
+    return gone
 
 
 def allow_connections(target: Target, names: Iterable[str]) -> list[str]:

@@ -258,3 +258,18 @@ def test_plan_refresh_names_the_snapshot_and_the_steps(lc: tuple[Path, database.
         "schema": "skip", "seed": "run", "extra": "run", "final": "run"}
     res, rep = refresh(root, target)
     assert sorted(ran(rep)) == ["extra", "final", "seed"]
+
+
+def test_replaced_backup_is_dropped_in_the_background(lc: tuple[Path, database.Target]) -> None:
+    root, target = lc
+    project = loader.load(root / "steps.yaml")
+    for _ in range(3):  # the second and third swaps each retire a backup
+        lifecycle.refresh(project, RecordingReporter(), target, background_reclone=True)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            left = [n for n in names(target) if snapshots.is_retired(target.dbname, n)]
+            if not left and f"{target.dbname}__ready" in names(target):
+                break
+            time.sleep(0.1)
+        assert not left, left
+    assert f"{target.dbname}__prev" in names(target)
