@@ -286,7 +286,9 @@ def discover(ctx: Context) -> list[App]:
                 hit = _from_command(argv, env, cwd)
                 if hit is not None:
                     kind, options, migrates, interp = hit
-                    add(kind, options, cwd, python or interp, f"steps.{step.name}", migrates,
+                    # A shell step runs whatever its command names (python: only
+                    # applies to the typed kinds).
+                    add(kind, options, cwd, interp or python, f"steps.{step.name}", migrates,
                         env, step, argv)
     for name, spec in project.processes.items():
         env = ctx.process_env(name)
