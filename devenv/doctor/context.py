@@ -29,8 +29,9 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 # A stand-in database for expanding ${...} when the real one is not known (as `up` does
-# before its services run): only the names of the variables matter then.
-STAND_IN = database.Target("localhost", 5432, "user", "password", "db")
+# before its services run): only the names of the variables matter then. Port 1 refuses
+# at once, so an app looked at meanwhile fails fast instead of finding some other server.
+STAND_IN = database.Target("127.0.0.1", 1, "user", "password", "db")
 CONNECT_TIMEOUT = 3.0
 STATEMENT_TIMEOUT_MS = 5000
 

@@ -183,15 +183,15 @@ def check_disk(ctx: Context) -> Check:
     target = ctx.target().target
     cached = sum(d.size for d in ctx.related() if target and d.datname != target.dbname)
     if folder is None:
-        return ok("db.disk", f"free disk unknown (the server's data directory is not on this "
+        return ok("db.disk", "free disk unknown (the server's data directory is not on this "
                              f"machine); database {size(server.size)}, snapshots "
                              f"{size(cached)}")
     st = os.statvfs(folder)
     free = st.f_bavail * st.f_frsize
     # refresh-db builds a whole copy beside the working database and snapshots it.
     need = 2 * server.size
-    text = (f"{size(free)} free on {folder}; database {size(server.size)}, snapshots "
-            f"{size(cached)}")
+    what = f"database {size(server.size)}" if server.exists else "no database yet"
+    text = f"{size(free)} free on {folder}; {what}, snapshots {size(cached)}"
     keep = f"cache: keep: {project.cache_keep}"
     if free < server.size + 64 * 1024 * 1024:
         return fail("db.disk", f"{text}: not enough for refresh-db's build",

@@ -100,6 +100,22 @@ def migrate_fix(ctx: Context, app: App, manual: str) -> tuple[str, list[Remedy]]
     return f"devenv run --force {last}", [Remedy("run-steps", (last,))]
 
 
+def _why_no_database(ctx: Context) -> tuple[str, str] | None:
+    """Why an app's migrations could not be read from the database: (reason, the check
+    that says more), or ``None`` when the database is there."""
+    if ctx.project().database is None:
+        return None
+    info = ctx.target()
+    if info.target is None:
+        return info.note, "services.running"
+    server = ctx.server()
+    if server.error:
+        return "the server does not answer", "db.connect"
+    if not server.exists:
+        return "the database does not exist", "db.exists"
+    return None
+
+
 def _broken(app: App, result: Introspection) -> tuple[str, str]:
     return (f"{app.label}: {result.error}",
             f"fix the app so that it starts (doctor ran {app.python} in {app.rel_cwd})")
@@ -142,9 +158,10 @@ def check_alembic(ctx: Context) -> Check:
         head = heads[0] if heads else "none"
         current = state.get("current")
         if current is None:
-            problems.add(WARN, f"{app.label}: head {head}; the database was not checked "
-                               f"({state.get('error') or result.data.get('database')})",
-                         "fix db.connect first")
+            why = _why_no_database(ctx) or (
+                str(state.get("error") or result.data.get("database")), "db.connect")
+            problems.add(WARN, f"{app.label}: head {head}; the database was not checked: "
+                               f"{why[0]}", f"fix {why[1]} first")
             continue
         if state.get("unknown"):
             problems.add(FAIL, f"the database is at revision {', '.join(state['unknown'])}, "
@@ -192,8 +209,9 @@ def check_django(ctx: Context) -> Check:
         label = f"Django {result.data.get('settings')} ({app.rel_cwd})"
         state = result.data.get("migrations") or {}
         if state.get("error"):
-            problems.add(WARN, f"{label}: migrations not checked: {state['error']}",
-                         "fix db.connect first")
+            why = _why_no_database(ctx) or (str(state["error"]), "db.connect")
+            problems.add(WARN, f"{label}: migrations not checked: {why[0]}",
+                         f"fix {why[1]} first")
             continue
         conflicts = state.get("conflicts") or {}
         if conflicts:
