@@ -73,18 +73,36 @@ def _fix(ctx: Context, checks: list[Check], out: Output, *, as_json: bool, plain
     return checks
 
 
+def _listed(c: Check) -> Sequence[str]:
+    """The problems of a check that found several, when its one-line finding cannot hold
+    them all (or they need different fixes)."""
+    if c.status == "ok" or not c.listed:
+        return ()
+    return c.details
+
+
+def _finding(c: Check) -> str:
+    return f"{len(c.details)} problems:" if _listed(c) else c.finding
+
+
 def render(out: Output, checks: Sequence[Check], elapsed: float, fixing: bool = False) -> None:
     """A table on a terminal; plain lines (``STATUS ID FINDING`` / ``fix: ...``) elsewhere."""
     bad = [c for c in checks if c.status != "ok"]
     if out.plain:
         width = max((len(c.id) for c in checks), default=10)
+        pad = " " * (width + 8)
         for c in checks:
-            out.text(f"{LABEL[c.status]:<4}  {c.id:<{width}}  {c.finding}")
-            if c.status != "ok" and c.fix:
-                out.text(f"{'':<4}  {'':<{width}}  fix: {c.fix}")
+            out.text(f"{LABEL[c.status]:<4}  {c.id:<{width}}  {_finding(c)}")
+            if c.status != "ok":
+                for item in _listed(c):
+                    out.text(f"{pad}- {item}")
+                if c.fix:
+                    out.text(f"{pad}fix: {c.fix}")
     else:
         out.table(["", "check", "finding"],
-                  [[LABEL[c.status], c.id, c.finding] for c in checks],
+                  [[LABEL[c.status], c.id, "\n".join([_finding(c), *(f"- {i}" for i in
+                                                                     _listed(c))])]
+                   for c in checks],
                   [STYLE[c.status] for c in checks])
         if bad:
             out.text("")

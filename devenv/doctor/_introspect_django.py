@@ -58,7 +58,7 @@ def setup(opts: dict[str, Any]) -> str:
     elif settings:
         project_dir = Path.cwd()
     else:
-        raise Fail(f"{manage} not found in {Path.cwd()}")
+        raise Fail(f"{manage} not found in the step's folder (set manage:, or settings:)")
     if not settings:
         raise Fail(f"cannot tell the settings module: {manage} does not set "
                    "DJANGO_SETTINGS_MODULE")

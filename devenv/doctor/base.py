@@ -44,6 +44,9 @@ class Check:
     fix: str = ""
     details: tuple[str, ...] = ()
     remedies: tuple[Remedy, ...] = ()
+    # The one-line finding sums up several problems that do not all fit in it (or need
+    # different fixes): the output lists ``details`` below it.
+    listed: bool = False
 
     @property
     def fixable(self) -> bool:
@@ -125,6 +128,10 @@ class Problems:
             shown += f" (and {len(bad) - self.limit} more)"
         fixes = list(dict.fromkeys(fx for _, _, fx in bad if fx))
         fix = fixes[0] if len(fixes) == 1 else "; ".join(fixes[:2]) + (
-            f" (and {len(fixes) - 2} more: see details)" if len(fixes) > 2 else "")
-        return Check(self.id, worst(s for s, _, _ in bad), shown, fix,
-                     tuple(f for _, f, _ in bad), tuple(dict.fromkeys(self.remedies)))
+            f" (and {len(fixes) - 2} more: see each problem)" if len(fixes) > 2 else "")
+        # Each problem with its own fix, for --json and for the listing under the summary.
+        details = tuple(f"{f} (fix: {fx})" if fx and len(fixes) > 1 else f
+                        for _, f, fx in bad)
+        return Check(self.id, worst(s for s, _, _ in bad), shown, fix, details,
+                     tuple(dict.fromkeys(self.remedies)),
+                     listed=len(bad) > self.limit or len(fixes) > 1)
