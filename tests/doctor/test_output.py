@@ -90,3 +90,24 @@ def test_cli_json_and_exit_codes(make_project: MakeProject) -> None:
     nothing = _devenv(root, "doctor", "--fix")
     assert nothing.returncode == 0
     assert nothing.stdout.startswith("doctor --fix: nothing it can repair safely\n")
+
+
+def test_several_problems_are_listed_with_their_fixes() -> None:
+    from devenv.doctor.base import FAIL, Problems
+
+    problems = Problems("config.paths")
+    problems.add(FAIL, "a missing", "create a")
+    problems.add(FAIL, "b missing", "create b")
+    check = problems.result("fine")
+    assert check.finding == "a missing; b missing"
+    assert check.fix == "create a; create b"
+    buf = io.StringIO()
+    render(Output(plain=True, stream=buf), [check], 0.1)
+    assert buf.getvalue().splitlines()[:4] == [
+        "FAIL  config.paths  2 problems:",
+        "                    - a missing (fix: create a)",
+        "                    - b missing (fix: create b)",
+        "                    fix: create a; create b",
+    ]
+    assert check.as_json()["details"] == ["a missing (fix: create a)",
+                                          "b missing (fix: create b)"]
