@@ -9,7 +9,8 @@ steps.yaml has no place to name the apps, so doctor reads them off the commands:
   with ``--settings``/``DJANGO_SETTINGS_MODULE``. Its migrating steps: the
   ``django-migrate`` steps and those running ``manage.py migrate``.
 * Flask: an ``alembic`` step with ``flask_app:``, or a shell step or process running
-  ``flask ...`` (``--app X``, else ``FLASK_APP``). Its migrating steps: those running
+  ``flask ...`` (``--app X``, else ``FLASK_APP``, else wsgi.py or app.py in its folder, as
+  Flask itself guesses). Its migrating steps: those running
   ``flask db upgrade`` and the ``alembic`` steps.
 * Plain Alembic: an ``alembic`` step without ``flask_app:``, or ``alembic ... upgrade``
   (``-c X``, default alembic.ini). Only its revisions are read (its models live in env.py,
@@ -221,6 +222,9 @@ def _from_command(argv: list[str], env: Mapping[str, str], cwd: Path,
                 bool(rest) and rest[0] == "migrate", python or interpreter(head, env, cwd))
     if base == "flask":
         app = _option(rest, "--app", "-A") or env.get("FLASK_APP")
+        if not app:
+            # Flask's own guess without FLASK_APP: wsgi.py, then app.py in the folder.
+            app = next((f for f in ("wsgi.py", "app.py") if (cwd / f).is_file()), None)
         if not app:
             return None
         sub = [a for a in rest if not a.startswith("-")]

@@ -97,7 +97,9 @@ def apply(ctx: Context, planned: Sequence[Planned], reporter: Reporter) -> list[
                               database_url=ctx.database_url, no_processes=True)
                 if code != EXIT_OK:
                     raise DevenvError(f"devenv up exited with {code}")
-        except DevenvError as exc:
-            failures.append(f"{item.text}: {exc}")
-            reporter.emit(Message(f"could not {item.text}: {exc}", "error"))
+        except Exception as exc:  # a repair that fails must not stop the next ones
+            text = str(exc).strip().splitlines()[0] if str(exc).strip() else \
+                type(exc).__name__
+            failures.append(f"{item.text}: {text}")
+            reporter.emit(Message(f"could not {item.text}: {text}", "error"))
     return failures
