@@ -48,6 +48,16 @@ class Prepared:
     cwd: Path
     env: Mapping[str, str]
 
+    @property
+    def display(self) -> str:
+        """What the user reads on the "started" line: the command for ``run:``, the kind
+        and its options for a typed kind (the log keeps the full command)."""
+        if self.step.kind == "shell":
+            return proc.format_command(self.command)
+        opts = ", ".join(f"{k}: {' '.join(v) if isinstance(v, list | tuple) else v}"
+                         for k, v in self.step.options.items())
+        return f"{self.step.kind} ({opts})" if opts else self.step.kind
+
 
 @dataclass(frozen=True)
 class RunOptions:
@@ -229,7 +239,7 @@ def run(
                     pending.discard(name)
                     log = new_log(options.log_dir, name)
                     prep = prepared[name]
-                    reporter.emit(StepStarted(name, proc.format_command(prep.command), log))
+                    reporter.emit(StepStarted(name, prep.display, log))
                     fut = pool.submit(_execute, prep, log, running)
                     futures[fut] = (name, time.monotonic(), log)
             if not futures:

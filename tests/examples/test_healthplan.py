@@ -18,10 +18,8 @@ import signal
 import socket
 import subprocess
 import tempfile
-import threading
 import time
-from collections.abc import Iterator, Mapping
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -127,60 +125,6 @@ def load_graph(profile: str, path: Path = STEPS_FILE) -> Graph:
     return Graph(doc, steps, order)
 
 
-_VAR = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-
-
-def expand(value: str, env: Mapping[str, str]) -> str:
-    return _VAR.sub(lambda m: "${" if m.group(1) is None else env.get(m.group(1), ""), value)
-
-
-def step_env(graph: Graph, spec: Mapping[str, Any], pg: Any, dbname: str) -> dict[str, str]:
-    env = base_env() | db_env(pg, dbname) | {"FAKE_MEMBERS": str(FAKE_MEMBERS)}
-    for key, value in (graph.doc.get("env") or {}).items():
-        env[key] = expand(str(value), env)
-    for key, value in (spec.get("env") or {}).items():
-        env[key] = expand(str(value), env)
-    if spec.get("search_path"):
-        env["PGOPTIONS"] = "-c search_path=" + ",".join(spec["search_path"])
-    return env
-
-
-def run_step(graph: Graph, name: str, pg: Any, dbname: str) -> StepResult:
-    spec = graph.steps[name]
-    run = spec["run"]
-    argv = ["/bin/sh", "-c", run] if isinstance(run, str) else [str(a) for a in run]
-    cwd = STEPS_FILE.parent / spec.get("cwd", ".")
-    started = time.monotonic()
-    proc = subprocess.run(
-        argv, cwd=cwd, env=step_env(graph, spec, pg, dbname),
-        capture_output=True, text=True, timeout=spec.get("timeout", 300),
-    )
-    output = proc.stdout + proc.stderr
-    if proc.returncode != 0:
-        raise AssertionError(f"step {name} failed ({proc.returncode}):\n{output[-4000:]}")
-    return StepResult(name, time.monotonic() - started, output)
-
-
-def run_graph(graph: Graph, pg: Any, dbname: str, workers: int = 4) -> dict[str, StepResult]:
-    """Each step starts once all of its (step) needs have finished; up to ``workers`` at once."""
-    results: dict[str, StepResult] = {}
-    running: dict[Future[StepResult], str] = {}
-    lock = threading.Lock()
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        while len(results) < len(graph.steps):
-            with lock:
-                for name in graph.order:
-                    needs = [d for d in graph.steps[name].get("needs", []) if d in graph.doc["steps"]]
-                    if (name not in results and name not in running.values()
-                            and all(d in results for d in needs)):
-                        running[pool.submit(run_step, graph, name, pg, dbname)] = name
-            finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
-            for fut in finished:
-                name = running.pop(fut)
-                results[name] = fut.result()  # re-raises a failed step
-    return results
-
-
 # --------------------------------------------------------------------------- fixtures
 
 
@@ -267,20 +211,28 @@ def test_refresh_db_twice_gives_equal_dumps(pg_server: Any, makefile_db: Built,
 
 
 def test_steps_graph_builds_the_makefiles_database(pg_server: Any, makefile_db: Built,
-                                                   scratch_db: str) -> None:
-    graph = load_graph("local")
-    create_database(pg_server, scratch_db, graph.doc["database"]["schemas"])
+                                                   scratch_db: str,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from devenv import database, environment, loader
+    from devenv.events import RecordingReporter, Status
+
+    monkeypatch.setenv("FAKE_MEMBERS", str(FAKE_MEMBERS))
+    monkeypatch.delenv("PGOPTIONS", raising=False)
+    project = loader.load(STEPS_FILE)
+    target = database.parse_url(pg_server.url(scratch_db))
     started = time.monotonic()
-    results = run_graph(graph, pg_server, scratch_db, workers=4)
+    built_run = environment.build(project, RecordingReporter(), target, jobs=4)
     wall = time.monotonic() - started
-    print(f"\nsteps.yaml graph (local, parallel) wall {wall:.2f}s:",
-          {n: f"{r.seconds:.2f}s" for n, r in results.items()})
+    assert built_run.result.ok, [(r.name, r.reason) for r in built_run.result.results]
+    print(f"\nsteps.yaml graph (devenv, local, 4 jobs) wall {wall:.2f}s:",
+          {r.name: f"{r.duration:.2f}s" for r in built_run.result.results})
     built = dump_database(pg_server.url(scratch_db))
     assert built == makefile_db.dump, diff_dumps(makefile_db.dump, built, "makefile", "graph")
 
     # Every step re-run on the built database (as devenv does after a change) leaves it
     # exactly as a fresh build: no duplicated rows, no drifted sequences.
-    run_graph(graph, pg_server, scratch_db, workers=4)
+    again = environment.build(project, RecordingReporter(), target, jobs=4, force=True)
+    assert {r.status for r in again.result.results} == {Status.OK}
     rerun = dump_database(pg_server.url(scratch_db))
     assert rerun == makefile_db.dump, diff_dumps(makefile_db.dump, rerun, "makefile", "re-run")
 
@@ -300,19 +252,36 @@ def test_ci_profile_leaves_out_only_the_local_user() -> None:
             assert list(ROOT.glob(pattern)), f"input glob {pattern} matches nothing"
 
 
-def test_plain_migrate_fails_without_the_fake(pg_server: Any, scratch_db: str) -> None:
-    """Why the graph (and the wiki) has the --fake step: Flask already made member_notes."""
-    graph = load_graph("local")
-    create_database(pg_server, scratch_db, graph.doc["database"]["schemas"])
-    run_step(graph, "flask-migrate", pg_server, scratch_db)
-    spec = graph.steps["django-migrate"]
+def test_plain_migrate_fails_where_the_kind_fakes(pg_server: Any, scratch_db: str,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Why the Makefile has its --fake step: Flask already made member_notes. The
+    django-migrate kind in steps.yaml sees that and fakes the migration by itself."""
+    from devenv import database, environment, loader
+    from devenv.events import RecordingReporter
+
+    monkeypatch.delenv("PGOPTIONS", raising=False)
+    project = loader.load(STEPS_FILE)
+    target = database.parse_url(pg_server.url(scratch_db))
+    first = environment.build(project, RecordingReporter(), target, targets=["flask-migrate"])
+    assert first.result.ok
+    env = environment.step_environment(project, target, scratch_db)
+    env["PGOPTIONS"] = "-c search_path=internal_apps,public"
     proc = subprocess.run(
-        ["python", "manage.py", "migrate"], cwd=ROOT / spec["cwd"],
-        env=step_env(graph, spec, pg_server, scratch_db), capture_output=True, text=True,
-        timeout=120,
-    )
+        ["python", "manage.py", "migrate"], cwd=EXAMPLE / "django_api", env=env,
+        capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0
     assert 'relation "member_notes" already exists' in proc.stderr
+
+    # the same half-migrated database (plain migrate stopped partway): the kind finishes it
+    second = environment.build(project, RecordingReporter(), target, targets=["django-migrate"])
+    assert second.result.ok
+    log = (ROOT / ".devenv/logs/django-migrate.log").read_text()
+    assert "shared.0001_initial is not recorded in django_migrations, but what it creates " \
+           "already exists with the same columns (public.member_notes" in log
+    with psycopg.connect(pg_server.url(scratch_db)) as conn:
+        row = conn.execute("select count(*) from internal_apps.django_migrations where app = 'shared' "
+                           "and name = '0001_initial'").fetchone()
+    assert row == (1,)
 
 
 # --------------------------------------------------------------------------- servers
