@@ -164,8 +164,9 @@ def check_alembic(ctx: Context) -> Check:
                                f"{why[0]}", f"fix {why[1]} first")
             continue
         if state.get("unknown"):
-            problems.add(FAIL, f"the database is at revision {', '.join(state['unknown'])}, "
-                               f"which is not in {versions} (applied from another branch?)",
+            problems.add(FAIL, f"{app.label}: the database is at revision "
+                               f"{', '.join(state['unknown'])}, which is not in {versions} "
+                               "(applied from another branch?)",
                          "devenv refresh-db (rebuilds the database from these migrations)")
             continue
         pending = state.get("pending") or []
