@@ -9,7 +9,7 @@ import json
 import pytest
 
 from tests.doctor import twoapps
-from tests.doctor.conftest import Built, build, checks, final, run_doctor
+from tests.doctor.conftest import Built, build, checks, final, run_doctor, sql
 
 pytestmark = pytest.mark.postgres
 
@@ -200,3 +200,13 @@ def test_schema_qualified_django_table_matches(twoapps_project: Built) -> None:
     found = checks(root)["drift.shared_tables"]
     assert found.finding == \
         "members.phone: SQLAlchemy String(20), Django max_length=25, database varchar(20)"
+
+
+def test_database_at_a_revision_this_branch_does_not_have(twoapps_project: Built) -> None:
+    sql(twoapps_project.url, "UPDATE alembic_version SET version_num = '0099_elsewhere'")
+    found = checks(twoapps_project.root)["alembic.revision"]
+    assert found.status == "fail"
+    assert found.finding == ("Flask app.py (flask_app): the database is at revision "
+                             "0099_elsewhere, which is not in migrations/versions (applied "
+                             "from another branch?)")
+    assert found.fix == "devenv refresh-db (rebuilds the database from these migrations)"
