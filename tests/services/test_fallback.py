@@ -1,0 +1,50 @@
+"""backend: auto on a machine where no Docker engine answers: devenv falls back to the
+local PostgreSQL binaries and says so (DOCKER_HOST points at a socket nobody serves)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from devenv import pgcluster
+
+pytestmark = pytest.mark.postgres
+
+
+def test_up_falls_back_to_native_and_says_so(make_project: Callable[..., Path]) -> None:
+    if pgcluster.find_bindir() is None:
+        pytest.skip("no PostgreSQL server binaries")
+    name = f"fb{uuid.uuid4().hex[:8]}"
+    root = make_project({
+        "version": 1, "name": name,
+        "services": {"db": {"image": "postgres:15", "env": {"POSTGRES_PASSWORD": "pw"},
+                            "ports": ["5432"]}},
+        "database": {"service": "db", "name": "app_dev"},
+        "steps": {"schema": {"run": "psql -X -q -v ON_ERROR_STOP=1 -c 'create table t(i int)'",
+                             "needs": ["db"]}},
+    })
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    env["DOCKER_HOST"] = "unix:///tmp/devenv-no-engine-here.sock"
+
+    def devenv(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "devenv", "--plain", *args], cwd=root,
+                              env=env, capture_output=True, text=True, timeout=180)
+
+    try:
+        up = devenv("up")
+        assert up.returncode == 0, up.stdout + up.stderr
+        assert "starting db (native)" in up.stdout
+        assert "[schema] ok in" in up.stdout
+        status = devenv("status")
+        assert status.returncode == 0
+        assert "native" in status.stdout
+        assert "no Docker engine answers at unix:///tmp/devenv-no-engine-here.sock" in \
+            status.stdout
+    finally:
+        devenv("down", "--volumes", "--yes")
