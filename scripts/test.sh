@@ -39,4 +39,4 @@ python3 -m ruff check devenv tests bench
 python3 -m mypy devenv
 
 log "tests"
-exec python3 -m pytest -p no:cacheprovider "$@"
+exec python3 -m pytest -p no:cacheprovider -n 2 "$@"
