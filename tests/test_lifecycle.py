@@ -226,7 +226,7 @@ def test_signal_during_build_loses_nothing(lc: tuple[Path, database.Target],
 
 
 def test_second_refresh_fails_fast_naming_the_holder(lc: tuple[Path, database.Target]) -> None:
-    root, target = lc
+    root, _target = lc
     (root / "seed.sql").write_text("\\! touch started; sleep 30\n")
     first = _devenv(root, "refresh-db")
     try:
@@ -256,7 +256,7 @@ def test_plan_refresh_names_the_snapshot_and_the_steps(lc: tuple[Path, database.
     assert data["start_from"] == {"kind": "snapshot", "database": snap, "steps": ["schema"]}
     assert {s["name"]: s["action"] for s in data["steps"]} == {
         "schema": "skip", "seed": "run", "extra": "run", "final": "run"}
-    res, rep = refresh(root, target)
+    _res, rep = refresh(root, target)
     assert sorted(ran(rep)) == ["extra", "final", "seed"]
 
 

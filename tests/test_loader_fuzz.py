@@ -90,7 +90,7 @@ def test_random_structures(doc: dict[str, Any]) -> None:
 
 @FUZZ
 @given(st.dictionaries(st.sampled_from(["a", "b", "c", "db"]),
-                       st.dictionaries(st.sampled_from(list(loader.STEP_KEYS) + ["kind"]), trees,
+                       st.dictionaries(st.sampled_from([*loader.STEP_KEYS, "kind"]), trees,
                                        max_size=5), max_size=4))
 def test_random_steps(steps: dict[str, Any]) -> None:
     doc = {"version": 1, "services": {"db": {"image": "postgres:15"}}, "steps": steps}
