@@ -121,3 +121,57 @@ def test_kill_during_refresh(proj: tuple[Path, database.Target, dict[str, str]],
     assert dump_database(target.url()) == fresh
     left = {d.datname for d in snapshots.related(target, target.dbname)}
     assert f"{target.dbname}__build" not in left
+
+
+@pytest.mark.parametrize("sig", SIGNALS, ids=lambda s: s.name)
+def test_kill_during_snapshot_restore(proj: tuple[Path, database.Target, dict[str, str]],
+                                      sig: signal.Signals) -> None:
+    root, target, env = proj
+    assert devenv(root, env, "refresh-db").returncode == 0
+    assert devenv(root, env, "snapshot", "save", "before").returncode == 0
+    (root / "seed.sql").write_text("insert into app.t values (3);\n")
+    assert devenv(root, env, "refresh-db").returncode == 0
+    current = dump_database(target.url())
+    pause = root / "paused"
+    p = subprocess.Popen([sys.executable, "-m", "devenv", "--plain", "snapshot", "restore",
+                          "before"], cwd=root,
+                         env={**env, "DEVENV_PAUSE_AT": "swap-half-renamed",
+                              "DEVENV_PAUSE_FILE": str(pause)},
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 60
+    while not pause.exists():
+        assert p.poll() is None, p.communicate()[0]
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    p.send_signal(sig)
+    p.communicate(timeout=60)
+    if sig is signal.SIGKILL:
+        snapshots.allow_connections(target, [target.dbname])
+    assert connectable(target) and dump_database(target.url()) == current
+    r = devenv(root, env, "snapshot", "restore", "before")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert dump_database(target.url()) != current
+
+
+def test_kill_of_the_background_reclone(proj: tuple[Path, database.Target, dict[str, str]],
+                                        ) -> None:
+    root, target, env = proj
+    assert devenv(root, env, "refresh-db").returncode == 0
+    pause = root / "paused"
+    # the detached re-clone inherits the pause: it stops after making its temporary copy
+    r = subprocess.run([sys.executable, "-m", "devenv", "--plain", "refresh-db"], cwd=root,
+                       env={**env, "DEVENV_PAUSE_AT": "reclone-cloned",
+                            "DEVENV_PAUSE_FILE": str(pause)},
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout
+    deadline = time.monotonic() + 60
+    while not pause.exists():
+        assert time.monotonic() < deadline, "the re-clone never paused"
+        time.sleep(0.02)
+    os.kill(int(pause.read_text()), signal.SIGKILL)
+    good = dump_database(target.url())
+    again = devenv(root, env, "refresh-db")
+    assert again.returncode == 0, again.stdout
+    assert dump_database(target.url()) == good
+    left = {d.datname for d in snapshots.related(target, target.dbname)}
+    assert not [n for n in left if "_tmp" in n], left
