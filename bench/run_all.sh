@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Runs every benchmark, one after another (they must not share the 2 cores), and keeps
+# each one's output in bench/results/. BENCHMARKS.md quotes these files.
+#   bench/run_all.sh            # ~15 minutes on the 2-core CI machine
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=bench/results
+mkdir -p "$out"
+run() { name=$1; shift; echo "== $name: $*"; "$@" 2>&1 | tee "$out/$name.txt"; }
+run runner_overhead python3 bench/runner_overhead.py --repeat 5
+run services_up     python3 bench/services_up.py --repeat 5
+run cold_build      python3 bench/cold_build.py --repeat 3
+run ci_setup        python3 bench/ci_setup.py --repeat 3
+run refresh_db      python3 bench/refresh_db.py --scale 20 --reps 5 --nocache-reps 1
+run fake_data       python3 bench/fake_data.py --repeat 3
+run doctor          python3 bench/doctor.py --repeat 5
