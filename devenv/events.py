@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import enum
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -115,6 +117,21 @@ class PhaseFinished:
 
 Event = (RunStarted | StepStarted | StepFinished | RunFinished | Message | PhaseStarted
          | PhaseFinished)
+
+
+@contextlib.contextmanager
+def phase(reporter: Reporter, name: str, text: str, done: str) -> Iterator[None]:
+    """Report a phase that is not a step: ``text`` while it runs, ``done`` (with its
+    duration) when it ends, or ``text: failed`` if it raises."""
+    reporter.emit(PhaseStarted(name, text))
+    t0 = time.monotonic()
+    try:
+        yield
+    except BaseException:
+        reporter.emit(PhaseFinished(name, f"{text}: failed", ok=False,
+                                    duration=time.monotonic() - t0))
+        raise
+    reporter.emit(PhaseFinished(name, done, duration=time.monotonic() - t0))
 
 
 class Reporter(Protocol):

@@ -17,7 +17,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from devenv import database, fingerprint, graph, planner, runner, snapshots
@@ -28,10 +28,9 @@ from devenv.events import (
     Action,
     Decision,
     Message,
-    PhaseFinished,
-    PhaseStarted,
     Reporter,
     RunResult,
+    phase,
 )
 from devenv.schema import Project
 from devenv.snapshots import DbInfo
@@ -126,19 +125,6 @@ def _checkpoint_waits(project: Project, steps: Sequence[str]) -> dict[str, set[s
             for c in steps if project.steps[c].checkpoint}
 
 
-@contextlib.contextmanager
-def _phase(reporter: Reporter, name: str, text: str, done: str) -> Iterator[None]:
-    reporter.emit(PhaseStarted(name, text))
-    t0 = time.monotonic()
-    try:
-        yield
-    except BaseException:
-        reporter.emit(PhaseFinished(name, f"{text}: failed", ok=False,
-                                    duration=time.monotonic() - t0))
-        raise
-    reporter.emit(PhaseFinished(name, done, duration=time.monotonic() - t0))
-
-
 def refresh(project: Project, reporter: Reporter, target: Target, *, profile: str = "local",
             jobs: int | None = None, keep_failed: bool = False, backup: bool = True,
             use_cache: bool = True, background_reclone: bool = True) -> RefreshResult:
@@ -159,7 +145,7 @@ def refresh(project: Project, reporter: Reporter, target: Target, *, profile: st
 
     choice = choose_source(project, target, fps, steps, use_cache)
     if choice.kind == "ready":
-        with _phase(reporter, "swap", "swapping in the ready copy", "ready copy swapped in"):
+        with phase(reporter, "swap", "swapping in the ready copy", "ready copy swapped in"):
             backup_name = snapshots.swap(target, db, choice.datname, backup=backup,
                                          defer_drop=background_reclone)
         _after_swap(project, target, db, full_key, reporter, background_reclone)
@@ -167,14 +153,14 @@ def refresh(project: Project, reporter: Reporter, target: Target, *, profile: st
                               "needed to run)", "ok"))
         return RefreshResult(None, "ready clone", True, backup_name)
     if choice.kind == "snapshot":
-        with _phase(reporter, "restore", f"restoring snapshot {choice.datname}",
+        with phase(reporter, "restore", f"restoring snapshot {choice.datname}",
                     f"restored snapshot of {len(choice.held)} steps ({choice.datname})"):
             snapshots.clone(target, choice.datname, build, snapshots.meta("build", project.name))
             _copy_state(store, target, choice.datname, build)
         source = f"snapshot {choice.datname}"
         start_from = list(choice.held)
     if not start_from:
-        with _phase(reporter, "create", f"creating {build}", f"created {build}"):
+        with phase(reporter, "create", f"creating {build}", f"created {build}"):
             database.create(target, build, spec.schemas)
             snapshots.set_meta(target, build, snapshots.meta("build", project.name))
 
@@ -199,7 +185,7 @@ def refresh(project: Project, reporter: Reporter, target: Target, *, profile: st
             return RefreshResult(result_obj, source)
         raise
 
-    with _phase(reporter, "swap", f"swapping {build} in as {db}", f"{db} swapped in"):
+    with phase(reporter, "swap", f"swapping {build} in as {db}", f"{db} swapped in"):
         backup_name = snapshots.swap(target, db, build, backup=backup,
                                      defer_drop=background_reclone)
     _after_swap(project, target, db, full_key, reporter, background_reclone)

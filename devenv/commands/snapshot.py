@@ -15,7 +15,6 @@ import contextlib
 import functools
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,7 @@ from devenv import database, dumps, environment, fingerprint, graph, lifecycle, 
 from devenv.console import Output
 from devenv.database import Target
 from devenv.errors import EXIT_OK, DevenvError, UsageError
-from devenv.events import Message, PhaseFinished, PhaseStarted, Reporter
+from devenv.events import Message, Reporter, phase
 from devenv.lock import project_lock
 from devenv.schema import Project
 from devenv.state import StateStore
@@ -72,19 +71,6 @@ def _open(project: Project, reporter: Reporter, database_url: str | None,
 def container_name(project: Project, service: str) -> str:
     """The Docker container of ``service`` (the docker backend names them so)."""
     return f"{project.name}-{service}"
-
-
-@contextlib.contextmanager
-def _phase(reporter: Reporter, name: str, text: str, done: str) -> Iterator[None]:
-    reporter.emit(PhaseStarted(name, text))
-    t0 = time.monotonic()
-    try:
-        yield
-    except BaseException:
-        reporter.emit(PhaseFinished(name, f"{text}: failed", ok=False,
-                                    duration=time.monotonic() - t0))
-        raise
-    reporter.emit(PhaseFinished(name, done, duration=time.monotonic() - t0))
 
 
 def _rename(target: Target, src: str, dst: str) -> None:
@@ -206,7 +192,7 @@ def save(project: Project, reporter: Reporter, name: str, *, replace: bool = Fal
         value = snapshots.meta(USER_KIND, project.name, name=name, key=key, steps=steps,
                                fingerprints=fps, source=db, complete=True)
         build = snapshots.build_name(db)
-        with _phase(reporter, "save", f"saving {db} as snapshot '{name}'",
+        with phase(reporter, "save", f"saving {db} as snapshot '{name}'",
                     f"saved {db} as {snap}"):
             # CREATE DATABASE ... TEMPLATE needs the source without sessions: refuse new
             # ones (apps reconnecting) for the few seconds of the copy.
@@ -262,7 +248,7 @@ def restore(project: Project, reporter: Reporter, name: str, *, backup: bool = T
         info = _require(target, db, name)
         build = snapshots.build_name(db)
         store = StateStore(project.state_dir)
-        with _phase(reporter, "restore", f"copying snapshot '{name}' to {build}",
+        with phase(reporter, "restore", f"copying snapshot '{name}' to {build}",
                     f"copied snapshot '{name}'"):
             try:
                 snapshots.clone(target, info.datname, build,
@@ -272,7 +258,7 @@ def restore(project: Project, reporter: Reporter, name: str, *, backup: bool = T
             except BaseException:
                 _drop_quietly(target, build)
                 raise
-        with _phase(reporter, "swap", f"swapping {build} in as {db}", f"{db} swapped in"):
+        with phase(reporter, "swap", f"swapping {build} in as {db}", f"{db} swapped in"):
             try:
                 prev = snapshots.swap(target, db, build, backup=backup)
             except BaseException:
@@ -442,7 +428,7 @@ def export(project: Project, reporter: Reporter, name: str, file: Path, *,
             fingerprints=dict(fps) if isinstance(fps, dict) else {},
             server_version_num=server, pg_dump_major=tool.major, created=info.created,
             records=records)
-        with _phase(reporter, "export", f"dumping snapshot '{name}' to {file}",
+        with phase(reporter, "export", f"dumping snapshot '{name}' to {file}",
                     f"dumped snapshot '{name}'"):
             written = dumps.write(file, header,
                                   lambda sink: dumps.dump(tool, sink, tmpdir=file.parent))
@@ -464,7 +450,7 @@ def import_(project: Project, reporter: Reporter, file: Path, name: str | None =
     if header.project != project.name and not force:
         raise UsageError(f"{file} is a snapshot of project '{header.project}', not "
                          f"'{project.name}': pass --force to import it anyway")
-    with _phase(reporter, "check", f"checking {file}", f"{file} is complete"):
+    with phase(reporter, "check", f"checking {file}", f"{file} is complete"):
         dumps.verify(file, header, offset)
     with project_lock(project.state_dir, "snapshot import", reporter, wait=wait):
         target, container = _open(project, reporter, database_url)
@@ -486,7 +472,7 @@ def import_(project: Project, reporter: Reporter, file: Path, name: str | None =
                                steps=list(header.steps), fingerprints=dict(header.fingerprints),
                                source=f"file {file.name}", imported_from=header.project,
                                saved=header.created, complete=True)
-        with _phase(reporter, "import", f"restoring {file} into {build}",
+        with phase(reporter, "import", f"restoring {file} into {build}",
                     f"restored {file}"):
             try:
                 database.create(target, build, [], template="template0")
