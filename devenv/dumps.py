@@ -226,6 +226,9 @@ def parse_tool_version(text: str) -> int | None:
     return int(m.group(1))
 
 
+_VERSIONED_DIR = re.compile(r"/(?:postgresql/|pgsql-|postgresql@|Versions/)(\d+)(?:\.\d+)?/")
+
+
 def local_tools(name: str) -> list[tuple[str, int]]:
     """Local ``name`` binaries (pg_dump, pg_restore) with their major versions, newest
     first: the usual install folders (Debian keeps one per version), then PATH."""
@@ -244,6 +247,12 @@ def local_tools(name: str) -> list[tuple[str, int]]:
         if real in seen or not os.access(p, os.X_OK):
             continue
         seen.add(real)
+        # Debian, PGDG and Homebrew name the major version in the folder
+        # (/usr/lib/postgresql/15/bin): no need to run the tool to ask it.
+        m = _VERSIONED_DIR.search(real)
+        if m:
+            out[p] = int(m.group(1))
+            continue
         try:
             cp = proc.run([p, "--version"], timeout=10, check=False)
         except proc.ProcessError:
