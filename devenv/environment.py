@@ -12,8 +12,9 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from devenv import database, fingerprint, graph, planner, runner
+from devenv import database, fingerprint, graph
 from devenv.errors import ServiceError
 from devenv.events import (
     Action,
@@ -27,6 +28,9 @@ from devenv.events import (
 from devenv.schema import Location, Project, ServiceSpec, StepSpec
 from devenv.services import BACKENDS, Backend, Endpoint
 from devenv.state import NO_DATABASE, StateStore
+
+if TYPE_CHECKING:
+    from devenv import runner
 
 
 def external_url(project: Project, database_url: str | None) -> tuple[str, str] | None:
@@ -143,6 +147,7 @@ def prepare_steps(project: Project, names: Sequence[str], base: Mapping[str, str
                   ) -> dict[str, runner.Prepared]:
     """Expand every step that will run before any runs: an undefined ``${X}`` stops the
     run before it changes anything."""
+    from devenv import runner
     from devenv.envvars import layered
 
     out = {}
@@ -196,6 +201,8 @@ def build(
     create: bool = True,
 ) -> BuildResult:
     """Plan and run the steps against database ``dbname`` (default: the project's)."""
+    from devenv import planner, runner
+
     store = StateStore(project.state_dir)
     dbname = dbname or (target.dbname if target else None)
     if target is not None and dbname is not None and project.database is not None and create:

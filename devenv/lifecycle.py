@@ -20,7 +20,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from devenv import database, fingerprint, graph, planner, runner, snapshots
+from devenv import database, fingerprint, graph, snapshots
 from devenv.database import Target
 from devenv.environment import prepare_steps, step_environment
 from devenv.errors import DevenvError
@@ -237,6 +237,8 @@ def choose_source(project: Project, target: Target, fps: dict[str, fingerprint.F
 def plan_refresh(project: Project, target: Target, profile: str = "local",
                  use_cache: bool = True) -> tuple[Source, list[Decision]]:
     """What ``refresh-db`` would do now: where it starts and a decision per step."""
+    from devenv import planner
+
     fps = fingerprint.compute(project)
     steps = _in_profile(project, profile)
     source = choose_source(project, target, fps, steps, use_cache)
@@ -266,6 +268,8 @@ def _build(project: Project, reporter: Reporter, target: Target, build: str,
            store: StateStore, fps: dict[str, fingerprint.Fingerprint], steps: list[str],
            points: list[list[str]], profile: str, jobs: int | None,
            restored: set[str]) -> RunResult:
+    from devenv import planner, runner
+
     key = database.identity(target, build)
     assert key is not None
     label = target.redacted(build)

@@ -90,26 +90,29 @@ def set_meta(target: Target, datname: str, value: dict[str, Any]) -> None:
             sql.Identifier(datname), sql.Literal(json.dumps(value, sort_keys=True))))
 
 
-def related(target: Target, db: str) -> list[DbInfo]:
-    """Every database named ``db__*`` (and ``db`` itself), with its devenv comment."""
+def related(target: Target, db: str, sizes: bool = False) -> list[DbInfo]:
+    """Every database named ``db__*`` (and ``db`` itself), with its devenv comment; with
+    ``sizes``, their sizes too (``pg_database_size`` reads every file of a database, so
+    it is asked for only where sizes are shown)."""
     prefix = db + "__"
+    size = "pg_database_size(oid)" if sizes else "0"
     with connect(target, "postgres") as conn:
         rows = conn.execute(
-            "SELECT datname, pg_database_size(oid), shobj_description(oid, 'pg_database') "
+            f"SELECT datname, {size}, shobj_description(oid, 'pg_database') "
             "FROM pg_database WHERE datname = %s OR left(datname, %s) = %s ORDER BY datname",
             (db, len(prefix), prefix)).fetchall()
     out = []
-    for name, size, comment in rows:
+    for name, nbytes, comment in rows:
         try:
             value = json.loads(comment) if comment else {}
         except ValueError:
             value = {}
-        out.append(DbInfo(name, int(size or 0), value if isinstance(value, dict) else {}))
+        out.append(DbInfo(name, int(nbytes or 0), value if isinstance(value, dict) else {}))
     return out
 
 
-def find(target: Target, db: str, datname: str) -> DbInfo | None:
-    return next((d for d in related(target, db) if d.datname == datname), None)
+def find(target: Target, db: str, datname: str, sizes: bool = False) -> DbInfo | None:
+    return next((d for d in related(target, db, sizes) if d.datname == datname), None)
 
 
 def terminate(target: Target, datname: str, block: bool = False) -> int:

@@ -91,7 +91,7 @@ def _identity(target: Target, datname: str) -> str:
 
 def _require(target: Target, db: str, name: str) -> snapshots.DbInfo:
     datname = snapshots.user_name(db, name)
-    info = snapshots.find(target, db, datname)
+    info = snapshots.find(target, db, datname, sizes=True)
     if info is None:
         have = [d.meta.get("name", "") for d in snapshots.related(target, db)
                 if d.kind == USER_KIND]
@@ -218,7 +218,7 @@ def save(project: Project, reporter: Reporter, name: str, *, replace: bool = Fal
         if ended:
             reporter.emit(Message(f"ended {ended} session(s) on {db} to copy it; apps "
                                   "reconnect on their next query", "warn"))
-        size = snapshots.find(target, db, snap)
+        size = snapshots.find(target, db, snap, sizes=True)
         held = f"{len(steps)} step(s)" if steps else "no recorded steps"
         reporter.emit(Message(f"snapshot '{name}' saved ({held}, "
                               f"{fmt_size(size.size if size else 0)}); "
@@ -294,7 +294,7 @@ def list_snapshots(project: Project, out: Output, *, as_json: bool = False,
         target, note = environment.current_target(project, database_url)
         if target is None:
             raise DevenvError(f"cannot list snapshots: {note}; start it with `devenv up`")
-        infos = snapshots.related(target, db)
+        infos = snapshots.related(target, db, sizes=True)
     fps = fingerprint.compute(project)
     all_steps = _profile_steps(project, profile)
     now = time.time()
@@ -374,7 +374,7 @@ def gc(project: Project, reporter: Reporter, *, keep: int | None = None,
         raise UsageError(f"--keep must be 0 or more, not {keep}")
     with project_lock(project.state_dir, "snapshot gc", reporter, wait=wait):
         target, _ = _open(project, reporter, database_url)
-        before = {d.datname: d for d in snapshots.related(target, db)}
+        before = {d.datname: d for d in snapshots.related(target, db, sizes=True)}
         keys = {n: database.identity(target, n) for n in before}
         fixed = lifecycle.recover(target, db, reporter)
         # The snapshot of the current steps is what the next refresh-db starts from.

@@ -242,7 +242,7 @@ class Context:
             target = self.target().target
             if target is None or self.server().error:
                 return []
-            return snapshots.related(target, target.dbname)
+            return snapshots.related(target, target.dbname, sizes=True)
 
         return self.memo("related", get)
 
