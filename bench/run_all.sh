@@ -6,6 +6,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 out=bench/results
 mkdir -p "$out"
+# Like any installed package, devenv runs from compiled bytecode (Stellar and DSLR, pip-
+# installed into their venvs, have theirs). A shell with PYTHONDONTWRITEBYTECODE set would
+# recompile devenv's modules on every run, about 30 ms each time.
+unset PYTHONDONTWRITEBYTECODE
+python3 -m compileall -q devenv
 run() { name=$1; shift; echo "== $name: $*"; "$@" 2>&1 | tee "$out/$name.txt"; }
 run runner_overhead python3 bench/runner_overhead.py --repeat 5
 run services_up     python3 bench/services_up.py --repeat 5
