@@ -48,6 +48,13 @@ def run(load: Callable[[], Project], reporter: Reporter, *, profile: str = "ci",
     extra: dict[str, Any] = {}
     project: Project | None = None
     try:
+        _check_outputs(junit, json_path, cache_dir)
+    except UsageError as exc:
+        reporter.emit(Message(str(exc), "error"))
+        reporter.emit(Message(f"ci-setup: {OUTCOMES[EXIT_CONFIG]} (exit {EXIT_CONFIG})",
+                              "error"))
+        return EXIT_CONFIG
+    try:
         project = load()
         planner.check_profile(project, profile)
         key = fingerprint.graph_key(project, profile)
@@ -88,17 +95,46 @@ def run(load: Callable[[], Project], reporter: Reporter, *, profile: str = "ci",
     name = project.name if project else "devenv"
     if result is not None:
         _summary(reporter, result)
-    if junit is not None:
-        reports.junit(junit, f"devenv ci-setup ({name})", result.results if result else [],
-                      duration, error)
-    if json_path is not None:
-        data = reports.as_json(result, decisions, project=name, profile=profile,
-                               exit_code=code, outcome=OUTCOMES.get(code, "failed"),
-                               extra={**extra, "error": error})
-        reports.write_json(json_path, data)
+    try:
+        if junit is not None:
+            reports.junit(junit, f"devenv ci-setup ({name})",
+                          result.results if result else [], duration, error)
+        if json_path is not None:
+            data = reports.as_json(result, decisions, project=name, profile=profile,
+                                   exit_code=code, outcome=OUTCOMES.get(code, "failed"),
+                                   extra={**extra, "error": error})
+            reports.write_json(json_path, data)
+    except OSError as exc:
+        reporter.emit(Message(f"could not write a report: {exc.filename}: {exc.strerror}",
+                              "error"))
+        code = code or EXIT_FAILED
     reporter.emit(Message(f"ci-setup: {OUTCOMES.get(code, 'failed')} (exit {code})",
                           "ok" if code == EXIT_OK else "error"))
     return code
+
+
+def _check_outputs(junit: Path | None, json_path: Path | None, cache_dir: Path | None,
+                   ) -> None:
+    """Refuse report and cache paths that cannot work before anything runs."""
+    for option, path in (("--junit", junit), ("--json", json_path)):
+        if path is None:
+            continue
+        if path.is_dir():
+            raise UsageError(f"{option} {path} is a folder: name the file to write, e.g. "
+                             f"{path / 'devenv.xml' if option == '--junit' else path / 'devenv.json'}")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UsageError(f"{option} {path}: cannot create {path.parent}: "
+                             f"{exc.strerror}") from None
+    if cache_dir is not None:
+        if cache_dir.exists() and not cache_dir.is_dir():
+            raise UsageError(f"--cache-dir {cache_dir} is a file, not a folder")
+        try:
+            cache_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UsageError(f"--cache-dir {cache_dir}: cannot create it: "
+                             f"{exc.strerror}") from None
 
 
 def _summary(reporter: Reporter, result: RunResult) -> None:

@@ -223,3 +223,18 @@ def test_corrupt_or_foreign_cache_is_ignored_never_loaded(ci: tuple[Path, str],
     file.write_bytes(b"not a dump at all\n" * 10)
     r = ci_setup(root, url, "--cache-dir", str(cache))
     assert r.returncode == 0 and f"ignoring cache file {file}" in r.stdout
+
+
+@pytest.mark.parametrize("args", [["--cache-dir", "FILE"], ["--junit", "DIR"],
+                                  ["--json", "/proc/no-such-dir/r.json"]])
+def test_unusable_output_paths_are_usage_errors(ci: tuple[Path, str], tmp_path: Path,
+                                                args: list[str]) -> None:
+    root, url = ci
+    (tmp_path / "FILE").write_text("x")
+    (tmp_path / "DIR").mkdir()
+    args = [str(tmp_path / a) if a in ("FILE", "DIR") else a for a in args]
+    r = ci_setup(root, url, *args)
+    assert r.returncode == 2, r.stdout
+    assert "Traceback" not in r.stdout + r.stderr
+    assert r.stdout.rstrip().splitlines()[-1].endswith("ci-setup: configuration error (exit 2)")
+    assert "[schema] started" not in r.stdout  # nothing ran
