@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -355,13 +354,10 @@ def spawn_reclone(project: Project, target: Target, snap: str) -> None:
     """Prepare the next ready copy in a detached process, so this command returns now."""
     env = dict(os.environ)
     env["DEVENV_RECLONE_URL"] = target.url("postgres")  # not in argv: ps shows argv
-    log = project.state_dir / "logs" / "reclone.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "ab") as fh:
-        subprocess.Popen(
-            [sys.executable, "-m", "devenv.lifecycle", str(project.file), target.dbname, snap],
-            env=env, stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.STDOUT,
-            start_new_session=True, close_fds=True)
+    from devenv import proc
+
+    proc.detach([sys.executable, "-m", "devenv.lifecycle", str(project.file), target.dbname,
+                 snap], env=env, log=project.state_dir / "logs" / "reclone.log")
 
 
 def reclone(project: Project, target: Target, snap: str) -> None:

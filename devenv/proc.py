@@ -175,6 +175,29 @@ def spawn(
         raise ProcessError(argv, 127, f"{cwd}: not a directory") from exc
 
 
+def detach(argv: Sequence[str], *, env: Mapping[str, str], log: Path) -> int:
+    """Start a command that outlives devenv (its own session, output appended to ``log``);
+    returns its pid. Nothing waits for it."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as fh:
+        try:
+            p = subprocess.Popen(list(argv), env=dict(env), stdin=subprocess.DEVNULL, stdout=fh,
+                                 stderr=subprocess.STDOUT, start_new_session=True,
+                                 close_fds=True)
+        except FileNotFoundError as exc:
+            raise ProcessError(argv, 127, f"{exc.filename}: command not found") from exc
+    return p.pid
+
+
+def replace_process(argv: Sequence[str], env: Mapping[str, str]) -> None:
+    """Become ``argv`` (``exec``): for interactive tools such as psql, which need the
+    terminal to themselves. Does not return."""
+    try:
+        os.execve(argv[0], list(argv), dict(env))
+    except OSError as exc:
+        raise ProcessError(argv, 127, f"{argv[0]}: {exc.strerror}") from exc
+
+
 def kill_group(proc: subprocess.Popen[bytes], grace: float = 3.0) -> None:
     """Stop a process started by :func:`spawn` and everything it started.
 

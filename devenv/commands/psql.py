@@ -12,7 +12,7 @@ import shutil
 import sys
 from collections.abc import Mapping, Sequence
 
-from devenv import environment, pgcluster
+from devenv import environment, pgcluster, proc
 from devenv.errors import ServiceError
 from devenv.schema import Project
 
@@ -66,9 +66,9 @@ def exec_(argv: Sequence[str], env: Mapping[str, str]) -> int:
     sys.stdout.flush()
     sys.stderr.flush()
     try:
-        os.execve(argv[0], list(argv), dict(env))
-    except OSError as exc:
-        raise ServiceError(f"cannot run {argv[0]}: {exc.strerror}") from None
+        proc.replace_process(argv, env)
+    except proc.ProcessError as exc:
+        raise ServiceError(f"cannot run {argv[0]}: {exc.output}") from None
     return 1  # not reached
 
 
