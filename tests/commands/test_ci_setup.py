@@ -238,3 +238,30 @@ def test_unusable_output_paths_are_usage_errors(ci: tuple[Path, str], tmp_path: 
     assert "Traceback" not in r.stdout + r.stderr
     assert r.stdout.rstrip().splitlines()[-1].endswith("ci-setup: configuration error (exit 2)")
     assert "[schema] started" not in r.stdout  # nothing ran
+
+
+def test_with_processes_starts_them_in_the_background(ci: tuple[Path, str]) -> None:
+    from devenv.pgcluster import free_port
+
+    root, url = ci
+    port = free_port()
+    text = (root / "steps.yaml").read_text() + (
+        "processes:\n"
+        "  web:\n"
+        f"    run: [{sys.executable!r}, -m, http.server, '{port}', --bind, 127.0.0.1]\n"
+        f"    ready: http://127.0.0.1:{port}/\n"
+        "    needs: [seed]\n")
+    (root / "steps.yaml").write_text(text)
+    try:
+        without = ci_setup(root, url)
+        assert without.returncode == 0 and "web started" not in without.stdout
+        r = ci_setup(root, url, "--with-processes")
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "web is ready" in r.stdout
+        import urllib.request
+
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as resp:
+            assert resp.status == 200
+    finally:
+        subprocess.run([sys.executable, "-m", "devenv", "down"], cwd=root,
+                       capture_output=True, timeout=60)
