@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from devenv import database, fingerprint, graph
-from devenv.errors import ServiceError
+from devenv.errors import ImageUnavailable, ServiceError
 from devenv.events import (
     Action,
     Decision,
@@ -45,8 +45,63 @@ def external_url(project: Project, database_url: str | None) -> tuple[str, str] 
     return None
 
 
-def choose_backend(service: ServiceSpec) -> tuple[Backend, str]:
-    """The backend for ``service`` and why it was chosen."""
+def _fallback_file(project: Project) -> Path:
+    return project.state_dir / "backends.json"
+
+
+def _remembered_fallback(project: Project, service: ServiceSpec) -> str | None:
+    """Why ``service`` runs natively although Docker answers (its image could not be had),
+    or None once that no longer holds (the image is there now)."""
+    import json
+
+    try:
+        record = json.loads(_fallback_file(project).read_text()).get(service.name)
+    except (OSError, ValueError, AttributeError):
+        return None
+    if not isinstance(record, dict) or record.get("image") != service.image:
+        return None
+    try:
+
+        from devenv.services.docker import connect
+
+        connect(timeout=5).images.get(service.image)
+    except Exception:
+        return str(record.get("reason", "its image could not be pulled"))
+    _forget_fallback(project, service)
+    return None
+
+
+def _remember_fallback(project: Project, service: ServiceSpec, reason: str) -> None:
+    import json
+
+    from devenv.lock import ensure_state_dir
+
+    ensure_state_dir(project.state_dir)
+    path = _fallback_file(project)
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        data = {}
+    data[service.name] = {"backend": "native", "image": service.image, "reason": reason}
+    path.write_text(json.dumps(data, indent=1) + "\n")
+
+
+def _forget_fallback(project: Project, service: ServiceSpec) -> None:
+    import json
+
+    path = _fallback_file(project)
+    try:
+        data = json.loads(path.read_text())
+        data.pop(service.name, None)
+        path.write_text(json.dumps(data, indent=1) + "\n")
+    except (OSError, ValueError):
+        pass
+
+
+def choose_backend(service: ServiceSpec, project: Project | None = None,
+                   ) -> tuple[Backend, str]:
+    """The backend for ``service`` and why it was chosen (``project``: to honour a
+    fallback to native that an earlier ``up`` made because the image was missing)."""
     if service.backend in BACKENDS:
         backend = BACKENDS[service.backend]()
         ok, why = backend.available()
@@ -57,6 +112,12 @@ def choose_backend(service: ServiceSpec) -> tuple[Backend, str]:
     if service.backend == "external":
         raise ServiceError(f"service {service.name} is external: set DATABASE_URL or pass "
                            "--database-url")
+    if project is not None:
+        why_native = _remembered_fallback(project, service)
+        if why_native is not None:
+            native = BACKENDS["native"]()
+            if native.available()[0]:
+                return native, f"native: {why_native} (the local PostgreSQL binaries run it)"
     reasons: list[str] = []
     for name in ("docker", "native"):
         backend = BACKENDS[name]()
@@ -94,11 +155,26 @@ def start_services(project: Project, names: Sequence[str], reporter: Reporter,
             reporter.emit(PhaseFinished(name, f"{name}: external database answers",
                                         duration=time.monotonic() - t0))
             continue
-        backend, _why = choose_backend(service)
+        backend, _why = choose_backend(service, project)
         reporter.emit(PhaseStarted(name, f"starting {name} ({backend.name})"))
         t0 = time.monotonic()
         try:
             endpoints[name] = backend.up(project, service, reporter)
+        except ImageUnavailable as exc:
+            # backend: auto on a machine with Docker but no registry (or offline): the local
+            # server binaries can still run a PostgreSQL service.
+            native = BACKENDS["native"]() if service.backend == "auto" else None
+            if native is None or not native.available()[0]:
+                reporter.emit(PhaseFinished(name, f"{name} did not start", ok=False,
+                                            duration=time.monotonic() - t0))
+                raise
+            reporter.emit(PhaseFinished(name, f"{name}: no image, so not in docker", ok=False,
+                                        duration=time.monotonic() - t0))
+            reporter.emit(Message(f"{exc}; using the local PostgreSQL binaries instead "
+                                  "(backend: native)", "warn"))
+            _remember_fallback(project, service, f"image {service.image} could not be pulled")
+            reporter.emit(PhaseStarted(name, f"starting {name} (native)"))
+            endpoints[name] = native.up(project, service, reporter)
         except ServiceError:
             reporter.emit(PhaseFinished(name, f"{name} did not become healthy", ok=False,
                                         duration=time.monotonic() - t0))
@@ -297,7 +373,7 @@ def current_target(project: Project, database_url: str | None = None,
         return database.parse_url(ext[0], db.name), ext[1]
     service = project.services[db.service]
     try:
-        backend, _ = choose_backend(service)
+        backend, _ = choose_backend(service, project)
         ep = backend.endpoint(project, service)
     except ServiceError as exc:
         return None, str(exc)

@@ -55,6 +55,10 @@ class ServiceError(DevenvError):
     exit_code = EXIT_SERVICE
 
 
+class ImageUnavailable(ServiceError):
+    """A service's image is missing and could not be pulled."""
+
+
 class LockedError(DevenvError):
     """Another devenv holds the project's lock."""
 

@@ -44,7 +44,7 @@ def command(project: Project, args: Sequence[str], database_url: str | None = No
     if psql:
         return [psql, *args], env
     service = project.services[project.database.service]
-    backend, _why = environment.choose_backend(service)
+    backend, _why = environment.choose_backend(service, project)
     docker = shutil.which("docker")
     if backend.name != "docker" or docker is None or environment.external_url(
             project, database_url) is not None:

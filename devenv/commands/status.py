@@ -48,7 +48,7 @@ def _service(project: Project, service: ServiceSpec, database_url: str | None,
                 "started_at": None, "uptime": None, "config_matches": None,
                 "detail": detail or target.redacted()}
     try:
-        backend, why = environment.choose_backend(service)
+        backend, why = environment.choose_backend(service, project)
     except ServiceError as exc:
         return {"name": service.name, "backend": None, "why": str(exc),
                 "state": "unavailable", "health": "", "address": None, "started_at": None,

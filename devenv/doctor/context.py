@@ -139,8 +139,9 @@ class Context:
         return db is not None and db.service == service and self.external() is not None
 
     def backend(self, name: str) -> BackendChoice:
-        service = self.project().services[name]
-        return self.memo(f"backend:{name}", lambda: _choose(service))
+        project = self.project()
+        service = project.services[name]
+        return self.memo(f"backend:{name}", lambda: _choose(service, project))
 
     def endpoint(self, name: str) -> Endpoint | None:
         """Where service ``name`` answers now, if it runs (raises what the backend raises)."""
@@ -375,13 +376,13 @@ def lenient(base: Mapping[str, str], values: Mapping[str, str]) -> dict[str, str
     return env
 
 
-def _choose(service: ServiceSpec) -> BackendChoice:
+def _choose(service: ServiceSpec, project: Project) -> BackendChoice:
     """:func:`environment.choose_backend`, telling a missing backend module apart."""
     from devenv.errors import ServiceError
     from devenv.services import BACKENDS
 
     try:
-        backend, why = environment.choose_backend(service)
+        backend, why = environment.choose_backend(service, project)
         return BackendChoice(backend, why)
     except ServiceError as exc:
         return BackendChoice(None, "", str(exc))

@@ -22,7 +22,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from devenv.errors import ServiceError
+from devenv.errors import ImageUnavailable, ServiceError
 from devenv.events import Message, PhaseFinished, PhaseStarted, Reporter
 from devenv.schema import PortSpec, Project, ServiceSpec
 from devenv.services import Endpoint, ExecResult, ServiceState
@@ -355,7 +355,7 @@ class DockerBackend:
         except docker.errors.DockerException as exc:
             reporter.emit(PhaseFinished(phase, f"could not pull {service.image}", ok=False,
                                         duration=time.monotonic() - t0))
-            raise ServiceError(
+            raise ImageUnavailable(
                 f"service {service.name}: image {service.image} is not on this machine and "
                 f"could not be pulled ({_short(exc)}). Pull or build it by hand "
                 f"(docker pull {service.image}), or fix the image name in {service.loc}"

@@ -48,3 +48,42 @@ def test_up_falls_back_to_native_and_says_so(make_project: Callable[..., Path]) 
             status.stdout
     finally:
         devenv("down", "--volumes", "--yes")
+
+
+@pytest.mark.docker
+def test_missing_image_falls_back_to_native_and_every_command_agrees(
+        make_project: Callable[..., Path]) -> None:
+    if pgcluster.find_bindir() is None:
+        pytest.skip("no PostgreSQL server binaries")
+    if subprocess.run(["docker", "info"], capture_output=True).returncode != 0:
+        pytest.skip("no Docker engine")
+    name = f"fi{uuid.uuid4().hex[:8]}"
+    root = make_project({
+        "version": 1, "name": name,
+        "services": {"db": {"image": "postgres:99-devenv-missing",
+                            "env": {"POSTGRES_PASSWORD": "pw"}, "ports": ["5432"]}},
+        "database": {"service": "db", "name": "app_dev"},
+        "steps": {"schema": {"run": "psql -X -q -v ON_ERROR_STOP=1 -c 'create table t(i int)'",
+                             "needs": ["db"]}},
+    })
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+
+    def devenv(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "devenv", "--plain", *args], cwd=root,
+                              env=env, capture_output=True, text=True, timeout=300)
+
+    try:
+        up = devenv("up")
+        assert up.returncode == 0, up.stdout + up.stderr
+        assert "image postgres:99-devenv-missing is not on this machine and could not be " \
+               "pulled" in up.stdout
+        assert "using the local PostgreSQL binaries instead (backend: native)" in up.stdout
+        assert "[schema] ok in" in up.stdout
+        status = devenv("status")
+        assert "native: image postgres:99-devenv-missing could not be pulled" in status.stdout
+        again = devenv("up")
+        assert again.returncode == 0
+        assert "pulling" not in again.stdout and "starting db (native)" in again.stdout
+        assert "[schema] skipped: unchanged since" in again.stdout
+    finally:
+        devenv("down", "--volumes", "--yes")
