@@ -24,6 +24,7 @@ from devenv.errors import (
     UsageError,
 )
 from devenv.events import Decision, Message, Reporter, RunResult, Status
+from devenv.lock import project_lock
 from devenv.schema import Project
 
 OUTCOMES = {
@@ -59,28 +60,29 @@ def run(load: Callable[[], Project], reporter: Reporter, *, profile: str = "ci",
         planner.check_profile(project, profile)
         key = fingerprint.graph_key(project, profile)
         extra["fingerprint"] = key
-        endpoints = environment.start_services(
-            project, environment.needed_services(project), reporter, database_url)
-        target = environment.database_target(project, endpoints, database_url)
-        hit = False
-        if cache_dir is not None and target is not None:
-            from devenv import ci_cache
+        with project_lock(project.state_dir, "ci-setup", reporter):
+            endpoints = environment.start_services(
+                project, environment.needed_services(project), reporter, database_url)
+            target = environment.database_target(project, endpoints, database_url)
+            hit = False
+            if cache_dir is not None and target is not None:
+                from devenv import ci_cache
 
-            hit = ci_cache.restore(project, target, cache_dir, key, profile, reporter,
-                                   database_url)
-            extra["cache"] = {"dir": str(cache_dir), "key": key, "hit": hit}
-        built = environment.build(project, reporter, target, profile=profile, jobs=jobs)
-        result, decisions = built.result, list(built.decisions)
-        code = EXIT_OK if result.ok else (EXIT_INTERRUPTED if result.interrupted
-                                          else EXIT_FAILED)
-        if code == EXIT_OK and cache_dir is not None and target is not None and not hit:
-            from devenv import ci_cache
+                hit = ci_cache.restore(project, target, cache_dir, key, profile, reporter,
+                                       database_url)
+                extra["cache"] = {"dir": str(cache_dir), "key": key, "hit": hit}
+            built = environment.build(project, reporter, target, profile=profile, jobs=jobs)
+            result, decisions = built.result, list(built.decisions)
+            code = EXIT_OK if result.ok else (EXIT_INTERRUPTED if result.interrupted
+                                              else EXIT_FAILED)
+            if code == EXIT_OK and cache_dir is not None and target is not None and not hit:
+                from devenv import ci_cache
 
-            saved = ci_cache.save(project, target, cache_dir, key, profile, keep, reporter,
-                                  database_url)
-            extra["cache"]["saved"] = str(saved) if saved else None
-        if code == EXIT_OK and with_processes and project.processes:
-            code = _start_processes(project, reporter, target, profile)
+                saved = ci_cache.save(project, target, cache_dir, key, profile, keep, reporter,
+                                      database_url)
+                extra["cache"]["saved"] = str(saved) if saved else None
+            if code == EXIT_OK and with_processes and project.processes:
+                code = _start_processes(project, reporter, target, profile)
     except (ConfigError, UsageError) as exc:
         code, error = EXIT_CONFIG, str(exc)
     except ServiceError as exc:
