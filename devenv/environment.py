@@ -327,6 +327,18 @@ _GONE = ("server closed the connection unexpectedly", "Connection refused",
          "the database system is shutting down", "could not connect to server")
 
 
+def _service_log_tail(project: Project, lines: int = 80) -> str:
+    """The last lines of the database service's own log ("" when it cannot be read)."""
+    if project.database is None:
+        return ""
+    service = project.services[project.database.service]
+    try:
+        backend, _ = choose_backend(service, project)
+        return "\n".join(list(backend.logs(project, service, follow=False, tail=lines)))
+    except Exception:  # diagnosis must never hide the failure it explains
+        return ""
+
+
 def diagnose(project: Project, target: database.Target | None, dbname: str | None,
              result: RunResult) -> list[str]:
     """Causes behind failed steps that are not the step's own fault: the database's disk
@@ -335,6 +347,10 @@ def diagnose(project: Project, target: database.Target | None, dbname: str | Non
 
     tails = [log_tail(r.log, 60) for r in result.results
              if r.status.value == "failed" and r.log is not None]
+    if any(p in t for t in tails for p in _GONE):
+        # The server may have died of the cause (a full disk makes PostgreSQL stop): the
+        # client only saw the connection drop, the server's own log says why.
+        tails.append(_service_log_tail(project))
     out: list[str] = []
     if any(p in t for t in tails for p in _DISK_FULL):
         where = f"service {project.database.service}" if project.database else "the server"
