@@ -7,7 +7,6 @@ naming file, line, key path and what to do; nothing else escapes :func:`load`.
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -727,12 +726,3 @@ def _check_process_cycles(procs: Mapping[str, ProcessSpec]) -> None:
         first = procs[cycle[0]]
         raise ConfigError(f"dependency cycle: {' -> '.join(cycle)}", first.loc.file,
                           first.loc.line, f"processes.{first.name}.needs") from None
-
-
-def relpath_for_display(path: Path) -> str:
-    """``path`` relative to the current directory when that is shorter."""
-    try:
-        rel = os.path.relpath(path)
-    except ValueError:
-        return str(path)
-    return rel if len(rel) < len(str(path)) else str(path)

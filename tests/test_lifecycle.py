@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -239,7 +238,6 @@ def test_second_refresh_fails_fast_naming_the_holder(lc: tuple[Path, database.Ta
     finally:
         first.send_signal(signal.SIGINT)
         first.communicate(timeout=60)
-    os.environ.get("DATABASE_URL")
 
 
 def test_plan_refresh_names_the_snapshot_and_the_steps(lc: tuple[Path, database.Target]) -> None:
