@@ -52,16 +52,12 @@ def _fallback_file(project: Project) -> Path:
 def _remembered_fallback(project: Project, service: ServiceSpec) -> str | None:
     """Why ``service`` runs natively although Docker answers (its image could not be had),
     or None once that no longer holds (the image is there now)."""
-    import json
+    from devenv import jsonfile
 
-    try:
-        record = json.loads(_fallback_file(project).read_text()).get(service.name)
-    except (OSError, ValueError, AttributeError):
-        return None
+    record = jsonfile.read(_fallback_file(project)).get(service.name)
     if not isinstance(record, dict) or record.get("image") != service.image:
         return None
     try:
-
         from devenv.services.docker import connect
 
         connect(timeout=5).images.get(service.image)
@@ -72,30 +68,19 @@ def _remembered_fallback(project: Project, service: ServiceSpec) -> str | None:
 
 
 def _remember_fallback(project: Project, service: ServiceSpec, reason: str) -> None:
-    import json
-
+    from devenv import jsonfile
     from devenv.lock import ensure_state_dir
 
     ensure_state_dir(project.state_dir)
-    path = _fallback_file(project)
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        data = {}
-    data[service.name] = {"backend": "native", "image": service.image, "reason": reason}
-    path.write_text(json.dumps(data, indent=1) + "\n")
+    with jsonfile.update(_fallback_file(project), indent=1) as data:
+        data[service.name] = {"backend": "native", "image": service.image, "reason": reason}
 
 
 def _forget_fallback(project: Project, service: ServiceSpec) -> None:
-    import json
+    from devenv import jsonfile
 
-    path = _fallback_file(project)
-    try:
-        data = json.loads(path.read_text())
+    with jsonfile.update(_fallback_file(project), indent=1) as data:
         data.pop(service.name, None)
-        path.write_text(json.dumps(data, indent=1) + "\n")
-    except (OSError, ValueError):
-        pass
 
 
 def choose_backend(service: ServiceSpec, project: Project | None = None,

@@ -15,15 +15,12 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import fcntl
 import graphlib
-import json
 import os
 import queue
 import select
 import signal
 import subprocess
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -31,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from devenv import database, environment, proc
+from devenv import database, environment, jsonfile, proc
 from devenv.console import ProcessLines
 from devenv.envvars import expand, expand_command, layered
 from devenv.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, ConfigError, DevenvError
@@ -266,29 +263,24 @@ def _record_path(project: Project) -> Path:
 
 @contextlib.contextmanager
 def _records(project: Project) -> Iterator[dict[str, dict[str, Any]]]:
-    """The records of ``.devenv/processes.json`` under a lock, written back (0600) after."""
-    project.state_dir.mkdir(parents=True, exist_ok=True)
-    with open(project.state_dir / "processes.lock", "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        data = read_records(project)
+    """The records of ``.devenv/processes.json`` under a lock, written back (0600) after;
+    the file is removed when no process is left."""
+    # not sorted: records stay in start order, which messages list them in
+    with jsonfile.update(_record_path(project), indent=1, sort_keys=False,
+                         keep=lambda doc: bool(doc["processes"])) as doc:
+        data = _valid(doc)
         yield data
-        path = _record_path(project)
-        if not data:
-            path.unlink(missing_ok=True)
-            return
-        fd, tmp = tempfile.mkstemp(dir=project.state_dir, prefix=".processes.")  # 0600
-        with os.fdopen(fd, "w") as fh:
-            json.dump({"version": 1, "processes": data}, fh, indent=1)
-        os.replace(tmp, path)
+        doc.clear()
+        doc.update({"version": 1, "processes": data})
 
 
 def read_records(project: Project) -> dict[str, dict[str, Any]]:
     """What ``.devenv/processes.json`` says is running: name -> record."""
-    try:
-        data = json.loads(_record_path(project).read_text())
-    except (OSError, ValueError):
-        return {}
-    procs = data.get("processes") if isinstance(data, dict) else None
+    return _valid(jsonfile.read(_record_path(project)))
+
+
+def _valid(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    procs = doc.get("processes")
     if not isinstance(procs, dict):
         return {}
     return {k: v for k, v in procs.items()

@@ -9,15 +9,13 @@ refresh-db swaps databases in) keeps them.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
-import os
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from devenv import jsonfile
 from devenv.fingerprint import Fingerprint
 
 NO_DATABASE = "no-database"
@@ -69,24 +67,15 @@ class StateStore:
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[dict[str, Any]]:
-        self.dir.mkdir(parents=True, exist_ok=True)
-        with open(self.dir / "state.lock", "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            data = self._read()
+        with jsonfile.update(self.path) as data:
+            if not isinstance(data.get("databases"), dict):
+                data.clear()
+                data["databases"] = {}
             yield data
-            fd, tmp = tempfile.mkstemp(dir=self.dir, prefix=".state.")
-            with os.fdopen(fd, "w") as fh:
-                fh.write(json.dumps(data, separators=(",", ":"), sort_keys=True))
-            os.replace(tmp, self.path)
 
     def _read(self) -> dict[str, Any]:
-        try:
-            data = json.loads(self.path.read_text())
-        except (OSError, ValueError):
-            return {"databases": {}}
-        if not isinstance(data, dict) or not isinstance(data.get("databases"), dict):
-            return {"databases": {}}
-        return data
+        data = jsonfile.read(self.path)
+        return data if isinstance(data.get("databases"), dict) else {"databases": {}}
 
     def steps(self, key: str) -> dict[str, dict[str, Any]]:
         """The records of database ``key``: step name -> record."""

@@ -10,16 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
-import json
-import os
 import socket
-import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from devenv import jsonfile
 from devenv.errors import ServiceError
 from devenv.schema import PortSpec, Project, ServiceSpec
 
@@ -61,23 +58,10 @@ class PortStore:
         self.path = state_dir / "ports.json"
 
     def _read(self) -> dict[str, Any]:
-        try:
-            data = json.loads(self.path.read_text())
-        except (OSError, ValueError):
-            return {}
-        return data if isinstance(data, dict) else {}
+        return jsonfile.read(self.path)
 
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[dict[str, Any]]:
-        self.dir.mkdir(parents=True, exist_ok=True)
-        with open(self.dir / "ports.lock", "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            data = self._read()
-            yield data
-            fd, tmp = tempfile.mkstemp(dir=self.dir, prefix=".ports.")
-            with os.fdopen(fd, "w") as fh:
-                json.dump(data, fh, indent=1, sort_keys=True)
-            os.replace(tmp, self.path)
+    def _locked(self) -> contextlib.AbstractContextManager[dict[str, Any]]:
+        return jsonfile.update(self.path, indent=1)
 
     def get(self, service: str, container: int) -> int | None:
         """The host port remembered for ``service``'s ``container`` port."""
