@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from devenv import database, dumps, environment, fingerprint, graph, lifecycle, planner, snapshots
-from devenv.console import Output
+from devenv.console import Output, fmt_size
 from devenv.database import Target
 from devenv.errors import EXIT_OK, DevenvError, UsageError
 from devenv.events import Message, Reporter, phase
@@ -104,18 +104,6 @@ def _require(target: Target, db: str, name: str) -> snapshots.DbInfo:
 def _drop_quietly(target: Target, datname: str) -> None:
     with contextlib.suppress(Exception):
         snapshots.drop(target, datname)
-
-
-def fmt_size(n: int) -> str:
-    """``512 B``, ``123 kB``, ``3.4 MB``, ``312 MB``."""
-    if n < 1000:
-        return f"{n} B"
-    value = float(n)
-    for unit in ("kB", "MB", "GB", "TB"):
-        value /= 1000
-        if value < 1000 or unit == "TB":
-            break
-    return f"{value:.1f} {unit}" if value < 10 else f"{value:.0f} {unit}"
 
 
 def fmt_age(seconds: float) -> str:

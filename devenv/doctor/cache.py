@@ -4,9 +4,9 @@ steps, and what a crashed refresh-db left behind (a ``__build`` database...)."""
 from __future__ import annotations
 
 from devenv import fingerprint, snapshots
+from devenv.console import fmt_size
 from devenv.doctor.base import Check, CheckDef, NotChecked, Remedy, ok, warn
 from devenv.doctor.context import Context, lock_holder
-from devenv.doctor.db import size
 from devenv.snapshots import DbInfo
 
 
@@ -57,11 +57,11 @@ def check_cache(ctx: Context) -> Check:
         parts.append("a ready copy" + ("" if fresh else " (of older steps)"))
     if prev:
         parts.append(f"the backup {prev[0].datname}")
-    text = f"{', '.join(parts)}: {size(total)}"
+    text = f"{', '.join(parts)}: {fmt_size(total)}"
     if stale:
         text += (f"; {len(stale)} made from older steps (kept for switching back; the cache "
                  f"keeps the newest {ctx.project().cache_keep})")
-    return ok("snapshots.cache", text, [f"{d.datname}: {d.kind}, {size(d.size)}"
+    return ok("snapshots.cache", text, [f"{d.datname}: {d.kind}, {fmt_size(d.size)}"
                                         for d in cache + users + ready + prev])
 
 
@@ -84,7 +84,7 @@ def check_leftovers(ctx: Context) -> Check:
     holder = lock_holder(project.state_dir)
     if holder is not None:
         return ok("snapshots.leftovers", f"{names}: in use by a running devenv ({holder})")
-    weight = size(sum(d.size for d in left))
+    weight = fmt_size(sum(d.size for d in left))
     if any(d.datname == snapshots.build_name(db) for d in left):
         return warn("snapshots.leftovers",
                     f"{names} left by a refresh-db that crashed or ran with --keep-failed "

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 
+from devenv.console import fmt_size
 from devenv.doctor.base import (
     FAIL,
     OK,
@@ -19,14 +20,6 @@ from devenv.doctor.base import (
 )
 from devenv.doctor.context import Context, ServerInfo
 from devenv.snapshots import prev_name
-
-
-def size(n: float) -> str:
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if abs(n) < 1024 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit in ("B", "kB") else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TB"
 
 
 def _server(ctx: Context) -> ServerInfo:
@@ -101,7 +94,7 @@ def check_exists(ctx: Context) -> Check:
                                  "interrupted)",
                     "devenv doctor --fix (allows connections again)",
                     remedies=[Remedy("recover")])
-    return ok("db.exists", f"database {db} exists ({size(server.size)})")
+    return ok("db.exists", f"database {db} exists ({fmt_size(server.size)})")
 
 
 def schema_users(ctx: Context, schema: str) -> list[str]:
@@ -184,14 +177,14 @@ def check_disk(ctx: Context) -> Check:
     cached = sum(d.size for d in ctx.related() if target and d.datname != target.dbname)
     if folder is None:
         return ok("db.disk", "free disk unknown (the server's data directory is not on this "
-                             f"machine); database {size(server.size)}, snapshots "
-                             f"{size(cached)}")
+                             f"machine); database {fmt_size(server.size)}, snapshots "
+                             f"{fmt_size(cached)}")
     st = os.statvfs(folder)
     free = st.f_bavail * st.f_frsize
     # refresh-db builds a whole copy beside the working database and snapshots it.
     need = 2 * server.size
-    what = f"database {size(server.size)}" if server.exists else "no database yet"
-    text = f"{size(free)} free on {folder}; {what}, snapshots {size(cached)}"
+    what = f"database {fmt_size(server.size)}" if server.exists else "no database yet"
+    text = f"{fmt_size(free)} free on {folder}; {what}, snapshots {fmt_size(cached)}"
     keep = f"cache: keep: {project.cache_keep}"
     if free < server.size + 64 * 1024 * 1024:
         return fail("db.disk", f"{text}: not enough for refresh-db's build",
