@@ -62,10 +62,23 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--members", type=int, default=20000, help="FAKE_MEMBERS")
+    ap.add_argument("--without-checkpoints", action="store_true",
+                    help="run devenv on a copy of the example whose steps.yaml has no "
+                         "`checkpoint: true` (what the checkpoint costs a cold build)")
     args = ap.parse_args()
     devenv = [str(Path(sys.executable).parent / "devenv"), "--plain"]
     base = Path(tempfile.mkdtemp(prefix="devenv-bench-"))
     os.chmod(base, 0o755)
+    project_dir = ROOT
+    if args.without_checkpoints:
+        project_dir = base / "project"
+        ignore = shutil.ignore_patterns("__pycache__", ".devenv")
+        for part in ("examples", "services"):
+            shutil.copytree(ROOT / part, project_dir / part, ignore=ignore)
+        text = (ROOT / "steps.yaml").read_text()
+        (project_dir / "steps.yaml").write_text(
+            "\n".join(line for line in text.splitlines()
+                      if line.strip() != "checkpoint: true") + "\n")
     cluster = pgcluster.Cluster(base / "data", pgcluster.free_port())
     cluster.start("-c fsync=off -c synchronous_commit=off -c full_page_writes=off")
     state = ROOT / ".devenv"
@@ -84,9 +97,10 @@ def main() -> None:
         times: dict[str, list[float]] = {"make": [], "cold": [], "warm": [], "reclone": []}
         for _ in range(args.repeat):
             times["make"].append(timed(make, env, ROOT))
-            times["cold"].append(timed([*devenv, "refresh-db", "--no-cache"], env, ROOT))
+            times["cold"].append(timed([*devenv, "refresh-db", "--no-cache"], env,
+                                       project_dir))
             times["reclone"].append(wait_ready_clone(cluster.url("postgres")))
-            times["warm"].append(timed([*devenv, "refresh-db"], env, ROOT))
+            times["warm"].append(timed([*devenv, "refresh-db"], env, project_dir))
             wait_ready_clone(cluster.url("postgres"))
         import psycopg
 
@@ -95,6 +109,7 @@ def main() -> None:
         med = {k: statistics.median(v) for k, v in times.items()}
         result = {
             "cpus": os.cpu_count(), "fake_members": args.members, "repeat": args.repeat,
+            "checkpoints": not args.without_checkpoints,
             "database_mb": round((size[0] if size else 0) / 1e6, 1),
             "median_s": {k: round(v, 3) for k, v in med.items()},
             "all_s": {k: [round(x, 3) for x in v] for k, v in times.items()},

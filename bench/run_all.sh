@@ -15,6 +15,7 @@ run() { name=$1; shift; echo "== $name: $*"; "$@" 2>&1 | tee "$out/$name.txt"; }
 run runner_overhead python3 bench/runner_overhead.py --repeat 5
 run services_up     python3 bench/services_up.py --repeat 5
 run cold_build      python3 bench/cold_build.py --repeat 3
+run cold_build_no_checkpoints python3 bench/cold_build.py --repeat 3 --without-checkpoints
 run ci_setup        python3 bench/ci_setup.py --repeat 3
 run refresh_db      python3 bench/refresh_db.py --scale 20 --reps 5 --nocache-reps 1
 run fake_data       python3 bench/fake_data.py --repeat 3
