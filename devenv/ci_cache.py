@@ -62,9 +62,7 @@ def restore(project: Project, target: Target, cache_dir: Path, key: str, profile
     reporter.emit(PhaseStarted("cache", f"restoring {path.name} (cache hit)"))
     assert project.database is not None
     try:
-        if not _empty(target):
-            database.drop(target, target.dbname)
-            database.create(target, target.dbname, [], template="template0")
+        _make_empty(target)
         dumps.restore(tool, dumps.payload(path, offset))
         key_id = database.identity(target, target.dbname)
         if key_id:
@@ -81,12 +79,13 @@ def restore(project: Project, target: Target, cache_dir: Path, key: str, profile
     return True
 
 
-def _empty(target: Target) -> bool:
-    """The database exists and holds nothing of its own (what a CI service container's
-    POSTGRES_DB is): restore straight into it rather than drop and create it."""
+def _make_empty(target: Target) -> None:
+    """Leave the project database existing and empty for the restore. CI's service
+    container usually created it empty (POSTGRES_DB): then it is used as it is, which is
+    faster than dropping and creating it."""
     if not database.exists(target, target.dbname):
         database.create(target, target.dbname, [], template="template0")
-        return True
+        return
     with database.connect(target) as conn:
         row = conn.execute(
             "SELECT (SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = "
@@ -94,7 +93,9 @@ def _empty(target: Target) -> bool:
             "AND n.nspname NOT LIKE 'pg_toast%%' AND n.nspname NOT LIKE 'pg_temp%%'), "
             "(SELECT count(*) FROM pg_namespace WHERE nspname NOT IN ('pg_catalog', "
             "'information_schema', 'public') AND nspname NOT LIKE 'pg_%%')").fetchone()
-    return row is not None and row[0] == 0 and row[1] == 0
+    if row is None or row[0] != 0 or row[1] != 0:
+        database.drop(target, target.dbname)
+        database.create(target, target.dbname, [], template="template0")
 
 
 def _is_external(project: Project, database_url: str | None) -> bool:
