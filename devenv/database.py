@@ -1,6 +1,7 @@
-"""Talking to the project's PostgreSQL: targets, identity, creation. psycopg is imported
-where it is used so the CLI starts fast. Names are always passed as identifiers
-(``psycopg.sql.Identifier``), never pasted into SQL."""
+"""Talking to the project's PostgreSQL: targets, identity, creation. devenv's own catalog
+work goes through :mod:`devenv.pgwire` (psycopg's import alone costs more than a warm
+refresh). Names are always quoted as identifiers (``pgwire.ident``), values bound as
+parameters; nothing is pasted into SQL."""
 
 from __future__ import annotations
 
@@ -11,12 +12,15 @@ import urllib.parse
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from devenv.errors import DevenvError
 
 if TYPE_CHECKING:
-    import psycopg
+    from devenv import pgwire
+
+
+DUPLICATE_DATABASE = "42P04"  # SQLSTATE
 
 
 class DatabaseError(DevenvError):
@@ -91,32 +95,30 @@ def redact_url(url: str) -> str:
     return urllib.parse.urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[-1]}"))
 
 
-_MAINTENANCE: dict[str, Any] = {}
+_MAINTENANCE: dict[str, pgwire.Connection] = {}
 _MAINTENANCE_LOCK = threading.Lock()
 
 
-def _open(target: Target, dbname: str, timeout: float) -> psycopg.Connection[Any]:
-    import psycopg
+def _open(target: Target, dbname: str, timeout: float) -> pgwire.Connection:
+    from devenv import pgwire
 
     try:
-        return psycopg.connect(target.url(dbname), autocommit=True,
-                               connect_timeout=max(1, int(timeout)),
-                               application_name="devenv")
-    except psycopg.OperationalError as exc:
-        msg = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
-        raise DatabaseError(f"cannot connect to {target.redacted(dbname)}: {msg}") from None
+        return pgwire.connect(target.host, target.port, target.user, target.password, dbname,
+                              timeout=max(1.0, timeout), application_name="devenv")
+    except pgwire.OperationalError as exc:
+        raise DatabaseError(f"cannot connect to {target.redacted(dbname)}: {exc}") from None
 
 
 @contextmanager
 def connect(target: Target, dbname: str | None = None, *, timeout: float = 5,
-            ) -> Iterator[psycopg.Connection[Any]]:
+            ) -> Iterator[pgwire.Connection]:
     """An autocommit connection; errors become :class:`DatabaseError` with a redacted URL.
 
     Connections to the maintenance database (``postgres``), which every catalog operation
     uses, are kept for the life of the process: a connection costs a password exchange
     (SCRAM) each time, and a refresh makes a dozen such operations.
     """
-    import psycopg
+    from devenv import pgwire
 
     db = dbname or target.dbname
     if db != "postgres":
@@ -128,19 +130,18 @@ def connect(target: Target, dbname: str | None = None, *, timeout: float = 5,
         return
     key = target.url("postgres")
     with _MAINTENANCE_LOCK:
-        kept: psycopg.Connection[Any] | None = _MAINTENANCE.get(key)
+        kept = _MAINTENANCE.get(key)
         if kept is not None:
             try:
                 kept.execute("SELECT 1")  # a restarted server leaves a dead connection
-            except psycopg.Error:
-                with contextlib.suppress(Exception):
-                    kept.close()
+            except pgwire.Error:
+                kept.close()
                 kept = None
         conn = kept if kept is not None else _open(target, db, timeout)
         _MAINTENANCE[key] = conn
     try:
         yield conn
-    except psycopg.OperationalError:
+    except pgwire.OperationalError:
         # the server went away or restarted: the next caller gets a new connection
         with _MAINTENANCE_LOCK:
             if _MAINTENANCE.get(key) is conn:
@@ -182,41 +183,42 @@ def identity(target: Target, dbname: str) -> str | None:
 def create(target: Target, dbname: str, schemas: Iterable[str], template: str | None = None,
            ) -> None:
     """Create ``dbname`` (optionally from ``template``) and its ``schemas``."""
-    from psycopg import sql
+    from devenv.pgwire import ident
 
     with connect(target, "postgres") as conn:
         if template:
-            conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
-                sql.Identifier(dbname), sql.Identifier(template)))
+            conn.execute(f"CREATE DATABASE {ident(dbname)} TEMPLATE {ident(template)}")
         else:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
+            conn.execute(f"CREATE DATABASE {ident(dbname)}")
     ensure_schemas(target, dbname, schemas)
 
 
 def ensure_schemas(target: Target, dbname: str, schemas: Iterable[str]) -> list[str]:
     """Create the missing ``schemas``; returns those it created."""
-    from psycopg import sql
+    from devenv.pgwire import ident
 
     created = []
     with connect(target, dbname) as conn:
         have = {r[0] for r in conn.execute("SELECT nspname FROM pg_namespace").fetchall()}
         for s in schemas:
             if s not in have:
-                conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(s)))
+                conn.execute(f"CREATE SCHEMA {ident(s)}")
                 created.append(s)
     return created
 
 
 def ensure(target: Target, dbname: str, schemas: Iterable[str]) -> bool:
     """Create the database and its schemas where missing; True if the database was new."""
-    import psycopg
+    from devenv import pgwire
 
     if exists(target, dbname):
         ensure_schemas(target, dbname, schemas)
         return False
     try:
         create(target, dbname, schemas)
-    except psycopg.errors.DuplicateDatabase:
+    except pgwire.QueryError as exc:
+        if exc.sqlstate != DUPLICATE_DATABASE:
+            raise
         ensure_schemas(target, dbname, schemas)
         return False
     return True
@@ -224,8 +226,7 @@ def ensure(target: Target, dbname: str, schemas: Iterable[str]) -> bool:
 
 def drop(target: Target, dbname: str) -> None:
     """Drop ``dbname`` if it exists, ending its sessions first."""
-    from psycopg import sql
+    from devenv.pgwire import ident
 
     with connect(target, "postgres") as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-            sql.Identifier(dbname)))
+        conn.execute(f"DROP DATABASE IF EXISTS {ident(dbname)} WITH (FORCE)")

@@ -53,7 +53,7 @@ def _db(project: Project) -> str:
 
 def recover(target: Target, db: str, reporter: Reporter) -> list[str]:
     """Repair what an interrupted run may have left; returns what it did."""
-    from psycopg import sql
+    from devenv.pgwire import ident
 
     done: list[str] = []
     infos = {d.datname: d for d in snapshots.related(target, db)}
@@ -63,15 +63,13 @@ def recover(target: Target, db: str, reporter: Reporter) -> list[str]:
                             (db, len(db) + 2, db + "__")).fetchall()
         for (name,) in rows:
             if name in (db, snapshots.prev_name(db)):
-                conn.execute(sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS true").format(
-                    sql.Identifier(name)))
+                conn.execute(f"ALTER DATABASE {ident(name)} ALLOW_CONNECTIONS true")
                 done.append(f"allowed connections to {name} again")
     if db not in infos and snapshots.prev_name(db) in infos:
         # The swap is one transaction, so this only happens if someone dropped the working
         # database by hand; the backup is the best there is.
         with database.connect(target, "postgres") as conn:
-            conn.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
-                sql.Identifier(snapshots.prev_name(db)), sql.Identifier(db)))
+            conn.execute(f"ALTER DATABASE {ident(snapshots.prev_name(db))} RENAME TO {ident(db)}")
         done.append(f"restored {db} from {snapshots.prev_name(db)}")
     for name, info in infos.items():
         if snapshots.is_retired(db, name):
@@ -374,18 +372,15 @@ def reclone(project: Project, target: Target, snap: str) -> None:
 
     faults.point("reclone-cloned")
     _copy_state(StateStore(project.state_dir), target, snap, tmp)
-    from psycopg import sql
+    from devenv.pgwire import ident
 
     ready = snapshots.ready_name(db)
     with database.connect(target, "postgres") as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-            sql.Identifier(ready)))
+        conn.execute(f"DROP DATABASE IF EXISTS {ident(ready)} WITH (FORCE)")
         try:
-            conn.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
-                sql.Identifier(tmp), sql.Identifier(ready)))
+            conn.execute(f"ALTER DATABASE {ident(tmp)} RENAME TO {ident(ready)}")
         except Exception:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-                sql.Identifier(tmp)))
+            conn.execute(f"DROP DATABASE IF EXISTS {ident(tmp)} WITH (FORCE)")
 
 
 def undo(project: Project, target: Target, reporter: Reporter) -> None:

@@ -194,16 +194,17 @@ def free_port() -> int:
 
 def wait_until_ready(url: str, timeout: float = 30.0) -> None:
     """Wait for a real TCP connection plus a query to succeed (not ``pg_isready``)."""
-    import psycopg
+    from devenv import database, pgwire
 
+    t = database.parse_url(url)
     deadline = time.monotonic() + timeout
     last: Exception | None = None
     while time.monotonic() < deadline:
         try:
-            with psycopg.connect(url, connect_timeout=2) as conn:
+            with pgwire.connect(t.host, t.port, t.user, t.password, t.dbname, timeout=2) as conn:
                 conn.execute("SELECT 1")
                 return
-        except psycopg.Error as exc:
+        except pgwire.Error as exc:
             last = exc
             time.sleep(0.1)
     raise ClusterError(f"PostgreSQL did not answer within {timeout:.0f}s: {last}")

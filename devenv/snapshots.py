@@ -83,11 +83,11 @@ def meta(kind: str, project: str, **extra: Any) -> dict[str, Any]:
 
 
 def set_meta(target: Target, datname: str, value: dict[str, Any]) -> None:
-    from psycopg import sql
+    from devenv.pgwire import ident, literal
 
+    comment = literal(json.dumps(value, sort_keys=True))
     with connect(target, "postgres") as conn:
-        conn.execute(sql.SQL("COMMENT ON DATABASE {} IS {}").format(
-            sql.Identifier(datname), sql.Literal(json.dumps(value, sort_keys=True))))
+        conn.execute(f"COMMENT ON DATABASE {ident(datname)} IS {comment}")
 
 
 def related(target: Target, db: str, sizes: bool = False) -> list[DbInfo]:
@@ -117,12 +117,11 @@ def find(target: Target, db: str, datname: str, sizes: bool = False) -> DbInfo |
 
 def terminate(target: Target, datname: str, block: bool = False) -> int:
     """End every session on ``datname`` (after refusing new ones with ``block``)."""
-    from psycopg import sql
+    from devenv.pgwire import ident
 
     with connect(target, "postgres") as conn:
         if block:
-            conn.execute(sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS false").format(
-                sql.Identifier(datname)))
+            conn.execute(f"ALTER DATABASE {ident(datname)} ALLOW_CONNECTIONS false")
         rows = conn.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
             "WHERE datname = %s AND pid <> pg_backend_pid()", (datname,)).fetchall()
@@ -138,13 +137,12 @@ def file_copy_supported(target: Target) -> bool:
 def clone(target: Target, src: str, dst: str, value: dict[str, Any] | None = None) -> None:
     """``CREATE DATABASE dst TEMPLATE src`` (FILE_COPY where the server has it: several
     times faster than WAL_LOG for a database of a few hundred MB)."""
-    from psycopg import sql
+    from devenv.pgwire import ident
 
     terminate(target, src)
-    strategy = sql.SQL(" STRATEGY FILE_COPY") if file_copy_supported(target) else sql.SQL("")
+    strategy = " STRATEGY FILE_COPY" if file_copy_supported(target) else ""
     with connect(target, "postgres") as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}{}").format(
-            sql.Identifier(dst), sql.Identifier(src), strategy))
+        conn.execute(f"CREATE DATABASE {ident(dst)} TEMPLATE {ident(src)}{strategy}")
     if value is not None:
         set_meta(target, dst, value)
 
@@ -175,9 +173,8 @@ def swap(target: Target, db: str, new: str, backup: bool = True,
     database forces a checkpoint and takes seconds, so with ``defer_drop`` the caller drops
     it later (:func:`drop_retired`), off the user's wait. Returns the backup's name, if any.
     """
-    from psycopg import sql
-
     from devenv import faults
+    from devenv.pgwire import ident
 
     prev = prev_name(db)
     have = {d.datname for d in related(target, db)}
@@ -195,26 +192,19 @@ def swap(target: Target, db: str, new: str, backup: bool = True,
             with conn.transaction():
                 if db in have:
                     if prev in have:
-                        conn.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
-                            sql.Identifier(prev), sql.Identifier(retired)))
-                    conn.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
-                        sql.Identifier(db), sql.Identifier(prev)))
+                        conn.execute(f"ALTER DATABASE {ident(prev)} RENAME TO {ident(retired)}")
+                    conn.execute(f"ALTER DATABASE {ident(db)} RENAME TO {ident(prev)}")
                 faults.point("swap-half-renamed")  # inside the transaction: not committed
-                conn.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
-                    sql.Identifier(new), sql.Identifier(db)))
+                conn.execute(f"ALTER DATABASE {ident(new)} RENAME TO {ident(db)}")
                 if db in have and not backup:
                     # no backup wanted: the old database is retired right away
-                    conn.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
-                        sql.Identifier(prev), sql.Identifier(
-                            retired if prev not in have else retired_name(db, [*have,
-                                                                               retired]))))
+                    gone = retired if prev not in have else retired_name(db, [*have, retired])
+                    conn.execute(f"ALTER DATABASE {ident(prev)} RENAME TO {ident(gone)}")
             committed = True
             faults.point("swap-renamed")
-            conn.execute(sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS true").format(
-                sql.Identifier(db)))
+            conn.execute(f"ALTER DATABASE {ident(db)} ALLOW_CONNECTIONS true")
             if db in have and backup:
-                conn.execute(sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS true").format(
-                    sql.Identifier(prev)))
+                conn.execute(f"ALTER DATABASE {ident(prev)} ALLOW_CONNECTIONS true")
     except BaseException:
         # Interrupted (Ctrl-C, SIGTERM) or failed: whichever database is the working one
         # now must accept connections again. (A SIGKILL skips this; the next devenv
@@ -239,7 +229,7 @@ def drop_retired(target: Target, db: str) -> list[str]:
 
 def allow_connections(target: Target, names: Iterable[str]) -> list[str]:
     """Let ``names`` accept connections again where a swap left them blocked."""
-    from psycopg import sql
+    from devenv.pgwire import ident
 
     fixed = []
     with connect(target, "postgres") as conn:
@@ -247,15 +237,14 @@ def allow_connections(target: Target, names: Iterable[str]) -> list[str]:
             row = conn.execute("SELECT datallowconn FROM pg_database WHERE datname = %s",
                                (name,)).fetchone()
             if row is not None and not row[0]:
-                conn.execute(sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS true").format(
-                    sql.Identifier(name)))
+                conn.execute(f"ALTER DATABASE {ident(name)} ALLOW_CONNECTIONS true")
                 fixed.append(name)
     return fixed
 
 
 def exchange(target: Target, a: str, b: str) -> None:
     """Swap the names of two databases in one transaction (``refresh-db --undo``)."""
-    from psycopg import sql
+    from devenv.pgwire import ident
 
     tmp = f"{a}__x"
     for name in (a, b):
@@ -263,11 +252,9 @@ def exchange(target: Target, a: str, b: str) -> None:
     with connect(target, "postgres") as conn:
         with conn.transaction():
             for src, dst in ((a, tmp), (b, a), (tmp, b)):
-                conn.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
-                    sql.Identifier(src), sql.Identifier(dst)))
+                conn.execute(f"ALTER DATABASE {ident(src)} RENAME TO {ident(dst)}")
         for name in (a, b):
-            conn.execute(sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS true").format(
-                sql.Identifier(name)))
+            conn.execute(f"ALTER DATABASE {ident(name)} ALLOW_CONNECTIONS true")
 
 
 def drop(target: Target, datname: str) -> None:

@@ -74,12 +74,11 @@ def container_name(project: Project, service: str) -> str:
 
 
 def _rename(target: Target, src: str, dst: str) -> None:
-    from psycopg import sql
+    from devenv.pgwire import ident
 
     snapshots.terminate(target, src)
     with database.connect(target, "postgres") as conn:
-        conn.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
-            sql.Identifier(src), sql.Identifier(dst)))
+        conn.execute(f"ALTER DATABASE {ident(src)} RENAME TO {ident(dst)}")
 
 
 def _identity(target: Target, datname: str) -> str:
@@ -215,11 +214,10 @@ def save(project: Project, reporter: Reporter, name: str, *, replace: bool = Fal
 
 
 def _allow(target: Target, datname: str) -> None:
-    from psycopg import sql
+    from devenv.pgwire import ident
 
     with database.connect(target, "postgres") as conn:
-        conn.execute(sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS true").format(
-            sql.Identifier(datname)))
+        conn.execute(f"ALTER DATABASE {ident(datname)} ALLOW_CONNECTIONS true")
 
 
 # --------------------------------------------------------------------------- restore

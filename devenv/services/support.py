@@ -56,6 +56,11 @@ class Probe:
     fatal: bool = False  # waiting longer will not help (wrong password)
 
 
+# SQLSTATEs that waiting will not cure: wrong password, unknown role.
+INVALID_PASSWORD = "28P01"
+INVALID_AUTHORIZATION = "28000"
+
+
 def pg_probe(port: int, user: str, password: str, host: str = "127.0.0.1",
              timeout: float = 2) -> Probe:
     """A real TCP connection to ``host:port`` plus ``SELECT 1``.
@@ -64,22 +69,20 @@ def pg_probe(port: int, user: str, password: str, host: str = "127.0.0.1",
     temporary server on a socket only, later restarted); a query over the published port
     is what the steps will do, so it is what readiness means.
     """
-    import psycopg
+    from devenv import pgwire
 
     try:
-        with psycopg.connect(host=host, port=port, user=user, password=password,
-                             dbname="postgres", connect_timeout=max(1, int(timeout)),
-                             application_name="devenv-ready", autocommit=True) as conn:
+        with pgwire.connect(host, port, user, password, "postgres", timeout=max(1.0, timeout),
+                            application_name="devenv-ready") as conn:
             conn.execute("SELECT 1")
         return Probe(True)
-    except psycopg.OperationalError as exc:
+    except pgwire.OperationalError as exc:
         text = str(exc).strip()
         last = text.splitlines()[-1] if text else type(exc).__name__
-        if "password authentication failed" in text or (
-                "role" in text and "does not exist" in text):
+        if exc.sqlstate in (INVALID_PASSWORD, INVALID_AUTHORIZATION):
             return Probe(False, last, fatal=True)
         return Probe(False, last)
-    except psycopg.Error as exc:
+    except pgwire.Error as exc:
         return Probe(False, str(exc).strip().splitlines()[-1] if str(exc).strip() else "")
 
 
