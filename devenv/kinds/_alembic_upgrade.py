@@ -1,6 +1,8 @@
-"""devenv's alembic step: refuse several heads (saying how to merge them), then run
-``python -m alembic -c CONFIG upgrade TARGET`` or, for Flask-Migrate,
-``python -m flask --app APP db upgrade --directory DIR TARGET``.
+"""devenv's alembic step: refuse several heads (saying how to merge them), then upgrade
+in this same interpreter: ``alembic.command.upgrade`` (what ``alembic -c CONFIG upgrade
+TARGET`` runs) or, for Flask-Migrate, the Flask app loaded as ``flask --app APP`` loads it
+and ``flask_migrate.upgrade`` (what ``flask db upgrade --directory DIR TARGET`` runs).
+Not a second interpreter: that start-up and the re-imports were most of the step's time.
 
 Standalone: run by path with the app's interpreter, which may not have devenv installed,
 so it imports nothing from devenv. Output is the step's log; problems go to stderr.
@@ -9,17 +11,18 @@ so it imports nothing from devenv. Output is the step's log; problems go to stde
 from __future__ import annotations
 
 import json
+import logging
 import os
-import re
 import shlex
-import subprocess
 import sys
+import traceback
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 PROG = "alembic"
-# The line of a Python traceback naming the exception, or alembic's own "FAILED: ...".
-_ERROR_LINE = re.compile(r"^(?:[A-Za-z_][\w.]*(?:Error|Exception)\w*: .+|FAILED: .+)$")
 
 
 class Fail(Exception):
@@ -30,9 +33,9 @@ def say(text: str) -> None:
     print(f"{PROG}: {text}", flush=True)
 
 
-def check_heads(opts: dict[str, Any]) -> tuple[list[str], str]:
-    """The script directory's heads and its versions folder; refuses several heads when
-    the target is ``head``."""
+def check_heads(opts: dict[str, Any]) -> tuple[Config, list[str], str]:
+    """The alembic Config, the script directory's heads and its versions folder; refuses
+    several heads when the target is ``head``."""
     try:
         from alembic.config import Config
         from alembic.script import ScriptDirectory
@@ -43,14 +46,19 @@ def check_heads(opts: dict[str, Any]) -> tuple[list[str], str]:
     config = opts["config"]
     if not Path(config).is_file():
         raise Fail(f"config file not found: {config} (in {Path.cwd()})")
-    cfg = Config(config)
     flask_app = opts.get("flask_app")
     directory = os.path.dirname(config) or "."
     if flask_app:
         # Flask-Migrate's alembic.ini has no script_location: the folder is the one
         # holding it (flask db ... --directory).
+        cfg = Config(config)
         cfg.set_main_option("script_location", directory)
-    elif not cfg.get_main_option("script_location"):
+    else:
+        try:  # as alembic's CLI (1.16+) builds it: [tool.alembic] of ./pyproject.toml too
+            cfg = Config(config, toml_file="pyproject.toml")
+        except TypeError:  # an older alembic: the ini only
+            cfg = Config(config)
+    if not flask_app and not cfg.get_main_option("script_location"):
         raise Fail(f"{config} has no script_location in its [alembic] section; for a "
                    "Flask-Migrate folder, set flask_app: to the Flask app")
     try:
@@ -67,39 +75,123 @@ def check_heads(opts: dict[str, Any]) -> tuple[list[str], str]:
         merge += ["-m", "merge heads", *heads]
         raise Fail(f"{versions} has {len(heads)} heads ({', '.join(heads)}), so 'upgrade "
                    f"head' is ambiguous; merge them first:\n  {shlex.join(merge)}")
-    return heads, versions
+    return cfg, heads, versions
+
+
+class LastMigration(logging.Filter):
+    """Remembers the last "Running upgrade a -> b" that alembic logged, to say where a
+    failure happened. A filter on the ``alembic.runtime.migration`` logger rather than a
+    handler: env.py's ``logging.config.fileConfig`` empties the handlers of every logger
+    below one its ini names (this one is below ``alembic``) but leaves their filters.
+    Like the log line itself, it needs alembic's logging at INFO."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.last = ""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if message.startswith("Running upgrade"):
+            self.last = message.split("Running ", 1)[1].strip()
+        return True
+
+
+def exception_line(exc: BaseException) -> str:
+    """The line a traceback ends with (``module.Error: message``), its first line only."""
+    lines = "".join(traceback.format_exception_only(type(exc), exc)).splitlines()
+    return next((ln for ln in lines if ln and not ln[0].isspace()), type(exc).__name__)
+
+
+def plain_upgrade(cfg: Config, config: str, target: str) -> None:
+    """``alembic -c CONFIG upgrade TARGET``, with the options alembic's CLI would give
+    env.py (``context.config.cmd_opts``, ``-x`` arguments...)."""
+    from alembic import command
+    from alembic.config import CommandLine
+
+    cfg.cmd_opts = CommandLine(prog="alembic").parser.parse_args(
+        ["-c", config, "upgrade", target])
+    command.upgrade(cfg, target)
+
+
+def flask_upgrade(flask_app: str, directory: str, target: str) -> None:
+    """``flask --app APP db upgrade --directory DIR TARGET``: load the app as flask's CLI
+    does (.flaskenv/.env, app.run() a no-op), then Flask-Migrate's upgrade in its app
+    context."""
+    try:
+        import flask_migrate  # type: ignore[import-untyped,unused-ignore]
+        from flask.cli import NoAppException, ScriptInfo, load_dotenv
+        from flask.helpers import get_load_dotenv
+    except ImportError as exc:
+        raise Fail(f"Flask-Migrate is not installed for {sys.executable} ({exc}); set "
+                   "python: to the app's virtualenv (or its interpreter)") from None
+    os.environ["FLASK_RUN_FROM_CLI"] = "true"
+    if get_load_dotenv():
+        load_dotenv()
+    try:
+        app = ScriptInfo(app_import_path=flask_app).load_app()
+    except NoAppException as exc:  # flask's CLI prints these without a traceback too
+        raise Fail(f"cannot load the Flask app (flask_app: {flask_app}, in {Path.cwd()}): "
+                   f"{exc}") from None
+    with app.app_context():
+        flask_migrate.upgrade(directory=directory, revision=target)
 
 
 def upgrade(opts: dict[str, Any]) -> int:
-    heads, versions = check_heads(opts)
+    cfg, heads, versions = check_heads(opts)
     target = opts["target"]
     config = opts["config"]
     flask_app = opts.get("flask_app")
-    if flask_app:
-        argv = [sys.executable, "-m", "flask", "--app", flask_app, "db", "upgrade",
-                "--directory", os.path.dirname(config) or ".", target]
-    else:
-        argv = [sys.executable, "-m", "alembic", "-c", config, "upgrade", target]
+    directory = os.path.dirname(config) or "."
     head = heads[0] if len(heads) == 1 else ", ".join(heads) or "none"
     say(f"{versions}: head {head}; upgrading to {target}")
-    print(f"$ {shlex.join(argv)}", flush=True)
-    last = error = ""
-    # The tool's own output is the log; the line naming the migration that ran last and
-    # the exception's line are kept to say where and why a failure happened.
-    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          stdin=subprocess.DEVNULL) as p:
-        assert p.stdout is not None
-        for raw in p.stdout:
-            line = raw.decode(errors="replace")
-            sys.stdout.write(line)
+    if flask_app:
+        say(f"upgrade {target} in-process (flask_migrate.upgrade, app {flask_app}, "
+            f"directory {directory})")
+    else:
+        say(f"upgrade {target} in-process (alembic.command.upgrade, config {config})")
+    from alembic.util import CommandError
+
+    # alembic's own output (the ini's logging, usually stderr) is the log; the migration
+    # that ran last and the exception's line say where and why a failure happened.
+    running = LastMigration()
+    migration_log = logging.getLogger("alembic.runtime.migration")
+    migration_log.addFilter(running)
+    rc, error = 0, ""
+    try:
+        if flask_app:
+            flask_upgrade(flask_app, directory, target)
+        else:
+            plain_upgrade(cfg, config, target)
+    except Fail:
+        raise
+    except SystemExit as exc:
+        # Flask-Migrate logs alembic's CommandError (or a RuntimeError) and sys.exit(1)s;
+        # argparse exits 2 on a target it can't parse.
+        if isinstance(exc.code, int) or exc.code is None:
+            rc = exc.code or 0
+        else:
+            print(exc.code, file=sys.stderr)
+            rc = 1
+        cause = exc.__context__
+        if isinstance(cause, CommandError):
+            error = f"FAILED: {cause}"
+        elif cause is not None:
             sys.stdout.flush()
-            if "Running upgrade" in line:
-                last = line.split("Running ", 1)[1].strip()
-            elif _ERROR_LINE.match(line.strip()):
-                error = line.strip()
-        rc = p.wait()
+            traceback.print_exception(type(cause), cause, cause.__traceback__)
+            error = exception_line(cause)
+    except CommandError as exc:
+        # What alembic's CLI prints for its own errors (an unknown revision...).
+        rc, error = 1, f"FAILED: {exc}"
+    except Exception as exc:
+        sys.stdout.flush()
+        traceback.print_exc()
+        rc, error = 1, exception_line(exc)
+    finally:
+        migration_log.removeFilter(running)
+        sys.stdout.flush()
+        sys.stderr.flush()
     if rc != 0:
-        where = f" while running {last}" if last else ""
+        where = f" while running {running.last}" if running.last else ""
         why = f": {error}" if error else "; the error is above"
         raise Fail(f"upgrade to {target} failed{where} (exit code {rc}){why}")
     say(f"upgraded to {target}")

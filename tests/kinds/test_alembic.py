@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -188,7 +190,8 @@ def test_flask_migrate_runs_flask_db_upgrade(make_project: Callable[..., Path],
     out = run_steps(root=root)
     assert out.statuses == {"schema": Status.OK}, out.log("schema")
     log = out.log("schema")
-    assert " -m flask --app app db upgrade --directory migrations head\n" in log
+    assert ("alembic: upgrade head in-process (flask_migrate.upgrade, app app, directory "
+            "migrations)\n") in log
     assert "Running upgrade 0001 -> 0002" in log
     assert tables(db) == ["alembic_version", "members", "plans"]
     assert loader.load(root / "steps.yaml").steps["schema"].inputs == (
@@ -208,6 +211,44 @@ def test_flask_migrate_multiple_heads(make_project: Callable[..., Path],
         "alembic: migrations/versions has 2 heads (0002, 0003), so 'upgrade head' is "
         "ambiguous; merge them first:\n"
         "  flask --app app db merge --directory migrations -m 'merge heads' 0002 0003")
+
+
+@pytest.mark.parametrize("flask", [False, True], ids=["alembic", "flask-migrate"])
+def test_the_upgrade_runs_in_the_scripts_own_process(
+        flask: bool, tmp_path: Path, make_project: Callable[..., Path],
+        db: database.Target, run_steps: Callable[..., Outcome]) -> None:
+    """No second interpreter: the migration runs in the process devenv started (its
+    parent is this test's process, its argv the kind's script), not in a child of it."""
+    record = tmp_path / "migration-process.json"
+    body = (f"import json, os, sys; open({str(record)!r}, 'w').write(json.dumps("
+            "[os.getppid(), sys.argv[0]]))")
+    versions = {"0001.py": PLANS, "0002.py": revision("0002", "0001", body)}
+    files, step = (flask_files(versions), FLASK_STEP) if flask else (
+        plain_files(versions), PLAIN_STEP)
+    out = run_steps(root=make_project(project_config(db, {"schema": step}), files=files))
+    assert out.statuses == {"schema": Status.OK}, out.log("schema")
+    parent, argv0 = json.loads(record.read_text())
+    assert Path(argv0).name == "_alembic_upgrade.py"
+    assert parent == os.getpid()
+    assert "Running upgrade 0001 -> 0002" in out.log("schema")
+
+
+@pytest.mark.parametrize("flask", [False, True], ids=["alembic", "flask-migrate"])
+def test_an_unknown_target_fails_with_alembics_error(
+        flask: bool, make_project: Callable[..., Path], db: database.Target,
+        run_steps: Callable[..., Outcome]) -> None:
+    """alembic raises CommandError; Flask-Migrate logs it and calls sys.exit(1)."""
+    versions = {"0001.py": PLANS}
+    files, step = (flask_files(versions), FLASK_STEP) if flask else (
+        plain_files(versions), PLAIN_STEP)
+    root = make_project(project_config(db, {"schema": {**step, "target": "0009"}}),
+                        files=files)
+    out = run_steps(root=root)
+    assert out.statuses == {"schema": Status.FAILED}
+    assert last_lines(out.log("schema"), 1) == (
+        "alembic: upgrade to 0009 failed (exit code 1): FAILED: Can't locate revision "
+        "identified by '0009'")
+    assert tables(db) == []
 
 
 def test_bad_options_are_config_errors(make_project: Callable[..., Path]) -> None:
