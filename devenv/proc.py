@@ -151,18 +151,22 @@ def spawn(
     env: Mapping[str, str],
     stdout: IO[bytes] | int | None,
     shell: bool = False,
+    stdin: int = subprocess.DEVNULL,
+    pass_fds: Sequence[int] = (),
 ) -> subprocess.Popen[bytes]:
     """Start a long-running command in its own process group (so it can be stopped whole).
 
     Output goes straight to ``stdout`` (a file): nothing is buffered in memory, however
-    much the command writes.
+    much the command writes. ``stdin=subprocess.PIPE`` and ``pass_fds`` serve warm starts
+    (see :mod:`devenv.runner`).
     """
     try:
         return subprocess.Popen(
             argv if shell else list(argv),
             cwd=cwd,
             env=dict(env),
-            stdin=subprocess.DEVNULL,
+            stdin=stdin,
+            pass_fds=tuple(pass_fds),
             stdout=stdout,
             stderr=subprocess.STDOUT,
             start_new_session=True,
