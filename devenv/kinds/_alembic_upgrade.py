@@ -113,12 +113,22 @@ def plain_upgrade(cfg: Config, config: str, target: str) -> None:
     command.upgrade(cfg, target)
 
 
-def flask_upgrade(flask_app: str, directory: str, target: str) -> None:
-    """``flask --app APP db upgrade --directory DIR TARGET``: load the app as flask's CLI
-    does (.flaskenv/.env, app.run() a no-op), then Flask-Migrate's upgrade in its app
-    context."""
+def warm_wait() -> bool:
+    """Warm start (devenv's runner started this early): set-up is done, say so and wait
+    for our turn. False: the step is not needed after all. (A copy lives in each
+    standalone script: they cannot import each other.)"""
+    fd = os.environ.pop("DEVENV_WARM_FD", None)
+    if fd is None:
+        return True
+    os.write(int(fd), b"r")
+    os.close(int(fd))
+    return sys.stdin.readline().strip() == "go"
+
+
+def load_flask_app(flask_app: str) -> Any:
+    """The app, loaded as ``flask --app APP`` does (.flaskenv/.env, app.run() a no-op)."""
     try:
-        import flask_migrate  # type: ignore[import-untyped,unused-ignore]
+        import flask_migrate  # type: ignore[import-untyped,unused-ignore]  # noqa: F401
         from flask.cli import NoAppException, ScriptInfo, load_dotenv
         from flask.helpers import get_load_dotenv
     except ImportError as exc:
@@ -132,6 +142,14 @@ def flask_upgrade(flask_app: str, directory: str, target: str) -> None:
     except NoAppException as exc:  # flask's CLI prints these without a traceback too
         raise Fail(f"cannot load the Flask app (flask_app: {flask_app}, in {Path.cwd()}): "
                    f"{exc}") from None
+    return app
+
+
+def flask_upgrade(app: Any, directory: str, target: str) -> None:
+    """``flask --app APP db upgrade --directory DIR TARGET``: Flask-Migrate's upgrade in the
+    app's context."""
+    import flask_migrate  # type: ignore[import-untyped,unused-ignore]
+
     with app.app_context():
         flask_migrate.upgrade(directory=directory, revision=target)
 
@@ -151,6 +169,12 @@ def upgrade(opts: dict[str, Any]) -> int:
         say(f"upgrade {target} in-process (alembic.command.upgrade, config {config})")
     from alembic.util import CommandError
 
+    # Everything up to here touches no database: a warm start waits here for its turn.
+    app = load_flask_app(flask_app) if flask_app else None
+    if app is None:
+        import alembic.command  # noqa: F401
+    if not warm_wait():
+        return 0
     # alembic's own output (the ini's logging, usually stderr) is the log; the migration
     # that ran last and the exception's line say where and why a failure happened.
     running = LastMigration()
@@ -158,8 +182,8 @@ def upgrade(opts: dict[str, Any]) -> int:
     migration_log.addFilter(running)
     rc, error = 0, ""
     try:
-        if flask_app:
-            flask_upgrade(flask_app, directory, target)
+        if app is not None:
+            flask_upgrade(app, directory, target)
         else:
             plain_upgrade(cfg, config, target)
     except Fail:

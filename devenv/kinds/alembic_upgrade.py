@@ -27,6 +27,7 @@ class AlembicKind:
         "flask_app": "str",
     }
     uses_run = False
+    warm_start = True  # loads the app (and alembic) before its turn
 
     def validate(self, options: Mapping[str, Any]) -> None:
         """``config`` must name an .ini file; ``target`` one word (a revision, head...)."""
