@@ -308,8 +308,36 @@ def decide(found: list[Expected], live: dict[str, dict[str, str]], canon: dict[s
 # ----------------------------------------------------------------------- migrating
 
 
-def run(opts: dict[str, Any], settings: str) -> None:
+def prepare(opts: dict[str, Any], settings: str) -> None:
+    """What needs no database: the default database is PostgreSQL, each ``apps:`` label
+    is an installed app with migrations, and the migration files are imported, so a warm
+    start pays for reading them ahead of the step's turn."""
     from django.apps import apps
+    from django.core.management.commands import migrate  # noqa: F401
+    from django.db import DEFAULT_DB_ALIAS, connections
+    from django.db.migrations.loader import MigrationLoader
+
+    connection = connections[DEFAULT_DB_ALIAS]
+    if connection.vendor != "postgresql":
+        fail(f"the default database of {settings} is {connection.vendor}; this kind "
+             "compares the migration plan with PostgreSQL's catalog")
+    # Without a connection the loader reads the migration files only (no query of
+    # django_migrations); run() builds the real one, from the modules imported here.
+    on_disk = MigrationLoader(None)
+    known = [c.label for c in apps.get_app_configs()]
+    for label in opts.get("apps") or []:
+        if label not in known:
+            import difflib
+
+            close = difflib.get_close_matches(label, known, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            fail(f"apps: no installed app '{label}'{hint}; installed: {', '.join(known)}")
+        if label not in on_disk.migrated_apps:
+            fail(f"apps: app '{label}' has no migrations")
+
+
+def run(opts: dict[str, Any], settings: str) -> None:
+    """Compare the plan with the live database, then migrate (faking what exists)."""
     from django.core.management import call_command
     from django.core.management.base import CommandError
     from django.core.management.commands import migrate as migrate_command
@@ -317,9 +345,6 @@ def run(opts: dict[str, Any], settings: str) -> None:
     from django.db.migrations.executor import MigrationExecutor
 
     connection = connections[DEFAULT_DB_ALIAS]
-    if connection.vendor != "postgresql":
-        fail(f"the default database of {settings} is {connection.vendor}; this kind "
-             "compares the migration plan with PostgreSQL's catalog")
     try:
         connection.ensure_connection()
     except Exception as exc:
@@ -334,16 +359,6 @@ def run(opts: dict[str, Any], settings: str) -> None:
         fail(f"conflicting migrations ({names}): merge them with python manage.py "
              "makemigrations --merge")
     labels: list[str] = list(opts.get("apps") or [])
-    known = [c.label for c in apps.get_app_configs()]
-    for label in labels:
-        if label not in known:
-            import difflib
-
-            close = difflib.get_close_matches(label, known, n=1)
-            hint = f" (did you mean '{close[0]}'?)" if close else ""
-            fail(f"apps: no installed app '{label}'{hint}; installed: {', '.join(known)}")
-        if label not in loader.migrated_apps:
-            fail(f"apps: app '{label}' has no migrations")
     leaves = loader.graph.leaf_nodes()
     targets = [k for k in leaves if k[0] in labels] if labels else leaves
     plan = [m for m, backwards in executor.migration_plan(targets) if not backwards]
@@ -411,6 +426,9 @@ def main(argv: list[str]) -> int:
     opts = json.loads(argv[1])
     try:
         settings = common.setup(opts)
+        prepare(opts, settings)
+        if not common.warm_wait():
+            return 0  # not needed after all: the database stays untouched
         run(opts, settings)
     except common.Fail as exc:
         print(f"{PROG}: {exc}", file=sys.stderr, flush=True)

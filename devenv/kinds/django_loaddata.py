@@ -14,6 +14,8 @@ from devenv.schema import Command, StepSpec
 
 class DjangoLoaddataKind:
     name = "django-loaddata"
+    #: The script sets Django up, then waits for its turn (DEVENV_WARM_FD).
+    warm_start = True
     options: Mapping[str, str] = {
         "fixtures!": "str_list",
         "settings": "str",

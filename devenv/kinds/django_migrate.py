@@ -22,6 +22,8 @@ _LABEL = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 class DjangoMigrateKind:
     name = "django-migrate"
+    #: The script sets Django up, then waits for its turn (DEVENV_WARM_FD).
+    warm_start = True
     options: Mapping[str, str] = {
         "settings": "str",
         "manage": "str",
