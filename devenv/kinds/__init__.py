@@ -60,6 +60,7 @@ class StepKind(Protocol):
 def _load() -> dict[str, StepKind]:
     from devenv.kinds import (
         alembic_upgrade,
+        django_command,
         django_loaddata,
         django_migrate,
         faker_data,
@@ -69,8 +70,8 @@ def _load() -> dict[str, StepKind]:
     )
 
     kinds: dict[str, StepKind] = {shell.KIND.name: shell.KIND}
-    for mod in (django_migrate, django_loaddata, alembic_upgrade, sql_files,
-                faker_data, python_call):
+    for mod in (django_migrate, django_loaddata, django_command, alembic_upgrade,
+                sql_files, faker_data, python_call):
         kinds[mod.KIND.name] = mod.KIND
     return kinds
 

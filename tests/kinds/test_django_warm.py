@@ -1,5 +1,5 @@
-"""The warm-start protocol of the Django scripts (django-migrate, django-loaddata),
-driven by hand as the runner drives it: set up and say ``r`` before the
+"""The warm-start protocol of the Django scripts (django-migrate, django-loaddata,
+django-command), driven by hand as the runner drives it: set up and say ``r`` before the
 database is touched, run on ``go``, exit quietly on end-of-file, fail set-up without ``r``.
 """
 
@@ -16,14 +16,16 @@ from devenv import database
 from devenv.events import Status
 from tests.kinds import djangoproj
 from tests.kinds.conftest import Outcome, project_config, sql
+from tests.kinds.test_django_command import ADD_TAGS, command_step
 from tests.kinds.warmproto import Warm
 
 pytestmark = pytest.mark.postgres
 
-KINDS = ["django-migrate", "django-loaddata"]
+KINDS = ["django-migrate", "django-command", "django-loaddata"]
 
 
 WARM_STEPS: dict[str, dict[str, Any]] = {
+    "django-command": command_step(args=["work", "home"]),
     "django-loaddata": {"kind": "django-loaddata", "cwd": "django_app", "needs": ["migrate"],
                         "fixtures": ["fixtures/tags.json"]},
     "django-migrate": {"kind": "django-migrate", "cwd": "django_app"},
@@ -39,7 +41,10 @@ def warm_project(make_project: Callable[..., Path], db: database.Target, kind: s
              "step": {**WARM_STEPS[kind], **extra}}
     root = make_project(project_config(db, steps))
     base = djangoproj.write(root)
-    files = {"fixtures/tags.json": json.dumps(TAGS)}
+    files = {"fixtures/tags.json": json.dumps(TAGS),
+             "notes/management/__init__.py": "",
+             "notes/management/commands/__init__.py": "",
+             "notes/management/commands/add_tags.py": ADD_TAGS}
     for name, text in files.items():
         (base / name).parent.mkdir(parents=True, exist_ok=True)
         (base / name).write_text(text)
@@ -116,3 +121,14 @@ def test_warm_start_setup_failure_closes_the_fd_without_ready(
         f"{kind}: cannot import the settings module 'nosite.settings' (from "
         f"{root / 'django_app'}): No module named 'nosite'")
 
+
+def test_warm_start_unknown_command_fails_in_setup(make_project: Callable[..., Path],
+                                                   db: database.Target) -> None:
+    root = warm_project(make_project, db, "django-command", command="add_tag")
+    warm = Warm(root, db, "step")
+    assert warm.ready() == b""
+    rc, _, err = warm.finish(b"")
+    assert rc == 1
+    assert err.splitlines()[-1] == (
+        "django-command: unknown management command 'add_tag' (settings notesite.settings); "
+        "did you mean 'add_tags'?")

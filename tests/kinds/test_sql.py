@@ -118,5 +118,5 @@ def test_options_are_checked_when_loading(make_project: Callable[..., Path], ste
 def test_every_typed_kind_is_registered() -> None:
     from devenv.kinds import KINDS
 
-    assert list(KINDS) == ["shell", "django-migrate", "django-loaddata", "alembic", "sql",
-                           "faker", "python"]
+    assert list(KINDS) == ["shell", "django-migrate", "django-loaddata", "django-command",
+                           "alembic", "sql", "faker", "python"]

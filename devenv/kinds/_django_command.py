@@ -1,0 +1,125 @@
+"""devenv's django-command step: ``call_command(COMMAND, *ARGS)`` after ``django.setup()``,
+what ``python manage.py COMMAND ARGS...`` does (without the system checks, as
+``call_command`` skips them).
+
+The command is found and its module imported before the database is touched: an unknown
+command fails then, naming the settings module, and a warm start (``DEVENV_WARM_FD``)
+does all of that ahead of the step's turn.
+
+Standalone: run by path with the app's interpreter, which may not have devenv installed,
+so it imports nothing from devenv. Output is the step's log; problems go to stderr.
+"""
+
+# Django ships no type information; the app may not have django-stubs.
+# mypy: disable-error-code="import-untyped"
+
+from __future__ import annotations
+
+import difflib
+import importlib.util
+import json
+import shlex
+import sys
+import traceback
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+PROG = "django-command"
+
+
+def _load_common() -> ModuleType:
+    path = Path(__file__).with_name("_django_common.py")
+    spec = importlib.util.spec_from_file_location("_devenv_django_common", path)
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+common = _load_common()
+fail = common.fail
+
+
+def say(text: str) -> None:
+    print(f"{PROG}: {text}", flush=True)
+
+
+def load(name: str, settings: str) -> Any:
+    """The command object, as ``call_command`` would find it: an unknown name, or a
+    command module that does not import, fails here, before any database work."""
+    from django.core.management import get_commands, load_command_class
+    from django.core.management.base import BaseCommand
+
+    commands = get_commands()
+    app = commands.get(name)
+    if app is None:
+        close = difflib.get_close_matches(name, list(commands), n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        fail(f"unknown management command '{name}' (settings {settings}){hint}")
+    if isinstance(app, BaseCommand):  # registered as an object (Django allows it)
+        return app
+    try:
+        return load_command_class(app, name)
+    except Exception as exc:
+        sys.stdout.flush()
+        traceback.print_exc()
+        fail(f"cannot load the management command '{name}' "
+             f"({app}.management.commands.{name}): {type(exc).__name__}: "
+             f"{common.first_line(exc)}")
+
+
+def run(command: Any, name: str, args: list[str], settings: str) -> int:
+    """Run the loaded command; the exit code ``manage.py`` would give."""
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+
+    say(f"manage.py {shlex.join([name, *args])} (settings {settings})")
+    try:
+        # The object, not the name: the module loaded during set-up is the one that runs.
+        call_command(command, *args)
+    except CommandError as exc:
+        # What manage.py prints for it, without the traceback; usage errors included.
+        sys.stdout.flush()
+        print(f"{PROG}: {name}: {exc}", file=sys.stderr, flush=True)
+        return int(getattr(exc, "returncode", 1))  # 1 unless the command chose another
+    except SystemExit as exc:  # a command may sys.exit() after writing its own message
+        sys.stdout.flush()
+        if exc.code is None or isinstance(exc.code, int):
+            code = exc.code or 0
+        else:
+            print(exc.code, file=sys.stderr)
+            code = 1
+        if code:
+            print(f"{PROG}: {name} exited with code {code}", file=sys.stderr, flush=True)
+        return code
+    except Exception as exc:
+        sys.stdout.flush()
+        traceback.print_exc()
+        print(f"{PROG}: {name} failed: {type(exc).__name__}: {common.first_line(exc)}",
+              file=sys.stderr, flush=True)
+        return 1
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+    if len(argv) != 2:
+        print(f"usage: {argv[0]} JSON (devenv runs this script for kind django-command)",
+              file=sys.stderr)
+        return 2
+    opts = json.loads(argv[1])
+    name = opts["command"]
+    try:
+        settings = common.setup(opts)
+        command = load(name, settings)
+        if not common.warm_wait():
+            return 0  # not needed after all: the database stays untouched
+    except common.Fail as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr, flush=True)
+        return 1
+    return run(command, name, list(opts.get("args") or []), settings)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
