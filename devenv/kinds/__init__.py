@@ -64,6 +64,7 @@ def _load() -> dict[str, StepKind]:
         django_loaddata,
         django_migrate,
         faker_data,
+        flask_command,
         python_call,
         shell,
         sql_files,
@@ -71,7 +72,7 @@ def _load() -> dict[str, StepKind]:
 
     kinds: dict[str, StepKind] = {shell.KIND.name: shell.KIND}
     for mod in (django_migrate, django_loaddata, django_command, alembic_upgrade,
-                sql_files, faker_data, python_call):
+                flask_command, sql_files, faker_data, python_call):
         kinds[mod.KIND.name] = mod.KIND
     return kinds
 

@@ -119,4 +119,4 @@ def test_every_typed_kind_is_registered() -> None:
     from devenv.kinds import KINDS
 
     assert list(KINDS) == ["shell", "django-migrate", "django-loaddata", "django-command",
-                           "alembic", "sql", "faker", "python"]
+                           "alembic", "flask-command", "sql", "faker", "python"]

@@ -1,0 +1,180 @@
+"""devenv's flask-command step: ``flask --app APP COMMAND ARGS...`` in this interpreter.
+
+The app is loaded as flask's CLI loads it (``.flaskenv``/``.env`` first unless
+``FLASK_SKIP_DOTENV``, ``app.run()`` at import a no-op), and the command is looked up in
+it before the database is touched: an unknown command fails then, and a warm start
+(``DEVENV_WARM_FD``) does all of that ahead of the step's turn. The command then runs
+through flask's own command group, with the app already loaded.
+
+Standalone: run by path with the app's interpreter, which may not have devenv installed,
+so it imports nothing from devenv (not even devenv's other scripts: hence its own copy of
+``warm_wait``). Output is the step's log; problems go to stderr.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import json
+import os
+import shlex
+import sys
+import traceback
+from pathlib import Path
+from typing import Any, NoReturn
+
+PROG = "flask-command"
+#: Set by devenv's runner for a warm start: the descriptor to write ``r`` to once set up.
+WARM_FD_ENV = "DEVENV_WARM_FD"
+
+
+class Fail(Exception):
+    """A user-facing error: printed without a traceback, exit code 1."""
+
+
+def fail(message: str) -> NoReturn:
+    raise Fail(message)
+
+
+def say(text: str) -> None:
+    print(f"{PROG}: {text}", flush=True)
+
+
+def first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def warm_wait() -> bool:
+    """Warm start: with ``DEVENV_WARM_FD`` set, say "set up" and wait for our turn.
+
+    Writes ``r`` to that descriptor and closes it, then reads one line of stdin: ``go``
+    -> True (run now); anything else, such as end-of-file (a dependency failed, the run
+    stopped) -> False (exit 0, the database untouched). Without the variable -> True at
+    once. A copy of ``_django_common.warm_wait``: the scripts cannot import each other.
+    """
+    value = os.environ.pop(WARM_FD_ENV, None)  # not for anything the step starts
+    if not value:
+        return True
+    try:
+        fd = int(value)
+    except ValueError:
+        fail(f"{WARM_FD_ENV}={value!r} is not a file descriptor number")
+    sys.stdout.flush()  # what set-up printed goes to the log before the wait
+    with contextlib.suppress(OSError):  # the runner stopped listening: stdin tells
+        os.write(fd, b"r")
+    with contextlib.suppress(OSError):
+        os.close(fd)
+    line = sys.stdin.readline() if sys.stdin is not None else ""
+    return line.strip() == "go"
+
+
+def setup(opts: dict[str, Any]) -> Any:
+    """Load the app as ``flask --app APP`` does and check the command exists; returns the
+    ``ScriptInfo`` holding the loaded app. Nothing here opens a database connection
+    (Flask-SQLAlchemy connects on first use)."""
+    app_path = opts["flask_app"]
+    name = opts["command"]
+    # Replace the script's own folder (sys.path[0]) with the step's, as ``python -m
+    # flask`` has it; the scripts' folder must not shadow the app's packages.
+    sys.path[0] = str(Path.cwd())
+    try:
+        import click
+        from flask.cli import NoAppException, ScriptInfo, cli, load_dotenv
+        from flask.helpers import get_load_dotenv
+    except ImportError as exc:
+        fail(f"Flask is not installed for {sys.executable} ({exc}); set python: to the "
+             "app's virtualenv (or its interpreter)")
+    # As flask's CLI: app.run() at import level becomes a no-op, and .flaskenv/.env are
+    # read before the app is imported.
+    os.environ["FLASK_RUN_FROM_CLI"] = "true"
+    if get_load_dotenv():
+        load_dotenv()
+    info = ScriptInfo(app_import_path=app_path)
+    try:
+        info.load_app()
+    except NoAppException as exc:  # flask's CLI prints these without a traceback too
+        fail(f"cannot load the Flask app (flask_app: {app_path}, in {Path.cwd()}): "
+             f"{exc.format_message()}")
+    except Exception as exc:
+        sys.stdout.flush()
+        traceback.print_exc()
+        fail(f"cannot load the Flask app (flask_app: {app_path}): {type(exc).__name__}: "
+             f"{first_line(exc)}")
+    # The group's own lookup: built-in, plugin (flask db...) and app commands. The
+    # context's close pops the app context the lookup pushes.
+    with click.Context(cli, info_name="flask", obj=info) as ctx:
+        if cli.get_command(ctx, name) is None:
+            names = cli.list_commands(ctx)
+            close = difflib.get_close_matches(name, names, n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            fail(f"unknown command '{name}' (flask_app {app_path}; commands: "
+                 f"{', '.join(names)}){hint}")
+    return info
+
+
+def run(info: Any, opts: dict[str, Any]) -> int:
+    """Run the command with the loaded app; the exit code ``flask`` would give."""
+    import click
+    from flask.cli import cli
+
+    name = opts["command"]
+    args = [name, *(opts.get("args") or [])]
+    say(f"flask --app {shlex.quote(opts['flask_app'])} {shlex.join(args)}")
+    try:
+        # What cli.main(args, obj=info, standalone_mode=False) does, minus its turning a
+        # ctx.exit(N) into a return value (indistinguishable from a command returning
+        # N). The given obj is the ScriptInfo above: the group reuses its loaded app.
+        with cli.make_context("flask", args, obj=info) as ctx:
+            cli.invoke(ctx)
+    except click.exceptions.Exit as exc:  # ctx.exit(N)
+        if exc.exit_code:
+            print(f"{PROG}: {name} exited with code {exc.exit_code}", file=sys.stderr,
+                  flush=True)
+        return int(exc.exit_code)
+    except click.exceptions.Abort:
+        print("Aborted!", file=sys.stderr, flush=True)
+        return 1
+    except click.ClickException as exc:
+        # Click's own formatting (usage and "Error: ..."); exit 2 for usage errors.
+        sys.stdout.flush()
+        exc.show()
+        return int(exc.exit_code)
+    except SystemExit as exc:  # a command may sys.exit() after writing its own message
+        sys.stdout.flush()
+        if exc.code is None or isinstance(exc.code, int):
+            code = exc.code or 0
+        else:
+            print(exc.code, file=sys.stderr)
+            code = 1
+        if code:
+            print(f"{PROG}: {name} exited with code {code}", file=sys.stderr, flush=True)
+        return code
+    except Exception as exc:
+        sys.stdout.flush()
+        traceback.print_exc()
+        print(f"{PROG}: {name} failed: {type(exc).__name__}: {first_line(exc)}",
+              file=sys.stderr, flush=True)
+        return 1
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+    if len(argv) != 2:
+        print(f"usage: {argv[0]} JSON (devenv runs this script for kind flask-command)",
+              file=sys.stderr)
+        return 2
+    opts = json.loads(argv[1])
+    try:
+        info = setup(opts)
+        if not warm_wait():
+            return 0  # not needed after all: the database stays untouched
+    except Fail as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr, flush=True)
+        return 1
+    return run(info, opts)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
