@@ -108,8 +108,7 @@ def prepare(project: Project, step: StepSpec, env: Mapping[str, str]) -> Prepare
     command = KINDS[step.kind].command(step, ctx)
     if step.kind == "shell":
         command = expand_command(command, env, step.loc, f"steps.{step.name}.run")
-    warm = bool(getattr(KINDS[step.kind], "warm_start", False))
-    return Prepared(step, command, cwd, env, warm)
+    return Prepared(step, command, cwd, env, KINDS[step.kind].warm_start)
 
 
 def new_log(log_dir: Path, name: str, keep: int = KEEP_LOGS) -> Path:

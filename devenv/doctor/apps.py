@@ -3,13 +3,13 @@ inside them with their own interpreter.
 
 steps.yaml has no place to name the apps, so doctor reads them off the commands:
 
-* Django: a ``django-migrate`` or ``django-loaddata`` step (its ``manage:``/``settings:``),
-  or a shell step or process running ``... manage.py ...`` (``--settings X`` or
+* Django: a ``django-migrate``, ``django-loaddata`` or ``django-command`` step (its
+  ``manage:``/``settings:``), or a shell step or process running ``... manage.py ...`` (``--settings X`` or
   ``DJANGO_SETTINGS_MODULE`` name the settings, else manage.py does), or ``django-admin``
   with ``--settings``/``DJANGO_SETTINGS_MODULE``. Its migrating steps: the
   ``django-migrate`` steps and those running ``manage.py migrate``.
-* Flask: an ``alembic`` step with ``flask_app:``, or a shell step or process running
-  ``flask ...`` (``--app X``, else ``FLASK_APP``, else wsgi.py or app.py in its folder, as
+* Flask: an ``alembic`` step with ``flask_app:``, a ``flask-command`` step, or a shell
+  step or process running ``flask ...`` (``--app X``, else ``FLASK_APP``, else wsgi.py or app.py in its folder, as
   Flask itself guesses). Its migrating steps: those running
   ``flask db upgrade`` and the ``alembic`` steps.
 * Plain Alembic: an ``alembic`` step without ``flask_app:``, or ``alembic ... upgrade``
@@ -270,7 +270,7 @@ def discover(ctx: Context) -> list[App]:
         cwd = _cwd(project, step.cwd, env)
         python = runner.resolve_python(project, step, env) if step.python else None
         opts = step.options
-        if step.kind in ("django-migrate", "django-loaddata"):
+        if step.kind in ("django-migrate", "django-loaddata", "django-command"):
             add("django", {"manage": str(opts.get("manage", "manage.py")),
                            "settings": opts.get("settings")},
                 cwd, python, f"steps.{step.name}", step.kind == "django-migrate", env, step)
@@ -285,6 +285,11 @@ def discover(ctx: Context) -> list[App]:
             else:
                 add("alembic", {"app": None, "config": config}, cwd, python,
                     f"steps.{step.name}", True, env, step)
+        elif step.kind == "flask-command":
+            # Flask-Migrate's default folder; an alembic step of the same app says better
+            # (steps are read in order, and the first sighting's options are kept).
+            add("flask", {"app": str(opts["flask_app"]), "directory": "migrations"},
+                cwd, python, f"steps.{step.name}", False, env, step)
         elif step.run is not None:
             for argv in words(step.run):
                 hit = _from_command(argv, env, cwd)

@@ -43,6 +43,9 @@ class StepKind(Protocol):
     options: Mapping[str, str]
     #: True: the step needs ``run``; False: ``run`` is not allowed.
     uses_run: bool
+    #: True: the command speaks the runner's warm-start protocol (``DEVENV_WARM_FD``, then
+    #: ``go`` on stdin; see :mod:`devenv.runner`), so it may be started early.
+    warm_start: bool
 
     def validate(self, options: Mapping[str, Any]) -> None:
         """Check option values beyond their types; raise :class:`OptionError`."""

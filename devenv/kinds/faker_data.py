@@ -219,6 +219,7 @@ class FakerKind:
         "truncate": "bool",
     }
     uses_run = False
+    warm_start = False
 
     def validate(self, options: Mapping[str, Any]) -> None:
         """The table specs' shape, the locale, and each provider with its arguments."""

@@ -24,6 +24,7 @@ class PythonKind:
         "args": "mapping",
     }
     uses_run = False
+    warm_start = False
 
     def validate(self, options: Mapping[str, Any]) -> None:
         """``call`` is ``package.module:function``; the locale is one Faker knows."""

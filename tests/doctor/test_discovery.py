@@ -50,3 +50,24 @@ def test_apps_from_kinds_commands_and_processes(make_project: MakeProject) -> No
     # What the apps see: the steps' environment, the processes' env: last.
     assert flask.env["FLASK_APP"] == "app.py"
     assert flask.env["DEVENV_PROCESS"] == "api"
+
+
+def test_apps_from_the_command_kinds_alone(make_project: MakeProject) -> None:
+    """A project whose app steps are all flask-command / django-command still has its
+    apps looked at (none of them migrates)."""
+    root = make_project({
+        "version": 1, "name": "doc-discover-kinds",
+        "steps": {
+            "fixtures": {"kind": "flask-command", "flask_app": "app.py",
+                         "command": "load-fixtures", "cwd": "api", "inputs": ["api/*"]},
+            "seed": {"kind": "django-command", "settings": "site.dev", "command": "seed",
+                     "cwd": "web"},
+        },
+    }, files={"api/app.py": "", "web/manage.py": ""})
+    apps = {(a.kind, a.rel_cwd): a for a in discover(Context(root / "steps.yaml"))}
+    assert set(apps) == {("flask", "api"), ("django", "web")}
+    assert apps["flask", "api"].options == {"app": "app.py", "directory": "migrations"}
+    assert apps["flask", "api"].sources == ["steps.fixtures"]
+    assert apps["flask", "api"].migrate_steps == []
+    assert apps["django", "web"].options == {"manage": "manage.py", "settings": "site.dev"}
+    assert apps["django", "web"].migrate_steps == []
