@@ -66,8 +66,10 @@ def restore(project: Project, target: Target, cache_dir: Path, key: str, profile
         dumps.restore(tool, dumps.payload(path, offset))
         key_id = database.identity(target, target.dbname)
         if key_id:
+            # The skip reasons then say where the steps' work came from.
             StateStore(project.state_dir).put(key_id, target.redacted(), {
-                s: r for s, r in header.records.items() if isinstance(r, dict)})
+                s: {**r, "restored_from": f"the CI cache ({path.name})"}
+                for s, r in header.records.items() if isinstance(r, dict)})
     except Exception as exc:
         reporter.emit(PhaseFinished("cache", f"restoring {path.name} failed", ok=False))
         reporter.emit(Message(f"the cached dump did not restore ({exc}); building from the "

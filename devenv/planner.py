@@ -77,7 +77,10 @@ def decide(
             out.append(Decision(name, Action.RUN, "its last run failed", fp.value))
         elif rec.get("fingerprint") == fp.value:
             when = str(rec.get("finished_at", "?")).replace("T", " ")[:16]
-            out.append(Decision(name, Action.SKIP, f"unchanged since {when}", fp.value))
+            why = f"unchanged since {when}"
+            if rec.get("restored_from"):
+                why = f"restored from {rec['restored_from']}; {why}"
+            out.append(Decision(name, Action.SKIP, why, fp.value))
         else:
             out.append(Decision(name, Action.RUN, fingerprint.explain_change(rec, fp), fp.value))
     return out

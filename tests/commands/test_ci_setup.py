@@ -194,6 +194,9 @@ def test_cache_hit_restores_instead_of_running_steps(ci: tuple[Path, str], tmp_p
     assert data["cache"]["hit"] is True
     assert {s["name"]: s["status"] for s in data["steps"]} == {
         "schema": "skipped", "seed": "skipped", "local-user": "skipped"}
+    reasons = {s["name"]: s["reason"] for s in data["steps"]}
+    assert reasons["seed"].startswith(f"restored from the CI cache ({files[0].name}); "
+                                      "unchanged since ")
 
     # a changed input: another key, a miss, a cold build, and a second file
     (root / "seed.txt").write_text("2\n")
