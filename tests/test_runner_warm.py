@@ -5,7 +5,6 @@ process behind. The kind is tests/warmkind.py (a real script speaking the protoc
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -19,6 +18,7 @@ import pytest
 from devenv import environment, loader
 from devenv.events import RecordingReporter, Status
 from tests import warmkind
+from tests.test_runner import _alive
 
 MakeProject = Callable[..., Path]
 ROOT = Path(__file__).resolve().parent.parent
@@ -127,18 +127,6 @@ def test_a_chain_warms_behind_a_warm_step(make_project: MakeProject) -> None:
     assert ev[("c", "parked")] < dep_done(root)
     assert ev[("b", "work")] >= dep_done(root)
     assert ev[("c", "work")] >= ev[("b", "work")]
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # a zombie still answers kill(0): read its state
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
-    except OSError:
-        return False
 
 
 def test_ctrl_c_stops_parked_processes(make_project: MakeProject) -> None:

@@ -10,6 +10,7 @@ so it imports nothing from devenv. Output is the step's log; problems go to stde
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import os
@@ -17,12 +18,25 @@ import shlex
 import sys
 import traceback
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from alembic.config import Config
 
 PROG = "alembic"
+
+
+def _load_shared() -> ModuleType:
+    path = Path(__file__).with_name("_script_common.py")
+    spec = importlib.util.spec_from_file_location("_devenv_script_common", path)
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+shared = _load_shared()  # the warm-start handshake, shared with the other scripts
 
 
 class Fail(Exception):
@@ -113,18 +127,6 @@ def plain_upgrade(cfg: Config, config: str, target: str) -> None:
     command.upgrade(cfg, target)
 
 
-def warm_wait() -> bool:
-    """Warm start (devenv's runner started this early): set-up is done, say so and wait
-    for our turn. False: the step is not needed after all. (A copy lives in each
-    standalone script: they cannot import each other.)"""
-    fd = os.environ.pop("DEVENV_WARM_FD", None)
-    if fd is None:
-        return True
-    os.write(int(fd), b"r")
-    os.close(int(fd))
-    return sys.stdin.readline().strip() == "go"
-
-
 def load_flask_app(flask_app: str) -> Any:
     """The app, loaded as ``flask --app APP`` does (.flaskenv/.env, app.run() a no-op)."""
     try:
@@ -173,7 +175,7 @@ def upgrade(opts: dict[str, Any]) -> int:
     app = load_flask_app(flask_app) if flask_app else None
     if app is None:
         import alembic.command  # noqa: F401
-    if not warm_wait():
+    if not shared.warm_wait():
         return 0
     # alembic's own output (the ini's logging, usually stderr) is the log; the migration
     # that ran last and the exception's line say where and why a failure happened.

@@ -84,21 +84,9 @@ def run(command: Any, name: str, args: list[str], settings: str) -> int:
         print(f"{PROG}: {name}: {exc}", file=sys.stderr, flush=True)
         return int(getattr(exc, "returncode", 1))  # 1 unless the command chose another
     except SystemExit as exc:  # a command may sys.exit() after writing its own message
-        sys.stdout.flush()
-        if exc.code is None or isinstance(exc.code, int):
-            code = exc.code or 0
-        else:
-            print(exc.code, file=sys.stderr)
-            code = 1
-        if code:
-            print(f"{PROG}: {name} exited with code {code}", file=sys.stderr, flush=True)
-        return code
+        return int(common.shared.exit_code(PROG, name, exc))
     except Exception as exc:
-        sys.stdout.flush()
-        traceback.print_exc()
-        print(f"{PROG}: {name} failed: {type(exc).__name__}: {common.first_line(exc)}",
-              file=sys.stderr, flush=True)
-        return 1
+        return int(common.shared.crashed(PROG, name, exc))
     return 0
 
 

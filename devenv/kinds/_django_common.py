@@ -7,52 +7,38 @@ Loaded by path (see ``_load_common`` in the scripts)."""
 
 from __future__ import annotations
 
-import contextlib
+import importlib.util
 import os
 import re
 import sys
 from pathlib import Path
+from types import ModuleType
 from typing import Any, NoReturn
 
 _SETTINGS_IN_MANAGE = re.compile(
     r"""DJANGO_SETTINGS_MODULE['"]\s*,\s*['"]([A-Za-z_][\w.]*)['"]""")
 
-#: Set by devenv's runner for a warm start: the descriptor to write ``r`` to once set up.
-WARM_FD_ENV = "DEVENV_WARM_FD"
+
+def _load_shared() -> ModuleType:
+    path = Path(__file__).with_name("_script_common.py")
+    spec = importlib.util.spec_from_file_location("_devenv_script_common", path)
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
 
 
-class Fail(Exception):
-    """A user-facing error: printed without a traceback, exit code 1."""
+# The Django scripts reach these through this module (one load, one name).
+shared = _load_shared()
+Fail = shared.Fail
 
 
 def fail(message: str) -> NoReturn:
     raise Fail(message)
 
 
-def warm_wait() -> bool:
-    """Warm start: with ``DEVENV_WARM_FD`` set, say "set up" and wait for our turn.
-
-    The runner starts the script early, while the steps it needs still run; by the time
-    this is called the script has done everything that does not touch the database. One
-    byte ``r`` on the inherited descriptor tells the runner so; then the line on stdin
-    decides: ``go`` -> True (run now), anything else (end-of-file: a dependency failed,
-    the run stopped) -> False (exit 0, the database untouched). Without the variable
-    (run by hand, or warm start off) -> True at once.
-    """
-    value = os.environ.pop(WARM_FD_ENV, None)  # not for anything the step starts
-    if not value:
-        return True
-    try:
-        fd = int(value)
-    except ValueError:
-        fail(f"{WARM_FD_ENV}={value!r} is not a file descriptor number")
-    sys.stdout.flush()  # what set-up printed goes to the log before the wait
-    with contextlib.suppress(OSError):  # the runner stopped listening: stdin tells
-        os.write(fd, b"r")
-    with contextlib.suppress(OSError):
-        os.close(fd)
-    line = sys.stdin.readline() if sys.stdin is not None else ""
-    return line.strip() == "go"
+warm_wait = shared.warm_wait
+first_line = shared.first_line
 
 
 def settings_from_manage(manage: Path) -> str | None:
@@ -101,6 +87,3 @@ def setup(opts: dict[str, Any]) -> str:
     return settings
 
 
-def first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

@@ -7,66 +7,49 @@ it before the database is touched: an unknown command fails then, and a warm sta
 through flask's own command group, with the app already loaded.
 
 Standalone: run by path with the app's interpreter, which may not have devenv installed,
-so it imports nothing from devenv (not even devenv's other scripts: hence its own copy of
-``warm_wait``). Output is the step's log; problems go to stderr.
+so it imports nothing from devenv; what it shares with the other scripts
+(``_script_common.py``) it loads by path. Output is the step's log; problems go to stderr.
 """
 
 from __future__ import annotations
 
-import contextlib
 import difflib
+import importlib.util
 import json
 import os
 import shlex
 import sys
 import traceback
 from pathlib import Path
+from types import ModuleType
 from typing import Any, NoReturn
 
 PROG = "flask-command"
-#: Set by devenv's runner for a warm start: the descriptor to write ``r`` to once set up.
-WARM_FD_ENV = "DEVENV_WARM_FD"
 
 
-class Fail(Exception):
-    """A user-facing error: printed without a traceback, exit code 1."""
+def _load_shared() -> ModuleType:
+    path = Path(__file__).with_name("_script_common.py")
+    spec = importlib.util.spec_from_file_location("_devenv_script_common", path)
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+shared = _load_shared()
+Fail = shared.Fail
 
 
 def fail(message: str) -> NoReturn:
     raise Fail(message)
 
 
+first_line = shared.first_line
+warm_wait = shared.warm_wait
+
+
 def say(text: str) -> None:
     print(f"{PROG}: {text}", flush=True)
-
-
-def first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
-def warm_wait() -> bool:
-    """Warm start: with ``DEVENV_WARM_FD`` set, say "set up" and wait for our turn.
-
-    Writes ``r`` to that descriptor and closes it, then reads one line of stdin: ``go``
-    -> True (run now); anything else, such as end-of-file (a dependency failed, the run
-    stopped) -> False (exit 0, the database untouched). Without the variable -> True at
-    once. A copy of ``_django_common.warm_wait``: the scripts cannot import each other.
-    """
-    value = os.environ.pop(WARM_FD_ENV, None)  # not for anything the step starts
-    if not value:
-        return True
-    try:
-        fd = int(value)
-    except ValueError:
-        fail(f"{WARM_FD_ENV}={value!r} is not a file descriptor number")
-    sys.stdout.flush()  # what set-up printed goes to the log before the wait
-    with contextlib.suppress(OSError):  # the runner stopped listening: stdin tells
-        os.write(fd, b"r")
-    with contextlib.suppress(OSError):
-        os.close(fd)
-    line = sys.stdin.readline() if sys.stdin is not None else ""
-    return line.strip() == "go"
 
 
 def setup(opts: dict[str, Any]) -> Any:
@@ -141,21 +124,9 @@ def run(info: Any, opts: dict[str, Any]) -> int:
         exc.show()
         return int(exc.exit_code)
     except SystemExit as exc:  # a command may sys.exit() after writing its own message
-        sys.stdout.flush()
-        if exc.code is None or isinstance(exc.code, int):
-            code = exc.code or 0
-        else:
-            print(exc.code, file=sys.stderr)
-            code = 1
-        if code:
-            print(f"{PROG}: {name} exited with code {code}", file=sys.stderr, flush=True)
-        return code
+        return int(shared.exit_code(PROG, name, exc))
     except Exception as exc:
-        sys.stdout.flush()
-        traceback.print_exc()
-        print(f"{PROG}: {name} failed: {type(exc).__name__}: {first_line(exc)}",
-              file=sys.stderr, flush=True)
-        return 1
+        return int(shared.crashed(PROG, name, exc))
     return 0
 
 
