@@ -77,7 +77,10 @@ def run(command: Any, name: str, args: list[str], settings: str) -> int:
     say(f"manage.py {shlex.join([name, *args])} (settings {settings})")
     try:
         # The object, not the name: the module loaded during set-up is the one that runs.
-        call_command(command, *args)
+        # call_command skips the system checks that manage.py runs first; ask for them
+        # where the command wants them (passing the option to one that has none fails).
+        checks = {"skip_checks": False} if command.requires_system_checks else {}
+        call_command(command, *args, **checks)
     except CommandError as exc:
         # What manage.py prints for it, without the traceback; usage errors included.
         sys.stdout.flush()

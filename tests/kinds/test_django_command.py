@@ -4,6 +4,7 @@ warm start: test_django_warm.py)."""
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -186,3 +187,38 @@ def test_options_are_checked_when_loading(make_project: Callable[..., Path]) -> 
         loader.load(root / "steps.yaml")
     assert "missing 'command' (required by kind django-command)" in str(err.value)
 
+
+
+FAILING_CHECK = ADD_TAGS + '''
+
+from django.core import checks
+
+
+@checks.register()
+def tags_are_misconfigured(app_configs, **kwargs):
+    return [checks.Error("the tag table is misconfigured", id="notes.E001")]
+'''
+
+
+def test_system_checks_run_first_as_with_manage_py(make_project: Callable[..., Path],
+                                                   db: database.Target,
+                                                   run_steps: Callable[..., Outcome]) -> None:
+    """manage.py runs the system checks before a command; the kind does too, so a project
+    whose checks fail does not get its data changed by the kind either."""
+    import subprocess
+    import sys
+
+    root = project(make_project, db, {"tags": command_step(args=["work"])},
+                   {"notes/management/commands/add_tags.py": FAILING_CHECK})
+    out = run_steps(root=root)
+    assert out.statuses["tags"] is Status.FAILED
+    log = out.log("tags")
+    assert ("django-command: add_tags: SystemCheckError: System check identified some "
+            "issues:") in log
+    assert "(notes.E001) the tag table is misconfigured" in log
+    assert tags(db) == []
+    by_hand = subprocess.run([sys.executable, "manage.py", "add_tags", "work"],
+                             cwd=root / "django_app", capture_output=True, text=True,
+                             env={**os.environ, **db.env()})
+    assert by_hand.returncode == 1
+    assert "(notes.E001) the tag table is misconfigured" in by_hand.stderr
