@@ -574,6 +574,14 @@ def _steps(node: Node | None, profiles: tuple[str, ...], doc: Node) -> list[Step
         if not kind.uses_run and "run" in raw:
             raise _err(raw["run"], f"'run' is not used by kind {kind_name}; remove it or drop "
                                    "the kind")
+        if "python" in raw and not kind.uses_python:
+            if kind.uses_run:
+                why = ("python: is for the typed kinds; a run: command starts the interpreter "
+                       "it names (e.g. run: .venv/bin/python seed.py)")
+            else:
+                why = (f"kind {kind_name} runs in devenv's own interpreter, so python: would "
+                       "have no effect; remove it")
+            raise _err(raw["python"], why)
         options: dict[str, Any] = {}
         for okey, otype in kind.options.items():
             bare = okey.rstrip("!")

@@ -405,6 +405,31 @@ CASES = [
         "URL, tcp://HOST:PORT, a port number, or cmd: COMMAND",
         id="bad-ready",
     ),
+    pytest.param(
+        """\
+        version: 1
+        steps:
+          seed:
+            run: python seed.py
+            python: .venv
+        """,
+        "steps.yaml:5: steps.seed.python: python: is for the typed kinds; a run: command "
+        "starts the interpreter it names (e.g. run: .venv/bin/python seed.py)",
+        id="python-on-run",
+    ),
+    pytest.param(
+        """\
+        version: 1
+        steps:
+          schema:
+            kind: sql
+            file: schema.sql
+            python: .venv/bin/python
+        """,
+        "steps.yaml:6: steps.schema.python: kind sql runs in devenv's own interpreter, so "
+        "python: would have no effect; remove it",
+        id="python-on-sql",
+    ),
 ]
 
 

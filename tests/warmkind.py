@@ -46,6 +46,7 @@ class WarmTestKind:
     options: Mapping[str, str] = {"setup": "number", "work": "number", "rc": "int",
                                   "fail_setup": "bool"}
     uses_run = False
+    uses_python = False
     warm_start = True
 
     def validate(self, options: Mapping[str, Any]) -> None:

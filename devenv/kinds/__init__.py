@@ -43,6 +43,10 @@ class StepKind(Protocol):
     options: Mapping[str, str]
     #: True: the step needs ``run``; False: ``run`` is not allowed.
     uses_run: bool
+    #: True: the command runs in the app's interpreter, which ``python:`` chooses; False:
+    #: ``python:`` is refused (a ``run:`` command names its own; sql and faker run in
+    #: devenv's interpreter).
+    uses_python: bool
     #: True: the command speaks the runner's warm-start protocol (``DEVENV_WARM_FD``, then
     #: ``go`` on stdin; see :mod:`devenv.runner`), so it may be started early.
     warm_start: bool

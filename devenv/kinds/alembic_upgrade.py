@@ -27,6 +27,7 @@ class AlembicKind:
         "flask_app": "str",
     }
     uses_run = False
+    uses_python = True
     warm_start = True  # loads the app (and alembic) before its turn
 
     def validate(self, options: Mapping[str, Any]) -> None:

@@ -25,6 +25,7 @@ class DjangoCommandKind:
         "manage": "str",
     }
     uses_run = False
+    uses_python = True
 
     def validate(self, options: Mapping[str, Any]) -> None:
         """``command`` one command name (its arguments go in ``args``); settings a dotted

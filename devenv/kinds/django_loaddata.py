@@ -22,6 +22,7 @@ class DjangoLoaddataKind:
         "manage": "str",
     }
     uses_run = False
+    uses_python = True
 
     def validate(self, options: Mapping[str, Any]) -> None:
         """At least one fixture; settings a dotted module path."""

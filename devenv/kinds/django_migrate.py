@@ -31,6 +31,7 @@ class DjangoMigrateKind:
         "compare_types": "bool",
     }
     uses_run = False
+    uses_python = True
 
     def validate(self, options: Mapping[str, Any]) -> None:
         """Settings must be a dotted module path; apps plain app labels."""

@@ -219,6 +219,7 @@ class FakerKind:
         "truncate": "bool",
     }
     uses_run = False
+    uses_python = False
     warm_start = False
 
     def validate(self, options: Mapping[str, Any]) -> None:

@@ -23,6 +23,7 @@ class FlaskCommandKind:
         "args": "str_list",
     }
     uses_run = False
+    uses_python = True
 
     def validate(self, options: Mapping[str, Any]) -> None:
         """``flask_app`` set; ``command`` one command name (its arguments go in ``args``)."""

@@ -24,6 +24,7 @@ class PythonKind:
         "args": "mapping",
     }
     uses_run = False
+    uses_python = True
     warm_start = False
 
     def validate(self, options: Mapping[str, Any]) -> None:

@@ -13,6 +13,7 @@ class ShellKind:
     name = "shell"
     options: Mapping[str, str] = {}
     uses_run = True
+    uses_python = False
     warm_start = False
 
     def validate(self, options: Mapping[str, Any]) -> None:

@@ -30,6 +30,7 @@ class SqlKind:
     name = "sql"
     options: Mapping[str, str] = {"file": "str", "files": "str_list"}
     uses_run = False
+    uses_python = False
     warm_start = False
 
     def validate(self, options: Mapping[str, Any]) -> None:

@@ -45,7 +45,7 @@ def test_dependency_cycle(make_project: MakeProject) -> None:
 def test_missing_paths(make_project: MakeProject) -> None:
     root = make_project(cfg({
         "in-gone-folder": {"run": "true", "cwd": "no/such/dir"},
-        "bad-python": {"run": "true", "python": ".venv-missing"},
+        "bad-python": {"kind": "python", "call": "seed:run", "python": ".venv-missing"},
         "bad-glob": {"run": "true", "inputs": ["fixtures/*.yml"]},
         "migrate": {"kind": "alembic", "config": "db/alembic.ini"},
         "django": {"kind": "django-migrate", "cwd": "web"},
