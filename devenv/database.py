@@ -180,6 +180,16 @@ def identity(target: Target, dbname: str) -> str | None:
     return f"pg:{row[0]}:{row[1]}"
 
 
+def identities(target: Target) -> tuple[str, set[str]]:
+    """The cluster's identity prefix (``pg:<system identifier>:``) and the identity of
+    every database it has now (see :func:`identity`)."""
+    with connect(target, "postgres") as conn:
+        row = conn.execute("SELECT system_identifier FROM pg_control_system()").fetchone()
+        oids = conn.execute("SELECT oid FROM pg_database").fetchall()
+    prefix = f"pg:{row[0] if row else '?'}:"
+    return prefix, {f"{prefix}{r[0]}" for r in oids}
+
+
 def create(target: Target, dbname: str, schemas: Iterable[str], template: str | None = None,
            ) -> None:
     """Create ``dbname`` (optionally from ``template``) and its ``schemas``."""

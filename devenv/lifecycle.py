@@ -346,6 +346,13 @@ def _after_swap(project: Project, target: Target, db: str, full_key: str, report
     else:
         snapshots.drop_retired(target, db)
         reclone(project, target, snap)
+        forget_dropped(project, target)
+
+
+def forget_dropped(project: Project, target: Target) -> list[str]:
+    """Drop the state records of databases that no longer exist on this cluster."""
+    prefix, live = database.identities(target)
+    return StateStore(project.state_dir).prune(prefix, live)
 
 
 def spawn_reclone(project: Project, target: Target, snap: str) -> None:
@@ -407,7 +414,16 @@ def _main(argv: Sequence[str]) -> int:
     t0 = time.monotonic()
     dropped = snapshots.drop_retired(target, argv[1])
     reclone(project, target, argv[2])
-    print(json.dumps({"reclone": argv[2], "dropped": dropped,
+    forgotten: list[str] = []
+    from devenv.lock import LockedError, project_lock
+
+    # A devenv working on the project now may be writing records of a database newer
+    # than the list read here: leave the pruning to the next re-clone then.
+    with contextlib.suppress(LockedError), project_lock(
+            project.state_dir, "refresh-db (background: forgetting dropped databases)",
+            wait=False):
+        forgotten = forget_dropped(project, target)
+    print(json.dumps({"reclone": argv[2], "dropped": dropped, "forgot": len(forgotten),
                       "seconds": round(time.monotonic() - t0, 3)}))
     return 0
 

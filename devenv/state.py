@@ -112,6 +112,17 @@ class StateStore:
         with self._locked() as data:
             data["databases"][key] = {"label": label, "steps": json.loads(json.dumps(records))}
 
+    def prune(self, prefix: str, live: set[str]) -> list[str]:
+        """Forget the databases under ``prefix`` (one cluster, ``pg:<system id>:``) that are
+        not in ``live``: a refresh drops backups and snapshots, and their records would
+        otherwise stay in the file for ever. Returns the keys it forgot."""
+        self.flush()
+        with self._locked() as data:
+            gone = [k for k in data["databases"] if k.startswith(prefix) and k not in live]
+            for k in gone:
+                del data["databases"][k]
+        return gone
+
     def forget(self, key: str) -> None:
         self.flush()
         with self._locked() as data:

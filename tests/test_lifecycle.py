@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -271,3 +272,34 @@ def test_replaced_backup_is_dropped_in_the_background(lc: tuple[Path, database.T
             time.sleep(0.1)
         assert not left, left
     assert f"{target.dbname}__prev" in names(target)
+
+
+def _state_keys(root: Path) -> set[str]:
+    data = json.loads((root / ".devenv" / "state.json").read_text())
+    return set(data["databases"])
+
+
+@pytest.mark.parametrize("background", [False, True], ids=["inline", "background"])
+def test_records_of_dropped_databases_are_forgotten(lc: tuple[Path, database.Target],
+                                                    background: bool) -> None:
+    """Swaps retire and drop backups (and the build a snapshot was cloned from): their
+    records leave state.json too, in the re-clone's pass, instead of piling up."""
+    root, target = lc
+    project = loader.load(root / "steps.yaml")
+    (root / "seed.sql").write_text(FILES["seed.sql"])
+    for n in range(3):
+        (root / "seed.sql").write_text(FILES["seed.sql"] + f"-- change {n}\n")
+        lifecycle.refresh(project, RecordingReporter(), target, background_reclone=background)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and background:
+            busy = subprocess.run(["pgrep", "-f", f"devenv.lifecycle .* {target.dbname} "],
+                                  capture_output=True).returncode == 0
+            if not busy and f"{target.dbname}__ready" in names(target):
+                break
+            time.sleep(0.05)
+    live = {database.identity(target, n) for n in names(target)}
+    keys = _state_keys(root)
+    assert keys, "the refreshes recorded nothing"
+    assert keys <= live, keys - live
+    # what is there: the working database, its backup, the snapshots and the ready copy
+    assert database.identity(target, target.dbname) in keys
