@@ -415,7 +415,8 @@ def _main(argv: Sequence[str]) -> int:
     dropped = snapshots.drop_retired(target, argv[1])
     reclone(project, target, argv[2])
     forgotten: list[str] = []
-    from devenv.lock import LockedError, project_lock
+    from devenv.errors import LockedError
+    from devenv.lock import project_lock
 
     # A devenv working on the project now may be writing records of a database newer
     # than the list read here: leave the pruning to the next re-clone then.
