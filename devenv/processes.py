@@ -16,6 +16,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import graphlib
+import hashlib
 import os
 import queue
 import select
@@ -161,6 +162,17 @@ class Prepared:
     ready_timeout: float
     needs: tuple[str, ...]  # the other processes it waits for
     loc: Location
+    declared: frozenset[str] = frozenset()  # env names devenv and steps.yaml set
+
+    @property
+    def env_digests(self) -> dict[str, str]:
+        """A short hash of each variable devenv or steps.yaml sets for it (not the whole
+        inherited environment, which differs from one shell to the next): a detached
+        process whose values changed (a new database port, an edited ``env:``) is
+        restarted, and the message names them. Hashes, not values: no password is
+        written down."""
+        return {k: hashlib.sha256(self.env.get(k, "").encode()).hexdigest()[:16]
+                for k in sorted(self.declared)}
 
     @property
     def shown(self) -> str:
@@ -232,6 +244,9 @@ def prepare(project: Project, names: Sequence[str], target: database.Target | No
             except ValueError as exc:
                 raise ConfigError(str(exc), spec.loc.file, spec.loc.line,
                                   f"{where}.ready") from None
+        declared = set(project.env) | set(spec.env) | {"DEVENV_PROCESS"}
+        if target is not None:
+            declared |= set(target.env(dbname))
         out.append(Prepared(
             name=name,
             command=expand_command(spec.run, env, spec.loc, f"{where}.run"),
@@ -241,6 +256,7 @@ def prepare(project: Project, names: Sequence[str], target: database.Target | No
             ready_timeout=spec.ready_timeout,
             needs=tuple(n for n in spec.needs if n in wanted),
             loc=spec.loc,
+            declared=frozenset(declared),
         ))
     return out
 
@@ -579,6 +595,7 @@ class Supervisor:
             child.reader.start()
         self._record(prep.name, pid=popen.pid, start_id=_start_id(popen.pid) or "",
                      started_at=time.time(), command=prep.shown, cwd=str(prep.cwd),
+                     env=prep.env_digests,
                      ready=prep.ready.spec() if prep.ready and prep.ready.kind != "cmd" else "",
                      log=self.project.rel(log), detached=self.detached,
                      owner=None if self.detached else os.getpid())
@@ -702,6 +719,21 @@ def run_foreground(project: Project, prepared: Sequence[Prepared], out: ProcessL
     return EXIT_OK  # pragma: no cover - watch() only ends by raising
 
 
+def _what_changed(rec: Mapping[str, Any], p: Prepared) -> str:
+    """What differs between a running process's record and how it would start now: its
+    command, its folder, or the variables named (""; nothing)."""
+    if rec.get("command") != p.shown:
+        return "its command"
+    if rec.get("cwd") != str(p.cwd):
+        return "its folder"
+    before = rec.get("env")
+    now = p.env_digests
+    if not isinstance(before, dict):
+        return "its environment"  # started by a devenv that did not record it
+    names = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
+    return f"its environment ({', '.join(names)})" if names else ""
+
+
 def run_detached(project: Project, prepared: Sequence[Prepared], out: ProcessLines) -> int:
     """Start the processes in the background and return once all are ready.
 
@@ -715,13 +747,14 @@ def run_detached(project: Project, prepared: Sequence[Prepared], out: ProcessLin
         rec = recs.get(p.name)
         if rec is None or not _alive(rec):
             continue
-        if rec.get("command") == p.shown and rec.get("cwd") == str(p.cwd):
+        changed = _what_changed(rec, p)
+        if not changed:
             since = time.strftime("%H:%M:%S", time.localtime(float(rec.get("started_at", 0))))
             out.system(f"{p.name} is already running (pid {rec['pid']}, since {since}); "
                        "left as it is")
             keep[p.name] = rec
         else:
-            out.system(f"{p.name}: its command changed since it started; restarting it")
+            out.system(f"{p.name}: {changed} changed since it started; restarting it")
             _stop_group(int(rec["pid"]), str(rec.get("start_id", "")))
     sup = Supervisor(project, prepared, out, detached=True)
     try:

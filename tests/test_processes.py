@@ -373,3 +373,30 @@ def test_profiles_choose_the_processes(project: Callable[..., Project]) -> None:
     p = project({"web": web(1), "ci-probe": {"run": "true", "profiles": ["ci"]}})
     assert processes.selected(p, "local") == ["web"]
     assert processes.selected(p, "ci") == ["web", "ci-probe"]
+
+
+def test_changed_environment_restarts_a_detached_process_and_says_which(
+        project: Callable[..., Project]) -> None:
+    port = free_port()
+    p = project({"web": web(port)})
+    assert processes.run_detached(p, processes.prepare(p, ["web"], None),
+                                  ProcessLines(["web"], stream=io.StringIO())) == 0
+    first = pids(p.root, "web")[0]
+    record = json.loads((p.root / ".devenv" / "processes.json").read_text())
+    assert "FEATURE_FLAG" not in json.dumps(record)  # nothing set yet, nothing recorded
+    spec = replace(p.processes["web"], env={**p.processes["web"].env, "FEATURE_FLAG": "on"})
+    p2 = replace(p, processes={"web": spec})
+    buf = io.StringIO()
+    assert processes.run_detached(p2, processes.prepare(p2, ["web"], None),
+                                  ProcessLines(["web"], stream=buf)) == 0
+    assert ("web: its environment (FEATURE_FLAG) changed since it started; restarting it"
+            in buf.getvalue())
+    assert gone(first) and pids(p.root, "web")[0] != first
+    # the record holds hashes of the values, not the values
+    record = json.loads((p.root / ".devenv" / "processes.json").read_text())
+    assert "on" not in record["processes"]["web"]["env"].values()
+    # and the same environment again keeps it
+    buf = io.StringIO()
+    assert processes.run_detached(p2, processes.prepare(p2, ["web"], None),
+                                  ProcessLines(["web"], stream=buf)) == 0
+    assert "web is already running" in buf.getvalue()
