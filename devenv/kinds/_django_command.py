@@ -69,6 +69,28 @@ def load(name: str, settings: str) -> Any:
              f"{common.first_line(exc)}")
 
 
+def system_checks(command: Any, name: str) -> int | None:
+    """The system checks manage.py runs before a command (those it asks for), run during
+    set-up: they read no database, so a warm start does them ahead of its turn. An exit
+    code when they fail, else None."""
+    from django.core.management.base import ALL_CHECKS, SystemCheckError
+
+    wanted = command.requires_system_checks
+    if not wanted:
+        return None
+    try:
+        if wanted == ALL_CHECKS:
+            command.check()
+        else:
+            command.check(tags=wanted)
+    except SystemCheckError as exc:
+        sys.stdout.flush()
+        # Django's message starts "SystemCheckError: System check identified ...".
+        print(f"{PROG}: {name}: {exc}", file=sys.stderr, flush=True)
+        return 1
+    return None
+
+
 def run(command: Any, name: str, args: list[str], settings: str) -> int:
     """Run the loaded command; the exit code ``manage.py`` would give."""
     from django.core.management import call_command
@@ -77,10 +99,8 @@ def run(command: Any, name: str, args: list[str], settings: str) -> int:
     say(f"manage.py {shlex.join([name, *args])} (settings {settings})")
     try:
         # The object, not the name: the module loaded during set-up is the one that runs.
-        # call_command skips the system checks that manage.py runs first; ask for them
-        # where the command wants them (passing the option to one that has none fails).
-        checks = {"skip_checks": False} if command.requires_system_checks else {}
-        call_command(command, *args, **checks)
+        # (call_command skips the system checks: system_checks() ran them already.)
+        call_command(command, *args)
     except CommandError as exc:
         # What manage.py prints for it, without the traceback; usage errors included.
         sys.stdout.flush()
@@ -104,6 +124,9 @@ def main(argv: list[str]) -> int:
     try:
         settings = common.setup(opts)
         command = load(name, settings)
+        failed = system_checks(command, name)
+        if failed is not None:
+            return failed
         if not common.warm_wait():
             return 0  # not needed after all: the database stays untouched
     except common.Fail as exc:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ import pytest
 from devenv import database, loader
 from devenv.events import Status
 from tests.kinds.conftest import Outcome, last_lines, project_config, sql
+from tests.kinds.warmproto import Warm
 
 pytestmark = pytest.mark.postgres
 
@@ -263,39 +263,18 @@ def test_bad_options_are_config_errors(make_project: Callable[..., Path]) -> Non
     shutil.rmtree(root)
 
 
-def _spawn_warm(root: Path, db: database.Target, step: str,
-                ) -> tuple[subprocess.Popen[bytes], int]:
-    """The step's command as the runner starts it early: DEVENV_WARM_FD and a stdin pipe."""
-    from devenv import environment as env_mod
-
-    project = loader.load(root / "steps.yaml")
-    prep = env_mod.prepare_steps(project, [step], env_mod.step_environment(
-        project, db, db.dbname))[step]
-    assert prep.warm
-    ready_r, ready_w = os.pipe()
-    p = subprocess.Popen(list(prep.command), cwd=prep.cwd,
-                         env={**prep.env, "DEVENV_WARM_FD": str(ready_w)},
-                         stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                         stderr=subprocess.STDOUT, pass_fds=(ready_w,))
-    os.close(ready_w)
-    return p, ready_r
-
-
 def test_warm_start_loads_the_app_then_waits_without_touching_the_database(
         make_project: Callable[..., Path], db: database.Target) -> None:
     """Parked before the database even exists (so it cannot have connected); created,
     then 'go': the upgrade runs."""
     root = make_project(project_config(db, {"schema": FLASK_STEP}),
                         files=flask_files({"0001.py": PLANS, "0002.py": MEMBERS}))
-    p, ready = _spawn_warm(root, db, "schema")
-    try:
-        assert os.read(ready, 1) == b"r"
-    finally:
-        os.close(ready)
+    warm = Warm(root, db, "schema")
+    assert warm.ready() == b"r"
     assert not database.exists(db, db.dbname)
     database.ensure(db, db.dbname, ["public"])
-    out, _ = p.communicate(b"go\n", timeout=60)
-    assert p.returncode == 0, out.decode()
+    rc, out, err = warm.finish(b"go\n")
+    assert rc == 0, out + err
     assert tables(db) == ["alembic_version", "members", "plans"]
 
 
@@ -304,11 +283,8 @@ def test_warm_start_not_needed_exits_quietly(make_project: Callable[..., Path],
     root = make_project(project_config(db, {"schema": PLAIN_STEP}),
                         files=plain_files({"0001.py": PLANS}))
     database.ensure(db, db.dbname, ["public"])
-    p, ready = _spawn_warm(root, db, "schema")
-    try:
-        assert os.read(ready, 1) == b"r"
-    finally:
-        os.close(ready)
-    out, _ = p.communicate(b"", timeout=60)
-    assert p.returncode == 0, out.decode()
+    warm = Warm(root, db, "schema")
+    assert warm.ready() == b"r"
+    rc, out, err = warm.finish(b"")
+    assert rc == 0, out + err
     assert tables(db) == []

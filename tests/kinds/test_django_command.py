@@ -16,7 +16,7 @@ from devenv.errors import ConfigError
 from devenv.events import Status
 from tests.kinds import djangoproj
 from tests.kinds.conftest import Outcome, last_lines, project_config, sql
-from tests.kinds.warmproto import run_script
+from tests.kinds.warmproto import Warm, run_script
 
 pytestmark = pytest.mark.postgres
 
@@ -217,6 +217,11 @@ def test_system_checks_run_first_as_with_manage_py(make_project: Callable[..., P
             "issues:") in log
     assert "(notes.E001) the tag table is misconfigured" in log
     assert tags(db) == []
+    # they need no database: a warm start runs them during set-up and fails there
+    warm = Warm(root, db, "tags")
+    assert warm.ready() == b""
+    rc, _, err = warm.finish(b"")
+    assert rc == 1 and "(notes.E001) the tag table is misconfigured" in err
     by_hand = subprocess.run([sys.executable, "manage.py", "add_tags", "work"],
                              cwd=root / "django_app", capture_output=True, text=True,
                              env={**os.environ, **db.env()})
