@@ -295,6 +295,16 @@ def _build(project: Project, reporter: Reporter, target: Target, build: str,
         snap_key = fingerprint.combined(fps, held)
         if snapshots.cache_name(db, snap_key) in existing:
             return
+        # No step runs now, but a warm-started one (parked until its turn) may have
+        # connected while importing its app: cloning would have to end its session and
+        # fail that step. Keep no snapshot here this time, and say why.
+        sessions = snapshots.sessions(target, build)
+        if sessions:
+            reporter.emit(Message(
+                f"kept no snapshot after {name}: {sessions} session(s) open on {build} (a "
+                "warm-started step whose app connects while it is imported? "
+                "DEVENV_WARM_START=0 avoids it)", "warn"))
+            return
         store.flush()
         _snapshot(project, target, db, build, held, snap_key, store)
         existing.add(snapshots.cache_name(db, snap_key))

@@ -128,6 +128,14 @@ def terminate(target: Target, datname: str, block: bool = False) -> int:
     return len(rows)
 
 
+def sessions(target: Target, datname: str) -> int:
+    """How many sessions (other than devenv's own) are open on ``datname``."""
+    with connect(target, "postgres") as conn:
+        row = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s "
+                           "AND pid <> pg_backend_pid()", (datname,)).fetchone()
+    return int(row[0]) if row else 0
+
+
 def file_copy_supported(target: Target) -> bool:
     with connect(target, "postgres") as conn:
         row = conn.execute("SHOW server_version_num").fetchone()

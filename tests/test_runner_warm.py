@@ -150,3 +150,38 @@ def test_ctrl_c_stops_parked_processes(make_project: MakeProject) -> None:
         time.sleep(0.05)
     assert not _alive(pid)
     assert ("late", "work") not in events(root)
+
+
+@pytest.mark.postgres
+def test_a_warm_step_connected_during_setup_costs_a_snapshot_not_the_step(
+        make_project: MakeProject, pg_server: Any) -> None:
+    """refresh-db snapshots the build after `a` (nothing else runs then), but `b`, parked,
+    holds a connection its app opened while importing: no snapshot this time, said so,
+    and `b` still runs (its session was not ended under it)."""
+    from devenv import database, lifecycle, snapshots
+    from devenv.events import Message
+
+    db = pg_server.unique_db("warm")
+    root = make_project({
+        "version": 1, "name": "warm",
+        "services": {"db": {"image": "postgres:15"}},
+        "database": {"service": "db", "name": db},
+        "steps": {"a": {"run": DEP_1S, "needs": ["db"]},
+                  "b": {"kind": "warmtest", "needs": ["a"], "connect": True, "setup": 0.1}},
+    })
+    target = database.parse_url(pg_server.url(db))
+    rep = RecordingReporter()
+    try:
+        res = lifecycle.refresh(loader.load(root / "steps.yaml"), rep, target, jobs=2,
+                                background_reclone=False)
+        assert res.result is not None and res.result.ok
+        warnings = [e.text for e in rep.events if isinstance(e, Message) and e.level == "warn"]
+        assert any(t.startswith(f"kept no snapshot after a: 1 session(s) open on {db}__build")
+                   for t in warnings), warnings
+        ev = events(root)
+        assert ev[("b", "parked")] < dep_done(root) <= ev[("b", "work")]
+        kept = [d for d in snapshots.related(target, db) if d.kind == "snapshot"]
+        assert [d.steps for d in kept] == [["a", "b"]]  # only the full one
+    finally:
+        for info in snapshots.related(target, db):
+            database.drop(target, info.datname)

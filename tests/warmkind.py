@@ -27,6 +27,9 @@ time.sleep(opts.get("setup", 0))
 if opts.get("fail_setup"):
     print("setup exploded", flush=True)
     sys.exit(4)
+if opts.get("connect"):  # an app that connects while it is imported
+    import psycopg
+    held = psycopg.connect(os.environ["DATABASE_URL"])
 fd = os.environ.get("DEVENV_WARM_FD")
 if fd:
     os.write(int(fd), b"r")
@@ -44,7 +47,7 @@ sys.exit(opts.get("rc", 0))
 class WarmTestKind:
     name = "warmtest"
     options: Mapping[str, str] = {"setup": "number", "work": "number", "rc": "int",
-                                  "fail_setup": "bool"}
+                                  "fail_setup": "bool", "connect": "bool"}
     uses_run = False
     uses_python = False
     warm_start = True
