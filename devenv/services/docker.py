@@ -245,10 +245,14 @@ class DockerBackend:
                                   f"{c.name} was created; recreating it (volumes are kept)"))
             self._remove(c, force=False)
             c = None
+        recreating = ""
         if c is not None and c.status != "running":
+            name = c.name
             c = self._start_existing(project, service, c, reporter)
+            if c is None:
+                recreating = f"recreating container {name} on it (volumes are kept)"
         if c is None:
-            c = self._create(project, service, reporter)
+            c = self._create(project, service, reporter, recreating)
             try:
                 c.start()
             except docker.errors.APIError as exc:
@@ -271,16 +275,13 @@ class DockerBackend:
                 raise self._start_error(project, service, exc) from None
             return c
         fixed = {p.host for p in service.ports if p.host}
-        for container_port, host in published(c.attrs).items():
+        for host in published(c.attrs).values():
             if portlib.is_free(host):
                 continue
             if host in fixed:
                 # the same message as for a new container, naming what holds the port
                 portlib.choose(project, service, holder=self._holder)
-            reporter.emit(Message(
-                f"{service.name}: port {host} (for {container_port}) is taken by "
-                f"{self._holder(host) or 'something else'} now; recreating container "
-                f"{c.name} on another port (volumes are kept)", "warn"))
+            # recreated on another port; _create's note names the old and the new port
             self._remove(c, force=False)
             return None
         try:
@@ -363,7 +364,10 @@ class DockerBackend:
         reporter.emit(PhaseFinished(phase, f"pulled {service.image}",
                                     duration=time.monotonic() - t0))
 
-    def _create(self, project: Project, service: ServiceSpec, reporter: Reporter) -> Any:
+    def _create(self, project: Project, service: ServiceSpec, reporter: Reporter,
+                recreating: str = "") -> Any:
+        """Create the container (its volumes too); ``recreating`` is added to a note about a
+        port that had to change."""
         import docker
 
         client = self.client()
@@ -375,7 +379,8 @@ class DockerBackend:
                                  taken=self._claimed_ports())
         for ch in choices:
             if ch.note:
-                reporter.emit(Message(f"{service.name}: {ch.note}", "warn"))
+                extra = f"; {recreating}" if recreating else ""
+                reporter.emit(Message(f"{service.name}: {ch.note}{extra}", "warn"))
         volumes: dict[str, dict[str, str]] = {}
         for vol, path in service.volumes.items():
             vname = volume_name(project, service, vol)

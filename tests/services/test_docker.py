@@ -396,3 +396,32 @@ def test_up_unpauses_a_paused_container(started: Started) -> None:
         if c.status == "paused":
             c.unpause()
     assert ep == started.endpoint and c.status == "running" and c.id == _container(started).id
+
+
+def test_a_stopped_container_whose_free_port_was_taken_is_recreated_on_another(
+        docker_project: Callable[..., Project]) -> None:
+    """No fixed port: devenv chose one. Stopped, then something else takes that port: the
+    next up recreates the container on a new port, says so, and the data (volume) stays."""
+    project = docker_project({"db": pg_service()})
+    b = DockerBackend()
+    svc = project.services["db"]
+    first = b.up(project, svc, RecordingReporter(), timeout=60).port(5432)
+    query(first, "CREATE TABLE kept AS SELECT 7 AS answer")
+    first_id = b.status(project, svc).extra["id"]
+    b.down(project, svc)
+    sock = listen(first)
+    try:
+        rec = RecordingReporter()
+        ep = b.up(project, svc, rec, timeout=60)
+    finally:
+        sock.close()
+    second = ep.port(5432)
+    assert second != first
+    warnings = [e.text for e in rec.events if isinstance(e, Message) and e.level == "warn"]
+    assert warnings == [f"db: port {first} (remembered for db:5432) is taken by something "
+                        f"else now; using {second} instead; recreating container "
+                        f"{project.name}-db on it (volumes are kept)"]
+    assert b.status(project, svc).extra["id"] != first_id
+    assert query(second, "SELECT answer FROM kept") == [(7,)]
+    saved = json.loads((project.state_dir / "ports.json").read_text())
+    assert saved == {"db": {"5432": second}}
