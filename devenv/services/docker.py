@@ -248,7 +248,7 @@ class DockerBackend:
         recreating = ""
         if c is not None and c.status != "running":
             name = c.name
-            c = self._start_existing(project, service, c, reporter)
+            c = self._start_existing(project, service, c)
             if c is None:
                 recreating = f"recreating container {name} on it (volumes are kept)"
         if c is None:
@@ -262,8 +262,7 @@ class DockerBackend:
         portlib.PortStore(project.state_dir).remember(service.name, dict(ep.ports))
         return ep
 
-    def _start_existing(self, project: Project, service: ServiceSpec, c: Any,
-                        reporter: Reporter) -> Any | None:
+    def _start_existing(self, project: Project, service: ServiceSpec, c: Any) -> Any | None:
         """Start a stopped container; ``None`` when it must be recreated (its free port was
         taken meanwhile)."""
         import docker
