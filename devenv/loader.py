@@ -87,6 +87,20 @@ def _err(node: Node, message: str, path: str | None = None) -> ConfigError:
                        node.path if path is None else path)
 
 
+def _descend(node: Node, dotted: str) -> Node:
+    """The deepest value along a dotted path below ``node``. Keys may hold dots themselves
+    (``public.members``): the longest key that fits is taken at each level."""
+    rest = dotted
+    while rest and isinstance(node.value, dict):
+        fits = [k for k in node.value if rest == k or rest.startswith(f"{k}.")]
+        if not fits:
+            break
+        key = max(fits, key=len)
+        node = node.value[key]
+        rest = rest[len(key) + 1:]
+    return node
+
+
 def _join(path: str, key: str | int) -> str:
     if isinstance(key, int):
         return f"{path}[{key}]"
@@ -593,6 +607,9 @@ def _steps(node: Node | None, profiles: tuple[str, ...], doc: Node) -> list[Step
             kind.validate(options)
         except OptionError as exc:
             target = raw.get(exc.key, child)
+            if exc.path and exc.key in raw:
+                raise _err(_descend(target, exc.path), exc.message,
+                           f"{target.path}.{exc.path}") from None
             raise _err(target, exc.message) from None
         env, env_lines = _env_map(raw["env"]) if "env" in raw else ({}, {})
         needs = _str_list(raw["needs"]) if "needs" in raw else ()

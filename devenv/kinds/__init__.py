@@ -16,11 +16,13 @@ from devenv.schema import Command, StepSpec
 
 
 class OptionError(Exception):
-    """A kind-specific option is wrong; ``key`` names it (the loader adds file:line)."""
+    """A kind-specific option is wrong; ``key`` names it, ``path`` (dotted, optional) the
+    value below it (the loader adds file:line, of the deepest value it can find)."""
 
-    def __init__(self, key: str, message: str) -> None:
+    def __init__(self, key: str, message: str, path: str = "") -> None:
         self.key = key
         self.message = message
+        self.path = path
         super().__init__(message)
 
 

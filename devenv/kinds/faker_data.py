@@ -47,6 +47,11 @@ _TABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$")
 _REF = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*){1,2}$")
 
 
+def _option_error(exc: SpecError) -> OptionError:
+    """A ``tables:`` mistake for the loader, with the key path below ``tables``."""
+    return OptionError("tables", exc.message, "" if exc.path == "tables" else exc.path)
+
+
 class SpecError(Exception):
     """A mistake in ``tables:``; ``path`` is the key path below it."""
 
@@ -227,7 +232,7 @@ class FakerKind:
         try:
             tables = parse_tables(options["tables"])
         except SpecError as exc:
-            raise OptionError("tables", str(exc)) from None
+            raise _option_error(exc) from None
         locale = str(options.get("locale", "en_US"))
         from faker.config import AVAILABLE_LOCALES
 
@@ -237,7 +242,7 @@ class FakerKind:
         try:
             check_providers(tables, locale)
         except SpecError as exc:
-            raise OptionError("tables", str(exc)) from None
+            raise _option_error(exc) from None
 
     def default_inputs(self, step: StepSpec) -> tuple[str, ...]:
         """None: the whole configuration is in steps.yaml (part of the fingerprint)."""

@@ -204,29 +204,29 @@ def test_runtime_errors_name_the_step_table_and_column(
 
 @pytest.mark.parametrize(("seed", "message"), [
     (SEED.replace("first_name: first_name", "first_name: frist_name"),
-     "steps.yaml:15: steps.seed.tables: public.members.columns.first_name: unknown Faker "
+     "steps.yaml:22: steps.seed.tables.public.members.columns.first_name: unknown Faker "
      "provider 'frist_name' (did you mean 'first_name'?); for a constant text write "
      "{value: frist_name}"),
     (SEED.replace("minimum_age: 65", "min_age: 65"),
-     "steps.yaml:15: steps.seed.tables: public.members.columns.birth_date: "
+     "steps.yaml:25: steps.seed.tables.public.members.columns.birth_date: "
      "date_of_birth(min_age=65, maximum_age=100) fails: TypeError: "
      "Provider.date_of_birth() got an unexpected keyword argument 'min_age'"),
     (SEED.replace("locale: en_US", "locale: en_UK"),
      "steps.yaml:13: steps.seed.locale: unknown Faker locale 'en_UK' (did you mean "
      "'en_US'?)"),
     (SEED.replace("        rows: 500\n", ""),
-     "steps.yaml:15: steps.seed.tables: public.members.rows: expected a whole number of "
+     "steps.yaml:19: steps.seed.tables.public.members.rows: expected a whole number of "
      "rows, got None"),
     (SEED.replace("active: true", "active: [1, 2]"),
-     "steps.yaml:15: steps.seed.tables: public.members.columns.active: expected a Faker "
+     "steps.yaml:28: steps.seed.tables.public.members.columns.active: expected a Faker "
      "provider name, a constant, or a mapping ({provider: arguments}, {unique: provider}, "
      "{ref: table.column}, {value: constant})"),
     (SEED.replace("phone_number: null, null_ratio: 0.5", "phone_number: null, "
                   "null_ratio: 2"),
-     "steps.yaml:15: steps.seed.tables: public.members.columns.phone.null_ratio: expected "
+     "steps.yaml:27: steps.seed.tables.public.members.columns.phone.null_ratio: expected "
      "a number from 0 to 1, got 2"),
     (SEED.replace("{ref: public.plans.id}", "{ref: plans}"),
-     "steps.yaml:15: steps.seed.tables: public.members.columns.plan_id.ref: expected "
+     "steps.yaml:26: steps.seed.tables.public.members.columns.plan_id.ref: expected "
      "[schema.]table.column, got 'plans'"),
 ])
 def test_configuration_errors_are_found_when_loading(
