@@ -87,3 +87,33 @@ def test_missing_image_falls_back_to_native_and_every_command_agrees(
         assert "[schema] skipped: unchanged since" in again.stdout
     finally:
         devenv("down", "--volumes", "--yes")
+
+
+# Uninstalling PostgreSQL is not something a test can do here: the subprocess below runs
+# the real CLI with the server-binary search pointed at nowhere (PATH without pg_ctl,
+# no search folders), which is what a machine without them looks like to devenv.
+NO_BINARIES = ("import sys, devenv.pgcluster as p; p.SEARCH_DIRS = (); "
+               "from devenv.cli import main; sys.argv = ['devenv', *sys.argv[1:]]; main()")
+
+
+def test_no_engine_and_no_binaries_is_a_clear_error_naming_both(
+        make_project: Callable[..., Path]) -> None:
+    root = make_project({
+        "version": 1, "name": f"nb{uuid.uuid4().hex[:8]}",
+        "services": {"db": {"image": "postgres:15", "env": {"POSTGRES_PASSWORD": "pw"}}},
+        "database": {"service": "db", "name": "app_dev"},
+        "steps": {"schema": {"run": "true", "needs": ["db"]}},
+    })
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    env["DOCKER_HOST"] = "unix:///tmp/devenv-no-engine-here.sock"
+    env["PATH"] = f"{Path(sys.executable).parent}:/usr/bin:/bin"
+    assert subprocess.run(["sh", "-c", "command -v pg_ctl"], env=env,
+                          capture_output=True).returncode != 0
+    up = subprocess.run([sys.executable, "-c", NO_BINARIES, "--plain", "up"], cwd=root,
+                        env=env, capture_output=True, text=True, timeout=120)
+    assert up.returncode == 3, up.stdout + up.stderr
+    out = up.stdout + up.stderr
+    assert "no Docker engine answers at unix:///tmp/devenv-no-engine-here.sock" in out
+    assert "no PostgreSQL server binaries (initdb, pg_ctl) on PATH or in the usual " \
+           "places" in out
+    assert "Traceback" not in out
