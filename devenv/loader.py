@@ -101,6 +101,18 @@ def _descend(node: Node, dotted: str) -> Node:
     return node
 
 
+def _nested_lines(node: Node, prefix: str) -> dict[str, int]:
+    """``prefix.key.subkey`` -> line, for every mapping key below ``node`` (a kind's
+    nested option: its run-time errors can then point at their own line)."""
+    out: dict[str, int] = {}
+    if isinstance(node.value, dict):
+        for k, child in node.value.items():
+            path = f"{prefix}.{k}"
+            out[path] = child.key_line or child.line
+            out.update(_nested_lines(child, path))
+    return out
+
+
 def _join(path: str, key: str | int) -> str:
     if isinstance(key, int):
         return f"{path}[{key}]"
@@ -631,7 +643,9 @@ def _steps(node: Node | None, profiles: tuple[str, ...], doc: Node) -> list[Step
             description=_str(raw["description"]) if "description" in raw else None,
             key_lines={k: v.key_line or v.line for k, v in raw.items()}
             | {f"env.{k}": v for k, v in env_lines.items()}
-            | _item_lines(raw, "needs"),
+            | _item_lines(raw, "needs")
+            | {k: v for o in options if isinstance(raw[o].value, dict)
+               for k, v in _nested_lines(raw[o], o).items()},
         )
         if not step.inputs:
             step = _with_inputs(step, kind.default_inputs(step))

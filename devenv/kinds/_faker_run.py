@@ -53,10 +53,22 @@ class Context:
     def __init__(self, opts: dict[str, Any]) -> None:
         self.step = opts.get("step", "?")
         self.where = opts.get("tables_at") or opts.get("where") or ""
+        self.lines: dict[str, int] = dict(opts.get("lines") or {})
+
+    def at(self, path: str) -> str:
+        """``file:line`` of the deepest key of ``path`` steps.yaml has (else tables:)."""
+        file = self.where.rsplit(":", 1)[0]
+        cut = len(path)
+        while cut > 0:
+            line = self.lines.get(path[:cut])
+            if line is not None and file:
+                return f"{file}:{line}"
+            cut = path.rfind(".", 0, cut)
+        return self.where
 
     def fail(self, path: str, message: str) -> Fail:
         key = f"steps.{self.step}.tables.{path}" if path else f"steps.{self.step}"
-        return Fail(f"{self.where}: {key}: {message}")
+        return Fail(f"{self.at(path)}: {key}: {message}")
 
 
 def _plural(n: int, word: str) -> str:

@@ -256,6 +256,9 @@ class FakerKind:
             "tables": opts["tables"],
             "truncate": bool(opts.get("truncate", False)),
             "tables_at": key_line(step, "tables"),
+            # the line of each key below tables:, so run-time errors point at theirs
+            "lines": {k.removeprefix("tables."): v for k, v in step.key_lines.items()
+                      if k.startswith("tables.")},
         }
         return (sys.executable, "-m", "devenv.kinds._faker_run", payload(step, values))
 

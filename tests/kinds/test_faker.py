@@ -156,23 +156,23 @@ def test_speed_up_changes_no_value() -> None:
 
 RUNTIME_ERRORS = [
     (SEED.replace("      public.members:", "      public.membrs:"),
-     "faker: steps.yaml:15: steps.seed.tables.public.membrs: no table public.membrs in the "
+     "faker: steps.yaml:19: steps.seed.tables.public.membrs: no table public.membrs in the "
      "database (did you mean 'public.members'?)"),
     (SEED.replace("          email: {unique", "          emial: {unique"),
-     "faker: steps.yaml:15: steps.seed.tables.public.members.columns.emial: table "
+     "faker: steps.yaml:24: steps.seed.tables.public.members.columns.emial: table "
      "public.members has no column 'emial' (did you mean 'email'?)"),
     (SEED.replace("{ref: public.plans.id}", "{ref: plans.idd}"),
-     "faker: steps.yaml:15: steps.seed.tables.public.members.columns.plan_id.ref: table "
+     "faker: steps.yaml:26: steps.seed.tables.public.members.columns.plan_id.ref: table "
      "public.plans has no column 'idd' (did you mean 'id'?)"),
     (SEED.replace("      plans:\n        rows: 5", "      plans:\n        rows: 0"),
-     "faker: steps.yaml:15: steps.seed.tables.public.members.columns.plan_id.ref: "
+     "faker: steps.yaml:26: steps.seed.tables.public.members.columns.plan_id.ref: "
      "public.plans has no rows to pick id from: fill it first (in a step this one needs, "
      "or in this step's tables)"),
     (SEED.replace('{bothify: {text: "PL-###"}}', "{random_element: {elements: [a, b]}}"),
-     "faker: steps.yaml:15: steps.seed.tables.plans.columns.code: no new unique value for "
+     "faker: steps.yaml:34: steps.seed.tables.plans.columns.code: no new unique value for "
      "public.plans.code at row 3 of 5: Faker's random_element has too few distinct values"),
     (SEED.replace("score: 7", "score: {value: lots}"),
-     "faker: steps.yaml:15: steps.seed.tables.public.members.columns.score: ERROR: invalid "
+     "faker: steps.yaml:29: steps.seed.tables.public.members.columns.score: ERROR: invalid "
      'input syntax for type integer: "lots" (row 1)'),
     (SEED.replace("truncate: true", "truncate: false").replace("rows: 500", "rows: 1"),
      None),
@@ -191,7 +191,7 @@ def test_runtime_errors_name_the_step_table_and_column(
         assert out.statuses["seed"] is Status.OK, out.log("seed")
         out = run_steps(root=root, force=True, targets=["seed"], only=True)
         log = last_lines(out.log("seed"), 1)
-        assert log.startswith("faker: steps.yaml:15: steps.seed.tables.plans: "
+        assert log.startswith("faker: steps.yaml:31: steps.seed.tables.plans: "
                               'ERROR: duplicate key value violates unique constraint '
                               '"plans_code_key" (Key (code)=(PL-')
         assert log.endswith(") already exists.); if this step ran on this database before, "
