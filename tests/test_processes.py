@@ -24,6 +24,7 @@ from devenv.console import ProcessLines
 from devenv.errors import DevenvError
 from devenv.pgcluster import free_port
 from devenv.schema import Project
+from tests.procs import gone
 
 MakeProject = Callable[..., Path]
 
@@ -66,21 +67,6 @@ server.serve_forever()
 def pids(root: Path, name: str) -> tuple[int, int]:
     leader, child, _ = (root / f"{name}.pids").read_text().split()
     return int(leader), int(child)
-
-
-def gone(pid: int, wait: float = 5.0) -> bool:
-    """True once ``pid`` no longer runs (a zombie waiting for a reaper counts as gone)."""
-    deadline = time.monotonic() + wait
-    while True:
-        try:
-            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except (FileNotFoundError, ProcessLookupError):
-            return True
-        if state in ("Z", "X"):
-            return True
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -16,6 +15,7 @@ import pytest
 from devenv import environment, loader
 from devenv.errors import ConfigError
 from devenv.events import RecordingReporter, Status, StepStarted
+from tests.procs import alive, gone
 
 MakeProject = Callable[..., Path]
 
@@ -230,19 +230,6 @@ def test_logs_one_file_per_run_with_latest_link(make_project: MakeProject) -> No
     assert link.is_symlink() and link.resolve() == logs[-1].resolve()
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # a zombie counts as gone
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_interrupt_kills_the_whole_process_group(make_project: MakeProject,
                                                  sig: signal.Signals) -> None:
@@ -256,15 +243,12 @@ def test_interrupt_kills_the_whole_process_group(make_project: MakeProject,
     while not (root / "started").exists() and time.monotonic() < deadline:
         time.sleep(0.05)
     child = int((root / "child.pid").read_text())
-    assert _alive(child)
+    assert alive(child)
     p.send_signal(sig)
     out, _ = p.communicate(timeout=30)
     assert p.returncode == 130, out
     assert "[server] interrupted" in out
-    deadline = time.monotonic() + 10
-    while _alive(child) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not _alive(child)
+    assert gone(child, wait=10)
     assert not (root / "later.ran").exists()
 
 

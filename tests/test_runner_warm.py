@@ -18,7 +18,7 @@ import pytest
 from devenv import environment, loader
 from devenv.events import RecordingReporter, Status
 from tests import warmkind
-from tests.test_runner import _alive
+from tests.procs import alive, gone
 
 MakeProject = Callable[..., Path]
 ROOT = Path(__file__).resolve().parent.parent
@@ -141,14 +141,11 @@ def test_ctrl_c_stops_parked_processes(make_project: MakeProject) -> None:
         time.sleep(0.05)
     line = next(x for x in (root / "events.txt").read_text().splitlines() if " parked " in x)
     pid = int(line.split()[-1])
-    assert _alive(pid)
+    assert alive(pid)
     p.send_signal(signal.SIGINT)
     out, _ = p.communicate(timeout=30)
     assert p.returncode == 130, out
-    deadline = time.monotonic() + 10
-    while _alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not _alive(pid)
+    assert gone(pid, wait=10)
     assert ("late", "work") not in events(root)
 
 

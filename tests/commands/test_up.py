@@ -22,6 +22,7 @@ import pytest
 from devenv import database, loader, processes
 from devenv.lock import project_lock
 from devenv.pgcluster import free_port
+from tests.procs import gone
 
 pytestmark = pytest.mark.postgres
 
@@ -55,21 +56,6 @@ with psycopg.connect(os.environ["DATABASE_URL"], autocommit=True) as conn:
     conn.execute("CREATE TABLE items (id int)")
 print("table created")
 """
-
-
-def gone(pid: int, wait: float = 5.0) -> bool:
-    """True once ``pid`` no longer runs (a zombie waiting for a reaper counts as gone)."""
-    deadline = time.monotonic() + wait
-    while True:
-        try:
-            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except (FileNotFoundError, ProcessLookupError):
-            return True
-        if state in ("Z", "X"):
-            return True
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
 
 
 @dataclass
