@@ -45,36 +45,22 @@ class RefreshResult:
     steps_run: list[str] = field(default_factory=list)
 
 
-def _db(project: Project) -> str:
-    if project.database is None:
-        raise DevenvError("refresh-db needs a database: add a 'database:' section to steps.yaml")
-    return project.database.name
-
-
 def recover(target: Target, db: str, reporter: Reporter) -> list[str]:
     """Repair what an interrupted run may have left; returns what it did."""
-    from devenv.pgwire import ident
-
     done: list[str] = []
     infos = {d.datname: d for d in snapshots.related(target, db)}
-    with database.connect(target, "postgres") as conn:
-        rows = conn.execute("SELECT datname FROM pg_database WHERE NOT datallowconn AND "
-                            "(datname = %s OR left(datname, %s) = %s)",
-                            (db, len(db) + 2, db + "__")).fetchall()
-        for (name,) in rows:
-            if name in (db, snapshots.prev_name(db)):
-                conn.execute(f"ALTER DATABASE {ident(name)} ALLOW_CONNECTIONS true")
-                done.append(f"allowed connections to {name} again")
-    if db not in infos and snapshots.prev_name(db) in infos:
+    prev = snapshots.prev_name(db)
+    for name in snapshots.allow_connections(target, [db, prev]):
+        done.append(f"allowed connections to {name} again")
+    if db not in infos and prev in infos:
         # The swap is one transaction, so this only happens if someone dropped the working
         # database by hand; the backup is the best there is.
-        with database.connect(target, "postgres") as conn:
-            conn.execute(f"ALTER DATABASE {ident(snapshots.prev_name(db))} RENAME TO {ident(db)}")
-        done.append(f"restored {db} from {snapshots.prev_name(db)}")
+        snapshots.rename(target, prev, db)
+        done.append(f"restored {db} from {prev}")
     for name, info in infos.items():
         if snapshots.is_retired(db, name):
             continue  # a replaced backup, dropped by the background pass after a swap
-        if name == snapshots.build_name(db) or name.endswith("__x") or (
+        if name in (snapshots.build_name(db), snapshots.exchange_name(db)) or (
                 name.startswith(snapshots.ready_name(db) + "_tmp")):
             snapshots.drop(target, name)
             done.append(f"dropped leftover {name}")
@@ -389,15 +375,12 @@ def reclone(project: Project, target: Target, snap: str) -> None:
 
     faults.point("reclone-cloned")
     _copy_state(StateStore(project.state_dir), target, snap, tmp)
-    from devenv.pgwire import ident
-
     ready = snapshots.ready_name(db)
-    with database.connect(target, "postgres") as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {ident(ready)} WITH (FORCE)")
-        try:
-            conn.execute(f"ALTER DATABASE {ident(tmp)} RENAME TO {ident(ready)}")
-        except Exception:
-            conn.execute(f"DROP DATABASE IF EXISTS {ident(tmp)} WITH (FORCE)")
+    database.drop(target, ready)
+    try:
+        snapshots.rename(target, tmp, ready)
+    except Exception:
+        database.drop(target, tmp)
 
 
 def undo(project: Project, target: Target, reporter: Reporter) -> None:

@@ -250,11 +250,17 @@ def allow_connections(target: Target, names: Iterable[str]) -> list[str]:
     return fixed
 
 
+def exchange_name(a: str) -> str:
+    """The name :func:`exchange` parks ``a`` under for a moment (a leftover only if the
+    transaction was cut, which rolls it back; recover drops it all the same)."""
+    return f"{a}__x"
+
+
 def exchange(target: Target, a: str, b: str) -> None:
     """Swap the names of two databases in one transaction (``refresh-db --undo``)."""
     from devenv.pgwire import ident
 
-    tmp = f"{a}__x"
+    tmp = exchange_name(a)
     for name in (a, b):
         terminate(target, name, block=True)
     with connect(target, "postgres") as conn:
@@ -267,6 +273,15 @@ def exchange(target: Target, a: str, b: str) -> None:
 
 def drop(target: Target, datname: str) -> None:
     database.drop(target, datname)
+
+
+def rename(target: Target, src: str, dst: str) -> None:
+    """``ALTER DATABASE src RENAME TO dst``, ending ``src``'s sessions first."""
+    from devenv.pgwire import ident
+
+    terminate(target, src)
+    with connect(target, "postgres") as conn:
+        conn.execute(f"ALTER DATABASE {ident(src)} RENAME TO {ident(dst)}")
 
 
 def gc(target: Target, db: str, keep: int, protect: Iterable[str] = ()) -> list[str]:

@@ -303,3 +303,18 @@ def test_records_of_dropped_databases_are_forgotten(lc: tuple[Path, database.Tar
     assert keys <= live, keys - live
     # what is there: the working database, its backup, the snapshots and the ready copy
     assert database.identity(target, target.dbname) in keys
+
+
+def test_recover_leaves_a_user_snapshot_whose_name_ends_like_a_leftover(
+        lc: tuple[Path, database.Target]) -> None:
+    """Only the exact name a cut `--undo` could leave (DB__x) is a leftover: a user's
+    snapshot named `keep__x` (DB__u_keep__x) is theirs."""
+    root, target = lc
+    db = target.dbname
+    refresh(root, target)
+    mine = snapshots.user_name(db, "keep__x")
+    database.create(target, mine, [])
+    database.create(target, snapshots.exchange_name(db), [])
+    done = lifecycle.recover(target, db, RecordingReporter())
+    assert done == [f"dropped leftover {snapshots.exchange_name(db)}"]
+    assert mine in names(target)

@@ -73,14 +73,6 @@ def container_name(project: Project, service: str) -> str:
     return f"{project.name}-{service}"
 
 
-def _rename(target: Target, src: str, dst: str) -> None:
-    from devenv.pgwire import ident
-
-    snapshots.terminate(target, src)
-    with database.connect(target, "postgres") as conn:
-        conn.execute(f"ALTER DATABASE {ident(src)} RENAME TO {ident(dst)}")
-
-
 def _identity(target: Target, datname: str) -> str:
     key = database.identity(target, datname)
     if key is None:
@@ -190,7 +182,7 @@ def save(project: Project, reporter: Reporter, name: str, *, replace: bool = Fal
                 _drop_quietly(target, build)
                 raise
             finally:
-                _allow(target, db)
+                snapshots.allow_connections(target, [db])
             try:
                 store.put(_identity(target, build), target.redacted(snap), records)
                 if snap in infos:
@@ -198,7 +190,7 @@ def save(project: Project, reporter: Reporter, name: str, *, replace: bool = Fal
                     snapshots.drop(target, snap)
                     if old_key:
                         store.forget(old_key)
-                _rename(target, build, snap)
+                snapshots.rename(target, build, snap)
             except BaseException:
                 _drop_quietly(target, build)
                 raise
@@ -211,13 +203,6 @@ def save(project: Project, reporter: Reporter, name: str, *, replace: bool = Fal
                               f"{fmt_size(size.size if size else 0)}); "
                               f"devenv snapshot restore {name} brings it back", "ok"))
     return EXIT_OK
-
-
-def _allow(target: Target, datname: str) -> None:
-    from devenv.pgwire import ident
-
-    with database.connect(target, "postgres") as conn:
-        conn.execute(f"ALTER DATABASE {ident(datname)} ALLOW_CONNECTIONS true")
 
 
 # --------------------------------------------------------------------------- restore
@@ -467,7 +452,7 @@ def import_(project: Project, reporter: Reporter, file: Path, name: str | None =
                 store = StateStore(project.state_dir)
                 store.put(_identity(target, build), target.redacted(snap),
                           {s: r for s, r in header.records.items() if isinstance(r, dict)})
-                _rename(target, build, snap)
+                snapshots.rename(target, build, snap)
             except BaseException:
                 _drop_quietly(target, build)
                 raise
