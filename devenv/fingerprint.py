@@ -7,6 +7,7 @@ something did.
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import os
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from devenv import graph
+from devenv.errors import ConfigError
 from devenv.schema import Project
 
 # Generated files that change without the source changing (Python writes .pyc on import).
@@ -57,7 +59,11 @@ def expand_inputs(root: Path, patterns: Iterable[str]) -> list[str]:
     found: set[str] = set()
     for pattern in patterns:
         base = Path(pattern)
-        if base.is_absolute():
+        whole = base if base.is_absolute() else root / base
+        if not glob.has_magic(pattern) and whole.is_dir():
+            # ".", "/", "src/": pathlib's glob cannot take these as patterns
+            matches: Iterable[Path] = [whole]
+        elif base.is_absolute():
             anchor = Path(base.anchor)
             matches = anchor.glob(str(base.relative_to(anchor)))
         else:
@@ -107,13 +113,20 @@ def compute(project: Project, names: Iterable[str] | None = None) -> dict[str, F
     wanted = graph.closure(project, project.steps if names is None else names)
     out: dict[str, Fingerprint] = {}
     project_env = dict(sorted(project.env.items()))
+    env_hash = _hash(_canon(project_env))
     for name in graph.topo_order(project, wanted):
         step = project.steps[name]
         definition = {k: _hash(_canon(v)) for k, v in step.definition().items()}
-        definition["project env"] = _hash(_canon(project_env))
-        inputs = {rel: _HASHER.digest(project.root / rel if not rel.startswith("/")
-                                      else Path(rel))
-                  for rel in expand_inputs(project.root, step.inputs)}
+        definition["project env"] = env_hash
+        try:
+            inputs = {rel: _HASHER.digest(project.root / rel)
+                      for rel in expand_inputs(project.root, step.inputs)}
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot read an input: {exc.strerror or exc}"
+                f"{f' ({exc.filename})' if exc.filename else ''}; list files the step "
+                "reads, or fix their permissions", step.loc.file,
+                step.key_lines.get("inputs", step.loc.line), f"steps.{name}.inputs") from None
         upstream = {n: out[n].value for n in sorted(graph.step_needs(project, name))}
         value = _hash(_canon({"d": definition, "i": inputs, "u": upstream}))
         out[name] = Fingerprint(value, definition, inputs, upstream)

@@ -110,3 +110,22 @@ def test_file_option_and_subfolder(make_project: MakeProject, tmp_path: Path) ->
     elsewhere.mkdir()
     assert "demo (1 steps)" in devenv("--file", str(root / "steps.yaml"), "graph",
                                       cwd=elsewhere).stdout
+
+
+def test_a_folder_as_input_and_an_unreadable_input(make_project: Callable[..., Path]) -> None:
+    """inputs: ["."] (the whole project) and ["sub/"] are folders, not glob patterns; an
+    input the kernel refuses to read is a configuration error naming the line."""
+    root = make_project({"version": 1, "steps": {
+        "whole": {"run": "true", "inputs": ["."]},
+        "sub": {"run": "true", "inputs": ["sub/"]},
+    }}, files={"sub/a.txt": "a\n"})
+    r = devenv("plan", "--json", cwd=root)
+    assert r.returncode == 0, r.stdout + r.stderr
+    (root / "steps.yaml").write_text(
+        "version: 1\nsteps:\n  bad:\n    run: 'true'\n    inputs: [/proc/self/mem]\n")
+    r = devenv("plan", cwd=root)
+    assert r.returncode == 2
+    assert r.stderr.strip() == ("error: steps.yaml:5: steps.bad.inputs: cannot read an input: "
+                                "Input/output error; list files the step reads, or fix their "
+                                "permissions")
+    assert "Traceback" not in r.stderr
