@@ -173,6 +173,18 @@ def _header(path: Path, raw: Any) -> Header:
         if not isinstance(raw.get(key), kind):
             raise DumpError(f"{path} has a damaged header: '{key}' is missing or of the "
                             "wrong type")
+    # What is inside matters too: list, status and restore index by these.
+    inner = {
+        "steps": all(isinstance(s, str) for s in raw["steps"]),
+        "fingerprints": all(isinstance(k, str) and isinstance(v, str)
+                            for k, v in raw["fingerprints"].items()),
+        "records": isinstance(raw.get("records", {}), dict)
+        and all(isinstance(r, dict) for r in raw.get("records", {}).values()),
+    }
+    for key, ok in inner.items():
+        if not ok:
+            raise DumpError(f"{path} has a damaged header: '{key}' holds values of the "
+                            "wrong type")
     known = set(Header.__dataclass_fields__)
     values = {k: v for k, v in raw.items() if k in known}
     values.setdefault("records", {})

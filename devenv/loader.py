@@ -7,6 +7,7 @@ naming file, line, key path and what to do; nothing else escapes :func:`load`.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -241,7 +242,8 @@ def _str_list(node: Node) -> tuple[str, ...]:
 
 def _number(node: Node, what: str = "a number of seconds") -> float:
     value = node.value
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0 \
+            or value == math.inf:
         raise _err(node, f"expected {what} greater than 0, got {_describe(value)}")
     return float(value)
 

@@ -409,6 +409,18 @@ CASES = [
         """\
         version: 1
         steps:
+          a:
+            run: "true"
+            timeout: .nan
+        """,
+        "steps.yaml:5: steps.a.timeout: expected a number of seconds greater than 0, got "
+        "a number (nan)",
+        id="timeout-nan",
+    ),
+    pytest.param(
+        """\
+        version: 1
+        steps:
           seed:
             run: python seed.py
             python: .venv

@@ -352,6 +352,15 @@ def test_damaged_and_newer_server_files_are_refused(env: Env, tmp_path: Path) ->
     assert not {f"{env.db}__u_t", f"{env.db}__build"} & env.names()
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
 
+    # values of the wrong kind inside the header (list/status/restore index by them)
+    for key, value in (("records", [1, 2]), ("steps", [1, {"a": 2}]),
+                       ("fingerprints", {"schema": 1})):
+        bad = _rewrite(file, tmp_path / f"bad-{key}", **{key: value})
+        with pytest.raises(DevenvError) as err:
+            cmd.import_(env.project(), RecordingReporter(), bad, "t")
+        assert str(err.value) == (f"{bad} has a damaged header: '{key}' holds values of the "
+                                  "wrong type")
+
     # the same header with a valid version still imports: the refusals were the checks
     ok = _rewrite(file, tmp_path / "ok", server_version_num=150000)
     assert cmd.import_(env.project(), RecordingReporter(), ok, "t") == 0
