@@ -377,43 +377,22 @@ def lenient(base: Mapping[str, str], values: Mapping[str, str]) -> dict[str, str
 
 
 def _choose(service: ServiceSpec, project: Project) -> BackendChoice:
-    """:func:`environment.choose_backend`, telling a missing backend module apart."""
+    """:func:`environment.choose_backend`, its refusal kept as a finding."""
     from devenv.errors import ServiceError
-    from devenv.services import BACKENDS
 
     try:
         backend, why = environment.choose_backend(service, project)
         return BackendChoice(backend, why)
     except ServiceError as exc:
         return BackendChoice(None, "", str(exc))
-    except ImportError:
-        pass
-    # A backend module this devenv install lacks: try the others as choose_backend would.
-    names = ["docker", "native"] if service.backend == "auto" else [service.backend]
-    reasons = []
-    for name in names:
-        if name not in BACKENDS:
-            reasons.append(f"{name}: unknown backend")
-            continue
-        try:
-            backend = BACKENDS[name]()
-        except ImportError as exc:
-            reasons.append(f"{name}: not installed in this devenv ({exc.name or exc})")
-            continue
-        ok, why = backend.available()
-        if ok:
-            suffix = f" ({'; '.join(reasons)})" if reasons else ""
-            return BackendChoice(backend, f"{why}{suffix}")
-        reasons.append(f"{name}: {why}")
-    return BackendChoice(None, "", f"service {service.name}: no backend can run it here: "
-                         + "; ".join(reasons))
 
 
 def _docker_info() -> DockerInfo:
     try:
-        import docker
+        # the engine devenv itself uses: DOCKER_HOST, else the current docker context
+        from devenv.services.docker import connect
 
-        client = docker.from_env(timeout=3)
+        client = connect(timeout=3)
         version = client.version()
     except Exception as exc:
         return DockerInfo(None, None, first_line(exc))

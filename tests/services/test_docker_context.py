@@ -61,3 +61,18 @@ def test_docker_context_variable_wins_and_a_dead_one_is_named(
     assert not ok
     assert detail == (f"no Docker engine answers at unix://{gone} (no such socket); start "
                       "Docker, or fix DOCKER_HOST / the docker context")
+
+
+def test_doctor_asks_the_same_engine(config: Path, tmp_path: Path,
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """doctor's engine checks (images, versions, port holders) use the context too: with a
+    dead one it finds no engine, although the default socket would answer."""
+    from devenv.doctor.context import _docker_info
+
+    gone = tmp_path / "nothing-here.sock"
+    docker_cli(config, "context", "create", "devenv-dead", "--docker", f"host=unix://{gone}")
+    monkeypatch.setenv("DOCKER_CONTEXT", "devenv-dead")
+    info = _docker_info()
+    assert info.client is None and info.error
+    monkeypatch.delenv("DOCKER_CONTEXT")
+    assert _docker_info().error is None
