@@ -89,22 +89,6 @@ def _fmt_duration(seconds: float) -> str:
     return f"{m}m{s:02d}s"
 
 
-def log_tail(log: Path | None, lines: int = TAIL) -> str:
-    """The last ``lines`` lines of a step's log (read from its end: logs can be huge)."""
-    return _log_tail(log, lines)
-
-
-def _log_tail(log: Path | None, lines: int = TAIL) -> str:
-    if log is None or not log.exists():
-        return ""
-    with log.open("rb") as fh:
-        fh.seek(0, os.SEEK_END)
-        size = fh.tell()
-        fh.seek(max(0, size - 64 * 1024))
-        data = fh.read().decode(errors="replace")
-    return proc.tail(data, lines)
-
-
 def _rel(path: Path | None) -> str:
     if path is None:
         return ""
@@ -188,7 +172,7 @@ class PlainReporter:
         if self.groups and r.log is not None:
             self._group(r)
         elif r.status in (Status.FAILED, Status.INTERRUPTED):
-            tail = _log_tail(r.log)
+            tail = proc.log_tail(r.log, TAIL)
             if tail:
                 with self.lock:
                     for line in tail.splitlines():
@@ -304,7 +288,7 @@ class RichReporter:
             self.console.print(Text.assemble((f"{mark} {r.name}", style),
                                              f"  {r.status.value}: {r.reason}"))
             if r.status in (Status.FAILED, Status.INTERRUPTED):
-                tail = _log_tail(r.log)
+                tail = proc.log_tail(r.log, TAIL)
                 if tail:
                     self.console.print(Text(tail, style="dim"))
                 if r.log is not None:

@@ -328,7 +328,7 @@ def diagnose(project: Project, target: database.Target | None, dbname: str | Non
              result: RunResult) -> list[str]:
     """Causes behind failed steps that are not the step's own fault: the database's disk
     is full, or the database went away during the run. Each line names cause and fix."""
-    from devenv.console import log_tail
+    from devenv.proc import log_tail
 
     tails = [log_tail(r.log, 60) for r in result.results
              if r.status.value == "failed" and r.log is not None]

@@ -35,6 +35,21 @@ def tail(text: str, lines: int = TAIL_LINES) -> str:
     return "\n".join(parts[-lines:])
 
 
+def log_tail(log: Path | None, lines: int = TAIL_LINES) -> str:
+    """The last ``lines`` lines of a log file, read from its end (logs can be huge); ""
+    when there is none or it cannot be read."""
+    if log is None:
+        return ""
+    try:
+        with log.open("rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, fh.tell() - 64 * 1024))
+            data = fh.read().decode(errors="replace")
+    except OSError:
+        return ""
+    return tail(data, lines)
+
+
 class ProcessError(Exception):
     """A command failed: carries the command, its exit code and the tail of its output."""
 

@@ -382,17 +382,6 @@ def _stop_group(pgid: int, start_id: str, grace: float = GRACE) -> bool:
     return True
 
 
-def _log_tail(path: Path, lines: int = proc.TAIL_LINES) -> str:
-    try:
-        with path.open("rb") as fh:
-            fh.seek(0, os.SEEK_END)
-            fh.seek(max(0, fh.tell() - 64 * 1024))
-            data = fh.read().decode(errors="replace")
-    except OSError:
-        return ""
-    return proc.tail(data, lines)
-
-
 # --------------------------------------------------------------------------- status / stop
 
 
@@ -485,7 +474,7 @@ class _Child:
 
     def tail(self) -> str:
         if self.reader is None:
-            return _log_tail(self.log)
+            return proc.log_tail(self.log)
         # Let the reader catch up with what the process wrote before it exited. Not a
         # join: a child it left behind may hold the pipe open (no end of file yet).
         stream = self.popen.stdout if self.popen is not None else None
