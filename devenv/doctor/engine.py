@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
-import socket
 
 from devenv.doctor.base import FAIL, OK, Check, CheckDef, NotChecked, Problems, ok
 from devenv.doctor.context import Context, first_line
@@ -77,13 +75,12 @@ def check_images(ctx: Context) -> Check:
 
 def port_in_use(port: int) -> bool:
     """Whether something listens on the port (on 127.0.0.1 or all addresses)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError as exc:
-            return exc.errno in (errno.EADDRINUSE, errno.EACCES)
-    return False
+    from devenv.services.ports import is_free
+
+    try:
+        return not is_free(port)
+    except OSError:  # not a "taken" error: nothing we could tell listens there
+        return False
 
 
 def _listening_inodes(port: int) -> set[str]:

@@ -37,6 +37,7 @@ from devenv.services.support import (
     is_postgres,
     pg_probe,
     tcp_probe,
+    with_ports,
     wrong_credentials_hint,
 )
 
@@ -373,7 +374,7 @@ class DockerBackend:
         self._ensure_image(service, reporter)
         labels = self._labels(project, service)
         # ports first: a port in the way must not leave a new volume behind
-        spec = service if service.ports else _with_ports(service, port_specs(project, service))
+        spec = with_ports(service, port_specs(project, service))
         choices = portlib.choose(project, spec, holder=self._holder,
                                  taken=self._claimed_ports())
         for ch in choices:
@@ -736,12 +737,6 @@ def _wait_released(ports: list[int], limit: float = 5) -> None:
         ports = [p for p in ports if not portlib.is_free(p)]
         if ports:
             time.sleep(0.05)
-
-
-def _with_ports(service: ServiceSpec, specs: tuple[PortSpec, ...]) -> ServiceSpec:
-    from dataclasses import replace
-
-    return replace(service, ports=specs)
 
 
 def _split_image(image: str) -> tuple[str, str]:

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from devenv import pgcluster, proc
+from devenv import jsonfile, pgcluster, proc
 from devenv.errors import ServiceError
 from devenv.events import Message, Reporter
 from devenv.schema import PortSpec, Project, ServiceSpec
@@ -43,6 +43,7 @@ from devenv.services.support import (
     is_postgres,
     pg_probe,
     read_tail,
+    with_ports,
     wrong_credentials_hint,
 )
 
@@ -206,11 +207,7 @@ class NativeBackend:
                                  password=password or "devenv-unused")
 
     def _meta(self, lay: Layout) -> dict[str, Any]:
-        try:
-            data = json.loads(lay.meta.read_text())
-        except (OSError, ValueError):
-            return {}
-        return data if isinstance(data, dict) else {}
+        return jsonfile.read(lay.meta)
 
     def _write_meta(self, lay: Layout, data: Mapping[str, Any]) -> None:
         tmp = lay.meta.with_suffix(".tmp")
@@ -252,7 +249,7 @@ class NativeBackend:
                 "logging in without one)")
         spec = _main_port(service)
         # the server listens on one port: the first one the service names
-        choice = portlib.choose(project, _with_ports(service, (spec,)))[0]
+        choice = portlib.choose(project, with_ports(service, (spec,)))[0]
         if choice.note:
             reporter.emit(Message(f"{service.name}: {choice.note}", "warn"))
         _prepare_dirs(project, lay)
@@ -432,12 +429,6 @@ class NativeBackend:
             return ExecResult(exc.returncode if exc.returncode is not None else -1, exc.output)
         return ExecResult(done.returncode, done.stdout + done.stderr if stdout is None
                           and stdin is None else done.stderr)
-
-
-def _with_ports(service: ServiceSpec, specs: tuple[PortSpec, ...]) -> ServiceSpec:
-    from dataclasses import replace
-
-    return replace(service, ports=specs)
 
 
 def _trust_host_logins(datadir: Path) -> None:

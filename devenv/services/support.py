@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from devenv.schema import Project, ServiceSpec
+from devenv.schema import PortSpec, Project, ServiceSpec
 
 if TYPE_CHECKING:
     from devenv.services import Backend
@@ -204,3 +204,10 @@ def locate(project: Project, service: ServiceSpec) -> Backend | None:
         if backend.status(project, service).state != "missing":
             return backend
     return None
+
+
+def with_ports(service: ServiceSpec, specs: tuple[PortSpec, ...]) -> ServiceSpec:
+    """``service`` publishing ``specs`` (the ports chosen for it)."""
+    from dataclasses import replace
+
+    return replace(service, ports=specs)
