@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from devenv import graph, proc
-from devenv.envvars import expand, expand_command
+from devenv.envvars import expand
 from devenv.events import (
     Action,
     Decision,
@@ -64,7 +64,7 @@ class Prepared:
     def display(self) -> str:
         """What the user reads on the "started" line: the command for ``run:``, the kind
         and its options for a typed kind (the log keeps the full command)."""
-        if self.step.kind == "shell":
+        if KINDS[self.step.kind].uses_run:
             return proc.format_command(self.command)
         opts = ", ".join(f"{k}: {' '.join(v) if isinstance(v, list | tuple) else v}"
                          for k, v in self.step.options.items())
@@ -105,10 +105,8 @@ def prepare(project: Project, step: StepSpec, env: Mapping[str, str]) -> Prepare
         cwd = Path(raw) if Path(raw).is_absolute() else project.root / raw
     ctx = StepContext(root=project.root, cwd=cwd, env=env,
                       python=resolve_python(project, step, env))
-    command = KINDS[step.kind].command(step, ctx)
-    if step.kind == "shell":
-        command = expand_command(command, env, step.loc, f"steps.{step.name}.run")
-    return Prepared(step, command, cwd, env, KINDS[step.kind].warm_start)
+    kind = KINDS[step.kind]
+    return Prepared(step, kind.command(step, ctx), cwd, env, kind.warm_start)
 
 
 def new_log(log_dir: Path, name: str, keep: int = KEEP_LOGS) -> Path:

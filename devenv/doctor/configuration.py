@@ -199,7 +199,7 @@ def check_commands(ctx: Context) -> Check:
     count = 0
     places: list[tuple[str, Command | None, str | None, dict[str, str], str]] = []
     for step in project.steps.values():
-        if step.kind == "shell":
+        if step.run is not None:
             places.append((f"steps.{step.name}.run", step.run, step.cwd, ctx.step_env(step),
                            _where(step, "run")))
     for name, spec in project.processes.items():

@@ -72,7 +72,7 @@ def check_undefined(ctx: Context) -> Check:
         for key, value in step.env.items():
             use([value], here, f"{prefix}.env.{key} ({at('env.' + key)})")
             here.add(key)
-        if step.kind == "shell":
+        if step.run is not None:
             use(_texts(step.run), here, f"{prefix}.run ({at('run')})")
         for key in ("cwd", "python"):
             raw = getattr(step, key)

@@ -23,8 +23,11 @@ class ShellKind:
         return ()
 
     def command(self, step: StepSpec, ctx: StepContext) -> Command:
+        """``run:`` with its ``${VAR}`` expanded (an undefined one is a ConfigError)."""
+        from devenv.envvars import expand_command
+
         assert step.run is not None  # the loader requires run for this kind
-        return step.run
+        return expand_command(step.run, ctx.env, step.loc, f"steps.{step.name}.run")
 
 
 KIND = ShellKind()
