@@ -32,7 +32,7 @@ def _container(project: Project, reporter: Reporter) -> dumps.ServiceExec | None
     return _open(project, reporter, None)[1]
 
 
-def restore(project: Project, target: Target, cache_dir: Path, key: str, profile: str,
+def restore(project: Project, target: Target, cache_dir: Path, key: str,
             reporter: Reporter, database_url: str | None = None) -> bool:
     """Load the dump for ``key`` into the project database; False on a miss (or a file
     that cannot be trusted), after saying why."""

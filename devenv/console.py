@@ -58,13 +58,13 @@ def is_interactive(stream: IO[str] | None = None) -> bool:
         return False
 
 
-def make_reporter(plain: bool = False, ci_groups: bool = False, quiet: bool = False,
+def make_reporter(plain: bool = False, ci_groups: bool = False,
                   stream: IO[str] | None = None) -> Reporter:
     """The reporter that fits: live view on a terminal, plain lines everywhere else."""
     stream = stream or sys.stdout
     if plain or ci_groups or not is_interactive(stream):
         groups = (ci_flavour() or "plain") if ci_groups else None
-        return PlainReporter(stream, groups=groups, quiet=quiet)
+        return PlainReporter(stream, groups=groups)
     return RichReporter(stream)
 
 
@@ -118,10 +118,9 @@ def summary_line(result: RunResult) -> str:
 class PlainReporter:
     """Timestamped lines, no colour, no cursor movement."""
 
-    def __init__(self, stream: IO[str], groups: str | None = None, quiet: bool = False) -> None:
+    def __init__(self, stream: IO[str], groups: str | None = None) -> None:
         self.stream = stream
         self.groups = groups
-        self.quiet = quiet
         self.lock = threading.Lock()
 
     def _line(self, text: str) -> None:
@@ -156,8 +155,7 @@ class PlainReporter:
 
     def _finished(self, r: StepResult) -> None:
         if r.status is Status.SKIPPED:
-            if not self.quiet:
-                self._line(f"[{r.name}] skipped: {r.reason}")
+            self._line(f"[{r.name}] skipped: {r.reason}")
             return
         if r.status is Status.OK:
             self._line(f"[{r.name}] ok in {_fmt_duration(r.duration)}")

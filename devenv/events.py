@@ -59,9 +59,6 @@ class RunResult:
         return not self.interrupted and all(
             r.status in (Status.OK, Status.SKIPPED) for r in self.results)
 
-    def by_status(self, status: Status) -> list[StepResult]:
-        return [r for r in self.results if r.status is status]
-
 
 # ----- events
 

@@ -182,10 +182,9 @@ def _pgpass(host: str, port: int, dbname: str, user: str) -> str:
 class Connection:
     """One autocommit session. Thread-safe: one statement at a time."""
 
-    def __init__(self, sock: socket.socket, where: str) -> None:
+    def __init__(self, sock: socket.socket) -> None:
         self._sock = sock
         self._file = sock.makefile("rb")
-        self._where = where
         self._lock = threading.RLock()
         self._key: tuple[int, int] | None = None
         self._addr: Any = None
@@ -493,7 +492,7 @@ def connect(host: str, port: int, user: str, password: str, dbname: str, *,
                 sock.close()
                 raise OperationalError(f"connection to server at {where} failed: not a "
                                        "PostgreSQL server")
-        conn = Connection(sock, where)
+        conn = Connection(sock)
         conn._addr = addr
         conn._startup(user, password, dbname, host, port, application_name)
         sock.settimeout(None)  # statements (CREATE DATABASE of a big template) take long

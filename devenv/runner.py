@@ -222,7 +222,6 @@ class _Warm:
         self.ready_fd = ready_fd
         self.spawned = time.monotonic()
         self.setup: float | None = None  # seconds until it was parked (or exited)
-        self.alive = True  # False: it exited during set-up (its exit code will tell why)
 
     @classmethod
     def spawn(cls, prep: Prepared, log: Path, running: _Running) -> _Warm | None:
@@ -248,15 +247,14 @@ class _Warm:
             return None
         return cls(prep, log, p, ready_fd=ready_r)
 
-    def watch(self) -> bool:
-        """Block until the process is parked (True) or has exited (False)."""
+    def watch(self) -> None:
+        """Block until the process is parked (its ``r``) or has exited during set-up (its
+        exit code tells why when its turn comes)."""
         try:
-            got = os.read(self.ready_fd, 1)
+            os.read(self.ready_fd, 1)
         finally:
             os.close(self.ready_fd)
         self.setup = time.monotonic() - self.spawned
-        self.alive = got == b"r"
-        return self.alive
 
     def go(self, running: _Running) -> tuple[Status, str, int | None]:
         """Its turn: let it touch the database, then wait for it like any step."""
@@ -331,7 +329,7 @@ def run(
     # Warm starts: at most `jobs` processes setting up at once, and only on idle CPUs;
     # parked ones cost memory only, so a few more may wait.
     warm: dict[str, _Warm] = {}
-    watchers: dict[cf.Future[bool], str] = {}
+    watchers: dict[cf.Future[None], str] = {}
     max_parked = 2 * max(1, options.jobs)
     watch_pool = cf.ThreadPoolExecutor(max_workers=max_parked + max(1, options.jobs),
                                        thread_name_prefix="devenv-warm")

@@ -68,7 +68,7 @@ def run(load: Callable[[], Project], reporter: Reporter, *, profile: str = "ci",
             if cache_dir is not None and target is not None:
                 from devenv import ci_cache
 
-                hit = ci_cache.restore(project, target, cache_dir, key, profile, reporter,
+                hit = ci_cache.restore(project, target, cache_dir, key, reporter,
                                        database_url)
                 extra["cache"] = {"dir": str(cache_dir), "key": key, "hit": hit}
             built = environment.build(project, reporter, target, profile=profile, jobs=jobs)
