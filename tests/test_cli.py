@@ -73,8 +73,9 @@ def test_run_exit_codes_and_plain_output(make_project: MakeProject) -> None:
     assert "log: .devenv/logs/bad.log" in r.stdout
     assert "  | broken-output" in r.stdout
     assert "\x1b[" not in r.stdout  # no colour codes when not a terminal
-    r = devenv("run", "ok", cwd=root)
+    r = devenv("run", "ok", cwd=root)  # no --plain: stdout is a pipe, not a terminal
     assert r.returncode == 0 and "[ok] skipped: unchanged since" in r.stdout
+    assert "\x1b[" not in r.stdout  # no colour codes when not a terminal
 
 
 def test_plan_json(make_project: MakeProject) -> None:

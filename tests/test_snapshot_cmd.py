@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from io import StringIO
@@ -389,6 +390,16 @@ def test_failed_export_leaves_no_file(env: Env, tmp_path: Path) -> None:
     with pytest.raises(OSError, match="No space left"):
         dumps.write(file, header, lambda sink: dumps.dump(tool, full))
     assert list(out.iterdir()) == []
+    # pg_dump was stopped: no pg_dump session is left on the database
+    deadline = time.monotonic() + 5
+    while True:
+        with psycopg.connect(env.target.url("postgres"), autocommit=True) as conn:
+            row = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND "
+                               "application_name = 'pg_dump'", (env.db,)).fetchone()
+        if row == (0,) or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert row == (0,)
 
 
 def test_gc_keeps_n_cache_snapshots_and_drops_leftovers(env: Env) -> None:
