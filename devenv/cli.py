@@ -211,9 +211,18 @@ def up(
     database_url: DbUrlOpt = None,
     no_processes: Annotated[bool, typer.Option(
         "--no-processes", help="Stop after the steps: start no app process.")] = False,
+    rebuild: Annotated[Optional[bool], typer.Option(  # noqa: UP045
+        "--rebuild/--no-rebuild", help="When a step that is not incremental (fixtures, fake "
+        "data) changed on a database it already ran on: build the new state beside the "
+        "working database and swap it in (--rebuild), or stop and say so (--no-rebuild). "
+        "Default: steps.yaml's up.rebuild (rebuild).", show_default=False)] = None,
 ) -> None:
     """Start the services, build the database (only steps that changed run), then start
     the app processes and wait until each is ready.
+
+    Migrations run on top of the working database. A changed data step is never run on
+    top of the data it already made: the new state is built beside it and swapped in, the
+    old database kept as NAME__prev (`devenv refresh-db --undo` brings it back).
 
     In the foreground, the processes' output is shown line by line, prefixed with their
     name; Ctrl-C stops them (the services keep running) and exits 130. A process that
@@ -225,7 +234,8 @@ def up(
 
     _call(lambda: _with_reporter(cmd.run)(
         _project(), detach=detach, profile=profile, jobs=jobs, database_url=database_url,
-        no_processes=no_processes, plain=G.plain))
+        no_processes=no_processes, plain=G.plain,
+        rebuild=None if rebuild is None else ("rebuild" if rebuild else "stop")))
 
 
 @app.command("refresh-db")

@@ -9,6 +9,7 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_CONFIG = 2
 EXIT_SERVICE = 3
+EXIT_REBUILD = 4  # up would have to run a data step on top of its own data (up.rebuild: stop)
 EXIT_INTERRUPTED = 130
 
 
@@ -57,6 +58,13 @@ class ServiceError(DevenvError):
 
 class ImageUnavailable(ServiceError):
     """A service's image is missing and could not be pulled."""
+
+
+class RebuildNeeded(DevenvError):
+    """``up`` found a change it cannot apply on top of the working database, and the
+    project says to stop rather than build beside (``up: {rebuild: stop}``)."""
+
+    exit_code = EXIT_REBUILD
 
 
 class LockedError(DevenvError):

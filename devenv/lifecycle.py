@@ -101,6 +101,32 @@ def snapshot_points(project: Project, steps: Sequence[str]) -> list[list[str]]:
     return unique
 
 
+def affected_steps(project: Project, target: Target, store: StateStore,
+                   fps: dict[str, fingerprint.Fingerprint], steps: Sequence[str]) -> set[str]:
+    """The steps whose fingerprint differs from what built the working database: a change
+    and everything downstream of it (a fingerprint holds its upstream's). Every step when
+    the working database has no records (or does not exist)."""
+    key = database.identity(target, target.dbname)
+    recorded = store.steps(key) if key else {}
+    return {n for n in steps if recorded.get(n, {}).get("fingerprint") != fps[n].value}
+
+
+def dynamic_point(project: Project, target: Target, store: StateStore,
+                  fps: dict[str, fingerprint.Fingerprint], steps: Sequence[str],
+                  restored: Sequence[str]) -> list[str]:
+    """The steps a refresh runs first and snapshots before the affected ones, or [].
+
+    The unaffected steps are closed upstream (a changed step changes every fingerprint
+    below it), so together with what a snapshot restores they are a state the graph can
+    reach on its own: worth a snapshot when it holds more than the restored one and less
+    than the whole graph."""
+    affected = affected_steps(project, target, store, fps, steps)
+    held = (set(steps) - affected) | set(restored)
+    if not affected or len(held) <= len(restored) or len(held) == len(steps):
+        return []
+    return [n for n in steps if n in held]
+
+
 def _checkpoint_waits(project: Project, steps: Sequence[str]) -> dict[str, set[str]]:
     """A checkpoint step waits for every step it does not lead to (see snapshot_points)."""
     wanted = set(steps)
@@ -127,6 +153,18 @@ def refresh(project: Project, reporter: Reporter, target: Target, *, profile: st
     start_from: list[str] = []
 
     choice = choose_source(project, target, fps, steps, use_cache)
+    waits = _checkpoint_waits(project, steps)
+    if choice.kind != "ready" and use_cache:
+        held = dynamic_point(project, target, store, fps, steps, choice.held)
+        if held:
+            # Run what the change does not touch first, keep a snapshot of exactly that,
+            # then the rest: the next refresh after another edit of the same step restores
+            # it and runs only the changed steps (no hand-placed checkpoint needed).
+            if held not in points:
+                points.append(held)
+            for n in steps:
+                if n not in held:
+                    waits[n] = waits.get(n, set()) | set(held)
     if choice.kind == "ready":
         with phase(reporter, "swap", "swapping in the ready copy", "ready copy swapped in"):
             backup_name = snapshots.swap(target, db, choice.datname, backup=backup,
@@ -139,6 +177,7 @@ def refresh(project: Project, reporter: Reporter, target: Target, *, profile: st
         with phase(reporter, "restore", f"restoring snapshot {choice.datname}",
                     f"restored snapshot of {len(choice.held)} steps ({choice.datname})"):
             snapshots.clone(target, choice.datname, build, snapshots.meta("build", project.name))
+            snapshots.mark_used(target, db, choice.datname)
             _copy_state(store, target, choice.datname, build)
         source = f"snapshot {choice.datname}"
         start_from = list(choice.held)
@@ -149,7 +188,7 @@ def refresh(project: Project, reporter: Reporter, target: Target, *, profile: st
 
     try:
         result = _build(project, reporter, target, build, store, fps, steps, points, profile,
-                        jobs, set(start_from))
+                        jobs, set(start_from), waits)
         if not result.ok:
             raise _BuildFailed(result)
         if not start_from or start_from != steps:
@@ -217,6 +256,38 @@ def choose_source(project: Project, target: Target, fps: dict[str, fingerprint.F
     return Source("snapshot", info.datname, tuple(n for n in steps if n in set(info.steps)))
 
 
+def unused_snapshots(project: Project, target: Target,
+                     fps: dict[str, fingerprint.Fingerprint], steps: list[str],
+                     chosen: str) -> list[tuple[str, str]]:
+    """Every other cached state of this database, with why refresh-db does not start from
+    it: users ask "why did this run?" when a refresh runs more than they expected."""
+    out: list[tuple[str, str]] = []
+    wanted = set(steps)
+    store = StateStore(project.state_dir)
+    for info in snapshots.related(target, target.dbname):
+        if info.kind not in ("snapshot", "ready") or info.datname == chosen:
+            continue
+        held = info.steps
+        if info.meta.get("project") != project.name:
+            why = f"made by project {info.meta.get('project')!r}"
+        elif info.kind == "snapshot" and not info.meta.get("complete"):
+            why = "incomplete (left by an interrupted run; the next refresh drops it)"
+        elif not held or not set(held) <= wanted:
+            extra = sorted(set(held) - wanted)
+            why = (f"holds steps outside this profile: {', '.join(extra)}" if extra
+                   else "holds no steps")
+        elif info.key != fingerprint.combined(fps, held):
+            key = database.identity(target, info.datname)
+            recs = store.steps(key) if key else {}
+            changed = [n for n in held if recs.get(n, {}).get("fingerprint") != fps[n].value]
+            why = ("made for other code: changed since: " + ", ".join(changed) if changed
+                   else "made for other code")
+        else:
+            why = f"holds {len(held)} steps, fewer than the one chosen"
+        out.append((info.datname, why))
+    return out
+
+
 def plan_refresh(project: Project, target: Target, profile: str = "local",
                  use_cache: bool = True) -> tuple[Source, list[Decision]]:
     """What ``refresh-db`` would do now: where it starts and a decision per step."""
@@ -250,7 +321,7 @@ def _copy_state(store: StateStore, target: Target, src: str, dst: str) -> None:
 def _build(project: Project, reporter: Reporter, target: Target, build: str,
            store: StateStore, fps: dict[str, fingerprint.Fingerprint], steps: list[str],
            points: list[list[str]], profile: str, jobs: int | None,
-           restored: set[str]) -> RunResult:
+           restored: set[str], waits: dict[str, set[str]]) -> RunResult:
     from devenv import planner, runner
 
     key = database.identity(target, build)
@@ -303,7 +374,7 @@ def _build(project: Project, reporter: Reporter, target: Target, build: str,
             on_success=lambda n, dur: store.record_success(key, label, n, fps[n], dur),
             on_failure=lambda n: store.record_failure(key, label, n),
             database=label, after_step=after,
-            extra_waits=_checkpoint_waits(project, steps))
+            extra_waits=waits)
 
 
 def _snapshot(project: Project, target: Target, db: str, build: str, held: list[str], key: str,

@@ -42,13 +42,17 @@ IDENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,39}$")
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 TOP_KEYS = ("version", "name", "services", "database", "env", "steps", "processes",
-            "profiles", "cache")
+            "profiles", "cache", "up")
 SERVICE_KEYS = ("image", "env", "ports", "healthcheck", "volumes", "command", "backend")
 DATABASE_KEYS = ("service", "name", "schemas", "user", "password")
 STEP_KEYS = ("run", "kind", "cwd", "env", "search_path", "needs", "inputs", "profiles",
-             "timeout", "checkpoint", "python", "description")
-PROCESS_KEYS = ("run", "cwd", "env", "needs", "ready", "ready_timeout", "profiles")
+             "timeout", "checkpoint", "python", "description", "rerun")
+PROCESS_KEYS = ("run", "cwd", "env", "needs", "ready", "ready_timeout", "profiles",
+                "search_path", "reconnects")
 CACHE_KEYS = ("keep",)
+UP_KEYS = ("rebuild",)
+RERUN_VALUES = ("incremental", "rebuild")
+UP_REBUILD_VALUES = ("rebuild", "stop")
 BACKENDS = ("auto", "docker", "native", "external")
 
 
@@ -419,6 +423,12 @@ def load_text(text: str, root: Path, path: Path | None = None,
         if "keep" in cache:
             cache_keep = int(_option(cache["keep"], "int"))
 
+    up_rebuild = "rebuild"
+    if "up" in top:
+        up = _mapping(top["up"], UP_KEYS)
+        if "rebuild" in up:
+            up_rebuild = _choice(up["rebuild"], UP_REBUILD_VALUES)
+
     _check_names_unique(steps, services, processes)
     _check_needs(steps, services, processes)
 
@@ -434,6 +444,7 @@ def load_text(text: str, root: Path, path: Path | None = None,
         profiles=tuple(profiles),
         cache_keep=cache_keep,
         env_lines=env_lines,
+        up_rebuild=up_rebuild,
     )
     from devenv import graph
 
@@ -643,6 +654,7 @@ def _steps(node: Node | None, profiles: tuple[str, ...], doc: Node) -> list[Step
             options=options,
             loc=Location(child.file, child.key_line or child.line),
             description=_str(raw["description"]) if "description" in raw else None,
+            rerun=_choice(raw["rerun"], RERUN_VALUES) if "rerun" in raw else None,
             key_lines={k: v.key_line or v.line for k, v in raw.items()}
             | {f"env.{k}": v for k, v in env_lines.items()}
             | _item_lines(raw, "needs")
@@ -666,6 +678,14 @@ def _item_lines(raw: dict[str, Node], key: str) -> dict[str, int]:
     if node is None or not isinstance(node.value, list):
         return {}
     return {f"{key}[{i}]": item.line for i, item in enumerate(node.value)}
+
+
+def _choice(node: Node, values: tuple[str, ...]) -> str:
+    text = _str(node)
+    if text not in values:
+        raise _err(node, f"invalid value {text!r}{did_you_mean(text, values)}; one of: "
+                         f"{', '.join(values)}")
+    return text
 
 
 def _search_path(node: Node) -> tuple[str, ...]:
@@ -699,6 +719,8 @@ def _processes(node: Node | None, profiles: tuple[str, ...]) -> list[ProcessSpec
             ready_timeout=_number(m["ready_timeout"]) if "ready_timeout" in m else 60.0,
             profiles=_profiles(m["profiles"], profiles) if "profiles" in m else (),
             loc=Location(child.file, child.key_line or child.line),
+            search_path=_search_path(m["search_path"]) if "search_path" in m else (),
+            reconnects=_bool(m["reconnects"]) if "reconnects" in m else False,
         ))
     return out
 

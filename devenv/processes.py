@@ -27,12 +27,13 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 from devenv import database, environment, jsonfile, proc
 from devenv.console import ProcessLines
 from devenv.envvars import expand, expand_command, layered
 from devenv.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, ConfigError, DevenvError
+from devenv.events import Message, Reporter
 from devenv.schema import Command, Location, ProcessSpec, Project
 
 RECORD = "processes.json"
@@ -232,6 +233,10 @@ def prepare(project: Project, names: Sequence[str], target: database.Target | No
         env = layered(base, (project.env, project_line, "env"),
                       (spec.env, _at(spec.loc), f"{where}.env"))
         env["DEVENV_PROCESS"] = name
+        if spec.search_path:
+            # Like a step's: an app whose tables live in its own schema finds them.
+            opts = f"-c search_path={','.join(spec.search_path)}"
+            env["PGOPTIONS"] = (env.get("PGOPTIONS", "") + " " + opts).strip()
         cwd = project.root
         if spec.cwd:
             raw = expand(spec.cwd, env, spec.loc, f"{where}.cwd")
@@ -245,6 +250,8 @@ def prepare(project: Project, names: Sequence[str], target: database.Target | No
                 raise ConfigError(str(exc), spec.loc.file, spec.loc.line,
                                   f"{where}.ready") from None
         declared = set(project.env) | set(spec.env) | {"DEVENV_PROCESS"}
+        if spec.search_path:
+            declared.add("PGOPTIONS")
         if target is not None:
             declared |= set(target.env(dbname))
         out.append(Prepared(
@@ -490,10 +497,32 @@ class _Child:
         return "\n".join(self.lines)
 
 
+class Lines(Protocol):
+    """Where a supervisor writes: the processes' lines and its own."""
+
+    def line(self, name: str, text: str) -> None: ...
+
+    def system(self, text: str, detail: str = "") -> None: ...
+
+
+class _ToReporter:
+    """A supervisor's own lines as reporter messages (restarts after a swap, where the
+    command reporting is refresh-db or snapshot restore, not ``up``)."""
+
+    def __init__(self, reporter: Reporter) -> None:
+        self.reporter = reporter
+
+    def line(self, name: str, text: str) -> None:
+        pass  # detached processes write to their logs
+
+    def system(self, text: str, detail: str = "") -> None:
+        self.reporter.emit(Message(text + (f"\n{detail}" if detail else "")))
+
+
 class Supervisor:
     """Starts prepared processes in order, waits until each is ready, and stops them."""
 
-    def __init__(self, project: Project, prepared: Sequence[Prepared], out: ProcessLines,
+    def __init__(self, project: Project, prepared: Sequence[Prepared], out: Lines,
                  detached: bool) -> None:
         self.project = project
         self.prepared = {p.name: p for p in prepared}
@@ -640,11 +669,27 @@ class Supervisor:
 
     # ----- running in the foreground
 
-    def watch(self) -> None:
-        """Block while every process runs; raise :class:`Failed` when one exits."""
+    def watch(self, restart: threading.Event | None = None) -> None:
+        """Block while every process runs; raise :class:`Failed` when one exits. When
+        ``restart`` is set (the database was swapped under them), restart them all."""
         while True:
             self.check_exits()
+            if restart is not None and restart.is_set():
+                restart.clear()
+                self.restart_all()
             time.sleep(POLL)
+
+    def restart_all(self) -> None:
+        """Stop every process and start it again, each waited on until ready: after a swap
+        their pooled connections point at a database that is gone."""
+        self.out.system("the database was swapped: restarting "
+                        f"{', '.join(self.order)} so they connect to the new one")
+        self.stop()
+        self.stopping.clear()
+        self.children.clear()
+        self.events = queue.Queue()
+        self.start_all()
+        self.out.system("all processes are ready again")
 
     # ----- stopping
 
@@ -689,6 +734,11 @@ def run_foreground(project: Project, prepared: Sequence[Prepared], out: ProcessL
     """
     refuse_running(project, detached=False)
     sup = Supervisor(project, prepared, out, detached=False)
+    restart = threading.Event()
+    # refresh-db / undo / snapshot restore / a branch swap in another terminal ask for a
+    # restart with SIGUSR1 (see follow_swap).
+    with contextlib.suppress(ValueError):  # not the main thread (tests): no restart signal
+        signal.signal(signal.SIGUSR1, lambda *_: restart.set())
     try:
         try:
             sup.start_all()
@@ -696,7 +746,7 @@ def run_foreground(project: Project, prepared: Sequence[Prepared], out: ProcessL
                 on_ready()
             out.system(f"all processes are ready ({', '.join(p.name for p in prepared)}); "
                        "press Ctrl-C to stop them (services keep running)")
-            sup.watch()
+            sup.watch(restart)
         except Failed as exc:
             out.system(exc.message, exc.tail)
             _stop(sup, out)
@@ -769,6 +819,47 @@ def _stop(sup: Supervisor, out: ProcessLines) -> None:
     stopped = sup.stop()
     if stopped:
         out.system(f"stopped {', '.join(stopped)}")
+
+
+def follow_swap(project: Project, target: database.Target, reporter: Reporter,
+                profile: str = "local") -> list[str]:
+    """After the working database was swapped (refresh-db, --undo, snapshot restore, a
+    branch swap): restart the running processes that use it, so none keeps a pooled
+    connection to the database that is gone. A process that declares ``reconnects: true``
+    is left alone. Returns the names restarted (or asked to restart)."""
+    recs = read_records(project)
+    alive = {n: r for n, r in recs.items() if n in project.processes and _alive(r)}
+    if not alive:
+        return []
+    left = [n for n in alive if project.processes[n].reconnects]
+    if left:
+        reporter.emit(Message(f"left {', '.join(left)} running: "
+                              f"{'it declares' if len(left) == 1 else 'they declare'} "
+                              "reconnects: true"))
+    restart = [n for n in alive if n not in left]
+    detached = [n for n in restart if alive[n].get("detached")]
+    owners = sorted({int(alive[n]["owner"]) for n in restart if n not in detached
+                     and isinstance(alive[n].get("owner"), int)
+                     and _start_id(int(alive[n]["owner"])) is not None})
+    for owner in owners:
+        names = [n for n in restart if alive[n].get("owner") == owner]
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(owner, signal.SIGUSR1)
+            reporter.emit(Message(f"asked the foreground `devenv up` (pid {owner}) to restart "
+                                  f"{', '.join(names)}: their database was swapped", "ok"))
+    if detached:
+        for n in detached:
+            _stop_group(int(alive[n]["pid"]), str(alive[n].get("start_id", "")))
+        prepared = prepare(project, start_order(project, detached), target)
+        sup = Supervisor(project, prepared, _ToReporter(reporter), detached=True)
+        try:
+            sup.start_all()
+        except Failed as exc:
+            reporter.emit(Message(f"{exc.message}\n{exc.tail}", "error"))
+            return detached
+        reporter.emit(Message(f"restarted {', '.join(detached)}: their database was swapped; "
+                              "ready again", "ok"))
+    return restart
 
 
 def refuse_running(project: Project, detached: bool) -> None:

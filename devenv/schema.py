@@ -95,6 +95,9 @@ class StepSpec:
     loc: Location
     description: str | None = None
     key_lines: Mapping[str, int] = field(default_factory=dict, compare=False)
+    #: "incremental", "rebuild", or None (the kind's default); not fingerprinted: it says
+    #: how the step may run again, not what it does.
+    rerun: str | None = None
 
     def in_profile(self, profile: str) -> bool:
         return not self.profiles or profile in self.profiles
@@ -131,6 +134,10 @@ class ProcessSpec:
     ready_timeout: float
     profiles: tuple[str, ...]
     loc: Location
+    search_path: tuple[str, ...] = ()
+    #: True: the process reconnects by itself after its database is swapped, so a swap
+    #: leaves it running; False: devenv restarts it after every swap.
+    reconnects: bool = False
 
 
 @dataclass(frozen=True)
@@ -148,6 +155,10 @@ class Project:
     profiles: tuple[str, ...]
     cache_keep: int
     env_lines: Mapping[str, int] = field(default_factory=dict, compare=False)
+    #: what ``up`` does when a step that is not incremental changed on a database it
+    #: already ran on: "rebuild" (build beside, swap in, keep the old one as __prev) or
+    #: "stop" (say so and name the command).
+    up_rebuild: str = "rebuild"
 
     @property
     def state_dir(self) -> Path:

@@ -90,6 +90,13 @@ def set_meta(target: Target, datname: str, value: dict[str, Any]) -> None:
         conn.execute(f"COMMENT ON DATABASE {ident(datname)} IS {comment}")
 
 
+def mark_used(target: Target, db: str, datname: str) -> None:
+    """Note in a snapshot's comment that a refresh started from it now (for :func:`gc`)."""
+    info = find(target, db, datname)
+    if info is not None:
+        set_meta(target, datname, {**info.meta, "used": time.time()})
+
+
 def related(target: Target, db: str, sizes: bool = False) -> list[DbInfo]:
     """Every database named ``db__*`` (and ``db`` itself), with its devenv comment; with
     ``sizes``, their sizes too (``pg_database_size`` reads every file of a database, so
@@ -287,8 +294,10 @@ def rename(target: Target, src: str, dst: str) -> None:
 def gc(target: Target, db: str, keep: int, protect: Iterable[str] = ()) -> list[str]:
     """Drop the oldest cache snapshots beyond ``keep``; returns what it dropped."""
     keep_names = set(protect)
+    # Least recently used first out: the snapshot of the steps an edit loop does not touch
+    # is older than every full snapshot made since, and the most useful of them.
     cache = sorted((d for d in related(target, db) if d.kind == "snapshot"),
-                   key=lambda d: d.created, reverse=True)
+                   key=lambda d: max(d.created, float(d.meta.get("used", 0))), reverse=True)
     dropped = []
     for d in cache[keep:]:
         if d.datname in keep_names:

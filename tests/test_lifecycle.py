@@ -318,3 +318,60 @@ def test_recover_leaves_a_user_snapshot_whose_name_ends_like_a_leftover(
     done = lifecycle.recover(target, db, RecordingReporter())
     assert done == [f"dropped leftover {snapshots.exchange_name(db)}"]
     assert mine in names(target)
+
+
+def test_parallel_chains_need_no_checkpoint(make_project: Callable[..., Path], pg_server: Any,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two app chains side by side, no `checkpoint:` keys (issue 13.3): from the second edit
+    of a leaf on, refresh-db restores everything else and runs only the leaf."""
+    db = pg_server.unique_db("par")
+    steps = {
+        "flask-migrate": {"run": f"{PSQL} -c 'create table public.f(id int)'",
+                          "needs": ["db"]},
+        "flask-fixtures": {"run": f"{PSQL} -c 'insert into public.f values (1)'",
+                           "needs": ["flask-migrate"]},
+        "django-migrate": {"run": f"{PSQL} -c 'create table app.d(v text)'", "needs": ["db"]},
+        "django-fixtures": {"run": f"{PSQL} -f fixture.sql", "needs": ["django-migrate"],
+                            "inputs": ["fixture.sql"]},
+    }
+    cfg = {**config(db), "steps": steps}
+    root = make_project(cfg, files={"fixture.sql": "insert into app.d values ('v0');\n"})
+    monkeypatch.setenv("DATABASE_URL", pg_server.url(db))
+    target = database.parse_url(pg_server.url(db))
+    try:
+        res, rep = refresh(root, target)
+        assert len(ran(rep)) == 4
+        runs = []
+        for i in range(1, 6):
+            (root / "fixture.sql").write_text(f"insert into app.d values ('v{i}');\n")
+            res, rep = refresh(root, target)
+            assert res.swapped
+            runs.append(sorted(ran(rep)))
+            with psycopg.connect(target.url()) as conn:
+                assert conn.execute("select v from app.d").fetchall() == [(f"v{i}",)]
+                assert conn.execute("select count(*) from public.f").fetchone() == (1,)
+        # The first edit runs the untouched steps once more and keeps a snapshot of them;
+        # from then on only the edited fixture runs.
+        assert runs[0] == ["django-migrate", "flask-fixtures", "flask-migrate",
+                           "django-fixtures"] or len(runs[0]) == 4
+        assert runs[1:] == [["django-fixtures"]] * 4
+        # plan --refresh says where it starts and why the older snapshots do not fit
+        (root / "fixture.sql").write_text("insert into app.d values ('v9');\n")
+        project = loader.load(root / "steps.yaml")
+        source, decisions = lifecycle.plan_refresh(project, target)
+        assert source.kind == "snapshot" and set(source.held) == {
+            "flask-migrate", "flask-fixtures", "django-migrate"}
+        from devenv import fingerprint
+
+        fps = fingerprint.compute(project)
+        unused = dict(lifecycle.unused_snapshots(project, target, fps, list(fps),
+                                                 source.datname))
+        assert any("changed since: django-fixtures" in why for why in unused.values()), unused
+        # ... and the result equals a database built from nothing
+        refresh(root, target)
+        warm = dump_database(target.url())
+        refresh(root, target, use_cache=False)
+        assert dump_database(target.url()) == warm
+    finally:
+        for info in snapshots.related(target, db):
+            database.drop(target, info.datname)

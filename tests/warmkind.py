@@ -51,6 +51,7 @@ class WarmTestKind:
     uses_run = False
     uses_python = False
     warm_start = True
+    incremental = False
 
     def validate(self, options: Mapping[str, Any]) -> None:
         pass

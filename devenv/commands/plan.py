@@ -71,6 +71,15 @@ def _refresh(project: Project, out: Output, target: database.Target | None, note
             note = f"{exc}: every step would run"
         else:
             note = ""
+    unused: list[tuple[str, str]] = []
+    point: list[str] = []
+    if target is not None and not note:
+        fps = fingerprint.compute(project)
+        steps = [d.step for d in decisions if project.steps[d.step].in_profile(profile)]
+        unused = lifecycle.unused_snapshots(project, target, fps, steps, source.datname)
+        if source.kind != "ready":
+            point = lifecycle.dynamic_point(project, target, StateStore(project.state_dir),
+                                            fps, steps, source.held)
     start = {"ready": f"the ready copy {source.datname} (a rename)",
              "snapshot": f"snapshot {source.datname}",
              "empty": "an empty database"}[source.kind]
@@ -81,11 +90,19 @@ def _refresh(project: Project, out: Output, target: database.Target | None, note
                                  "steps": list(source.held)},
                   "steps": [{"name": d.step, "action": d.action.value, "reason": d.reason,
                              "fingerprint": d.fingerprint} for d in decisions],
-                  "would_run": n_run, "note": note or None})
+                  "would_run": n_run, "note": note or None,
+                  "other_snapshots": [{"database": n, "not_used_because": w}
+                                      for n, w in unused],
+                  "new_snapshot_of": point})
         return EXIT_OK
     if note:
         out.text(f"note: {note}")
     out.text(f"refresh-db would start from {start}")
+    for name, why in unused:
+        out.text(f"  not {name}: {why}")
+    if point:
+        out.text(f"it would run the {len(point)} steps the change does not touch first and "
+                 "keep a snapshot of them, so the next refresh starts there")
     out.table(["step", "action", "reason"], [[d.step, d.action.value, d.reason] for d in decisions],
               ["bold" if d.action is Action.RUN else "dim" for d in decisions])
     out.text(f"{n_run} of {len(decisions)} steps would run (profile {profile})")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from devenv import environment, lifecycle, planner
+from devenv import environment, lifecycle, planner, processes
 from devenv.commands import exit_code
 from devenv.errors import EXIT_OK, DevenvError
 from devenv.events import Message, Reporter
@@ -26,6 +26,7 @@ def run(project: Project, reporter: Reporter, *, profile: str = "local",
         assert target is not None
         if undo:
             lifecycle.undo(project, target, reporter)
+            processes.follow_swap(project, target, reporter, profile=profile)
             return EXIT_OK
         t0 = time.monotonic()
         res = lifecycle.refresh(project, reporter, target, profile=profile, jobs=jobs,
@@ -33,6 +34,8 @@ def run(project: Project, reporter: Reporter, *, profile: str = "local",
                                 use_cache=not no_cache)
         if res.result is not None and not res.result.ok:
             return exit_code(res.result)
+        if res.swapped:
+            processes.follow_swap(project, target, reporter, profile=profile)
         if res.source != "ready clone":
             n = len(res.steps_run)
             reporter.emit(Message(f"{target.dbname} is fresh: {n} step{'s' if n != 1 else ''} "

@@ -18,7 +18,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-from devenv import database, dumps, environment, fingerprint, graph, lifecycle, planner, snapshots
+from devenv import (
+    database,
+    dumps,
+    environment,
+    fingerprint,
+    graph,
+    lifecycle,
+    planner,
+    processes,
+    snapshots,
+)
 from devenv.console import Output, fmt_size
 from devenv.database import Target
 from devenv.errors import EXIT_OK, DevenvError, UsageError
@@ -246,6 +256,7 @@ def restore(project: Project, reporter: Reporter, name: str, *, backup: bool = T
         if prev:
             reporter.emit(Message(f"the previous database is kept as {prev} "
                                   "(devenv refresh-db --undo swaps it back)"))
+        processes.follow_swap(project, target, reporter)
     return EXIT_OK
 
 

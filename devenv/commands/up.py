@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 
-from devenv import database, environment, planner, processes
+from devenv import database, environment, planner, processes, working
 from devenv.commands import exit_code
 from devenv.console import ProcessLines
 from devenv.errors import EXIT_OK
@@ -15,7 +15,7 @@ from devenv.schema import Project
 
 def run(project: Project, reporter: Reporter, *, detach: bool = False,
         profile: str = "local", jobs: int | None = None, database_url: str | None = None,
-        no_processes: bool = False, plain: bool = False) -> int:
+        no_processes: bool = False, plain: bool = False, rebuild: str | None = None) -> int:
     """Bring the environment up; returns the exit code.
 
     Without ``detach`` this blocks while the processes run and returns 130 after Ctrl-C
@@ -39,7 +39,18 @@ def run(project: Project, reporter: Reporter, *, detach: bool = False,
         endpoints = environment.start_services(
             project, [s for s in project.services if s in wanted], reporter, database_url)
         target = environment.database_target(project, endpoints, database_url)
-        built = environment.build(project, reporter, target, profile=profile, jobs=jobs)
+        carried: dict[str, str] = {}
+        if target is not None and project.database is not None:
+            done = working.reconcile(project, reporter, target, profile=profile, jobs=jobs,
+                                     mode=rebuild)
+            carried = done.carried
+            if done.rebuilt is not None:
+                if done.rebuilt.result is not None and not done.rebuilt.result.ok:
+                    return exit_code(done.rebuilt.result)
+                if done.rebuilt.swapped:
+                    processes.follow_swap(project, target, reporter, profile=profile)
+        built = environment.build(project, reporter, target, profile=profile, jobs=jobs,
+                                  carried=carried)
         code = exit_code(built.result)
         if code != EXIT_OK:
             if names and not built.result.interrupted:

@@ -52,6 +52,10 @@ class StepKind(Protocol):
     #: True: the command speaks the runner's warm-start protocol (``DEVENV_WARM_FD``, then
     #: ``go`` on stdin; see :mod:`devenv.runner`), so it may be started early.
     warm_start: bool
+    #: True: running it again on a database it already ran on applies only what is new (a
+    #: migration tool); False: it would add its data a second time, so ``up`` builds the
+    #: new state beside the working database instead (``rerun:`` overrides per step).
+    incremental: bool
 
     def validate(self, options: Mapping[str, Any]) -> None:
         """Check option values beyond their types; raise :class:`OptionError`."""

@@ -29,6 +29,7 @@ class AlembicKind:
     uses_run = False
     uses_python = True
     warm_start = True  # loads the app (and alembic) before its turn
+    incremental = True
 
     def validate(self, options: Mapping[str, Any]) -> None:
         """``config`` must name an .ini file; ``target`` one word (a revision, head...)."""

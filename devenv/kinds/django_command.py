@@ -18,6 +18,7 @@ class DjangoCommandKind:
     #: The script sets Django up and loads the command, then waits for its turn
     #: (DEVENV_WARM_FD).
     warm_start = True
+    incremental = False
     options: Mapping[str, str] = {
         "command!": "str",
         "args": "str_list",

@@ -16,6 +16,7 @@ class DjangoLoaddataKind:
     name = "django-loaddata"
     #: The script sets Django up, then waits for its turn (DEVENV_WARM_FD).
     warm_start = True
+    incremental = False
     options: Mapping[str, str] = {
         "fixtures!": "str_list",
         "settings": "str",

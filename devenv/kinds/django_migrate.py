@@ -24,6 +24,7 @@ class DjangoMigrateKind:
     name = "django-migrate"
     #: The script sets Django up, then waits for its turn (DEVENV_WARM_FD).
     warm_start = True
+    incremental = True
     options: Mapping[str, str] = {
         "settings": "str",
         "manage": "str",

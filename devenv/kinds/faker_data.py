@@ -226,6 +226,7 @@ class FakerKind:
     uses_run = False
     uses_python = False
     warm_start = False
+    incremental = False
 
     def validate(self, options: Mapping[str, Any]) -> None:
         """The table specs' shape, the locale, and each provider with its arguments."""

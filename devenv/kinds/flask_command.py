@@ -17,6 +17,7 @@ class FlaskCommandKind:
     #: The script loads the app and finds the command, then waits for its turn
     #: (DEVENV_WARM_FD).
     warm_start = True
+    incremental = False
     options: Mapping[str, str] = {
         "flask_app!": "str",
         "command!": "str",

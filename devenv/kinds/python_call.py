@@ -26,6 +26,7 @@ class PythonKind:
     uses_run = False
     uses_python = True
     warm_start = False
+    incremental = False
 
     def validate(self, options: Mapping[str, Any]) -> None:
         """``call`` is ``package.module:function``; the locale is one Faker knows."""

@@ -15,6 +15,7 @@ class ShellKind:
     uses_run = True
     uses_python = False
     warm_start = False
+    incremental = False
 
     def validate(self, options: Mapping[str, Any]) -> None:
         return None

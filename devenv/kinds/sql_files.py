@@ -32,6 +32,7 @@ class SqlKind:
     uses_run = False
     uses_python = False
     warm_start = False
+    incremental = False
 
     def validate(self, options: Mapping[str, Any]) -> None:
         """Exactly one of ``file`` and ``files``."""

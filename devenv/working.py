@@ -1,0 +1,76 @@
+"""Keeping the working database matched to the checked-out code, without duplicating or
+stranding data: what ``up`` does before it runs steps (see :mod:`devenv.rerun`).
+
+When the steps ``up`` would run can all run on top (migrations, steps that never ran
+here, data steps whose only change is an upstream migration), they do, as always. When one
+cannot (a data step that changed, a phantom migration), ``up`` builds the new state beside
+the working database from the deepest usable snapshot and swaps it in, keeping the old one
+as ``__prev`` and saying where it went; or, with ``up: {rebuild: stop}``, stops and names
+the command that does that.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from devenv import database, fingerprint, lifecycle, planner, rerun, snapshots
+from devenv.database import Target
+from devenv.errors import RebuildNeeded
+from devenv.events import Message, Reporter
+from devenv.lifecycle import RefreshResult
+from devenv.schema import Project
+from devenv.state import StateStore
+
+
+@dataclass
+class Reconciled:
+    """What ``up`` found on the working database and did about it."""
+
+    carried: dict[str, str] = field(default_factory=dict)
+    rebuilt: RefreshResult | None = None
+    reasons: dict[str, str] = field(default_factory=dict)
+
+
+def check(project: Project, target: Target, profile: str) -> rerun.Verdict:
+    """Classify what ``up`` would run on the working database (no changes made)."""
+    key = database.identity(target, target.dbname)
+    if key is None:
+        return rerun.Verdict()
+    recorded = StateStore(project.state_dir).steps(key)
+    if not recorded:
+        return rerun.Verdict()
+    fps = fingerprint.compute(project)
+    decisions = planner.decide(project, recorded, profile=profile, fingerprints=fps)
+    return rerun.classify(project, recorded, decisions, fps)
+
+
+def reconcile(project: Project, reporter: Reporter, target: Target, *, profile: str,
+              jobs: int | None, mode: str | None = None) -> Reconciled:
+    """Make sure ``up`` never runs a step on top of data it would duplicate (see module).
+
+    ``mode``: "rebuild" or "stop" (default: the project's ``up.rebuild``)."""
+    verdict = check(project, target, profile)
+    out = Reconciled(carried=dict(verdict.carried), reasons=dict(verdict.rebuild))
+    if not verdict.rebuild:
+        return out
+    db = target.dbname
+    lines = [f"  {name}: {why}" for name, why in verdict.rebuild.items()]
+    if (mode or project.up_rebuild) == "stop":
+        raise RebuildNeeded(
+            f"{len(lines)} step(s) cannot run again on {db} without duplicating or "
+            "contradicting what is there:\n" + "\n".join(lines) + "\nrun `devenv refresh-db` "
+            "to build the new state beside it and swap it in (the current database is kept "
+            f"as {snapshots.prev_name(db)}), or `devenv up --rebuild`")
+    reporter.emit(Message(f"not running on top of {db}: " + "; ".join(
+        f"{n} ({why})" for n, why in verdict.rebuild.items())
+        + "; building the new state beside it instead", "warn"))
+    res = lifecycle.refresh(project, reporter, target, profile=profile, jobs=jobs)
+    out.rebuilt = res
+    out.carried = {}
+    if res.swapped:
+        where = res.backup or "nowhere (--no-backup)"
+        reporter.emit(Message(
+            f"{db} now matches the code (built from {res.source}); the previous database, "
+            f"with any rows you made by hand, is kept as {where} (`devenv refresh-db "
+            "--undo` swaps it back)", "ok"))
+    return out
