@@ -30,7 +30,7 @@ from devenv.schema import Project, StepSpec
 
 # Removed inputs of an incremental step that are migrations (Django's migrations/ package,
 # Alembic's versions/): a database that applied them holds a phantom migration.
-_MIGRATION_FILE = re.compile(r"(^|/)(migrations|versions)/(?!__init__\.py$)[^/]+\.py$")
+_MIGRATION_FILE = re.compile(r"(^|/)(migrations|versions)/(?!__init__\.py$)[^/]+$")
 
 
 def incremental(step: StepSpec) -> bool:
