@@ -343,6 +343,78 @@ snapshot_app = typer.Typer(
 )
 app.add_typer(snapshot_app, name="snapshot")
 
+branches_app = typer.Typer(
+    name="branches",
+    help=(
+        "Databases kept per git branch. When `devenv up` finds another branch checked out, "
+        "it parks the working database (with the rows you made on it) as NAME__br_BRANCH "
+        "and swaps in the checked-out branch's own (a rename), or builds it from the "
+        "deepest matching snapshot. List them, drop one, prune old ones, or install a git "
+        "post-checkout hook so `git switch` does it by itself."
+    ),
+    epilog=EPILOG,
+    invoke_without_command=True,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.add_typer(branches_app, name="branches")
+
+
+@branches_app.callback()
+def branches_list(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    no_wait: Annotated[bool, typer.Option(
+        "--no-wait", help="Fail at once if another devenv holds the project.")] = False,
+    database_url: DbUrlOpt = None,
+) -> None:
+    """List the parked branch databases: branch, database, size, last used.
+
+    Example: devenv branches --json
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    from devenv.commands import branches as cmd
+
+    _call(lambda: cmd.list_branches(_project(), _output(), as_json=as_json,
+                                    database_url=database_url, wait=not no_wait))
+
+
+@branches_app.command("drop")
+def branches_drop(
+    branch: Annotated[str, typer.Argument(help="The branch whose parked database to drop.",
+                                          show_default=False)],
+    database_url: DbUrlOpt = None,
+) -> None:
+    """Drop the parked database of BRANCH (the rows made on it go with it)."""
+    from devenv.commands import branches as cmd
+
+    _call(lambda: _with_reporter(cmd.drop)(_project(), branch, database_url=database_url))
+
+
+@branches_app.command("prune")
+def branches_prune(
+    keep: Annotated[int, typer.Option("--keep", help="How many parked databases to keep "
+                                      "(the most recently used).")] = 5,
+    database_url: DbUrlOpt = None,
+) -> None:
+    """Drop the parked databases beyond the --keep most recently used, naming each."""
+    from devenv.commands import branches as cmd
+
+    _call(lambda: _with_reporter(cmd.prune)(_project(), keep, database_url=database_url))
+
+
+@branches_app.command("hook")
+def branches_hook(
+    action: Annotated[str, typer.Argument(help="install or uninstall.", show_default=False)],
+) -> None:
+    """Install (or uninstall) a git post-checkout hook that runs `devenv up
+    --no-processes` after a branch checkout, so the database follows `git switch`."""
+    from devenv.commands import branches as cmd
+
+    _call(lambda: _with_reporter(cmd.hook)(_project(), action))
+
+
 SnapNameArg = Annotated[str, typer.Argument(
     help="Snapshot name: lowercase letters, digits and _, at most 19.", show_default=False)]
 NoWaitOpt = Annotated[bool, typer.Option(

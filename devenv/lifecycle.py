@@ -136,8 +136,12 @@ def _checkpoint_waits(project: Project, steps: Sequence[str]) -> dict[str, set[s
 
 def refresh(project: Project, reporter: Reporter, target: Target, *, profile: str = "local",
             jobs: int | None = None, keep_failed: bool = False, backup: bool = True,
-            use_cache: bool = True, background_reclone: bool = True) -> RefreshResult:
-    """Build a fresh database beside the working one and swap it in if every step passes."""
+            use_cache: bool = True, background_reclone: bool = True,
+            park_as: str | None = None) -> RefreshResult:
+    """Build a fresh database beside the working one and swap it in if every step passes.
+
+    ``park_as``: the working database is renamed to that name (a branch switch) instead of
+    becoming ``__prev``."""
     db = target.dbname
     spec = project.database
     assert spec is not None
@@ -168,7 +172,7 @@ def refresh(project: Project, reporter: Reporter, target: Target, *, profile: st
     if choice.kind == "ready":
         with phase(reporter, "swap", "swapping in the ready copy", "ready copy swapped in"):
             backup_name = snapshots.swap(target, db, choice.datname, backup=backup,
-                                         defer_drop=background_reclone)
+                                         defer_drop=background_reclone, park_as=park_as)
         _after_swap(project, target, db, full_key, reporter, background_reclone)
         reporter.emit(Message(f"{db} is fresh (ready copy of snapshot {full_key[:12]}; no step "
                               "needed to run)", "ok"))
@@ -209,7 +213,7 @@ def refresh(project: Project, reporter: Reporter, target: Target, *, profile: st
 
     with phase(reporter, "swap", f"swapping {build} in as {db}", f"{db} swapped in"):
         backup_name = snapshots.swap(target, db, build, backup=backup,
-                                     defer_drop=background_reclone)
+                                     defer_drop=background_reclone, park_as=park_as)
     _after_swap(project, target, db, full_key, reporter, background_reclone)
     ran = [r.name for r in result.results if r.status.value == "ok"]
     return RefreshResult(result, source, True, backup_name, ran)

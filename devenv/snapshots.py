@@ -178,7 +178,7 @@ def is_retired(db: str, name: str) -> bool:
 
 
 def swap(target: Target, db: str, new: str, backup: bool = True,
-         defer_drop: bool = False) -> str | None:
+         defer_drop: bool = False, park_as: str | None = None) -> str | None:
     """Put ``new`` in place of ``db``; the old one becomes ``db__prev`` (or is dropped).
 
     All renames happen in one transaction, so at every instant ``db`` exists: either the
@@ -187,12 +187,18 @@ def swap(target: Target, db: str, new: str, backup: bool = True,
     to ``db__prev__x`` in the same transaction and dropped afterwards: dropping a large
     database forces a checkpoint and takes seconds, so with ``defer_drop`` the caller drops
     it later (:func:`drop_retired`), off the user's wait. Returns the backup's name, if any.
+
+    ``park_as``: the old database is renamed to that name instead (a branch switch parks
+    the branch's database there), and ``db__prev`` is left as it is.
     """
     from devenv import faults
     from devenv.pgwire import ident
 
-    prev = prev_name(db)
+    prev = park_as or prev_name(db)
     have = {d.datname for d in related(target, db)}
+    if park_as is not None:
+        have.discard(park_as)  # never retire a parked database (the caller checked it is free)
+        backup = True
     retired = retired_name(db, have)
     faults.point("before-swap")
     committed = False

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from devenv import database, fingerprint, lifecycle, planner, rerun, snapshots
+from devenv import branches, database, fingerprint, lifecycle, planner, rerun, snapshots
 from devenv.database import Target
-from devenv.errors import RebuildNeeded
+from devenv.errors import DevenvError, RebuildNeeded
 from devenv.events import Message, Reporter
 from devenv.lifecycle import RefreshResult
 from devenv.schema import Project
@@ -29,6 +29,12 @@ class Reconciled:
     carried: dict[str, str] = field(default_factory=dict)
     rebuilt: RefreshResult | None = None
     reasons: dict[str, str] = field(default_factory=dict)
+    switched: branches.Switch | None = None
+
+    @property
+    def swapped(self) -> bool:
+        """Whether another database is the working one now (processes must follow)."""
+        return self.switched is not None or (self.rebuilt is not None and self.rebuilt.swapped)
 
 
 def check(project: Project, target: Target, profile: str) -> rerun.Verdict:
@@ -49,8 +55,18 @@ def reconcile(project: Project, reporter: Reporter, target: Target, *, profile: 
     """Make sure ``up`` never runs a step on top of data it would duplicate (see module).
 
     ``mode``: "rebuild" or "stop" (default: the project's ``up.rebuild``)."""
+    def build_for_branch(park_as: str) -> str:
+        res = lifecycle.refresh(project, reporter, target, profile=profile, jobs=jobs,
+                                park_as=park_as)
+        if not res.swapped:
+            raise DevenvError(f"the checked-out branch's database could not be built (see "
+                              f"the step above); {target.dbname} is unchanged")
+        return res.source
+
+    switched = branches.follow(project.name, project.root, target, reporter, build_for_branch)
     verdict = check(project, target, profile)
-    out = Reconciled(carried=dict(verdict.carried), reasons=dict(verdict.rebuild))
+    out = Reconciled(carried=dict(verdict.carried), reasons=dict(verdict.rebuild),
+                     switched=switched)
     if not verdict.rebuild:
         return out
     db = target.dbname

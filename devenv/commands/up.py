@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 
-from devenv import database, environment, planner, processes, working
+from devenv import branches, database, environment, planner, processes, working
 from devenv.commands import exit_code
 from devenv.console import ProcessLines
 from devenv.errors import EXIT_OK
@@ -44,13 +44,15 @@ def run(project: Project, reporter: Reporter, *, detach: bool = False,
             done = working.reconcile(project, reporter, target, profile=profile, jobs=jobs,
                                      mode=rebuild)
             carried = done.carried
-            if done.rebuilt is not None:
-                if done.rebuilt.result is not None and not done.rebuilt.result.ok:
-                    return exit_code(done.rebuilt.result)
-                if done.rebuilt.swapped:
-                    processes.follow_swap(project, target, reporter, profile=profile)
+            if (done.rebuilt is not None and done.rebuilt.result is not None
+                    and not done.rebuilt.result.ok):
+                return exit_code(done.rebuilt.result)
+            if done.swapped:
+                processes.follow_swap(project, target, reporter, profile=profile)
         built = environment.build(project, reporter, target, profile=profile, jobs=jobs,
                                   carried=carried)
+        if target is not None and project.database is not None and built.result.ok:
+            branches.note(project.name, project.root, target)
         code = exit_code(built.result)
         if code != EXIT_OK:
             if names and not built.result.interrupted:

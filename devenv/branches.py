@@ -1,0 +1,251 @@
+"""Branch-aware databases: each git branch keeps its own working database.
+
+The working database's comment records the branch it was built for. When ``up`` finds
+another branch checked out, it parks the working database under ``db__br_<branch>`` (a
+rename: the data made by hand on that branch stays there) and swaps in the checked-out
+branch's parked database if there is one (a rename again: well under a second), or builds
+it beside from the deepest matching snapshot (refresh-db's machinery) and swaps it in.
+Whatever that database then lacks of the code (new commits on the branch) ``up`` applies
+as usual (see :mod:`devenv.working`).
+
+The branch is read from ``.git/HEAD`` itself (no ``git`` process on ``up``'s path); a
+linked worktree's ``.git`` file is followed. Not a git checkout, or a detached HEAD (a
+rebase, a bisect): nothing is switched.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import shlex
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from devenv import proc, snapshots
+from devenv.database import Target
+from devenv.errors import DevenvError
+from devenv.events import Message, Reporter
+
+MAX_NAME = 63  # PostgreSQL's identifier limit, in bytes
+HOOK_MARK = "# devenv: branch-aware databases"
+
+
+def git_dir(root: Path) -> Path | None:
+    """The git directory of the checkout holding ``root`` (a worktree's own one)."""
+    for folder in (root, *root.parents):
+        dot = folder / ".git"
+        if dot.is_dir():
+            return dot
+        if dot.is_file():
+            text = dot.read_text(errors="replace").strip()
+            if text.startswith("gitdir:"):
+                path = Path(text.split(":", 1)[1].strip())
+                return path if path.is_absolute() else (folder / path).resolve()
+            return None
+    return None
+
+
+def current(root: Path) -> str | None:
+    """The checked-out branch, or None (not a git checkout; detached HEAD)."""
+    gd = git_dir(root)
+    if gd is None:
+        return None
+    try:
+        head = (gd / "HEAD").read_text(errors="replace").strip()
+    except OSError:
+        return None
+    if head.startswith("ref: refs/heads/"):
+        return head.removeprefix("ref: refs/heads/")
+    return None
+
+
+def parked_name(db: str, branch: str) -> str:
+    """``db__br_<branch>``, made to fit PostgreSQL's 63 bytes and to stay unique: the
+    branch's letters and digits, then a short hash of the exact branch name."""
+    slug = re.sub(r"[^a-z0-9]+", "_", branch.lower()).strip("_") or "branch"
+    digest = hashlib.sha256(branch.encode()).hexdigest()[:8]
+    base = f"{db}__br_"
+    room = MAX_NAME - len(base.encode()) - len(digest) - 1
+    if room < 4:
+        # a very long working database name: the hash alone keeps it unique
+        return f"{db.encode()[:MAX_NAME - 14].decode(errors='ignore')}__br_{digest}"
+    return f"{base}{slug[:room]}_{digest}"
+
+
+@dataclass(frozen=True)
+class Parked:
+    branch: str
+    datname: str
+    size: int
+    parked_at: float
+
+
+def parked(target: Target, project: str, sizes: bool = False) -> list[Parked]:
+    """The parked branch databases of this project's working database."""
+    out = []
+    for info in snapshots.related(target, target.dbname, sizes=sizes):
+        if info.kind == "branch" and info.meta.get("project") == project:
+            out.append(Parked(str(info.meta.get("branch", "?")), info.datname, info.size,
+                              float(info.meta.get("parked_at", info.created))))
+    return sorted(out, key=lambda p: p.parked_at, reverse=True)
+
+
+def recorded(target: Target) -> str | None:
+    """The branch the working database was built for (None: not recorded yet)."""
+    info = snapshots.find(target, target.dbname, target.dbname)
+    value = info.meta.get("branch") if info is not None else None
+    return str(value) if isinstance(value, str) else None
+
+
+def record(target: Target, project: str, branch: str) -> None:
+    info = snapshots.find(target, target.dbname, target.dbname)
+    meta = dict(info.meta) if info is not None else {}
+    meta.update({"devenv": 1, "kind": "working", "project": project, "branch": branch})
+    meta.setdefault("created", time.time())
+    snapshots.set_meta(target, target.dbname, meta)
+
+
+def note(project: str, root: Path, target: Target) -> None:
+    """Record the checked-out branch on a working database that has none recorded (one
+    ``up`` just created), so the next switch knows what to park."""
+    branch = current(root)
+    if branch is not None and recorded(target) is None and \
+            snapshots.find(target, target.dbname, target.dbname) is not None:
+        record(target, project, branch)
+
+
+@dataclass
+class Switch:
+    """What a branch switch did: the parked name of the old branch's database, and where
+    the new branch's came from ("parked" or a refresh source)."""
+
+    old: str
+    new: str
+    parked_as: str
+    source: str
+
+
+def follow(project_name: str, root: Path, target: Target, reporter: Reporter,
+           build: Callable[[str], str]) -> Switch | None:
+    """On a branch switch, park the working database and bring in the checked-out branch's
+    (see the module). ``build(park_as)`` builds the branch's database beside and swaps it
+    in, parking the working one under ``park_as``; returns its source, or raises."""
+    branch = current(root)
+    if branch is None:
+        return None
+    db = target.dbname
+    if snapshots.find(target, db, db) is None:
+        return None  # no working database yet: up creates it for this branch
+    old = recorded(target)
+    if old is None:
+        record(target, project_name, branch)
+        return None
+    if old == branch:
+        return None
+    park_as = parked_name(db, old)
+    have = {d.datname: d for d in snapshots.related(target, db)}
+    if park_as in have:
+        raise DevenvError(
+            f"cannot park {db} (built for branch {old!r}) as {park_as}: that name is taken "
+            f"by another database; rename or drop it (devenv branches drop {old})")
+    mine = parked_name(db, branch)
+    t0 = time.monotonic()
+    if mine in have and have[mine].kind == "branch":
+        snapshots.swap(target, db, mine, park_as=park_as)
+        source = "parked"
+        when = have[mine].meta.get("parked_at", have[mine].created)
+        age = _age(time.time() - float(when))
+        what = f"swapped in its own database (parked {age} ago)"
+    else:
+        source = build(park_as)
+        what = f"built its database from {source}"
+    _mark_parked(target, park_as, project_name, old)
+    record(target, project_name, branch)
+    reporter.emit(Message(
+        f"branch {branch!r} is checked out (the database was built for {old!r}): parked "
+        f"{old!r}'s database, with the rows made on it, as {park_as}; {what} in "
+        f"{time.monotonic() - t0:.2f}s", "ok"))
+    return Switch(old, branch, park_as, source)
+
+
+def _mark_parked(target: Target, datname: str, project: str, branch: str) -> None:
+    info = snapshots.find(target, target.dbname, datname)
+    meta = dict(info.meta) if info is not None else {}
+    meta.update({"devenv": 1, "kind": "branch", "project": project, "branch": branch,
+                 "parked_at": time.time()})
+    meta.setdefault("created", time.time())
+    snapshots.set_meta(target, datname, meta)
+
+
+def drop(target: Target, project: str, branch: str) -> str:
+    """Drop the parked database of ``branch``; returns its name."""
+    for p in parked(target, project):
+        if p.branch == branch:
+            snapshots.drop(target, p.datname)
+            return p.datname
+    known = ", ".join(p.branch for p in parked(target, project)) or "none"
+    raise DevenvError(f"no parked database for branch {branch!r} (parked: {known})")
+
+
+def prune(target: Target, project: str, keep: int) -> list[Parked]:
+    """Drop the parked databases beyond the ``keep`` most recently parked."""
+    gone = parked(target, project)[keep:]
+    for p in gone:
+        snapshots.drop(target, p.datname)
+    return gone
+
+
+def _age(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f}s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 36 * 3600:
+        return f"{seconds / 3600:.0f} h"
+    return f"{seconds / 86400:.0f} days"
+
+
+# --------------------------------------------------------------------------- git hook
+
+
+def hook_path(root: Path) -> Path:
+    """Where git looks for the post-checkout hook (core.hooksPath honoured)."""
+    out = proc.run(["git", "rev-parse", "--git-path", "hooks/post-checkout"], cwd=root,
+                   check=False)
+    if out.returncode != 0:
+        raise DevenvError(f"{root} is not a git checkout: there is no branch to follow")
+    path = Path(out.stdout.strip())
+    return path if path.is_absolute() else root / path
+
+
+def hook_text() -> str:
+    cmd = shlex.join([sys.executable, "-m", "devenv", "up", "--no-processes"])
+    return (f"#!/bin/sh\n{HOOK_MARK} (installed by `devenv branches hook install`; "
+            "`devenv branches hook uninstall` removes it)\n"
+            "# $3 = 1: a branch checkout (not a file checkout); same commit: nothing to do\n"
+            '[ "$3" = 1 ] || exit 0\n'
+            f"{cmd} || echo 'devenv: the database did not follow the branch; run devenv up' >&2\n")
+
+
+def install_hook(root: Path) -> Path:
+    path = hook_path(root)
+    if path.exists() and HOOK_MARK not in path.read_text(errors="replace"):
+        raise DevenvError(f"{path} exists and is not devenv's: add `devenv up --no-processes` "
+                          "to it yourself, or move it away first")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(hook_text())
+    path.chmod(0o755)
+    return path
+
+
+def uninstall_hook(root: Path) -> Path | None:
+    path = hook_path(root)
+    if not path.exists():
+        return None
+    if HOOK_MARK not in path.read_text(errors="replace"):
+        raise DevenvError(f"{path} is not devenv's hook; left as it is")
+    path.unlink()
+    return path

@@ -1,0 +1,87 @@
+"""``devenv branches``: the databases parked per git branch, and the optional git hook."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from devenv import branches, environment
+from devenv.commands.snapshot import fmt_age
+from devenv.console import Output, PlainReporter, fmt_size
+from devenv.database import Target
+from devenv.errors import EXIT_OK, DevenvError
+from devenv.events import Message, Reporter
+from devenv.lock import project_lock
+from devenv.schema import Project
+
+
+def _target(project: Project, database_url: str | None) -> Target:
+    if project.database is None:
+        raise DevenvError("branches need a database: add a 'database:' section to steps.yaml")
+    target, note = environment.current_target(project, database_url)
+    if target is None:
+        raise DevenvError(f"cannot list the branch databases: {note}; start it with "
+                          "`devenv up`")
+    return target
+
+
+def list_branches(project: Project, out: Output, *, as_json: bool = False,
+                  database_url: str | None = None, wait: bool = True) -> int:
+    with project_lock(project.state_dir, "branches", PlainReporter(sys.stderr), wait=wait):
+        target = _target(project, database_url)
+        items = branches.parked(target, project.name, sizes=True)
+        working_branch = branches.recorded(target)
+    checked_out = branches.current(project.root)
+    now = time.time()
+    if as_json:
+        out.json({"project": project.name, "database": target.dbname,
+                  "checked_out": checked_out, "working_database_branch": working_branch,
+                  "parked": [{"branch": p.branch, "database": p.datname, "size": p.size,
+                              "parked_at": p.parked_at,
+                              "age_seconds": round(now - p.parked_at, 1)} for p in items]})
+        return EXIT_OK
+    out.text(f"{target.dbname} (working): branch {working_branch or '(not recorded yet)'}; "
+             f"checked out: {checked_out or '(no branch: not a git checkout, or detached)'}")
+    if not items:
+        out.text("no parked branch databases (devenv up parks one when you switch branches)")
+        return EXIT_OK
+    out.table(["branch", "database", "size", "last used"],
+              [[p.branch, p.datname, fmt_size(p.size), f"{fmt_age(now - p.parked_at)} ago"]
+               for p in items], None)
+    return EXIT_OK
+
+
+def drop(project: Project, reporter: Reporter, branch: str, *,
+         database_url: str | None = None, wait: bool = True) -> int:
+    with project_lock(project.state_dir, "branches drop", reporter, wait=wait):
+        target = _target(project, database_url)
+        name = branches.drop(target, project.name, branch)
+    reporter.emit(Message(f"dropped {name}, the parked database of branch {branch!r}", "ok"))
+    return EXIT_OK
+
+
+def prune(project: Project, reporter: Reporter, keep: int, *,
+          database_url: str | None = None, wait: bool = True) -> int:
+    with project_lock(project.state_dir, "branches prune", reporter, wait=wait):
+        target = _target(project, database_url)
+        gone = branches.prune(target, project.name, keep)
+    for p in gone:
+        reporter.emit(Message(f"dropped {p.datname} (branch {p.branch!r}, last used "
+                              f"{fmt_age(time.time() - p.parked_at)} ago)", "ok"))
+    if not gone:
+        reporter.emit(Message(f"nothing to prune: at most {keep} parked databases"))
+    return EXIT_OK
+
+
+def hook(project: Project, reporter: Reporter, action: str) -> int:
+    if action == "install":
+        path = branches.install_hook(project.root)
+        reporter.emit(Message(f"installed {path}: `git switch` now brings the branch's "
+                              "database in (devenv up --no-processes)", "ok"))
+    elif action == "uninstall":
+        gone = branches.uninstall_hook(project.root)
+        reporter.emit(Message(f"removed {gone}" if gone else "no devenv hook was installed",
+                              "ok"))
+    else:
+        raise DevenvError(f"unknown hook action {action!r}: install or uninstall")
+    return EXIT_OK

@@ -1,0 +1,171 @@
+"""Branch-aware databases (issue 13): a real git repository with two branches whose
+migrations diverge, switched back and forth; a real PostgreSQL; real ``devenv`` runs."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+import yaml
+
+from devenv import branches, database, snapshots
+
+pytestmark = pytest.mark.postgres
+
+PSQL = "psql -X -q -v ON_ERROR_STOP=1"
+# A real incremental migration tool in a few lines: applies each migrations/*.sql once,
+# in name order, and records it (like django_migrations / alembic_version).
+MIGRATE = """\
+set -e
+psql -X -q -v ON_ERROR_STOP=1 -c 'create table if not exists app.applied(name text primary key)'
+for f in migrations/*.sql; do
+  n=$(basename "$f")
+  done=$(psql -X -qtA -c "select 1 from app.applied where name = '$n'")
+  if [ -z "$done" ]; then
+    psql -X -q -v ON_ERROR_STOP=1 -1 -f "$f" -c "insert into app.applied values ('$n')"
+    echo "applied $n"
+  fi
+done
+"""
+
+
+def git(root: Path, *args: str) -> str:
+    out = subprocess.run(["git", "-c", "user.email=t@example.com", "-c", "user.name=t",
+                          *args], cwd=root, capture_output=True, text=True, check=True)
+    return out.stdout
+
+
+class Repo:
+    def __init__(self, root: Path, url: str) -> None:
+        self.root, self.url = root, url
+
+    def devenv(self, *args: str) -> subprocess.CompletedProcess[str]:
+        env = {k: v for k, v in os.environ.items() if k not in ("CI", "NO_COLOR")}
+        env["DATABASE_URL"] = self.url
+        return subprocess.run([sys.executable, "-m", "devenv", "--plain", *args],
+                              cwd=self.root, env=env, capture_output=True, text=True,
+                              timeout=180)
+
+    def sql(self, query: str) -> list[tuple[Any, ...]]:
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            cur = conn.execute(query)
+            return cur.fetchall() if cur.description else []
+
+
+@pytest.fixture
+def repo(make_project: Callable[..., Path], pg_server: Any) -> Iterator[Repo]:
+    db = pg_server.unique_db("br")
+    root = make_project({
+        "version": 1, "name": "br",
+        "services": {"db": {"image": "postgres:15"}},
+        "database": {"service": "db", "name": db, "schemas": ["public", "app"]},
+        "steps": {
+            "migrate": {"run": "sh migrate.sh", "rerun": "incremental",
+                        "inputs": ["migrations/**", "migrate.sh"], "needs": ["db"]},
+            "fixtures": {"run": f"{PSQL} -f fixtures.sql", "inputs": ["fixtures.sql"],
+                         "needs": ["migrate"]},
+        },
+    }, files={
+        "migrate.sh": MIGRATE,
+        "migrations/0001_tasks.sql": "create table app.tasks(id serial, title text);\n",
+        "fixtures.sql": "insert into app.tasks(title) values ('one'), ('two');\n",
+        ".gitignore": ".devenv/\n",
+    })
+    git(root, "init", "-q", "-b", "main")
+    git(root, "add", "-A")
+    git(root, "commit", "-qm", "main")
+    git(root, "switch", "-qc", "feature")
+    (root / "migrations/0002_priority.sql").write_text(
+        "alter table app.tasks add column priority int not null default 0;\n"
+        "alter table app.tasks alter column priority drop default;\n")
+    (root / "fixtures.sql").write_text(
+        "insert into app.tasks(title, priority) values ('one', 1), ('two', 2);\n")
+    git(root, "add", "-A")
+    git(root, "commit", "-qm", "feature: priority")
+    git(root, "switch", "-q", "main")
+    r = Repo(root, pg_server.url(db))
+    try:
+        yield r
+    finally:
+        target = database.parse_url(pg_server.url(db))
+        for info in snapshots.related(target, db):
+            database.drop(target, info.datname)
+
+
+def test_switching_branches_ten_times_keeps_each_branchs_rows(repo: Repo) -> None:
+    r = repo.devenv("up", "--no-processes")
+    assert r.returncode == 0, r.stdout + r.stderr
+    repo.sql("insert into app.tasks(title) values ('made on main')")
+    target = database.parse_url(repo.url)
+    assert branches.recorded(target) == "main"
+
+    hand = {"main": "made on main", "feature": "made on feature"}
+    timings = []
+    for i in range(10):
+        branch = "feature" if i % 2 == 0 else "main"
+        git(repo.root, "switch", "-q", branch)
+        t0 = time.monotonic()
+        r = repo.devenv("up", "--no-processes")
+        timings.append(time.monotonic() - t0)
+        out = r.stdout + r.stderr
+        assert r.returncode == 0, out  # never a step failing for a phantom migration
+        assert f"branch {branch!r} is checked out" in out, out
+        cols = {c for (c,) in repo.sql("select column_name from information_schema.columns "
+                                       "where table_schema = 'app' and table_name = 'tasks'")}
+        assert ("priority" in cols) == (branch == "feature")
+        titles = sorted(t for (t,) in repo.sql("select title from app.tasks"))
+        if i == 0:
+            assert titles == ["one", "two"]  # built for the branch from a snapshot
+            repo.sql("insert into app.tasks(title, priority) values ('made on feature', 5)")
+            titles.append("made on feature")
+        # the fixture rows once each (never duplicated), and this branch's own row
+        assert sorted(titles) == sorted(["one", "two", hand[branch]]), (i, titles)
+        assert branches.recorded(target) == branch
+    other = {p.branch for p in branches.parked(target, "br")}
+    assert other == {"feature"}
+    # from the second visit on, a switch is a rename, not a build
+    assert "swapped in its own database" in r.stdout + r.stderr
+
+    listed = repo.devenv("branches", "--json")
+    assert listed.returncode == 0 and '"branch": "feature"' in listed.stdout, listed.stdout
+
+
+def test_no_git_checkout_keeps_todays_behaviour(repo: Repo) -> None:
+    import shutil
+
+    shutil.rmtree(repo.root / ".git")
+    assert repo.devenv("up", "--no-processes").returncode == 0
+    assert branches.recorded(database.parse_url(repo.url)) is None
+
+
+def test_hook_install_and_uninstall(repo: Repo) -> None:
+    r = repo.devenv("branches", "hook", "install")
+    assert r.returncode == 0, r.stdout + r.stderr
+    hook = repo.root / ".git/hooks/post-checkout"
+    assert hook.exists() and os.access(hook, os.X_OK)
+    assert repo.devenv("up", "--no-processes").returncode == 0
+    env = {**os.environ, "DATABASE_URL": repo.url}
+    env.pop("CI", None)
+    out = subprocess.run(["git", "switch", "feature"], cwd=repo.root, env=env,
+                         capture_output=True, text=True, timeout=180)
+    assert out.returncode == 0
+    assert "branch 'feature' is checked out" in out.stdout + out.stderr
+    assert branches.recorded(database.parse_url(repo.url)) == "feature"
+    r = repo.devenv("branches", "hook", "uninstall")
+    assert r.returncode == 0 and not hook.exists()
+
+
+def test_parked_names_fit_and_stay_unique() -> None:
+    db = "d" * 50
+    a = branches.parked_name(db, "feature/" + "x" * 80)
+    b = branches.parked_name(db, "feature/" + "x" * 81)
+    assert len(a.encode()) <= 63 and len(b.encode()) <= 63 and a != b
+    assert branches.parked_name("app", "Feature/JIRA-12") != branches.parked_name(
+        "app", "feature/jira-12")
