@@ -352,13 +352,12 @@ def test_parallel_chains_need_no_checkpoint(make_project: Callable[..., Path], p
                 assert conn.execute("select count(*) from public.f").fetchone() == (1,)
         # The first edit runs the untouched steps once more and keeps a snapshot of them;
         # from then on only the edited fixture runs.
-        assert runs[0] == ["django-migrate", "flask-fixtures", "flask-migrate",
-                           "django-fixtures"] or len(runs[0]) == 4
+        assert len(runs[0]) == 4
         assert runs[1:] == [["django-fixtures"]] * 4
         # plan --refresh says where it starts and why the older snapshots do not fit
         (root / "fixture.sql").write_text("insert into app.d values ('v9');\n")
         project = loader.load(root / "steps.yaml")
-        source, decisions = lifecycle.plan_refresh(project, target)
+        source, _ = lifecycle.plan_refresh(project, target)
         assert source.kind == "snapshot" and set(source.held) == {
             "flask-migrate", "flask-fixtures", "django-migrate"}
         from devenv import fingerprint

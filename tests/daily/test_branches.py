@@ -13,7 +13,6 @@ from typing import Any
 
 import psycopg
 import pytest
-import yaml
 
 from devenv import branches, database, snapshots
 
