@@ -13,7 +13,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from devenv import branches, database, fingerprint, lifecycle, planner, rerun, snapshots
+from devenv import (
+    branches,
+    database,
+    fingerprint,
+    lifecycle,
+    phantoms,
+    planner,
+    rerun,
+    snapshots,
+)
 from devenv.database import Target
 from devenv.errors import DevenvError, RebuildNeeded
 from devenv.events import Message, Reporter
@@ -43,11 +52,20 @@ def check(project: Project, target: Target, profile: str) -> rerun.Verdict:
     if key is None:
         return rerun.Verdict()
     recorded = StateStore(project.state_dir).steps(key)
-    if not recorded:
-        return rerun.Verdict()
     fps = fingerprint.compute(project)
     decisions = planner.decide(project, recorded, profile=profile, fingerprints=fps)
-    return rerun.classify(project, recorded, decisions, fps)
+    verdict = rerun.classify(project, recorded, decisions, fps)
+    steps = [n for n in project.steps if project.steps[n].in_profile(profile)]
+    # What the database itself says it applied (also migrations run by hand, outside
+    # devenv's records).
+    for name, gone in phantoms.find(project, target, steps=steps).items():
+        if name in verdict.phantoms:
+            continue
+        verdict.phantoms[name] = gone
+        more = f" and {len(gone) - 1} more" if len(gone) > 1 else ""
+        verdict.rebuild[name] = (f"this database applied {gone[0]}{more}, which the checked-"
+                                 "out code does not have (a phantom migration)")
+    return verdict
 
 
 def reconcile(project: Project, reporter: Reporter, target: Target, *, profile: str,
