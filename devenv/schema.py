@@ -131,6 +131,9 @@ class ProcessSpec:
     ready_timeout: float
     profiles: tuple[str, ...]
     loc: Location
+    # HTTP statuses that count as ready (``ready: {http: URL, status: [...]}``); empty:
+    # any answer below 500 (see devenv.processes.ReadyCheck)
+    ready_status: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
