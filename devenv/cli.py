@@ -334,7 +334,9 @@ snapshot_app = typer.Typer(
 app.add_typer(snapshot_app, name="snapshot")
 
 SnapNameArg = Annotated[str, typer.Argument(
-    help="Snapshot name: lowercase letters, digits and _, at most 19.", show_default=False)]
+    help="Snapshot name: letters, digits, -, _ and .; as long as PostgreSQL's 63-byte "
+         "names allow after the database's name (the error says the limit).",
+    show_default=False)]
 NoWaitOpt = Annotated[bool, typer.Option(
     "--no-wait", help="Fail at once if another devenv holds the project.")]
 
