@@ -510,15 +510,19 @@ def logs(
         "--follow", help="Keep printing new lines until Ctrl-C.")] = False,
     tail: Annotated[Optional[int], typer.Option(  # noqa: UP045
         "--tail", "-n", min=0, help="Only the last N lines.")] = None,
+    ci: Annotated[bool, typer.Option(
+        "--ci", help="A step's log from the last ci-setup run (.devenv/ci-logs/STEP.log).",
+    )] = False,
 ) -> None:
     """Show a log: a service's (its container or native server), a step's last run
-    (.devenv/logs/STEP.log) or a process's (.devenv/logs/NAME.log).
+    (.devenv/logs/STEP.log; with --ci its last ci-setup run) or a process's
+    (.devenv/logs/NAME.log).
 
     Example: devenv logs db --tail 50 --follow
     """
     from devenv.commands import logs as cmd
 
-    _call(lambda: cmd.run(_project(), _output(), name, follow=follow, tail=tail))
+    _call(lambda: cmd.run(_project(), _output(), name, follow=follow, tail=tail, ci=ci))
 
 
 @app.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True,
