@@ -13,7 +13,6 @@ from devenv.errors import EXIT_OK, ServiceError, UsageError, did_you_mean
 from devenv.schema import Project
 from devenv.services.support import follow_file, locate
 
-
 # Logs devenv writes for its own work (lifecycle's background re-clone of the ready copy):
 # readable by name, never offered among the user's services, steps and processes.
 INTERNAL = ("reclone",)
