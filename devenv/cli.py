@@ -416,7 +416,9 @@ def branches_hook(
 
 
 SnapNameArg = Annotated[str, typer.Argument(
-    help="Snapshot name: lowercase letters, digits and _, at most 19.", show_default=False)]
+    help="Snapshot name: letters, digits, -, _ and .; as long as PostgreSQL's 63-byte "
+         "names allow after the database's name (the error says the limit).",
+    show_default=False)]
 NoWaitOpt = Annotated[bool, typer.Option(
     "--no-wait", help="Fail at once if another devenv holds the project.")]
 
@@ -590,15 +592,19 @@ def logs(
         "--follow", help="Keep printing new lines until Ctrl-C.")] = False,
     tail: Annotated[Optional[int], typer.Option(  # noqa: UP045
         "--tail", "-n", min=0, help="Only the last N lines.")] = None,
+    ci: Annotated[bool, typer.Option(
+        "--ci", help="A step's log from the last ci-setup run (.devenv/ci-logs/STEP.log).",
+    )] = False,
 ) -> None:
     """Show a log: a service's (its container or native server), a step's last run
-    (.devenv/logs/STEP.log) or a process's (.devenv/logs/NAME.log).
+    (.devenv/logs/STEP.log; with --ci its last ci-setup run) or a process's
+    (.devenv/logs/NAME.log).
 
     Example: devenv logs db --tail 50 --follow
     """
     from devenv.commands import logs as cmd
 
-    _call(lambda: cmd.run(_project(), _output(), name, follow=follow, tail=tail))
+    _call(lambda: cmd.run(_project(), _output(), name, follow=follow, tail=tail, ci=ci))
 
 
 @app.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True,

@@ -131,6 +131,8 @@ class PlainReporter:
     def emit(self, event: Event) -> None:
         if isinstance(event, RunStarted):
             n = sum(1 for d in event.decisions if d.action.value == "run")
+            if n == 0:
+                return  # "everything is up to date" already said it
             where = f" on {event.database}" if event.database else ""
             self._line(f"running {n} of {len(event.decisions)} steps{where} "
                        f"(up to {event.jobs} at once)")
@@ -241,6 +243,8 @@ class RichReporter:
         with self.lock:
             if isinstance(event, RunStarted):
                 n = sum(1 for d in event.decisions if d.action.value == "run")
+                if n == 0:
+                    return  # "everything is up to date" already said it
                 where = f" on {event.database}" if event.database else ""
                 self.console.print(Text(f"Running {n} of {len(event.decisions)} steps{where}",
                                         style="bold"))

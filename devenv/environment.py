@@ -261,8 +261,10 @@ def build(
     keep_going: bool = False,
     create: bool = True,
     carried: Mapping[str, str] | None = None,
+    log_dir: Path | None = None,
 ) -> BuildResult:
-    """Plan and run the steps against database ``dbname`` (default: the project's)."""
+    """Plan and run the steps against database ``dbname`` (default: the project's); step
+    logs go to ``log_dir`` (default ``.devenv/logs``)."""
     from devenv import planner, runner
 
     store = StateStore(project.state_dir)
@@ -300,7 +302,7 @@ def build(
         store.record_failure(key, label or "no database", name)
 
     options = runner.RunOptions(jobs=jobs or os.cpu_count() or 2, keep_going=keep_going,
-                                log_dir=project.state_dir / "logs")
+                                log_dir=log_dir or project.state_dir / "logs")
     with store.batched():
         result = runner.run(project, decisions, prepared, reporter, options, ok, failed,
                             database=label)

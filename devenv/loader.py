@@ -705,10 +705,7 @@ def _processes(node: Node | None, profiles: tuple[str, ...]) -> list[ProcessSpec
         m = _mapping(child, PROCESS_KEYS)
         if "run" not in m:
             raise _err(child, "missing 'run' (the command that starts the process)")
-        ready = _str(m["ready"]) if "ready" in m else None
-        if ready is not None and not re.match(r"^(https?://|tcp://|\d{1,5}$|cmd:)", ready):
-            raise _err(m["ready"], f"invalid ready check '{ready}': an http(s):// URL, "
-                                   "tcp://HOST:PORT, a port number, or cmd: COMMAND")
+        ready, ready_status = _ready(m["ready"]) if "ready" in m else (None, ())
         out.append(ProcessSpec(
             name=key,
             run=_command(m["run"]),
@@ -721,8 +718,43 @@ def _processes(node: Node | None, profiles: tuple[str, ...]) -> list[ProcessSpec
             loc=Location(child.file, child.key_line or child.line),
             search_path=_search_path(m["search_path"]) if "search_path" in m else (),
             reconnects=_bool(m["reconnects"]) if "reconnects" in m else False,
+            ready_status=ready_status,
         ))
     return out
+
+
+READY_KEYS = ("http", "status")
+
+
+def _ready(node: Node) -> tuple[str, tuple[int, ...]]:
+    """A process's ``ready:``: a string (URL, tcp://HOST:PORT, port, cmd: COMMAND), or
+    ``{http: URL, status: [200, 401]}`` naming the HTTP statuses that count as ready."""
+    if not isinstance(node.value, dict):
+        ready = _str(node)
+        if not re.match(r"^(https?://|tcp://|\d{1,5}$|cmd:)", ready):
+            raise _err(node, f"invalid ready check '{ready}': an http(s):// URL, "
+                             "tcp://HOST:PORT, a port number, cmd: COMMAND, or "
+                             "{http: URL, status: [200, 401]}")
+        return ready, ()
+    m = _mapping(node, READY_KEYS)
+    if "http" not in m:
+        raise _err(node, "missing 'http' (the URL to ask): write {http: URL, status: [200]}")
+    url = _str(m["http"])
+    if not re.match(r"^https?://", url):
+        raise _err(m["http"], f"expected an http:// or https:// URL, got '{url}'")
+    if "status" not in m:
+        return url, ()
+    raw = m["status"]
+    items = raw.value if isinstance(raw.value, list) else [raw]
+    codes: list[int] = []
+    for item in items:
+        value = item.value
+        if isinstance(value, bool) or not isinstance(value, int) or not 100 <= value <= 599:
+            raise _err(item, f"expected an HTTP status code (100-599), got {_describe(value)}")
+        codes.append(value)
+    if not codes:
+        raise _err(raw, "expected at least one HTTP status code, e.g. [200, 401]")
+    return url, tuple(sorted(set(codes)))
 
 
 def _check_names_unique(steps: list[StepSpec], services: Mapping[str, ServiceSpec],

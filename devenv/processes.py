@@ -19,6 +19,7 @@ import graphlib
 import hashlib
 import os
 import queue
+import re
 import select
 import signal
 import subprocess
@@ -40,6 +41,8 @@ RECORD = "processes.json"
 GRACE = 5.0  # seconds between SIGTERM and SIGKILL
 POLL = 0.1
 PROBE_TIMEOUT = 2.0
+# The line _spawn writes at the top of a process's log (not the process's output).
+_LOG_HEADER = re.compile(r"^# \d{4}-\d\d-\d\d \d\d:\d\d:\d\d \$ ")
 
 
 # --------------------------------------------------------------------------- ready checks
@@ -47,33 +50,58 @@ PROBE_TIMEOUT = 2.0
 
 @dataclass(frozen=True)
 class ReadyCheck:
-    """How to tell that a process is ready: ``http`` (a 2xx/3xx answer), ``tcp`` (a port
-    accepts connections) or ``cmd`` (a command exits 0)."""
+    """How to tell that a process is ready: ``http`` (an answer: by default any status
+    below 500, else one of ``statuses``), ``tcp`` (a port accepts connections) or ``cmd``
+    (a command exits 0).
+
+    Why below 500 by default: a server that answers is up, whatever it thinks of the
+    request. An app whose root wants a login answers 401 or 403, a missing route 404, and
+    waiting longer changes none of that; a 5xx is the app (or a proxy in front of it)
+    saying it cannot serve yet. Kubernetes' httpGet probe counts only 200-399; that is
+    stricter than a dev server's first answer needs, and ``status:`` restores it.
+    """
 
     kind: str
     target: str  # the URL, HOST:PORT, or the command
     host: str = ""
     port: int = 0
+    statuses: tuple[int, ...] = ()  # http: the statuses that count; (): any below 500
+
+    def accepts(self, code: int) -> bool:
+        """Whether HTTP status ``code`` means ready."""
+        return code in self.statuses if self.statuses else 100 <= code < 500
+
+    @property
+    def path(self) -> str:
+        """The path (and query) an http check asks for: how its requests show up in the
+        app's own access log."""
+        import urllib.parse
+
+        parts = urllib.parse.urlsplit(self.target)
+        return (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
 
     def __str__(self) -> str:
+        if self.kind == "http" and self.statuses:
+            return f"{self.target} (status {', '.join(map(str, self.statuses))})"
         return f"cmd: {self.target}" if self.kind == "cmd" else self.target
 
     def spec(self) -> str:
         """The check written as a ``ready:`` value (:func:`parse_ready` reads it back)."""
         if self.kind == "tcp":
             return f"tcp://{self.host}:{self.port}"
-        return str(self)
+        return f"cmd: {self.target}" if self.kind == "cmd" else self.target
 
 
-def parse_ready(spec: str) -> ReadyCheck:
-    """A ``ready:`` value as a check; ``ValueError`` says what is wrong with it."""
+def parse_ready(spec: str, statuses: Sequence[int] = ()) -> ReadyCheck:
+    """A ``ready:`` value as a check (``statuses``: the HTTP statuses that count, from
+    ``ready: {http: URL, status: [...]}``); ``ValueError`` says what is wrong with it."""
     import urllib.parse
 
     s = spec.strip()
     if s.startswith(("http://", "https://")):
         if not urllib.parse.urlsplit(s).hostname:
             raise ValueError(f"no host in ready URL '{s}'")
-        return ReadyCheck("http", s)
+        return ReadyCheck("http", s, statuses=tuple(statuses))
     if s.startswith("tcp://"):
         parts = urllib.parse.urlsplit(s)
         try:
@@ -101,7 +129,7 @@ def probe(check: ReadyCheck, env: Mapping[str, str] | None = None, cwd: Path | N
           timeout: float = PROBE_TIMEOUT) -> tuple[bool, str]:
     """Try ``check`` once: whether it passed, and what was seen (``HTTP 503``...)."""
     if check.kind == "http":
-        return _probe_http(check.target, timeout)
+        return _probe_http(check, timeout)
     if check.kind == "tcp":
         import socket
 
@@ -119,7 +147,7 @@ def probe(check: ReadyCheck, env: Mapping[str, str] | None = None, cwd: Path | N
     return done.returncode == 0, f"exit code {done.returncode}"
 
 
-def _probe_http(url: str, timeout: float) -> tuple[bool, str]:
+def _probe_http(check: ReadyCheck, timeout: float) -> tuple[bool, str]:
     import http.client
     import ssl
     import urllib.error
@@ -136,7 +164,7 @@ def _probe_http(url: str, timeout: float) -> tuple[bool, str]:
         urllib.request.ProxyHandler({}), NoRedirect(),
         urllib.request.HTTPSHandler(context=ssl._create_unverified_context()))
     try:
-        with opener.open(url, timeout=timeout) as resp:
+        with opener.open(check.target, timeout=timeout) as resp:
             code = int(resp.status)
     except urllib.error.HTTPError as exc:
         code = exc.code
@@ -145,7 +173,7 @@ def _probe_http(url: str, timeout: float) -> tuple[bool, str]:
         return False, getattr(reason, "strerror", None) or str(reason)
     except (OSError, http.client.HTTPException, ValueError) as exc:
         return False, str(exc) or type(exc).__name__
-    return 200 <= code < 400, f"HTTP {code}"
+    return check.accepts(code), f"HTTP {code}"
 
 
 # --------------------------------------------------------------------------- preparing
@@ -245,7 +273,7 @@ def prepare(project: Project, names: Sequence[str], target: database.Target | No
         if spec.ready:
             text = expand(spec.ready, env, spec.loc, f"{where}.ready")
             try:
-                check = parse_ready(text)
+                check = parse_ready(text, spec.ready_status)
             except ValueError as exc:
                 raise ConfigError(str(exc), spec.loc.file, spec.loc.line,
                                   f"{where}.ready") from None
@@ -426,9 +454,11 @@ def status(project: Project) -> list[ProcessStatus]:
         if alive:
             ready = bool(rec.get("ready_at"))
             check = rec.get("ready")
+            codes = rec.get("ready_status")
+            codes = [c for c in codes if isinstance(c, int)] if isinstance(codes, list) else []
             if isinstance(check, str) and check:
                 with contextlib.suppress(ValueError):
-                    ready = probe(parse_ready(check), timeout=1.0)[0]
+                    ready = probe(parse_ready(check, codes), timeout=1.0)[0]
         out.append(ProcessStatus(name, int(rec["pid"]), alive, rec.get("started_at"), ready,
                                  bool(rec.get("detached")), str(rec.get("command", "")),
                                  rec.get("log")))
@@ -478,10 +508,27 @@ class _Child:
     lines: collections.deque[str] = field(
         default_factory=lambda: collections.deque(maxlen=proc.TAIL_LINES))
     reader: threading.Thread | None = None
+    probes: int = 0  # lines left out of ``lines``: the app logging devenv's ready requests
+
+    def own(self, line: str) -> bool:
+        """Whether ``line`` is the process's own output, not its access log line for one
+        of devenv's ready requests (``"GET /health HTTP/1.1" 401``: Django, Werkzeug,
+        uvicorn and http.server all write the request line so). A timeout's tail made of
+        those says nothing about why the app is not ready."""
+        check = self.prep.ready
+        if check is None or check.kind != "http":
+            return True
+        return f'"GET {check.path} HTTP/' not in line
 
     def tail(self) -> str:
         if self.reader is None:
-            return proc.log_tail(self.log)
+            # Detached: the log file, without the line devenv wrote at its top.
+            lines = proc.log_tail(self.log, 100_000).splitlines()
+            if lines and _LOG_HEADER.match(lines[0]):
+                lines = lines[1:]
+            own = [line for line in lines if self.own(line)]
+            self.probes = len(lines) - len(own)
+            return "\n".join(own[-proc.TAIL_LINES:])
         # Let the reader catch up with what the process wrote before it exited. Not a
         # join: a child it left behind may hold the pipe open (no end of file yet).
         stream = self.popen.stdout if self.popen is not None else None
@@ -495,6 +542,12 @@ class _Child:
             if not pending:
                 break
         return "\n".join(self.lines)
+
+    def last_output(self) -> str:
+        """How a failure message introduces the tail (call after :meth:`tail`)."""
+        left = (f" (without the {self.probes} line{'s' if self.probes != 1 else ''} logging "
+                "devenv's ready requests)") if self.probes else ""
+        return f"its last output{left}:"
 
 
 class Lines(Protocol):
@@ -564,8 +617,9 @@ class Supervisor:
                 self.out.system(f"{name} is ready{how} after {took:.1f}s")
             elif kind == "timeout":
                 child = self.children[name]
+                tail = child.tail()
                 raise Failed(name, f"{name} was not ready after {child.prep.ready_timeout:g}s "
-                             f"({child.prep.ready}: {detail}); its last output:", child.tail())
+                             f"({child.prep.ready}: {detail}); {child.last_output()}", tail)
             self.check_exits()
 
     def check_exits(self) -> None:
@@ -579,7 +633,8 @@ class Supervisor:
             how = f"was killed by {signal.Signals(-rc).name}" if rc < 0 else \
                 f"exited with code {rc}"
             when = "after it was ready" if child.ready else "before it was ready"
-            raise Failed(name, f"{name} {how} {when}; its last output:", child.tail())
+            tail = child.tail()
+            raise Failed(name, f"{name} {how} {when}; {child.last_output()}", tail)
 
     def _spawn(self, prep: Prepared) -> None:
         log = self.project.state_dir / "logs" / f"{prep.name}.log"
@@ -615,6 +670,7 @@ class Supervisor:
                      started_at=time.time(), command=prep.shown, cwd=str(prep.cwd),
                      env=prep.env_digests,
                      ready=prep.ready.spec() if prep.ready and prep.ready.kind != "cmd" else "",
+                     ready_status=list(prep.ready.statuses) if prep.ready else [],
                      log=self.project.rel(log), detached=self.detached,
                      owner=None if self.detached else os.getpid())
         where = f"; log: {self.project.rel(log)}" if self.detached else ""
@@ -631,7 +687,10 @@ class Supervisor:
                 log.write(raw)
                 log.flush()
                 text = raw.decode(errors="replace").rstrip("\r\n")
-                child.lines.append(text)
+                if child.own(text):
+                    child.lines.append(text)
+                else:
+                    child.probes += 1
                 self.out.line(child.prep.name, text)
         except (OSError, ValueError):
             pass  # the pipe or log closed while stopping

@@ -66,9 +66,20 @@ class Prepared:
         and its options for a typed kind (the log keeps the full command)."""
         if KINDS[self.step.kind].uses_run:
             return proc.format_command(self.command)
-        opts = ", ".join(f"{k}: {' '.join(v) if isinstance(v, list | tuple) else v}"
-                         for k, v in self.step.options.items())
+        opts = ", ".join(f"{k}: {_brief(v)}" for k, v in self.step.options.items())
         return f"{self.step.kind} ({opts})" if opts else self.step.kind
+
+
+def _brief(value: Any) -> str:
+    """An option's value on one short line: a mapping by its keys (faker's ``tables:``
+    would otherwise print every column's generator), a list by its items."""
+    if isinstance(value, Mapping):
+        return ", ".join(str(k) for k in value)
+    if isinstance(value, list | tuple):
+        if all(not isinstance(v, Mapping | list | tuple) for v in value):
+            return " ".join(str(v) for v in value)
+        return f"{len(value)} item{'s' if len(value) != 1 else ''}"
+    return str(value)
 
 
 def _warm_default() -> bool:

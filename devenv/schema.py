@@ -138,6 +138,9 @@ class ProcessSpec:
     #: True: the process reconnects by itself after its database is swapped, so a swap
     #: leaves it running; False: devenv restarts it after every swap.
     reconnects: bool = False
+    # HTTP statuses that count as ready (``ready: {http: URL, status: [...]}``); empty:
+    # any answer below 500 (see devenv.processes.ReadyCheck)
+    ready_status: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,12 @@ from devenv import database
 from devenv.database import Target, connect
 from devenv.errors import UsageError
 
-USER_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_]{0,18}$")
+# What users type for a snapshot: letters, digits, - _ . (first a letter or digit, so a
+# name is never read as an option or a path). The length limit depends on the working
+# database's name: see user_name_limit.
+USER_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+USER_PREFIX = "__u_"
+MAX_IDENTIFIER = 63  # bytes in a PostgreSQL name (NAMEDATALEN - 1); longer ones are cut
 KEY_LEN = 16
 
 
@@ -45,12 +50,30 @@ def cache_name(db: str, key: str) -> str:
     return f"{db}__s_{key[:KEY_LEN]}"
 
 
+def user_name_limit(db: str) -> int:
+    """How long a user snapshot's name may be beside working database ``db``: what is left
+    of PostgreSQL's 63 bytes after ``DB__u_``. PostgreSQL would silently cut a longer
+    name, and two snapshots could then land on one database."""
+    return MAX_IDENTIFIER - len(f"{db}{USER_PREFIX}".encode())
+
+
 def user_name(db: str, name: str) -> str:
-    """The database holding user snapshot ``name``; refuses names that are not plain."""
+    """The database holding user snapshot ``name``; refuses names that are not plain or
+    do not fit (the message says the limit)."""
+    limit = user_name_limit(db)
+    rule = (f"use letters, digits, -, _ and . (at most {limit} characters: PostgreSQL names "
+            f"are at most {MAX_IDENTIFIER} bytes and '{db}{USER_PREFIX}' comes first), "
+            "starting with a letter or digit")
+    if limit < 1:
+        raise UsageError(f"cannot save snapshots by name beside database {db}: its name "
+                         f"leaves no room in PostgreSQL's {MAX_IDENTIFIER} bytes for "
+                         f"'{USER_PREFIX}NAME'; use a shorter database.name")
     if not USER_NAME_RE.fullmatch(name):  # not match: "$" accepts a trailing newline
-        raise UsageError(f"invalid snapshot name {name!r}: use lowercase letters, digits and _ "
-                         "(at most 19, starting with a letter or digit)")
-    return f"{db}__u_{name}"
+        raise UsageError(f"invalid snapshot name {name!r}: {rule}")
+    if len(name) > limit:
+        raise UsageError(f"snapshot name {name!r} is too long ({len(name)} characters): "
+                         f"{rule}")
+    return f"{db}{USER_PREFIX}{name}"
 
 
 @dataclass(frozen=True)

@@ -85,6 +85,29 @@ def test_the_documented_example_loads(tmp_path: Path) -> None:
     assert project.steps["flask-migrate"].loc.line == 17
 
 
+def test_ready_with_the_statuses_that_count(tmp_path: Path) -> None:
+    (tmp_path / "steps.yaml").write_text(textwrap.dedent("""\
+        version: 1
+        steps:
+          a: {run: "true"}
+        processes:
+          web:
+            run: "true"
+            ready: {http: "http://127.0.0.1:8000/", status: [401, 200, 200]}
+          api:
+            run: "true"
+            ready: {http: "http://127.0.0.1:8001/"}
+          old:
+            run: "true"
+            ready: http://127.0.0.1:8002/
+        """))
+    procs = loader.load(tmp_path / "steps.yaml").processes
+    assert (procs["web"].ready, procs["web"].ready_status) == ("http://127.0.0.1:8000/",
+                                                               (200, 401))
+    assert (procs["api"].ready, procs["api"].ready_status) == ("http://127.0.0.1:8001/", ())
+    assert (procs["old"].ready, procs["old"].ready_status) == ("http://127.0.0.1:8002/", ())
+
+
 def test_found_from_a_sub_folder(tmp_path: Path) -> None:
     (tmp_path / "steps.yaml").write_text(VALID)
     sub = tmp_path / "apps" / "deep"
@@ -402,8 +425,51 @@ CASES = [
             ready: localhost:8000
         """,
         "steps.yaml:7: processes.web.ready: invalid ready check 'localhost:8000': an http(s):// "
-        "URL, tcp://HOST:PORT, a port number, or cmd: COMMAND",
+        "URL, tcp://HOST:PORT, a port number, cmd: COMMAND, or {{http: URL, status: [200, 401]}}",
         id="bad-ready",
+    ),
+    pytest.param(
+        """\
+        version: 1
+        steps:
+          a: {run: "true"}
+        processes:
+          web:
+            run: "true"
+            ready:
+              http: http://127.0.0.1:8000/
+              status: [200, 4011]
+        """,
+        "steps.yaml:9: processes.web.ready.status[1]: expected an HTTP status code (100-599), "
+        "got a number (4011)",
+        id="bad-ready-status",
+    ),
+    pytest.param(
+        """\
+        version: 1
+        steps:
+          a: {run: "true"}
+        processes:
+          web:
+            run: "true"
+            ready: {url: "http://127.0.0.1:8000/", status: 200}
+        """,
+        "steps.yaml:7: processes.web.ready.url: unknown key 'url'; allowed keys: http, status",
+        id="bad-ready-key",
+    ),
+    pytest.param(
+        """\
+        version: 1
+        steps:
+          a: {run: "true"}
+        processes:
+          web:
+            run: "true"
+            ready: {http: "127.0.0.1:8000", status: 200}
+        """,
+        "steps.yaml:7: processes.web.ready.http: expected an http:// or https:// URL, got "
+        "'127.0.0.1:8000'",
+        id="bad-ready-url",
     ),
     pytest.param(
         """\

@@ -118,7 +118,8 @@ def test_parse_ready_forms() -> None:
 def http_server() -> Iterator[int]:
     class H(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            code = {"/ok": 204, "/moved": 302, "/missing": 404, "/broken": 503}[self.path]
+            code = {"/ok": 204, "/moved": 302, "/login": 401, "/missing": 404,
+                    "/broken": 503}[self.path]
             self.send_response(code)
             if code == 302:
                 self.send_header("Location", "/missing")
@@ -138,7 +139,7 @@ def http_server() -> Iterator[int]:
         server.server_close()
 
 
-def test_http_ready_is_2xx_or_3xx_without_following_redirects(
+def test_http_ready_is_any_answer_below_500_without_following_redirects(
         http_server: int, monkeypatch: pytest.MonkeyPatch) -> None:
     # A proxy in the environment must not catch local checks.
     monkeypatch.setenv("http_proxy", "http://127.0.0.1:9")
@@ -146,8 +147,16 @@ def test_http_ready_is_2xx_or_3xx_without_following_redirects(
     check = processes.parse_ready
     assert processes.probe(check(f"{base}/ok")) == (True, "HTTP 204")
     assert processes.probe(check(f"{base}/moved")) == (True, "HTTP 302")
-    assert processes.probe(check(f"{base}/missing")) == (False, "HTTP 404")
+    # A server that answers is up, whatever it thinks of the request...
+    assert processes.probe(check(f"{base}/login")) == (True, "HTTP 401")
+    assert processes.probe(check(f"{base}/missing")) == (True, "HTTP 404")
+    # ...unless it says it cannot serve (yet).
     assert processes.probe(check(f"{base}/broken")) == (False, "HTTP 503")
+    # status: names the statuses that count, nothing else does.
+    strict = check(f"{base}/login", [200])
+    assert str(strict) == f"{base}/login (status 200)" and strict.spec() == f"{base}/login"
+    assert processes.probe(strict) == (False, "HTTP 401")
+    assert processes.probe(check(f"{base}/broken", [503])) == (True, "HTTP 503")
     ok, why = processes.probe(check(f"http://127.0.0.1:{free_port()}/"))
     assert not ok and "refused" in why.lower()
 
@@ -343,6 +352,77 @@ def test_foreground_exit_after_ready_and_ready_timeout(project: Callable[..., Pr
             "refused); its last output:") in text
     assert f"devenv |   | api booting on {a}" in text
     assert gone(pids(p.root, "api")[1])
+
+
+# An app whose every page wants a login, as Django's admin-only apps do: 401 for all,
+# each request written to its access log (stderr) the way http.server, Django and
+# Werkzeug write it.
+LOGIN_APP = """\
+import http.server, sys
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(401)
+        self.send_header("WWW-Authenticate", "Basic")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+print("login-app: settings loaded, DEBUG on")
+print("login-app: listening on", sys.argv[1])
+http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+"""
+
+
+def test_a_server_answering_401_is_ready_and_status_can_say_otherwise(
+        project: Callable[..., Project]) -> None:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/"
+    app = {"run": [sys.executable, "login_app.py", str(port)], "ready_timeout": 15,
+           "ready": url}
+    p = project({"web": app})
+    (p.root / "login_app.py").write_text(LOGIN_APP)
+    code, text, took = run_foreground_until_ready(p, ["web"])
+    assert f"devenv | web is ready ({url}: HTTP 401) after" in text, text
+    assert took < 10
+
+    # status: [200]: a 401 no longer counts; on the timeout the tail is the app's own
+    # output, not its access log of devenv's ready requests.
+    p = project({"web": {**app, "ready": {"http": url, "status": [200]},
+                         "ready_timeout": 1.5}})
+    code, text, took = run_foreground(p, ["web"])
+    assert code == 1 and took < 10
+    lines = text.splitlines()
+    head = next(line for line in lines if "was not ready" in line)
+    assert head.startswith(f"devenv | web was not ready after 1.5s ({url} (status 200): "
+                           "HTTP 401); its last output (without the ")
+    assert head.endswith(" lines logging devenv's ready requests):")
+    i = lines.index(head)
+    assert lines[i + 1:i + 3] == ["devenv |   | login-app: settings loaded, DEBUG on",
+                                  f"devenv |   | login-app: listening on {port}"]
+    assert not any('"GET / HTTP/1.1" 401' in line for line in lines[i:])
+    # Detached, from the log file: the same (and not the line devenv wrote at its top).
+    buf = io.StringIO()
+    code = processes.run_detached(p, processes.prepare(p, ["web"], None),
+                                  ProcessLines(["web"], stream=buf, colour=False))
+    lines = buf.getvalue().splitlines()
+    assert code == 1
+    i = next(n for n, line in enumerate(lines) if "was not ready" in line)
+    assert "without the" in lines[i]
+    assert lines[i + 1:] == ["devenv |   | login-app: settings loaded, DEBUG on",
+                             f"devenv |   | login-app: listening on {port}",
+                             "devenv | stopped web"]
+
+
+def run_foreground_until_ready(p: Project, names: list[str]) -> tuple[int, str, float]:
+    """``run_foreground`` stopped (as by Ctrl-C) once every process is ready."""
+    buf = io.StringIO()
+    t0 = time.monotonic()
+
+    def interrupt() -> None:
+        raise KeyboardInterrupt
+
+    code = processes.run_foreground(p, processes.prepare(p, names, None),
+                                    ProcessLines(names, stream=buf, colour=False),
+                                    on_ready=interrupt)
+    return code, buf.getvalue(), time.monotonic() - t0
 
 
 def test_port_of_a_running_process_is_really_served(project: Callable[..., Project]) -> None:

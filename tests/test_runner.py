@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from devenv import environment, loader
+from devenv import environment, loader, runner
 from devenv.errors import ConfigError
 from devenv.events import RecordingReporter, Status, StepStarted
 from tests.procs import alive, gone
@@ -282,3 +282,19 @@ def test_huge_output_is_streamed_to_disk_not_memory(make_project: MakeProject) -
     log = (root / ".devenv" / "logs" / "loud.log").resolve()
     assert log.stat().st_size > 200_000_000
     assert peak_kb < 100_000, f"peak RSS {peak_kb} kB"
+
+
+def test_started_line_of_a_typed_kind_summarises_nested_options(
+        make_project: MakeProject) -> None:
+    # A faker step's tables: mapping would print every column's generator on one line.
+    root = make_project({"version": 1, "steps": {
+        "seed": {"kind": "faker", "seed": 7, "tables": {
+            "members": {"rows": 3, "columns": {"name": "name", "email": "email"}},
+            "plans": {"rows": 2, "columns": {"title": "word"}}}},
+        "hello": {"run": "echo hi"}}})
+    project = loader.load(root / "steps.yaml")
+    env = {"PATH": "/usr/bin:/bin", "DATABASE_URL": "postgresql://u@localhost/x"}
+    seed = runner.prepare(project, project.steps["seed"], env)
+    assert seed.display == "faker (seed: 7, tables: members, plans)"
+    assert runner.prepare(project, project.steps["hello"], env).display == "echo hi"
+

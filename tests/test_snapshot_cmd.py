@@ -208,12 +208,52 @@ def test_list_shows_match_and_mismatch_after_an_input_changes(env: Env) -> None:
            "runs what changed" in messages(rep, "warn")
 
 
+def test_names_users_type_work_up_to_the_limit_the_error_states(env: Env) -> None:
+    env.refresh()
+    saved = dump_database(env.target.url())
+    limit = 63 - len(f"{env.db}__u_")
+    longest = "v1.2-" + "x" * (limit - 5)
+    for name in ("before-break", "v1.2_x", "Before.Break", longest):
+        assert cmd.save(env.project(), RecordingReporter(), name) == 0
+    names = {s["name"] for s in env.listing()["snapshots"] if s["kind"] == "user"}
+    assert names == {"before-break", "v1.2_x", "Before.Break", longest}
+    assert {f"{env.db}__u_before-break", f"{env.db}__u_v1.2_x", f"{env.db}__u_{longest}"
+            } <= env.names()
+    env.sql("delete from app.items")
+    for name in ("before-break", "v1.2_x", longest):
+        assert cmd.restore(env.project(), RecordingReporter(), name) == 0
+        assert dump_database(env.target.url()) == saved
+        env.sql("delete from app.items")
+    assert cmd.delete(env.project(), RecordingReporter(), "v1.2_x") == 0
+    # One character more would be cut by PostgreSQL: refused, and the message says the limit.
+    with pytest.raises(UsageError) as err:
+        cmd.save(env.project(), RecordingReporter(), longest + "y")
+    assert str(err.value) == (
+        f"snapshot name '{longest}y' is too long ({limit + 1} characters): use letters, "
+        f"digits, -, _ and . (at most {limit} characters: PostgreSQL names are at most 63 "
+        f"bytes and '{env.db}__u_' comes first), starting with a letter or digit")
+
+
+def test_user_name_limit_follows_the_database_name() -> None:
+    assert snapshots.user_name_limit("healthplan_dev") == 45
+    assert snapshots.user_name("healthplan_dev", "before-break") == \
+        "healthplan_dev__u_before-break"
+    db = "d" * 40  # the longest database.name the loader accepts
+    assert snapshots.user_name(db, "a" * 19) == f"{db}__u_{'a' * 19}"
+    with pytest.raises(UsageError, match=r"too long \(20 characters\).*at most 19 characters"):
+        snapshots.user_name(db, "a" * 20)
+    with pytest.raises(UsageError, match="leaves no room"):
+        snapshots.user_name("d" * 59, "a")
+
+
 def test_hostile_names_are_refused(env: Env) -> None:
     project = env.project()
-    msg = ("invalid snapshot name {!r}: use lowercase letters, digits and _ (at most 19, "
-           "starting with a letter or digit)")
-    for bad in ['x"; DROP DATABASE postgres; --', "../etc", "Upper", "a" * 20, "", "-rf",
-                "a b", "snap\n"]:
+    limit = 63 - len(f"{env.db}__u_")
+    msg = (f"invalid snapshot name {{!r}}: use letters, digits, -, _ and . (at most {limit} "
+           f"characters: PostgreSQL names are at most 63 bytes and '{env.db}__u_' comes "
+           "first), starting with a letter or digit")
+    for bad in ['x"; DROP DATABASE postgres; --', "../etc", "", "-rf", ".hidden", "a/b",
+                "a b", "snap\n", "ünï"]:
         for call in (lambda n: cmd.save(project, RecordingReporter(), n),
                      lambda n: cmd.restore(project, RecordingReporter(), n),
                      lambda n: cmd.delete(project, RecordingReporter(), n)):

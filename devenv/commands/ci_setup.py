@@ -71,7 +71,11 @@ def run(load: Callable[[], Project], reporter: Reporter, *, profile: str = "ci",
                 hit = ci_cache.restore(project, target, cache_dir, key, reporter,
                                        database_url)
                 extra["cache"] = {"dir": str(cache_dir), "key": key, "hit": hit}
-            built = environment.build(project, reporter, target, profile=profile, jobs=jobs)
+            from devenv.commands.logs import log_dir
+
+            # its own folder: a CI run here must not replace the developer's step logs
+            built = environment.build(project, reporter, target, profile=profile, jobs=jobs,
+                                      log_dir=log_dir(project, ci=True))
             result, decisions = built.result, list(built.decisions)
             code = EXIT_OK if result.ok else (EXIT_INTERRUPTED if result.interrupted
                                               else EXIT_FAILED)

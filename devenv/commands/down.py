@@ -4,6 +4,10 @@ Without ``--volumes`` nothing is deleted: containers are stopped (``up`` starts 
 in a second or so) and native servers shut down. ``--volumes`` also deletes the services'
 data (containers, volumes, native data folders) once confirmed: on a terminal it asks,
 elsewhere it needs ``--yes``.
+
+Both do so for every backend that holds something of a service, not only the one its
+``backend:`` names now: a service switched from docker to native leaves its container and
+volume behind (:func:`other_backends`; ``devenv status`` lists them).
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from devenv.console import Output
 from devenv.errors import EXIT_OK, UsageError
 from devenv.events import Event, Message
 from devenv.lock import project_lock
-from devenv.schema import Project
+from devenv.schema import Project, ServiceSpec
 from devenv.services import Backend
 from devenv.services.docker import DockerBackend
 from devenv.services.support import candidates
@@ -34,6 +38,35 @@ class _Notices:
 
     def close(self) -> None:
         return None
+
+
+def other_backends(project: Project, service: ServiceSpec, current: set[str],
+                   ) -> list[tuple[Backend, list[str]]]:
+    """Backends other than ``current`` (names) that hold data of ``service`` here: what an
+    earlier ``backend:`` left (a container and volume after a switch to native, a data
+    folder after a switch to docker), each with what it holds."""
+    from devenv.services import BACKENDS
+
+    out: list[tuple[Backend, list[str]]] = []
+    for name, make in BACKENDS.items():
+        if name in current:
+            continue
+        backend = make()
+        if not backend.available()[0]:
+            continue
+        try:
+            held = backend.data(project, service)
+        except Exception:  # a backend that cannot look now: its leftovers wait for later
+            continue
+        if held:
+            out.append((backend, held))
+    return out
+
+
+def leftover_note(backend: Backend, service: ServiceSpec) -> str:
+    """Why a leftover is there, for the lines naming it."""
+    now = service.backend if service.backend != "auto" else "another backend"
+    return f"left by the {backend.name} backend; {service.name} now uses {now}"
 
 
 def _confirm(out: Output, doomed: list[str]) -> bool:
@@ -54,8 +87,14 @@ def run(project: Project, out: Output, *, volumes: bool = False, yes: bool = Fal
         interactive = sys.stdin.isatty() and sys.stdout.isatty()
     with project_lock(project.state_dir, "down", _Notices(out)):
         pairs: list[tuple[str, Backend]] = []
+        # (service, backend, what it holds): data of a backend the service no longer uses
+        others: list[tuple[str, Backend, list[str]]] = []
         for service in project.services.values():
-            pairs += [(service.name, b) for b, _why in candidates(service)]
+            mine = [(service.name, b) for b, _why in candidates(service)]
+            pairs += mine
+            if service.backend in ("docker", "native"):
+                others += [(service.name, b, held) for b, held in other_backends(
+                    project, service, {b.name for _, b in mine} | {service.backend})]
         docker = next((b for _, b in pairs if isinstance(b, DockerBackend)), None)
         if docker is None:
             docker_alone = DockerBackend()
@@ -64,6 +103,8 @@ def run(project: Project, out: Output, *, volumes: bool = False, yes: bool = Fal
         if volumes and not yes:
             doomed = [item for name, b in pairs
                       for item in b.data(project, project.services[name])]
+            doomed += [f"{item} ({leftover_note(b, project.services[name])})"
+                       for name, b, held in others for item in held]
             if docker is not None:
                 doomed += docker.data_leftovers(project)
             if doomed:
@@ -77,6 +118,10 @@ def run(project: Project, out: Output, *, volumes: bool = False, yes: bool = Fal
         done: list[str] = [f"stopped process {name}" for name in processes.stop_all(project)]
         for name, backend in pairs:
             done += backend.down(project, project.services[name], volumes=volumes)
+        for name, backend, _held in others:
+            service = project.services[name]
+            done += [f"{line} ({leftover_note(backend, service)})"
+                     for line in backend.down(project, service, volumes=volumes)]
         if docker is not None:
             done += docker.leftovers(project, volumes=volumes)
     for line in done:

@@ -57,11 +57,16 @@ def _service(project: Project, service: ServiceSpec, database_url: str | None,
         st = backend.status(project, service)
     except ServiceError as exc:
         st = ServiceState(service.name, backend.name, "error", detail=str(exc))
+    from devenv.commands.down import leftover_note, other_backends
+
+    leftovers = [{"backend": b.name, "items": held, "note": leftover_note(b, service)}
+                 for b, held in other_backends(project, service, {backend.name})]
     return {"name": service.name, "backend": st.backend, "why": why, "state": st.state,
             "health": st.health, "address": st.address, "started_at": st.started_at,
             "uptime": time.time() - st.started_at if st.started_at else None,
             "config_matches": st.config_matches, "detail": st.detail, **(
-                {"extra": dict(st.extra)} if st.extra else {})}
+                {"extra": dict(st.extra)} if st.extra else {}),
+            **({"leftovers": leftovers} if leftovers else {})}
 
 
 def _database(project: Project, profile: str, database_url: str | None) -> dict[str, Any]:
@@ -155,6 +160,10 @@ def run(project: Project, out: Output, *, as_json: bool = False, profile: str = 
             why = f"{s['backend']}: {s['why']}" if s["backend"] else s["why"]
             detail = f"; {s['detail']}" if s["detail"] else ""
             out.text(f"  {s['name']}: {why}{detail}")
+            for left in s.get("leftovers", []):
+                out.text(f"  {s['name']}: {left['note']}: {', '.join(left['items'])}; "
+                         f"`devenv down --volumes` removes them (and the {s['backend']} "
+                         "data)")
     else:
         out.text("no services")
     db = data["database"]

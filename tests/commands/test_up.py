@@ -214,6 +214,7 @@ def test_up_detach_twice_keeps_processes_then_stop_all(up_env: Callable[..., Env
     r = e.run("--plain", "up", "--detach")
     assert r.returncode == 0, r.stdout + r.stderr
     assert "everything is up to date: no step needs to run" in r.stdout
+    assert "running 0 of" not in r.stdout  # nothing to run is said once
     assert f"devenv | web is already running (pid {st.pid}, since " in r.stdout
     assert "all processes were already running" in r.stdout
     assert [s.pid for s in processes.status(project)] == [st.pid]
