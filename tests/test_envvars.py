@@ -15,7 +15,7 @@ from devenv import environment, loader, processes
 from devenv.console import ProcessLines
 from devenv.envvars import expand, expand_command, mask, shell_command
 from devenv.errors import ConfigError
-from devenv.events import RecordingReporter, Status
+from devenv.events import RecordingReporter, Status, StepStarted
 from devenv.schema import Location, Project
 
 MakeProject = Callable[..., Path]
@@ -165,3 +165,17 @@ def test_processes_and_ready_checks_run_values_as_data(
                                   ProcessLines(["web"], stream=buf))
     assert code == 0 and "its environment (BRANCH)" in buf.getvalue()
     assert (root / "served.txt").read_text() == "serving other\n"
+
+
+def test_started_line_and_log_header_mask_secrets(make_project: MakeProject) -> None:
+    # An argv list has no shell to resolve a reference: the value is in the argument.
+    # What devenv shows and writes of the command masks it (and any URL's password).
+    root = make_project({"version": 1, "env": {"API_TOKEN": "tok-s3cret-value"},
+                         "steps": {"show": {"run": [
+                             "echo", "${API_TOKEN}", "postgresql://me:pw-inline@h/db"]}}})
+    rep = RecordingReporter()
+    built = environment.build(loader.load(root / "steps.yaml"), rep, None)
+    assert built.result.ok
+    shown = "echo *** postgresql://me:***@h/db"
+    assert [e.command for e in rep.events if isinstance(e, StepStarted)] == [shown]
+    assert (root / ".devenv/logs/show.log").read_text().splitlines()[0] == f"$ {shown}"
