@@ -35,7 +35,7 @@ def sh(text: str, env: dict[str, str], cwd: Path) -> str:
     """``text`` as devenv runs it: rewritten, then ``/bin/sh -c`` in ``env``."""
     command = shell_command(text, env)
     done = subprocess.run(["/bin/sh", "-c", command], cwd=cwd, env={"PATH": "/usr/bin:/bin",
-                          **env}, capture_output=True, text=True, timeout=10)
+                          **env}, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, (command, done.stderr)
     assert not (cwd / "pwned").exists(), f"a value ran as code: {command!r}"
     return done.stdout
@@ -105,6 +105,9 @@ def test_mask() -> None:
     assert mask("x s3cr/t pw y s3cr%2Ft%20pw jwt-value tok123 ab /bin", env) == \
         "x *** y *** *** *** ab /bin"
     assert mask("redis://h:6379/0 http://user@h/") == "redis://h:6379/0 http://user@h/"
+    # a value on its own is masked, not inside a longer word
+    assert mask("psql -U postgres postgresql://h/db", {"PGPASSWORD": "postgres"}) == \
+        "psql -U *** postgresql://h/db"
 
 
 # --------------------------------------------------------------------------- end to end
@@ -147,7 +150,7 @@ def test_processes_and_ready_checks_run_values_as_data(
     root = make_project({"version": 1, "steps": {"noop": {"run": "true"}}, "processes": {
         "web": {"run": "echo serving ${BRANCH} > served.txt; exec sleep 30",
                 "ready": "cmd: test -f served.txt && printf '%s' ${BRANCH} > ready.txt",
-                "ready_timeout": 15},
+                "ready_timeout": 60},
     }})
     project = loader.load(root / "steps.yaml")
     stop_after.append(project)
