@@ -175,6 +175,12 @@ class _Composer:
         if not isinstance(value, str | int | float | bool | type(None)):
             # dates, binary and sets are not part of the format; keep their text
             return str(node.value)
+        if isinstance(value, str) and "\0" in value:
+            # ("\0" in a quoted string) no command line, environment variable or file
+            # name can hold one: the step would fail to start with a traceback
+            raise ConfigError("contains a NUL character (\\0), which no command, "
+                              "environment variable or file name can hold; remove it",
+                              self.file, node.start_mark.line + 1, path)
         return value
 
 
@@ -187,6 +193,9 @@ def parse_yaml(text: str, file: str) -> Node | None:
         line = mark.line + 1 if mark else 1
         problem = exc.problem or exc.context or "could not parse"
         raise ConfigError(f"YAML syntax error: {problem}", file, line) from None
+    except yaml.reader.ReaderError as exc:  # a character YAML does not allow (a NUL byte)
+        line = text[:exc.position].count("\n") + 1
+        raise ConfigError(f"YAML syntax error: {exc}".splitlines()[0], file, line) from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"YAML syntax error: {exc}".splitlines()[0], file, 1) from None
     except RecursionError:

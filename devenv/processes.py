@@ -32,7 +32,8 @@ from typing import IO, Any, Protocol
 
 from devenv import database, environment, jsonfile, proc
 from devenv.console import ProcessLines
-from devenv.envvars import expand, expand_command, layered
+from devenv.envvars import expand, expand_command, layered, mask, shell_command
+from devenv.envvars import names as referenced
 from devenv.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, ConfigError, DevenvError
 from devenv.events import Message, Reporter
 from devenv.schema import Command, Location, ProcessSpec, Project
@@ -205,8 +206,8 @@ class Prepared:
 
     @property
     def shown(self) -> str:
-        """The command as the user sees it (the database password masked)."""
-        return _redact(proc.format_command(self.command), self.env)
+        """The command as the user sees it (passwords and secret values masked)."""
+        return mask(proc.format_command(self.command), self.env)
 
 
 def in_profile(spec: ProcessSpec, profile: str) -> bool:
@@ -271,15 +272,20 @@ def prepare(project: Project, names: Sequence[str], target: database.Target | No
             cwd = Path(raw) if Path(raw).is_absolute() else project.root / raw
         check = None
         if spec.ready:
-            text = expand(spec.ready, env, spec.loc, f"{where}.ready")
+            text = _expand_ready(spec.ready, env, spec.loc, f"{where}.ready")
             try:
                 check = parse_ready(text, spec.ready_status)
             except ValueError as exc:
                 raise ConfigError(str(exc), spec.loc.file, spec.loc.line,
                                   f"{where}.ready") from None
+        # The command names its variables instead of holding their values: a changed
+        # value of one (a branch from the shell) restarts the process as a changed
+        # command did.
         declared = set(project.env) | set(spec.env) | {"DEVENV_PROCESS"}
         if spec.search_path:
             declared.add("PGOPTIONS")
+        declared |= {n for n in referenced(spec.run) | referenced(spec.ready or "")
+                     if n in env}
         if target is not None:
             declared |= set(target.env(dbname))
         out.append(Prepared(
@@ -300,9 +306,13 @@ def _at(loc: Location) -> Callable[[str], Location]:
     return lambda _key: loc
 
 
-def _redact(text: str, env: Mapping[str, str]) -> str:
-    password = env.get("PGPASSWORD", "")
-    return text.replace(password, "***") if password else text
+def _expand_ready(text: str, env: Mapping[str, str], loc: Location, path: str) -> str:
+    """A ``ready:`` check expanded: ``cmd: COMMAND`` is shell text like ``run:`` (its
+    values stay in the environment the check runs in); a URL or port is pasted."""
+    head, sep, command = text.strip().partition("cmd:")
+    if sep and not head:
+        return f"cmd: {shell_command(command.strip(), env, loc, path)}"
+    return expand(text, env, loc, path)
 
 
 # --------------------------------------------------------------------------- the record
@@ -447,7 +457,7 @@ def status(project: Project) -> list[ProcessStatus]:
         if rec is None:
             spec = project.processes[name]
             out.append(ProcessStatus(name, None, False, None, None,
-                                     command=proc.format_command(spec.run)))
+                                     command=mask(proc.format_command(spec.run))))
             continue
         alive = _alive(rec)
         ready: bool | None = None

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from devenv import proc
 from devenv.events import Decision, RunResult, Status, StepResult
@@ -66,8 +67,8 @@ def junit(path: Path, suite: str, results: Sequence[StepResult], duration: float
         if r.log is not None:
             out = ET.SubElement(case, "system-out")
             out.text = f"log: {r.log}"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ET.ElementTree(root).write(path, encoding="utf-8", xml_declaration=True)
+    with _private(path) as fh:
+        ET.ElementTree(root).write(fh, encoding="utf-8", xml_declaration=True)
 
 
 def as_json(result: RunResult | None, decisions: Sequence[Decision], *, project: str,
@@ -94,5 +95,26 @@ def as_json(result: RunResult | None, decisions: Sequence[Decision], *, project:
 
 
 def write_json(path: Path, data: Mapping[str, Any]) -> None:
+    with _private(path) as fh:
+        fh.write((json.dumps(data, indent=2, default=str) + "\n").encode())
+
+
+@contextlib.contextmanager
+def _private(path: Path) -> Iterator[IO[bytes]]:
+    """``path`` written whole, readable by its owner only (0600): a report carries the
+    tails of step logs, and a step may print what it should not. A file written before
+    (perhaps 0644) is replaced, not reused."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2, default=str) + "\n")
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                os.fchmod(fh.fileno(), 0o600)  # a leftover temporary file keeps its mode
+                yield fh
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+    except OSError as exc:  # name the report, not the temporary file
+        raise OSError(exc.errno, exc.strerror, str(path)) from exc

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from devenv import graph, proc
-from devenv.envvars import expand
+from devenv.envvars import expand, mask
 from devenv.events import (
     Action,
     Decision,
@@ -63,11 +63,17 @@ class Prepared:
     @property
     def display(self) -> str:
         """What the user reads on the "started" line: the command for ``run:``, the kind
-        and its options for a typed kind (the log keeps the full command)."""
+        and its options for a typed kind (the log keeps the full command). Passwords and
+        secret values are masked."""
         if KINDS[self.step.kind].uses_run:
-            return proc.format_command(self.command)
+            return self.shown
         opts = ", ".join(f"{k}: {_brief(v)}" for k, v in self.step.options.items())
-        return f"{self.step.kind} ({opts})" if opts else self.step.kind
+        return mask(f"{self.step.kind} ({opts})" if opts else self.step.kind, self.env)
+
+    @property
+    def shown(self) -> str:
+        """The full command as the log and a report show it: passwords masked."""
+        return mask(proc.format_command(self.command), self.env)
 
 
 def _brief(value: Any) -> str:
@@ -171,7 +177,7 @@ class _Running:
 
 def _header(fh: IO[bytes], prep: Prepared) -> str | None:
     """Write the log's first lines; the error if the step cannot start in its folder."""
-    fh.write(f"$ {proc.format_command(prep.command)}\n# cwd: {prep.cwd}\n".encode())
+    fh.write(f"$ {prep.shown}\n# cwd: {prep.cwd}\n".encode())
     fh.flush()
     if not prep.cwd.is_dir():
         step = prep.step
@@ -191,8 +197,9 @@ def _execute(prep: Prepared, log: Path, running: _Running) -> tuple[Status, str,
             p = proc.spawn(prep.command, cwd=prep.cwd, env=prep.env, stdout=fh,
                            shell=isinstance(prep.command, str))
         except proc.ProcessError as exc:
-            fh.write(f"devenv: {exc}\n".encode())
-            return Status.FAILED, str(exc).splitlines()[-1].strip(" |"), 127
+            shown = mask(str(exc), prep.env)  # it names the command
+            fh.write(f"devenv: {shown}\n".encode())
+            return Status.FAILED, shown.splitlines()[-1].strip(" |"), 127
         if not running.add(step.name, p):
             proc.kill_group(p)
             return Status.INTERRUPTED, "interrupted before it started", None

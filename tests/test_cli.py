@@ -130,3 +130,24 @@ def test_a_folder_as_input_and_an_unreadable_input(make_project: Callable[..., P
                                 "Input/output error; list files the step reads, or fix their "
                                 "permissions")
     assert "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize(("text", "where"), [
+    ('version: 1\nsteps:\n  a:\n    run: "echo \\0 hi"\n', "steps.yaml:4: steps.a.run: "),
+    ('version: 1\nenv:\n  A: "x\\0"\nsteps:\n  a: {run: "true"}\n', "steps.yaml:3: env.A: "),
+    ('version: 1\nsteps:\n  a:\n    run: "true"\n    env: {B: "\\0"}\n',
+     "steps.yaml:5: steps.a.env.B: "),
+])
+def test_a_nul_character_is_a_config_error(make_project: MakeProject, text: str,
+                                           where: str) -> None:
+    root = make_project(text)
+    r = devenv("run", cwd=root)
+    assert r.returncode == 2 and "Traceback" not in r.stderr + r.stdout
+    assert r.stderr.strip() == (f"error: {where}contains a NUL character (\\0), which no "
+                                "command, environment variable or file name can hold; "
+                                "remove it")
+    # a raw NUL byte in the file: YAML refuses it, on its line
+    (root / "steps.yaml").write_bytes(b"version: 1\nsteps:\n  a:\n    run: echo \0\n")
+    r = devenv("run", cwd=root)
+    assert r.returncode == 2 and "Traceback" not in r.stderr + r.stdout
+    assert r.stderr.startswith("error: steps.yaml:4: YAML syntax error: unacceptable character")

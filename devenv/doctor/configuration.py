@@ -192,7 +192,7 @@ def find_program(word: str, cwd: Path, env: dict[str, str]) -> bool:
 
 def check_commands(ctx: Context) -> Check:
     """Every program the shell steps and processes run is found where they run."""
-    from devenv.envvars import expand_command
+    from devenv.envvars import expand_for_reading
 
     project = ctx.project()
     problems = Problems("config.commands")
@@ -209,7 +209,7 @@ def check_commands(ctx: Context) -> Check:
         if run is None:
             continue
         try:
-            cmd = expand_command(run, env)
+            cmd = expand_for_reading(run, env)  # read for its programs, never run
         except ConfigError:
             cmd = run  # an undefined ${X}: the environment check names it
         cwd = project.root

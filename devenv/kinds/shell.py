@@ -24,7 +24,9 @@ class ShellKind:
         return ()
 
     def command(self, step: StepSpec, ctx: StepContext) -> Command:
-        """``run:`` with its ``${VAR}`` expanded (an undefined one is a ConfigError)."""
+        """``run:`` with its ``${VAR}`` expanded: in a shell string, as references the
+        shell resolves from the step's environment, so a value is never parsed as code
+        (see :mod:`devenv.envvars`); an undefined one is a ConfigError."""
         from devenv.envvars import expand_command
 
         assert step.run is not None  # the loader requires run for this kind

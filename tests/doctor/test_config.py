@@ -147,3 +147,11 @@ def test_a_check_that_crashes_does_not_hide_the_others(make_project: MakeProject
     assert results[0].status == FAIL
     assert results[0].finding.startswith("the check itself failed: KeyError: 'missing'")
     assert results[1].status == "ok"
+
+
+def test_a_program_named_by_a_variable_is_still_looked_for(make_project: MakeProject) -> None:
+    # run: passes ${TOOL} to the shell as a reference; doctor reads the value to find it
+    root = make_project(cfg({"a": {"run": "${TOOL} --version", "env": {"TOOL": "psqll"}}}))
+    found = checks(root)["config.commands"]
+    assert found.status == "fail"
+    assert found.finding.startswith("steps.a.run: 'psqll' is not found on the PATH")

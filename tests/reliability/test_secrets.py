@@ -3,9 +3,11 @@ status or plan output. A unique password is used so a match cannot be a coincide
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -95,3 +97,77 @@ def test_password_appears_nowhere(make_project: Callable[..., Path], pg_server: 
     assert dumps, "ci-setup saved no cache dump to search"
     for p in dumps:
         assert password.encode() not in p.read_bytes()
+
+
+def _cmdlines() -> dict[int, bytes]:
+    out = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            with contextlib.suppress(OSError):  # gone meanwhile
+                out[int(d.name)] = (d / "cmdline").read_bytes()
+    return out
+
+
+def test_run_with_database_url_keeps_the_password_out_of_ps_logs_and_reports(
+        make_project: Callable[..., Path], pg_server: Any, secret_user: tuple[str, str],
+        tmp_path: Path) -> None:
+    """A ``run:`` that uses ``${DATABASE_URL}`` gets the value through its environment:
+    the shell's command line (``ps``), the started line, the step log, the JUnit and JSON
+    reports show the reference or a masked URL, never the password."""
+    user, password = secret_user
+    db = pg_server.unique_db("secrun")
+    marker = f"marker-{uuid.uuid4().hex[:8]}"
+    root = make_project({
+        "version": 1, "name": "secrun",
+        "services": {"db": {"image": "postgres:15",
+                            "env": {"POSTGRES_USER": user, "POSTGRES_PASSWORD": password}}},
+        "database": {"service": "db", "name": db},
+        "steps": {
+            # printf and test are shell builtins: no program of the step's own gets the
+            # value as an argument (one that does shows it in ps: that is its own argv)
+            "uses-url": {"run": f"echo {marker} length $(printf %s ${{DATABASE_URL}} | wc -c)"
+                                "; sleep 3", "needs": ["db"]},
+            "fails": {"run": "echo failing on purpose; test -z ${DATABASE_URL}",
+                      "needs": ["uses-url"]},
+        },
+    })
+    url = f"postgresql://{user}:{password}@127.0.0.1:{pg_server.port}/{db}"
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    (reports / "j.xml").write_text("old report")
+    (reports / "j.xml").chmod(0o644)  # a report from before is replaced, not reused
+    seen_marker = False
+    leaks: set[bytes] = set()
+    try:
+        p = subprocess.Popen(
+            [sys.executable, "-m", "devenv", "ci-setup", "--junit", str(reports / "j.xml"),
+             "--json", str(reports / "r.json")], cwd=root,
+            env={**os.environ, "DATABASE_URL": url}, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT)
+        while p.poll() is None:
+            for cmdline in _cmdlines().values():
+                seen_marker = seen_marker or marker.encode() in cmdline
+                if password.encode() in cmdline:
+                    leaks.add(cmdline.replace(b"\0", b" "))
+            time.sleep(0.02)
+        assert p.stdout is not None
+        out = p.stdout.read().decode()
+    finally:
+        target = database.parse_url(url)
+        for info in snapshots.related(target, db):
+            database.drop(target, info.datname)
+    assert seen_marker, "the step's shell was never seen running"
+    assert not leaks, f"the password in a command line: {leaks}"
+    assert p.returncode == 1, out  # `fails` failed, so its log's tail is in the JUnit file
+    assert 'started: echo failing on purpose; test -z "${DATABASE_URL}"' in out
+    assert password not in out
+    log = (root / ".devenv/logs/uses-url.log").read_text()
+    assert log.startswith(f'$ echo {marker} length $(printf %s "${{DATABASE_URL}}" | wc -c)')
+    assert f"{marker} length {len(url)}" in log  # the step had the value
+    junit = (reports / "j.xml").read_text()
+    assert "failing on purpose" in junit and 'test -z "${DATABASE_URL}"' in junit
+    for p_ in [*reports.iterdir(), *(root / ".devenv").rglob("*")]:
+        if p_.is_file():
+            assert password.encode() not in p_.read_bytes(), f"password in {p_}"
+    for report in ("j.xml", "r.json"):
+        assert oct((reports / report).stat().st_mode & 0o777) == oct(0o600), report
