@@ -475,8 +475,10 @@ def _prepare_import_role(target: Target) -> str:
     role = pgwire.ident(IMPORT_ROLE)
     with connect(target, "postgres") as conn:
         try:
+            # INHERIT: the owner of a database has its public schema through its implicit
+            # membership in pg_database_owner (and the role is member of nothing else).
             conn.execute(f"CREATE ROLE {role} NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE "
-                         "NOINHERIT NOREPLICATION NOBYPASSRLS")
+                         "INHERIT NOREPLICATION NOBYPASSRLS")
         except pgwire.QueryError as exc:
             if exc.sqlstate != "42710":  # duplicate_object: made by an earlier import
                 raise DumpError(f"cannot create the role {IMPORT_ROLE} that restores "
@@ -567,6 +569,16 @@ def restore_untrusted(target: Target, dbname: str, tool: Tool, source: Iterable[
                 text = str(exc)
                 errors = [line.split("ERROR:", 1)[1].strip() for line in text.splitlines()
                           if "ERROR:" in line]
+                login = [line for line in text.splitlines() if f'"{IMPORT_ROLE}"' in line
+                         and ("authentication failed" in line or "pg_hba.conf" in line)]
+                if privileged and login:
+                    why = login[0].split("FATAL:")[-1].strip()
+                    raise DumpError(
+                        f"{label} was not restored: devenv restores a dump from a file or "
+                        f"another machine as role {IMPORT_ROLE}, without superuser rights, "
+                        f"and that role cannot log in here ({why}): let it log in with a "
+                        "password (pg_hba.conf), or connect as a user that is not a "
+                        "superuser") from None
                 if privileged and errors and any(r in errors[0] for r in _REFUSED):
                     raise DumpError(f"{label} asks for rights an import does not have (it is "
                                     f"restored as role {IMPORT_ROLE}, without superuser), "
