@@ -60,7 +60,11 @@ def restore(project: Project, target: Target, cache_dir: Path, key: str,
     container = None if _is_external(project, external) else _container(project, reporter)
     tool = dumps.choose_tool("pg_restore", target, target.dbname, header.pg_dump_major,
                              container)
-    _check_empty(target, key)
+    if not _check_empty(project, target, key):
+        reporter.emit(Message(f"cache hit for key {key[:12]}, but database {target.dbname} "
+                              "already holds what devenv built here: not restoring over it; "
+                              "the steps run as needed"))
+        return False
     reporter.emit(PhaseStarted("cache", f"restoring {path.name} (cache hit)"))
     assert project.database is not None
     try:
@@ -93,12 +97,14 @@ class NotEmpty(DevenvError):
     exit_code = EXIT_CONFIG
 
 
-def _check_empty(target: Target, key: str) -> None:
-    """Refuse to restore over a database that holds anything (tables, sequences, views,
-    schemas other than public): ci-setup never throws data away. CI's service container
-    usually created it empty (POSTGRES_DB), and then it is replaced."""
+def _check_empty(project: Project, target: Target, key: str) -> bool:
+    """Whether the dump may replace the project database: it is missing or empty (CI's
+    service container usually creates it empty, POSTGRES_DB). False for a database devenv
+    built here (a second ci-setup in one job: its state says which steps it holds). A
+    database with anything else in it (tables, sequences, views, schemas other than
+    public) is refused: ci-setup never throws data away."""
     if not database.exists(target, target.dbname):
-        return
+        return True
     with database.connect(target) as conn:
         row = conn.execute(
             "SELECT (SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = "
@@ -107,7 +113,10 @@ def _check_empty(target: Target, key: str) -> None:
             "(SELECT count(*) FROM pg_namespace WHERE nspname NOT IN ('pg_catalog', "
             "'information_schema', 'public') AND nspname NOT LIKE 'pg_%%')").fetchone()
     if row is not None and row[0] == 0 and row[1] == 0:
-        return
+        return True
+    key_id = database.identity(target, target.dbname)
+    if key_id and StateStore(project.state_dir).steps(key_id):
+        return False
     relations, schemas = (row[0], row[1]) if row else (0, 0)
     raise NotEmpty(f"the CI cache has a dump for key {key[:12]}, but database "
                    f"{target.dbname} already holds data ({relations} relation(s), {schemas} "

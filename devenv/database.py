@@ -233,10 +233,16 @@ def _service(name: str) -> dict[str, str]:
                         f"{', '.join(files)})")
 
 def redact_url(url: str) -> str:
-    """``url`` with any password replaced by ``***``."""
+    """``url`` with any password (``user:PW@``, ``?password=``, ``?sslpassword=``) replaced
+    by ``***``."""
     parts = urllib.parse.urlsplit(url)
+    if "password" in parts.query:
+        query = "&".join(
+            f"{k}=***" if "password" in urllib.parse.unquote(k) else f"{k}{eq}{v}"
+            for k, eq, v in (item.partition("=") for item in parts.query.split("&")))
+        parts = parts._replace(query=query)
     if parts.password is None:
-        return url
+        return urllib.parse.urlunsplit(parts)
     netloc = parts.netloc.rsplit("@", 1)
     user = (parts.username or "")
     return urllib.parse.urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[-1]}"))

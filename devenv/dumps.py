@@ -35,8 +35,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from devenv import proc
-from devenv import database
+from devenv import database, proc
 from devenv.database import KEYWORD_ENV, Target, connect
 from devenv.errors import DevenvError
 

@@ -53,7 +53,7 @@ def _write_key(key: ec.EllipticCurvePrivateKey, path: Path) -> None:
 def _cert(subject: str, key: ec.EllipticCurvePrivateKey, issuer: x509.Certificate | None,
           issuer_key: ec.EllipticCurvePrivateKey | None, *, ca: bool = False,
           dns: list[str] | None = None, ips: list[str] | None = None) -> x509.Certificate:
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
     builder = (x509.CertificateBuilder().subject_name(name)
                .issuer_name(issuer.subject if issuer else name)
@@ -195,7 +195,7 @@ def test_a_service_file_is_resolved_like_libpq(tmp_path: Path,
     assert database.parse_url("postgresql://x@h/app").params == (("sslmode", "verify-full"),)
     monkeypatch.setenv("PGSERVICE", "missing")
     with pytest.raises(database.DatabaseError,
-                       match="^definition of service 'missing' not found"):
+                       match=r"^definition of service 'missing' not found"):
         database.parse_url("postgresql://x@h/app")
 
 

@@ -215,6 +215,12 @@ def test_cache_hit_refuses_a_database_that_holds_data(ci: tuple[Path, str],
     target = database.parse_url(url)
     cache = tmp_path / "cache"
     assert ci_setup(root, url, "--cache-dir", str(cache)).returncode == 0
+    # a second ci-setup in the same job: the database is devenv's own work, kept as it is
+    again = ci_setup(root, url, "--cache-dir", str(cache))
+    assert again.returncode == 0, again.stdout
+    assert f"but database {target.dbname} already holds what devenv built here: not " \
+        "restoring over it; the steps run as needed" in again.stdout
+    assert "[seed] started" not in again.stdout
     database.drop(target, target.dbname)
     shutil.rmtree(root / ".devenv")
 
