@@ -140,12 +140,14 @@ def _split_hostport(hostport: str, url: str) -> tuple[str, str]:
     return (host, port) if sep else (hostport, "")
 
 
-def parse_url(url: str, default_db: str | None = None) -> Target:
+def parse_url(url: str, default_db: str | None = None, *, env_service: bool = True,
+              ) -> Target:
     """A ``postgresql://`` URL as a :class:`Target`, keeping every libpq parameter of its
     query (``?sslmode=verify-full&sslrootcert=/ca.pem``, ``?host=/var/run/postgresql``) and
     of the service it names (``service=``, or ``PGSERVICE``). Its database name wins over
     the default. Precedence as in libpq: the URL, then the service file, then ``PG*``
-    variables."""
+    variables. ``env_service=False`` for a URL devenv wrote itself (:meth:`Target.url`),
+    which a user's ``PGSERVICE`` must not change."""
     parts = urllib.parse.urlsplit(url)
     if parts.scheme not in ("postgres", "postgresql") and not parts.scheme.startswith(
             "postgresql+"):
@@ -174,7 +176,8 @@ def parse_url(url: str, default_db: str | None = None) -> Target:
             raise DatabaseError(f"unknown connection parameter '{key}' in database URL "
                                 f"{redact_url(url)} (libpq would refuse it too)")
         given[key] = value
-    service = given.pop("service", "") or os.environ.get("PGSERVICE", "")
+    service = given.pop("service", "") or (os.environ.get("PGSERVICE", "") if env_service
+                                           else "")
     merged = {**(_service(service) if service else {}), **given}
     if "dbname" not in given and default_db:
         merged["dbname"] = default_db

@@ -193,6 +193,8 @@ def test_a_service_file_is_resolved_like_libpq(tmp_path: Path,
     assert dict(t.params) == {"sslmode": "require"}
     monkeypatch.setenv("PGSERVICE", "prod")
     assert database.parse_url("postgresql://x@h/app").params == (("sslmode", "verify-full"),)
+    # a URL devenv wrote itself (the background re-clone's) is not the user's to redirect
+    assert database.parse_url("postgresql://x@h/app", env_service=False).params == ()
     monkeypatch.setenv("PGSERVICE", "missing")
     with pytest.raises(database.DatabaseError,
                        match=r"^definition of service 'missing' not found"):
