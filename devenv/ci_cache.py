@@ -15,6 +15,7 @@ from pathlib import Path
 
 from devenv import database, dumps, fingerprint, graph
 from devenv.database import Target
+from devenv.errors import EXIT_CONFIG, DevenvError
 from devenv.events import Message, PhaseFinished, PhaseStarted, Reporter
 from devenv.schema import Project
 from devenv.state import StateStore
@@ -59,11 +60,20 @@ def restore(project: Project, target: Target, cache_dir: Path, key: str,
     container = None if _is_external(project, external) else _container(project, reporter)
     tool = dumps.choose_tool("pg_restore", target, target.dbname, header.pg_dump_major,
                              container)
+    if not _check_empty(project, target, key):
+        reporter.emit(Message(f"cache hit for key {key[:12]}, but database {target.dbname} "
+                              "already holds what devenv built here: not restoring over it; "
+                              "the steps run as needed"))
+        return False
     reporter.emit(PhaseStarted("cache", f"restoring {path.name} (cache hit)"))
     assert project.database is not None
     try:
-        _make_empty(target)
-        dumps.restore(tool, dumps.payload(path, offset))
+        if database.exists(target, target.dbname):
+            # Empty (checked above): CI's service container made it (POSTGRES_DB).
+            database.drop(target, target.dbname)
+        # A cache directory comes from another machine: restored without superuser rights.
+        dumps.restore_untrusted(target, target.dbname, tool, dumps.payload(path, offset),
+                                label=str(path))
         key_id = database.identity(target, target.dbname)
         if key_id:
             # The skip reasons then say where the steps' work came from.
@@ -81,13 +91,20 @@ def restore(project: Project, target: Target, cache_dir: Path, key: str,
     return True
 
 
-def _make_empty(target: Target) -> None:
-    """Leave the project database existing and empty for the restore. CI's service
-    container usually created it empty (POSTGRES_DB): then it is used as it is, which is
-    faster than dropping and creating it."""
+class NotEmpty(DevenvError):
+    """A cache hit found the database it would replace holding data."""
+
+    exit_code = EXIT_CONFIG
+
+
+def _check_empty(project: Project, target: Target, key: str) -> bool:
+    """Whether the dump may replace the project database: it is missing or empty (CI's
+    service container usually creates it empty, POSTGRES_DB). False for a database devenv
+    built here (a second ci-setup in one job: its state says which steps it holds). A
+    database with anything else in it (tables, sequences, views, schemas other than
+    public) is refused: ci-setup never throws data away."""
     if not database.exists(target, target.dbname):
-        database.create(target, target.dbname, [], template="template0")
-        return
+        return True
     with database.connect(target) as conn:
         row = conn.execute(
             "SELECT (SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = "
@@ -95,9 +112,17 @@ def _make_empty(target: Target) -> None:
             "AND n.nspname NOT LIKE 'pg_toast%%' AND n.nspname NOT LIKE 'pg_temp%%'), "
             "(SELECT count(*) FROM pg_namespace WHERE nspname NOT IN ('pg_catalog', "
             "'information_schema', 'public') AND nspname NOT LIKE 'pg_%%')").fetchone()
-    if row is None or row[0] != 0 or row[1] != 0:
-        database.drop(target, target.dbname)
-        database.create(target, target.dbname, [], template="template0")
+    if row is not None and row[0] == 0 and row[1] == 0:
+        return True
+    key_id = database.identity(target, target.dbname)
+    if key_id and StateStore(project.state_dir).steps(key_id):
+        return False
+    relations, schemas = (row[0], row[1]) if row else (0, 0)
+    raise NotEmpty(f"the CI cache has a dump for key {key[:12]}, but database "
+                   f"{target.dbname} already holds data ({relations} relation(s), {schemas} "
+                   "schema(s) besides public) and ci-setup does not overwrite a database: "
+                   "point DATABASE_URL at an empty or missing database, drop this one, or "
+                   "run without --cache-dir")
 
 
 def _is_external(project: Project, database_url: str | None) -> bool:

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import os
 import threading
 import urllib.parse
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from devenv.errors import DevenvError
@@ -27,34 +29,95 @@ class DatabaseError(DevenvError):
     """The database could not be reached or changed."""
 
 
+# libpq's connection keywords and the environment variable each one reads
+# (https://www.postgresql.org/docs/current/libpq-connect.html, libpq-envars.html).
+KEYWORD_ENV: dict[str, str] = {
+    "host": "PGHOST", "hostaddr": "PGHOSTADDR", "port": "PGPORT", "dbname": "PGDATABASE",
+    "user": "PGUSER", "password": "PGPASSWORD", "passfile": "PGPASSFILE",
+    "channel_binding": "PGCHANNELBINDING", "connect_timeout": "PGCONNECT_TIMEOUT",
+    "client_encoding": "PGCLIENTENCODING", "options": "PGOPTIONS",
+    "application_name": "PGAPPNAME", "fallback_application_name": "",
+    "keepalives": "", "keepalives_idle": "", "keepalives_interval": "",
+    "keepalives_count": "", "tcp_user_timeout": "", "replication": "",
+    "gssencmode": "PGGSSENCMODE", "sslmode": "PGSSLMODE", "requiressl": "PGREQUIRESSL",
+    "sslcompression": "PGSSLCOMPRESSION", "sslcert": "PGSSLCERT", "sslkey": "PGSSLKEY",
+    "sslcertmode": "PGSSLCERTMODE", "sslpassword": "", "sslrootcert": "PGSSLROOTCERT",
+    "sslcrl": "PGSSLCRL", "sslcrldir": "PGSSLCRLDIR", "sslsni": "PGSSLSNI",
+    "requirepeer": "PGREQUIREPEER", "require_auth": "PGREQUIREAUTH",
+    "ssl_min_protocol_version": "PGSSLMINPROTOCOLVERSION",
+    "ssl_max_protocol_version": "PGSSLMAXPROTOCOLVERSION", "krbsrvname": "PGKRBSRVNAME",
+    "gsslib": "PGGSSLIB", "gssdelegation": "PGGSSDELEGATION", "service": "PGSERVICE",
+    "target_session_attrs": "PGTARGETSESSIONATTRS", "load_balance_hosts": "PGLOADBALANCEHOSTS",
+}
+# What a Target holds in its own fields; every other keyword travels in Target.params.
+CORE = ("host", "port", "user", "password", "dbname")
+
+
 @dataclass(frozen=True)
 class Target:
-    """Where the project's database lives."""
+    """Where the project's database lives.
+
+    ``params`` are the other libpq parameters the user gave (the URL's query, a service
+    file's entries), in order; :meth:`conninfo` adds the ``PG*`` variables of the
+    environment. They reach devenv's own connections, pg_dump/pg_restore and the steps
+    unchanged: only the database name is devenv's to choose.
+    """
 
     host: str
     port: int
     user: str
     password: str
     dbname: str
+    params: tuple[tuple[str, str], ...] = ()
 
     def with_db(self, dbname: str) -> Target:
         return replace(self, dbname=dbname)
 
-    def url(self, dbname: str | None = None) -> str:
+    def _netloc(self, password: str | None) -> str:
         user = urllib.parse.quote(self.user, safe="")
+        auth = f"{user}:{password}@" if password else f"{user}@"
+        host = self.host
+        if ":" in host and not host.startswith("/"):
+            host = f"[{host}]"  # IPv6
+        elif "/" in host or "@" in host or "%" in host:
+            host = urllib.parse.quote(host, safe="")  # a Unix socket folder
+        return f"{auth}{host}:{self.port}"
+
+    def _tail(self, dbname: str | None, redact: bool) -> str:
+        # Percent-encode the name: a space or '#' would end the URL's path.
+        path = "/" + urllib.parse.quote(dbname or self.dbname, safe="")
+        if not self.params:
+            return path
+        shown = [(k, "***" if redact and "password" in k else v) for k, v in self.params]
+        return path + "?" + urllib.parse.urlencode(shown, quote_via=urllib.parse.quote)
+
+    def url(self, dbname: str | None = None) -> str:
         pw = urllib.parse.quote(self.password, safe="")
-        auth = f"{user}:{pw}@" if self.password else f"{user}@"
-        return f"postgresql://{auth}{self.host}:{self.port}/{dbname or self.dbname}"
+        return f"postgresql://{self._netloc(pw)}{self._tail(dbname, False)}"
 
     def redacted(self, dbname: str | None = None) -> str:
         """The URL with the password masked, for anything a user or a log sees."""
-        auth = f"{self.user}:***@" if self.password else f"{self.user}@"
-        return f"postgresql://{auth}{self.host}:{self.port}/{dbname or self.dbname}"
+        return f"postgresql://{self._netloc('***' if self.password else None)}" \
+            f"{self._tail(dbname, True)}"
+
+    def conninfo(self, dbname: str | None = None) -> dict[str, str]:
+        """Every libpq parameter of a connection to ``dbname``: the environment's ``PG*``
+        variables, then :attr:`params`, then the target's own fields (libpq's order:
+        what is given explicitly wins). ``PGSERVICE`` is resolved by :func:`parse_url`
+        for a URL the user gave; devenv's own services ignore it."""
+        out: dict[str, str] = {}
+        for key, var in KEYWORD_ENV.items():
+            if var and key not in CORE and key != "service" and os.environ.get(var):
+                out[key] = os.environ[var]
+        out.update(self.params)
+        out.update(host=self.host, port=str(self.port), user=self.user,
+                   password=self.password, dbname=dbname or self.dbname)
+        return out
 
     def env(self, dbname: str | None = None) -> dict[str, str]:
         """``DATABASE_URL`` and the libpq variables for steps and processes."""
         db = dbname or self.dbname
-        return {
+        out = {
             "DATABASE_URL": self.url(db),
             "PGHOST": self.host,
             "PGPORT": str(self.port),
@@ -62,34 +125,127 @@ class Target:
             "PGPASSWORD": self.password,
             "PGDATABASE": db,
         }
+        for key, value in self.params:
+            var = KEYWORD_ENV.get(key)
+            if var:
+                out[var] = value
+        return out
 
 
-def parse_url(url: str, default_db: str | None = None) -> Target:
-    """A ``postgresql://`` URL as a :class:`Target`; its database name wins over the default."""
+def _split_hostport(hostport: str, url: str) -> tuple[str, str]:
+    if hostport.startswith("["):
+        host, _, rest = hostport[1:].partition("]")
+        return host, rest.removeprefix(":")
+    host, sep, port = hostport.rpartition(":")
+    return (host, port) if sep else (hostport, "")
+
+
+def parse_url(url: str, default_db: str | None = None, *, env_service: bool = True,
+              ) -> Target:
+    """A ``postgresql://`` URL as a :class:`Target`, keeping every libpq parameter of its
+    query (``?sslmode=verify-full&sslrootcert=/ca.pem``, ``?host=/var/run/postgresql``) and
+    of the service it names (``service=``, or ``PGSERVICE``). Its database name wins over
+    the default. Precedence as in libpq: the URL, then the service file, then ``PG*``
+    variables. ``env_service=False`` for a URL devenv wrote itself (:meth:`Target.url`),
+    which a user's ``PGSERVICE`` must not change."""
     parts = urllib.parse.urlsplit(url)
     if parts.scheme not in ("postgres", "postgresql") and not parts.scheme.startswith(
             "postgresql+"):
         raise DatabaseError(f"not a PostgreSQL URL: {redact_url(url)} "
                             "(expected postgresql://USER:PASSWORD@HOST:PORT/DBNAME)")
+    userinfo, _, hostport = parts.netloc.rpartition("@")
+    if "," in hostport:
+        raise DatabaseError(f"several hosts in one URL ({redact_url(url)}) are not supported: "
+                            "name one server")
+    given: dict[str, str] = {}
+    if userinfo:
+        user, has_pw, pw = userinfo.partition(":")
+        if user:
+            given["user"] = urllib.parse.unquote(user)
+        if has_pw:
+            given["password"] = urllib.parse.unquote(pw)
+    host, port = _split_hostport(hostport, url)
+    if host:
+        given["host"] = urllib.parse.unquote(host)
+    if port:
+        given["port"] = port
+    if parts.path.lstrip("/"):
+        given["dbname"] = urllib.parse.unquote(parts.path.lstrip("/"))
+    for key, value in urllib.parse.parse_qsl(parts.query, keep_blank_values=True):
+        if key not in KEYWORD_ENV:
+            raise DatabaseError(f"unknown connection parameter '{key}' in database URL "
+                                f"{redact_url(url)} (libpq would refuse it too)")
+        given[key] = value
+    service = given.pop("service", "") or (os.environ.get("PGSERVICE", "") if env_service
+                                           else "")
+    merged = {**(_service(service) if service else {}), **given}
+    if "dbname" not in given and default_db:
+        merged["dbname"] = default_db
+
+    def core(key: str, default: str) -> str:
+        return merged.get(key) or os.environ.get(KEYWORD_ENV[key], "") or default
+
     try:
-        port = parts.port or 5432
+        port_num = int(core("port", "5432"))
     except ValueError:
         raise DatabaseError(f"invalid port in database URL {redact_url(url)}") from None
-    dbname = urllib.parse.unquote(parts.path.lstrip("/")) or default_db or "postgres"
     return Target(
-        host=parts.hostname or "127.0.0.1",
-        port=port,
-        user=urllib.parse.unquote(parts.username or "postgres"),
-        password=urllib.parse.unquote(parts.password or ""),
-        dbname=dbname,
+        host=core("host", "127.0.0.1"),
+        port=port_num,
+        user=core("user", "postgres"),
+        password=core("password", ""),
+        dbname=core("dbname", "postgres"),
+        params=tuple((k, v) for k, v in merged.items() if k not in CORE),
     )
 
 
+def _service(name: str) -> dict[str, str]:
+    """The entries of service ``name`` in the user's or the system's service file, as libpq
+    reads them (``PGSERVICEFILE`` or ``~/.pg_service.conf`` first, then
+    ``PGSYSCONFDIR/pg_service.conf``)."""
+    files = [os.environ.get("PGSERVICEFILE") or str(Path.home() / ".pg_service.conf")]
+    sysconf = os.environ.get("PGSYSCONFDIR")
+    files += [f"{d}/pg_service.conf" for d in
+              ([sysconf] if sysconf else ["/etc/postgresql-common", "/etc", "/usr/local/etc"])]
+    for file in files:
+        try:
+            lines = Path(file).read_text().splitlines()
+        except OSError:
+            continue
+        section: str | None = None
+        found: dict[str, str] | None = None
+        for number, raw in enumerate(lines, 1):
+            line = raw.strip()
+            if not line or line.startswith("#"):
+                continue
+            if line.startswith("["):
+                if found is not None:
+                    return found
+                section = line.strip("[]")
+                found = {} if section == name else None
+            elif found is not None:
+                key, eq, value = line.partition("=")
+                key = key.strip()
+                if not eq or key not in KEYWORD_ENV or key == "service":
+                    raise DatabaseError(f"{file}:{number}: service '{name}': cannot read "
+                                        f"'{line}' (expected a libpq parameter=value)")
+                found[key] = value.strip()
+        if found is not None:
+            return found
+    raise DatabaseError(f"definition of service '{name}' not found (looked in "
+                        f"{', '.join(files)})")
+
 def redact_url(url: str) -> str:
-    """``url`` with any password replaced by ``***``."""
+    """``url`` with any password (``user:PW@``, ``?password=``, ``?sslpassword=``) replaced
+    by ``***``."""
     parts = urllib.parse.urlsplit(url)
+    if "password" in parts.query:
+        query = "&".join(
+            f"{k}=***" if "password" in urllib.parse.unquote(k) else f"{k}{eq}{v}"
+            for k, eq, v in (item.partition("=") for item in parts.query.split("&")))
+        parts = parts._replace(query=query)
     if parts.password is None:
-        return url
+        return urllib.parse.urlunsplit(parts)
     netloc = parts.netloc.rsplit("@", 1)
     user = (parts.username or "")
     return urllib.parse.urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[-1]}"))
@@ -99,12 +255,42 @@ _MAINTENANCE: dict[str, pgwire.Connection] = {}
 _MAINTENANCE_LOCK = threading.Lock()
 
 
+# Parameters devenv's short catalog sessions may leave out without changing where they
+# connect or how safely: socket tuning, and what devenv's client sets itself (UTF8).
+_IGNORABLE = frozenset({"client_encoding", "fallback_application_name", "keepalives",
+                        "keepalives_idle", "keepalives_interval", "keepalives_count",
+                        "tcp_user_timeout", "sslcompression"})
+# Values that ask for nothing beyond what pgwire does (libpq's defaults, mostly).
+_HARMLESS = {"gssencmode": {"disable", "prefer"}, "channel_binding": {"disable", "prefer"},
+             "sslsni": {"1"}, "target_session_attrs": {"any"}, "requiressl": {"0"},
+             "load_balance_hosts": {"disable"}, "sslcertmode": {"allow", "disable"}}
+
+
+def needs_libpq(conninfo: dict[str, str]) -> list[str]:
+    """The parameters of ``conninfo`` devenv's own client (pgwire) cannot honour."""
+    from devenv import pgwire
+
+    return [k for k, v in conninfo.items()
+            if k not in pgwire.HONOURED and k not in _IGNORABLE and v not in _HARMLESS.get(k, ())]
+
+
 def _open(target: Target, dbname: str, timeout: float) -> pgwire.Connection:
     from devenv import pgwire
 
+    info = target.conninfo(dbname)
     try:
-        return pgwire.connect(target.host, target.port, target.user, target.password, dbname,
-                              timeout=max(1.0, timeout), application_name="devenv")
+        if not needs_libpq(info):
+            try:
+                return pgwire.connect(target.host, target.port, target.user, target.password,
+                                      dbname, timeout=max(1.0, timeout),
+                                      application_name="devenv",
+                                      params={k: v for k, v in info.items() if k not in CORE})
+            except pgwire.Unsupported:
+                pass  # an authentication method only libpq speaks (GSSAPI, SSPI...)
+        from devenv import libpq
+
+        # The same surface and errors as pgwire's Connection.
+        return libpq.connect(info, timeout=max(1.0, timeout))  # type: ignore[return-value]
     except pgwire.OperationalError as exc:
         raise DatabaseError(f"cannot connect to {target.redacted(dbname)}: {exc}") from None
 

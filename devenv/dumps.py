@@ -31,12 +31,12 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from devenv import proc
-from devenv.database import Target, connect
+from devenv import database, proc
+from devenv.database import KEYWORD_ENV, Target, connect
 from devenv.errors import DevenvError
 
 MAGIC = b"DEVENV-SNAPSHOT 1\n"
@@ -325,8 +325,21 @@ class Tool:
 
 
 def _clean_env() -> dict[str, str]:
-    # A user's PGSERVICE, PGSSLMODE... would steer the tool elsewhere than the target.
+    # The docker client's own environment: the PG* values it passes come from ``env``.
     return {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+
+
+def tool_env(target: Target, dbname: str) -> dict[str, str]:
+    """The environment of a local pg_dump/pg_restore: the user's, with every connection
+    parameter of ``target`` (TLS settings, ``options``...) as its ``PG*`` variable. A
+    ``PGSERVICE`` is dropped: :func:`database.parse_url` resolved it into the target, and
+    left in place its file would override the ``PG*`` variables (libpq's order)."""
+    env = {k: v for k, v in os.environ.items() if k != "PGSERVICE"}
+    for key, value in target.conninfo(dbname).items():
+        var = KEYWORD_ENV.get(key)
+        if var:
+            env[var] = value
+    return env
 
 
 def docker_cli_exec(container: str) -> Callable[..., Any]:
@@ -364,7 +377,7 @@ def choose_tool(name: str, target: Target, dbname: str, need_major: int,
     local = local_tools(name) if force != "service" else []
     for path, major in local:
         if major >= need_major:
-            env = _clean_env() | target.env(dbname)
+            env = tool_env(target, dbname)
             return Tool(name, major, f"local {path}", (path, "--no-password"), env)
     have = (f"the local {name} is version {local[0][1]}" if local
             else f"there is no local {name}")
@@ -413,3 +426,169 @@ def restore(tool: Tool, source: Iterable[bytes]) -> None:
                  source=source)
     except proc.ProcessError as exc:
         raise DumpError(f"pg_restore ({tool.where}) failed:\n{exc}") from None
+
+
+# --------------------------------------------------------------------------- untrusted dumps
+
+IMPORT_ROLE = "devenv_import"
+# Membership in these lets a role run programs or touch files on the server's host.
+_SERVER_ROLES = ("pg_execute_server_program", "pg_read_server_files", "pg_write_server_files")
+_REFUSED = ("permission denied", "must be superuser", "must be owner", "only superuser",
+            "must have privileges of", "must be a member of")
+
+
+def _scram_verifier(password: str) -> str:
+    """A SCRAM-SHA-256 verifier for ``password`` (what ``ALTER ROLE ... PASSWORD`` stores),
+    made here so the password itself never reaches the server's statement log."""
+    import base64
+    import hmac
+
+    salt = os.urandom(16)
+    iterations = 4096
+    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations)
+    stored = hashlib.sha256(hmac.new(salted, b"Client Key", "sha256").digest()).digest()
+    server = hmac.new(salted, b"Server Key", "sha256").digest()
+    b64 = base64.b64encode
+    return (f"SCRAM-SHA-256${iterations}:{b64(salt).decode()}$"
+            f"{b64(stored).decode()}:{b64(server).decode()}")
+
+
+def _privileged(target: Target) -> bool:
+    """Whether the target's user could run programs or read files on the server's host
+    (superuser, a member of the pg_*_server_* roles, or able to grant itself them)."""
+    with connect(target, "postgres") as conn:
+        row = conn.execute(
+            "SELECT rolsuper OR rolcreaterole OR " + " OR ".join(
+                f"pg_has_role(current_user, '{r}', 'USAGE')" for r in _SERVER_ROLES)
+            + " FROM pg_roles WHERE rolname = current_user").fetchone()
+    return bool(row and row[0])
+
+
+def _prepare_import_role(target: Target) -> str:
+    """Create (if missing) the import role, check it has no rights beyond a plain role's,
+    and let it log in with a fresh password, for one restore. Returns the password."""
+    import secrets
+
+    from devenv import pgwire
+
+    role = pgwire.ident(IMPORT_ROLE)
+    with connect(target, "postgres") as conn:
+        try:
+            # INHERIT: the owner of a database has its public schema through its implicit
+            # membership in pg_database_owner (and the role is member of nothing else).
+            conn.execute(f"CREATE ROLE {role} NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE "
+                         "INHERIT NOREPLICATION NOBYPASSRLS")
+        except pgwire.QueryError as exc:
+            if exc.sqlstate != "42710":  # duplicate_object: made by an earlier import
+                raise DumpError(f"cannot create the role {IMPORT_ROLE} that restores "
+                                f"untrusted dumps: {exc}") from None
+        row = conn.execute(
+            "SELECT r.rolsuper, r.rolcreatedb, r.rolcreaterole, r.rolreplication, "
+            "r.rolbypassrls, (SELECT string_agg(g.rolname, ', ') FROM pg_auth_members m "
+            "JOIN pg_roles g ON g.oid = m.roleid WHERE m.member = r.oid) "
+            "FROM pg_roles r WHERE r.rolname = %s", (IMPORT_ROLE,)).fetchone()
+        assert row is not None
+        rights = [name for name, has in zip(
+            ("SUPERUSER", "CREATEDB", "CREATEROLE", "REPLICATION", "BYPASSRLS"), row[:5],
+            strict=True) if has]
+        if row[5]:
+            rights.append(f"member of {row[5]}")
+        if rights:
+            raise DumpError(f"role {IMPORT_ROLE} has rights an import must not have "
+                            f"({', '.join(rights)}): remove them, or DROP ROLE {IMPORT_ROLE} "
+                            "and devenv creates it again without them")
+        password = secrets.token_urlsafe(24)
+        conn.execute(f"ALTER ROLE {role} LOGIN PASSWORD "
+                     f"{pgwire.literal(_scram_verifier(password))}")
+    return password
+
+
+def _close_import_role(target: Target) -> None:
+    from devenv import pgwire
+
+    with contextlib.suppress(Exception), connect(target, "postgres") as conn:
+        conn.execute(f"ALTER ROLE {pgwire.ident(IMPORT_ROLE)} NOLOGIN PASSWORD NULL")
+
+
+def _defuse(target: Target, dbname: str) -> None:
+    """After the restore: hand the database to the target's user, drop the settings the
+    dump gave it (``ALTER DATABASE ... SET``), and make every function the dump defined
+    run as the import role (SECURITY DEFINER), so that a CHECK, a trigger, a default or an
+    operator of the dump that fires later, in a step connected as superuser, still runs
+    without superuser rights."""
+    from devenv import pgwire
+
+    with connect(target, "postgres") as conn:
+        conn.execute(f"ALTER DATABASE {pgwire.ident(dbname)} OWNER TO CURRENT_USER")
+        conn.execute(f"ALTER DATABASE {pgwire.ident(dbname)} RESET ALL")
+    with connect(target, dbname) as conn, conn.transaction():
+        # Every name in the signatures below comes out schema-qualified.
+        conn.execute("SET LOCAL search_path = pg_catalog")
+        routines = conn.execute(
+            "SELECT p.oid::regprocedure::text FROM pg_proc p JOIN pg_roles r "
+            "ON r.oid = p.proowner WHERE r.rolname = %s AND NOT p.prosecdef "
+            "AND p.prokind IN ('f', 'p')", (IMPORT_ROLE,)).fetchall()
+        for (signature,) in routines:
+            conn.execute(f"ALTER ROUTINE {signature} SECURITY DEFINER")
+
+
+def restore_untrusted(target: Target, dbname: str, tool: Tool, source: Iterable[bytes], *,
+                      label: str = "the dump") -> None:
+    """Create database ``dbname`` (it must not exist) and restore into it the custom-format
+    dump from ``source``, which came from a file or another machine and is trusted with
+    nothing. ``tool`` is pg_restore for ``target`` (:func:`choose_tool`); ``label`` names
+    the dump in messages (a file name).
+
+    When the target's user is a superuser (or could become one of the roles that run
+    programs on the server), the restore runs connected as the role ``devenv_import``:
+    NOSUPERUSER, NOCREATEDB, NOCREATEROLE, member of nothing, allowed to log in only for
+    the restore (a fresh password each time). Whatever SQL the dump holds then runs without
+    ``COPY ... PROGRAM``, server files, untrusted languages or ``ALTER SYSTEM``; what it
+    is refused fails the whole restore (one transaction) with :class:`DumpError`, and the
+    database is dropped. Afterwards the database belongs to the target's user, its objects
+    stay the import role's, and every function the dump defined runs as that role (see
+    :func:`_defuse`). A user without such rights restores as itself.
+    """
+    from devenv import pgwire
+
+    privileged = _privileged(target)
+    password = _prepare_import_role(target) if privileged else ""
+    try:
+        with connect(target, "postgres") as conn:
+            owner = f" OWNER {pgwire.ident(IMPORT_ROLE)}" if privileged else ""
+            conn.execute(f"CREATE DATABASE {pgwire.ident(dbname)}{owner} TEMPLATE template0")
+        try:
+            env = {**tool.env, "PGDATABASE": dbname}
+            if privileged:
+                env |= {"PGUSER": IMPORT_ROLE, "PGPASSWORD": password}
+            as_role = replace(tool, env=env)
+            try:
+                restore(as_role, source)
+            except DumpError as exc:
+                text = str(exc)
+                errors = [line.split("ERROR:", 1)[1].strip() for line in text.splitlines()
+                          if "ERROR:" in line]
+                login = [line for line in text.splitlines() if f'"{IMPORT_ROLE}"' in line
+                         and ("authentication failed" in line or "pg_hba.conf" in line)]
+                if privileged and login:
+                    why = login[0].split("FATAL:")[-1].strip()
+                    raise DumpError(
+                        f"{label} was not restored: devenv restores a dump from a file or "
+                        f"another machine as role {IMPORT_ROLE}, without superuser rights, "
+                        f"and that role cannot log in here ({why}): let it log in with a "
+                        "password (pg_hba.conf), or connect as a user that is not a "
+                        "superuser") from None
+                if privileged and errors and any(r in errors[0] for r in _REFUSED):
+                    raise DumpError(f"{label} asks for rights an import does not have (it is "
+                                    f"restored as role {IMPORT_ROLE}, without superuser), "
+                                    f"so nothing of it was kept: {errors[0]}") from None
+                raise
+            if privileged:
+                _defuse(target, dbname)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                database.drop(target, dbname)
+            raise
+    finally:
+        if privileged:
+            _close_import_role(target)

@@ -198,6 +198,9 @@ def step_environment(project: Project, target: database.Target | None, dbname: s
     env["DEVENV_PROJECT"] = project.name
     env["DEVENV_ROOT"] = str(project.root)
     if target is not None:
+        # The target holds the service's entries already (database.parse_url); the file
+        # itself would override the PG* variables below, the database name among them.
+        env.pop("PGSERVICE", None)
         env.update(target.env(dbname))
     if extra:
         env.update(extra)

@@ -478,7 +478,8 @@ def _main(argv: Sequence[str]) -> int:
     from devenv import loader
 
     project = loader.load(argv[0])
-    target = database.parse_url(os.environ["DEVENV_RECLONE_URL"]).with_db(argv[1])
+    target = database.parse_url(os.environ["DEVENV_RECLONE_URL"],
+                                env_service=False).with_db(argv[1])
     t0 = time.monotonic()
     dropped = snapshots.drop_retired(target, argv[1])
     reclone(project, target, argv[2])

@@ -7,9 +7,14 @@ statements devenv runs itself are a handful of short catalog commands, which nee
 COPY, nor binary types, nor pipelining. Steps, the typed kinds and the tests still use
 psycopg.
 
-Covered: TCP and Unix sockets; SSL like libpq's ``sslmode`` (``PGSSLMODE``, default
-``prefer``); trust, password, md5 and SCRAM-SHA-256 authentication; ``~/.pgpass``
-(``PGPASSFILE``) when no password is given; the simple query protocol, and the extended
+Covered: TCP and Unix sockets; SSL like libpq's ``sslmode`` (default ``prefer``) with
+``sslrootcert`` (``~/.postgresql/root.crt`` by default, ``system`` for the system's roots),
+``sslcert``/``sslkey`` and libpq's rule that ``require`` checks the CA when a root
+certificate is there; ``connect_timeout``, ``application_name``, ``options``; trust,
+password, md5 and SCRAM-SHA-256 authentication; ``~/.pgpass`` (``passfile``) when no
+password is given. The parameters come from :func:`connect`'s ``params`` (libpq keywords,
+see :data:`HONOURED`; devenv.database sends any other parameter through libpq instead),
+or, without them, from the ``PG*`` variables; the simple query protocol, and the extended
 one when parameters are passed (``%s`` placeholders, bound server-side, never pasted into
 SQL); cancelling the running statement when the caller is interrupted (Ctrl-C).
 Names and literals that cannot be parameters (``ALTER DATABASE x RENAME TO y``) go
@@ -25,7 +30,7 @@ import os
 import socket
 import struct
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, NoReturn
@@ -57,6 +62,19 @@ class OperationalError(Error):
 
 class QueryError(Error):
     """The server refused a statement (an ErrorResponse)."""
+
+
+class Unsupported(OperationalError):
+    """The server asks for something this client does not speak (an authentication method):
+    libpq can still make the connection."""
+
+
+# The libpq keywords :func:`connect` applies itself.
+HONOURED = frozenset({"host", "port", "user", "password", "dbname", "sslmode", "sslrootcert",
+                      "sslcert", "sslkey", "passfile", "connect_timeout", "application_name",
+                      "options"})
+_ENV = {"sslmode": "PGSSLMODE", "sslrootcert": "PGSSLROOTCERT", "sslcert": "PGSSLCERT",
+        "sslkey": "PGSSLKEY", "passfile": "PGPASSFILE", "options": "PGOPTIONS"}
 
 
 def ident(name: str) -> str:
@@ -148,14 +166,15 @@ class Result:
         return rows
 
 
-def _pgpass(host: str, port: int, dbname: str, user: str) -> str:
-    """The password ``~/.pgpass`` (or ``PGPASSFILE``) holds for this connection, or ""."""
-    path = Path(os.environ.get("PGPASSFILE") or Path.home() / ".pgpass")
+def _pgpass(host: str, port: int, dbname: str, user: str, passfile: str = "") -> str:
+    """The password ``~/.pgpass`` (or ``passfile``) holds for this connection, or ""."""
+    path = Path(passfile or Path.home() / ".pgpass")
     try:
         lines = path.read_text().splitlines()
     except OSError:
         return ""
-    want = (host, str(port), dbname, user)
+    # libpq matches a Unix socket connection as host "localhost"
+    want = ("localhost" if host.startswith("/") else host, str(port), dbname, user)
     for line in lines:
         if not line.strip() or line.startswith("#"):
             continue
@@ -237,9 +256,11 @@ class Connection:
 
     # ------------------------------------------------------------------ startup
     def _startup(self, user: str, password: str, dbname: str, host: str, port: int,
-                 application_name: str) -> None:
+                 application_name: str, options: str = "", passfile: str = "") -> None:
         params = {"user": user, "database": dbname, "application_name": application_name,
                   "client_encoding": "UTF8"}
+        if options:
+            params["options"] = options
         body = struct.pack("!i", PROTOCOL) + b"".join(
             k.encode() + b"\x00" + v.encode() + b"\x00" for k, v in params.items()) + b"\x00"
         self._send(struct.pack("!i", len(body) + 4) + body)
@@ -254,7 +275,7 @@ class Connection:
                 if code == 0:
                     continue
                 if code in (3, 5, 10) and not password:
-                    password = _pgpass(host, port, dbname, user)
+                    password = _pgpass(host, port, dbname, user, passfile)
                     if not password:
                         self._close_socket()
                         raise OperationalError("the server asks for a password and none was "
@@ -269,7 +290,7 @@ class Connection:
                     mechanisms = body[4:].split(b"\x00")
                     if b"SCRAM-SHA-256" not in mechanisms:
                         self._close_socket()
-                        raise OperationalError("the server offers no SASL mechanism devenv "
+                        raise Unsupported("the server offers no SASL mechanism devenv "
                                                f"speaks: {mechanisms}")
                     scram = _Scram(password)
                     first = scram.first()
@@ -283,8 +304,9 @@ class Connection:
                         raise OperationalError("the server's SCRAM signature does not match")
                 else:
                     self._close_socket()
-                    raise OperationalError(f"authentication method {code} is not supported by "
-                                           "devenv (use trust, password, md5 or scram-sha-256)")
+                    raise Unsupported(f"authentication method {code} is not supported by "
+                                      "devenv's client (it speaks trust, password, md5 and "
+                                      "scram-sha-256)")
             elif kind == b"K":
                 self._key = struct.unpack("!ii", body[:8])
             elif kind == b"Z":
@@ -436,27 +458,89 @@ class _Scram:
         return hmac.compare_digest(base64.b64decode(text[2:]), expected)
 
 
-def _wrap_ssl(sock: socket.socket, host: str, mode: str) -> socket.socket:
+def _ssl_file(given: str, default: str) -> str:
+    """A certificate file libpq would use: the given path, or ``~/.postgresql/DEFAULT``."""
+    if given:
+        return given
+    home = Path.home() / ".postgresql" / default
+    return str(home)
+
+
+def _wrap_ssl(sock: socket.socket, host: str, mode: str, opts: Mapping[str, str],
+              where: str) -> socket.socket:
     import ssl
 
-    ctx = ssl.create_default_context()
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    root = _ssl_file(opts.get("sslrootcert", ""), "root.crt")
+    # libpq: "require" with a root certificate at hand checks the CA, like verify-ca.
+    if mode == "require" and (root == "system" or os.path.exists(root)):
+        mode = "verify-ca"
+    if root == "system" and mode == "verify-ca":
+        mode = "verify-full"  # libpq insists on the host name with the system's roots
     if mode in ("verify-ca", "verify-full"):
-        root = os.environ.get("PGSSLROOTCERT")
-        if root:
-            ctx.load_verify_locations(root)
+        if root == "system":
+            ctx.load_default_certs()
+        elif not os.path.exists(root):
+            sock.close()
+            raise OperationalError(
+                f'connection to server at {where} failed: root certificate file "{root}" '
+                f"does not exist; give one with sslrootcert (or use sslrootcert=system), or "
+                f"a sslmode that does not check the server's certificate (sslmode={mode})")
+        else:
+            try:
+                ctx.load_verify_locations(root)
+            except (OSError, ssl.SSLError) as exc:
+                sock.close()
+                raise OperationalError(f"connection to server at {where} failed: cannot "
+                                       f"read root certificate file {root}: {exc}") from None
         ctx.check_hostname = mode == "verify-full"
     else:  # libpq's require/prefer/allow: encrypted, certificate not checked
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
-    return ctx.wrap_socket(sock, server_hostname=host if ctx.check_hostname else None)
+    cert = _ssl_file(opts.get("sslcert", ""), "postgresql.crt")
+    if os.path.exists(cert):  # libpq sends a client certificate only when its file exists
+        key = _ssl_file(opts.get("sslkey", ""), "postgresql.key")
+        try:
+            ctx.load_cert_chain(cert, key)
+        except (OSError, ssl.SSLError) as exc:
+            sock.close()
+            raise OperationalError(f"connection to server at {where} failed: cannot load "
+                                   f"client certificate {cert} (key {key}): {exc}") from None
+    try:
+        return ctx.wrap_socket(sock, server_hostname=host)
+    except ssl.SSLCertVerificationError as exc:
+        sock.close()
+        why = exc.verify_message or str(exc)
+        if "mismatch" in why.lower() or "hostname" in why.lower():
+            raise OperationalError(
+                f"connection to server at {where} failed: the server's certificate is not "
+                f"for host \"{host}\" ({why}; sslmode={mode})") from None
+        raise OperationalError(
+            f"connection to server at {where} failed: the server's certificate is not signed "
+            f"by a CA in {root} ({why}; sslmode={mode})") from None
+    except ssl.SSLError as exc:
+        sock.close()
+        raise OperationalError(f"connection to server at {where} failed: SSL error: "
+                               f"{exc}") from None
 
 
 def connect(host: str, port: int, user: str, password: str, dbname: str, *,
-            timeout: float = 10, application_name: str = "devenv") -> Connection:
+            timeout: float = 10, application_name: str = "devenv",
+            params: Mapping[str, str] | None = None) -> Connection:
     """Open a session; :class:`OperationalError` says why not, in libpq's words where it
-    can ("Connection refused", "password authentication failed for user ...")."""
+    can ("Connection refused", "password authentication failed for user ...").
+
+    ``params``: libpq keywords (of :data:`HONOURED`; others are the caller's to refuse);
+    without it, the ``PG*`` variables of the environment.
+    """
+    from_env = params is None
+    opts = dict(params) if params is not None else {
+        k: os.environ[v] for k, v in _ENV.items() if os.environ.get(v)}
+    mode = opts.get("sslmode") or "prefer"
+    application_name = opts.get("application_name") or application_name
+    if opts.get("connect_timeout", "").strip().isdigit() and int(opts["connect_timeout"]) > 0:
+        timeout = max(2.0, float(opts["connect_timeout"]))  # libpq's minimum is 2 s
     where = f"{host}:{port}"
-    mode = os.environ.get("PGSSLMODE", "prefer")
     try:
         if host.startswith("/"):
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -483,18 +567,20 @@ def connect(host: str, port: int, user: str, password: str, dbname: str, *,
             sock.sendall(struct.pack("!ii", 8, _SSL_REQUEST))
             answer = sock.recv(1)
             if answer == b"S":
-                sock = _wrap_ssl(sock, host, mode)
+                sock = _wrap_ssl(sock, host, mode, opts, where)
             elif mode in ("require", "verify-ca", "verify-full"):
                 sock.close()
+                source = "PGSSLMODE" if from_env else "sslmode"
                 raise OperationalError(f"server at {where} does not support SSL, but "
-                                       f"PGSSLMODE={mode} asks for it")
+                                       f"{source}={mode} asks for it")
             elif answer != b"N":
                 sock.close()
                 raise OperationalError(f"connection to server at {where} failed: not a "
                                        "PostgreSQL server")
         conn = Connection(sock)
         conn._addr = addr
-        conn._startup(user, password, dbname, host, port, application_name)
+        conn._startup(user, password, dbname, host, port, application_name,
+                      opts.get("options", ""), opts.get("passfile", ""))
         sock.settimeout(None)  # statements (CREATE DATABASE of a big template) take long
         return conn
     except TimeoutError:

@@ -457,9 +457,10 @@ def import_(project: Project, reporter: Reporter, file: Path, name: str | None =
         with phase(reporter, "import", f"restoring {file} into {build}",
                     f"restored {file}"):
             try:
-                database.create(target, build, [], template="template0")
+                # The file is trusted with nothing: restored without superuser rights.
+                dumps.restore_untrusted(target, build, tool, dumps.payload(file, offset),
+                                        label=str(file))
                 snapshots.set_meta(target, build, value)
-                dumps.restore(tool, dumps.payload(file, offset))
                 store = StateStore(project.state_dir)
                 store.put(_identity(target, build), target.redacted(snap),
                           {s: r for s, r in header.records.items() if isinstance(r, dict)})

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
 from devenv import database, snapshots
@@ -203,6 +204,48 @@ def test_cache_hit_restores_instead_of_running_steps(ci: tuple[Path, str], tmp_p
     again = ci_setup(root, url, "--cache-dir", str(cache))
     assert "cache miss" in again.stdout and "[seed] ok in" in again.stdout
     assert len(list(cache.glob("*.devenv-dump"))) == 2
+
+
+def test_cache_hit_refuses_a_database_that_holds_data(ci: tuple[Path, str],
+                                                      tmp_path: Path) -> None:
+    """Issue 18 item 9: a hit never drops a database with data in it (it used DROP ...
+    WITH (FORCE), silently). It stops with exit code 2 and says what to do; an empty
+    database (CI's POSTGRES_DB) is still replaced."""
+    root, url = ci
+    target = database.parse_url(url)
+    cache = tmp_path / "cache"
+    assert ci_setup(root, url, "--cache-dir", str(cache)).returncode == 0
+    # a second ci-setup in the same job: the database is devenv's own work, kept as it is
+    again = ci_setup(root, url, "--cache-dir", str(cache))
+    assert again.returncode == 0, again.stdout
+    assert f"but database {target.dbname} already holds what devenv built here: not " \
+        "restoring over it; the steps run as needed" in again.stdout
+    assert "[seed] started" not in again.stdout
+    database.drop(target, target.dbname)
+    shutil.rmtree(root / ".devenv")
+
+    # someone's data, in the database ci-setup is pointed at
+    database.create(target, target.dbname, [])
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE precious(v text); INSERT INTO precious VALUES ('mine')")
+    before = dump_database(url)
+    r = ci_setup(root, url, "--cache-dir", str(cache), "--json", str(tmp_path / "r.json"))
+    assert r.returncode == 2, r.stdout
+    [file] = cache.glob("*.devenv-dump")
+    key = file.name.removesuffix(".devenv-dump").rsplit("-", 1)[-1]
+    assert (f"error: the CI cache has a dump for key {key[:12]}, but "
+            f"database {target.dbname} already holds data (1 relation(s), 0 schema(s) besides "
+            "public) and ci-setup does not overwrite a database: point DATABASE_URL at an "
+            "empty or missing database, drop this one, or run without --cache-dir") \
+        in r.stdout
+    assert r.stdout.rstrip().endswith("ci-setup: configuration error (exit 2)")
+    assert dump_database(url) == before
+
+    # an empty database, as CI's service container makes it: the dump replaces it
+    database.drop(target, target.dbname)
+    database.create(target, target.dbname, [])
+    r = ci_setup(root, url, "--cache-dir", str(cache))
+    assert r.returncode == 0 and "(cache hit)" in r.stdout, r.stdout
 
 
 def test_corrupt_or_foreign_cache_is_ignored_never_loaded(ci: tuple[Path, str],

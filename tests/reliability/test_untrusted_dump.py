@@ -1,0 +1,192 @@
+"""A snapshot file or a CI cache file is not a way in (issue 18 item 3).
+
+The malicious dump is made for real: a database whose table has a CHECK constraint calling
+a function that runs ``COPY ... TO PROGRAM``, dumped by pg_dump and put behind a valid
+header by devenv's own writer (``dumps.write``, what ``snapshot export`` and the CI cache
+use). Restored as superuser it would run the program on the server's host; devenv must
+refuse it, create no file, and say why in one line. A dump whose code only fires later (a
+trigger) is imported, and a superuser's insert afterwards still cannot run a program.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from devenv import ci_cache, database, dumps, fingerprint, loader, snapshots
+from devenv.commands import snapshot as cmd
+from devenv.events import RecordingReporter
+
+pytestmark = pytest.mark.postgres
+
+REFUSED = ("must be superuser or have privileges of the pg_execute_server_program role to "
+           "COPY to or from an external program")
+
+
+@pytest.fixture
+def drop_dir() -> Iterator[Path]:
+    """A folder the server's OS user may write to: where the program would leave its mark."""
+    d = Path(tempfile.mkdtemp(prefix="devenv-test-pwn-"))
+    os.chmod(d, 0o777)
+    yield d
+    for f in d.iterdir():
+        f.unlink()
+    d.rmdir()
+
+
+def _program(mark: Path) -> str:
+    return f"id > {mark}"
+
+
+def _malicious_db(target: database.Target, db: str, mark: Path, *, fire_on_restore: bool,
+                  ) -> None:
+    """``db`` with a function that runs a program on the host, wired to fire while a dump
+    of it is restored (a CHECK on rows the dump holds) or later (a trigger on insert)."""
+    database.create(target, db, [])
+    with psycopg.connect(target.url(db), autocommit=True) as conn:
+        # Harmless while the rows go in here; the dump carries the final body.
+        conn.execute("CREATE FUNCTION public.ok(v int) RETURNS boolean LANGUAGE plpgsql "
+                     "AS $$ BEGIN RETURN true; END $$")
+        conn.execute("CREATE TABLE public.items(id int CHECK (public.ok(id)))")
+        conn.execute("INSERT INTO public.items VALUES (1), (2)")
+        body = ("BEGIN EXECUTE format('COPY (SELECT 1) TO PROGRAM %L', "
+                f"'{_program(mark)}'); RETURN true; END")
+        conn.execute("CREATE OR REPLACE FUNCTION public.ok(v int) RETURNS boolean "
+                     f"LANGUAGE plpgsql AS $${body}$$")
+        if not fire_on_restore:
+            conn.execute("DELETE FROM public.items")
+            conn.execute("ALTER TABLE public.items DROP CONSTRAINT items_id_check")
+            conn.execute("CREATE FUNCTION public.later() RETURNS trigger LANGUAGE plpgsql AS "
+                         "$$ BEGIN PERFORM public.ok(NEW.id); RETURN NEW; END $$")
+            conn.execute("CREATE TRIGGER fire BEFORE INSERT ON public.items FOR EACH ROW "
+                         "EXECUTE FUNCTION public.later()")
+            conn.execute("CREATE TABLE public.who(name text)")
+            conn.execute("CREATE FUNCTION public.whoami() RETURNS trigger LANGUAGE plpgsql "
+                         "AS $$ BEGIN INSERT INTO public.who VALUES (current_user); "
+                         "RETURN NEW; END $$")
+            conn.execute("CREATE TABLE public.log(v int)")
+            conn.execute("CREATE TRIGGER audit BEFORE INSERT ON public.log FOR EACH ROW "
+                         "EXECUTE FUNCTION public.whoami()")
+
+
+def _write_snapshot_file(target: database.Target, db: str, file: Path, project: str,
+                         key: str = "k", name: str = "evil") -> None:
+    server = dumps.server_version_num(target)
+    tool = dumps.choose_tool("pg_dump", target, db, dumps.major_of(server), None)
+    header = dumps.Header(project=project, database=db, name=name, key=key, steps=[],
+                          fingerprints={}, server_version_num=server,
+                          pg_dump_major=tool.major, created=0.0)
+    dumps.write(file, header, lambda sink: dumps.dump(tool, sink))
+
+
+def _config(db: str, name: str = "evilproj") -> dict[str, Any]:
+    return {"version": 1, "name": name,
+            "services": {"db": {"image": "postgres:15"}},
+            "database": {"service": "db", "name": db},
+            "steps": {"schema": {"run": "psql -X -q -v ON_ERROR_STOP=1 -c 'select 1'",
+                                 "needs": ["db"]}}}
+
+
+@pytest.fixture
+def setup(pg_server: Any, make_project: Callable[..., Path], monkeypatch: pytest.MonkeyPatch,
+          ) -> Iterator[tuple[database.Target, str, Path]]:
+    db = pg_server.unique_db("ev")
+    root = make_project(_config(db))
+    monkeypatch.setenv("DATABASE_URL", pg_server.url(db))
+    monkeypatch.setenv("DEVENV_PG_TOOLS", "local")
+    target = database.parse_url(pg_server.url(db))
+    yield target, db, root
+    for name in [db, f"{db}_src", *(i.datname for i in snapshots.related(target, db))]:
+        database.drop(target, name)
+
+
+def test_snapshot_import_refuses_a_dump_that_runs_a_program(
+        setup: tuple[database.Target, str, Path], drop_dir: Path, tmp_path: Path) -> None:
+    target, db, root = setup
+    mark = drop_dir / "pwned.txt"
+    _malicious_db(target, f"{db}_src", mark, fire_on_restore=True)
+    assert not mark.exists()  # making it ran nothing
+    file = tmp_path / "evil.devenv-snapshot"
+    _write_snapshot_file(target, f"{db}_src", file, "evilproj")
+    project = loader.load(root / "steps.yaml")
+
+    with pytest.raises(dumps.DumpError) as err:
+        cmd.import_(project, RecordingReporter(), file, "evil")
+    assert not mark.exists(), "the dump ran a program on the host"
+    message = str(err.value)
+    assert "\n" not in message
+    assert message == (
+        f"{file} asks for rights an import does not have (it is restored as role "
+        "devenv_import, without superuser), so nothing of it was kept: " + REFUSED)
+    assert {i.datname for i in snapshots.related(target, db)} == set()
+
+    # The CLI says the same, in one line, with exit code 1.
+    r = subprocess.run([sys.executable, "-m", "devenv", "snapshot", "import", str(file), "evil"],
+                       cwd=root, capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])})
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert f"error: {message}" in r.stderr.splitlines() + r.stdout.splitlines()
+    assert not mark.exists()
+
+
+def test_code_of_an_imported_dump_never_runs_as_superuser_later(
+        setup: tuple[database.Target, str, Path], drop_dir: Path, tmp_path: Path) -> None:
+    target, db, root = setup
+    mark = drop_dir / "later.txt"
+    _malicious_db(target, f"{db}_src", mark, fire_on_restore=False)
+    file = tmp_path / "later.devenv-snapshot"
+    _write_snapshot_file(target, f"{db}_src", file, "evilproj")
+    project = loader.load(root / "steps.yaml")
+    assert cmd.import_(project, RecordingReporter(), file, "later") == 0
+    imported = snapshots.user_name(db, "later")
+
+    # A step connects as the superuser (as steps do) and inserts: the dump's trigger fires.
+    with psycopg.connect(target.url(imported), autocommit=True) as conn:
+        assert conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user"
+                            ).fetchone() == (True,)
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match=REFUSED):
+            conn.execute("INSERT INTO public.items VALUES (3)")
+        # The dump's functions run as the import role; its tables work as before.
+        conn.execute("INSERT INTO public.log VALUES (1)")
+        assert conn.execute("SELECT name FROM public.who").fetchall() == [("devenv_import",)]
+        owner = conn.execute("SELECT pg_get_userbyid(datdba) FROM pg_database "
+                             "WHERE datname = current_database()").fetchone()
+        assert owner == (target.user,)
+    assert not mark.exists(), "a dump's trigger ran a program as superuser"
+    # The role restores only: it cannot log in between imports.
+    with psycopg.connect(target.url("postgres"), autocommit=True) as conn:
+        row = conn.execute("SELECT rolcanlogin, rolsuper, rolpassword IS NULL FROM pg_authid "
+                           "WHERE rolname = 'devenv_import'").fetchone()
+    assert row == (False, False, True)
+
+
+def test_ci_cache_hit_refuses_a_dump_that_runs_a_program(
+        setup: tuple[database.Target, str, Path], drop_dir: Path, tmp_path: Path) -> None:
+    target, db, root = setup
+    mark = drop_dir / "ci.txt"
+    _malicious_db(target, f"{db}_src", mark, fire_on_restore=True)
+    project = loader.load(root / "steps.yaml")
+    key = fingerprint.graph_key(project, "ci")
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    _write_snapshot_file(target, f"{db}_src", ci_cache.cache_file(cache, project, key),
+                         "evilproj", key=key)
+
+    r = subprocess.run([sys.executable, "-m", "devenv", "ci-setup", "--cache-dir", str(cache)],
+                       cwd=root, capture_output=True, text=True, timeout=180,
+                       env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])})
+    assert not mark.exists(), "the cached dump ran a program on the host"
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out  # the steps built the database instead
+    assert ("asks for rights an import does not have (it is restored as role devenv_import, "
+            f"without superuser), so nothing of it was kept: {REFUSED}); building from the "
+            "steps") in out
+    assert "[schema] ok" in out
