@@ -36,10 +36,21 @@ __all__ = ["FAIL", "OK", "REGISTRY", "WARN", "Check", "CheckDef", "Context", "Re
 
 def registry() -> list[CheckDef]:
     """Every check, grouped as the issue lists them."""
-    from devenv.doctor import cache, configuration, db, drift, engine, environ, services, uptodate
+    from devenv.doctor import (
+        branches,
+        cache,
+        configuration,
+        db,
+        drift,
+        engine,
+        environ,
+        services,
+        uptodate,
+    )
 
     return [*configuration.CHECKS, *engine.CHECKS, *services.CHECKS, *db.CHECKS,
-            *uptodate.CHECKS, *drift.CHECKS, *environ.CHECKS, *cache.CHECKS]
+            *uptodate.CHECKS, *drift.CHECKS, *environ.CHECKS, *cache.CHECKS,
+            *branches.CHECKS]
 
 
 REGISTRY: list[CheckDef] = registry()
