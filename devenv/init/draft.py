@@ -220,26 +220,23 @@ def make(root: Path, apps: list[App], *, service_exists: str | None = None,
     w()
     w("steps:")
 
-    migrate_of: dict[str, str] = {}
     data_of: dict[str, list[str]] = {}
-    alembic_migrates = []
     for p in plans:
         if p.app.framework != "django":
             p.migrate = f"{p.app.name}-migrate"
-            alembic_migrates.append(p.migrate)
     for p in plans:
         app = p.app
-        first = not draft.steps
-        if not first:
+        if draft.steps:
             w()
         if app.framework == "django":
-            _django_steps(w, p, alembic_migrates, [s for q_ in plans if q_ is not p
-                                                   and q_.app.framework != "django"
-                                                   for s in data_of.get(q_.app.name, [])],
+            # Only apps whose tables this one can see (their schema is on its search_path)
+            # can be in its way or be pointed at; the others run beside it.
+            seen = [o for o in plans if o.app.framework != "django" and _sees(p, o)]
+            _django_steps(w, p, [o.migrate for o in seen if o.migrate],
+                          [s for o in seen for s in data_of.get(o.app.name, [])],
                           service, draft)
         else:
             _alembic_steps(w, p, service, draft)
-        migrate_of[app.name] = p.migrate or ""
         data_of[app.name] = list(p.data)
 
     procs = [p for p in plans if p.port is not None]
@@ -256,6 +253,13 @@ def make(root: Path, apps: list[App], *, service_exists: str | None = None,
     if not service_exists:
         draft.files[f"services/{SERVICE_NAME}.yaml"] = POSTGRES_SERVICE
     return draft
+
+
+def _sees(p: _Plan, other: _Plan) -> bool:
+    """Whether ``p``'s connections see the tables ``other`` creates (in the first schema
+    of its search_path, or public when it sets none)."""
+    theirs = other.search_path[0] if other.search_path else "public"
+    return theirs in (p.search_path or ("public",))
 
 
 def _describe(app: App) -> str:
@@ -475,5 +479,5 @@ def _process(w: _Writer, p: _Plan, draft: Draft) -> None:
           f"# a health route found in {app.name}'s code", 4)
     else:
         w(f"ready: tcp://127.0.0.1:{port}" + " " * 8 +
-          "# no health route found: ready when the port accepts connections", 4)
+          "# no health route found: the open port counts", 4)
     draft.processes.append(app.name)
