@@ -568,7 +568,7 @@ def detect(root: Path, only: list[Path] | None = None) -> list[App]:
             ini = here / "alembic.ini" if "alembic.ini" in files else None
             if ini is None and (here / "migrations" / "alembic.ini").is_file():
                 ini = here / "migrations" / "alembic.ini"
-            entry = _flask_entry(here) if any(f.endswith(".py") for f in files) else None
+            entry = _flask_entry(here)
             if entry or ini:
                 seen.add(here)
                 dirs[:] = []
