@@ -275,10 +275,10 @@ def _installed_apps(settings_files: list[Path]) -> list[str]:
             continue
         for node in tree.body:
             if isinstance(node, ast.Assign) and any(
-                    isinstance(t, ast.Name) and t.id == "INSTALLED_APPS" for t in node.targets):
-                if isinstance(node.value, ast.List | ast.Tuple):
-                    return [e.value for e in node.value.elts
-                            if isinstance(e, ast.Constant) and isinstance(e.value, str)]
+                    isinstance(t, ast.Name) and t.id == "INSTALLED_APPS" for t in node.targets
+            ) and isinstance(node.value, ast.List | ast.Tuple):
+                return [e.value for e in node.value.elts
+                        if isinstance(e, ast.Constant) and isinstance(e.value, str)]
     return []
 
 
