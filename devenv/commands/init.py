@@ -94,6 +94,8 @@ def run(out: Output, root: Path, only: list[Path] | None = None, *, force: bool 
                  "steps.yaml)")
     for line in result.summary:
         out.text(f"  {line}")
+    for note in result.notes:
+        out.warn(f"check {note}")
     out.text(f"{len(result.steps)} steps, {len(result.processes)} processes; next: "
              "devenv plan, then devenv up")
     return EXIT_OK

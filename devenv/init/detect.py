@@ -192,6 +192,12 @@ def read_db_settings(files: list[Path], root: Path) -> DbSettings:
                   and name not in _IGNORED_VARS and name not in required):
                 # os.environ["X"]: a KeyError at import if X is not set.
                 required.append(name)
+        if ("dj_database_url" in text or re.search(r"\benv\.db\(\s*\)", text)) \
+                and "DATABASE_URL" not in url:
+            # dj-database-url's config() and django-environ's env.db() read DATABASE_URL
+            # without naming it.
+            url.append("DATABASE_URL")
+            found = True
         if not search:
             search = _pinned_search_path(text)
         if found or search:
@@ -339,12 +345,16 @@ def detect_django(manage: Path, root: Path) -> App:
                 commands.append(CliCommand(p.stem, required, _rel(p, root)))
 
     py = [p for p in _py_files(folder, 3) if "migrations" not in p.parts]
+    db = read_db_settings(settings_files or py, root)
+    if not db.url_vars and not db.part_vars:
+        notes.append("its settings read no database variable from the environment, so it "
+                     "would not use the database devenv builds: read DATABASE_URL (devenv "
+                     "sets it) in DATABASES")
     return App(
         framework="django", folder=_rel(folder, root), name=_app_name(folder, root, "django"),
         venv=find_venv(folder, root), requirements=find_requirements(folder, root),
         settings=settings, manage=manage.name, migration_apps=apps,
-        fixtures=tuple(fixtures), commands=tuple(commands),
-        db=read_db_settings(settings_files or py, root),
+        fixtures=tuple(fixtures), commands=tuple(commands), db=db,
         health=find_health([p for p in py if p.name == "urls.py"] or py),
         notes=tuple(notes))
 
@@ -529,14 +539,19 @@ def detect_flask_or_alembic(folder: Path, root: Path, entry: str | None,
                                                  "wsgi", "database", "db", "extensions")
                      or p.name == (entry or "").split(":")[0]]
     framework = "flask" if entry else "alembic"
+    db = read_db_settings(env_files + settings_like, root)
+    if ini is not None and not flask_migrate and env_files and not db.url_vars \
+            and not db.part_vars:
+        notes.append(f"{_rel(env_files[0], root)} reads no database variable from the "
+                     "environment (sqlalchemy.url in the ini?), so alembic would not migrate "
+                     "the database devenv builds: read DATABASE_URL (devenv sets it) there")
     return App(
         framework=framework, folder=_rel(folder, root),
         name=_app_name(folder, root, framework), venv=find_venv(folder, root),
         requirements=find_requirements(folder, root), flask_app=entry,
         flask_migrate=flask_migrate, alembic_config=config, alembic_scripts=scripts,
         commands=find_click_commands(py, root) if entry else (),
-        db=read_db_settings(env_files + settings_like, root),
-        health=find_health(py) if entry else None, notes=tuple(notes))
+        db=db, health=find_health(py) if entry else None, notes=tuple(notes))
 
 
 # --------------------------------------------------------------------------- the scan

@@ -43,6 +43,7 @@ class Draft:
     summary: list[str] = field(default_factory=list)
     steps: list[str] = field(default_factory=list)
     processes: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what the user should check
 
 
 def q(value: object) -> str:
@@ -198,6 +199,9 @@ def make(root: Path, apps: list[App], *, service_exists: str | None = None,
     for p in plans:
         w(f"#   {_describe(p.app)}")
         draft.summary.append(_describe(p.app))
+        for note in p.app.notes:
+            w.comment(f"CHECK {p.app.name}: {note}", 4)
+            draft.notes.append(f"{p.app.name}: {note}")
     w.comment("Each choice is explained beside it; edit freely. `devenv plan` shows what "
               "`devenv up` would run, `devenv doctor` checks the set-up.")
     w("version: 1")

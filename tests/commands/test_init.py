@@ -144,3 +144,18 @@ def test_init_then_up_on_the_healthplan_example(tmp_path: Path) -> None:
     finally:
         down = devenv(root, "down", "--volumes", "--yes", timeout=300)
         assert down.returncode == 0, down.stderr
+
+
+def test_python_is_found_relative_to_the_steps_cwd(built: Path, tmp_path: Path) -> None:
+    """The draft writes python: ./.venv beside cwd: api; the runner finds it there (not
+    in the repository root, where there is none)."""
+    from devenv import runner
+
+    root = copy(built, tmp_path)
+    assert devenv(root, "init").returncode == 0
+    project = loader.load(root / "steps.yaml")
+    step = project.steps["api-migrate"]
+    assert step.python == "./.venv"
+    python = runner.resolve_python(project, step, {})
+    assert Path(python) == root / "api" / ".venv" / "bin" / "python"
+    assert Path(python).exists()

@@ -101,3 +101,24 @@ def test_virtualenvs_and_build_output_are_not_scanned(tmp_path: Path) -> None:
     # A Django project inside a virtualenv (a dependency's test suite) is not an app.
     shutil.copytree(tmp_path / "web", tmp_path / "api" / ".venv" / "lib" / "web")
     assert sorted(a.name for a in detect(tmp_path)) == ["api", "web"]
+
+
+def test_settings_that_ignore_the_environment_are_flagged(tmp_path: Path) -> None:
+    repos.write(tmp_path, {
+        **repos.WEB,
+        "web/webcfg/settings.py": 'INSTALLED_APPS = ["blog"]\nDATABASES = {"default": '
+                                  '{"ENGINE": "django.db.backends.postgresql", "NAME": "x"}}\n',
+        "jobs/alembic.ini": "[alembic]\nscript_location = db\nsqlalchemy.url = "
+                            "postgresql://localhost/jobs\n",
+        "jobs/db/env.py": "from alembic import context\nurl = context.config."
+                          "get_main_option('sqlalchemy.url')\n",
+        "dj/manage.py": repos.WEB["web/manage.py"].replace("webcfg", "djcfg"),
+        "dj/djcfg/__init__.py": "",
+        "dj/djcfg/settings.py": "import dj_database_url\n"
+                                "DATABASES = {'default': dj_database_url.config()}\n",
+    })
+    apps = by_name(detect(tmp_path))
+    assert "read DATABASE_URL (devenv sets it) in DATABASES" in apps["web"].notes[0]
+    assert apps["jobs"].notes[0].startswith("jobs/db/env.py reads no database variable")
+    # dj-database-url reads DATABASE_URL without naming it.
+    assert apps["dj"].db.url_vars == ("DATABASE_URL",) and not apps["dj"].notes
