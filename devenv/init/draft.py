@@ -293,8 +293,12 @@ def _common(w: _Writer, p: _Plan, needs: list[str], inputs: list[str],
                                 "# the virtualenv beside the app; relative to cwd:"
                                 if first else ""), 4)
     elif first:
+        make = ("python -m venv .venv && .venv/bin/pip install -r "
+                f"{Path(app.requirements[0]).name}" if app.requirements
+                and app.requirements[0].endswith(".txt") else "python -m venv .venv")
         w.comment("no virtualenv found beside the app: devenv's own interpreter runs it. "
-                  "With one, add python: ./.venv (relative to cwd:)", 4)
+                  f"To give it its own: {make} in {p.cwd}, then add python: ./.venv "
+                  "(relative to cwd:)", 4)
     if p.search_path:
         w(f"search_path: {q(list(p.search_path))}", 4)
     if p.env:
@@ -401,6 +405,8 @@ def _listed(w: _Writer, p: _Plan, commands: list[CliCommand], after: str) -> Non
             w(f"#   python: {q(py)}", 2)
         if p.search_path:
             w(f"#   search_path: {q(list(p.search_path))}", 2)
+        if p.env:
+            w(f"#   env: {q(p.env)}", 2)
         w(f"#   needs: [{after}]", 2)
         w(f"#   inputs: [{q(c.source)}]", 2)
 

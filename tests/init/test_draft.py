@@ -82,3 +82,24 @@ def test_healthplan_draft_orders_the_apps_that_share_public() -> None:
     assert steps["flask-api-load-fixtures"].kind == "flask-command"
     assert "flask-api-fake-data" not in steps  # listed to pick, not chosen
 
+
+
+def test_listed_commands_load_once_uncommented(tmp_path: Path) -> None:
+    """The commented-out command steps are ready to use: uncommented, the file loads and
+    each carries what the app's other steps carry (cwd, python, search_path, env)."""
+    import re
+
+    repos.build(tmp_path, venvs=False)
+    fake_venv(tmp_path / "web")
+    d = draft.make(tmp_path, detect.detect(tmp_path), port_free=lambda p: True)
+    text = re.sub(r"^  # ([\w-]+:)$", r"  \1", d.files["steps.yaml"], flags=re.M)
+    text = re.sub(r"^  #   (.*)$", r"    \1", text, flags=re.M)
+    d.files["steps.yaml"] = text
+    steps = load(tmp_path, d).steps
+    fake = steps["web-fake"]
+    assert (fake.kind, fake.options["command"], fake.options["args"]) == (
+        "django-command", "fake", ("<count>",))
+    assert (fake.cwd, fake.python, fake.needs) == ("web", "./.venv", ("web-fixtures",))
+    assert fake.env == steps["web-migrate"].env and fake.env["DB_PORT"] == "${PGPORT}"
+    users = steps["api-fake-users"]
+    assert (users.options["command"], users.options["args"]) == ("fake", ("users", "<n>"))
