@@ -567,8 +567,8 @@ def init_cmd(
     repo: Annotated[Path, typer.Argument(
         help="The repository: steps.yaml and services/ are written here.")] = Path("."),
     apps: Annotated[Optional[list[Path]], typer.Option(  # noqa: UP045
-        "--app", help="Only look in this folder (repeatable). Default: the whole "
-        "repository.")] = None,
+        "--app", help="Only look in this folder (repeatable; relative to REPO or here). "
+        "Default: the whole repository.")] = None,
     force: Annotated[bool, typer.Option(
         "--force", help="Overwrite an existing steps.yaml.")] = False,
     check: Annotated[bool, typer.Option(

@@ -58,11 +58,14 @@ def run(out: Output, root: Path, only: list[Path] | None = None, *, force: bool 
     ``check`` a file is in the way; 2: a file is in the way (without ``force``)."""
     if not root.is_dir():
         raise UsageError(f"no such folder: {root}")
-    for p in only or []:
+    # --app folders are taken relative to the repository when they are there.
+    only = [root / p if not p.is_absolute() and (root / p).is_dir() else p
+            for p in only or []]
+    for p in only:
         if not p.is_dir():
             raise UsageError(f"no such folder: {p} (--app takes an app's folder)")
     root = root.resolve()
-    apps, result = make_draft(root, only)
+    apps, result = make_draft(root, only or None)
     if not apps:
         out.error(f"no Django project (manage.py), Flask app or alembic.ini found under "
                   f"{root}; nothing written")

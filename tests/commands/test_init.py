@@ -159,3 +159,14 @@ def test_python_is_found_relative_to_the_steps_cwd(built: Path, tmp_path: Path) 
     python = runner.resolve_python(project, step, {})
     assert Path(python) == root / "api" / ".venv" / "bin" / "python"
     assert Path(python).exists()
+
+
+def test_app_limits_the_search_to_folders_of_the_repository(built: Path,
+                                                            tmp_path: Path) -> None:
+    root = copy(built, tmp_path)
+    proc = devenv(tmp_path, "init", root.name, "--app", "web")  # web/ inside the repo
+    assert proc.returncode == 0, proc.stderr
+    assert list(loader.load(root / "steps.yaml").steps) == ["web-migrate", "web-fixtures"]
+    missing = devenv(tmp_path, "init", root.name, "--app", "nowhere", "--force")
+    assert missing.returncode == 2
+    assert "no such folder: nowhere (--app takes an app's folder)" in missing.stderr
