@@ -3,6 +3,7 @@ loader and the schema accept exactly the same keys, checked by asking the loader
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,9 @@ SAMPLE = {"str": "x.ini", "str_list": ["a"], "number": 5, "int": 1, "bool": True
           "mapping": {}, "any": "x", "str_or_list": "x"}
 
 
+@functools.cache
 def validator(which: str = "steps") -> jsonschema.Draft202012Validator:
+    """Built once: checking the schema against the meta-schema takes a second."""
     schema = config_schema.steps_schema() if which == "steps" else \
         config_schema.service_schema()
     jsonschema.Draft202012Validator.check_schema(schema)
@@ -67,7 +70,7 @@ def test_every_kind_has_a_minimal_step() -> None:
 def test_step_keys_match_the_loader(kind: str) -> None:
     """For every key any kind knows (and a made-up one): the loader accepts it on this
     kind exactly when the schema lists it."""
-    schema_keys = set(config_schema.steps_schema()["$defs"][f"step-{kind}"]["properties"])
+    schema_keys = set(validator().schema["$defs"][f"step-{kind}"]["properties"])
     candidates = {**{k: SAMPLE["str"] for k in loader.STEP_KEYS}, **{
         k: SAMPLE[t] for k, t in all_option_keys().items()}, "not_a_key": "x"}
     candidates.update({"needs": [], "inputs": ["a"], "search_path": ["public"],
