@@ -243,9 +243,11 @@ def render(which: str) -> str:
 
 def write(root: Path) -> list[Path]:
     """Write both schemas under ``root/.devenv/schema``; the paths written."""
+    from devenv.lock import ensure_state_dir
+
+    # .devenv/ as devenv makes it everywhere: 0700, with its own .gitignore.
+    ensure_state_dir(root / ".devenv")
     folder = root / SCHEMA_DIR
-    # .devenv/ holds credentials-bearing state elsewhere: private, like devenv makes it.
-    (root / ".devenv").mkdir(mode=0o700, exist_ok=True)
     folder.mkdir(exist_ok=True)
     out = []
     for which, name in FILES.items():

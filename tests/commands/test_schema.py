@@ -41,3 +41,4 @@ def test_write_puts_both_files_beside_the_nearest_steps_yaml(tmp_path: Path) -> 
     assert json.loads((folder / "service.json").read_text()) == \
         config_schema.service_schema()
     assert (tmp_path / ".devenv").stat().st_mode & 0o777 == 0o700
+    assert (tmp_path / ".devenv" / ".gitignore").read_text().endswith("\n*\n")
