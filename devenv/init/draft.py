@@ -173,7 +173,7 @@ def make(root: Path, apps: list[App], *, service_exists: str | None = None,
         for var in app.db.url_vars:
             if var != "DATABASE_URL":
                 plan.env[var] = "${DATABASE_URL}"
-        if app.db.part_vars or len(plan.env):
+        if plan.env:
             plan.env_why.append(
                 f"{app.name} reads {', '.join(sorted(plan.env))} "
                 f"({', '.join(app.db.sources)}): wired to the database devenv builds")
@@ -209,7 +209,7 @@ def make(root: Path, apps: list[App], *, service_exists: str | None = None,
     w("database:")
     w(f"service: {service}" + ("" if service_exists else "             # services/postgres.yaml"),
       2)
-    w(f"name: {q(ident(name) + '_dev')}", 2)
+    w(f"name: {q(ident(name)[:36] + '_dev')}", 2)  # devenv takes names up to 40
     if len(schemas) > 1:
         w.comment("created by devenv before the steps run: the schemas in the apps' "
                   "search_path (each app's migrate step says why)", 2)

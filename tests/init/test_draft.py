@@ -103,3 +103,11 @@ def test_listed_commands_load_once_uncommented(tmp_path: Path) -> None:
     assert fake.env == steps["web-migrate"].env and fake.env["DB_PORT"] == "${PGPORT}"
     users = steps["api-fake-users"]
     assert (users.options["command"], users.options["args"]) == ("fake", ("users", "<n>"))
+
+
+def test_a_long_folder_name_still_gives_valid_names(tmp_path: Path) -> None:
+    root = tmp_path / ("2024-" + "very-long-repository-name-" * 3)
+    repos.write(root, repos.WEB)
+    project = load(root, draft.make(root, detect.detect(root), port_free=lambda p: True))
+    assert project.database is not None
+    assert len(project.name) <= 40 and len(project.database.name) <= 40
