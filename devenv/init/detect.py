@@ -64,7 +64,10 @@ _ENV_READ = re.compile(
 _SEARCH_PATH_LIT = re.compile(r"search_path\s*=\s*([A-Za-z0-9_$,\s\"]+?)(?:['\"}]|$)",
                               re.MULTILINE)
 _SEARCH_PATH_REF = re.compile(r"search_path\s*=\s*\{(\w+)\}")
-_HEALTH = re.compile(r"""["'](/?(?:api/)?(?:health|healthz|healthcheck|ping|status)/?)["']""")
+# A route, not any word: "/health" (Flask) or "health/" (a Django path()); a bare
+# "status" is as likely a JSON key.
+_HEALTH = re.compile(r"""["'](/(?:api/)?(?:health|healthz|healthcheck|ping)/?|"""
+                     r"""(?:api/)?(?:health|healthz|healthcheck|ping)/)["']""")
 _SETTINGS_IN_MANAGE = re.compile(
     r"""DJANGO_SETTINGS_MODULE["']\s*,\s*["']([A-Za-z_][\w.]*)["']""")
 

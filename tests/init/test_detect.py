@@ -122,3 +122,15 @@ def test_settings_that_ignore_the_environment_are_flagged(tmp_path: Path) -> Non
     assert apps["jobs"].notes[0].startswith("jobs/db/env.py reads no database variable")
     # dj-database-url reads DATABASE_URL without naming it.
     assert apps["dj"].db.url_vars == ("DATABASE_URL",) and not apps["dj"].notes
+
+
+def test_health_route_is_a_route_not_a_word(tmp_path: Path) -> None:
+    repos.write(tmp_path, {
+        "a/app.py": "from flask import Flask\napp = Flask(__name__)\n"
+                    "@app.get('/items')\ndef items():\n    return {'health': 'ok'}\n",
+        "b/app.py": "from flask import Flask\napp = Flask(__name__)\n"
+                    "@app.get('/api/healthz')\ndef h():\n    return 'ok'\n",
+    })
+    apps = by_name(detect(tmp_path))
+    assert apps["a"].health is None
+    assert apps["b"].health == "/api/healthz"
