@@ -67,7 +67,10 @@ _SEARCH_PATH_REF = re.compile(r"search_path\s*=\s*\{(\w+)\}")
 # A route, not any word: "/health" (Flask) or "health/" (a Django path()); a bare
 # "status" is as likely a JSON key.
 _HEALTH = re.compile(r"""["'](/(?:api/)?(?:health|healthz|healthcheck|ping)/?|"""
-                     r"""(?:api/)?(?:health|healthz|healthcheck|ping)/)["']""")
+                     r"""(?:api/)?(?:health|healthz|healthcheck|ping)/)["']|"""
+                     # Django's path("health", ...) / re_path(r"^health/?$", ...)
+                     r"""\b(?:re_)?path\(\s*r?["']\^?((?:api/)?(?:health|healthz|"""
+                     r"""healthcheck|ping)/?)""")
 _SETTINGS_IN_MANAGE = re.compile(
     r"""DJANGO_SETTINGS_MODULE["']\s*,\s*["']([A-Za-z_][\w.]*)["']""")
 
@@ -236,7 +239,7 @@ def find_health(files: list[Path]) -> str | None:
     for f in files:
         m = _HEALTH.search(_read(f))
         if m:
-            path = m.group(1)
+            path = m.group(1) or m.group(2)
             return path if path.startswith("/") else f"/{path}"
     return None
 

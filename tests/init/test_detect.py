@@ -62,6 +62,8 @@ def test_the_healthplan_example(tmp_path: Path) -> None:
     assert [Path(f).stem for f in django.fixtures] == [
         "users", "member_notes", "interactions", "member_attributes"]
     assert sorted(c.name for c in django.commands) == ["ensure_local_user", "seed_extra"]
+    # path("health", ...) in urls.py; @bp.get("/health") in the Flask blueprint
+    assert (django.health, flask.health) == ("/health", "/health")
 
 
 def test_nothing_is_imported(tmp_path: Path) -> None:
