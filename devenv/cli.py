@@ -647,6 +647,74 @@ def doctor(
                           profile=profile, database_url=database_url))
 
 
+# --------------------------------------------------------------------------- init (H7)
+
+
+@app.command("init")
+def init_cmd(
+    repo: Annotated[Path, typer.Argument(
+        help="The repository: steps.yaml and services/ are written here.")] = Path("."),
+    apps: Annotated[Optional[list[Path]], typer.Option(  # noqa: UP045
+        "--app", help="Only look in this folder (repeatable; relative to REPO or here). "
+        "Default: the whole repository.")] = None,
+    force: Annotated[bool, typer.Option(
+        "--force", help="Overwrite an existing steps.yaml.")] = False,
+    check: Annotated[bool, typer.Option(
+        "--check", help="Print what would be written; write nothing.")] = False,
+) -> None:
+    """Draft steps.yaml (and services/postgres.yaml) from the apps in a repository.
+
+    Reads files only (no app is imported) and finds: Django projects (manage.py, the
+    settings module, apps with migrations, fixtures, management commands), Flask apps
+    (FLASK_APP, app factories, Flask-Migrate's migrations/, click commands), plain Alembic
+    (alembic.ini), a virtualenv beside each app (python:, relative to cwd:), requirements
+    files, the variables each app reads its database from (DATABASE_URL, DB_HOST-style
+    names: wired through env:), and a health route for each server's ready check. When
+    several apps share the database each gets its own schema, unless it pins its own
+    search_path. Every choice is explained in a comment in the file.
+
+    Fixture-loading commands become steps; other commands are listed, commented out, to
+    pick. The draft is checked by devenv's own loader before it is written. steps.yaml is
+    never overwritten without --force; an existing services/NAME.yaml with a postgres
+    image is reused. Editors get a JSON Schema in .devenv/schema/ (see devenv schema).
+
+    Exit codes: 0 written (with --check: would be written); 1 no app found (with --check:
+    also when steps.yaml is in the way); 2 steps.yaml exists and no --force.
+
+    Example: devenv init --check; devenv init && devenv up --detach
+    """
+    from devenv.commands import init as cmd
+
+    _call(lambda: cmd.run(_output(), repo, apps, force=force, check=check))
+
+
+# --------------------------------------------------------------------------- schema (H7)
+
+
+@app.command("schema")
+def schema_cmd(
+    which: Annotated[str, typer.Argument(
+        help="steps (steps.yaml) or service (one services/NAME.yaml).")] = "steps",
+    write: Annotated[bool, typer.Option(
+        "--write", help="Write both schemas to .devenv/schema/ in the project (beside the "
+        "nearest steps.yaml, or here) instead of printing one.")] = False,
+) -> None:
+    """Print the JSON Schema of steps.yaml or services/NAME.yaml, for editors.
+
+    Built from the loader's own key lists and each kind's options, so it accepts exactly
+    the keys devenv does. For VS Code's YAML extension (or any YAML language server), put
+    this first line in steps.yaml (devenv init writes it):
+
+        # yaml-language-server: $schema=.devenv/schema/steps.json
+
+    and in services/NAME.yaml: # yaml-language-server: $schema=../.devenv/schema/service.json
+    then run devenv schema --write to create the files. Example: devenv schema service
+    """
+    from devenv.commands import schema as cmd
+
+    _call(lambda: cmd.run(_output(), which, write=write, file=G.file))
+
+
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     # The runner stops its steps' process groups on KeyboardInterrupt; SIGTERM (docker
     # stop, CI cancelling a job) gets the same clean stop.

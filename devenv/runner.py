@@ -108,7 +108,12 @@ def resolve_python(project: Project, step: StepSpec, env: Mapping[str, str]) -> 
     raw = expand(step.python, env, step.loc, f"steps.{step.name}.python")
     p = Path(raw)
     if not p.is_absolute() and ("/" in raw or p.suffix):
-        p = project.root / p
+        # Relative to the step's cwd:, like its run: (devenv init writes it that way).
+        base = project.root
+        if step.cwd:
+            cwd = Path(expand(step.cwd, env, step.loc, f"steps.{step.name}.cwd"))
+            base = cwd if cwd.is_absolute() else project.root / cwd
+        p = base / p
     if p.is_dir():
         p = p / "bin" / "python"
     return str(p) if ("/" in raw or p.is_absolute()) else raw
