@@ -55,6 +55,12 @@ DESCRIPTIONS: dict[str, str] = {
     "schemas": "Schemas created before the steps run.",
     "service": "The service the database lives on.",
     "keep": "How many refresh-db snapshots to keep.",
+    "rerun": "incremental (running it again applies only what is new: a migration tool) "
+             "or rebuild (data: up builds beside instead); default from the kind.",
+    "reconnects": "The process reconnects by itself after a database swap (not restarted).",
+    "up": "What devenv up does on the working database (rebuild: rebuild | stop).",
+    "rebuild": "rebuild: a changed data step is built beside and swapped in; stop: up "
+               "stops and names devenv refresh-db.",
 }
 
 _SCALAR = {"type": ["string", "number"]}
@@ -95,6 +101,7 @@ def _common_step_key(key: str) -> dict[str, Any]:
         "profiles": _STR_LIST,
         "timeout": _NUMBER,
         "checkpoint": {"type": "boolean"},
+        "rerun": {"enum": list(loader.RERUN_VALUES)},
     }
     return _described(key, shapes.get(key, _STR))
 
@@ -191,6 +198,8 @@ def steps_schema() -> dict[str, Any]:
                              "pattern": r"^(https?://|tcp://|\d{1,5}$|cmd:)"},
                             {"type": "integer"}, {"type": "object"}]},
         "ready_timeout": _NUMBER, "profiles": _STR_LIST,
+        "search_path": {"type": "array", "items": {"type": "string"}},
+        "reconnects": {"type": "boolean"},
     }
     defs["process"] = {
         "type": "object", "required": ["run"], "additionalProperties": False,
@@ -216,6 +225,9 @@ def steps_schema() -> dict[str, Any]:
         "cache": {"type": "object", "additionalProperties": False,
                   "properties": {k: _described(k, {"type": "integer", "minimum": 0})
                                  for k in loader.CACHE_KEYS}},
+        "up": {"type": "object", "additionalProperties": False,
+               "properties": {k: _described(k, {"enum": list(loader.UP_REBUILD_VALUES)})
+                              for k in loader.UP_KEYS}},
     }
     return {
         "$schema": DIALECT,
