@@ -120,7 +120,7 @@ def test_service_and_database_keys_match_the_loader() -> None:
 
 def test_descriptions_name_only_real_keys() -> None:
     real = {*loader.TOP_KEYS, *loader.STEP_KEYS, *loader.PROCESS_KEYS, *loader.SERVICE_KEYS,
-            *loader.DATABASE_KEYS, *loader.CACHE_KEYS, *all_option_keys()}
+            *loader.DATABASE_KEYS, *loader.CACHE_KEYS, *loader.UP_KEYS, *all_option_keys()}
     assert set(config_schema.DESCRIPTIONS) <= real
 
 
