@@ -169,6 +169,10 @@ def refresh(project: Project, reporter: Reporter, target: Target, *, profile: st
             for n in steps:
                 if n not in held:
                     waits[n] = waits.get(n, set()) | set(held)
+                elif n in waits:
+                    # A checkpoint among the held steps would wait for the affected ones,
+                    # which now wait for it: the held steps wait only among themselves.
+                    waits[n] = waits[n] & set(held)
     if choice.kind == "ready":
         with phase(reporter, "swap", "swapping in the ready copy", "ready copy swapped in"):
             backup_name = snapshots.swap(target, db, choice.datname, backup=backup,

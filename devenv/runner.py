@@ -458,7 +458,9 @@ def run(
     for name in to_run:
         if name in pending:
             why = "interrupted before it started" if interrupted else \
-                f"not started: the run stopped after {first_failure} failed"
+                f"not started: the run stopped after {first_failure} failed" if first_failure \
+                else (f"not started: it waits for {', '.join(sorted(waits[name] - done))}, "
+                      "which could not start (a bug in devenv's ordering; please report it)")
             finish(name, Status.CANCELLED, why)
     order = {d.step: i for i, d in enumerate(decisions)}
     result = RunResult(sorted(results.values(), key=lambda r: order.get(r.name, 0)),

@@ -374,3 +374,22 @@ def test_parallel_chains_need_no_checkpoint(make_project: Callable[..., Path], p
     finally:
         for info in snapshots.related(target, db):
             database.drop(target, info.datname)
+
+
+def test_a_checkpoint_among_the_untouched_steps_does_not_deadlock(
+        lc: tuple[Path, database.Target]) -> None:
+    """`extra` is a checkpoint (it waits for every step it does not lead to, seed among
+    them); an edit of seed makes the untouched steps, extra included, run first: extra must
+    not wait for seed, which waits for it."""
+    root, target = lc
+    text = (root / "steps.yaml").read_text()
+    (root / "steps.yaml").write_text(text.replace("  extra:\n", "  extra:\n    checkpoint: true\n"))
+    res, _ = refresh(root, target)
+    assert res.swapped
+    (root / "seed.sql").write_text(FILES["seed.sql"].replace("200", "230"))
+    res, rep = refresh(root, target)
+    assert res.swapped, [(r.name, r.status, r.reason) for r in res.result.results] \
+        if res.result else res
+    assert sorted(ran(rep)) == ["extra", "final", "seed"]
+    with psycopg.connect(target.url()) as conn:
+        assert conn.execute("select count(*) from app.items").fetchone() == (230,)
