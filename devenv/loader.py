@@ -520,7 +520,9 @@ def _service(name: str, node: Node) -> ServiceSpec:
         command = ("sh", "-c", c) if isinstance(c, str) else c
     return ServiceSpec(name=name, image=image, env=env, ports=tuple(ports),
                        healthcheck=healthcheck, volumes=volumes, command=command,
-                       backend=backend, loc=Location(node.file, node.key_line or node.line))
+                       backend=backend, loc=Location(node.file, node.key_line or node.line),
+                       backend_loc=Location(m["backend"].file, m["backend"].key_line
+                                            or m["backend"].line) if "backend" in m else None)
 
 
 def _port(node: Node) -> PortSpec:
