@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from devenv.errors import DevenvError
+from devenv.errors import EXIT_SERVICE, DevenvError
 
 if TYPE_CHECKING:
     from devenv import pgwire
@@ -25,6 +25,12 @@ DUPLICATE_DATABASE = "42P04"  # SQLSTATE
 
 class DatabaseError(DevenvError):
     """The database could not be reached or changed."""
+
+
+class Unreachable(DatabaseError):
+    """No connection to the server: exit code 3 like a service that is not up, not 1."""
+
+    exit_code = EXIT_SERVICE
 
 
 @dataclass(frozen=True)
@@ -106,7 +112,7 @@ def _open(target: Target, dbname: str, timeout: float) -> pgwire.Connection:
         return pgwire.connect(target.host, target.port, target.user, target.password, dbname,
                               timeout=max(1.0, timeout), application_name="devenv")
     except pgwire.OperationalError as exc:
-        raise DatabaseError(f"cannot connect to {target.redacted(dbname)}: {exc}") from None
+        raise Unreachable(f"cannot connect to {target.redacted(dbname)}: {exc}") from None
 
 
 @contextmanager
