@@ -149,7 +149,8 @@ def _move_out_of_state_dir(project: Project, service: ServiceSpec, lay: Layout) 
         lay.base.parent.rmdir()  # .devenv/native/, once no other service's data is left
     state = project.state_dir
     st = state.stat()
-    if st.st_uid == 0 and st.st_gid == user.pw_gid:
+    # another service's server may still run in there: close .devenv/ once none is left
+    if st.st_uid == 0 and st.st_gid == user.pw_gid and not lay.base.parent.exists():
         os.chown(state, 0, 0)
         os.chmod(state, 0o700)
     return target
