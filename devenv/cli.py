@@ -24,7 +24,9 @@ if TYPE_CHECKING:
 
 EPILOG = (
     "Exit codes: 0 ready, 1 a step failed, 2 configuration or usage error, "
-    "3 a service never became healthy, 130 interrupted."
+    "3 a service never became healthy, 4 busy (another devenv holds the project), "
+    "5 a snapshot file was refused, 6 up would re-run a changed data step on top (up.rebuild: "
+    "stop), 130 interrupted."
 )
 
 app = typer.Typer(
@@ -290,7 +292,7 @@ def ci_setup(
     Uses the database CI provides when DATABASE_URL is set, otherwise starts the services.
     Plain timestamped lines, each step's log in a block (folded under GitHub Actions and
     GitLab CI). Exit codes: 0 ready, 1 a step failed, 2 configuration error, 3 a service
-    never became healthy; the last line says which.
+    never became healthy, 4 busy, 130 interrupted; the last line says which.
 
     Example: devenv ci-setup --junit reports/devenv.xml --cache-dir .devenv-cache
     """

@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from devenv.errors import DevenvError
+from devenv.errors import EXIT_SERVICE, DevenvError
 
 if TYPE_CHECKING:
     from devenv import pgwire
@@ -51,6 +51,12 @@ KEYWORD_ENV: dict[str, str] = {
 }
 # What a Target holds in its own fields; every other keyword travels in Target.params.
 CORE = ("host", "port", "user", "password", "dbname")
+
+
+class Unreachable(DatabaseError):
+    """No connection to the server: exit code 3 like a service that is not up, not 1."""
+
+    exit_code = EXIT_SERVICE
 
 
 @dataclass(frozen=True)
@@ -292,7 +298,7 @@ def _open(target: Target, dbname: str, timeout: float) -> pgwire.Connection:
         # The same surface and errors as pgwire's Connection.
         return libpq.connect(info, timeout=max(1.0, timeout))  # type: ignore[return-value]
     except pgwire.OperationalError as exc:
-        raise DatabaseError(f"cannot connect to {target.redacted(dbname)}: {exc}") from None
+        raise Unreachable(f"cannot connect to {target.redacted(dbname)}: {exc}") from None
 
 
 @contextmanager

@@ -37,7 +37,7 @@ from typing import Any
 
 from devenv import database, proc
 from devenv.database import KEYWORD_ENV, Target, connect
-from devenv.errors import DevenvError
+from devenv.errors import DevenvError, RefusedFileError
 
 MAGIC = b"DEVENV-SNAPSHOT 1\n"
 MAX_HEADER = 16 << 20  # a header line longer than this means the file is not ours
@@ -49,6 +49,11 @@ LOCAL_DIRS = ("/usr/lib/postgresql/*/bin", "/usr/pgsql-*/bin",
 
 class DumpError(DevenvError):
     """A snapshot file that cannot be read or restored, or a dump that failed."""
+
+
+class SnapshotFileError(RefusedFileError, DumpError):
+    """A snapshot file refused before anything is loaded: missing, not one, truncated,
+    damaged, too new (exit code 5, not "a step failed")."""
 
 
 @dataclass(frozen=True)
@@ -138,27 +143,27 @@ def read_header(path: Path) -> tuple[Header, int]:
             line = fh.readline(MAX_HEADER) if magic == MAGIC else b""
             offset = fh.tell()
     except FileNotFoundError:
-        raise DumpError(f"{path}: no such file") from None
+        raise SnapshotFileError(f"{path}: no such file") from None
     except IsADirectoryError:
-        raise DumpError(f"{path} is a folder, not a snapshot file") from None
+        raise SnapshotFileError(f"{path} is a folder, not a snapshot file") from None
     except OSError as exc:
-        raise DumpError(f"{path}: cannot read it: {exc.strerror}") from None
+        raise SnapshotFileError(f"{path}: cannot read it: {exc.strerror}") from None
     if magic != MAGIC:
         if magic.startswith(b"PGDMP"):
-            raise DumpError(f"{path} is a bare pg_dump archive, not a devenv snapshot file: "
+            raise SnapshotFileError(f"{path} is a bare pg_dump archive, not a devenv snapshot file: "
                             "restore it with pg_restore, or make one with "
                             "`devenv snapshot export`")
         if magic.startswith(b"DEVENV-SNAPSHOT "):
-            raise DumpError(f"{path} is a devenv snapshot file of a format this devenv does "
+            raise SnapshotFileError(f"{path} is a devenv snapshot file of a format this devenv does "
                             "not know; upgrade devenv")
-        raise DumpError(f"{path} is not a devenv snapshot file (it does not start with "
+        raise SnapshotFileError(f"{path} is not a devenv snapshot file (it does not start with "
                         "'DEVENV-SNAPSHOT 1')")
     if not line.endswith(b"\n"):
-        raise DumpError(f"{path} is truncated: its header line is incomplete")
+        raise SnapshotFileError(f"{path} is truncated: its header line is incomplete")
     try:
         raw = json.loads(line)
     except ValueError:
-        raise DumpError(f"{path} has a damaged header (not JSON)") from None
+        raise SnapshotFileError(f"{path} has a damaged header (not JSON)") from None
     return _header(path, raw), offset
 
 
@@ -168,10 +173,10 @@ def _header(path: Path, raw: Any) -> Header:
         "fingerprints": dict, "server_version_num": int, "pg_dump_major": int,
         "created": (int, float), "sha256": str, "size": int}
     if not isinstance(raw, dict):
-        raise DumpError(f"{path} has a damaged header (not a JSON object)")
+        raise SnapshotFileError(f"{path} has a damaged header (not a JSON object)")
     for key, kind in types.items():
         if not isinstance(raw.get(key), kind):
-            raise DumpError(f"{path} has a damaged header: '{key}' is missing or of the "
+            raise SnapshotFileError(f"{path} has a damaged header: '{key}' is missing or of the "
                             "wrong type")
     # What is inside matters too: list, status and restore index by these.
     inner = {
@@ -183,7 +188,7 @@ def _header(path: Path, raw: Any) -> Header:
     }
     for key, ok in inner.items():
         if not ok:
-            raise DumpError(f"{path} has a damaged header: '{key}' holds values of the "
+            raise SnapshotFileError(f"{path} has a damaged header: '{key}' holds values of the "
                             "wrong type")
     known = set(Header.__dataclass_fields__)
     values = {k: v for k, v in raw.items() if k in known}
@@ -196,17 +201,17 @@ def verify(path: Path, header: Header, offset: int) -> None:
     """Refuse a file whose dump is shorter, longer or other than its header says."""
     actual = Path(path).stat().st_size - offset
     if actual < header.size:
-        raise DumpError(f"{path} is truncated: its header promises a dump of "
+        raise SnapshotFileError(f"{path} is truncated: its header promises a dump of "
                         f"{header.size} bytes, the file holds {actual}; copy or export it "
                         "again")
     if actual > header.size:
-        raise DumpError(f"{path} is damaged: it holds {actual - header.size} bytes more than "
+        raise SnapshotFileError(f"{path} is damaged: it holds {actual - header.size} bytes more than "
                         "its header says; copy or export it again")
     digest = hashlib.sha256()
     for data in payload(path, offset):
         digest.update(data)
     if digest.hexdigest() != header.sha256:
-        raise DumpError(f"{path} is damaged: the dump's sha256 does not match its header; "
+        raise SnapshotFileError(f"{path} is damaged: the dump's sha256 does not match its header; "
                         "copy or export it again")
 
 

@@ -93,7 +93,7 @@ def choose_backend(service: ServiceSpec, project: Project | None = None,
         if not ok:
             raise ServiceError(f"service {service.name}: backend {service.backend} is not "
                                f"available: {why}")
-        return backend, f"backend: {service.backend} in {service.loc}"
+        return backend, f"backend: {service.backend} in {service.backend_loc or service.loc}"
     if service.backend == "external":
         raise ServiceError(f"service {service.name} is external: set DATABASE_URL or pass "
                            "--database-url")
@@ -159,7 +159,9 @@ def start_services(project: Project, names: Sequence[str], reporter: Reporter,
                                   "(backend: native)", "warn"))
             _remember_fallback(project, service, f"image {service.image} could not be pulled")
             reporter.emit(PhaseStarted(name, f"starting {name} (native)"))
+            t0 = time.monotonic()
             endpoints[name] = native.up(project, service, reporter)
+            backend = native  # the one that runs it now, for the line below
         except ServiceError:
             reporter.emit(PhaseFinished(name, f"{name} did not become healthy", ok=False,
                                         duration=time.monotonic() - t0))

@@ -5,11 +5,14 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 
+# The README's "Exit codes" table; every exit of every command is one of these.
 EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_CONFIG = 2
-EXIT_SERVICE = 3
-EXIT_REBUILD = 4  # up would have to run a data step on top of its own data (up.rebuild: stop)
+EXIT_FAILED = 1  # a step failed (up: a process; doctor: a check), or a database action did
+EXIT_CONFIG = 2  # configuration or usage error
+EXIT_SERVICE = 3  # a service never became healthy, or is not running for a command needing it
+EXIT_BUSY = 4  # another devenv holds the project (--no-wait), or its processes already run
+EXIT_REFUSED = 5  # a snapshot file refused: missing, truncated, damaged, or from a newer server
+EXIT_REBUILD = 6  # up would run a data step on top of its own data (up.rebuild: stop)
 EXIT_INTERRUPTED = 130
 
 
@@ -67,10 +70,21 @@ class RebuildNeeded(DevenvError):
     exit_code = EXIT_REBUILD
 
 
-class LockedError(DevenvError):
+class BusyError(DevenvError):
+    """Something else holds what the command needs: try again once it is done."""
+
+    exit_code = EXIT_BUSY
+
+
+class LockedError(BusyError):
     """Another devenv holds the project's lock."""
 
-    exit_code = EXIT_FAILED
+
+class RefusedFileError(DevenvError):
+    """A file devenv was given that it will not load (a snapshot file that is missing,
+    truncated, damaged or too new); nothing was changed."""
+
+    exit_code = EXIT_REFUSED
 
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str:

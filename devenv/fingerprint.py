@@ -150,13 +150,13 @@ def explain_change(old: Mapping[str, Any], new: Fingerprint, limit: int = 3) -> 
     changed = [p for p in new.inputs if p in old_inputs and old_inputs[p] != new.inputs[p]]
     added = [p for p in new.inputs if p not in old_inputs]
     removed = [p for p in old_inputs if p not in new.inputs]
-    for label, paths in (("input changed", changed), ("input added", added),
-                         ("input removed", removed)):
+    for verb, paths in (("changed", changed), ("added", added), ("removed", removed)):
         if paths:
             shown = ", ".join(paths[:limit])
             more = f" and {len(paths) - limit} more" if len(paths) > limit else ""
+            # the noun takes the plural: "inputs removed", never "input removeds"
             plural = "s" if len(paths) > 1 else ""
-            reasons.append(f"{label}{plural}: {shown}{more}")
+            reasons.append(f"input{plural} {verb}: {shown}{more}")
     old_up: Mapping[str, str] = old.get("upstream", {})
     ups = [n for n in new.upstream if old_up.get(n) != new.upstream[n]]
     if ups:

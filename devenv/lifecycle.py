@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from devenv import database, fingerprint, graph, snapshots
 from devenv.database import Target
 from devenv.environment import prepare_steps, step_environment
-from devenv.errors import DevenvError
+from devenv.errors import UsageError
 from devenv.events import (
     Action,
     Decision,
@@ -468,7 +468,7 @@ def undo(project: Project, target: Target, reporter: Reporter) -> None:
     prev = snapshots.prev_name(db)
     have = {d.datname for d in snapshots.related(target, db)}
     if prev not in have:
-        raise DevenvError(f"nothing to undo: there is no {prev} (refresh-db keeps one unless "
+        raise UsageError(f"nothing to undo: there is no {prev} (refresh-db keeps one unless "
                           "--no-backup)")
     if db not in have:
         recover(target, db, reporter)

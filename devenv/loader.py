@@ -423,6 +423,7 @@ def load_text(text: str, root: Path, path: Path | None = None,
 
     services = _services(top.get("services"), service_files or [], shown)
     steps = _steps(top.get("steps"), tuple(profiles), doc)
+    _check_python(steps, root)
     processes = _processes(top.get("processes"), tuple(profiles))
     database = _database(top.get("database"), services)
 
@@ -540,7 +541,9 @@ def _service(name: str, node: Node) -> ServiceSpec:
         command = ("sh", "-c", c) if isinstance(c, str) else c
     return ServiceSpec(name=name, image=image, env=env, ports=tuple(ports),
                        healthcheck=healthcheck, volumes=volumes, command=command,
-                       backend=backend, loc=Location(node.file, node.key_line or node.line))
+                       backend=backend, loc=Location(node.file, node.key_line or node.line),
+                       backend_loc=Location(m["backend"].file, m["backend"].key_line
+                                            or m["backend"].line) if "backend" in m else None)
 
 
 def _port(node: Node) -> PortSpec:
@@ -674,6 +677,27 @@ def _steps(node: Node | None, profiles: tuple[str, ...], doc: Node) -> list[Step
             step = _with_inputs(step, kind.default_inputs(step))
         out.append(step)
     return out
+
+
+def _check_python(steps: list[StepSpec], root: Path) -> None:
+    """What ``python:`` names (relative to the step's ``cwd:``) must exist when the file
+    loads, not fail as "command not found" at run time. A value with ``${...}`` in it (or in
+    ``cwd:``) is checked when the step runs, with the step's environment."""
+    import os
+    import sys
+
+    from devenv.runner import find_python, python_not_found
+
+    # the PATH steps get (environment.step_environment puts devenv's bin folder first)
+    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    for step in steps:
+        if not step.python or "$" in step.python or "$" in (step.cwd or ""):
+            continue
+        cwd = root / step.cwd if step.cwd else root
+        if find_python(cwd, step.python, path) is None:
+            raise ConfigError(python_not_found(step.python, step.cwd or "."), step.loc.file,
+                              step.key_lines.get("python", step.loc.line),
+                              f"steps.{step.name}.python")
 
 
 def _with_inputs(step: StepSpec, inputs: tuple[str, ...]) -> StepSpec:

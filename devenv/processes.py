@@ -34,7 +34,13 @@ from devenv import database, environment, jsonfile, proc
 from devenv.console import ProcessLines
 from devenv.envvars import expand, expand_command, layered, mask, shell_command
 from devenv.envvars import names as referenced
-from devenv.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, ConfigError, DevenvError
+from devenv.errors import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    BusyError,
+    ConfigError,
+)
 from devenv.events import Message, Reporter
 from devenv.schema import Command, Location, ProcessSpec, Project
 
@@ -947,7 +953,7 @@ def refuse_running(project: Project, detached: bool) -> None:
     names = ", ".join(f"{n} (pid {r['pid']})" for n, r in busy)
     if owners:
         by = f"another `devenv up` (pid {', '.join(str(o) for o in owners)})"
-        raise DevenvError(f"processes already running in the foreground of {by}: {names}; "
+        raise BusyError(f"processes already running in the foreground of {by}: {names}; "
                           "stop it (Ctrl-C) first")
-    raise DevenvError(f"processes already running in the background: {names}; stop them "
+    raise BusyError(f"processes already running in the background: {names}; stop them "
                       "with `devenv down`, or keep them with `devenv up --detach`")

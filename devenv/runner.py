@@ -20,6 +20,7 @@ import concurrent.futures as cf
 import contextlib
 import datetime
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -32,6 +33,7 @@ from typing import IO, Any
 
 from devenv import graph, proc
 from devenv.envvars import expand, mask
+from devenv.errors import ConfigError
 from devenv.events import (
     Action,
     Decision,
@@ -101,22 +103,50 @@ class RunOptions:
     warm_start: bool = field(default_factory=_warm_default)
 
 
+def find_python(cwd: Path, raw: str, search_path: str | None) -> str | None:
+    """Where ``python: RAW`` points for a step working in ``cwd``, or None if nothing is there.
+
+    The rule (README, "Step kinds"): a relative value is relative to the step's ``cwd:``
+    (the steps.yaml folder when there is none), like ``run:``; a folder means its
+    ``bin/python`` (a virtualenv); a bare name (no ``/``) that is not in ``cwd`` is looked
+    up on PATH, as a shell would (``python: python3.12``).
+    """
+    p = Path(raw)
+    if not p.is_absolute():
+        if "/" not in raw and not (cwd / raw).exists():
+            found = shutil.which(raw, path=search_path)
+            return found
+        p = cwd / p
+    if p.is_dir():
+        p = p / "bin" / "python"
+    return str(p) if p.is_file() and os.access(p, os.X_OK) else None
+
+
+def python_not_found(raw: str, cwd: str) -> str:
+    """The message (with its fix) for a ``python:`` that points at nothing."""
+    where = "the project folder" if cwd in ("", ".") else f"{cwd}/ (the step's cwd)"
+    bare = " nor on PATH" if "/" not in raw else ""
+    return (f"{raw} is not an interpreter or a virtualenv in {where}{bare}; python: is "
+            f"relative to the step's cwd: (create the virtualenv, e.g. python3 -m venv "
+            f"{raw}, or fix the path)")
+
+
 def resolve_python(project: Project, step: StepSpec, env: Mapping[str, str]) -> str:
-    """The interpreter for a step: ``python:`` (a file or a virtualenv folder) or devenv's."""
+    """The interpreter for a step: ``python:`` (see :func:`find_python`) or devenv's own.
+    Raises ``ConfigError`` (at the ``python:`` line) when it points at nothing."""
     if not step.python:
         return sys.executable
     raw = expand(step.python, env, step.loc, f"steps.{step.name}.python")
-    p = Path(raw)
-    if not p.is_absolute() and ("/" in raw or p.suffix):
-        # Relative to the step's cwd:, like its run: (devenv init writes it that way).
-        base = project.root
-        if step.cwd:
-            cwd = Path(expand(step.cwd, env, step.loc, f"steps.{step.name}.cwd"))
-            base = cwd if cwd.is_absolute() else project.root / cwd
-        p = base / p
-    if p.is_dir():
-        p = p / "bin" / "python"
-    return str(p) if ("/" in raw or p.is_absolute()) else raw
+    cwd = project.root
+    if step.cwd:
+        raw_cwd = expand(step.cwd, env, step.loc, f"steps.{step.name}.cwd")
+        cwd = project.root / raw_cwd  # an absolute cwd replaces the root
+    found = find_python(cwd, raw, env.get("PATH"))
+    if found is None:
+        raise ConfigError(python_not_found(raw, project.rel(cwd)), step.loc.file,
+                          step.key_lines.get("python", step.loc.line),
+                          f"steps.{step.name}.python")
+    return found
 
 
 def prepare(project: Project, step: StepSpec, env: Mapping[str, str]) -> Prepared:

@@ -50,6 +50,7 @@ class ServiceSpec:
     command: tuple[str, ...] | None
     backend: str
     loc: Location
+    backend_loc: Location | None = None  # the ``backend:`` key's own line, when written
 
     def definition(self) -> dict[str, Any]:
         """What decides whether a running container still matches (its config hash)."""

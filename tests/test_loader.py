@@ -583,3 +583,73 @@ def test_processes_may_need_processes_but_not_in_a_cycle(tmp_path: Path) -> None
           web: {run: "true", needs: [api]}
         """)
     assert msg == "steps.yaml:5: processes.api.needs: dependency cycle: api -> web -> api"
+
+
+def _venv(folder: Path) -> Path:
+    """A virtualenv-shaped folder whose bin/python is a real interpreter (this one)."""
+    import os
+    import sys
+
+    (folder / "bin").mkdir(parents=True)
+    os.symlink(sys.executable, folder / "bin" / "python")
+    return folder / "bin" / "python"
+
+
+PYTHON_STEP = """\
+version: 1
+steps:
+  migrate:
+    kind: alembic
+    cwd: api
+    python: {python}
+"""
+
+
+@pytest.mark.parametrize("python", [".venv", "./.venv", ".venv/bin/python", "${HERE}/.venv"])
+def test_python_is_relative_to_the_steps_cwd(tmp_path: Path, python: str) -> None:
+    import os
+
+    from devenv import runner
+
+    (tmp_path / "steps.yaml").write_text(PYTHON_STEP.format(python=python))
+    expected = _venv(tmp_path / "api" / ".venv")
+    project = loader.load(tmp_path / "steps.yaml")
+    env = {"PATH": os.environ["PATH"], "HERE": str(tmp_path / "api")}
+    assert runner.resolve_python(project, project.steps["migrate"], env) == str(expected)
+
+
+def test_python_missing_in_cwd_is_a_config_error_at_load(tmp_path: Path) -> None:
+    # the venv beside steps.yaml does not count: python: is relative to cwd: (api)
+    _venv(tmp_path / ".venv")
+    (tmp_path / "api").mkdir()
+    (tmp_path / "steps.yaml").write_text(PYTHON_STEP.format(python=".venv"))
+    with pytest.raises(ConfigError) as err:
+        loader.load(tmp_path / "steps.yaml")
+    assert str(err.value) == (
+        "steps.yaml:6: steps.migrate.python: .venv is not an interpreter or a virtualenv in "
+        "api/ (the step's cwd) nor on PATH; python: is relative to the step's cwd: (create "
+        "the virtualenv, e.g. python3 -m venv .venv, or fix the path)")
+
+
+def test_python_bare_name_not_in_cwd_is_looked_up_on_path(tmp_path: Path) -> None:
+    import shutil
+
+    from devenv import runner
+
+    (tmp_path / "api").mkdir()
+    (tmp_path / "steps.yaml").write_text(PYTHON_STEP.format(python="python3"))
+    project = loader.load(tmp_path / "steps.yaml")
+    assert runner.resolve_python(project, project.steps["migrate"], {"PATH": "/usr/bin"}) \
+        == shutil.which("python3", path="/usr/bin")
+
+
+def test_python_with_a_variable_is_checked_when_the_step_runs(tmp_path: Path) -> None:
+    from devenv import runner
+
+    (tmp_path / "api").mkdir()
+    (tmp_path / "steps.yaml").write_text(PYTHON_STEP.format(python="${VENV}"))
+    project = loader.load(tmp_path / "steps.yaml")  # not known yet: no error
+    with pytest.raises(ConfigError) as err:
+        runner.resolve_python(project, project.steps["migrate"], {"VENV": "nowhere/venv"})
+    assert str(err.value).startswith("steps.yaml:6: steps.migrate.python: nowhere/venv is not "
+                                     "an interpreter or a virtualenv in api/ (the step's cwd);")

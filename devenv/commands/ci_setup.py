@@ -13,6 +13,7 @@ from typing import Any
 
 from devenv import environment, fingerprint, planner, reports
 from devenv.errors import (
+    EXIT_BUSY,
     EXIT_CONFIG,
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -32,6 +33,7 @@ OUTCOMES = {
     EXIT_FAILED: "a step failed",
     EXIT_CONFIG: "configuration error",
     EXIT_SERVICE: "a service never became healthy",
+    EXIT_BUSY: "busy: another devenv holds the project",
     EXIT_INTERRUPTED: "interrupted",
 }
 

@@ -6,7 +6,7 @@ import time
 
 from devenv import environment, lifecycle, planner, processes
 from devenv.commands import exit_code
-from devenv.errors import EXIT_OK, DevenvError
+from devenv.errors import EXIT_OK, UsageError
 from devenv.events import Message, Reporter
 from devenv.lock import project_lock
 from devenv.schema import Project
@@ -18,7 +18,7 @@ def run(project: Project, reporter: Reporter, *, profile: str = "local",
         database_url: str | None = None) -> int:
     planner.check_profile(project, profile)
     if project.database is None:
-        raise DevenvError("refresh-db needs a database: add a 'database:' section to steps.yaml")
+        raise UsageError("refresh-db needs a database: add a 'database:' section to steps.yaml")
     with project_lock(project.state_dir, "refresh-db", reporter, wait=wait):
         endpoints = environment.start_services(
             project, environment.needed_services(project), reporter, database_url)

@@ -31,7 +31,7 @@ from devenv import (
 )
 from devenv.console import Output, fmt_size
 from devenv.database import Target
-from devenv.errors import EXIT_OK, DevenvError, UsageError
+from devenv.errors import EXIT_OK, DevenvError, ServiceError, UsageError
 from devenv.events import Message, Reporter, phase
 from devenv.lock import project_lock
 from devenv.schema import Project
@@ -46,7 +46,7 @@ CACHE_KIND = "snapshot"
 
 def _db(project: Project) -> str:
     if project.database is None:
-        raise DevenvError("devenv snapshot needs a database: add a 'database:' section to "
+        raise UsageError("devenv snapshot needs a database: add a 'database:' section to "
                           "steps.yaml")
     return project.database.name
 
@@ -163,7 +163,7 @@ def save(project: Project, reporter: Reporter, name: str, *, replace: bool = Fal
         lifecycle.recover(target, db, reporter)
         infos = {d.datname: d for d in snapshots.related(target, db)}
         if db not in infos:
-            raise DevenvError(f"there is no database {db} to save yet: build it first with "
+            raise UsageError(f"there is no database {db} to save yet: build it first with "
                               "`devenv up` or `devenv refresh-db`")
         if snap in infos and not replace:
             age = fmt_age(time.time() - infos[snap].created)
@@ -275,7 +275,7 @@ def list_snapshots(project: Project, out: Output, *, as_json: bool = False,
                       wait=wait):
         target, note = environment.current_target(project, database_url)
         if target is None:
-            raise DevenvError(f"cannot list snapshots: {note}; start it with `devenv up`")
+            raise ServiceError(f"cannot list snapshots: {note}; start it with `devenv up`")
         infos = snapshots.related(target, db, sizes=True)
     fps = fingerprint.compute(project)
     all_steps = _profile_steps(project, profile)
@@ -439,7 +439,7 @@ def import_(project: Project, reporter: Reporter, file: Path, name: str | None =
         lifecycle.recover(target, db, reporter)
         server = dumps.server_version_num(target)
         if header.server_major > dumps.major_of(server):
-            raise dumps.DumpError(
+            raise dumps.SnapshotFileError(
                 f"{file} was dumped from PostgreSQL {header.server_major}, newer than this "
                 f"server (PostgreSQL {dumps.major_of(server)}): import it into PostgreSQL "
                 f"{header.server_major} or newer")

@@ -1,18 +1,25 @@
-"""devenv doctor's look inside a Flask-SQLAlchemy app and its Alembic history, as JSON.
+"""devenv doctor's look inside a Flask app or an Alembic project and its history, as JSON.
 
 Standalone: run by path with the app's own interpreter (``python _introspect_sqlalchemy.py
 JSON`` in the step's folder), which may not have devenv installed, so it imports nothing
 from devenv. It only reads: no migration runs. Options (the JSON argument):
 
     app        the Flask app as FLASK_APP spells it (``app.py``, ``pkg:create_app()``);
-               null: a plain Alembic project (no models are read)
+               null: a plain Alembic project
     directory  Flask-Migrate's folder (default: what the app's Migrate was given)
     config     a plain Alembic project's .ini file
+
+A Flask app that does not use Flask-SQLAlchemy (plain SQLAlchemy, or another wrapper) is
+not an error: its models are not read there ("tables": null, "models" says why). A plain
+Alembic project is read as ``alembic current`` reads it: its env.py runs with a migration
+function that applies nothing, so the app's own connection settings (search_path,
+version_table_schema) apply, and env.py's ``target_metadata`` gives the models.
 
 It prints one JSON line on stdout:
 
     {"ok": true, "app": "...", "database": null | "error",
-     "tables": [{"schema", "name", "model", "file", "columns": [...]}],
+     "tables": null | [{"schema", "name", "model", "file", "columns": [...]}],
+     "models": null | "why no tables were read",
      "secrets": {"NAME": "sha256:..." | "empty"},
      "alembic": {"error", "directory", "heads", "current", "pending", "unknown"}}
 """
@@ -116,8 +123,28 @@ def dump_tables(ext: Any, conn: Any | None) -> list[dict[str, Any]]:
             classes.setdefault(mapper.local_table, mapper.class_)
     except Exception:
         pass
+    return dump_metadata(list(metadatas.values()), classes, conn)
+
+
+def model_classes() -> dict[Any, Any]:
+    """Mapped classes by table, from the modules loaded out of the app's folder (a plain
+    declarative base keeps no list of them that every SQLAlchemy version shares)."""
+    root = os.getcwd() + os.sep
+    out: dict[Any, Any] = {}
+    for mod in list(sys.modules.values()):
+        if not str(getattr(mod, "__file__", "") or "").startswith(root):
+            continue
+        for value in list(vars(mod).values()):
+            table = getattr(value, "__table__", None) if isinstance(value, type) else None
+            if table is not None:
+                out.setdefault(table, value)
+    return out
+
+
+def dump_metadata(metadatas: list[Any], classes: dict[Any, Any], conn: Any | None,
+                  ) -> list[dict[str, Any]]:
     out = []
-    for metadata in metadatas.values():
+    for metadata in metadatas:
         for table in metadata.sorted_tables:
             schema = table.schema
             exists = None
@@ -164,18 +191,26 @@ def alembic_state(cfg: Any, directory: str, conn: Any | None, version_opts: dict
     from alembic.script import ScriptDirectory
 
     script = ScriptDirectory.from_config(cfg)
-    revmap = {s.revision: s for s in script.walk_revisions()}
-    heads = sorted(script.get_heads())
-    out: dict[str, Any] = {"error": None, "directory": directory, "heads": heads,
-                           "versions": os.path.relpath(script.versions),
-                           "current": None, "pending": [], "unknown": []}
     if conn is None:
-        out["error"] = "no database connection"
-        return out
+        return history_state(script, directory, None, "no database connection")
     from alembic.runtime.migration import MigrationContext
 
     ctx = MigrationContext.configure(conn, opts=version_opts)
-    current = sorted(ctx.get_current_heads())
+    return history_state(script, directory, list(ctx.get_current_heads()))
+
+
+def history_state(script: Any, directory: str, current_heads: list[str] | None,
+                  error: str | None = None) -> dict[str, Any]:
+    """Heads, and where the database stands against them (``current_heads``: None when
+    the database was not read, with ``error`` saying why)."""
+    revmap = {s.revision: s for s in script.walk_revisions()}
+    heads = sorted(script.get_heads())
+    out: dict[str, Any] = {"error": error, "directory": directory, "heads": heads,
+                           "versions": os.path.relpath(script.versions),
+                           "current": None, "pending": [], "unknown": []}
+    if current_heads is None:
+        return out
+    current = sorted(current_heads)
     out["current"] = current
     out["unknown"] = [r for r in current if r not in revmap]
     pending = ancestors(revmap, heads) - ancestors(revmap, current)
@@ -200,7 +235,13 @@ def run_flask(opts: dict[str, Any], result: dict[str, Any]) -> None:
         ext = app.extensions.get("sqlalchemy")
         migrate = app.extensions.get("migrate")
         if ext is None:
-            raise Fail(f"the Flask app {import_path} does not use Flask-SQLAlchemy")
+            # Plain SQLAlchemy or another wrapper: nothing to read the models or the
+            # database through here (a plain alembic step of the app is read on its own).
+            result.update({"database": None, "tables": None, "alembic": None,
+                           "models": f"the Flask app {import_path} does not use "
+                                     "Flask-SQLAlchemy", "secrets": flask_secrets(app)})
+            return
+        result["models"] = None
         conn = None
         try:
             conn = ext.engine.connect()
@@ -233,9 +274,12 @@ def run_flask(opts: dict[str, Any], result: dict[str, Any]) -> None:
 
 
 def run_alembic(opts: dict[str, Any], result: dict[str, Any]) -> None:
+    """What ``alembic current`` does: env.py runs (so the app's own engine, search_path and
+    version table apply) with a migration function that records and applies nothing."""
     try:
         from alembic.config import Config
-        from sqlalchemy import create_engine
+        from alembic.runtime.environment import EnvironmentContext
+        from alembic.script import ScriptDirectory
     except ImportError:
         raise Fail(f"alembic is not installed for {sys.executable}") from None
     ini = opts["config"]
@@ -243,30 +287,37 @@ def run_alembic(opts: dict[str, Any], result: dict[str, Any]) -> None:
         raise Fail(f"{ini} not found in {os.getcwd()}")
     cfg = Config(ini)
     directory = cfg.get_main_option("script_location") or os.path.dirname(ini)
-    url = cfg.get_main_option("sqlalchemy.url") or os.environ.get("DATABASE_URL", "")
-    if url.startswith(("postgresql://", "postgres://")):
-        try:
-            import psycopg  # noqa: F401
-
-            url = "postgresql+psycopg://" + url.split("://", 1)[1]
-        except ImportError:
-            pass
-    conn = None
+    result.update({"tables": None, "secrets": {}, "database": None,
+                   "models": "env.py names no target_metadata"})
     try:
-        conn = create_engine(url).connect() if url else None
-        result["database"] = None if url else "no sqlalchemy.url and no DATABASE_URL"
+        script = ScriptDirectory.from_config(cfg)
     except Exception as exc:
-        result["database"] = first_line(exc)
+        result["alembic"] = {"error": first_line(exc), "directory": directory}
+        return
+    seen: dict[str, Any] = {}
+
+    def look(heads: Any, context: Any) -> list[Any]:
+        seen["current"] = list(context.get_current_heads())
+        metadata = context.opts.get("target_metadata")
+        metadatas = [m for m in (metadata if isinstance(metadata, (list, tuple))
+                                 else [metadata]) if m is not None]
+        if metadatas:
+            seen["tables"] = dump_metadata(metadatas, model_classes(), context.connection)
+        return []  # nothing to apply: this only reads
+
     try:
-        result["tables"] = []
-        result["secrets"] = {}
-        try:
-            result["alembic"] = alembic_state(cfg, directory, conn, {})
-        except Exception as exc:
-            result["alembic"] = {"error": first_line(exc), "directory": directory}
-    finally:
-        if conn is not None:
-            conn.close()
+        with EnvironmentContext(cfg, script, fn=look, dont_mutate=True):
+            script.run_env()
+    except Exception as exc:
+        result["database"] = f"env.py failed: {first_line(exc)}"
+    if "current" in seen:
+        result["alembic"] = history_state(script, directory, seen["current"])
+    else:
+        result["alembic"] = history_state(script, directory, None, result["database"]
+                                          or "env.py did not run the migrations")
+    if "tables" in seen:
+        result["tables"] = seen["tables"]
+        result["models"] = None
 
 
 def main(argv: list[str]) -> int:

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from devenv import proc
+from devenv.errors import ConfigError
 from devenv.schema import Command, Project, StepSpec
 
 if TYPE_CHECKING:
@@ -268,7 +269,10 @@ def discover(ctx: Context) -> list[App]:
     for step in project.steps.values():
         env = ctx.step_env(step)
         cwd = _cwd(project, step.cwd, env)
-        python = runner.resolve_python(project, step, env) if step.python else None
+        try:
+            python = runner.resolve_python(project, step, env) if step.python else None
+        except ConfigError:
+            python = None  # config.paths names it
         opts = step.options
         if step.kind in ("django-migrate", "django-loaddata", "django-command"):
             add("django", {"manage": str(opts.get("manage", "manage.py")),

@@ -109,15 +109,13 @@ def check_paths(ctx: Context) -> Check:
                                  f"fix cwd: at {_where(step, 'cwd')}, or create {raw}")
                     continue
         if step.python:
+            # the loader checked a plain value; one with ${...} is known only now
             try:
-                python = runner.resolve_python(project, step, env)
-            except ConfigError:
-                python = None
-            if python is not None:
-                found = python if "/" in python else shutil.which(python, path=env.get("PATH"))
-                if found is None or not os.access(found, os.X_OK):
-                    problems.add(FAIL, f"{where}.python: {python} is not an interpreter "
-                                       f"that exists ({_where(step, 'python')})",
+                runner.resolve_python(project, step, env)
+            except ConfigError as exc:
+                if exc.path == f"{where}.python":
+                    problems.add(FAIL, f"{where}.python: {exc.message} "
+                                       f"({_where(step, 'python')})",
                                  f"create the virtualenv, or fix python: at "
                                  f"{_where(step, 'python')}")
         opts = step.options

@@ -203,12 +203,14 @@ def _fix(where: str, s: Side, d: Side, sa_attr: str, dj_attr: str, sa: Any, dj: 
 def check_drift(ctx: Context) -> Check:
     """SQLAlchemy's and Django's view of each shared table, and the live database's."""
     apps = ctx.apps()
-    flask = [a for a in apps if a.kind == "flask"]
+    # SQLAlchemy models come from a Flask-SQLAlchemy app, or from the target_metadata of a
+    # plain Alembic project's env.py (any other wrapper).
+    alchemy = [a for a in apps if a.kind in ("flask", "alembic")]
     django = [a for a in apps if a.kind == "django"]
-    if not flask or not django:
-        have = "a Flask-SQLAlchemy app" if flask else "a Django project" if django else "neither"
-        return ok("drift.shared_tables", f"nothing to compare: the steps run {have} "
-                                         "(drift needs both a Flask-SQLAlchemy app and Django)")
+    if not alchemy or not django:
+        have = "SQLAlchemy models" if alchemy else "a Django project" if django else "neither"
+        return ok("drift.shared_tables", f"not applicable: the steps run {have} (drift "
+                                         "needs both SQLAlchemy models and Django)")
     results = ctx.introspection()
     problems = Problems("drift.shared_tables")
     live_all = None
@@ -218,27 +220,50 @@ def check_drift(ctx: Context) -> Check:
         live_all = None
     shared: list[str] = []
     columns = 0
-    broken: list[App] = [a for a in flask + django if not results[a.key].ok]
+    broken: list[App] = [a for a in alchemy + django if not results[a.key].ok]
     for app in broken:
         problems.add(FAIL, f"not compared: {results[app.key].error}",
                      f"fix {app.label} so that it starts")
-    for fa in flask:
+    # An app whose models could not be read (not Flask-SQLAlchemy, no target_metadata) has
+    # nothing to compare: that is not a failure.
+    readable = [a for a in alchemy if results[a.key].ok
+                and results[a.key].data.get("tables") is not None]
+    unread = [f"{a.label}: {results[a.key].data.get('models')}" for a in alchemy
+              if results[a.key].ok and results[a.key].data.get("tables") is None]
+    if not readable and not problems:
+        return ok("drift.shared_tables", "not applicable: no SQLAlchemy models could be read ("
+                                         + "; ".join(unread) + ")")
+    sa_names: set[str] = set()
+    dj_names: set[str] = set()
+    for fa in readable:
         for da in django:
             fr, dr = results[fa.key], results[da.key]
-            if not fr.ok or not dr.ok:
+            if not dr.ok:
                 continue
-            for key, s, d in pairs(sqlalchemy_tables(fr.data, ctx), django_tables(dr.data, ctx)):
+            sa, dj = sqlalchemy_tables(fr.data, ctx), django_tables(dr.data, ctx)
+            sa_names.update(_table_name(k) for k in sa)
+            dj_names.update(_table_name(k) for k in dj)
+            for key, s, d in pairs(sa, dj):
                 shared.append(_table_name(key))
                 live = None
                 if live_all is not None and key[0] is not None:
                     live = live_all.get((key[0], key[1]))
                 columns += compare(key, s, d, live, problems)
     if not shared and not problems:
-        return ok("drift.shared_tables", "no table is mapped by both SQLAlchemy and Django")
+        return ok("drift.shared_tables", "not applicable: the apps share no tables ("
+                  f"SQLAlchemy maps {_few(sa_names)}; Django maps {_few(dj_names)})")
     where = "" if live_all is not None else " (the database was not compared: it does not " \
                                                "answer)"
     return problems.result(f"{len(shared)} shared tables ({', '.join(shared)}), {columns} "
                            f"columns: SQLAlchemy, Django and the database agree{where}")
+
+
+def _few(names: set[str], limit: int = 4) -> str:
+    shown = sorted(names)
+    if not shown:
+        return "none"
+    return ", ".join(shown[:limit]) + (f" and {len(shown) - limit} more"
+                                       if len(shown) > limit else "")
 
 
 CHECKS = [CheckDef("drift.shared_tables", "Drift", check_drift, timeout=30.0)]

@@ -135,6 +135,13 @@ def check_alembic(ctx: Context) -> Check:
             problems.add(FAIL, finding, fix)
             continue
         state = result.data.get("alembic")
+        if not state and app.kind == "flask" and result.data.get("models"):
+            # Not Flask-SQLAlchemy (plain SQLAlchemy, another wrapper): its history, if
+            # any, is a plain Alembic one, checked through its alembic step.
+            if not any(a.kind == "alembic" and a.cwd == app.cwd for a in apps):
+                problems.add(OK, f"{app.label}: no Flask-Migrate history ("
+                                 f"{result.data['models']})", "")
+            continue
         if not state:
             problems.add(OK, f"{app.label}: no migrations folder", "")
             continue

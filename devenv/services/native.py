@@ -3,8 +3,8 @@
 For where no Docker engine answers. Only PostgreSQL-like services (an image named
 ``postgres*``, or ``backend: native``). The data lives in ``.devenv/native/<service>/``
 (``data/`` plus its log and socket folder beside it). PostgreSQL will not run as root, so
-as root the server runs as the ``postgres`` user (see :mod:`devenv.pgcluster`), which must
-be able to reach that folder; when the project folder is closed to it, the data goes to
+as root the server runs as the ``postgres`` user (see :mod:`devenv.pgcluster`), which
+would have to pass through ``.devenv/``; that stays 0700, so as root the data goes to
 ``/var/tmp/devenv-<project>-<hash of the root>/<service>/`` instead and status says so.
 
 POSTGRES_USER / POSTGRES_PASSWORD / POSTGRES_DB / POSTGRES_HOST_AUTH_METHOD=trust of the
@@ -30,6 +30,7 @@ from typing import Any
 from devenv import jsonfile, pgcluster, proc
 from devenv.errors import ServiceError
 from devenv.events import Message, Reporter
+from devenv.lock import ensure_state_dir
 from devenv.schema import PortSpec, Project, ServiceSpec
 from devenv.services import Endpoint, ExecResult, ServiceState
 from devenv.services import ports as portlib
@@ -111,8 +112,8 @@ def fallback_base(project: Project) -> Path:
 
 
 def layout(project: Project, service: ServiceSpec) -> Layout:
-    """The folder for ``service``: in ``.devenv/native/`` unless the server's user cannot
-    reach it (then under /var/tmp, with the reason)."""
+    """The folder for ``service``: in ``.devenv/native/`` when we are the server's user;
+    as root (the server runs as ``postgres``) under /var/tmp, with the reason."""
     preferred = project.state_dir / "native" / service.name
     user = _server_user()
     if user is None:
@@ -121,12 +122,38 @@ def layout(project: Project, service: ServiceSpec) -> Layout:
     if not traversable(project.root, user):
         return Layout(fallback, f"the {SERVER_USER} user (which runs the server, as "
                                 f"PostgreSQL refuses root) cannot enter {project.root}")
-    if (fallback / "data" / "PG_VERSION").exists() and not (
-            preferred / "data" / "PG_VERSION").exists():
-        # once there, the data stays there (opening the folder later must not hide it)
-        return Layout(fallback, f"created there when {SERVER_USER} could not enter "
-                                f"{project.root}")
-    return Layout(preferred)
+    if (preferred / "data" / "PG_VERSION").exists() \
+            and not (fallback / "data" / "PG_VERSION").exists():
+        # made inside .devenv/ by an earlier devenv (which opened .devenv/ to the postgres
+        # group for it); up moves it out once the server is stopped (_move_out_of_state_dir)
+        return Layout(preferred)
+    # The server's account would have to pass through .devenv/, which stays 0700 (it holds
+    # credentials): the cluster lives outside it.
+    return Layout(fallback, f"the server runs as {SERVER_USER} (PostgreSQL refuses root), "
+                            "and .devenv/ stays closed to other users")
+
+
+def _move_out_of_state_dir(project: Project, service: ServiceSpec, lay: Layout) -> Layout:
+    """Move a stopped cluster an earlier devenv made in ``.devenv/native/`` as root to where
+    it now belongs, and close ``.devenv/`` again (0700, root's group)."""
+    user = _server_user()
+    if user is None or lay.fallback_reason or not (lay.datadir / "PG_VERSION").exists() \
+            or _pid_info(lay.datadir) is not None:
+        return lay
+    target = Layout(fallback_base(project) / service.name,
+                    f"the server runs as {SERVER_USER} (PostgreSQL refuses root), and "
+                    ".devenv/ stays closed to other users")
+    target.base.parent.mkdir(mode=0o711, parents=True, exist_ok=True)
+    shutil.move(str(lay.base), str(target.base))
+    with contextlib.suppress(OSError):
+        lay.base.parent.rmdir()  # .devenv/native/, once no other service's data is left
+    state = project.state_dir
+    st = state.stat()
+    # another service's server may still run in there: close .devenv/ once none is left
+    if st.st_uid == 0 and st.st_gid == user.pw_gid and not lay.base.parent.exists():
+        os.chown(state, 0, 0)
+        os.chmod(state, 0o700)
+    return target
 
 
 def _prepare_dirs(project: Project, lay: Layout) -> None:
@@ -136,20 +163,8 @@ def _prepare_dirs(project: Project, lay: Layout) -> None:
         top = lay.base.parent
         top.mkdir(mode=0o711, parents=True, exist_ok=True)
     else:
-        top = project.state_dir / "native"
-        # .devenv/ is 0700 (it holds credentials); when root, its group becomes the
-        # server's so that account alone may pass through it, and see nothing else.
-        state = project.state_dir
-        state.mkdir(mode=0o700, parents=True, exist_ok=True)
-        if user is not None:
-            st = state.stat()
-            if st.st_uid == 0 and not traversable(state, user):
-                os.chown(state, 0, user.pw_gid)
-                os.chmod(state, (st.st_mode & 0o777) | stat.S_IXGRP)
-        top.mkdir(mode=0o710, exist_ok=True)
-        if user is not None:
-            os.chown(top, 0, user.pw_gid)
-            os.chmod(top, 0o710)
+        # we are the server's user: .devenv/ stays 0700 and the server still reaches it
+        (project.state_dir / "native").mkdir(mode=0o700, exist_ok=True)
     lay.base.mkdir(mode=0o700, exist_ok=True)
     if user is not None:
         os.chown(lay.base, user.pw_uid, user.pw_gid)
@@ -220,7 +235,8 @@ class NativeBackend:
            timeout: float = 120) -> Endpoint:
         """Start (or reuse) the server and wait for a real query to succeed."""
         self._check(service)
-        lay = layout(project, service)
+        ensure_state_dir(project.state_dir)  # 0700 before anything (ports.json) creates it
+        lay = _move_out_of_state_dir(project, service, layout(project, service))
         spec = _main_port(service)
         want = config_hash(service)
         meta = self._meta(lay)

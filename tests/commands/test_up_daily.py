@@ -169,7 +169,7 @@ def test_rebuild_stop_names_the_command(proj: Proj) -> None:
     assert proj.devenv("up", "--no-processes").returncode == 0
     proj.edit("fake.sql", "insert into app.users(name) values ('x');\n")
     r = proj.devenv("up", "--no-processes")
-    assert r.returncode == 4, r.stdout + r.stderr
+    assert r.returncode == 6, r.stdout + r.stderr
     assert "devenv refresh-db" in r.stderr + r.stdout
     assert proj.rows("select count(*) from app.users") == [(20,)]  # untouched
     r = proj.devenv("up", "--no-processes", "--rebuild")

@@ -45,11 +45,11 @@ def test_dependency_cycle(make_project: MakeProject) -> None:
 def test_missing_paths(make_project: MakeProject) -> None:
     root = make_project(cfg({
         "in-gone-folder": {"run": "true", "cwd": "no/such/dir"},
-        "bad-python": {"kind": "python", "call": "seed:run", "python": ".venv-missing"},
+        "bad-python": {"kind": "python", "call": "seed:run", "python": "${VENV}"},
         "bad-glob": {"run": "true", "inputs": ["fixtures/*.yml"]},
         "migrate": {"kind": "alembic", "config": "db/alembic.ini"},
         "django": {"kind": "django-migrate", "cwd": "web"},
-    }), files={"web/README": "no manage.py here\n"})
+    }, env={"VENV": ".venv-missing"}), files={"web/README": "no manage.py here\n"})
     found = checks(root)["config.paths"]
     assert found.status == "fail"
     details = "\n".join(found.details)
@@ -61,6 +61,15 @@ def test_missing_paths(make_project: MakeProject) -> None:
     assert found.finding.startswith("steps.in-gone-folder.cwd: no/such/dir does not exist")
     assert found.fix.startswith("fix cwd: at steps.yaml:6, or create no/such/dir; create the "
                                 "virtualenv, or fix python: at steps.yaml:")
+
+
+def test_missing_python_fails_config_load(make_project: MakeProject) -> None:
+    root = make_project(cfg({"seed": {"kind": "python", "call": "seed:run", "cwd": "api",
+                                      "python": ".venv"}}), files={"api/seed.py": ""})
+    found = checks(root)["config.load"]
+    assert found.status == "fail"
+    assert found.finding.startswith("steps.yaml:8: steps.seed.python: .venv is not an "
+                                    "interpreter or a virtualenv in api/ (the step's cwd)")
 
 
 def test_command_not_found(make_project: MakeProject) -> None:

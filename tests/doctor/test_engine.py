@@ -155,7 +155,8 @@ def test_native_service_never_started_then_fix(make_project: MakeProject,
     project = loader.load(root / "steps.yaml")
     try:
         found = checks(root)
-        assert found["engine.backend"].finding == "db: native (backend: native in steps.yaml:4)"
+        # the backend: key's own line (5 is image:, 4 the service's name)
+        assert found["engine.backend"].finding == "db: native (backend: native in steps.yaml:6)"
         running = found["services.running"]
         assert running.status == "fail"
         assert running.finding.startswith("db has never been started (native): no data yet")

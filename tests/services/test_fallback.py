@@ -78,6 +78,7 @@ def test_missing_image_falls_back_to_native_and_every_command_agrees(
         assert "image postgres:99-devenv-missing is not on this machine and could not be " \
                "pulled" in up.stdout
         assert "using the local PostgreSQL binaries instead (backend: native)" in up.stdout
+        assert "db is healthy (native)" in up.stdout  # the backend that runs it, not docker
         assert "[schema] ok in" in up.stdout
         status = devenv("status")
         assert "native: image postgres:99-devenv-missing could not be pulled" in status.stdout

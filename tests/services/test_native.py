@@ -67,18 +67,22 @@ def test_start_endpoint_stop_and_the_data_survives_a_restart(open_root: Path,
         port = ep.port(5432)
         assert (ep.host, ep.backend) == ("127.0.0.1", "native")
         lay = layout(project, svc)
-        assert lay.base == project.state_dir / "native" / "db"
-        assert (lay.datadir / "PG_VERSION").exists()
         if os.geteuid() == 0:
-            # .devenv stays closed to everyone but the server's account
-            mode = project.state_dir.stat().st_mode
-            assert not mode & (stat.S_IRWXO | stat.S_IRGRP | stat.S_IWGRP)
+            # the server runs as postgres, which .devenv/ keeps out: the data is elsewhere
+            assert lay.base == fallback_base(project) / "db"
+            st = project.state_dir.stat()
+            assert (stat.S_IMODE(st.st_mode), st.st_gid) == (0o700, 0)
+        else:
+            assert lay.base == project.state_dir / "native" / "db"
+        assert (lay.datadir / "PG_VERSION").exists()
         query(port, "CREATE TABLE kept AS SELECT 42 AS answer")  # POSTGRES_DB was created
         assert b.endpoint(project, svc) == ep
         st = b.status(project, svc)
         assert (st.backend, st.state, st.health, st.address, st.config_matches) == (
             "native", "running", "healthy", f"127.0.0.1:{port}", True)
-        assert st.detail == f"data in {lay.base}"
+        assert st.detail == f"data in {lay.base}" + (
+            " (the server runs as postgres (PostgreSQL refuses root), and .devenv/ stays "
+            "closed to other users)" if os.geteuid() == 0 else "")
         assert any("ready to accept connections" in line for line in b.logs(project, svc))
 
         r = b.exec(project, svc, ["psql", "-d", "appdb", "-At", "-c", "select answer from kept"])
@@ -128,6 +132,38 @@ def test_a_project_folder_closed_to_postgres_puts_the_data_under_var_tmp(tmp_pat
     finally:
         _cleanup(project)
     assert not fallback_base(project).exists()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root's server runs as another user")
+def test_a_cluster_an_earlier_devenv_made_inside_devenv_dir_is_moved_out(open_root: Path,
+                                                                        ) -> None:
+    import pwd
+
+    project = write_project(open_root, unique_name(), {"db": NATIVE_DB})
+    svc = project.services["db"]
+    b = NativeBackend()
+    outside = fallback_base(project) / "db"
+    try:
+        port = b.up(project, svc, RecordingReporter(), timeout=60).port(5432)
+        query(port, "CREATE TABLE kept AS SELECT 7 AS n")
+        b.down(project, svc)
+        # what devenv did before: the cluster in .devenv/native/, .devenv/ 0710 group postgres
+        legacy = project.state_dir / "native" / "db"
+        legacy.parent.mkdir(mode=0o710)
+        shutil.move(str(outside), str(legacy))
+        gid = pwd.getpwnam("postgres").pw_gid
+        for folder in (project.state_dir, legacy.parent):
+            os.chown(folder, 0, gid)
+            os.chmod(folder, 0o710)
+        assert layout(project, svc).base == legacy  # status and down still find it there
+
+        port = b.up(project, svc, RecordingReporter(), timeout=60).port(5432)
+        assert query(port, "SELECT n FROM kept") == [(7,)]
+        assert layout(project, svc).base == outside and not legacy.parent.exists()
+        st = project.state_dir.stat()
+        assert (stat.S_IMODE(st.st_mode), st.st_gid) == (0o700, 0)
+    finally:
+        _cleanup(project)
 
 
 def test_only_postgres_services_and_fixed_port_conflicts(open_root: Path) -> None:
