@@ -329,10 +329,10 @@ def is_disk_full(text: str) -> bool:
     return any(p in text for p in _DISK_FULL)
 
 
-def disk_full_advice(project: Project) -> str:
+def disk_full_advice(project: Project, then: str = "then run again") -> str:
     where = f"service {project.database.service}" if project.database else "the server"
     return (f"the database server ran out of disk space ({where}): free space on its "
-            "volume (devenv snapshot gc drops old snapshots), then run again")
+            f"volume (devenv snapshot gc drops old snapshots), {then}")
 
 
 def diagnose(project: Project, target: database.Target | None, dbname: str | None,

@@ -360,7 +360,8 @@ def _snapshot_or_skip(project: Project, target: Target, db: str, build: str,
                               "goes on without it, and a later refresh-db runs these steps "
                               "again", "warn"))
         if environment.is_disk_full(str(exc)):
-            reporter.emit(Message(environment.disk_full_advice(project), "warn"))
+            reporter.emit(Message(environment.disk_full_advice(
+                project, "so that the next refresh-db can keep its snapshots"), "warn"))
         return False
     return True
 

@@ -110,19 +110,23 @@ def test_a_snapshot_that_does_not_fit_skips_the_cache_not_the_build(small_disk: 
         "schema": {"run": f"{PSQL} -c 'create table t as select 42 as answer'",
                    "needs": ["db"]},
         "fill": {"run": f"python3 -c \"{FILL}\"", "needs": ["schema"]},
+        "more": {"run": f"{PSQL} -c 'insert into t values (43)'", "needs": ["fill"]},
     }))
     r = devenv(root, "refresh-db")
     out = r.stdout + r.stderr
     # before: "done: 2 ok", then "error: could not write to file ...: No space left on
     # device", exit 1, and the build was thrown away
     assert r.returncode == 0, out
-    assert "done in" in out and "2 ok" in out
+    assert "done in" in out and "3 ok" in out
+    # each step is a snapshot point: after "fill" the disk is full, so neither that
+    # snapshot nor the final one fits
+    assert "cache skipped: could not write the snapshot after fill (" in out, out
     assert "cache skipped: could not write the final snapshot (" in out, out
-    assert "ran out of disk space" in out
-    assert "fulldb is fresh: 2 steps ran" in out
+    assert "No space left on device" in out and "ran out of disk space" in out
+    assert "fulldb is fresh: 3 steps ran" in out
     target = _target(root)
     with psycopg.connect(target.url(), connect_timeout=5) as conn:
-        assert conn.execute("select answer from t").fetchall() == [(42,)]
+        assert conn.execute("select answer from t order by 1").fetchall() == [(42,), (43,)]
     # the snapshot after "schema" (taken before the disk filled) is kept, complete; no
     # half-made one of both steps is left behind
     assert [(d.steps, d.meta.get("complete")) for d in snapshots.related(target, "fulldb")
