@@ -183,3 +183,20 @@ def test_a_build_the_server_took_with_it_is_not_called_dropped(open_root: Path) 
     out = r.stdout + r.stderr
     assert r.returncode == 0, out
     assert "dropped leftover fulldb__" in out, out
+
+
+def test_a_step_that_meets_a_full_disk_during_refresh_is_diagnosed(small_disk: Path) -> None:
+    root = small_disk
+    _write(root, _config(f"full-{uuid.uuid4().hex[:6]}", {
+        # more than the disk holds; unlogged, so that the table's own file meets the full
+        # disk (an ERROR), not the write-ahead log (which would stop the server)
+        "load": {"run": f"{PSQL} -c \"create unlogged table big as select repeat('x', 1000) "
+                        "from generate_series(1, 200000)\"", "needs": ["db"]},
+    }))
+    r = devenv(root, "refresh-db")
+    out = r.stdout + r.stderr
+    assert r.returncode == 1, out
+    assert "[load] FAILED" in out and "No space left on device" in out
+    # before: refresh-db said only that the step failed (run said why)
+    assert ("error: the database server ran out of disk space (service db): free space on "
+            "its volume (devenv snapshot gc drops old snapshots), then run again") in out, out
