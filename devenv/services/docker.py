@@ -384,11 +384,12 @@ class DockerBackend:
         except Exception:
             labels = {}
         what = (f"volume {vname} never finished its first initialisation ({why}: the "
-                "container was stopped or killed during it), so it holds no data")
+                "container was stopped or killed during it)")
         if labels.get(LABEL_MARKS_READY) == "1":
-            return what, True
-        return (f"{what.replace(', so it holds no data', '')}. If it holds nothing you need: "
-                f"docker rm -f {c.name} && docker volume rm {vname}, then devenv up"), False
+            return f"{what}, so it holds no data", True
+        # made before devenv marked volumes: say the fix, do not delete on a guess
+        return (f"{what}. If it holds nothing you need: docker rm -f {c.name} && "
+                f"docker volume rm {vname}, then devenv up"), False
 
     def _start_existing(self, project: Project, service: ServiceSpec, c: Any) -> Any | None:
         """Start a stopped container; ``None`` when it must be recreated (its free port was
