@@ -341,6 +341,17 @@ def _service_log_tail(project: Project, lines: int = 80) -> str:
         return ""
 
 
+def is_disk_full(text: str) -> bool:
+    """Whether a server's or a step's message says the database's disk is full."""
+    return any(p in text for p in _DISK_FULL)
+
+
+def disk_full_advice(project: Project, then: str = "then run again") -> str:
+    where = f"service {project.database.service}" if project.database else "the server"
+    return (f"the database server ran out of disk space ({where}): free space on its "
+            f"volume (devenv snapshot gc drops old snapshots), {then}")
+
+
 def diagnose(project: Project, target: database.Target | None, dbname: str | None,
              result: RunResult) -> list[str]:
     """Causes behind failed steps that are not the step's own fault: the database's disk
@@ -354,10 +365,8 @@ def diagnose(project: Project, target: database.Target | None, dbname: str | Non
         # client only saw the connection drop, the server's own log says why.
         tails.append(_service_log_tail(project))
     out: list[str] = []
-    if any(p in t for t in tails for p in _DISK_FULL):
-        where = f"service {project.database.service}" if project.database else "the server"
-        out.append(f"the database server ran out of disk space ({where}): free space on its "
-                   "volume (devenv snapshot gc drops old snapshots), then run again")
+    if any(is_disk_full(t) for t in tails):
+        out.append(disk_full_advice(project))
     if target is not None and any(p in t for t in tails for p in _GONE):
         try:
             with database.connect(target, "postgres", timeout=3) as conn:

@@ -199,18 +199,27 @@ def refresh(project: Project, reporter: Reporter, target: Target, *, profile: st
                         jobs, set(start_from), waits)
         if not result.ok:
             raise _BuildFailed(result)
-        if not start_from or start_from != steps:
-            _snapshot(project, target, db, build, steps, full_key, store)
+        # cache: {keep: 0} keeps no snapshot: writing one only to drop it costs a copy of
+        # the database (and the disk space for it).
+        if project.cache_keep > 0 and (not start_from or start_from != steps):
+            _snapshot_or_skip(project, target, db, build, steps, full_key, store, reporter,
+                              "the final snapshot")
     except BaseException as exc:
         result_obj = exc.result if isinstance(exc, _BuildFailed) else None
         if keep_failed and not isinstance(exc, KeyboardInterrupt):
             reporter.emit(Message(f"kept the failed build as {build} (--keep-failed); the "
                                   f"working database {db} is unchanged", "warn"))
         else:
-            with contextlib.suppress(Exception):
+            try:
                 snapshots.drop(target, build)
-            reporter.emit(Message(f"the working database {db} is unchanged; the partial "
-                                  "build was dropped", "warn"))
+            except Exception as drop_exc:  # the first error is the one to raise
+                why = "server gone" if _server_gone(drop_exc) else str(drop_exc)
+                reporter.emit(Message(f"the working database {db} is unchanged; the partial "
+                                      f"build could not be dropped ({why}); the next command "
+                                      "drops it", "warn"))
+            else:
+                reporter.emit(Message(f"the working database {db} is unchanged; the partial "
+                                      "build was dropped", "warn"))
         if isinstance(exc, _BuildFailed):
             return RefreshResult(result_obj, source)
         raise
@@ -355,7 +364,7 @@ def _build(project: Project, reporter: Reporter, target: Target, build: str,
         # snapshot point, nothing else is running and the build holds just those steps.
         done.add(name)
         held = by_set.get(frozenset(done))
-        if held is None:
+        if held is None or project.cache_keep <= 0:  # keep: 0 keeps no snapshot
             return
         snap_key = fingerprint.combined(fps, held)
         if snapshots.cache_name(db, snap_key) in existing:
@@ -371,8 +380,9 @@ def _build(project: Project, reporter: Reporter, target: Target, build: str,
                 "DEVENV_WARM_START=0 avoids it)", "warn"))
             return
         store.flush()
-        _snapshot(project, target, db, build, held, snap_key, store)
-        existing.add(snapshots.cache_name(db, snap_key))
+        if _snapshot_or_skip(project, target, db, build, held, snap_key, store, reporter,
+                             f"the snapshot after {name}"):
+            existing.add(snapshots.cache_name(db, snap_key))
 
     options = runner.RunOptions(jobs=jobs or os.cpu_count() or 2,
                                 log_dir=project.state_dir / "logs")
@@ -404,6 +414,35 @@ def _snapshot(project: Project, target: Target, db: str, build: str, held: list[
         store.put(dst_key, target.redacted(name), records)
     value["complete"] = True
     snapshots.set_meta(target, name, value)
+
+
+def _server_gone(exc: BaseException) -> bool:
+    from devenv import pgwire
+
+    return isinstance(exc, (pgwire.OperationalError, database.DatabaseError))
+
+
+def _snapshot_or_skip(project: Project, target: Target, db: str, build: str,
+                      held: list[str], key: str, store: StateStore, reporter: Reporter,
+                      what: str) -> bool:
+    """:func:`_snapshot`, but a snapshot is only an optimisation: when it cannot be written
+    (the disk is full) the build goes on and is swapped in without it. Says why."""
+    from devenv import environment
+
+    try:
+        _snapshot(project, target, db, build, held, key, store)
+    except DevenvError as exc:
+        with contextlib.suppress(Exception):
+            snapshots.drop(target, snapshots.cache_name(db, key))  # a clone half-labelled
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        reporter.emit(Message(f"cache skipped: could not write {what} ({reason}); the build "
+                              "goes on without it, and a later refresh-db runs these steps "
+                              "again", "warn"))
+        if environment.is_disk_full(str(exc)):
+            reporter.emit(Message(environment.disk_full_advice(
+                project, "so that the next refresh-db can keep its snapshots"), "warn"))
+        return False
+    return True
 
 
 def _after_swap(project: Project, target: Target, db: str, full_key: str, reporter: Reporter,

@@ -36,18 +36,14 @@ def tail(text: str, lines: int = TAIL_LINES) -> str:
 
 
 def log_tail(log: Path | None, lines: int = TAIL_LINES) -> str:
-    """The last ``lines`` lines of a log file, read from its end (logs can be huge); ""
-    when there is none or it cannot be read."""
+    """The last ``lines`` lines of a log file, read from its end in blocks with each line
+    capped (logs can be huge, and one line can be); "" when there is none or it cannot be
+    read."""
     if log is None:
         return ""
-    try:
-        with log.open("rb") as fh:
-            fh.seek(0, os.SEEK_END)
-            fh.seek(max(0, fh.tell() - 64 * 1024))
-            data = fh.read().decode(errors="replace")
-    except OSError:
-        return ""
-    return tail(data, lines)
+    from devenv import logtail
+
+    return "\n".join(logtail.tail_file(log, lines).lines)
 
 
 class ProcessError(Exception):

@@ -45,6 +45,12 @@ LABEL_PROJECT = "devenv.project"
 LABEL_SERVICE = "devenv.service"
 LABEL_HASH = "devenv.config-hash"
 LABEL_ROOT = "devenv.root"
+# On a data volume: created by a devenv that writes READY_MARKER into it once the server
+# on it first answered a query. Without the marker such a volume never held a finished
+# cluster (the image's first initialisation was cut short), so nothing is lost by
+# recreating it. Volumes made before this label existed are never recreated.
+LABEL_MARKS_READY = "devenv.marks-ready"
+READY_MARKER = ".devenv-ready"
 
 HOST = portlib.HOST
 SECOND_NS = 1_000_000_000
@@ -252,16 +258,138 @@ class DockerBackend:
             c = self._start_existing(project, service, c)
             if c is None:
                 recreating = f"recreating container {name} on it (volumes are kept)"
+        started = c is None or c.status != "running"
         if c is None:
-            c = self._create(project, service, reporter, recreating)
-            try:
-                c.start()
-            except docker.errors.APIError as exc:
-                self._remove(c, force=True)
-                raise self._start_error(project, service, exc) from None
-        ep = self._wait(project, service, c, timeout)
+            c = self._create_and_start(project, service, reporter, recreating)
+        try:
+            ep = self._wait(project, service, c, timeout)
+        except ServiceError as exc:
+            unfinished = self.unfinished_init(project, service, c)
+            if unfinished is None:
+                raise
+            what, recreate = unfinished
+            if not recreate:
+                raise ServiceError(f"{exc}\n{what}") from None
+            reporter.emit(Message(f"{service.name}: {what}; recreating it", "warn"))
+            self._remove(c, force=True)
+            for vname in self._volume_names(project, service):
+                with contextlib.suppress(docker.errors.NotFound):
+                    self._remove_volume(self.client().volumes.get(vname))
+            c = self._create_and_start(project, service, reporter, "")
+            ep = self._wait(project, service, c, timeout)
+            started = True
+        if started:
+            self._mark_ready(project, service, c)
         portlib.PortStore(project.state_dir).remember(service.name, dict(ep.ports))
         return ep
+
+    def _create_and_start(self, project: Project, service: ServiceSpec, reporter: Reporter,
+                          recreating: str) -> Any:
+        import docker
+
+        c = self._create(project, service, reporter, recreating)
+        try:
+            c.start()
+        except docker.errors.APIError as exc:
+            self._remove(c, force=True)
+            raise self._start_error(project, service, exc) from None
+        return c
+
+    # ---------------------------------------------- an interrupted first initialisation
+
+    def _volume_names(self, project: Project, service: ServiceSpec) -> list[str]:
+        return [volume_name(project, service, v) for v in service.volumes]
+
+    def _data_mount(self, service: ServiceSpec, c: Any) -> tuple[str, str, str] | None:
+        """(volume, its mount path, PGDATA) for the named volume holding PGDATA."""
+        env = dict(e.split("=", 1) for e in (c.attrs.get("Config") or {}).get("Env") or []
+                   if "=" in e)
+        pgdata = env.get("PGDATA", "/var/lib/postgresql/data").rstrip("/")
+        for m in c.attrs.get("Mounts") or []:
+            dest = str(m.get("Destination", "")).rstrip("/")
+            if m.get("Type") == "volume" and (pgdata == dest or pgdata.startswith(dest + "/")):
+                return str(m.get("Name", "")), dest, pgdata
+        return None
+
+    def _read(self, c: Any, path: str) -> bytes | None:
+        """A file of the container (running or not), or None when it is not there."""
+        import io
+        import tarfile
+
+        import docker
+
+        try:
+            stream, _ = c.get_archive(path)
+            data = b"".join(stream)
+        except (docker.errors.NotFound, docker.errors.APIError):
+            return None
+        with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+            member = tar.next()
+            fh = tar.extractfile(member) if member is not None else None
+            return fh.read() if fh is not None else b""
+
+    def _mark_ready(self, project: Project, service: ServiceSpec, c: Any) -> None:
+        """Write READY_MARKER into the data volume: its cluster is finished (the server
+        on it answered a query). Only after a start: a running container was marked then."""
+        import io
+        import tarfile
+
+        if not is_database(project, service):
+            return
+        mount = self._data_mount(service, c)
+        if mount is None:
+            return
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as tar:
+            body = b"devenv saw the server on this volume answer a query\n"
+            info = tarfile.TarInfo(READY_MARKER)
+            info.size = len(body)
+            info.mtime = int(time.time())
+            tar.addfile(info, io.BytesIO(body))
+        with contextlib.suppress(Exception):  # a missing marker costs only the recovery
+            c.put_archive(mount[1], buf.getvalue())
+
+    def unfinished_init(self, project: Project, service: ServiceSpec, c: Any,
+                        ) -> tuple[str, bool] | None:
+        """When the data volume holds a first initialisation that never finished: what
+        happened, and whether recreating the volume loses nothing (it was made by a devenv
+        that marks a finished cluster, and carries no such mark)."""
+        if not is_database(project, service):
+            return None
+        mount = self._data_mount(service, c)
+        if mount is None:
+            return None
+        vname, dest, pgdata = mount
+        if self._read(c, f"{dest}/{READY_MARKER}") is not None:
+            return None  # it held a finished cluster: never recreated
+        version = self._read(c, f"{pgdata}/PG_VERSION")
+        if not version:
+            return None  # empty: the image initialises it on the next start
+        if self._read(c, f"{pgdata}/global/pg_control") is None:
+            why = "initdb was cut short (no global/pg_control)"
+        else:
+            hba = self._read(c, f"{pgdata}/pg_hba.conf") or b""
+            lines = [ln.split() for ln in hba.decode(errors="replace").splitlines()
+                     if ln.strip() and not ln.lstrip().startswith("#")]
+            # initdb allows TCP logins from 127.0.0.1 and ::1 only; the image's init then
+            # adds a line for everyone else (how the published port is reached). Any other
+            # address means someone opened it: a finished cluster.
+            if any(ln[0].startswith("host") and len(ln) > 3
+                   and ln[3] not in ("127.0.0.1/32", "::1/128") for ln in lines):
+                return None
+            why = ("the image's init stopped after initdb, before it allowed logins from "
+                   "outside the container")
+        try:
+            labels = self.client().volumes.get(vname).attrs.get("Labels") or {}
+        except Exception:
+            labels = {}
+        what = (f"volume {vname} never finished its first initialisation ({why}: the "
+                "container was stopped or killed during it)")
+        if labels.get(LABEL_MARKS_READY) == "1":
+            return f"{what}, so it holds no data", True
+        # made before devenv marked volumes: say the fix, do not delete on a guess
+        return (f"{what}. If it holds nothing you need: docker rm -f {c.name} && "
+                f"docker volume rm {vname}, then devenv up"), False
 
     def _start_existing(self, project: Project, service: ServiceSpec, c: Any) -> Any | None:
         """Start a stopped container; ``None`` when it must be recreated (its free port was
@@ -388,7 +516,8 @@ class DockerBackend:
                 client.volumes.get(vname)
             except docker.errors.NotFound:
                 client.volumes.create(vname, labels={LABEL_PROJECT: project.name,
-                                                     LABEL_SERVICE: service.name})
+                                                     LABEL_SERVICE: service.name,
+                                                     LABEL_MARKS_READY: "1"})
             volumes[vname] = {"bind": path, "mode": "rw"}
         kwargs: dict[str, Any] = {
             "image": service.image,
@@ -520,6 +649,11 @@ class DockerBackend:
         detail = f"container {name}"
         if status in ("exited", "dead"):
             detail += f" exited with code {state.get('ExitCode')}"
+        if (not running or health == "unhealthy") and is_database(project, service):
+            unfinished = self.unfinished_init(project, service, c)
+            if unfinished is not None:
+                what, recreate = unfinished
+                detail += f"; {what}" + ("; devenv up recreates it" if recreate else "")
         vols = [volume_name(project, service, v) for v in service.volumes]
         extra = {"container": name, "id": c.short_id, "image": str(service.image)}
         if vols:

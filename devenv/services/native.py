@@ -19,6 +19,7 @@ import hashlib
 import json
 import os
 import pwd
+import re
 import shutil
 import stat
 import time
@@ -385,7 +386,10 @@ class NativeBackend:
             self._cluster(service, lay, info[2] or 0).stop(mode="fast")
             out.append(f"stopped native PostgreSQL for {service.name} (pid {info[0]})")
         if volumes and lay.base.exists():
-            shutil.rmtree(lay.base)
+            try:
+                shutil.rmtree(lay.base)
+            except OSError as exc:
+                raise ServiceError(_undeletable(service, lay.base, exc)) from None
             out.append(f"deleted {lay.base}")
             if lay.fallback_reason:
                 with contextlib.suppress(OSError):
@@ -445,6 +449,54 @@ class NativeBackend:
             return ExecResult(exc.returncode if exc.returncode is not None else -1, exc.output)
         return ExecResult(done.returncode, done.stdout + done.stderr if stdout is None
                           and stdin is None else done.stderr)
+
+
+def _under(path: str, base: Path) -> bool:
+    return path == str(base) or path.startswith(str(base) + os.sep)
+
+
+def holders(base: Path) -> list[str]:
+    """What keeps ``base`` from being deleted: file systems mounted inside it, and the
+    processes working in it or holding files in it open (read from /proc, like fuser)."""
+    found: list[str] = []
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/self/mountinfo").read_text().splitlines():
+            fields = line.split()
+            # mount points escape blanks as octal (\040)
+            point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)),
+                           fields[4]) if len(fields) > 4 else ""
+            if point != str(base) and _under(point, base):
+                found.append(f"a file system is mounted on {point} (umount it)")
+    procs = Path("/proc")
+    for entry in procs.iterdir() if procs.is_dir() else []:
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        links = [entry / "cwd", entry / "root"]
+        with contextlib.suppress(OSError):
+            links += list((entry / "fd").iterdir())
+        hit = False
+        for link in links:
+            with contextlib.suppress(OSError):
+                if _under(os.readlink(link), base):
+                    hit = True
+                    break
+        if hit:
+            with contextlib.suppress(OSError):
+                name = (entry / "comm").read_text().strip()
+                found.append(f"process {entry.name} ({name}) has files or its working "
+                             "directory in it")
+    return found
+
+
+def _undeletable(service: ServiceSpec, base: Path, exc: OSError) -> str:
+    """Why ``down --volumes`` could not delete ``base``, what holds it, and the fix."""
+    where = exc.filename or base
+    held = holders(base)
+    because = "; ".join(held) if held else (
+        "nothing devenv can see holds it: check its permissions and attributes (lsattr)")
+    return (f"service {service.name}: could not delete its data folder {base}: "
+            f"{exc.strerror or exc} ({where}); {because}. Part of it may be deleted already; "
+            "free it, then run `devenv down --volumes` again")
 
 
 def _trust_host_logins(datadir: Path) -> None:

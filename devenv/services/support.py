@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from devenv import logtail
 from devenv.schema import PortSpec, Project, ServiceSpec
 
 if TYPE_CHECKING:
@@ -123,29 +124,15 @@ def failure_message(service: ServiceSpec, what: str, log_tail: Sequence[str]) ->
 
 
 def read_tail(path: Path, lines: int) -> list[str]:
-    """The last ``lines`` lines of a text file (reads from the end: logs grow large)."""
-    try:
-        with path.open("rb") as fh:
-            fh.seek(0, 2)
-            size = fh.tell()
-            block = 8192
-            data = b""
-            pos = size
-            while pos > 0 and data.count(b"\n") <= lines:
-                step = min(block, pos)
-                pos -= step
-                fh.seek(pos)
-                data = fh.read(step) + data
-    except OSError:
-        return []
-    text = data.decode(errors="replace").rstrip("\n")
-    return text.splitlines()[-lines:] if text else []
+    """The last ``lines`` lines of a text file (see :mod:`devenv.logtail`: from the end, in
+    blocks, each line capped)."""
+    return logtail.tail_file(path, lines).lines
 
 
 def follow_file(path: Path, tail: int | None, follow: bool,
                 poll: float = 0.2) -> Iterator[str]:
     """Lines of ``path`` (the last ``tail`` ones), then new lines as they come with
-    ``follow`` (until the caller stops iterating, e.g. on Ctrl-C)."""
+    ``follow`` (until the caller stops iterating, e.g. on Ctrl-C). Each line is capped."""
     if tail is not None:
         yield from read_tail(path, tail)
         try:
@@ -153,14 +140,12 @@ def follow_file(path: Path, tail: int | None, follow: bool,
         except OSError:
             pos = 0
     else:
-        pos = 0
         with path.open("rb") as fh:
-            for raw in fh:
-                yield raw.decode(errors="replace").rstrip("\n")
+            yield from logtail.all_lines(fh)
             pos = fh.tell()
     if not follow:
         return
-    partial = b""
+    split = logtail.LineSplitter()
     while True:
         try:
             size = path.stat().st_size
@@ -171,12 +156,9 @@ def follow_file(path: Path, tail: int | None, follow: bool,
         if size > pos:
             with path.open("rb") as fh:
                 fh.seek(pos)
-                chunk = fh.read(size - pos)
+                chunk = fh.read(min(size - pos, logtail.BLOCK * 16))
                 pos = fh.tell()
-            partial += chunk
-            *complete, partial = partial.split(b"\n")
-            for raw in complete:
-                yield raw.decode(errors="replace")
+            yield from split.feed(chunk)
         else:
             time.sleep(poll)
 
