@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from devenv import database, fingerprint, graph, snapshots
 from devenv.database import Target
 from devenv.environment import prepare_steps, step_environment
-from devenv.errors import UsageError
+from devenv.errors import DevenvError, UsageError
 from devenv.events import (
     Action,
     Decision,

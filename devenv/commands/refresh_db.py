@@ -6,7 +6,7 @@ import time
 
 from devenv import environment, lifecycle, planner, processes
 from devenv.commands import exit_code
-from devenv.errors import EXIT_OK, UsageError
+from devenv.errors import EXIT_OK, DevenvError, UsageError
 from devenv.events import Message, Reporter
 from devenv.lock import project_lock
 from devenv.schema import Project
