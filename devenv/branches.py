@@ -161,12 +161,12 @@ def follow(project_name: str, root: Path, target: Target, reporter: Reporter,
         what = f"swapped in its own database (parked {age} ago)"
     else:
         source = build(park_as)
-        what = f"built its database from {source}"
+        what = f"built its database (starting from {source})"
     _mark_parked(target, park_as, project_name, old)
     record(target, project_name, branch)
     reporter.emit(Message(
         f"branch {branch!r} is checked out (the database was built for {old!r}): parked "
-        f"{old!r}'s database, with the rows made on it, as {park_as}; {what} in "
+        f"the database of {old!r}, with the rows made on it, as {park_as}; {what} in "
         f"{time.monotonic() - t0:.2f}s", "ok"))
     return Switch(old, branch, park_as, source)
 

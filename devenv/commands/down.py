@@ -15,7 +15,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
-from devenv import processes
+from devenv import branches, environment, processes
 from devenv.console import Output
 from devenv.errors import EXIT_OK, UsageError
 from devenv.events import Event, Message
@@ -79,6 +79,24 @@ def _confirm(out: Output, doomed: list[str]) -> bool:
     return answer in ("y", "yes")
 
 
+def _inside_data(project: Project) -> list[str]:
+    """What the database service's data holds besides the working database that a user
+    may not think of: the databases parked per git branch (rows made by hand on each)."""
+    if project.database is None:
+        return []
+    try:
+        target, _note = environment.current_target(project)
+        if target is None:
+            return []
+        parked = branches.parked(target, project.name)
+    except Exception:  # a server that is down holds them all the same; nothing to name
+        return []
+    if not parked:
+        return []
+    return [f"the parked databases of branch{'es' if len(parked) > 1 else ''} "
+            + ", ".join(p.branch for p in parked) + " (inside that data)"]
+
+
 def run(project: Project, out: Output, *, volumes: bool = False, yes: bool = False,
         interactive: bool | None = None,
         confirm: Callable[[Output, list[str]], bool] = _confirm) -> int:
@@ -100,6 +118,7 @@ def run(project: Project, out: Output, *, volumes: bool = False, yes: bool = Fal
             docker_alone = DockerBackend()
             if docker_alone.available()[0]:
                 docker = docker_alone  # for containers of services no longer configured
+        inside = _inside_data(project) if volumes else []
         if volumes and not yes:
             doomed = [item for name, b in pairs
                       for item in b.data(project, project.services[name])]
@@ -108,6 +127,7 @@ def run(project: Project, out: Output, *, volumes: bool = False, yes: bool = Fal
             if docker is not None:
                 doomed += docker.data_leftovers(project)
             if doomed:
+                doomed += inside
                 if not interactive:
                     raise UsageError(
                         "--volumes deletes the services' data (" + ", ".join(doomed)
@@ -124,6 +144,8 @@ def run(project: Project, out: Output, *, volumes: bool = False, yes: bool = Fal
                      for line in backend.down(project, service, volumes=volumes)]
         if docker is not None:
             done += docker.leftovers(project, volumes=volumes)
+        if done:
+            done += [f"deleted with the data: {what}" for what in inside]
     for line in done:
         out.text(line)
     if not done:
