@@ -148,6 +148,10 @@ class Project:
     profiles: tuple[str, ...]
     cache_keep: int
     env_lines: Mapping[str, int] = field(default_factory=dict, compare=False)
+    # cache: {remote: oci://..., sign_key: FILE, trust: [FILE...]} (devenv.remote_cache)
+    cache_remote: str | None = None
+    cache_sign_key: str | None = None
+    cache_trust: tuple[str, ...] = ()
 
     @property
     def state_dir(self) -> Path:

@@ -39,6 +39,9 @@ def run(project: Project, reporter: Reporter, *, detach: bool = False,
         endpoints = environment.start_services(
             project, [s for s in project.services if s in wanted], reporter, database_url)
         target = environment.database_target(project, endpoints, database_url)
+        from devenv import remote_cache
+
+        remote_cache.restore_fresh(project, target, profile, reporter)
         built = environment.build(project, reporter, target, profile=profile, jobs=jobs)
         code = exit_code(built.result)
         if code != EXIT_OK:
