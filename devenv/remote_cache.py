@@ -707,7 +707,6 @@ def restore_for_refresh(project: Project, target: Target, build: str, store: Sta
     ident = database.identity(target, build)
     if ident:
         store.put(ident, target.redacted(build), _records(hit))
-    reporter.emit(Message(hit.describe(), "ok"))
     return hit.key, tuple(n for n in steps if n in set(hit.held))
 
 
@@ -783,7 +782,6 @@ def restore_fresh(project: Project, target: Target | None, profile: str,
     ident = database.identity(target, target.dbname)
     if ident:
         StateStore(project.state_dir).put(ident, target.redacted(), _records(hit))
-    reporter.emit(Message(hit.describe(), "ok"))
     return True
 
 

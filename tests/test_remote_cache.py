@@ -418,7 +418,8 @@ def test_signatures(checkouts: Any, registry: Registry, tmp_path: Path) -> None:
     r = mate.run("refresh-db")
     _one_line_then_build(r, mate, "which this project does not trust")
     # signed by the team's key (CI holds the PEM text in a secret): restored
-    ci = checkouts("ci", remote=repo)
+    # (CI trusts the team key too: it refuses the rogue artifact, builds, and pushes)
+    ci = checkouts("ci", remote=repo, trust=[str(team_pub)])
     r = ci.run("ci-setup", "--push", env={"DEVENV_CACHE_SIGN_KEY": team_priv.read_text()})
     assert r.returncode == 0, r.stdout + r.stderr
     mate2 = checkouts("mate2", remote=repo, trust=[str(team_pub)])
@@ -426,8 +427,11 @@ def test_signatures(checkouts: Any, registry: Registry, tmp_path: Path) -> None:
     assert r.returncode == 0 and "restored snapshot" in r.stdout and mate2.ran() == [], \
         r.stdout
     # unsigned: refused where the project trusts keys
-    ci2 = checkouts("ci2", remote=repo)
-    assert ci2.run("ci-setup", "--push").returncode == 0
+    # (ci2 trusts only the rogue key: refuses the team's artifact, builds, pushes unsigned)
+    other_pub = other_priv.with_suffix(".pub")
+    ci2 = checkouts("ci2", remote=repo, trust=[str(other_pub)])
+    r = ci2.run("ci-setup", "--push")
+    assert r.returncode == 0 and "pushed snapshot" in r.stdout, r.stdout
     mate3 = checkouts("mate3", remote=repo, trust=[str(team_pub)])
     _one_line_then_build(mate3.run("refresh-db"), mate3, "the snapshot is unsigned")
 
@@ -519,7 +523,8 @@ def test_doctor_reports_the_remote(checkouts: Any, auth_registry: Registry) -> N
     ci = checkouts("ci", remote=remote)
     assert ci.run("ci-setup", "--push", env=creds).returncode == 0
     r = ci.run("doctor", env=creds)
-    assert "remote cache" in r.stdout and "1 snapshot(s) of this project" in r.stdout, \
+    assert (f"{remote}: reachable, authenticated as {USER}; 1 snapshot(s) there, 1 match "
+            "the current steps; refresh-db on a new checkout pulls the full one") in r.stdout, \
         r.stdout
     r = ci.run("doctor")
     assert "answered 401" in r.stdout, r.stdout
