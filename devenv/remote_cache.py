@@ -610,8 +610,18 @@ def lookup(project: Project, client: Client, fps: dict[str, fingerprint.Fingerpr
     (the whole set, then each snapshot point, deepest first), pulled and checked."""
     from devenv import lifecycle
 
-    candidates = [steps, *sorted(lifecycle.snapshot_points(project, steps), key=len,
-                                 reverse=True)]
+    sets = [list(steps), *lifecycle.snapshot_points(project, steps)]
+    # What CI pushes holds its own profile's steps: a developer's profile usually has those
+    # plus a few local ones, which then run on top (when the set holds all it needs).
+    wanted = set(steps)
+    for profile in project.profiles:
+        held = [n for n in steps if project.steps[n].in_profile(profile)]
+        if held and set(held) < wanted and graph.closure(project, held) & wanted <= set(held):
+            sets.append(held)
+    candidates: list[list[str]] = []
+    for held in sorted(sets, key=len, reverse=True):
+        if held not in candidates:
+            candidates.append(held)
     looked = 0
     for held in candidates:
         if len(held) <= deeper_than:

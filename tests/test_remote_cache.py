@@ -5,6 +5,7 @@ concurrent pushes, and the docker backend pulling postgres:15 from it."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -65,10 +66,8 @@ def _start(base: Path, auth: bool) -> Registry:
 
 
 def _kill(reg: Registry) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.kill(reg.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        pass
 
 
 @pytest.fixture(scope="session")
@@ -90,7 +89,10 @@ def auth_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry
 # --------------------------------------------------------------------------- projects
 
 
-def config(db: str, remote: str, name: str = "remproj", **cache: Any) -> dict[str, Any]:
+def config(db: str, remote: str, name: str = "remproj", local_step: bool = False,
+           **cache: Any) -> dict[str, Any]:
+    extra = {"local-user": {"run": "echo local-user >> ran.log", "needs": ["seed"],
+                            "profiles": ["local"]}} if local_step else {}
     return {
         "version": 1, "name": name,
         "services": {"db": {"image": "postgres:15", "env": {"POSTGRES_PASSWORD": "x"}}},
@@ -101,6 +103,7 @@ def config(db: str, remote: str, name: str = "remproj", **cache: Any) -> dict[st
                        "needs": ["db"], "inputs": ["schema.sql"]},
             "seed": {"run": f"{PSQL} -f seed.sql && echo seed >> ran.log",
                      "needs": ["schema"], "inputs": ["seed.sql"]},
+            **extra,
         },
     }
 
@@ -198,6 +201,19 @@ def test_ci_push_then_teammate_refresh_pulls(checkouts: Any) -> None:
     assert snapshots.find(mate.target(), mate.db, snapshots.cache_name(mate.db, key))
     r = mate.run("refresh-db", "--no-remote-cache")
     assert r.returncode == 0 and "restored snapshot" not in r.stdout and mate.ran() == []
+
+
+def test_ci_profile_snapshot_serves_the_local_profile(checkouts: Any) -> None:
+    """CI pushes its profile's steps; a developer's profile has one more (local only): the
+    pull restores CI's part and runs only that one step."""
+    ci = checkouts("ci", local_step=True)
+    r = ci.run("ci-setup", "--push")
+    assert r.returncode == 0 and "pushed snapshot" in r.stdout, r.stdout + r.stderr
+    assert ci.ran() == ["schema", "seed"]
+    mate = checkouts("mate", local_step=True)
+    r = mate.run("refresh-db")
+    assert r.returncode == 0 and "restored snapshot" in r.stdout, r.stdout + r.stderr
+    assert mate.ran() == ["local-user"], r.stdout
 
 
 def test_snapshot_push_and_pull_then_up(checkouts: Any) -> None:
@@ -351,18 +367,12 @@ class _CuttingProxy:
             except OSError:
                 pass
             for s in (client, up):
-                with contextlib_suppress():
+                with contextlib.suppress(OSError):
                     s.shutdown(socket.SHUT_RDWR)
                     s.close()
 
         threading.Thread(target=forward, args=(up, client, True), daemon=True).start()
         forward(client, up, False)
-
-
-def contextlib_suppress() -> Any:
-    import contextlib
-
-    return contextlib.suppress(OSError)
 
 
 def test_registry_goes_away_mid_pull(checkouts: Any, registry: Registry) -> None:
