@@ -57,7 +57,11 @@ def checkout(base: Path, name: str) -> Path:
 
 
 def fresh(d: Path, url: str) -> None:
-    """A teammate's new checkout: no state, no database."""
+    """A teammate's new checkout: no state, no database. (First the background re-clone
+    of the last refresh-db ends: it would make a ready copy again.)"""
+    while subprocess.run(["pgrep", "-f", "devenv.lifecycle"],
+                         capture_output=True).returncode == 0:
+        time.sleep(0.05)
     target = database.parse_url(url)
     for info in snapshots.related(target, DB):
         database.drop(target, info.datname)

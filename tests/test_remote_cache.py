@@ -572,3 +572,82 @@ def test_docker_backend_pulls_postgres_from_the_registry(registry: Registry,
         subprocess.run([sys.executable, "-m", "devenv", "down", "--volumes"], cwd=root,
                        env=env, capture_output=True, timeout=120)
         subprocess.run(["docker", "rmi", "-f", image], capture_output=True)
+
+
+@pytest.mark.xfail(reason="until the non-superuser restore of imports (issue 18 item 3, "
+                   "helper H2) is merged: the pull restores through the same "
+                   "dumps.restore, which today runs as the connecting superuser",
+                   strict=False)
+def test_malicious_dump_pushed_as_an_artifact(checkouts: Any, registry: Registry,
+                                              pg_server: Any, tmp_path: Path) -> None:
+    """Issue 18's dump: a CHECK constraint calls a function doing COPY ... TO PROGRAM. Pushed
+    as a valid artifact of the project (right key, right annotations), then pulled by a
+    teammate's refresh-db: the program must not run."""
+    import psycopg
+
+    pwned = Path(tempfile_dir()) / f"pwned-{uuid.uuid4().hex[:8]}"
+    repo = registry.remote(f"evil-{uuid.uuid4().hex[:6]}")
+    mate = checkouts("mate", remote=repo)
+    evil = pg_server.unique_db("evil")
+    target = database.parse_url(pg_server.url(evil))
+    database.create(target, evil, [])
+    try:
+        with psycopg.connect(pg_server.url(evil), autocommit=True) as conn:
+            conn.execute("create function ok(int) returns bool language plpgsql as "
+                         "$$ begin return true; end $$")
+            conn.execute("create table victim(x int check (ok(x)))")
+            conn.execute("insert into victim values (1)")
+            conn.execute("create or replace function ok(int) returns bool language plpgsql "
+                         f"as $$ begin copy (select 1) to program 'touch {pwned}'; "
+                         "return true; end $$")
+        project = mate.project()
+        key = remote_cache.fingerprint.combined(remote_cache.fingerprint.compute(project),
+                                                ["schema", "seed"])
+        tool = dumps.choose_tool("pg_dump", target, evil, 15, None)
+        f = tmp_path / "evil.devenv-snapshot"
+        dumps.write(f, dumps.Header(project=project.name, database=mate.db, name="x",
+                                    key=key, steps=["schema", "seed"], fingerprints={},
+                                    server_version_num=dumps.server_version_num(target),
+                                    pg_dump_major=tool.major, created=0.0),
+                    lambda sink: dumps.dump(tool, sink))
+        remote_cache.push_file(project, remote_cache.parse(repo), f, RecordingReporter())
+        r = mate.run("refresh-db")
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert not pwned.exists(), "the pulled dump ran a program on the host"
+        _one_line_then_build(r, mate, "")
+    finally:
+        database.drop(target, evil)
+        pwned.unlink(missing_ok=True)
+
+
+def tempfile_dir() -> str:
+    import tempfile
+
+    return tempfile.gettempdir()
+
+
+def test_config_and_overrides(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """cache.remote is checked where it is written; DEVENV_CACHE_REMOTE overrides it and
+    `off` turns it off (what --cache-remote / --no-remote-cache set)."""
+    from devenv.errors import ConfigError
+
+    (tmp_path / "steps.yaml").write_text("version: 1\nname: p\nsteps: {a: {run: 'true'}}\n"
+                                         "cache:\n  remote: https://ghcr.io/acme/db\n")
+    with pytest.raises(ConfigError) as err:
+        loader.load(tmp_path / "steps.yaml")
+    assert str(err.value).startswith("steps.yaml:5: cache.remote: expected oci://REGISTRY/"
+                                     "REPOSITORY, got 'https://ghcr.io/acme/db'")
+    (tmp_path / "steps.yaml").write_text("version: 1\nname: p\nsteps: {a: {run: 'true'}}\n"
+                                         "cache:\n  remote: oci://ghcr.io/Acme/db\n"
+                                         "  trust: [keys/ci.pub]\n")
+    project = loader.load(tmp_path / "steps.yaml")
+    assert project.cache_trust == (str(tmp_path / "keys" / "ci.pub"),)
+    monkeypatch.delenv("DEVENV_CACHE_REMOTE", raising=False)
+    remote = remote_cache.configured(project)
+    assert remote is not None and (remote.registry, remote.repository) == ("ghcr.io", "acme/db")
+    assert not remote.insecure
+    monkeypatch.setenv("DEVENV_CACHE_REMOTE", "off")
+    assert remote_cache.configured(project) is None
+    monkeypatch.setenv("DEVENV_CACHE_REMOTE", "oci://127.0.0.1:5000/team/db")
+    other = remote_cache.configured(project)
+    assert other is not None and other.insecure and other.ref("k") == "127.0.0.1:5000/team/db:k"
