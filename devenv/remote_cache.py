@@ -547,8 +547,10 @@ class Hit:
 
 
 def _download_dir(project: Project) -> Path:
-    d = project.state_dir / "remote"
-    d.mkdir(parents=True, exist_ok=True)
+    from devenv.lock import ensure_state_dir
+
+    d = ensure_state_dir(project.state_dir) / "remote"
+    d.mkdir(mode=0o700, exist_ok=True)
     return d
 
 
