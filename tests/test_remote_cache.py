@@ -565,7 +565,7 @@ def test_docker_backend_pulls_postgres_from_the_registry(registry: Registry,
         r = subprocess.run([sys.executable, "-m", "devenv", "--plain", "up"], cwd=root,
                            env=env, capture_output=True, text=True, timeout=300)
         assert r.returncode == 0, r.stdout + r.stderr
-        assert "pull" in r.stdout.lower(), r.stdout
+        assert f"pulled {image}" in r.stdout and "could not pull" not in r.stdout, r.stdout
         assert subprocess.run(["docker", "image", "inspect", image],
                               capture_output=True).returncode == 0
     finally:
