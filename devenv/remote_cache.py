@@ -455,7 +455,7 @@ def push_file(project: Project, remote: Remote, path: Path, reporter: Reporter) 
     """Push snapshot file ``path`` tagged by its key; returns the tag. Two pushes of one
     key at once each upload their blob (content-addressed) and then put their manifest:
     the tag ends on one of the two, each complete and valid."""
-    header, offset = dumps.read_header(path)
+    header, _ = dumps.read_header(path)
     size = path.stat().st_size
     digest = "sha256:" + _file_sha256(path)
     ann = {
@@ -473,7 +473,6 @@ def push_file(project: Project, remote: Remote, path: Path, reporter: Reporter) 
         sig = key.sign(_sign_payload(header.project, header.key, digest, size))
         ann[ANN + "signature"] = base64.b64encode(sig).decode()
         ann[ANN + "signer"] = signer_id(_raw_public(key.public_key()))
-    del offset
     client = Client(remote)
     reporter.emit(PhaseStarted("push", f"pushing snapshot {header.key[:12]} to {remote.url}"))
     t0 = time.monotonic()
