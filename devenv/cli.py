@@ -132,6 +132,22 @@ JobsOpt = Annotated[Optional[int], typer.Option(  # noqa: UP045
 DbUrlOpt = Annotated[Optional[str], typer.Option(  # noqa: UP045
     "--database-url", envvar=None, help="Use this PostgreSQL instead of starting the "
     "database service (DATABASE_URL in the environment does the same).")]
+CacheRemoteOpt = Annotated[Optional[str], typer.Option(  # noqa: UP045
+    "--cache-remote", help="Remote snapshot cache to use (oci://REGISTRY/REPOSITORY; "
+    "overrides cache.remote and DEVENV_CACHE_REMOTE).", show_default=False)]
+NoRemoteCacheOpt = Annotated[bool, typer.Option(
+    "--no-remote-cache", help="Do not use the remote snapshot cache.")]
+
+
+def _remote_env(cache_remote: str | None, no_remote_cache: bool) -> None:
+    """The flags reach devenv.remote_cache as DEVENV_CACHE_REMOTE (and the background
+    push it may start), like the variable set by hand."""
+    import os
+
+    if no_remote_cache:
+        os.environ["DEVENV_CACHE_REMOTE"] = "off"
+    elif cache_remote:
+        os.environ["DEVENV_CACHE_REMOTE"] = cache_remote
 
 
 @app.command()
@@ -218,6 +234,8 @@ def up(
         "data) changed on a database it already ran on: build the new state beside the "
         "working database and swap it in (--rebuild), or stop and say so (--no-rebuild). "
         "Default: steps.yaml's up.rebuild (rebuild).", show_default=False)] = None,
+    cache_remote: CacheRemoteOpt = None,
+    no_remote_cache: NoRemoteCacheOpt = False,
 ) -> None:
     """Start the services, build the database (only steps that changed run), then start
     the app processes and wait until each is ready.
@@ -234,6 +252,7 @@ def up(
     """
     from devenv.commands import up as cmd
 
+    _remote_env(cache_remote, no_remote_cache)
     _call(lambda: _with_reporter(cmd.run)(
         _project(), detach=detach, profile=profile, jobs=jobs, database_url=database_url,
         no_processes=no_processes, plain=G.plain,
@@ -256,6 +275,8 @@ def refresh_db(
     no_wait: Annotated[bool, typer.Option(
         "--no-wait", help="Fail at once if another devenv holds the project.")] = False,
     database_url: DbUrlOpt = None,
+    cache_remote: CacheRemoteOpt = None,
+    no_remote_cache: NoRemoteCacheOpt = False,
 ) -> None:
     """Build a fresh database beside the working one; swap it in only if every step passed.
 
@@ -265,6 +286,7 @@ def refresh_db(
     """
     from devenv.commands import refresh_db as cmd
 
+    _remote_env(cache_remote, no_remote_cache)
     _call(lambda: _with_reporter(cmd.run)(
         _project(), profile=profile, jobs=jobs, keep_failed=keep_failed, no_backup=no_backup,
         no_cache=no_cache, undo=undo, wait=not no_wait, database_url=database_url))
@@ -286,6 +308,11 @@ def ci_setup(
         "--with-processes", help="Also start the processes, in the background.")] = False,
     jobs: JobsOpt = None,
     database_url: DbUrlOpt = None,
+    push: Annotated[bool, typer.Option(
+        "--push", help="After a build, push the database to the remote snapshot cache "
+        "(cache.remote), so developers' next up or refresh-db pulls it.")] = False,
+    cache_remote: CacheRemoteOpt = None,
+    no_remote_cache: NoRemoteCacheOpt = False,
 ) -> None:
     """What CI runs: `up` without anything interactive, with reports.
 
@@ -298,11 +325,12 @@ def ci_setup(
     """
     from devenv.commands import ci_setup as cmd
 
+    _remote_env(cache_remote, no_remote_cache)
     reporter = _reporter(ci_groups=True)
     try:
         code = cmd.run(_project, reporter, profile=profile, junit=junit, json_path=json_path,
                        cache_dir=cache_dir, keep=keep, with_processes=with_processes,
-                       jobs=jobs, database_url=database_url)
+                       jobs=jobs, database_url=database_url, push=push)
     finally:
         reporter.close()
     raise typer.Exit(code)
@@ -544,6 +572,43 @@ def snapshot_import(
 
     _call(lambda: _with_reporter(cmd.import_)(_project(), file, name, force=force,
                                               database_url=database_url, wait=not no_wait))
+
+
+@snapshot_app.command("push")
+def snapshot_push(
+    name: Annotated[str, typer.Argument(help="A saved snapshot, or a cache snapshot's key "
+                                        "(its first 6+ characters).", show_default=False)],
+    background: Annotated[bool, typer.Option(
+        "--background", help="Return once the dump is written; upload in the background "
+        "(.devenv/logs/push.log).")] = False,
+    cache_remote: CacheRemoteOpt = None,
+    no_wait: NoWaitOpt = False,
+    database_url: DbUrlOpt = None,
+) -> None:
+    """Push snapshot NAME to the remote cache (cache.remote), tagged by the fingerprint of
+    its steps: a teammate's refresh-db with the same steps pulls it instead of building."""
+    from devenv.commands import snapshot_remote as cmd
+
+    _remote_env(cache_remote, False)
+    _call(lambda: _with_reporter(cmd.push)(_project(), name, background=background,
+                                           database_url=database_url, wait=not no_wait))
+
+
+@snapshot_app.command("pull")
+def snapshot_pull(
+    ref: Annotated[str, typer.Argument(help="The snapshot's fingerprint (its tag) or another "
+                                       "tag.", show_default=False)],
+    cache_remote: CacheRemoteOpt = None,
+    no_wait: NoWaitOpt = False,
+    database_url: DbUrlOpt = None,
+) -> None:
+    """Pull a snapshot from the remote cache into a local cache snapshot (checked and
+    restored as untrusted); the next refresh-db starts from it."""
+    from devenv.commands import snapshot_remote as cmd
+
+    _remote_env(cache_remote, False)
+    _call(lambda: _with_reporter(cmd.pull)(_project(), ref, database_url=database_url,
+                                           wait=not no_wait))
 
 
 @app.command()

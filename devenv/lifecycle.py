@@ -181,7 +181,17 @@ def refresh(project: Project, reporter: Reporter, target: Target, *, profile: st
         reporter.emit(Message(f"{db} is fresh (ready copy of snapshot {full_key[:12]}; no step "
                               "needed to run)", "ok"))
         return RefreshResult(None, "ready clone", True, backup_name)
-    if choice.kind == "snapshot":
+    remote = None
+    if use_cache and choice.kind != "ready":
+        # Nothing local as deep as the whole build: a teammate's or CI's snapshot may be.
+        from devenv import remote_cache
+
+        remote = remote_cache.restore_for_refresh(project, target, build, store, fps, steps,
+                                                  len(choice.held), reporter)
+        if remote is not None:
+            source, start_from = f"remote snapshot {remote[0][:12]}", list(remote[1])
+            _snapshot(project, target, db, build, start_from, remote[0], store)
+    if choice.kind == "snapshot" and remote is None:
         with phase(reporter, "restore", f"restoring snapshot {choice.datname}",
                     f"restored snapshot of {len(choice.held)} steps ({choice.datname})"):
             snapshots.clone(target, choice.datname, build, snapshots.meta("build", project.name))

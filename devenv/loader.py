@@ -49,7 +49,7 @@ STEP_KEYS = ("run", "kind", "cwd", "env", "search_path", "needs", "inputs", "pro
              "timeout", "checkpoint", "python", "description", "rerun")
 PROCESS_KEYS = ("run", "cwd", "env", "needs", "ready", "ready_timeout", "profiles",
                 "search_path", "reconnects")
-CACHE_KEYS = ("keep",)
+CACHE_KEYS = ("keep", "remote", "sign_key", "trust")
 UP_KEYS = ("rebuild",)
 RERUN_VALUES = ("incremental", "rebuild")
 UP_REBUILD_VALUES = ("rebuild", "stop")
@@ -428,10 +428,22 @@ def load_text(text: str, root: Path, path: Path | None = None,
     database = _database(top.get("database"), services)
 
     cache_keep = 5
+    cache_remote: str | None = None
+    cache_sign_key: str | None = None
+    cache_trust: tuple[str, ...] = ()
     if "cache" in top:
         cache = _mapping(top["cache"], CACHE_KEYS)
         if "keep" in cache:
             cache_keep = int(_option(cache["keep"], "int"))
+        if "remote" in cache:
+            cache_remote = _str(cache["remote"])
+            if not cache_remote.startswith("oci://") or "/" not in cache_remote[6:]:
+                raise _err(cache["remote"], f"expected oci://REGISTRY/REPOSITORY, got "
+                           f"{cache_remote!r} (e.g. oci://ghcr.io/acme/shop-db)")
+        if "sign_key" in cache:
+            cache_sign_key = str(root / _str(cache["sign_key"]))
+        if "trust" in cache:
+            cache_trust = tuple(str(root / t) for t in _str_list(cache["trust"]))
 
     up_rebuild = "rebuild"
     if "up" in top:
@@ -455,6 +467,9 @@ def load_text(text: str, root: Path, path: Path | None = None,
         cache_keep=cache_keep,
         env_lines=env_lines,
         up_rebuild=up_rebuild,
+        cache_remote=cache_remote,
+        cache_sign_key=cache_sign_key,
+        cache_trust=cache_trust,
     )
     from devenv import graph
 

@@ -34,6 +34,19 @@ else
   echo "note: no Docker engine answers; tests marked 'docker' will be skipped" >&2
 fi
 
+# The remote-cache tests (marker 'registry') run a real OCI registry: the CNCF
+# Distribution registry from Debian's docker-registry package, started by
+# ../shared/registry/start-registry (which installs it too when missing).
+if ! command -v docker-registry >/dev/null 2>&1 || ! command -v htpasswd >/dev/null 2>&1; then
+  log "OCI registry (apt: docker-registry, apache2-utils)"
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+      docker-registry apache2-utils >/dev/null
+  else
+    echo "note: docker-registry is missing (needs root to install); tests marked 'registry' will be skipped" >&2
+  fi
+fi
+
 log "lint and types"
 python3 -m ruff check devenv tests bench
 python3 -m mypy devenv

@@ -41,7 +41,7 @@ OUTCOMES = {
 def run(load: Callable[[], Project], reporter: Reporter, *, profile: str = "ci",
         junit: Path | None = None, json_path: Path | None = None,
         cache_dir: Path | None = None, keep: int = 3, with_processes: bool = False,
-        jobs: int | None = None, database_url: str | None = None) -> int:
+        jobs: int | None = None, database_url: str | None = None, push: bool = False) -> int:
     """Set up the environment for CI and report on it. Never raises for a user's mistake:
     the exit code and the last line say what happened."""
     started = time.monotonic()
@@ -73,6 +73,11 @@ def run(load: Callable[[], Project], reporter: Reporter, *, profile: str = "ci",
                 hit = ci_cache.restore(project, target, cache_dir, key, reporter,
                                        database_url)
                 extra["cache"] = {"dir": str(cache_dir), "key": key, "hit": hit}
+            pulled = False
+            if not hit:
+                from devenv import remote_cache
+
+                pulled = remote_cache.restore_fresh(project, target, profile, reporter)
             from devenv.commands.logs import log_dir
 
             # its own folder: a CI run here must not replace the developer's step logs
@@ -87,6 +92,13 @@ def run(load: Callable[[], Project], reporter: Reporter, *, profile: str = "ci",
                 saved = ci_cache.save(project, target, cache_dir, key, profile, keep, reporter,
                                       database_url)
                 extra["cache"]["saved"] = str(saved) if saved else None
+            # Push what this job built; a restore that left nothing to run is there already.
+            ran = any(r.status is Status.OK for r in result.results)
+            if code == EXIT_OK and push and target is not None and (ran or not (hit or pulled)):
+                from devenv import remote_cache
+
+                extra["remote_push"] = remote_cache.push_database(project, target, profile,
+                                                                  reporter, database_url)
             if code == EXIT_OK and with_processes and project.processes:
                 code = _start_processes(project, reporter, target, profile)
     except (ConfigError, UsageError) as exc:

@@ -39,6 +39,9 @@ def run(project: Project, reporter: Reporter, *, detach: bool = False,
         endpoints = environment.start_services(
             project, [s for s in project.services if s in wanted], reporter, database_url)
         target = environment.database_target(project, endpoints, database_url)
+        from devenv import remote_cache
+
+        remote_cache.restore_fresh(project, target, profile, reporter)
         carried: dict[str, str] = {}
         if target is not None and project.database is not None:
             done = working.reconcile(project, reporter, target, profile=profile, jobs=jobs,

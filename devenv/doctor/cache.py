@@ -98,7 +98,43 @@ def check_leftovers(ctx: Context) -> Check:
                 remedies=[Remedy("recover")])
 
 
+def check_remote(ctx: Context) -> Check:
+    """The team's remote cache (cache.remote): reachable, authenticated, and how many of
+    its snapshots match the current steps."""
+    from devenv import graph, lifecycle, remote_cache
+
+    project = ctx.project()
+    try:
+        remote = remote_cache.configured(project)
+    except Exception as exc:  # a malformed DEVENV_CACHE_REMOTE
+        return warn("snapshots.remote", str(exc), f"fix {remote_cache.ENV_REMOTE}")
+    if remote is None:
+        return ok("snapshots.remote", "no remote cache (cache.remote in steps.yaml shares "
+                  "snapshots with the team and CI)")
+    try:
+        client = remote_cache.Client(remote)
+        client.ping()
+        tags = set(client.tags())
+    except remote_cache.RemoteError as exc:
+        return warn("snapshots.remote", f"{remote.url}: {exc}",
+                    "check the registry, or log in (docker login "
+                    f"{remote.registry}, or DEVENV_CACHE_USER/DEVENV_CACHE_PASSWORD); "
+                    "refresh-db builds from the steps meanwhile")
+    who = "as " + client.reg.creds[0] if client.reg.creds else "anonymously"
+    fps = ctx.fingerprints()
+    steps = [n for n in graph.topo_order(project) if project.steps[n].in_profile("local")]
+    wanted = [steps, *lifecycle.snapshot_points(project, steps)] if steps else []
+    keys = {fingerprint.combined(fps, held) for held in wanted if all(s in fps for s in held)}
+    matching = len(keys & tags)
+    full = bool(steps) and fingerprint.combined(fps, steps) in tags
+    return ok("snapshots.remote",
+              f"{remote.url}: reachable, authenticated {who}; {len(tags)} snapshot(s) there, "
+              f"{matching} match the current steps"
+              + ("; refresh-db on a new checkout pulls the full one" if full else ""))
+
+
 CHECKS = [
     CheckDef("snapshots.cache", "Snapshots", check_cache),
     CheckDef("snapshots.leftovers", "Snapshots", check_leftovers),
+    CheckDef("snapshots.remote", "Snapshots", check_remote),
 ]

@@ -1,0 +1,104 @@
+"""``devenv snapshot push NAME`` / ``devenv snapshot pull FP|TAG``: snapshots in the team's
+remote cache (:mod:`devenv.remote_cache`)."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from devenv import dumps, lifecycle, remote_cache, snapshots
+from devenv.commands.snapshot import CACHE_KIND, _db, _drop_quietly, _open, _require
+from devenv.errors import EXIT_OK, DevenvError, UsageError
+from devenv.events import Message, Reporter, phase
+from devenv.lock import project_lock
+from devenv.schema import Project
+from devenv.state import StateStore
+
+
+def _remote(project: Project) -> remote_cache.Remote:
+    remote = remote_cache.configured(project)
+    if remote is None:
+        raise UsageError("no remote cache: set cache.remote in steps.yaml (e.g. "
+                         "oci://ghcr.io/acme/shop-db), DEVENV_CACHE_REMOTE or --cache-remote")
+    return remote
+
+
+def push(project: Project, reporter: Reporter, name: str, *, background: bool = False,
+         database_url: str | None = None, wait: bool = True) -> int:
+    """Dump snapshot ``name`` (a user snapshot, or a cache snapshot by its key's first
+    characters) and push it to the remote cache, tagged by the fingerprint of its steps."""
+    db = _db(project)
+    remote = _remote(project)
+    remote_cache.sign_key(project)  # a broken key fails now, before the dump
+    with project_lock(project.state_dir, "snapshot push", reporter, wait=wait):
+        target, container = _open(project, reporter, database_url)
+        lifecycle.recover(target, db, reporter)
+        cache = [d for d in snapshots.related(target, db) if d.kind == CACHE_KIND
+                 and d.meta.get("complete") and d.key.startswith(name) and len(name) >= 6]
+        info = cache[0] if len(cache) == 1 else _require(target, db, name)
+        if not info.key or not info.steps:
+            raise DevenvError(f"snapshot '{name}' records no steps: there is no fingerprint "
+                              "to tag it by (save it after `devenv up`)")
+        folder = Path(tempfile.mkdtemp(prefix="push-", dir=remote_cache._download_dir(project)))
+        path = folder / "snapshot.devenv-snapshot"
+        with phase(reporter, "export", f"dumping snapshot '{name}'", f"dumped '{name}'"):
+            remote_cache.dump_database(project, target, info.datname, info.key, info.steps,
+                                       name, path, container)
+    if background:
+        pid = remote_cache.spawn_push(project, remote, path)
+        reporter.emit(Message(f"pushing snapshot {info.key[:12]} to {remote.url} in the "
+                              f"background (pid {pid}; .devenv/logs/push.log)", "ok"))
+        return EXIT_OK
+    try:
+        remote_cache.push_file(project, remote, path, reporter)
+    finally:
+        path.unlink(missing_ok=True)
+        folder.rmdir()
+    reporter.emit(Message(f"pushed snapshot '{name}' as {remote.ref(info.key)}; a teammate's "
+                          "refresh-db with the same steps pulls it", "ok"))
+    return EXIT_OK
+
+
+def pull(project: Project, reporter: Reporter, ref: str, *, database_url: str | None = None,
+         wait: bool = True) -> int:
+    """Pull snapshot ``ref`` (a fingerprint or tag) into a local cache snapshot, so the
+    next refresh-db starts from it."""
+    db = _db(project)
+    remote = _remote(project)
+    with project_lock(project.state_dir, "snapshot pull", reporter, wait=wait):
+        target, _ = _open(project, reporter, database_url)
+        lifecycle.recover(target, db, reporter)
+        client = remote_cache.Client(remote)
+        hit = remote_cache.fetch(project, client, ref, dumps.server_version_num(target))
+        if hit is None:
+            raise DevenvError(f"there is no snapshot {ref} in {remote.url}")
+        try:
+            name = snapshots.cache_name(db, hit.key)
+            if snapshots.find(target, db, name) is not None:
+                reporter.emit(Message(f"snapshot {hit.key[:12]} is already here ({name})",
+                                      "ok"))
+                return EXIT_OK
+            build = snapshots.build_name(db)
+            value = snapshots.meta(CACHE_KIND, project.name, key=hit.key,
+                                   steps=list(hit.held), complete=False)
+            with phase(reporter, "restore", f"restoring snapshot {hit.key[:12]}",
+                       hit.describe()):
+                try:
+                    from devenv import database
+
+                    database.create(target, build, [], template="template0")
+                    snapshots.set_meta(target, build, value)
+                    remote_cache.restore_file(project, target, build, hit, reporter)
+                    ident = database.identity(target, build)
+                    if ident:
+                        StateStore(project.state_dir).put(ident, target.redacted(name),
+                                                          remote_cache._records(hit))
+                    snapshots.rename(target, build, name)
+                    snapshots.set_meta(target, name, {**value, "complete": True})
+                except BaseException:
+                    _drop_quietly(target, build)
+                    raise
+        finally:
+            hit.path.unlink(missing_ok=True)
+    reporter.emit(Message(f"{hit.describe()} as {name}; refresh-db starts from it", "ok"))
+    return EXIT_OK

@@ -1,0 +1,853 @@
+"""The team's snapshot cache in an OCI registry: build a database once, pull it everywhere.
+
+``cache: {remote: oci://REGISTRY/REPOSITORY}`` in steps.yaml (``DEVENV_CACHE_REMOTE``
+overrides it; ``off`` turns it off, as ``--no-remote-cache`` does). A snapshot is an OCI
+artifact (ORAS's conventions: one layer, titled, empty config) tagged by the fingerprint
+of the steps it holds (:func:`devenv.fingerprint.combined`, the key of the local cache
+snapshots). Its one layer is a devenv snapshot file (:mod:`devenv.dumps`: a JSON header
+line, then ``pg_dump -Fc``, which zlib-compresses the table data itself). The manifest's
+annotations (``dev.devenv.snapshot.*``) say project, steps, PostgreSQL version, size,
+created-by and created-at, so a lookup can refuse an artifact before downloading it.
+
+Signing (optional): ``cache: {sign_key: FILE}`` (or ``DEVENV_CACHE_SIGN_KEY``, a file or
+the PEM text) signs at push with Ed25519 over ``devenv-snapshot-v1``, project, key, the
+layer's digest and size; the signature and the signer's id go in the manifest annotations
+``dev.devenv.snapshot.signature`` / ``.signer``. With ``cache: {trust: [FILE...]}`` (or
+``DEVENV_CACHE_TRUST``, paths separated by ``:``) only artifacts signed by one of those
+public keys are restored. The layer's digest is checked as it downloads, so the signature
+covers the bytes restored.
+
+Credentials, as docker finds them: ``DEVENV_CACHE_USER`` + ``DEVENV_CACHE_PASSWORD`` or
+``DEVENV_CACHE_TOKEN`` (CI), else docker's ``config.json`` (``credHelpers``, ``auths``,
+``credsStore``; helpers run as ``docker-credential-NAME get``). Never printed, never
+written.
+
+The client is the ``oras`` package (oras-py), imported only here and only when a remote
+is used (it costs ~0.6 s to import). Its request method retries every failure five times
+with sleeps of 3 to 83 s (a registry that is down, or a 401 without credentials, took
+131 s to fail) and sets no timeout; :class:`_Registry` replaces that one method with a
+single attempt under a timeout, so a broken cache costs seconds, never minutes.
+
+Nothing here makes a command fail: every problem is one line (``remote cache: ...``) and
+the caller builds from the steps instead.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import datetime
+import getpass
+import hashlib
+import json
+import os
+import socket
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from devenv import database, dumps, fingerprint, graph, proc, snapshots
+from devenv.database import Target
+from devenv.errors import DevenvError, UsageError
+from devenv.events import Message, PhaseFinished, PhaseStarted, Reporter
+from devenv.schema import Project
+from devenv.state import StateStore
+
+ENV_REMOTE = "DEVENV_CACHE_REMOTE"
+OFF = ("", "off", "none", "no", "0", "false")
+LAYER_TYPE = "application/vnd.devenv.snapshot.v1"
+ANN = "dev.devenv.snapshot."
+CREATED = "org.opencontainers.image.created"
+SIG_CONTEXT = b"devenv-snapshot-v1\n"
+
+
+class RemoteError(DevenvError):
+    """Why the remote cache could not be used; one line, and the caller builds instead."""
+
+
+def _timeout() -> float:
+    try:
+        return float(os.environ.get("DEVENV_CACHE_TIMEOUT", "30"))
+    except ValueError:
+        return 30.0
+
+
+# --------------------------------------------------------------------------- where
+
+
+@dataclass(frozen=True)
+class Remote:
+    """``oci://REGISTRY/REPOSITORY``."""
+
+    url: str
+    registry: str  # host[:port]
+    repository: str
+
+    @property
+    def insecure(self) -> bool:
+        """Plain HTTP: for a registry on this machine (as docker allows) or when asked."""
+        host = self.registry.rsplit(":", 1)[0] if not self.registry.startswith("[") \
+            else self.registry
+        return (host in ("localhost", "[::1]") or host.startswith("127.")
+                or os.environ.get("DEVENV_CACHE_INSECURE", "") == "1")
+
+    def ref(self, tag: str) -> str:
+        return f"{self.registry}/{self.repository}:{tag}"
+
+
+def parse(url: str) -> Remote:
+    rest = url.strip().removeprefix("oci://")
+    registry, _, repository = rest.partition("/")
+    if not url.strip().startswith("oci://") or not registry or not repository:
+        raise UsageError(f"remote cache {url!r}: expected oci://REGISTRY/REPOSITORY "
+                         "(e.g. oci://ghcr.io/acme/shop-db)")
+    return Remote(f"oci://{registry}/{repository}", registry, repository.lower())
+
+
+def configured(project: Project) -> Remote | None:
+    """The remote cache in use: ``DEVENV_CACHE_REMOTE`` (``off`` for none), else steps.yaml."""
+    env = os.environ.get(ENV_REMOTE)
+    if env is not None:
+        return None if env.strip().lower() in OFF else parse(env)
+    return parse(project.cache_remote) if project.cache_remote else None
+
+
+# --------------------------------------------------------------------------- credentials
+
+
+def _docker_config() -> dict[str, Any]:
+    folder = os.environ.get("DOCKER_CONFIG") or str(Path.home() / ".docker")
+    try:
+        data = json.loads((Path(folder) / "config.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _helper(name: str, registry: str) -> tuple[str, str] | None:
+    try:
+        cp = proc.run([f"docker-credential-{name}", "get"], input=registry, timeout=20,
+                      check=False)
+    except proc.ProcessError:
+        return None
+    if cp.returncode != 0:
+        return None  # "credentials not found in native keychain": anonymous
+    try:
+        data = json.loads(cp.stdout)
+        return str(data["Username"]), str(data["Secret"])
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def credentials(registry: str) -> tuple[str, str] | None:
+    """(user, secret) for ``registry``, or None for anonymous access."""
+    token = os.environ.get("DEVENV_CACHE_TOKEN")
+    user = os.environ.get("DEVENV_CACHE_USER")
+    if token:
+        return user or "devenv", token
+    password = os.environ.get("DEVENV_CACHE_PASSWORD")
+    if user and password is not None:
+        return user, password
+    cfg = _docker_config()
+    helpers = cfg.get("credHelpers")
+    if isinstance(helpers, dict) and isinstance(helpers.get(registry), str):
+        return _helper(helpers[registry], registry)
+    auths = cfg.get("auths")
+    if isinstance(auths, dict):
+        for key, entry in auths.items():
+            host = str(key).removeprefix("https://").removeprefix("http://").split("/")[0]
+            if host == registry and isinstance(entry, dict) and entry.get("auth"):
+                with contextlib.suppress(ValueError):
+                    u, _, p = base64.b64decode(str(entry["auth"])).decode().partition(":")
+                    return u, p
+    store = cfg.get("credsStore")
+    if isinstance(store, str) and store:
+        return _helper(store, registry)
+    return None
+
+
+# --------------------------------------------------------------------------- the client
+
+
+def _challenge(header: str) -> tuple[str, dict[str, str]]:
+    scheme, _, rest = header.partition(" ")
+    params: dict[str, str] = {}
+    for part in rest.split(","):
+        k, _, v = part.strip().partition("=")
+        if k:
+            params[k.strip()] = v.strip().strip('"')
+    return scheme.lower(), params
+
+
+def _registry_class() -> Any:
+    import oras.provider
+    import requests
+
+    class _Registry(oras.provider.Registry):  # type: ignore[misc]
+        """oras-py's registry with one request method changed: one attempt, a timeout,
+        and Basic or Bearer auth from :func:`credentials` (see the module's doc)."""
+
+        creds: tuple[str, str] | None = None
+        auth_header: str | None = None
+
+        def do_request(self, url: str, method: str = "GET", data: Any = None,
+                       headers: dict[str, str] | None = None, json: Any = None,
+                       stream: bool = False) -> Any:
+            sent = dict(headers or {})
+            if self.auth_header:
+                sent["Authorization"] = self.auth_header
+            r = self._send(method, url, data, sent, json, stream)
+            if r.status_code == 401 and self.creds is not None:
+                new = self._authorize(r.headers.get("Www-Authenticate", ""))
+                if new and new != sent.get("Authorization"):
+                    self.auth_header = new
+                    sent["Authorization"] = new
+                    r = self._send(method, url, data, sent, json, stream)
+            return r
+
+        def _send(self, method: str, url: str, data: Any, headers: dict[str, str],
+                  body: Any, stream: bool) -> Any:
+            try:
+                return self.session.request(method, url, data=data, json=body,
+                                            headers=headers, stream=stream,
+                                            verify=self._tls_verify, timeout=_timeout())
+            except requests.RequestException as exc:
+                raise RemoteError(f"{self.hostname} is unreachable "
+                                  f"({type(exc).__name__})") from None
+
+        def _authorize(self, header: str) -> str | None:
+            assert self.creds is not None
+            user, secret = self.creds
+            scheme, params = _challenge(header)
+            basic = base64.b64encode(f"{user}:{secret}".encode()).decode()
+            if scheme == "basic":
+                return f"Basic {basic}"
+            if scheme != "bearer" or "realm" not in params:
+                return None
+            query = {k: v for k, v in params.items() if k in ("service", "scope")}
+            try:
+                t = self.session.get(params["realm"], params=query, timeout=_timeout(),
+                                     headers={"Authorization": f"Basic {basic}"},
+                                     verify=self._tls_verify)
+                body = t.json() if t.status_code == 200 else {}
+            except (requests.RequestException, ValueError):
+                return None
+            token = body.get("token") or body.get("access_token")
+            return f"Bearer {token}" if token else None
+
+    return _Registry
+
+
+class Client:
+    """Push and pull devenv snapshots in one repository."""
+
+    def __init__(self, remote: Remote) -> None:
+        import logging
+
+        self.remote = remote
+        self.reg = _registry_class()(hostname=remote.registry, insecure=remote.insecure,
+                                     auth_backend="basic")
+        self.reg.creds = credentials(remote.registry)
+        # oras reads docker's config itself (and may warn on stderr); devenv did that above.
+        self.reg.auth.load_configs = lambda *a, **k: None
+        logging.getLogger("oras").setLevel(logging.CRITICAL)
+        import oras.logger
+
+        oras.logger.logger.set_level(logging.CRITICAL)
+
+    def _container(self, tag: str) -> Any:
+        return self.reg.get_container(self.remote.ref(tag))
+
+    def _refused(self, status: int) -> RemoteError:
+        if status == 401:
+            how = ("the credentials were refused" if self.reg.creds
+                   else "it needs credentials (docker login, or DEVENV_CACHE_USER/"
+                   "DEVENV_CACHE_PASSWORD)")
+            return RemoteError(f"{self.remote.registry} answered 401: {how}")
+        if status == 403:
+            return RemoteError(f"{self.remote.registry} answered 403: these credentials may "
+                               f"not use {self.remote.repository}")
+        return RemoteError(f"{self.remote.registry} answered HTTP {status}")
+
+    def ping(self) -> None:
+        """Raise RemoteError unless the registry answers and lets us in."""
+        r = self.reg.do_request(f"{self.reg.prefix}://{self.remote.registry}/v2/", "GET")
+        if r.status_code != 200:
+            raise self._refused(r.status_code)
+
+    def manifest(self, tag: str) -> tuple[dict[str, Any], str] | None:
+        """The manifest tagged ``tag`` and its digest, or None when there is none."""
+        c = self._container(tag)
+        r = self.reg.do_request(f"{self.reg.prefix}://{c.manifest_url()}", "GET", headers={
+            "Accept": "application/vnd.oci.image.manifest.v1+json"})
+        if r.status_code == 404:
+            return None
+        if r.status_code != 200:
+            raise self._refused(r.status_code)
+        try:
+            body = r.json()
+        except ValueError:
+            raise RemoteError(f"{self.remote.ref(tag)}: the manifest is not JSON") from None
+        if not isinstance(body, dict):
+            raise RemoteError(f"{self.remote.ref(tag)}: the manifest is not an object")
+        return body, str(r.headers.get("Docker-Content-Digest", ""))
+
+    def tags(self) -> list[str]:
+        c = self._container("x")
+        r = self.reg.do_request(f"{self.reg.prefix}://{c.tags_url()}", "GET")
+        if r.status_code == 404:
+            return []
+        if r.status_code != 200:
+            raise self._refused(r.status_code)
+        return [str(t) for t in (r.json().get("tags") or [])]
+
+    def push(self, path: Path, tag: str, annotations: dict[str, str]) -> None:
+        # oras splits "path:mediatype" at the last colon.
+        spec = f"{path}:{LAYER_TYPE}"
+        try:
+            self.reg.push(self.remote.ref(tag), files=[spec], manifest_annotations=annotations,
+                          disable_path_validation=True, do_chunked=True, quiet=True)
+        except RemoteError:
+            raise
+        except ValueError as exc:  # oras' "Issue with URL: reason"
+            raise RemoteError(f"push to {self.remote.url} failed: {exc}") from None
+
+    def download(self, tag: str, digest: str, size: int, dest: Path) -> None:
+        """Stream blob ``digest`` to ``dest``, refusing one whose bytes are not ``digest``."""
+        c = self._container(tag)
+        r = self.reg.do_request(f"{self.reg.prefix}://{c.get_blob_url(digest)}", "GET",
+                                stream=True)
+        if r.status_code != 200:
+            raise self._refused(r.status_code)
+        h = hashlib.sha256()
+        got = 0
+        import requests
+
+        try:
+            with r, open(dest, "wb") as fh:
+                for chunk in r.iter_content(chunk_size=1 << 20):
+                    h.update(chunk)
+                    got += len(chunk)
+                    fh.write(chunk)
+        except requests.RequestException as exc:
+            raise RemoteError(f"the download from {self.remote.registry} broke off after "
+                              f"{got} of {size} bytes ({type(exc).__name__})") from None
+        if got != size:
+            raise RemoteError(f"the download from {self.remote.registry} is truncated: "
+                              f"{got} of {size} bytes")
+        if f"sha256:{h.hexdigest()}" != digest:
+            raise RemoteError(f"the blob's digest does not match its manifest ({digest[:19]}"
+                              "...): damaged or tampered in the registry")
+
+
+# --------------------------------------------------------------------------- signatures
+
+
+def _sign_payload(project: str, key: str, digest: str, size: int) -> bytes:
+    return SIG_CONTEXT + f"{project}\n{key}\n{digest}\n{size}\n".encode()
+
+
+def _pem(value: str) -> bytes:
+    if value.lstrip().startswith("-----BEGIN"):
+        return value.encode()
+    try:
+        return Path(value).read_bytes()
+    except OSError as exc:
+        raise UsageError(f"cannot read key {value}: {exc.strerror}") from None
+
+
+def signer_id(public_raw: bytes) -> str:
+    return hashlib.sha256(public_raw).hexdigest()[:16]
+
+
+def _raw_public(key: Any) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+
+    return bytes(key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw))
+
+
+def sign_key(project: Project) -> Any | None:
+    """The Ed25519 private key artifacts are signed with, if the project or env names one."""
+    source = os.environ.get("DEVENV_CACHE_SIGN_KEY") or project.cache_sign_key
+    if not source:
+        return None
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    try:
+        key = serialization.load_pem_private_key(_pem(source), password=None)
+    except ValueError:
+        raise UsageError("the cache signing key is not a PEM private key (make one with "
+                         "`openssl genpkey -algorithm ed25519 -out cache-sign.pem`)") from None
+    if not isinstance(key, Ed25519PrivateKey):
+        raise UsageError("the cache signing key is not an Ed25519 key")
+    return key
+
+
+def trusted_keys(project: Project) -> dict[str, Any]:
+    """signer id -> Ed25519 public key, for the keys the project trusts (none: no check)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    paths = list(project.cache_trust)
+    env = os.environ.get("DEVENV_CACHE_TRUST", "")
+    paths += [p for p in env.split(os.pathsep) if p]
+    out: dict[str, Any] = {}
+    for p in paths:
+        try:
+            key = serialization.load_pem_public_key(_pem(p))
+        except ValueError:
+            raise UsageError(f"trusted key {p} is not a PEM public key") from None
+        if not isinstance(key, Ed25519PublicKey):
+            raise UsageError(f"trusted key {p} is not an Ed25519 key")
+        out[signer_id(_raw_public(key))] = key
+    return out
+
+
+def check_signature(project: Project, annotations: dict[str, str], key: str,
+                    layer: dict[str, Any]) -> str:
+    """Refuse an artifact the project does not trust; returns who signed it ('' if no
+    trust is configured)."""
+    trusted = trusted_keys(project)
+    if not trusted:
+        return ""
+    sig = annotations.get(ANN + "signature")
+    who = annotations.get(ANN + "signer", "")
+    if not sig:
+        raise RemoteError("the snapshot is unsigned and this project trusts only signed ones")
+    pub = trusted.get(who)
+    if pub is None:
+        raise RemoteError(f"the snapshot is signed by key {who[:16] or '?'}, which this "
+                          "project does not trust (cache.trust)")
+    from cryptography.exceptions import InvalidSignature
+
+    payload = _sign_payload(annotations.get(ANN + "project", ""), key,
+                            str(layer.get("digest", "")), int(layer.get("size", 0)))
+    try:
+        pub.verify(base64.b64decode(sig), payload)
+    except (InvalidSignature, ValueError):
+        raise RemoteError(f"the snapshot's signature (key {who[:16]}) does not verify") \
+            from None
+    return who
+
+
+# --------------------------------------------------------------------------- push
+
+
+def created_by() -> str:
+    """Who pushes: DEVENV_CACHE_AUTHOR, else "ci" on a CI runner, else user@host."""
+    if os.environ.get("DEVENV_CACHE_AUTHOR"):
+        return os.environ["DEVENV_CACHE_AUTHOR"]
+    if os.environ.get("CI"):
+        return "ci"
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "someone"
+    return f"{user}@{socket.gethostname()}"
+
+
+def push_file(project: Project, remote: Remote, path: Path, reporter: Reporter) -> str:
+    """Push snapshot file ``path`` tagged by its key; returns the tag. Two pushes of one
+    key at once each upload their blob (content-addressed) and then put their manifest:
+    the tag ends on one of the two, each complete and valid."""
+    header, _ = dumps.read_header(path)
+    size = path.stat().st_size
+    digest = "sha256:" + _file_sha256(path)
+    ann = {
+        ANN + "project": header.project,
+        ANN + "key": header.key,
+        ANN + "steps": ",".join(header.steps),
+        ANN + "postgres": str(header.server_version_num),
+        ANN + "size": str(size),
+        ANN + "dump-size": str(header.size),
+        ANN + "created-by": created_by(),
+        CREATED: datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+    key = sign_key(project)
+    if key is not None:
+        sig = key.sign(_sign_payload(header.project, header.key, digest, size))
+        ann[ANN + "signature"] = base64.b64encode(sig).decode()
+        ann[ANN + "signer"] = signer_id(_raw_public(key.public_key()))
+    client = Client(remote)
+    reporter.emit(PhaseStarted("push", f"pushing snapshot {header.key[:12]} to {remote.url}"))
+    t0 = time.monotonic()
+    try:
+        client.push(path, header.key, ann)
+    except BaseException:
+        reporter.emit(PhaseFinished("push", "push failed", ok=False))
+        raise
+    signed = f", signed by {ann[ANN + 'signer']}" if key is not None else ""
+    reporter.emit(PhaseFinished("push", f"pushed snapshot {header.key[:12]} to {remote.url} "
+                                f"({size // 1024} KiB in {time.monotonic() - t0:.1f}s"
+                                f"{signed})"))
+    return header.key
+
+
+def _file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def dump_database(project: Project, target: Target, dbname: str, key: str,
+                  steps: Sequence[str], name: str, dest: Path,
+                  container: dumps.ServiceExec | None) -> dumps.Header:
+    """Write database ``dbname`` as a snapshot file keyed ``key`` (what is pushed)."""
+    server = dumps.server_version_num(target)
+    tool = dumps.choose_tool("pg_dump", target, dbname, dumps.major_of(server), container)
+    fps = fingerprint.compute(project)
+    ident = database.identity(target, dbname)
+    records = StateStore(project.state_dir).steps(ident) if ident else {}
+    header = dumps.Header(
+        project=project.name, database=project.database.name if project.database else dbname,
+        name=name, key=key, steps=list(steps),
+        fingerprints={s: fps[s].value for s in steps if s in fps},
+        server_version_num=server, pg_dump_major=tool.major, created=time.time(),
+        records={s: r for s, r in records.items() if s in steps})
+    return dumps.write(dest, header, lambda sink: dumps.dump(tool, sink, tmpdir=dest.parent))
+
+
+def spawn_push(project: Project, remote: Remote, path: Path) -> int:
+    """Upload ``path`` in a detached process (the command returns now); it deletes the file
+    when done. Output in .devenv/logs/push.log."""
+    env = dict(os.environ)
+    env[ENV_REMOTE] = remote.url
+    return proc.detach([sys.executable, "-m", "devenv.remote_cache", str(project.file),
+                        str(path)], env=env, log=project.state_dir / "logs" / "push.log")
+
+
+# --------------------------------------------------------------------------- pull
+
+
+@dataclass(frozen=True)
+class Hit:
+    """A snapshot pulled from the remote, checked, in a local file."""
+
+    remote: Remote
+    key: str
+    held: tuple[str, ...]
+    path: Path
+    header: dumps.Header
+    offset: int
+    pushed_by: str
+    pushed_at: str
+
+    def describe(self) -> str:
+        when = self.pushed_at[:10] or "an unknown date"
+        return (f"restored snapshot {self.key[:12]} from {self.remote.url} "
+                f"(pushed by {self.pushed_by or 'someone'} on {when})")
+
+
+def _download_dir(project: Project) -> Path:
+    from devenv.lock import ensure_state_dir
+
+    d = ensure_state_dir(project.state_dir) / "remote"
+    d.mkdir(mode=0o700, exist_ok=True)
+    return d
+
+
+def fetch(project: Project, client: Client, tag: str, server_num: int,
+          found: tuple[dict[str, Any], str] | None = None,
+          expect_key: str | None = None) -> Hit | None:
+    """Pull snapshot ``tag`` and check everything before anything is restored: project,
+    server version, signature (when the project trusts keys), the blob's digest, the
+    file's own header and checksum. None when there is no such tag."""
+    found = found if found is not None else client.manifest(tag)
+    if found is None:
+        return None
+    manifest, _ = found
+    ann = manifest.get("annotations") or {}
+    layers = [la for la in manifest.get("layers") or [] if isinstance(la, dict)]
+    if not isinstance(ann, dict) or len(layers) != 1 or \
+            layers[0].get("mediaType") != LAYER_TYPE:
+        raise RemoteError(f"{client.remote.ref(tag)} is not a devenv snapshot")
+    layer = layers[0]
+    ann = {str(k): str(v) for k, v in ann.items()}
+    if ann.get(ANN + "project") != project.name:
+        raise RemoteError(f"{client.remote.ref(tag)} is a snapshot of project "
+                          f"'{ann.get(ANN + 'project')}', not '{project.name}'")
+    their = int(ann.get(ANN + "postgres", "0") or 0)
+    if dumps.major_of(their) > dumps.major_of(server_num):
+        raise RemoteError(f"the snapshot was dumped from PostgreSQL {dumps.major_of(their)}, "
+                          f"newer than this server ({dumps.major_of(server_num)})")
+    key = ann.get(ANN + "key", "")
+    if expect_key is not None and key != expect_key:
+        raise RemoteError(f"{client.remote.ref(tag)} holds key {key[:12]}, not "
+                          f"{expect_key[:12]}")
+    check_signature(project, ann, key, layer)
+    size = int(layer.get("size", 0))
+    digest = str(layer.get("digest", ""))
+    path = _download_dir(project) / f"{key[:24]}.{os.getpid()}.devenv-snapshot"
+    try:
+        client.download(tag, digest, size, path)
+        header, offset = dumps.read_header(path)
+        if header.key != key or header.project != project.name:
+            raise RemoteError("the snapshot file inside does not match its annotations")
+        dumps.verify(path, header, offset)
+        if header.server_major > dumps.major_of(server_num):
+            raise RemoteError(f"the snapshot was dumped from PostgreSQL "
+                              f"{header.server_major}, newer than this server "
+                              f"({dumps.major_of(server_num)})")
+    except BaseException as exc:
+        path.unlink(missing_ok=True)
+        if isinstance(exc, dumps.DumpError):
+            raise RemoteError(str(exc).replace(str(path), "the pulled snapshot")) from None
+        raise
+    return Hit(client.remote, key, tuple(header.steps), path, header, offset,
+               ann.get(ANN + "created-by", ""), ann.get(CREATED, ""))
+
+
+def lookup(project: Project, client: Client, fps: dict[str, fingerprint.Fingerprint],
+           steps: list[str], deeper_than: int, server_num: int,
+           reporter: Reporter) -> Hit | None:
+    """The deepest snapshot in the remote holding more than ``deeper_than`` of ``steps``
+    (the whole set, then each snapshot point, deepest first), pulled and checked."""
+    from devenv import lifecycle
+
+    sets = [list(steps), *lifecycle.snapshot_points(project, steps)]
+    # What CI pushes holds its own profile's steps: a developer's profile usually has those
+    # plus a few local ones, which then run on top (when the set holds all it needs).
+    wanted = set(steps)
+    for profile in project.profiles:
+        held = [n for n in steps if project.steps[n].in_profile(profile)]
+        if held and set(held) < wanted and graph.closure(project, held) & wanted <= set(held):
+            sets.append(held)
+    candidates: list[list[str]] = []
+    for held in sorted(sets, key=len, reverse=True):
+        if held not in candidates:
+            candidates.append(held)
+    looked = 0
+    for held in candidates:
+        if len(held) <= deeper_than:
+            break
+        key = fingerprint.combined(fps, held)
+        looked += 1
+        found = client.manifest(key)
+        if found is not None:
+            return fetch(project, client, key, server_num, found, expect_key=key)
+    if looked:
+        reporter.emit(Message(f"remote cache: no snapshot of these steps in {client.remote.url}"
+                              f" ({looked} looked up)"))
+    return None
+
+
+def restore_file(project: Project, target: Target, dbname: str, hit: Hit,
+                 reporter: Reporter) -> None:
+    """Restore a pulled snapshot into ``dbname`` (which exists and is empty).
+
+    The dump is someone else's SQL: it goes through ``dumps.restore_untrusted``, as
+    ``snapshot import`` and the ci-setup cache do: no superuser rights while it restores,
+    and none for its functions afterwards.
+    """
+    from devenv import ci_cache, environment
+
+    external = environment.external_url(project, None) is not None
+    container = None if external else ci_cache._container(project, reporter)
+    tool = dumps.choose_tool("pg_restore", target, dbname, hit.header.pg_dump_major,
+                             container)
+    # restore_untrusted creates the database itself (owned by the import role while the
+    # dump's SQL runs); the caller's empty one and its comment are made again around it.
+    info = snapshots.find(target, target.dbname, dbname)
+    database.drop(target, dbname)
+    dumps.restore_untrusted(target, dbname, tool, dumps.payload(hit.path, hit.offset),
+                            label=f"snapshot {hit.key[:12]} from {hit.remote.url}")
+    if info is not None and info.meta:
+        snapshots.set_meta(target, dbname, dict(info.meta))
+
+
+def _records(hit: Hit) -> dict[str, dict[str, Any]]:
+    return {s: {**r, "restored_from": f"the remote cache ({hit.remote.url})"}
+            for s, r in hit.header.records.items() if isinstance(r, dict) and s in hit.held}
+
+
+def _try(reporter: Reporter, what: str) -> contextlib.AbstractContextManager[None]:
+    """Turn any failure of the remote cache into one line; the caller then builds."""
+
+    @contextlib.contextmanager
+    def guard() -> Any:
+        try:
+            yield
+        except (RemoteError, dumps.DumpError, UsageError, OSError, ValueError,
+                proc.ProcessError) as exc:
+            text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            reporter.emit(Message(f"remote cache: {text}; {what}", "warn"))
+            raise _Skipped from None
+
+    return guard()
+
+
+class _Skipped(Exception):
+    pass
+
+
+def restore_for_refresh(project: Project, target: Target, build: str, store: StateStore,
+                        fps: dict[str, fingerprint.Fingerprint], steps: list[str],
+                        have: int, reporter: Reporter) -> tuple[str, tuple[str, ...]] | None:
+    """refresh-db: when the remote holds a deeper snapshot than the local cache (``have``
+    steps), restore it into ``build`` (which must not exist yet) and keep it as a local
+    cache snapshot. Returns (key, steps held), or None after one line saying why not."""
+    remote = configured_quietly(project, reporter)
+    if remote is None or have >= len(steps):
+        return None
+    hit: Hit | None = None
+    try:
+        with _try(reporter, "building from the steps"):
+            client = Client(remote)
+            hit = lookup(project, client, fps, steps, have, dumps.server_version_num(target),
+                         reporter)
+            if hit is None:
+                return None
+            reporter.emit(PhaseStarted("restore", f"restoring snapshot {hit.key[:12]} from "
+                                       f"{remote.url}"))
+            try:
+                database.create(target, build, [], template="template0")
+                snapshots.set_meta(target, build, snapshots.meta("build", project.name))
+                restore_file(project, target, build, hit, reporter)
+            except BaseException:
+                reporter.emit(PhaseFinished("restore", "restore failed", ok=False))
+                with contextlib.suppress(Exception):
+                    snapshots.drop(target, build)
+                raise
+            reporter.emit(PhaseFinished("restore", hit.describe()))
+    except _Skipped:
+        return None
+    finally:
+        if hit is not None:
+            hit.path.unlink(missing_ok=True)
+    assert hit is not None
+    ident = database.identity(target, build)
+    if ident:
+        store.put(ident, target.redacted(build), _records(hit))
+    return hit.key, tuple(n for n in steps if n in set(hit.held))
+
+
+def configured_quietly(project: Project, reporter: Reporter) -> Remote | None:
+    try:
+        return configured(project)
+    except UsageError as exc:
+        reporter.emit(Message(f"remote cache: {exc}; not using it", "warn"))
+        return None
+
+
+def _is_fresh(project: Project, target: Target) -> bool:
+    """The database holds nothing yet: missing, or no relation and no step record."""
+    if not database.exists(target, target.dbname):
+        return True
+    ident = database.identity(target, target.dbname)
+    if ident and StateStore(project.state_dir).steps(ident):
+        return False
+    with database.connect(target) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') "
+            "AND n.nspname NOT LIKE 'pg_toast%%' AND n.nspname NOT LIKE 'pg_temp%%'"
+        ).fetchone()
+    return row is not None and int(row[0]) == 0
+
+
+def restore_fresh(project: Project, target: Target | None, profile: str,
+                  reporter: Reporter) -> bool:
+    """up and ci-setup: when the project database is new (nothing built in it yet), fill it
+    from the deepest remote snapshot; the build then runs only what it lacks. Never drops
+    or overwrites a database that holds anything."""
+    if target is None or project.database is None:
+        return False
+    remote = configured_quietly(project, reporter)
+    if remote is None:
+        return False
+    steps = [n for n in graph.topo_order(project) if project.steps[n].in_profile(profile)]
+    if not steps:
+        return False
+    fps = fingerprint.compute(project)
+    hit: Hit | None = None
+    try:
+        with _try(reporter, "building from the steps"):
+            if not _is_fresh(project, target):
+                return False
+            client = Client(remote)
+            hit = lookup(project, client, fps, steps, 0, dumps.server_version_num(target),
+                         reporter)
+            if hit is None:
+                return False
+            reporter.emit(PhaseStarted("restore", f"restoring snapshot {hit.key[:12]} from "
+                                       f"{remote.url}"))
+            created = not database.exists(target, target.dbname)
+            if created:
+                database.create(target, target.dbname, [], template="template0")
+            try:
+                restore_file(project, target, target.dbname, hit, reporter)
+            except BaseException:
+                reporter.emit(PhaseFinished("restore", "restore failed", ok=False))
+                # single-transaction: a failed restore left the database as it was
+                if created:
+                    with contextlib.suppress(Exception):
+                        database.drop(target, target.dbname)
+                raise
+            reporter.emit(PhaseFinished("restore", hit.describe()))
+    except _Skipped:
+        return False
+    finally:
+        if hit is not None:
+            hit.path.unlink(missing_ok=True)
+    assert hit is not None
+    ident = database.identity(target, target.dbname)
+    if ident:
+        StateStore(project.state_dir).put(ident, target.redacted(), _records(hit))
+    return True
+
+
+def push_database(project: Project, target: Target, profile: str, reporter: Reporter,
+                  database_url: str | None = None) -> bool:
+    """ci-setup --push: dump the built database and push it keyed by its steps. A failure
+    is one line; the database is ready anyway."""
+    remote = configured_quietly(project, reporter)
+    if remote is None:
+        reporter.emit(Message("--push: no remote cache configured (cache.remote in steps.yaml"
+                              f" or {ENV_REMOTE})", "warn"))
+        return False
+    from devenv import ci_cache, environment
+
+    steps = [n for n in graph.topo_order(project) if project.steps[n].in_profile(profile)]
+    key = fingerprint.combined(fingerprint.compute(project), steps)
+    try:
+        with _try(reporter, "the database is ready anyway"):
+            external = environment.external_url(project, database_url) is not None
+            container = None if external else ci_cache._container(project, reporter)
+            with tempfile.TemporaryDirectory(prefix="push-", dir=_download_dir(project)) as d:
+                path = Path(d) / "snapshot.devenv-snapshot"
+                dump_database(project, target, target.dbname, key, steps, f"ci-{profile}",
+                              path, container)
+                push_file(project, remote, path, reporter)
+    except _Skipped:
+        return False
+    return True
+
+
+def _main(argv: Sequence[str]) -> int:
+    """``python -m devenv.remote_cache STEPS_YAML FILE``: the background push."""
+    from devenv import loader
+    from devenv.console import PlainReporter
+
+    project = loader.load(argv[0])
+    path = Path(argv[1])
+    remote = configured(project)
+    assert remote is not None
+    try:
+        push_file(project, remote, path, PlainReporter(sys.stdout))
+    except (RemoteError, DevenvError) as exc:
+        print(f"remote cache: push failed: {exc}")
+        return 1
+    finally:
+        path.unlink(missing_ok=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(_main(sys.argv[1:]))

@@ -1,0 +1,649 @@
+"""The remote snapshot cache against a real OCI registry (the CNCF Distribution registry,
+started by ../shared/registry/start-registry) and a real PostgreSQL: push, a teammate's
+pull on another checkout, auth, a registry that goes away, a damaged blob, signatures,
+concurrent pushes, and the docker backend pulling postgres:15 from it."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from devenv import database, dumps, loader, pgcluster, remote_cache, snapshots
+from devenv.events import RecordingReporter
+from tests.dbcompare import dump_database
+
+pytestmark = [pytest.mark.postgres, pytest.mark.registry]
+
+START = Path(__file__).resolve().parents[1].parent / "shared" / "registry" / "start-registry"
+if not START.exists():  # a worktree beside the main checkout
+    START = Path("/work/shared/registry/start-registry")
+PSQL = "psql -X -q -v ON_ERROR_STOP=1"
+USER, PASSWORD = "team", "s3cret-pw"
+
+
+@dataclass
+class Registry:
+    dir: Path
+    port: int
+    pid: int
+    auth: bool
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def remote(self, repo: str) -> str:
+        return f"oci://{self.host}/{repo}"
+
+    def blobs(self) -> list[Path]:
+        return list((self.dir / "storage").rglob("blobs/sha256/*/*/data"))
+
+
+def _start(base: Path, auth: bool) -> Registry:
+    port = pgcluster.free_port()
+    args = [str(START), str(base), str(port)] + ([f"{USER}:{PASSWORD}"] if auth else [])
+    try:
+        cp = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        pytest.skip(f"the registry could not start: {exc}")
+    if cp.returncode != 0:
+        pytest.skip(f"the registry could not start: {cp.stderr.strip()[-300:]}")
+    return Registry(base, port, int(cp.stdout.split()[-1]), auth)
+
+
+def _kill(reg: Registry) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(reg.pid, signal.SIGTERM)
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    """An open registry (no auth) for the session."""
+    reg = _start(tmp_path_factory.mktemp("registry"), auth=False)
+    yield reg
+    _kill(reg)
+
+
+@pytest.fixture(scope="session")
+def auth_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    """A registry that wants HTTP basic auth (team / s3cret-pw)."""
+    reg = _start(tmp_path_factory.mktemp("registry-auth"), auth=True)
+    yield reg
+    _kill(reg)
+
+
+# --------------------------------------------------------------------------- projects
+
+
+def config(db: str, remote: str, name: str = "remproj", local_step: bool = False,
+           **cache: Any) -> dict[str, Any]:
+    extra = {"local-user": {"run": "echo local-user >> ran.log", "needs": ["seed"],
+                            "profiles": ["local"]}} if local_step else {}
+    return {
+        "version": 1, "name": name,
+        "services": {"db": {"image": "postgres:15", "env": {"POSTGRES_PASSWORD": "x"}}},
+        "database": {"service": "db", "name": db, "schemas": ["public", "app"]},
+        "cache": {"remote": remote, **cache},
+        "steps": {
+            "schema": {"run": f"{PSQL} -f schema.sql && echo schema >> ran.log",
+                       "needs": ["db"], "inputs": ["schema.sql"]},
+            "seed": {"run": f"{PSQL} -f seed.sql && echo seed >> ran.log",
+                     "needs": ["schema"], "inputs": ["seed.sql"]},
+            **extra,
+        },
+    }
+
+
+FILES = {
+    "schema.sql": "create table app.items(id serial primary key, v text);\n",
+    "seed.sql": "insert into app.items(v) select 'v' || g from generate_series(1, 500) g;\n",
+}
+
+
+@dataclass
+class Checkout:
+    root: Path
+    url: str
+    db: str
+
+    def run(self, *args: str, env: dict[str, str] | None = None, timeout: float = 180,
+            ) -> subprocess.CompletedProcess[str]:
+        full = {k: v for k, v in os.environ.items()
+                if not k.startswith("DEVENV_CACHE") and k not in ("DOCKER_CONFIG", "CI")}
+        full["DATABASE_URL"] = self.url
+        full["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
+        full["DOCKER_CONFIG"] = str(self.root / ".no-docker-config")
+        full.update(env or {})
+        return subprocess.run([sys.executable, "-m", "devenv", "--plain", *args],
+                              cwd=self.root, env=full, capture_output=True, text=True,
+                              timeout=timeout)
+
+    def ran(self) -> list[str]:
+        log = self.root / "ran.log"
+        return log.read_text().split() if log.exists() else []
+
+    def project(self) -> Any:
+        return loader.load(self.root / "steps.yaml")
+
+    def target(self) -> database.Target:
+        return database.parse_url(self.url)
+
+
+@pytest.fixture
+def checkouts(tmp_path: Path, pg_server: Any, registry: Registry,
+              ) -> Iterator[Any]:
+    """make(name=..., remote=..., **cache): a checkout of the project in its own folder
+    with its own database (a teammate's machine)."""
+    made: list[Checkout] = []
+    repo = f"snap-{uuid.uuid4().hex[:8]}"
+
+    def make(label: str, remote: str | None = None, files: dict[str, str] | None = None,
+             **kw: Any) -> Checkout:
+        db = pg_server.unique_db("rc")
+        root = tmp_path / label
+        root.mkdir()
+        (root / "steps.yaml").write_text(yaml.safe_dump(
+            config(db, remote or registry.remote(repo), **kw), sort_keys=False))
+        for name, text in {**FILES, **(files or {})}.items():
+            (root / name).write_text(text)
+        c = Checkout(root, pg_server.url(db), db)
+        made.append(c)
+        return c
+
+    yield make
+    for c in made:
+        target = c.target()
+        for info in snapshots.related(target, c.db):
+            database.drop(target, info.datname)
+
+
+def _one_line_then_build(r: subprocess.CompletedProcess[str], c: Checkout, why: str) -> None:
+    assert r.returncode == 0, r.stdout + r.stderr
+    lines = [ln for ln in r.stdout.splitlines() if "remote cache:" in ln]
+    assert len(lines) == 1, r.stdout
+    assert why in lines[0], lines[0]
+    assert "Traceback" not in r.stdout + r.stderr
+    assert c.ran() == ["schema", "seed"], r.stdout
+
+
+# --------------------------------------------------------------------------- tests
+
+
+def test_ci_push_then_teammate_refresh_pulls(checkouts: Any) -> None:
+    ci = checkouts("ci")
+    r = ci.run("ci-setup", "--push", env={"CI": "true"})
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "pushed snapshot" in r.stdout
+    mate = checkouts("mate")
+    r = mate.run("refresh-db")
+    assert r.returncode == 0, r.stdout + r.stderr
+    key = remote_cache.fingerprint.combined(
+        remote_cache.fingerprint.compute(mate.project()), ["schema", "seed"])
+    assert (f"restored snapshot {key[:12]} from oci://" in r.stdout
+            and "(pushed by ci on 20" in r.stdout), r.stdout
+    assert mate.ran() == []  # no step ran: the work came from CI
+    assert dump_database(mate.url) == dump_database(ci.url)
+    # the pulled snapshot is now a local cache snapshot: the next refresh needs no remote
+    assert snapshots.find(mate.target(), mate.db, snapshots.cache_name(mate.db, key))
+    r = mate.run("refresh-db", "--no-remote-cache")
+    assert r.returncode == 0 and "restored snapshot" not in r.stdout and mate.ran() == []
+
+
+def test_ci_profile_snapshot_serves_the_local_profile(checkouts: Any) -> None:
+    """CI pushes its profile's steps; a developer's profile has one more (local only): the
+    pull restores CI's part and runs only that one step."""
+    ci = checkouts("ci", local_step=True)
+    r = ci.run("ci-setup", "--push")
+    assert r.returncode == 0 and "pushed snapshot" in r.stdout, r.stdout + r.stderr
+    assert ci.ran() == ["schema", "seed"]
+    mate = checkouts("mate", local_step=True)
+    r = mate.run("refresh-db")
+    assert r.returncode == 0 and "restored snapshot" in r.stdout, r.stdout + r.stderr
+    assert mate.ran() == ["local-user"], r.stdout
+
+
+def test_snapshot_push_and_pull_then_up(checkouts: Any) -> None:
+    a = checkouts("a")
+    assert a.run("up").returncode == 0
+    assert a.run("snapshot", "save", "base").returncode == 0
+    r = a.run("snapshot", "push", "base")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "pushed snapshot 'base' as 127.0.0.1:" in r.stdout
+    # a teammate's `up` on a new checkout fills its empty database from the remote
+    b = checkouts("b")
+    r = b.run("up")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "restored snapshot" in r.stdout and b.ran() == [], r.stdout
+    assert dump_database(b.url) == dump_database(a.url)
+    # and `snapshot pull` makes a local cache snapshot that refresh-db starts from
+    c = checkouts("c")
+    key = remote_cache.fingerprint.combined(
+        remote_cache.fingerprint.compute(c.project()), ["schema", "seed"])
+    r = c.run("snapshot", "pull", key)
+    assert r.returncode == 0, r.stdout + r.stderr
+    r = c.run("refresh-db", "--no-remote-cache")
+    assert r.returncode == 0 and c.ran() == [], r.stdout
+
+
+def test_partial_remote_snapshot_runs_only_the_rest(checkouts: Any) -> None:
+    """The remote holds the schema step only (a checkpoint): the teammate's refresh-db
+    restores it and runs seed alone."""
+    files = {"seed.sql": FILES["seed.sql"]}
+    a = checkouts("a", files=files)
+    text = (a.root / "steps.yaml").read_text()
+    (a.root / "steps.yaml").write_text(text.replace("inputs:\n    - seed.sql",
+                                                    "inputs:\n    - seed.sql\n    "
+                                                    "checkpoint: true"))
+    assert a.run("refresh-db").returncode == 0
+    project = a.project()
+    key = remote_cache.fingerprint.combined(remote_cache.fingerprint.compute(project),
+                                            ["schema"])
+    snap = snapshots.cache_name(a.db, key)
+    assert snapshots.find(a.target(), a.db, snap), "the checkpoint kept no snapshot"
+    r = a.run("snapshot", "push", key[:12])
+    assert r.returncode == 0, r.stdout + r.stderr
+    b = checkouts("b")
+    (b.root / "steps.yaml").write_text((a.root / "steps.yaml").read_text().replace(
+        a.db, b.db))
+    r = b.run("refresh-db")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert f"restored snapshot {key[:12]}" in r.stdout and b.ran() == ["seed"], r.stdout
+    assert dump_database(b.url) == dump_database(a.url)
+
+
+def test_auth_required_given_and_missing(checkouts: Any, auth_registry: Registry,
+                                         tmp_path: Path) -> None:
+    remote = auth_registry.remote(f"auth-{uuid.uuid4().hex[:6]}")
+    creds = {"DEVENV_CACHE_USER": USER, "DEVENV_CACHE_PASSWORD": PASSWORD}
+    ci = checkouts("ci", remote=remote)
+    r = ci.run("ci-setup", "--push", env={"CI": "true", **creds})
+    assert r.returncode == 0 and "pushed snapshot" in r.stdout, r.stdout + r.stderr
+    # no credentials: one line, then the build
+    anon = checkouts("anon", remote=remote)
+    r = anon.run("refresh-db")
+    _one_line_then_build(r, anon, "answered 401: it needs credentials")
+    # wrong ones
+    bad = checkouts("bad", remote=remote)
+    r = bad.run("refresh-db", env={"DEVENV_CACHE_USER": USER,
+                                   "DEVENV_CACHE_PASSWORD": "nope"})
+    _one_line_then_build(r, bad, "answered 401: the credentials were refused")
+    # docker's config.json (what `docker login` writes) works, and is never printed
+    import base64
+    import json
+
+    good = checkouts("good", remote=remote)
+    cfg = good.root / ".no-docker-config"
+    cfg.mkdir()
+    token = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+    (cfg / "config.json").write_text(json.dumps({"auths": {auth_registry.host:
+                                                          {"auth": token}}}))
+    r = good.run("refresh-db")
+    assert r.returncode == 0 and "restored snapshot" in r.stdout, r.stdout + r.stderr
+    assert good.ran() == []
+    for out in (r.stdout + r.stderr, ):
+        assert PASSWORD not in out and token not in out
+
+
+def test_credential_helper(auth_registry: Registry, tmp_path: Path,
+                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """credHelpers runs docker-credential-NAME get (a real executable on PATH)."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    helper = bindir / "docker-credential-teamvault"
+    helper.write_text("#!/bin/sh\nread host\n[ \"$host\" = \"" + auth_registry.host + "\" ] "
+                      "|| exit 1\nprintf '{\"Username\":\"%s\",\"Secret\":\"%s\"}' "
+                      f"{USER} {PASSWORD}\n")
+    helper.chmod(0o755)
+    (tmp_path / "config.json").write_text(
+        '{"credHelpers": {"' + auth_registry.host + '": "teamvault"}}')
+    monkeypatch.setenv("PATH", f"{bindir}:{os.environ['PATH']}")
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
+    for k in ("DEVENV_CACHE_USER", "DEVENV_CACHE_PASSWORD", "DEVENV_CACHE_TOKEN"):
+        monkeypatch.delenv(k, raising=False)
+    assert remote_cache.credentials(auth_registry.host) == (USER, PASSWORD)
+    client = remote_cache.Client(remote_cache.parse(auth_registry.remote("x")))
+    client.ping()
+
+
+def test_registry_down(checkouts: Any) -> None:
+    port = pgcluster.free_port()  # nothing listens there
+    c = checkouts("c", remote=f"oci://127.0.0.1:{port}/team/db")
+    r = c.run("refresh-db")
+    _one_line_then_build(r, c, "is unreachable")
+
+
+class _CuttingProxy:
+    """A real TCP proxy in front of the registry that lets a blob download start, then
+    closes the connection: the registry going away mid-pull."""
+
+    def __init__(self, upstream: int, cut_after: int = 2000) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.upstream = upstream
+        self.cut_after = cut_after
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                client, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._pipe, args=(client,), daemon=True).start()
+
+    def _pipe(self, client: socket.socket) -> None:
+        up = socket.create_connection(("127.0.0.1", self.upstream))
+        blob = threading.Event()
+
+        def forward(src: socket.socket, dst: socket.socket, to_client: bool) -> None:
+            sent = 0
+            try:
+                while data := src.recv(65536):
+                    if not to_client and b"/blobs/sha256:" in data and b"GET " in data:
+                        blob.set()
+                    if to_client and blob.is_set():
+                        data = data[:max(0, self.cut_after - sent)]
+                        sent += len(data)
+                        if sent >= self.cut_after:
+                            dst.sendall(data)
+                            break
+                    dst.sendall(data)
+            except OSError:
+                pass
+            for s in (client, up):
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+                    s.close()
+
+        threading.Thread(target=forward, args=(up, client, True), daemon=True).start()
+        forward(client, up, False)
+
+
+def test_registry_goes_away_mid_pull(checkouts: Any, registry: Registry) -> None:
+    repo = f"cut-{uuid.uuid4().hex[:6]}"
+    ci = checkouts("ci", remote=registry.remote(repo))
+    assert ci.run("ci-setup", "--push").returncode == 0
+    proxy = _CuttingProxy(registry.port)
+    mate = checkouts("mate", remote=f"oci://127.0.0.1:{proxy.port}/{repo}")
+    r = mate.run("refresh-db")
+    _one_line_then_build(r, mate, "the download from 127.0.0.1")
+    assert not list((mate.root / ".devenv" / "remote").glob("*.devenv-snapshot"))
+
+
+def test_corrupted_blob_in_registry_storage(checkouts: Any, registry: Registry) -> None:
+    repo = f"bad-{uuid.uuid4().hex[:6]}"
+    ci = checkouts("ci", remote=registry.remote(repo))
+    before = set(registry.blobs())
+    assert ci.run("ci-setup", "--push").returncode == 0
+    new = [b for b in registry.blobs() if b not in before and b.stat().st_size > 1000]
+    assert len(new) == 1
+    data = bytearray(new[0].read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one flipped byte, same size
+    new[0].write_bytes(bytes(data))
+    mate = checkouts("mate", remote=registry.remote(repo))
+    r = mate.run("refresh-db")
+    _one_line_then_build(r, mate, "digest does not match its manifest")
+
+
+def _keypair(path: Path) -> tuple[Path, Path]:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    key = Ed25519PrivateKey.generate()
+    priv, pub = path.with_suffix(".pem"), path.with_suffix(".pub")
+    priv.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                       serialization.PrivateFormat.PKCS8,
+                                       serialization.NoEncryption()))
+    pub.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM,
+                                                  serialization.PublicFormat
+                                                  .SubjectPublicKeyInfo))
+    return priv, pub
+
+
+def test_signatures(checkouts: Any, registry: Registry, tmp_path: Path) -> None:
+    team_priv, team_pub = _keypair(tmp_path / "team")
+    other_priv, _ = _keypair(tmp_path / "other")
+    repo = registry.remote(f"sig-{uuid.uuid4().hex[:6]}")
+    # validly signed, by a key the project does not trust
+    rogue = checkouts("rogue", remote=repo)
+    r = rogue.run("ci-setup", "--push", env={"DEVENV_CACHE_SIGN_KEY": str(other_priv)})
+    assert r.returncode == 0 and ", signed by " in r.stdout, r.stdout + r.stderr
+    mate = checkouts("mate", remote=repo, trust=[str(team_pub)])
+    r = mate.run("refresh-db")
+    _one_line_then_build(r, mate, "which this project does not trust")
+    # signed by the team's key (CI holds the PEM text in a secret): restored
+    # (CI trusts the team key too: it refuses the rogue artifact, builds, and pushes)
+    ci = checkouts("ci", remote=repo, trust=[str(team_pub)])
+    r = ci.run("ci-setup", "--push", env={"DEVENV_CACHE_SIGN_KEY": team_priv.read_text()})
+    assert r.returncode == 0, r.stdout + r.stderr
+    mate2 = checkouts("mate2", remote=repo, trust=[str(team_pub)])
+    r = mate2.run("refresh-db")
+    assert r.returncode == 0 and "restored snapshot" in r.stdout and mate2.ran() == [], \
+        r.stdout
+    # unsigned: refused where the project trusts keys
+    # (ci2 trusts only the rogue key: refuses the team's artifact, builds, pushes unsigned)
+    other_pub = other_priv.with_suffix(".pub")
+    ci2 = checkouts("ci2", remote=repo, trust=[str(other_pub)])
+    r = ci2.run("ci-setup", "--push")
+    assert r.returncode == 0 and "pushed snapshot" in r.stdout, r.stdout
+    mate3 = checkouts("mate3", remote=repo, trust=[str(team_pub)])
+    _one_line_then_build(mate3.run("refresh-db"), mate3, "the snapshot is unsigned")
+
+
+def test_other_project_and_newer_server_are_refused(checkouts: Any, registry: Registry,
+                                                    tmp_path: Path) -> None:
+    repo = registry.remote(f"mix-{uuid.uuid4().hex[:6]}")
+    other = checkouts("other", remote=repo, name="otherproj")
+    assert other.run("ci-setup", "--push").returncode == 0
+    # same steps, so the same fingerprint: only the project annotation tells them apart
+    mine = checkouts("mine", remote=repo)
+    _one_line_then_build(mine.run("refresh-db"), mine, "is a snapshot of project 'otherproj'")
+    # a dump from PostgreSQL 17 (its file's header and annotation say so)
+    mine2 = checkouts("mine2", remote=repo, name="newproj")
+    project = mine2.project()
+    key = remote_cache.fingerprint.combined(remote_cache.fingerprint.compute(project),
+                                            ["schema", "seed"])
+    f = tmp_path / "new.devenv-snapshot"
+    dumps.write(f, dumps.Header(project="newproj", database=mine2.db, name="x", key=key,
+                                steps=["schema", "seed"], fingerprints={},
+                                server_version_num=170002, pg_dump_major=17, created=0.0),
+                lambda sink: sink(b"PGDMP not really"))
+    remote_cache.push_file(project, remote_cache.parse(repo), f, RecordingReporter())
+    _one_line_then_build(mine2.run("refresh-db"), mine2, "dumped from PostgreSQL 17")
+
+
+def test_concurrent_pushes_of_one_fingerprint(checkouts: Any, registry: Registry) -> None:
+    """Two CI jobs push the same fingerprint at once (two different dumps: pg_dump's output
+    differs run to run): the tag ends on one complete artifact that restores."""
+    repo = registry.remote(f"race-{uuid.uuid4().hex[:6]}")
+    ci = checkouts("ci", remote=repo)
+    assert ci.run("up").returncode == 0
+    assert ci.run("snapshot", "save", "base").returncode == 0
+    project = ci.project()
+    target = ci.target()
+    info = snapshots.find(target, ci.db, snapshots.user_name(ci.db, "base"))
+    assert info is not None
+    files = []
+    for i in range(2):
+        f = ci.root / ".devenv" / f"push{i}.devenv-snapshot"
+        remote_cache.dump_database(project, target, info.datname, info.key, info.steps,
+                                   "base", f, None)
+        files.append(f)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+           "DEVENV_CACHE_REMOTE": repo}
+    procs = [subprocess.Popen([sys.executable, "-m", "devenv.remote_cache",
+                               str(ci.root / "steps.yaml"), str(f)], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for f in files]
+    outs = [p.communicate(timeout=120)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    mate = checkouts("mate", remote=repo)
+    r = mate.run("refresh-db")
+    assert r.returncode == 0 and "restored snapshot" in r.stdout and mate.ran() == [], \
+        r.stdout
+    assert dump_database(mate.url) == dump_database(ci.url)
+
+
+def test_background_push(checkouts: Any) -> None:
+    a = checkouts("a")
+    assert a.run("up").returncode == 0
+    assert a.run("snapshot", "save", "base").returncode == 0
+    r = a.run("snapshot", "push", "base", "--background")
+    assert r.returncode == 0 and "in the background (pid" in r.stdout, r.stdout + r.stderr
+    pid = int(r.stdout.split("(pid ")[1].split(";")[0])
+    import time
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        if Path(f"/proc/{pid}/stat").exists() and \
+                Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z":
+            break
+        time.sleep(0.2)
+    log = (a.root / ".devenv" / "logs" / "push.log").read_text()
+    assert "pushed snapshot" in log, log
+    assert not list((a.root / ".devenv" / "remote").rglob("*.devenv-snapshot"))
+    b = checkouts("b")
+    r = b.run("refresh-db")
+    assert r.returncode == 0 and b.ran() == [], r.stdout
+
+
+def test_doctor_reports_the_remote(checkouts: Any, auth_registry: Registry) -> None:
+    remote = auth_registry.remote(f"doc-{uuid.uuid4().hex[:6]}")
+    creds = {"DEVENV_CACHE_USER": USER, "DEVENV_CACHE_PASSWORD": PASSWORD}
+    ci = checkouts("ci", remote=remote)
+    assert ci.run("ci-setup", "--push", env=creds).returncode == 0
+    r = ci.run("doctor", env=creds)
+    assert (f"{remote}: reachable, authenticated as {USER}; 1 snapshot(s) there, 1 match "
+            "the current steps; refresh-db on a new checkout pulls the full one") in r.stdout, \
+        r.stdout
+    r = ci.run("doctor")
+    assert "answered 401" in r.stdout, r.stdout
+
+
+@pytest.mark.docker
+def test_docker_backend_pulls_postgres_from_the_registry(registry: Registry,
+                                                         tmp_path: Path) -> None:
+    if shutil.which("docker") is None:
+        pytest.skip("no docker command")
+    image = f"{registry.host}/postgres:15"
+    subprocess.run(["docker", "tag", "postgres:15", image], check=True)
+    subprocess.run(["docker", "push", image], check=True, capture_output=True)
+    subprocess.run(["docker", "rmi", image], check=True, capture_output=True)
+    name = f"pull{uuid.uuid4().hex[:6]}"
+    root = tmp_path / name
+    root.mkdir()
+    (root / "steps.yaml").write_text(yaml.safe_dump({
+        "version": 1, "name": name,
+        "services": {"db": {"image": image, "backend": "docker",
+                            "env": {"POSTGRES_PASSWORD": "x"}}},
+        "database": {"service": "db", "name": "app"},
+        "steps": {"hello": {"run": f"{PSQL} -c 'select 1'", "needs": ["db"]}},
+    }))
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
+    try:
+        r = subprocess.run([sys.executable, "-m", "devenv", "--plain", "up"], cwd=root,
+                           env=env, capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert f"pulled {image}" in r.stdout and "could not pull" not in r.stdout, r.stdout
+        assert subprocess.run(["docker", "image", "inspect", image],
+                              capture_output=True).returncode == 0
+    finally:
+        subprocess.run([sys.executable, "-m", "devenv", "down", "--volumes"], cwd=root,
+                       env=env, capture_output=True, timeout=120)
+        subprocess.run(["docker", "rmi", "-f", image], capture_output=True)
+
+
+def test_malicious_dump_pushed_as_an_artifact(checkouts: Any, registry: Registry,
+                                              pg_server: Any, tmp_path: Path) -> None:
+    """Issue 18's dump: a CHECK constraint calls a function doing COPY ... TO PROGRAM. Pushed
+    as a valid artifact of the project (right key, right annotations), then pulled by a
+    teammate's refresh-db: the program must not run."""
+    import psycopg
+
+    pwned = Path(tempfile_dir()) / f"pwned-{uuid.uuid4().hex[:8]}"
+    repo = registry.remote(f"evil-{uuid.uuid4().hex[:6]}")
+    mate = checkouts("mate", remote=repo)
+    evil = pg_server.unique_db("evil")
+    target = database.parse_url(pg_server.url(evil))
+    database.create(target, evil, [])
+    try:
+        with psycopg.connect(pg_server.url(evil), autocommit=True) as conn:
+            conn.execute("create function ok(int) returns bool language plpgsql as "
+                         "$$ begin return true; end $$")
+            conn.execute("create table victim(x int check (ok(x)))")
+            conn.execute("insert into victim values (1)")
+            conn.execute("create or replace function ok(int) returns bool language plpgsql "
+                         f"as $$ begin copy (select 1) to program 'touch {pwned}'; "
+                         "return true; end $$")
+        project = mate.project()
+        key = remote_cache.fingerprint.combined(remote_cache.fingerprint.compute(project),
+                                                ["schema", "seed"])
+        tool = dumps.choose_tool("pg_dump", target, evil, 15, None)
+        f = tmp_path / "evil.devenv-snapshot"
+        dumps.write(f, dumps.Header(project=project.name, database=mate.db, name="x",
+                                    key=key, steps=["schema", "seed"], fingerprints={},
+                                    server_version_num=dumps.server_version_num(target),
+                                    pg_dump_major=tool.major, created=0.0),
+                    lambda sink: dumps.dump(tool, sink))
+        remote_cache.push_file(project, remote_cache.parse(repo), f, RecordingReporter())
+        r = mate.run("refresh-db")
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert not pwned.exists(), "the pulled dump ran a program on the host"
+        _one_line_then_build(r, mate, "")
+    finally:
+        database.drop(target, evil)
+        pwned.unlink(missing_ok=True)
+
+
+def tempfile_dir() -> str:
+    import tempfile
+
+    return tempfile.gettempdir()
+
+
+def test_config_and_overrides(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """cache.remote is checked where it is written; DEVENV_CACHE_REMOTE overrides it and
+    `off` turns it off (what --cache-remote / --no-remote-cache set)."""
+    from devenv.errors import ConfigError
+
+    (tmp_path / "steps.yaml").write_text("version: 1\nname: p\nsteps: {a: {run: 'true'}}\n"
+                                         "cache:\n  remote: https://ghcr.io/acme/db\n")
+    with pytest.raises(ConfigError) as err:
+        loader.load(tmp_path / "steps.yaml")
+    assert str(err.value).startswith("steps.yaml:5: cache.remote: expected oci://REGISTRY/"
+                                     "REPOSITORY, got 'https://ghcr.io/acme/db'")
+    (tmp_path / "steps.yaml").write_text("version: 1\nname: p\nsteps: {a: {run: 'true'}}\n"
+                                         "cache:\n  remote: oci://ghcr.io/Acme/db\n"
+                                         "  trust: [keys/ci.pub]\n")
+    project = loader.load(tmp_path / "steps.yaml")
+    assert project.cache_trust == (str(tmp_path / "keys" / "ci.pub"),)
+    monkeypatch.delenv("DEVENV_CACHE_REMOTE", raising=False)
+    remote = remote_cache.configured(project)
+    assert remote is not None and (remote.registry, remote.repository) == ("ghcr.io", "acme/db")
+    assert not remote.insecure
+    monkeypatch.setenv("DEVENV_CACHE_REMOTE", "off")
+    assert remote_cache.configured(project) is None
+    monkeypatch.setenv("DEVENV_CACHE_REMOTE", "oci://127.0.0.1:5000/team/db")
+    other = remote_cache.configured(project)
+    assert other is not None and other.insecure and other.ref("k") == "127.0.0.1:5000/team/db:k"
