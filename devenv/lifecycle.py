@@ -310,7 +310,7 @@ def unused_snapshots(project: Project, target: Target,
             why = ("made for other code: changed since: " + ", ".join(changed) if changed
                    else "made for other code")
         else:
-            why = f"holds {len(held)} steps, fewer than the one chosen"
+            why = f"holds {len(held)} step{'s' if len(held) != 1 else ''}, fewer than the one chosen"
         out.append((info.datname, why))
     return out
 
