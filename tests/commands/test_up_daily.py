@@ -214,3 +214,42 @@ def test_processes_follow_a_swap_and_take_search_path(proj: Proj) -> None:
     r = proj.devenv("refresh-db", "--undo")
     assert r.returncode == 0 and "left web running" in r.stdout + r.stderr
     assert proj.get().split(" ", 1)[0] == new_pid
+
+
+def test_a_foreground_up_restarts_its_processes_after_a_swap(proj: Proj) -> None:
+    """refresh-db in another terminal: the foreground `up` (asked with SIGUSR1) restarts
+    its process, which answers its ready check again on the new database."""
+    import signal
+    import threading
+
+    env = {k: v for k, v in os.environ.items() if k not in ("CI", "NO_COLOR")}
+    env["DATABASE_URL"] = proj.url
+    up = subprocess.Popen([sys.executable, "-m", "devenv", "--plain", "up"], cwd=proj.root,
+                          env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          start_new_session=True)
+    lines: list[str] = []
+    done = threading.Event()
+
+    def pump() -> None:
+        assert up.stdout is not None
+        for line in up.stdout:
+            lines.append(line.rstrip("\n"))
+        done.set()
+
+    threading.Thread(target=pump, daemon=True).start()
+    try:
+        deadline = time.monotonic() + 120
+        while not any("all processes are ready" in ln for ln in lines):
+            assert up.poll() is None and time.monotonic() < deadline, "\n".join(lines)
+            time.sleep(0.1)
+        pid = proj.get().split(" ", 1)[0]
+        r = proj.devenv("refresh-db")
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "asked the foreground `devenv up`" in r.stdout + r.stderr
+        while not any("all processes are ready again" in ln for ln in lines):
+            assert up.poll() is None and time.monotonic() < deadline, "\n".join(lines)
+            time.sleep(0.1)
+        assert proj.get().split(" ", 1)[0] != pid
+    finally:
+        os.killpg(up.pid, signal.SIGINT)
+        up.wait(timeout=60)
