@@ -6,12 +6,14 @@ Kept thin and light: commands and their heavy imports load only when a command r
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, Optional
 
 import typer
 
@@ -81,7 +83,7 @@ def _main(
 def _call(fn: Callable[..., int], *args: Any, **kwargs: Any) -> None:
     """Run a command function; turn user errors into messages and exit codes."""
     from devenv.console import Output
-    from devenv.errors import EXIT_INTERRUPTED, DevenvError
+    from devenv.errors import EXIT_FAILED, EXIT_INTERRUPTED, DevenvError
 
     try:
         code = fn(*args, **kwargs)
@@ -91,7 +93,60 @@ def _call(fn: Callable[..., int], *args: Any, **kwargs: Any) -> None:
     except KeyboardInterrupt:
         sys.stderr.write("\ninterrupted\n")
         raise typer.Exit(EXIT_INTERRUPTED) from None
+    except (typer.Exit, SystemExit):
+        raise
+    except OSError as exc:
+        import errno
+
+        if exc.errno != errno.ENOSPC:
+            _crash(exc)
+        # devenv's own files (state, logs) on a full disk: the user's to fix, not a bug
+        where = f" ({exc.filename})" if exc.filename else ""
+        Output(plain=G.plain).error(f"no space left on the device{where}: free some space "
+                                    "(`devenv snapshot gc`, `docker system prune`) and run "
+                                    "the command again; the working database is unchanged")
+        raise typer.Exit(EXIT_FAILED) from None
+    except Exception as exc:
+        _crash(exc)
     raise typer.Exit(code)
+
+
+def _crash(exc: BaseException) -> NoReturn:
+    """An exception devenv did not expect is a bug in devenv: one line for the user, the
+    traceback in a file whose path is printed (as pre-commit does), a distinct exit code."""
+    import tempfile
+    import time
+    import traceback
+
+    from devenv.errors import EXIT_BUG
+
+    text = "".join(traceback.format_exception(exc))
+    folder = Path(tempfile.gettempdir())
+    with contextlib.suppress(Exception):
+        root = _project_root()
+        if root is not None and (root / ".devenv").is_dir():
+            folder = root / ".devenv" / "logs"
+            folder.mkdir(parents=True, exist_ok=True)
+    log = folder / f"devenv-crash-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
+    try:
+        fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(f"devenv {sys.argv[1:]!r}\n{text}")
+        where = f"the traceback is in {log}"
+    except OSError:
+        where = "the traceback could not be written: " + text.strip().splitlines()[-1]
+    sys.stderr.write(f"error: devenv failed unexpectedly ({type(exc).__name__}: "
+                     f"{str(exc).splitlines()[0] if str(exc) else ''}); this is a bug in "
+                     f"devenv, please report it; {where}\n")
+    raise typer.Exit(EXIT_BUG)
+
+
+def _project_root() -> Path | None:
+    from devenv import loader
+
+    with contextlib.suppress(Exception):
+        return loader.find_config(file=G.file).parent
+    return None
 
 
 def _project() -> Project:

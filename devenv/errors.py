@@ -13,6 +13,7 @@ EXIT_SERVICE = 3  # a service never became healthy, or is not running for a comm
 EXIT_BUSY = 4  # another devenv holds the project (--no-wait), or its processes already run
 EXIT_REFUSED = 5  # a snapshot file refused: missing, truncated, damaged, or from a newer server
 EXIT_REBUILD = 6  # up would run a data step on top of its own data (up.rebuild: stop)
+EXIT_BUG = 70  # devenv failed unexpectedly (a bug; the traceback is in a file it names)
 EXIT_INTERRUPTED = 130
 
 

@@ -151,3 +151,40 @@ def test_a_nul_character_is_a_config_error(make_project: MakeProject, text: str,
     r = devenv("run", cwd=root)
     assert r.returncode == 2 and "Traceback" not in r.stderr + r.stdout
     assert r.stderr.startswith("error: steps.yaml:4: YAML syntax error: unacceptable character")
+
+
+def test_an_unexpected_exception_is_a_bug_report_not_a_traceback(tmp_path: Path) -> None:
+    """A real fault devenv does not expect (its state file is a folder): exit 70, one line,
+    the traceback in a file whose path is printed."""
+    (tmp_path / "steps.yaml").write_text("version: 1\nname: c\nsteps:\n  a: {run: 'true'}\n")
+    (tmp_path / ".devenv" / "state.json").mkdir(parents=True)
+    r = devenv("run", cwd=tmp_path)
+    assert r.returncode == 70, r.stdout + r.stderr
+    assert "Traceback" not in r.stdout + r.stderr
+    line = r.stderr.strip().splitlines()[-1]
+    assert line.startswith("error: devenv failed unexpectedly (IsADirectoryError")
+    assert "this is a bug in devenv, please report it; the traceback is in " in line
+    log = Path(line.rsplit("the traceback is in ", 1)[1])
+    assert log.parent == tmp_path / ".devenv" / "logs"
+    assert "Traceback (most recent call last)" in log.read_text()
+    assert oct(log.stat().st_mode & 0o777) == "0o600"
+
+
+def test_a_full_disk_under_devenvs_own_files_is_a_message(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """ENOSPC for real: /dev/full refuses every write with it."""
+    import typer
+
+    from devenv import cli
+
+    def write_state() -> int:
+        with open("/dev/full", "w") as fh:
+            fh.write("{}")
+        return 0
+
+    with pytest.raises(typer.Exit) as info:
+        cli._call(write_state)
+    assert info.value.exit_code == 1
+    err = capsys.readouterr().err
+    assert "error: no space left on the device: free some space" in err, err
+    assert "Traceback" not in err
