@@ -26,11 +26,11 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any
 
-from devenv import graph, proc
+from devenv import graph, proc, watchdog
 from devenv.envvars import expand
 from devenv.events import (
     Action,
@@ -59,6 +59,7 @@ class Prepared:
     cwd: Path
     env: Mapping[str, str]
     warm: bool = False  # the kind can start early and wait for its turn
+    tag: str = ""  # the step's run tag (DEVENV_RUN, see devenv.watchdog), set by run()
 
     @property
     def display(self) -> str:
@@ -82,6 +83,8 @@ class RunOptions:
     keep_going: bool = False
     log_dir: Path = Path(".devenv/logs")
     warm_start: bool = field(default_factory=_warm_default)
+    # Tags every step process (see devenv.watchdog); refresh-db names its build after it.
+    run_id: str = field(default_factory=watchdog.new_run_id)
 
 
 def resolve_python(project: Project, step: StepSpec, env: Mapping[str, str]) -> str:
@@ -188,6 +191,14 @@ def _execute(prep: Prepared, log: Path, running: _Running) -> tuple[Status, str,
         return _wait(prep, p, fh, running)
 
 
+def _stop_step(prep: Prepared, p: subprocess.Popen[bytes], grace: float) -> None:
+    """Stop a step's process group, then whatever it started outside the group (a
+    ``setsid`` or daemonised child still carries the step's tag)."""
+    proc.kill_group(p, grace=grace)
+    if prep.tag:
+        watchdog.kill_tagged(prep.tag, step=prep.tag, grace=grace)
+
+
 def _wait(prep: Prepared, p: subprocess.Popen[bytes], fh: IO[bytes],
           running: _Running) -> tuple[Status, str, int | None]:
     step = prep.step
@@ -195,11 +206,11 @@ def _wait(prep: Prepared, p: subprocess.Popen[bytes], fh: IO[bytes],
         try:
             rc = p.wait(timeout=step.timeout)
         except subprocess.TimeoutExpired:
-            proc.kill_group(p)
+            _stop_step(prep, p, 3.0)
             fh.write(f"\ndevenv: timed out after {step.timeout:g}s; stopped\n".encode())
             return Status.FAILED, f"timed out after {step.timeout:g}s", None
         # A step may leave children behind (a server started with &): stop them too.
-        proc.kill_group(p, grace=0.5)
+        _stop_step(prep, p, 0.5)
     finally:
         running.remove(step.name)
     if running.stopping:
@@ -272,7 +283,7 @@ class _Warm:
                 self.p.stdin.close()
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.p.wait(timeout=2)  # it exits on its own once it reads end-of-file
-        proc.kill_group(self.p, grace=0.5)
+        _stop_step(self.prep, self.p, 0.5)
         running.remove(self.prep.step.name)
         with contextlib.suppress(OSError), self.log.open("ab") as fh:
             fh.write(f"devenv: not run: {why}\n".encode())
@@ -300,6 +311,13 @@ def run(
     reporter.emit(RunStarted(decisions, options.jobs, database))
     results: dict[str, StepResult] = {}
     to_run = [d.step for d in decisions if d.action is Action.RUN]
+    # Each step's processes carry the tag RUN-N; the watchdog stops them all if this
+    # process dies before it can (SIGKILL, a closed terminal).
+    run_id = options.run_id
+    prepared = {n: replace(prepared[n], tag=f"{run_id}-{i}",
+                           env=watchdog.tag_env(prepared[n].env, f"{run_id}-{i}"))
+                for i, n in enumerate(to_run, 1)}
+    guard = proc.start_watchdog(run_id) if to_run else None
     fps = {d.step: d.fingerprint for d in decisions}
     for d in decisions:
         if d.action is Action.SKIP:
@@ -430,6 +448,15 @@ def run(
             cancel_warm(name, "the run ended before its turn")
         pool.shutdown(wait=True)
         watch_pool.shutdown(wait=True)
+        if guard is not None:
+            # Nothing of this run may outlive it; then the watchdog can go (it looks once
+            # more on end-of-file and exits).
+            watchdog.kill_tagged(run_id, grace=0.5)
+            assert guard.stdin is not None
+            with contextlib.suppress(OSError):
+                guard.stdin.close()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                guard.wait(timeout=10)
 
     first_failure = next((n for n in to_run if n in failed), None)
     for name in to_run:

@@ -278,7 +278,7 @@ def list_snapshots(project: Project, out: Output, *, as_json: bool = False,
         matches, changed = compare(info, fps)
         user = info.kind == USER_KIND
         items.append({
-            "name": str(info.meta.get("name", "")) if user else info.datname[len(db) + 2:],
+            "name": str(info.meta.get("name", "")) if user else info.datname[len(snapshots.stem(db)) + 2:],
             "kind": "user" if user else "cache",
             "database": info.datname,
             "size": info.size,

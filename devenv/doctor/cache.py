@@ -42,7 +42,7 @@ def check_cache(ctx: Context) -> Check:
     except _NoDatabase:
         return ok("snapshots.cache", "no database: no snapshots")
     cache = [d for d in infos if d.kind == "snapshot"]
-    users = [d for d in infos if d.datname.startswith(db + "__u_")]
+    users = [d for d in infos if d.datname.startswith(snapshots.stem(db) + "__u_")]
     ready = [d for d in infos if d.datname == snapshots.ready_name(db)]
     prev = [d for d in infos if d.datname == snapshots.prev_name(db)]
     total = sum(d.size for d in cache + users + ready + prev)
@@ -75,7 +75,7 @@ def check_leftovers(ctx: Context) -> Check:
     project = ctx.project()
     left = []
     for d in infos:
-        if d.datname == snapshots.build_name(db) or d.datname.endswith("__x") or \
+        if snapshots.is_build(db, d.datname) or d.datname.endswith("__x") or \
                 d.datname.startswith(snapshots.ready_name(db) + "_tmp") or (d.kind == "snapshot" and not d.meta.get("complete", False)):
             left.append(d)
     if not left:
@@ -85,7 +85,7 @@ def check_leftovers(ctx: Context) -> Check:
     if holder is not None:
         return ok("snapshots.leftovers", f"{names}: in use by a running devenv ({holder})")
     weight = fmt_size(sum(d.size for d in left))
-    if any(d.datname == snapshots.build_name(db) for d in left):
+    if any(snapshots.is_build(db, d.datname) for d in left):
         return warn("snapshots.leftovers",
                     f"{names} left by a refresh-db that crashed or ran with --keep-failed "
                     f"({weight}); the working database {db} is not affected",
