@@ -6,6 +6,7 @@ The commands (`run`, `up`, `refresh-db`, `ci-setup`) are thin layers over
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -262,6 +263,21 @@ def build(
     create: bool = True,
 ) -> BuildResult:
     """Plan and run the steps against database ``dbname`` (default: the project's)."""
+    held = contextlib.ExitStack()
+    if target is not None and project.database is not None:
+        from devenv.lock import database_lock
+
+        # Another checkout of the project (a git worktree) shares this server's databases.
+        held.enter_context(database_lock(target, project.root, "steps", reporter))
+    with held:
+        return _build(project, reporter, target, dbname=dbname, targets=targets, only=only,
+                      force=force, profile=profile, jobs=jobs, keep_going=keep_going,
+                      create=create)
+
+
+def _build(project: Project, reporter: Reporter, target: database.Target | None, *,
+           dbname: str | None, targets: Sequence[str], only: bool, force: bool, profile: str,
+           jobs: int | None, keep_going: bool, create: bool) -> BuildResult:
     from devenv import planner, runner
 
     store = StateStore(project.state_dir)

@@ -19,6 +19,7 @@ gets ``RUN-N`` (N counts the steps of the run), so a step's own processes can be
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import signal
@@ -98,10 +99,8 @@ def kill_tagged(run: str, step: str | None = None, grace: float = 1.0,
         sig = signal.SIGTERM if now < deadline_term else signal.SIGKILL
         for pid in pids:
             if sig is signal.SIGKILL or pid not in seen:
-                try:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.kill(pid, sig)
-                except (ProcessLookupError, PermissionError):
-                    pass
             seen.add(pid)
         if now - start > limit:
             return len(seen)

@@ -8,7 +8,7 @@ from devenv import environment, lifecycle, planner
 from devenv.commands import exit_code
 from devenv.errors import EXIT_OK, DevenvError
 from devenv.events import Message, Reporter
-from devenv.lock import project_lock
+from devenv.lock import database_lock, project_lock
 from devenv.schema import Project
 
 
@@ -24,13 +24,15 @@ def run(project: Project, reporter: Reporter, *, profile: str = "local",
             project, environment.needed_services(project), reporter, database_url)
         target = environment.database_target(project, endpoints, database_url)
         assert target is not None
-        if undo:
-            lifecycle.undo(project, target, reporter)
-            return EXIT_OK
-        t0 = time.monotonic()
-        res = lifecycle.refresh(project, reporter, target, profile=profile, jobs=jobs,
-                                keep_failed=keep_failed, backup=not no_backup,
-                                use_cache=not no_cache)
+        # Another checkout of the project (a git worktree) shares this server's databases.
+        with database_lock(target, project.root, "refresh-db", reporter, wait=wait):
+            if undo:
+                lifecycle.undo(project, target, reporter)
+                return EXIT_OK
+            t0 = time.monotonic()
+            res = lifecycle.refresh(project, reporter, target, profile=profile, jobs=jobs,
+                                    keep_failed=keep_failed, backup=not no_backup,
+                                    use_cache=not no_cache)
         if res.result is not None and not res.result.ok:
             return exit_code(res.result)
         if res.source != "ready clone":

@@ -23,7 +23,7 @@ from devenv.console import Output, fmt_size
 from devenv.database import Target
 from devenv.errors import EXIT_OK, DevenvError, UsageError
 from devenv.events import Message, Reporter, phase
-from devenv.lock import project_lock
+from devenv.lock import database_lock, project_lock
 from devenv.schema import Project
 from devenv.state import StateStore
 
@@ -42,9 +42,12 @@ def _db(project: Project) -> str:
 
 
 def _open(project: Project, reporter: Reporter, database_url: str | None,
-          ) -> tuple[Target, dumps.ServiceExec | None]:
+          held: contextlib.ExitStack | None = None, command: str = "snapshot",
+          wait: bool = True) -> tuple[Target, dumps.ServiceExec | None]:
     """Start the database's service (or check the external one); where it is, and how to
-    run commands with the service's own tools (a pg_dump as new as the server)."""
+    run commands with the service's own tools (a pg_dump as new as the server). With
+    ``held``, also take the database lock (other checkouts share these databases) for as
+    long as ``held`` lasts."""
     from devenv.services import BACKENDS
 
     assert project.database is not None
@@ -52,6 +55,8 @@ def _open(project: Project, reporter: Reporter, database_url: str | None,
     endpoints = environment.start_services(project, [service], reporter, database_url)
     target = environment.database_target(project, endpoints, database_url)
     assert target is not None
+    if held is not None:
+        held.enter_context(database_lock(target, project.root, command, reporter, wait=wait))
     ep = endpoints.get(service)
     if ep is None or ep.backend not in BACKENDS:
         return target, None  # someone else's server: only local tools
@@ -148,8 +153,10 @@ def save(project: Project, reporter: Reporter, name: str, *, replace: bool = Fal
     """Save the working database as user snapshot ``name``."""
     db = _db(project)
     snap = snapshots.user_name(db, name)
-    with project_lock(project.state_dir, "snapshot save", reporter, wait=wait):
-        target, _ = _open(project, reporter, database_url)
+    with project_lock(project.state_dir, "snapshot save", reporter, wait=wait), \
+            contextlib.ExitStack() as locks:
+        target, _ = _open(project, reporter, database_url, locks, "snapshot save",
+                          wait)
         lifecycle.recover(target, db, reporter)
         infos = {d.datname: d for d in snapshots.related(target, db)}
         if db not in infos:
@@ -213,8 +220,10 @@ def restore(project: Project, reporter: Reporter, name: str, *, backup: bool = T
     """Make user snapshot ``name`` the working database, atomically (like refresh-db)."""
     db = _db(project)
     snapshots.user_name(db, name)
-    with project_lock(project.state_dir, "snapshot restore", reporter, wait=wait):
-        target, _ = _open(project, reporter, database_url)
+    with project_lock(project.state_dir, "snapshot restore", reporter, wait=wait), \
+            contextlib.ExitStack() as locks:
+        target, _ = _open(project, reporter, database_url, locks, "snapshot restore",
+                          wait)
         lifecycle.recover(target, db, reporter)
         info = _require(target, db, name)
         build = snapshots.build_name(db)
@@ -322,8 +331,10 @@ def delete(project: Project, reporter: Reporter, name: str, *,
     """Drop user snapshot ``name``."""
     db = _db(project)
     snapshots.user_name(db, name)
-    with project_lock(project.state_dir, "snapshot delete", reporter, wait=wait):
-        target, _ = _open(project, reporter, database_url)
+    with project_lock(project.state_dir, "snapshot delete", reporter, wait=wait), \
+            contextlib.ExitStack() as locks:
+        target, _ = _open(project, reporter, database_url, locks, "snapshot delete",
+                          wait)
         info = _require(target, db, name)
         key = database.identity(target, info.datname)
         snapshots.drop(target, info.datname)
@@ -343,8 +354,10 @@ def gc(project: Project, reporter: Reporter, *, keep: int | None = None,
     keep = project.cache_keep if keep is None else keep
     if keep < 0:
         raise UsageError(f"--keep must be 0 or more, not {keep}")
-    with project_lock(project.state_dir, "snapshot gc", reporter, wait=wait):
-        target, _ = _open(project, reporter, database_url)
+    with project_lock(project.state_dir, "snapshot gc", reporter, wait=wait), \
+            contextlib.ExitStack() as locks:
+        target, _ = _open(project, reporter, database_url, locks, "snapshot gc",
+                          wait)
         before = {d.datname: d for d in snapshots.related(target, db, sizes=True)}
         keys = {n: database.identity(target, n) for n in before}
         fixed = lifecycle.recover(target, db, reporter)
@@ -386,8 +399,10 @@ def export(project: Project, reporter: Reporter, name: str, file: Path, *,
                          f"{file / (name + '.devenv-snapshot')}")
     if not file.parent.is_dir():
         raise UsageError(f"cannot write {file}: folder {file.parent} does not exist")
-    with project_lock(project.state_dir, "snapshot export", reporter, wait=wait):
-        target, container = _open(project, reporter, database_url)
+    with project_lock(project.state_dir, "snapshot export", reporter, wait=wait), \
+            contextlib.ExitStack() as locks:
+        target, container = _open(project, reporter, database_url, locks, "snapshot export",
+                                  wait)
         info = _require(target, db, name)
         server = dumps.server_version_num(target)
         tool = dumps.choose_tool("pg_dump", target, info.datname, dumps.major_of(server),
@@ -423,8 +438,10 @@ def import_(project: Project, reporter: Reporter, file: Path, name: str | None =
                          f"'{project.name}': pass --force to import it anyway")
     with phase(reporter, "check", f"checking {file}", f"{file} is complete"):
         dumps.verify(file, header, offset)
-    with project_lock(project.state_dir, "snapshot import", reporter, wait=wait):
-        target, container = _open(project, reporter, database_url)
+    with project_lock(project.state_dir, "snapshot import", reporter, wait=wait), \
+            contextlib.ExitStack() as locks:
+        target, container = _open(project, reporter, database_url, locks, "snapshot import",
+                                  wait)
         lifecycle.recover(target, db, reporter)
         server = dumps.server_version_num(target)
         if header.server_major > dumps.major_of(server):

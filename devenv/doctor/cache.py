@@ -3,10 +3,13 @@ steps, and what a crashed refresh-db left behind (a ``__build`` database...)."""
 
 from __future__ import annotations
 
+import contextlib
+
 from devenv import fingerprint, snapshots
 from devenv.console import fmt_size
 from devenv.doctor.base import Check, CheckDef, NotChecked, Remedy, ok, warn
 from devenv.doctor.context import Context, lock_holder
+from devenv.lock import database_lock_holder
 from devenv.snapshots import DbInfo
 
 
@@ -82,6 +85,11 @@ def check_leftovers(ctx: Context) -> Check:
         return ok("snapshots.leftovers", f"no leftover of an interrupted refresh-db beside {db}")
     names = ", ".join(d.datname for d in left)
     holder = lock_holder(project.state_dir)
+    target = ctx.target().target
+    if holder is None and target is not None:
+        # another checkout of the project (a git worktree) building on this server
+        with contextlib.suppress(Exception):
+            holder = database_lock_holder(target)
     if holder is not None:
         return ok("snapshots.leftovers", f"{names}: in use by a running devenv ({holder})")
     weight = fmt_size(sum(d.size for d in left))
