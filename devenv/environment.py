@@ -289,7 +289,7 @@ def _build(project: Project, reporter: Reporter, target: database.Target | None,
         # the caller holds the project lock, so no swap is running now.
         for name in snapshots.allow_connections(target, [dbname]):
             reporter.emit(Message(f"{name} was left refusing connections by an interrupted "
-                                  "swap; opened it again", "warn"))
+                                  "swap or snapshot save; opened it again", "warn"))
         reporter.emit(PhaseStarted("database", f"database {dbname}"))
         created = database.ensure(target, dbname, project.database.schemas)
         reporter.emit(PhaseFinished("database", f"database {dbname} "

@@ -53,7 +53,8 @@ def recover(target: Target, db: str, reporter: Reporter) -> list[str]:
     infos = {d.datname: d for d in snapshots.related(target, db)}
     prev = snapshots.prev_name(db)
     for name in snapshots.allow_connections(target, [db, prev]):
-        done.append(f"allowed connections to {name} again")
+        done.append(f"{name} was left refusing connections by an interrupted swap or "
+                    "snapshot save; opened it again")
     if db not in infos and prev in infos:
         # The swap is one transaction, so this only happens if someone dropped the working
         # database by hand; the backup is the best there is.

@@ -183,6 +183,11 @@ def save(project: Project, reporter: Reporter, name: str, *, replace: bool = Fal
             # CREATE DATABASE ... TEMPLATE needs the source without sessions: refuse new
             # ones (apps reconnecting) for the few seconds of the copy.
             ended = snapshots.terminate(target, db, block=True)
+            from devenv import faults
+
+            # A SIGKILL from here to allow_connections leaves db refusing connections: the
+            # next command's recover (or up's build) opens it again; status, doctor say so.
+            faults.point("snapshot-save-blocked")
             try:
                 snapshots.clone(target, db, build, value)
             except BaseException:
