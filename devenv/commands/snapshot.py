@@ -157,6 +157,8 @@ def save(project: Project, reporter: Reporter, name: str, *, replace: bool = Fal
             contextlib.ExitStack() as locks:
         target, _ = _open(project, reporter, database_url, locks, "snapshot save",
                           wait)
+        db = target.dbname  # DATABASE_URL may name another database than steps.yaml
+        snap = snapshots.user_name(db, name)
         lifecycle.recover(target, db, reporter)
         infos = {d.datname: d for d in snapshots.related(target, db)}
         if db not in infos:
@@ -229,6 +231,7 @@ def restore(project: Project, reporter: Reporter, name: str, *, backup: bool = T
             contextlib.ExitStack() as locks:
         target, _ = _open(project, reporter, database_url, locks, "snapshot restore",
                           wait)
+        db = target.dbname  # DATABASE_URL may name another database than steps.yaml
         lifecycle.recover(target, db, reporter)
         info = _require(target, db, name)
         build = snapshots.build_name(db)
@@ -279,6 +282,7 @@ def list_snapshots(project: Project, out: Output, *, as_json: bool = False,
         target, note = environment.current_target(project, database_url)
         if target is None:
             raise DevenvError(f"cannot list snapshots: {note}; start it with `devenv up`")
+        db = target.dbname
         infos = snapshots.related(target, db, sizes=True)
     fps = fingerprint.compute(project)
     all_steps = _profile_steps(project, profile)
@@ -340,6 +344,7 @@ def delete(project: Project, reporter: Reporter, name: str, *,
             contextlib.ExitStack() as locks:
         target, _ = _open(project, reporter, database_url, locks, "snapshot delete",
                           wait)
+        db = target.dbname  # DATABASE_URL may name another database than steps.yaml
         info = _require(target, db, name)
         key = database.identity(target, info.datname)
         snapshots.drop(target, info.datname)
@@ -363,6 +368,7 @@ def gc(project: Project, reporter: Reporter, *, keep: int | None = None,
             contextlib.ExitStack() as locks:
         target, _ = _open(project, reporter, database_url, locks, "snapshot gc",
                           wait)
+        db = target.dbname  # DATABASE_URL may name another database than steps.yaml
         before = {d.datname: d for d in snapshots.related(target, db, sizes=True)}
         keys = {n: database.identity(target, n) for n in before}
         fixed = lifecycle.recover(target, db, reporter)
@@ -408,6 +414,7 @@ def export(project: Project, reporter: Reporter, name: str, file: Path, *,
             contextlib.ExitStack() as locks:
         target, container = _open(project, reporter, database_url, locks, "snapshot export",
                                   wait)
+        db = target.dbname  # DATABASE_URL may name another database than steps.yaml
         info = _require(target, db, name)
         server = dumps.server_version_num(target)
         tool = dumps.choose_tool("pg_dump", target, info.datname, dumps.major_of(server),
@@ -447,6 +454,8 @@ def import_(project: Project, reporter: Reporter, file: Path, name: str | None =
             contextlib.ExitStack() as locks:
         target, container = _open(project, reporter, database_url, locks, "snapshot import",
                                   wait)
+        db = target.dbname  # DATABASE_URL may name another database than steps.yaml
+        snap = snapshots.user_name(db, name)
         lifecycle.recover(target, db, reporter)
         server = dumps.server_version_num(target)
         if header.server_major > dumps.major_of(server):
