@@ -191,11 +191,14 @@ def _execute(prep: Prepared, log: Path, running: _Running) -> tuple[Status, str,
         return _wait(prep, p, fh, running)
 
 
-def _stop_step(prep: Prepared, p: subprocess.Popen[bytes], grace: float) -> None:
-    """Stop a step's process group, then whatever it started outside the group (a
-    ``setsid`` or daemonised child still carries the step's tag)."""
+def _stop_step(prep: Prepared, p: subprocess.Popen[bytes], grace: float,
+               escaped: bool = False) -> None:
+    """Stop a step's process group; with ``escaped``, also whatever it started outside the
+    group (a ``setsid`` or daemonised child still carries the step's tag). Looking for
+    those reads every process's environment (a few ms, tens on a busy machine), so a step
+    that ends normally leaves that to the end of the run (one look for all steps)."""
     proc.kill_group(p, grace=grace)
-    if prep.tag:
+    if escaped and prep.tag:
         watchdog.kill_tagged(prep.tag, step=prep.tag, grace=grace)
 
 
@@ -206,7 +209,7 @@ def _wait(prep: Prepared, p: subprocess.Popen[bytes], fh: IO[bytes],
         try:
             rc = p.wait(timeout=step.timeout)
         except subprocess.TimeoutExpired:
-            _stop_step(prep, p, 3.0)
+            _stop_step(prep, p, 3.0, escaped=True)
             fh.write(f"\ndevenv: timed out after {step.timeout:g}s; stopped\n".encode())
             return Status.FAILED, f"timed out after {step.timeout:g}s", None
         # A step may leave children behind (a server started with &): stop them too.

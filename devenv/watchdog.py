@@ -3,8 +3,8 @@
 Every step process carries a run tag in its environment (``DEVENV_RUN``), which it and
 everything it starts inherit through ``fork``, ``setsid``, double forks and daemonising:
 the tag finds them where a process group does not. The runner stops the tagged processes
-of a step when the step ends (a ``setsid`` child that escaped its timeout) and of the
-whole run when the run ends.
+of a step that timed out (a ``setsid`` child escapes its process group) and of the whole
+run when the run ends, however it ends.
 
 A devenv killed by SIGKILL (or SIGHUP, a closed terminal, an OOM kill) cleans up nothing,
 so each run also starts ``python -m devenv.watchdog RUN`` in its own session, reading a
