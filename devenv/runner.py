@@ -48,6 +48,7 @@ from devenv.kinds import KINDS, StepContext
 from devenv.schema import Command, Project, StepSpec
 
 KEEP_LOGS = 10
+_GUARDS: list[subprocess.Popen[bytes]] = []  # watchdogs of ended runs, still exiting
 
 
 @dataclass(frozen=True)
@@ -458,8 +459,11 @@ def run(
             assert guard.stdin is not None
             with contextlib.suppress(OSError):
                 guard.stdin.close()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                guard.wait(timeout=10)
+            # Not waited for: it has nothing left to stop, and a short run must not wait
+            # for its interpreter to start. Kept referenced so it is reaped, not warned of.
+            _GUARDS[:] = [g for g in _GUARDS if g.poll() is None]
+            if guard.poll() is None:
+                _GUARDS.append(guard)
 
     first_failure = next((n for n in to_run if n in failed), None)
     for name in to_run:
