@@ -19,8 +19,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from devenv.database import DatabaseError, Target, connect
-from devenv.errors import LockedError
+from devenv.errors import DevenvError, LockedError
 from devenv.events import Message, Reporter
+from devenv.schema import Project
 
 
 def ensure_state_dir(state_dir: Path) -> Path:
@@ -80,7 +81,10 @@ def project_lock(state_dir: Path, command: str, reporter: Reporter | None = None
 # database's name, on a connection of its own whose application_name says who holds it.
 # The server releases the lock when that connection ends (devenv exits, or is killed).
 
-_HELD: set[tuple[str, int, int]] = set()  # (host, port, key) held by this process
+# Keys this process holds. By key alone: the same server may be reached as "localhost"
+# before its service is started and as "127.0.0.1" after, and taking the lock again on a
+# second connection would wait for ourselves.
+_HELD: set[int] = set()
 _APP = "devenv"
 _MAX_APP = 63  # bytes PostgreSQL keeps of an application_name
 
@@ -132,7 +136,7 @@ def database_lock(target: Target, checkout: Path, command: str,
     from devenv import pgwire
 
     key = database_lock_key(target.dbname)
-    mine = (target.host, target.port, key)
+    mine = key
     if mine in _HELD:  # taken further up in this process (the lock is per connection)
         yield
         return
@@ -165,3 +169,28 @@ def database_lock(target: Target, checkout: Path, command: str,
     finally:
         with contextlib.suppress(Exception):
             conn.close()  # ends the session: the server lets go of the lock
+
+
+@contextlib.contextmanager
+def service_lock(project: Project, database_url: str | None, command: str,
+                 reporter: Reporter | None = None, wait: bool = True,
+                 external: bool = True) -> Iterator[None]:
+    """The database lock, taken before devenv touches the database's service: another
+    checkout's ``up`` must not recreate (or ``down`` stop) the container a refresh-db of
+    this one is building in. Only when the service runs now (nothing to protect
+    otherwise); ``external=False`` skips a server that ``DATABASE_URL`` names (``down``
+    never touches it). The commands take :func:`database_lock` again once the service is
+    up: within one process that is a no-op."""
+    from devenv import environment
+
+    target = None
+    if project.database is not None and (
+            external or environment.external_url(project, database_url) is None):
+        with contextlib.suppress(DevenvError):
+            target, _ = environment.current_target(project, database_url)
+    with contextlib.ExitStack() as held:
+        if target is not None:
+            with contextlib.suppress(DatabaseError):  # not answering: nothing to protect
+                held.enter_context(database_lock(target, project.root, command, reporter,
+                                                 wait))
+        yield

@@ -8,7 +8,7 @@ from devenv import environment, lifecycle, planner
 from devenv.commands import exit_code
 from devenv.errors import EXIT_OK, DevenvError
 from devenv.events import Message, Reporter
-from devenv.lock import database_lock, project_lock
+from devenv.lock import database_lock, project_lock, service_lock
 from devenv.schema import Project
 
 
@@ -19,7 +19,8 @@ def run(project: Project, reporter: Reporter, *, profile: str = "local",
     planner.check_profile(project, profile)
     if project.database is None:
         raise DevenvError("refresh-db needs a database: add a 'database:' section to steps.yaml")
-    with project_lock(project.state_dir, "refresh-db", reporter, wait=wait):
+    with project_lock(project.state_dir, "refresh-db", reporter, wait=wait), \
+            service_lock(project, database_url, "refresh-db", reporter, wait=wait):
         endpoints = environment.start_services(
             project, environment.needed_services(project), reporter, database_url)
         target = environment.database_target(project, endpoints, database_url)

@@ -119,3 +119,68 @@ def test_no_wait_names_the_other_checkout(
         out_a, _ = a.communicate(timeout=180)
     assert a.returncode == 0, out_a
     assert rows(target) == {"main": list(range(1, ROWS + 1))}
+
+
+def _docker_ok() -> bool:
+    r = subprocess.run(["docker", "image", "inspect", "postgres:15"], capture_output=True)
+    return r.returncode == 0
+
+
+@pytest.mark.docker
+def test_other_worktree_does_not_recreate_the_container_under_a_refresh(tmp_path: Path,
+                                                                        ) -> None:
+    """The container is shared too: a worktree whose branch changed the service definition
+    waits before recreating it, instead of pulling it from under the other's build."""
+    if not _docker_ok():
+        pytest.skip("no Docker engine with the postgres:15 image")
+    import uuid
+
+    name = f"wtd{uuid.uuid4().hex[:8]}"
+    main = tmp_path / "repo"
+    main.mkdir()
+
+    def config(extra_env: dict[str, str]) -> str:
+        return yaml.safe_dump({
+            "version": 1, "name": name,
+            "services": {"db": {"image": "postgres:15", "backend": "docker",
+                                "env": {"POSTGRES_PASSWORD": "pw", **extra_env},
+                                "ports": ["5432"]}},
+            "database": {"service": "db", "name": "app_dev", "schemas": ["public", "app"]},
+            "steps": {
+                "schema": {"run": f"{PSQL} -c 'create table app.t(v text, i int)'",
+                           "needs": ["db"]},
+                "writer": {"run": WRITER, "needs": ["schema"], "inputs": ["input.txt"]},
+            },
+        }, sort_keys=False)
+
+    (main / "steps.yaml").write_text(config({}))
+    (main / "input.txt").write_text("main\n")
+    git(main, "init", "-q", "-b", "main")
+    git(main, "add", "-A")
+    git(main, "commit", "-q", "-m", "init")
+    other = tmp_path / "feature"
+    git(main, "worktree", "add", "-q", "-b", "feature", str(other))
+    (other / "steps.yaml").write_text(config({"TZ": "UTC"}))  # the service changed here
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    try:
+        r = subprocess.run([sys.executable, "-m", "devenv", "--plain", "up"], cwd=main,
+                           env=env, capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stdout + r.stderr
+        (main / "input.txt").write_text("main 2\n")
+        a = start(main, env)
+        deadline = time.monotonic() + 120
+        while not (main / ".devenv" / "logs" / "writer.log").exists():
+            assert a.poll() is None, a.communicate()[0]
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        b = subprocess.run([sys.executable, "-m", "devenv", "--plain", "run"], cwd=other,
+                           env=env, capture_output=True, text=True, timeout=300)
+        out_a, _ = a.communicate(timeout=300)
+        assert a.returncode == 0, out_a  # its build was not cut off by a recreate
+        assert b.returncode == 0, b.stdout + b.stderr
+        assert "warning: waiting: another checkout (" in b.stdout, b.stdout
+        assert ") is running refresh-db (pid " in b.stdout, b.stdout
+    finally:
+        for root in (other, main):
+            subprocess.run([sys.executable, "-m", "devenv", "down", "--volumes", "--yes"],
+                           cwd=root, env=env, capture_output=True, timeout=120)
