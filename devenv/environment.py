@@ -6,6 +6,7 @@ The commands (`run`, `up`, `refresh-db`, `ci-setup`) are thin layers over
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -270,6 +271,22 @@ def build(
 ) -> BuildResult:
     """Plan and run the steps against database ``dbname`` (default: the project's); step
     logs go to ``log_dir`` (default ``.devenv/logs``)."""
+    held = contextlib.ExitStack()
+    if target is not None and project.database is not None:
+        from devenv.lock import database_lock
+
+        # Another checkout of the project (a git worktree) shares this server's databases.
+        held.enter_context(database_lock(target, project.root, "steps", reporter))
+    with held:
+        return _build(project, reporter, target, dbname=dbname, targets=targets, only=only,
+                      force=force, profile=profile, jobs=jobs, keep_going=keep_going,
+                      create=create, carried=carried, log_dir=log_dir)
+
+
+def _build(project: Project, reporter: Reporter, target: database.Target | None, *,
+           dbname: str | None, targets: Sequence[str], only: bool, force: bool, profile: str,
+           jobs: int | None, keep_going: bool, create: bool,
+           carried: Mapping[str, str] | None, log_dir: Path | None) -> BuildResult:
     from devenv import planner, runner
 
     store = StateStore(project.state_dir)
@@ -281,7 +298,7 @@ def build(
         # the caller holds the project lock, so no swap is running now.
         for name in snapshots.allow_connections(target, [dbname]):
             reporter.emit(Message(f"{name} was left refusing connections by an interrupted "
-                                  "swap; opened it again", "warn"))
+                                  "swap or snapshot save; opened it again", "warn"))
         reporter.emit(PhaseStarted("database", f"database {dbname}"))
         created = database.ensure(target, dbname, project.database.schemas)
         reporter.emit(PhaseFinished("database", f"database {dbname} "

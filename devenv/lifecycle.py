@@ -1,12 +1,14 @@
 """refresh-db: a fresh database built beside the working one, swapped in only on success.
 
 Order of operations (each state in between is recoverable by :func:`recover`):
-  1. recover leftovers of a crashed run (a ``__build`` is dropped; a working database left
-     refusing connections is opened again; a missing working database gets its backup back);
-  2. build ``db__build``: from the ready clone or the deepest matching snapshot, else empty;
-     run the remaining steps against it, snapshotting at barriers;
+  1. recover leftovers of a crashed run (a build is dropped, its sessions ended and the
+     steps of its run stopped; a working database left refusing connections is opened
+     again; a missing working database gets its backup back);
+  2. build ``db__b_<run>`` (a name no other run uses: a step a killed run left behind
+     cannot connect to a later build): from the ready clone or the deepest matching
+     snapshot, else empty; run the remaining steps against it, snapshotting at barriers;
   3. only when every step passed: swap (one transaction renames ``db`` to ``db__prev`` and
-     ``db__build`` to ``db``); a failure or interrupt drops ``db__build`` instead.
+     the build to ``db``); a failure or interrupt drops the build instead.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from devenv import database, fingerprint, graph, snapshots
+from devenv import database, fingerprint, graph, snapshots, watchdog
 from devenv.database import Target
 from devenv.environment import prepare_steps, step_environment
 from devenv.errors import DevenvError, UsageError
@@ -51,7 +53,8 @@ def recover(target: Target, db: str, reporter: Reporter) -> list[str]:
     infos = {d.datname: d for d in snapshots.related(target, db)}
     prev = snapshots.prev_name(db)
     for name in snapshots.allow_connections(target, [db, prev]):
-        done.append(f"allowed connections to {name} again")
+        done.append(f"{name} was left refusing connections by an interrupted swap or "
+                    "snapshot save; opened it again")
     if db not in infos and prev in infos:
         # The swap is one transaction, so this only happens if someone dropped the working
         # database by hand; the backup is the best there is.
@@ -60,9 +63,13 @@ def recover(target: Target, db: str, reporter: Reporter) -> list[str]:
     for name, info in infos.items():
         if snapshots.is_retired(db, name):
             continue  # a replaced backup, dropped by the background pass after a swap
-        if name in (snapshots.build_name(db), snapshots.exchange_name(db)) or (
+        if snapshots.is_build(db, name) or name == snapshots.exchange_name(db) or (
                 name.startswith(snapshots.ready_name(db) + "_tmp")):
-            snapshots.drop(target, name)
+            run = info.meta.get("run")
+            if isinstance(run, str) and run and watchdog.kill_tagged(run):
+                # Its watchdog should have done this; it may have been killed too.
+                done.append(f"stopped the steps the run that built {name} left running")
+            snapshots.drop(target, name)  # WITH (FORCE): its sessions end first
             done.append(f"dropped leftover {name}")
         elif info.kind == "snapshot" and not info.meta.get("complete", False):
             snapshots.drop(target, name)
@@ -145,7 +152,10 @@ def refresh(project: Project, reporter: Reporter, target: Target, *, profile: st
     db = target.dbname
     spec = project.database
     assert spec is not None
-    build = snapshots.build_name(db)
+    run_id = watchdog.new_run_id()
+    build = snapshots.build_name(db, run_id)
+    build_meta = snapshots.meta("build", project.name, run=run_id, pid=os.getpid(),
+                                root=str(project.root))
     store = StateStore(project.state_dir)
     recover(target, db, reporter)
 
@@ -194,7 +204,7 @@ def refresh(project: Project, reporter: Reporter, target: Target, *, profile: st
     if choice.kind == "snapshot" and remote is None:
         with phase(reporter, "restore", f"restoring snapshot {choice.datname}",
                     f"restored snapshot of {len(choice.held)} steps ({choice.datname})"):
-            snapshots.clone(target, choice.datname, build, snapshots.meta("build", project.name))
+            snapshots.clone(target, choice.datname, build, build_meta)
             snapshots.mark_used(target, db, choice.datname)
             _copy_state(store, target, choice.datname, build)
         source = f"snapshot {choice.datname}"
@@ -202,11 +212,11 @@ def refresh(project: Project, reporter: Reporter, target: Target, *, profile: st
     if not start_from:
         with phase(reporter, "create", f"creating {build}", f"created {build}"):
             database.create(target, build, spec.schemas)
-            snapshots.set_meta(target, build, snapshots.meta("build", project.name))
+            snapshots.set_meta(target, build, build_meta)
 
     try:
         result = _build(project, reporter, target, build, store, fps, steps, points, profile,
-                        jobs, set(start_from), waits)
+                        jobs, set(start_from), waits, run_id)
         if not result.ok:
             raise _BuildFailed(result)
         # cache: {keep: 0} keeps no snapshot: writing one only to drop it costs a copy of
@@ -348,7 +358,7 @@ def _copy_state(store: StateStore, target: Target, src: str, dst: str) -> None:
 def _build(project: Project, reporter: Reporter, target: Target, build: str,
            store: StateStore, fps: dict[str, fingerprint.Fingerprint], steps: list[str],
            points: list[list[str]], profile: str, jobs: int | None,
-           restored: set[str], waits: dict[str, set[str]]) -> RunResult:
+           restored: set[str], waits: dict[str, set[str]], run_id: str) -> RunResult:
     from devenv import planner, runner
 
     key = database.identity(target, build)
@@ -395,7 +405,7 @@ def _build(project: Project, reporter: Reporter, target: Target, build: str,
             existing.add(snapshots.cache_name(db, snap_key))
 
     options = runner.RunOptions(jobs=jobs or os.cpu_count() or 2,
-                                log_dir=project.state_dir / "logs")
+                                log_dir=project.state_dir / "logs", run_id=run_id)
     with store.batched():
         return runner.run(
             project, decisions, prepared, reporter, options,

@@ -12,6 +12,7 @@ import os
 import shlex
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -188,6 +189,14 @@ def spawn(
         raise ProcessError(argv, 127, f"{exc.filename}: command not found") from exc
     except NotADirectoryError as exc:
         raise ProcessError(argv, 127, f"{cwd}: not a directory") from exc
+
+
+def start_watchdog(run_id: str) -> subprocess.Popen[bytes]:
+    """Start run ``run_id``'s watchdog (:mod:`devenv.watchdog`) in its own session. Its
+    stdin is a pipe whose only writer is this process (the pipe is close-on-exec, so no
+    step inherits it): closing it, or dying, tells the watchdog to stop the run's steps."""
+    return spawn([sys.executable, "-m", "devenv.watchdog", run_id], cwd=None,
+                 env=os.environ, stdout=subprocess.DEVNULL, stdin=subprocess.PIPE)
 
 
 def detach(argv: Sequence[str], *, env: Mapping[str, str], log: Path) -> int:

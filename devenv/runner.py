@@ -27,11 +27,11 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any
 
-from devenv import graph, proc
+from devenv import graph, proc, watchdog
 from devenv.envvars import expand, mask
 from devenv.errors import ConfigError
 from devenv.events import (
@@ -50,6 +50,7 @@ from devenv.kinds import KINDS, StepContext
 from devenv.schema import Command, Project, StepSpec
 
 KEEP_LOGS = 10
+_GUARDS: list[subprocess.Popen[bytes]] = []  # watchdogs of ended runs, still exiting
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,7 @@ class Prepared:
     cwd: Path
     env: Mapping[str, str]
     warm: bool = False  # the kind can start early and wait for its turn
+    tag: str = ""  # the step's run tag (DEVENV_RUN, see devenv.watchdog), set by run()
 
     @property
     def display(self) -> str:
@@ -101,6 +103,8 @@ class RunOptions:
     keep_going: bool = False
     log_dir: Path = Path(".devenv/logs")
     warm_start: bool = field(default_factory=_warm_default)
+    # Tags every step process (see devenv.watchdog); refresh-db names its build after it.
+    run_id: str = field(default_factory=watchdog.new_run_id)
 
 
 def find_python(cwd: Path, raw: str, search_path: str | None) -> str | None:
@@ -241,6 +245,17 @@ def _execute(prep: Prepared, log: Path, running: _Running) -> tuple[Status, str,
         return _wait(prep, p, fh, running)
 
 
+def _stop_step(prep: Prepared, p: subprocess.Popen[bytes], grace: float,
+               escaped: bool = False) -> None:
+    """Stop a step's process group; with ``escaped``, also whatever it started outside the
+    group (a ``setsid`` or daemonised child still carries the step's tag). Looking for
+    those reads every process's environment (a few ms, tens on a busy machine), so a step
+    that ends normally leaves that to the end of the run (one look for all steps)."""
+    proc.kill_group(p, grace=grace)
+    if escaped and prep.tag:
+        watchdog.kill_tagged(prep.tag, step=prep.tag, grace=grace)
+
+
 def _wait(prep: Prepared, p: subprocess.Popen[bytes], fh: IO[bytes],
           running: _Running) -> tuple[Status, str, int | None]:
     step = prep.step
@@ -248,11 +263,11 @@ def _wait(prep: Prepared, p: subprocess.Popen[bytes], fh: IO[bytes],
         try:
             rc = p.wait(timeout=step.timeout)
         except subprocess.TimeoutExpired:
-            proc.kill_group(p)
+            _stop_step(prep, p, 3.0, escaped=True)
             fh.write(f"\ndevenv: timed out after {step.timeout:g}s; stopped\n".encode())
             return Status.FAILED, f"timed out after {step.timeout:g}s", None
         # A step may leave children behind (a server started with &): stop them too.
-        proc.kill_group(p, grace=0.5)
+        _stop_step(prep, p, 0.5)
     finally:
         running.remove(step.name)
     if running.stopping:
@@ -325,7 +340,7 @@ class _Warm:
                 self.p.stdin.close()
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.p.wait(timeout=2)  # it exits on its own once it reads end-of-file
-        proc.kill_group(self.p, grace=0.5)
+        _stop_step(self.prep, self.p, 0.5)
         running.remove(self.prep.step.name)
         with contextlib.suppress(OSError), self.log.open("ab") as fh:
             fh.write(f"devenv: not run: {why}\n".encode())
@@ -353,6 +368,13 @@ def run(
     reporter.emit(RunStarted(decisions, options.jobs, database))
     results: dict[str, StepResult] = {}
     to_run = [d.step for d in decisions if d.action is Action.RUN]
+    # Each step's processes carry the tag RUN-N; the watchdog stops them all if this
+    # process dies before it can (SIGKILL, a closed terminal).
+    run_id = options.run_id
+    prepared = {n: replace(prepared[n], tag=f"{run_id}-{i}",
+                           env=watchdog.tag_env(prepared[n].env, f"{run_id}-{i}"))
+                for i, n in enumerate(to_run, 1)}
+    guard = proc.start_watchdog(run_id) if to_run else None
     fps = {d.step: d.fingerprint for d in decisions}
     for d in decisions:
         if d.action is Action.SKIP:
@@ -483,6 +505,18 @@ def run(
             cancel_warm(name, "the run ended before its turn")
         pool.shutdown(wait=True)
         watch_pool.shutdown(wait=True)
+        if guard is not None:
+            # Nothing of this run may outlive it; then the watchdog can go (it looks once
+            # more on end-of-file and exits).
+            watchdog.kill_tagged(run_id, grace=0.5)
+            assert guard.stdin is not None
+            with contextlib.suppress(OSError):
+                guard.stdin.close()
+            # Not waited for: it has nothing left to stop, and a short run must not wait
+            # for its interpreter to start. Kept referenced so it is reaped, not warned of.
+            _GUARDS[:] = [g for g in _GUARDS if g.poll() is None]
+            if guard.poll() is None:
+                _GUARDS.append(guard)
 
     first_failure = next((n for n in to_run if n in failed), None)
     for name in to_run:

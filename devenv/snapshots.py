@@ -4,16 +4,22 @@ Each carries a JSON comment (``COMMENT ON DATABASE``) saying what it is, which p
 belongs to and, for snapshots, the cumulative fingerprint of the steps it holds. Names are
 derived from the working database's name:
 
-    demo_dev__build      being built by refresh-db (never the developer's data)
+    demo_dev__b_<run>    being built by refresh-db run <run> (never the developer's data)
+    demo_dev__build      being copied by a snapshot command (save, restore, import)
     demo_dev__prev       what refresh-db replaced (the backup; --undo swaps it back)
     demo_dev__ready      a clone of the newest full snapshot, to swap in by a rename
     demo_dev__s_<key>    a cache snapshot (template) named by its fingerprint
     demo_dev__u_<name>   a snapshot the user saved by name
+
+PostgreSQL cuts a name at 63 bytes, which would make the names of a long database name
+collide; so for a name too long to take the longest suffix, ``demo_dev`` above is its
+first bytes plus a hash of the whole name (:func:`stem`), and every derived name fits.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import re
 import time
@@ -32,29 +38,53 @@ USER_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 USER_PREFIX = "__u_"
 MAX_IDENTIFIER = 63  # bytes in a PostgreSQL name (NAMEDATALEN - 1); longer ones are cut
 KEY_LEN = 16
+MAX_NAME = 63  # bytes: PostgreSQL's NAMEDATALEN - 1; longer names are cut, not refused
+# The longest suffix devenv appends: "__u_" + a user snapshot name (19). The others:
+# "__s_" + key (20), "__ready_tmp" + 5 digits (16), "__b_" + run id (16), "__prev__xN".
+LONGEST_SUFFIX = 4 + 19
+HASH_LEN = 8
 
 
-def build_name(db: str) -> str:
-    return f"{db}__build"
+def stem(db: str) -> str:
+    """What derived names start with: ``db`` itself when ``db`` + the longest suffix fits
+    in 63 bytes (any name steps.yaml accepts), else ``db``'s first bytes, ``_`` and a hash
+    of the whole name (40 bytes): unique per name, and every derived name fits."""
+    raw = db.encode()
+    if len(raw) + LONGEST_SUFFIX <= MAX_NAME:
+        return db
+    head = raw[:MAX_NAME - LONGEST_SUFFIX - HASH_LEN - 1].decode(errors="ignore")
+    return f"{head}_{hashlib.sha256(raw).hexdigest()[:HASH_LEN]}"
+
+
+def build_name(db: str, run: str | None = None) -> str:
+    """The database refresh-db run ``run`` builds in (a name no other run uses, so a step
+    left running by a killed run cannot reach a later build); without ``run``, the one a
+    snapshot command copies into before renaming it into place."""
+    return f"{stem(db)}__build" if run is None else f"{stem(db)}__b_{run}"
+
+
+def is_build(db: str, name: str) -> bool:
+    """Whether ``name`` is a build of ``db`` (of any run)."""
+    return name == build_name(db) or name.startswith(f"{stem(db)}__b_")
 
 
 def prev_name(db: str) -> str:
-    return f"{db}__prev"
+    return f"{stem(db)}__prev"
 
 
 def ready_name(db: str) -> str:
-    return f"{db}__ready"
+    return f"{stem(db)}__ready"
 
 
 def cache_name(db: str, key: str) -> str:
-    return f"{db}__s_{key[:KEY_LEN]}"
+    return f"{stem(db)}__s_{key[:KEY_LEN]}"
 
 
 def user_name_limit(db: str) -> int:
     """How long a user snapshot's name may be beside working database ``db``: what is left
     of PostgreSQL's 63 bytes after ``DB__u_``. PostgreSQL would silently cut a longer
     name, and two snapshots could then land on one database."""
-    return MAX_IDENTIFIER - len(f"{db}{USER_PREFIX}".encode())
+    return MAX_IDENTIFIER - len(f"{stem(db)}{USER_PREFIX}".encode())
 
 
 def user_name(db: str, name: str) -> str:
@@ -62,7 +92,7 @@ def user_name(db: str, name: str) -> str:
     do not fit (the message says the limit)."""
     limit = user_name_limit(db)
     rule = (f"use letters, digits, -, _ and . (at most {limit} characters: PostgreSQL names "
-            f"are at most {MAX_IDENTIFIER} bytes and '{db}{USER_PREFIX}' comes first), "
+            f"are at most {MAX_IDENTIFIER} bytes and '{stem(db)}{USER_PREFIX}' comes first), "
             "starting with a letter or digit")
     if limit < 1:
         raise UsageError(f"cannot save snapshots by name beside database {db}: its name "
@@ -73,7 +103,7 @@ def user_name(db: str, name: str) -> str:
     if len(name) > limit:
         raise UsageError(f"snapshot name {name!r} is too long ({len(name)} characters): "
                          f"{rule}")
-    return f"{db}{USER_PREFIX}{name}"
+    return f"{stem(db)}{USER_PREFIX}{name}"
 
 
 @dataclass(frozen=True)
@@ -121,10 +151,10 @@ def mark_used(target: Target, db: str, datname: str) -> None:
 
 
 def related(target: Target, db: str, sizes: bool = False) -> list[DbInfo]:
-    """Every database named ``db__*`` (and ``db`` itself), with its devenv comment; with
-    ``sizes``, their sizes too (``pg_database_size`` reads every file of a database, so
-    it is asked for only where sizes are shown)."""
-    prefix = db + "__"
+    """Every database named ``db__*`` (``stem(db)__*``; and ``db`` itself), with its
+    devenv comment; with ``sizes``, their sizes too (``pg_database_size`` reads every file
+    of a database, so it is asked for only where sizes are shown)."""
+    prefix = stem(db) + "__"
     size = "pg_database_size(oid)" if sizes else "0"
     with connect(target, "postgres") as conn:
         rows = conn.execute(
@@ -190,13 +220,13 @@ def retired_name(db: str, taken: Iterable[str] = ()) -> str:
     path): ``db__prev__x1``, ``db__prev__x2``..."""
     used = set(taken)
     n = 1
-    while f"{db}__prev__x{n}" in used:
+    while f"{prev_name(db)}__x{n}" in used:
         n += 1
-    return f"{db}__prev__x{n}"
+    return f"{prev_name(db)}__x{n}"
 
 
 def is_retired(db: str, name: str) -> bool:
-    rest = name.removeprefix(f"{db}__prev__x")
+    rest = name.removeprefix(f"{prev_name(db)}__x")
     return rest != name and rest.isdigit()
 
 
@@ -289,7 +319,7 @@ def allow_connections(target: Target, names: Iterable[str]) -> list[str]:
 def exchange_name(a: str) -> str:
     """The name :func:`exchange` parks ``a`` under for a moment (a leftover only if the
     transaction was cut, which rolls it back; recover drops it all the same)."""
-    return f"{a}__x"
+    return f"{stem(a)}__x"
 
 
 def exchange(target: Target, a: str, b: str) -> None:

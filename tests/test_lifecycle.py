@@ -76,6 +76,11 @@ def names(target: database.Target) -> set[str]:
     return {d.datname for d in snapshots.related(target, target.dbname)}
 
 
+def builds(target: database.Target) -> set[str]:
+    """The builds beside the working database (each refresh-db run names its own)."""
+    return {n for n in names(target) if snapshots.is_build(target.dbname, n)}
+
+
 def test_cold_warm_and_changed_input(lc: tuple[Path, database.Target]) -> None:
     root, target = lc
     db = target.dbname
@@ -83,7 +88,7 @@ def test_cold_warm_and_changed_input(lc: tuple[Path, database.Target]) -> None:
     assert res.swapped and res.source == "empty database"
     assert sorted(ran(rep)) == ["extra", "final", "schema", "seed"]
     cold = dump_database(target.url())
-    assert f"{db}__build" not in names(target)
+    assert not builds(target)
     assert f"{db}__ready" in names(target)
 
     # nothing changed: the ready copy is swapped in, no step runs
@@ -147,9 +152,9 @@ def test_failing_step_leaves_working_database_untouched(lc: tuple[Path, database
     assert not res.swapped and res.result is not None
     assert {r.name: r.status for r in res.result.results}["seed"] is Status.FAILED
     assert dump_database(target.url()) == before
-    assert f"{target.dbname}__build" not in names(target)
+    assert not builds(target)
     res, _ = refresh(root, target, keep_failed=True)
-    assert f"{target.dbname}__build" in names(target)
+    assert len(builds(target)) == 1
     assert dump_database(target.url()) == before
 
 
@@ -221,7 +226,7 @@ def test_signal_during_build_loses_nothing(lc: tuple[Path, database.Target],
         project = loader.load(root / "steps.yaml")
         lifecycle.recover(target, target.dbname, RecordingReporter())
         del project
-    assert f"{target.dbname}__build" not in names(target)
+    assert not builds(target)
     (root / "started").unlink()
 
 

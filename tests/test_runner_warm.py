@@ -173,7 +173,7 @@ def test_a_warm_step_connected_during_setup_costs_a_snapshot_not_the_step(
                                 background_reclone=False)
         assert res.result is not None and res.result.ok
         warnings = [e.text for e in rep.events if isinstance(e, Message) and e.level == "warn"]
-        assert any(t.startswith(f"kept no snapshot after a: 1 session(s) open on {db}__build")
+        assert any(t.startswith(f"kept no snapshot after a: 1 session(s) open on {db}__b_")
                    for t in warnings), warnings
         ev = events(root)
         assert ev[("b", "parked")] < dep_done(root) <= ev[("b", "work")]

@@ -8,7 +8,7 @@ from devenv import environment, lifecycle, planner, processes
 from devenv.commands import exit_code
 from devenv.errors import EXIT_OK, DevenvError, UsageError
 from devenv.events import Message, Reporter
-from devenv.lock import project_lock
+from devenv.lock import database_lock, project_lock, service_lock
 from devenv.schema import Project
 
 
@@ -19,25 +19,29 @@ def run(project: Project, reporter: Reporter, *, profile: str = "local",
     planner.check_profile(project, profile)
     if project.database is None:
         raise UsageError("refresh-db needs a database: add a 'database:' section to steps.yaml")
-    with project_lock(project.state_dir, "refresh-db", reporter, wait=wait):
+    with project_lock(project.state_dir, "refresh-db", reporter, wait=wait), \
+            service_lock(project, database_url, "refresh-db", reporter, wait=wait):
         endpoints = environment.start_services(
             project, environment.needed_services(project), reporter, database_url)
         target = environment.database_target(project, endpoints, database_url)
         assert target is not None
-        if undo:
-            lifecycle.undo(project, target, reporter)
-            processes.follow_swap(project, target, reporter, profile=profile)
-            return EXIT_OK
-        t0 = time.monotonic()
-        try:
-            res = lifecycle.refresh(project, reporter, target, profile=profile, jobs=jobs,
-                                    keep_failed=keep_failed, backup=not no_backup,
-                                    use_cache=not no_cache)
-        except DevenvError as exc:
-            # devenv's own statements (creating the build, the swap) can meet a full disk
-            if environment.is_disk_full(str(exc)):
-                reporter.emit(Message(environment.disk_full_advice(project), "error"))
-            raise
+        # Another checkout of the project (a git worktree) shares this server's databases.
+        with database_lock(target, project.root, "refresh-db", reporter, wait=wait):
+            if undo:
+                lifecycle.undo(project, target, reporter)
+                processes.follow_swap(project, target, reporter, profile=profile)
+                return EXIT_OK
+            t0 = time.monotonic()
+            try:
+                res = lifecycle.refresh(project, reporter, target, profile=profile, jobs=jobs,
+                                        keep_failed=keep_failed, backup=not no_backup,
+                                        use_cache=not no_cache)
+            except DevenvError as exc:
+                # devenv's own statements (creating the build, the swap) can meet a full
+                # disk
+                if environment.is_disk_full(str(exc)):
+                    reporter.emit(Message(environment.disk_full_advice(project), "error"))
+                raise
         if res.result is not None and not res.result.ok:
             if not res.result.interrupted:
                 # the steps ran against the build; the causes are the same as for `run`

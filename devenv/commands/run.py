@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from devenv import environment, graph, planner
 from devenv.commands import exit_code
 from devenv.events import Reporter
-from devenv.lock import project_lock
+from devenv.lock import project_lock, service_lock
 from devenv.schema import Project
 
 
@@ -18,7 +18,8 @@ def run(project: Project, reporter: Reporter, targets: Sequence[str] = (), *,
     planner.check_profile(project, profile)
     targets = planner.check_targets(project, targets)
     steps = sorted(graph.closure(project, targets) if targets else project.steps)
-    with project_lock(project.state_dir, "run", reporter):
+    with project_lock(project.state_dir, "run", reporter), \
+            service_lock(project, database_url, "run", reporter):
         endpoints = environment.start_services(
             project, environment.needed_services(project, steps), reporter, database_url)
         target = environment.database_target(project, endpoints, database_url)

@@ -33,7 +33,7 @@ from devenv.console import Output, fmt_size
 from devenv.database import Target
 from devenv.errors import EXIT_OK, DevenvError, ServiceError, UsageError
 from devenv.events import Message, Reporter, phase
-from devenv.lock import project_lock
+from devenv.lock import database_lock, project_lock
 from devenv.schema import Project
 from devenv.state import StateStore
 
@@ -52,9 +52,12 @@ def _db(project: Project) -> str:
 
 
 def _open(project: Project, reporter: Reporter, database_url: str | None,
-          ) -> tuple[Target, dumps.ServiceExec | None]:
+          held: contextlib.ExitStack | None = None, command: str = "snapshot",
+          wait: bool = True) -> tuple[Target, dumps.ServiceExec | None]:
     """Start the database's service (or check the external one); where it is, and how to
-    run commands with the service's own tools (a pg_dump as new as the server)."""
+    run commands with the service's own tools (a pg_dump as new as the server). With
+    ``held``, also take the database lock (other checkouts share these databases) for as
+    long as ``held`` lasts."""
     from devenv.services import BACKENDS
 
     assert project.database is not None
@@ -62,6 +65,8 @@ def _open(project: Project, reporter: Reporter, database_url: str | None,
     endpoints = environment.start_services(project, [service], reporter, database_url)
     target = environment.database_target(project, endpoints, database_url)
     assert target is not None
+    if held is not None:
+        held.enter_context(database_lock(target, project.root, command, reporter, wait=wait))
     ep = endpoints.get(service)
     if ep is None or ep.backend not in BACKENDS:
         return target, None  # someone else's server: only local tools
@@ -158,8 +163,12 @@ def save(project: Project, reporter: Reporter, name: str, *, replace: bool = Fal
     """Save the working database as user snapshot ``name``."""
     db = _db(project)
     snap = snapshots.user_name(db, name)
-    with project_lock(project.state_dir, "snapshot save", reporter, wait=wait):
-        target, _ = _open(project, reporter, database_url)
+    with project_lock(project.state_dir, "snapshot save", reporter, wait=wait), \
+            contextlib.ExitStack() as locks:
+        target, _ = _open(project, reporter, database_url, locks, "snapshot save",
+                          wait)
+        db = target.dbname  # DATABASE_URL may name another database than steps.yaml
+        snap = snapshots.user_name(db, name)
         lifecycle.recover(target, db, reporter)
         infos = {d.datname: d for d in snapshots.related(target, db)}
         if db not in infos:
@@ -186,6 +195,11 @@ def save(project: Project, reporter: Reporter, name: str, *, replace: bool = Fal
             # CREATE DATABASE ... TEMPLATE needs the source without sessions: refuse new
             # ones (apps reconnecting) for the few seconds of the copy.
             ended = snapshots.terminate(target, db, block=True)
+            from devenv import faults
+
+            # A SIGKILL from here to allow_connections leaves db refusing connections: the
+            # next command's recover (or up's build) opens it again; status, doctor say so.
+            faults.point("snapshot-save-blocked")
             try:
                 snapshots.clone(target, db, build, value)
             except BaseException:
@@ -223,8 +237,11 @@ def restore(project: Project, reporter: Reporter, name: str, *, backup: bool = T
     """Make user snapshot ``name`` the working database, atomically (like refresh-db)."""
     db = _db(project)
     snapshots.user_name(db, name)
-    with project_lock(project.state_dir, "snapshot restore", reporter, wait=wait):
-        target, _ = _open(project, reporter, database_url)
+    with project_lock(project.state_dir, "snapshot restore", reporter, wait=wait), \
+            contextlib.ExitStack() as locks:
+        target, _ = _open(project, reporter, database_url, locks, "snapshot restore",
+                          wait)
+        db = target.dbname  # DATABASE_URL may name another database than steps.yaml
         lifecycle.recover(target, db, reporter)
         info = _require(target, db, name)
         build = snapshots.build_name(db)
@@ -276,6 +293,7 @@ def list_snapshots(project: Project, out: Output, *, as_json: bool = False,
         target, note = environment.current_target(project, database_url)
         if target is None:
             raise ServiceError(f"cannot list snapshots: {note}; start it with `devenv up`")
+        db = target.dbname
         infos = snapshots.related(target, db, sizes=True)
     fps = fingerprint.compute(project)
     all_steps = _profile_steps(project, profile)
@@ -289,7 +307,7 @@ def list_snapshots(project: Project, out: Output, *, as_json: bool = False,
         matches, changed = compare(info, fps)
         user = info.kind == USER_KIND
         items.append({
-            "name": str(info.meta.get("name", "")) if user else info.datname[len(db) + 2:],
+            "name": str(info.meta.get("name", "")) if user else info.datname[len(snapshots.stem(db)) + 2:],
             "kind": "user" if user else "cache",
             "database": info.datname,
             "size": info.size,
@@ -333,8 +351,11 @@ def delete(project: Project, reporter: Reporter, name: str, *,
     """Drop user snapshot ``name``."""
     db = _db(project)
     snapshots.user_name(db, name)
-    with project_lock(project.state_dir, "snapshot delete", reporter, wait=wait):
-        target, _ = _open(project, reporter, database_url)
+    with project_lock(project.state_dir, "snapshot delete", reporter, wait=wait), \
+            contextlib.ExitStack() as locks:
+        target, _ = _open(project, reporter, database_url, locks, "snapshot delete",
+                          wait)
+        db = target.dbname  # DATABASE_URL may name another database than steps.yaml
         info = _require(target, db, name)
         key = database.identity(target, info.datname)
         snapshots.drop(target, info.datname)
@@ -354,8 +375,11 @@ def gc(project: Project, reporter: Reporter, *, keep: int | None = None,
     keep = project.cache_keep if keep is None else keep
     if keep < 0:
         raise UsageError(f"--keep must be 0 or more, not {keep}")
-    with project_lock(project.state_dir, "snapshot gc", reporter, wait=wait):
-        target, _ = _open(project, reporter, database_url)
+    with project_lock(project.state_dir, "snapshot gc", reporter, wait=wait), \
+            contextlib.ExitStack() as locks:
+        target, _ = _open(project, reporter, database_url, locks, "snapshot gc",
+                          wait)
+        db = target.dbname  # DATABASE_URL may name another database than steps.yaml
         before = {d.datname: d for d in snapshots.related(target, db, sizes=True)}
         keys = {n: database.identity(target, n) for n in before}
         fixed = lifecycle.recover(target, db, reporter)
@@ -397,8 +421,11 @@ def export(project: Project, reporter: Reporter, name: str, file: Path, *,
                          f"{file / (name + '.devenv-snapshot')}")
     if not file.parent.is_dir():
         raise UsageError(f"cannot write {file}: folder {file.parent} does not exist")
-    with project_lock(project.state_dir, "snapshot export", reporter, wait=wait):
-        target, container = _open(project, reporter, database_url)
+    with project_lock(project.state_dir, "snapshot export", reporter, wait=wait), \
+            contextlib.ExitStack() as locks:
+        target, container = _open(project, reporter, database_url, locks, "snapshot export",
+                                  wait)
+        db = target.dbname  # DATABASE_URL may name another database than steps.yaml
         info = _require(target, db, name)
         server = dumps.server_version_num(target)
         tool = dumps.choose_tool("pg_dump", target, info.datname, dumps.major_of(server),
@@ -434,8 +461,12 @@ def import_(project: Project, reporter: Reporter, file: Path, name: str | None =
                          f"'{project.name}': pass --force to import it anyway")
     with phase(reporter, "check", f"checking {file}", f"{file} is complete"):
         dumps.verify(file, header, offset)
-    with project_lock(project.state_dir, "snapshot import", reporter, wait=wait):
-        target, container = _open(project, reporter, database_url)
+    with project_lock(project.state_dir, "snapshot import", reporter, wait=wait), \
+            contextlib.ExitStack() as locks:
+        target, container = _open(project, reporter, database_url, locks, "snapshot import",
+                                  wait)
+        db = target.dbname  # DATABASE_URL may name another database than steps.yaml
+        snap = snapshots.user_name(db, name)
         lifecycle.recover(target, db, reporter)
         server = dumps.server_version_num(target)
         if header.server_major > dumps.major_of(server):

@@ -74,12 +74,15 @@ def _database(project: Project, profile: str, database_url: str | None) -> dict[
     target, note = environment.current_target(project, database_url)
     key: str | None = NO_DATABASE if db is None else None
     exists: bool | None = None
+    refusing = False
     if target is not None:
         try:
             key = database.identity(target, target.dbname)
             exists = key is not None
             if key is None:
                 note = f"database {target.dbname} does not exist yet"
+            else:
+                refusing = _refuses_connections(target)
         except database.DatabaseError as exc:
             note = str(exc)
     recorded = StateStore(project.state_dir).steps(key) if key else {}
@@ -90,6 +93,9 @@ def _database(project: Project, profile: str, database_url: str | None) -> dict[
         "name": db.name if db else None,
         "url": target.redacted() if target is not None else None,
         "exists": exists,
+        # left so by a snapshot save or swap killed midway; up, refresh-db and the
+        # snapshot commands open it again (status changes nothing)
+        "refuses_connections": refusing,
         "note": note,
         "profile": profile,
         "steps_total": len(decisions),
@@ -100,6 +106,13 @@ def _database(project: Project, profile: str, database_url: str | None) -> dict[
         "steps": [{"name": d.step, "action": d.action.value, "reason": d.reason}
                   for d in decisions],
     }
+
+
+def _refuses_connections(target: database.Target) -> bool:
+    with database.connect(target, "postgres", timeout=3) as conn:
+        row = conn.execute("SELECT datallowconn FROM pg_database WHERE datname = %s",
+                           (target.dbname,)).fetchone()
+    return row is not None and not row[0]
 
 
 def _processes(project: Project) -> list[dict[str, Any]]:
@@ -127,6 +140,8 @@ def collect(project: Project, profile: str = "local", database_url: str | None =
             would.append(f"start service {s['name']}")
         elif s["config_matches"] is False:
             would.append(f"recreate service {s['name']} (its definition changed)")
+    if project.database is not None and db["refuses_connections"]:
+        would.append(f"let {db['name']} accept connections again")
     if project.database is not None and not db["steps_known"]:
         would.append("run the steps that changed (which: known once the database answers)")
     elif db["steps_to_run"]:
@@ -169,7 +184,11 @@ def run(project: Project, out: Output, *, as_json: bool = False, profile: str = 
     db = data["database"]
     if db is not None:
         where = f" on {db['url']}" if db["url"] else ""
-        if db["exists"]:
+        if db["exists"] and db["refuses_connections"]:
+            head = (f"database {db['name']}{where}: exists but REFUSES CONNECTIONS (a "
+                    "snapshot save or refresh-db swap was interrupted); devenv up, refresh-db "
+                    "or doctor --fix opens it again")
+        elif db["exists"]:
             head = f"database {db['name']}{where}: exists"
         else:
             head = f"database {db['name']}{where}: {db['note']}"

@@ -3,10 +3,13 @@ steps, and what a crashed refresh-db left behind (a ``__build`` database...)."""
 
 from __future__ import annotations
 
+import contextlib
+
 from devenv import fingerprint, snapshots
 from devenv.console import fmt_size
 from devenv.doctor.base import Check, CheckDef, NotChecked, Remedy, ok, warn
 from devenv.doctor.context import Context, lock_holder
+from devenv.lock import database_lock_holder
 from devenv.snapshots import DbInfo
 
 
@@ -42,7 +45,7 @@ def check_cache(ctx: Context) -> Check:
     except _NoDatabase:
         return ok("snapshots.cache", "no database: no snapshots")
     cache = [d for d in infos if d.kind == "snapshot"]
-    users = [d for d in infos if d.datname.startswith(db + "__u_")]
+    users = [d for d in infos if d.datname.startswith(snapshots.stem(db) + "__u_")]
     ready = [d for d in infos if d.datname == snapshots.ready_name(db)]
     prev = [d for d in infos if d.datname == snapshots.prev_name(db)]
     total = sum(d.size for d in cache + users + ready + prev)
@@ -75,17 +78,22 @@ def check_leftovers(ctx: Context) -> Check:
     project = ctx.project()
     left = []
     for d in infos:
-        if d.datname == snapshots.build_name(db) or d.datname.endswith("__x") or \
+        if snapshots.is_build(db, d.datname) or d.datname.endswith("__x") or \
                 d.datname.startswith(snapshots.ready_name(db) + "_tmp") or (d.kind == "snapshot" and not d.meta.get("complete", False)):
             left.append(d)
     if not left:
         return ok("snapshots.leftovers", f"no leftover of an interrupted refresh-db beside {db}")
     names = ", ".join(d.datname for d in left)
     holder = lock_holder(project.state_dir)
+    target = ctx.target().target
+    if holder is None and target is not None:
+        # another checkout of the project (a git worktree) building on this server
+        with contextlib.suppress(Exception):
+            holder = database_lock_holder(target)
     if holder is not None:
         return ok("snapshots.leftovers", f"{names}: in use by a running devenv ({holder})")
     weight = fmt_size(sum(d.size for d in left))
-    if any(d.datname == snapshots.build_name(db) for d in left):
+    if any(snapshots.is_build(db, d.datname) for d in left):
         return warn("snapshots.leftovers",
                     f"{names} left by a refresh-db that crashed or ran with --keep-failed "
                     f"({weight}); the working database {db} is not affected",

@@ -90,8 +90,8 @@ def check_exists(ctx: Context) -> Check:
                                  f"{target.host}:{target.port}",
                     "devenv up (creates it and runs the steps)", remedies=[Remedy("up")])
     if not server.allows_connections:
-        return fail("db.exists", f"database {db} refuses connections (a refresh-db swap was "
-                                 "interrupted)",
+        return fail("db.exists", f"database {db} refuses connections (a refresh-db swap or a "
+                                 "snapshot save was interrupted)",
                     "devenv doctor --fix (allows connections again)",
                     remedies=[Remedy("recover")])
     return ok("db.exists", f"database {db} exists ({fmt_size(server.size)})")

@@ -59,7 +59,7 @@ def plan(ctx: Context, checks: Sequence[Check]) -> list[Planned]:
 def apply(ctx: Context, planned: Sequence[Planned], reporter: Reporter) -> list[str]:
     """Apply ``planned`` in order; returns the failures (one line each). A failed repair
     does not stop the next ones: the checks run again afterwards and say what is left."""
-    from devenv.lock import project_lock
+    from devenv.lock import database_lock, project_lock
 
     project = ctx.project()
     failures = []
@@ -73,7 +73,9 @@ def apply(ctx: Context, planned: Sequence[Planned], reporter: Reporter) -> list[
                 target, note = environment.current_target(project, ctx.database_url)
                 if target is None or project.database is None:
                     raise DevenvError(f"no database to repair: {note}")
-                with project_lock(project.state_dir, "doctor --fix", reporter, wait=False):
+                with project_lock(project.state_dir, "doctor --fix", reporter, wait=False), \
+                        database_lock(target, project.root, "doctor --fix", reporter,
+                                      wait=False):
                     if r.action == "recover":
                         from devenv import lifecycle
 

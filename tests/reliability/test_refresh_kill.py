@@ -120,7 +120,7 @@ def test_kill_during_refresh(proj: tuple[Path, database.Target, dict[str, str]],
     assert devenv(root, env, "refresh-db", "--no-cache").returncode == 0
     assert dump_database(target.url()) == fresh
     left = {d.datname for d in snapshots.related(target, target.dbname)}
-    assert f"{target.dbname}__build" not in left
+    assert not [n for n in left if snapshots.is_build(target.dbname, n)], left
 
 
 @pytest.mark.parametrize("sig", SIGNALS, ids=lambda s: s.name)
@@ -175,3 +175,42 @@ def test_kill_of_the_background_reclone(proj: tuple[Path, database.Target, dict[
     assert dump_database(target.url()) == good
     left = {d.datname for d in snapshots.related(target, target.dbname)}
     assert not [n for n in left if "_tmp" in n], left
+
+
+@pytest.mark.parametrize("recovers_with", [["snapshot", "save", "again"], ["up"],
+                                           ["refresh-db"]], ids=lambda a: a[0])
+def test_kill_during_snapshot_save(proj: tuple[Path, database.Target, dict[str, str]],
+                                   recovers_with: list[str]) -> None:
+    root, target, env = proj
+    assert devenv(root, env, "refresh-db").returncode == 0
+    before = dump_database(target.url())
+    pause = root / "paused"
+    p = subprocess.Popen([sys.executable, "-m", "devenv", "--plain", "snapshot", "save", "s"],
+                         cwd=root, env={**env, "DEVENV_PAUSE_AT": "snapshot-save-blocked",
+                                        "DEVENV_PAUSE_FILE": str(pause)},
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 60
+    while not pause.exists():
+        assert p.poll() is None, p.communicate()[0]
+        assert time.monotonic() < deadline, "never reached the pause point"
+        time.sleep(0.02)
+    p.send_signal(signal.SIGKILL)
+    p.communicate(timeout=60)
+    assert not connectable(target)  # what the SIGKILL left: the working database refuses
+
+    st = devenv(root, env, "status")
+    assert st.returncode == 0, st.stdout + st.stderr
+    assert "exists but REFUSES CONNECTIONS (a snapshot save or refresh-db swap was " \
+           "interrupted)" in st.stdout, st.stdout
+    assert f"devenv up would: let {target.dbname} accept connections again" in st.stdout
+    doc = devenv(root, env, "doctor")
+    assert f"database {target.dbname} refuses connections (a refresh-db swap or a snapshot " \
+           "save was interrupted)" in doc.stdout + doc.stderr, doc.stdout + doc.stderr
+
+    r = devenv(root, env, *recovers_with)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "refusing connections" in r.stdout + r.stderr, r.stdout + r.stderr
+    assert connectable(target)
+    assert dump_database(target.url()) == before
+    st = devenv(root, env, "status")
+    assert "REFUSES" not in st.stdout and "accept connections" not in st.stdout, st.stdout
