@@ -67,11 +67,12 @@ def parked_name(db: str, branch: str) -> str:
     branch's letters and digits, then a short hash of the exact branch name."""
     slug = re.sub(r"[^a-z0-9]+", "_", branch.lower()).strip("_") or "branch"
     digest = hashlib.sha256(branch.encode()).hexdigest()[:8]
-    base = f"{db}__br_"
+    # snapshots.stem: the working database's name, or its hashed short form when long, so
+    # every name beside it is found by one prefix and fits 63 bytes
+    base = f"{snapshots.stem(db)}__br_"
     room = MAX_NAME - len(base.encode()) - len(digest) - 1
     if room < 4:
-        # a very long working database name: the hash alone keeps it unique
-        return f"{db.encode()[:MAX_NAME - 14].decode(errors='ignore')}__br_{digest}"
+        return f"{base}{digest}"  # the hash alone keeps it unique
     return f"{base}{slug[:room]}_{digest}"
 
 

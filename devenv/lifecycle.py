@@ -21,7 +21,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from devenv import database, fingerprint, graph, snapshots, watchdog
+from devenv import branches, database, fingerprint, graph, snapshots, watchdog
 from devenv.database import Target
 from devenv.environment import prepare_steps, step_environment
 from devenv.errors import DevenvError, UsageError
@@ -467,6 +467,8 @@ def _snapshot_or_skip(project: Project, target: Target, db: str, build: str,
 
 def _after_swap(project: Project, target: Target, db: str, full_key: str, reporter: Reporter,
                 background: bool) -> None:
+    # the database swapped in was built for the code checked out now: its branch's
+    branches.note(project.name, project.root, target)
     keep = project.cache_keep
     snap = snapshots.cache_name(db, full_key)
     dropped = snapshots.gc(target, db, keep, protect=[snap])

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from devenv import (
+    branches,
     database,
     dumps,
     environment,
@@ -273,6 +274,7 @@ def restore(project: Project, reporter: Reporter, name: str, *, backup: bool = T
         if prev:
             reporter.emit(Message(f"the previous database is kept as {prev} "
                                   "(devenv refresh-db --undo swaps it back)"))
+        branches.note(project.name, project.root, target)
         processes.follow_swap(project, target, reporter)
     return EXIT_OK
 

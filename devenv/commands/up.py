@@ -9,7 +9,7 @@ from devenv.commands import exit_code
 from devenv.console import ProcessLines
 from devenv.errors import EXIT_OK
 from devenv.events import Message, Reporter
-from devenv.lock import project_lock, service_lock
+from devenv.lock import database_lock, project_lock, service_lock
 from devenv.schema import Project
 
 
@@ -45,6 +45,10 @@ def run(project: Project, reporter: Reporter, *, detach: bool = False,
         remote_cache.restore_fresh(project, target, profile, reporter)
         carried: dict[str, str] = {}
         if target is not None and project.database is not None:
+            # Another checkout of the project (a git worktree) shares this server's
+            # databases: a branch switch or a rebuild swaps them (re-entrant: the steps
+            # below take it again).
+            held.enter_context(database_lock(target, project.root, "up", reporter))
             done = working.reconcile(project, reporter, target, profile=profile, jobs=jobs,
                                      mode=rebuild)
             carried = done.carried
