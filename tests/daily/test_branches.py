@@ -168,3 +168,22 @@ def test_parked_names_fit_and_stay_unique() -> None:
     assert len(a.encode()) <= 63 and len(b.encode()) <= 63 and a != b
     assert branches.parked_name("app", "Feature/JIRA-12") != branches.parked_name(
         "app", "feature/jira-12")
+
+
+def test_a_refresh_keeps_the_branch_label(repo: Repo) -> None:
+    """refresh-db swaps in a new database: it is still main's, so switching to feature parks
+    it as main's (found while trying the example: it was labelled with the next branch)."""
+    assert repo.devenv("up", "--no-processes").returncode == 0
+    r = repo.devenv("refresh-db")
+    assert r.returncode == 0, r.stdout + r.stderr
+    target = database.parse_url(repo.url)
+    assert branches.recorded(target) == "main"
+    repo.sql("insert into app.tasks(title) values ('made on main')")
+    git(repo.root, "switch", "-q", "feature")
+    r = repo.devenv("up", "--no-processes")
+    assert r.returncode == 0 and "parked the database of 'main'" in r.stdout + r.stderr, \
+        r.stdout + r.stderr
+    git(repo.root, "switch", "-q", "main")
+    r = repo.devenv("up", "--no-processes")
+    assert "swapped in its own database" in r.stdout + r.stderr, r.stdout + r.stderr
+    assert repo.sql("select count(*) from app.tasks where title = 'made on main'") == [(1,)]
