@@ -21,3 +21,5 @@ run refresh_db      python3 bench/refresh_db.py --scale 20 --reps 5 --nocache-re
 run fake_data       python3 bench/fake_data.py --repeat 3
 run doctor          python3 bench/doctor.py --repeat 5
 run remote_cache    python3 bench/remote_cache.py --repeat 3
+run branch_switch   python3 bench/branch_switch.py --repeat 5
+run edit_loop       python3 bench/edit_loop.py --edits 5
