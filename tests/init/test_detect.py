@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import sys
 from pathlib import Path
 
 from devenv.init.detect import App, detect
@@ -13,8 +14,10 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def fake_venv(folder: Path) -> None:
     """What detection looks for (pyvenv.cfg); a real one is not needed to find it."""
-    (folder / ".venv").mkdir(parents=True)
+    (folder / ".venv" / "bin").mkdir(parents=True)
     (folder / ".venv" / "pyvenv.cfg").write_text("home = /usr/bin\n")
+    # the loader checks that python: names an interpreter
+    (folder / ".venv" / "bin" / "python").symlink_to(sys.executable)
 
 
 def by_name(apps: list[App]) -> dict[str, App]:

@@ -161,7 +161,7 @@ def test_run_with_database_url_keeps_the_password_out_of_ps_logs_and_reports(
     assert p.returncode == 1, out  # `fails` failed, so its log's tail is in the JUnit file
     assert 'started: echo failing on purpose; test -z "${DATABASE_URL}"' in out
     assert password not in out
-    log = (root / ".devenv/logs/uses-url.log").read_text()
+    log = (root / ".devenv/ci-logs/uses-url.log").read_text()  # ci-setup keeps its own
     assert log.startswith(f'$ echo {marker} length $(printf %s "${{DATABASE_URL}}" | wc -c)')
     assert f"{marker} length {len(url)}" in log  # the step had the value
     junit = (reports / "j.xml").read_text()
