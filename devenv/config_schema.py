@@ -52,6 +52,9 @@ DESCRIPTIONS: dict[str, str] = {
     "volumes": "name: /container/path, kept across restarts.",
     "command": "The container's command.",
     "backend": "auto (docker, else native), docker, native or external.",
+    "build": "A folder with a Dockerfile, or {context, dockerfile, args, network}; rebuilt "
+             "when the folder's content changes.",
+    "url": "A URL template exported as NAME_URL (redis://${host}:${port}/0).",
     "schemas": "Schemas created before the steps run.",
     "service": "The service the database lives on.",
     "keep": "How many refresh-db snapshots to keep.",
@@ -163,15 +166,30 @@ def _service_schema() -> dict[str, Any]:
                     "additionalProperties": {"type": "string", "pattern": "^/"}},
         "command": _COMMAND,
         "backend": {"enum": list(loader.BACKENDS)},
+        "build": {"anyOf": [_STR, {
+            "type": "object", "required": ["context"], "additionalProperties": False,
+            "properties": {"context": _STR, "dockerfile": _STR, "args": _ENV,
+                           "network": _STR}}]},
+        "url": _STR,
+        "needs": _STR_LIST,
+        "ready": {"anyOf": [{"enum": ["tcp", "http"]}, {
+            "type": "object", "additionalProperties": False,
+            "properties": {"tcp": {"type": ["integer", "string", "null"]},
+                           "http": {"type": "string", "pattern": "^/"},
+                           "cmd": _COMMAND,
+                           "port": {"type": ["integer", "string"]},
+                           "status": {"anyOf": [{"type": "integer"},
+                                                {"type": "array",
+                                                 "items": {"type": "integer"}}]}}}]},
     }
     return {
         "type": "object",
         "properties": {k: _described(k, shapes.get(k, _STR)) for k in loader.SERVICE_KEYS},
         "additionalProperties": False,
-        # image: may be left out only where no container is made.
+        # image: may be left out only where no container is made, or one is built.
         "if": {"required": ["backend"],
                "properties": {"backend": {"enum": ["native", "external"]}}},
-        "else": {"required": ["image"]},
+        "else": {"if": {"required": ["build"]}, "else": {"required": ["image"]}},
     }
 
 
@@ -213,7 +231,11 @@ def steps_schema() -> dict[str, Any]:
     top_shapes: dict[str, dict[str, Any]] = {
         "version": {"const": loader.SUPPORTED_VERSION},
         "name": {"type": "string", "pattern": loader.PROJECT_RE.pattern},
-        "services": {**name_map, "additionalProperties": {"$ref": "#/$defs/service"}},
+        "services": {**name_map, "additionalProperties": {"$ref": "#/$defs/service"},
+                     # services: {from: compose.yaml} (devenv.compose)
+                     "properties": {loader.SERVICES_FROM: {"anyOf": [
+                         {"type": "string", "minLength": 1},
+                         {"$ref": "#/$defs/service"}]}}},
         "database": {"type": "object", "required": ["service", "name"],
                      "additionalProperties": False,
                      "properties": {k: _described(k, db_shapes.get(k, _STR))

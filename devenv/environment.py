@@ -7,6 +7,7 @@ The commands (`run`, `up`, `refresh-db`, `ci-setup`) are thin layers over
 from __future__ import annotations
 
 import os
+import re
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -117,56 +118,109 @@ def choose_backend(service: ServiceSpec, project: Project | None = None,
                          "point DATABASE_URL at a running server")
 
 
+def with_needed(project: Project, names: Sequence[str]) -> list[str]:
+    """``names`` and every service they need (``needs:`` between services), in declaration
+    order."""
+    wanted: set[str] = set()
+    todo = list(names)
+    while todo:
+        name = todo.pop()
+        if name in wanted:
+            continue
+        wanted.add(name)
+        todo.extend(project.services[name].needs)
+    return [s for s in project.services if s in wanted]
+
+
 def start_services(project: Project, names: Sequence[str], reporter: Reporter,
                    database_url: str | None = None) -> dict[str, Endpoint]:
-    """Start ``names`` (a database someone else runs is only checked) and wait for health."""
+    """Start ``names`` and the services they need (a database someone else runs is only
+    checked) and wait for health: a service starts once those it needs are ready, the
+    others in parallel. The first failure stops the start of the rest."""
+    import concurrent.futures as cf
+
+    names = with_needed(project, names)
     endpoints: dict[str, Endpoint] = {}
+    waiting = {n: {d for d in project.services[n].needs if d in names} for n in names}
+    if len(names) <= 1:
+        for name in names:
+            endpoints[name] = _start_one(project, name, reporter, database_url)
+        return endpoints
+    failure: BaseException | None = None
+    with cf.ThreadPoolExecutor(max_workers=min(8, len(names))) as pool:
+        running: dict[cf.Future[Endpoint], str] = {}
+        while waiting or running:
+            if failure is None:
+                for name in [n for n, deps in waiting.items() if not deps]:
+                    del waiting[name]
+                    running[pool.submit(_start_one, project, name, reporter,
+                                        database_url)] = name
+            if not running:
+                break
+            done, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
+            for fut in done:
+                name = running.pop(fut)
+                try:
+                    endpoints[name] = fut.result()
+                except BaseException as exc:  # first one wins; the rest finish starting
+                    failure = failure or exc
+                    continue
+                for deps in waiting.values():
+                    deps.discard(name)
+    if failure is not None:
+        raise failure
+    return endpoints
+
+
+def _start_one(project: Project, name: str, reporter: Reporter,
+               database_url: str | None) -> Endpoint:
+    """Start one service (or check the external database) and wait until it is ready."""
     ext = external_url(project, database_url)
-    for name in names:
-        service = project.services[name]
-        if ext is not None and project.database is not None and name == project.database.service:
-            target = database.parse_url(ext[0], project.database.name)
-            reporter.emit(PhaseStarted(name, f"checking {target.redacted()} ({ext[1]})"))
-            t0 = time.monotonic()
-            try:
-                with database.connect(target, "postgres", timeout=10) as conn:
-                    conn.execute("SELECT 1")
-            except database.DatabaseError as exc:
-                reporter.emit(PhaseFinished(name, f"{name}: external database does not answer",
-                                            ok=False, duration=time.monotonic() - t0))
-                raise ServiceError(f"{exc} ({ext[1]}); check that the server runs and the URL "
-                                   "is right") from None
-            endpoints[name] = Endpoint(target.host, {}, "external")
-            reporter.emit(PhaseFinished(name, f"{name}: external database answers",
-                                        duration=time.monotonic() - t0))
-            continue
-        backend, _why = choose_backend(service, project)
-        reporter.emit(PhaseStarted(name, f"starting {name} ({backend.name})"))
+    endpoints: dict[str, Endpoint] = {}
+    service = project.services[name]
+    if ext is not None and project.database is not None and name == project.database.service:
+        target = database.parse_url(ext[0], project.database.name)
+        reporter.emit(PhaseStarted(name, f"checking {target.redacted()} ({ext[1]})"))
         t0 = time.monotonic()
         try:
-            endpoints[name] = backend.up(project, service, reporter)
-        except ImageUnavailable as exc:
-            # backend: auto on a machine with Docker but no registry (or offline): the local
-            # server binaries can still run a PostgreSQL service.
-            native = BACKENDS["native"]() if service.backend == "auto" else None
-            if native is None or not native.available()[0]:
-                reporter.emit(PhaseFinished(name, f"{name} did not start", ok=False,
-                                            duration=time.monotonic() - t0))
-                raise
-            reporter.emit(PhaseFinished(name, f"{name}: no image, so not in docker", ok=False,
-                                        duration=time.monotonic() - t0))
-            reporter.emit(Message(f"{exc}; using the local PostgreSQL binaries instead "
-                                  "(backend: native)", "warn"))
-            _remember_fallback(project, service, f"image {service.image} could not be pulled")
-            reporter.emit(PhaseStarted(name, f"starting {name} (native)"))
-            endpoints[name] = native.up(project, service, reporter)
-        except ServiceError:
-            reporter.emit(PhaseFinished(name, f"{name} did not become healthy", ok=False,
+            with database.connect(target, "postgres", timeout=10) as conn:
+                conn.execute("SELECT 1")
+        except database.DatabaseError as exc:
+            reporter.emit(PhaseFinished(name, f"{name}: external database does not answer",
+                                        ok=False, duration=time.monotonic() - t0))
+            raise ServiceError(f"{exc} ({ext[1]}); check that the server runs and the URL "
+                               "is right") from None
+        endpoints[name] = Endpoint(target.host, {}, "external")
+        reporter.emit(PhaseFinished(name, f"{name}: external database answers",
+                                    duration=time.monotonic() - t0))
+        return endpoints[name]
+    backend, _why = choose_backend(service, project)
+    reporter.emit(PhaseStarted(name, f"starting {name} ({backend.name})"))
+    t0 = time.monotonic()
+    try:
+        endpoints[name] = backend.up(project, service, reporter)
+    except ImageUnavailable as exc:
+        # backend: auto on a machine with Docker but no registry (or offline): the local
+        # server binaries can still run a PostgreSQL service.
+        native = BACKENDS["native"]() if service.backend == "auto" else None
+        if native is None or not native.available()[0]:
+            reporter.emit(PhaseFinished(name, f"{name} did not start", ok=False,
                                         duration=time.monotonic() - t0))
             raise
-        reporter.emit(PhaseFinished(name, f"{name} is healthy ({backend.name})",
+        reporter.emit(PhaseFinished(name, f"{name}: no image, so not in docker", ok=False,
                                     duration=time.monotonic() - t0))
-    return endpoints
+        reporter.emit(Message(f"{exc}; using the local PostgreSQL binaries instead "
+                              "(backend: native)", "warn"))
+        _remember_fallback(project, service, f"image {service.image} could not be pulled")
+        reporter.emit(PhaseStarted(name, f"starting {name} (native)"))
+        endpoints[name] = native.up(project, service, reporter)
+    except ServiceError:
+        reporter.emit(PhaseFinished(name, f"{name} did not become healthy", ok=False,
+                                    duration=time.monotonic() - t0))
+        raise
+    reporter.emit(PhaseFinished(name, f"{name} is healthy ({backend.name})",
+                                duration=time.monotonic() - t0))
+    return endpoints[name]
 
 
 def database_target(project: Project, endpoints: Mapping[str, Endpoint],
@@ -186,6 +240,56 @@ def database_target(project: Project, endpoints: Mapping[str, Endpoint],
     return database.Target(ep.host, ep.port(container_port), db.user, db.password, db.name)
 
 
+def service_prefix(name: str) -> str:
+    """The variable prefix of service ``name``: ``redis`` -> ``REDIS``, ``mail-catcher``
+    -> ``MAIL_CATCHER`` (a leading digit gets a ``_``)."""
+    prefix = re.sub(r"[^A-Za-z0-9]", "_", name).upper()
+    return f"_{prefix}" if prefix[:1].isdigit() else prefix
+
+
+def service_variables(project: Project, target: database.Target | None = None,
+                      ) -> dict[str, str]:
+    """Each service's address for steps and processes: NAME_HOST, NAME_PORT (its first
+    port), NAME_PORT_<container port> when it has several, NAME_URL from its ``url:``.
+
+    The ports are the ones the service publishes since its last start (.devenv/ports.json,
+    written by every backend's ``up``); the database service's are ``target``'s (it may
+    be a server someone else runs). A service never started has none.
+    """
+    from devenv.services import ports as portlib
+    from devenv.services.docker import port_specs
+
+    store = portlib.PortStore(project.state_dir)
+    out: dict[str, str] = {}
+    for service in project.services.values():
+        specs = port_specs(project, service)
+        is_db = project.database is not None and project.database.service == service.name
+        host = portlib.HOST
+        found: dict[int, int] = {}
+        for spec in specs:
+            port = store.get(service.name, spec.container)
+            if port is not None:
+                found[spec.container] = port
+        if is_db and target is not None and specs:
+            host = target.host
+            found[specs[0].container] = target.port
+        if not found or specs[0].container not in found:
+            continue
+        prefix = service_prefix(service.name)
+        values = {"host": host, "port": str(found[specs[0].container])}
+        values |= {f"port_{c}": str(p) for c, p in found.items()}
+        out[f"{prefix}_HOST"] = host
+        out[f"{prefix}_PORT"] = values["port"]
+        if len(specs) > 1:
+            out |= {f"{prefix}_PORT_{c}": str(p) for c, p in found.items()}
+        if service.url:
+            # the loader checked the names; a port not published yet stays as written
+            out[f"{prefix}_URL"] = re.sub(r"\$\{([^}]*)\}",
+                                          lambda m, v=values: v.get(m.group(1), m.group(0)),
+                                          service.url)
+    return out
+
+
 def step_environment(project: Project, target: database.Target | None, dbname: str | None,
                      extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment every step and process starts from (before its own ``env:``)."""
@@ -197,6 +301,8 @@ def step_environment(project: Project, target: database.Target | None, dbname: s
         env["PATH"] = bindir + os.pathsep + env.get("PATH", "")
     env["DEVENV_PROJECT"] = project.name
     env["DEVENV_ROOT"] = str(project.root)
+    # before the database's variables: a service named "database" must not shadow them
+    env.update(service_variables(project, target))
     if target is not None:
         # The target holds the service's entries already (database.parse_url); the file
         # itself would override the PG* variables below, the database name among them.

@@ -255,6 +255,7 @@ def prepare(project: Project, names: Sequence[str], target: database.Target | No
         return Location(project.file.name, project.env_lines.get(key, 1))
 
     wanted = set(names)
+    service_names = set(environment.service_variables(project, target))
     out = []
     for name in names:
         spec = project.processes[name]
@@ -288,6 +289,8 @@ def prepare(project: Project, names: Sequence[str], target: database.Target | No
                      if n in env}
         if target is not None:
             declared |= set(target.env(dbname))
+        # a service that moved to another port restarts the processes that talk to it
+        declared |= service_names
         out.append(Prepared(
             name=name,
             command=expand_command(spec.run, env, spec.loc, f"{where}.run"),
