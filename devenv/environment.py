@@ -284,10 +284,12 @@ def service_variables(project: Project, target: database.Target | None = None,
             out |= {f"{prefix}_PORT_{c}": str(p) for c, p in found.items()}
         if service.url:
             # the loader checked the names; a port not published yet stays as written
-            out[f"{prefix}_URL"] = re.sub(r"\$\{([^}]*)\}",
-                                          lambda m, v=values: v.get(m.group(1), m.group(0)),
-                                          service.url)
+            out[f"{prefix}_URL"] = _fill(service.url, values)
     return out
+
+
+def _fill(template: str, values: Mapping[str, str]) -> str:
+    return re.sub(r"\$\{([^}]*)\}", lambda m: values.get(m.group(1), m.group(0)), template)
 
 
 def step_environment(project: Project, target: database.Target | None, dbname: str | None,
