@@ -45,7 +45,7 @@ DESCRIPTIONS: dict[str, str] = {
     "python": "The app's interpreter or virtualenv folder, relative to cwd:.",
     "description": "Free text shown by devenv.",
     "ready": "http(s)://URL, tcp://HOST:PORT, a port number, or cmd: COMMAND.",
-    "ready_timeout": "Seconds to wait for the ready check (default 60).",
+    "ready_timeout": "Seconds to wait for the ready check (processes: 60, services: 120).",
     "image": "The container image (e.g. postgres:15).",
     "ports": "Container ports published on 127.0.0.1 (\"15432:5432\" fixes the host port).",
     "healthcheck": "Command run in the container to tell it is up.",
@@ -172,6 +172,7 @@ def _service_schema() -> dict[str, Any]:
                            "network": _STR}}]},
         "url": _STR,
         "needs": _STR_LIST,
+        "ready_timeout": _NUMBER,
         "ready": {"anyOf": [{"enum": ["tcp", "http"]}, {
             "type": "object", "additionalProperties": False,
             "properties": {"tcp": {"type": ["integer", "string", "null"]},

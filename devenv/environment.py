@@ -198,7 +198,11 @@ def _start_one(project: Project, name: str, reporter: Reporter,
     reporter.emit(PhaseStarted(name, f"starting {name} ({backend.name})"))
     t0 = time.monotonic()
     try:
-        endpoints[name] = backend.up(project, service, reporter)
+        if service.ready_timeout is not None:
+            endpoints[name] = backend.up(project, service, reporter,
+                                         timeout=service.ready_timeout)
+        else:
+            endpoints[name] = backend.up(project, service, reporter)
     except ImageUnavailable as exc:
         # backend: auto on a machine with Docker but no registry (or offline): the local
         # server binaries can still run a PostgreSQL service.

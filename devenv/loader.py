@@ -46,7 +46,7 @@ ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 TOP_KEYS = ("version", "name", "services", "database", "env", "steps", "processes",
             "profiles", "cache", "up")
 SERVICE_KEYS = ("image", "env", "ports", "healthcheck", "volumes", "command", "backend",
-                "build", "url", "needs", "ready")
+                "build", "url", "needs", "ready", "ready_timeout")
 BUILD_KEYS = ("context", "dockerfile", "args", "network")
 SERVICE_READY_KEYS = ("tcp", "http", "cmd", "port", "status")
 # services: {from: compose.yaml} takes the services of a compose file (devenv.compose)
@@ -595,7 +595,9 @@ def _service(name: str, node: Node) -> ServiceSpec:
                        backend=backend, loc=Location(node.file, node.key_line or node.line),
                        build=build, url=url,
                        needs=_str_list(m["needs"]) if "needs" in m else (),
-                       ready=_service_ready(m["ready"]) if "ready" in m else None)
+                       ready=_service_ready(m["ready"]) if "ready" in m else None,
+                       ready_timeout=_number(m["ready_timeout"]) if "ready_timeout" in m
+                       else None)
 
 
 URL_VAR_RE = re.compile(r"\$\{([^}]*)\}")

@@ -93,6 +93,8 @@ class ServiceSpec:
     #: services that must be ready before this one starts
     needs: tuple[str, ...] = ()
     ready: ReadySpec | None = None
+    #: seconds to wait for the service to be ready (None: the backend's default, 120)
+    ready_timeout: float | None = None
 
     def definition(self) -> dict[str, Any]:
         """What decides whether a running container still matches (its config hash).
