@@ -123,7 +123,7 @@ def _service(name: str, node: Node, base: Path, root: Path) -> ServiceSpec:
                 needs.append(dep)
     return ServiceSpec(name=name, image=image, env=env, ports=tuple(ports),
                        healthcheck=healthcheck, volumes=volumes, command=command,
-                       backend="docker", loc=loc, build=build, needs=tuple(needs))
+                       backend="auto", loc=loc, build=build, needs=tuple(needs))
 
 
 def _build(node: Node, base: Path, root: Path) -> BuildSpec:

@@ -28,6 +28,7 @@ from devenv.events import (
 )
 from devenv.schema import Location, Project, ServiceSpec, StepSpec
 from devenv.services import BACKENDS, Backend, Endpoint
+from devenv.services.support import is_postgres
 from devenv.state import NO_DATABASE, StateStore
 
 if TYPE_CHECKING:
@@ -106,12 +107,20 @@ def choose_backend(service: ServiceSpec, project: Project | None = None,
                 return native, f"native: {why_native} (the local PostgreSQL binaries run it)"
     reasons: list[str] = []
     for name in ("docker", "native"):
+        if name == "native" and not is_postgres(service):
+            # the native backend runs a local PostgreSQL server, nothing else
+            reasons.append("native: runs PostgreSQL only")
+            continue
         backend = BACKENDS[name]()
         ok, why = backend.available()
         if ok:
             suffix = f" ({'; '.join(reasons)})" if reasons else ""
             return backend, f"{why}{suffix}"
         reasons.append(f"{name}: {why}")
+    if not is_postgres(service):
+        raise ServiceError(f"service {service.name}: no backend can run it here: "
+                           + "; ".join(reasons)
+                           + f". It has no native backend: start a Docker engine ({service.loc})")
     raise ServiceError(f"service {service.name}: no backend can run it here: "
                        + "; ".join(reasons)
                        + ". Start a Docker engine, install PostgreSQL's server binaries, or "

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from devenv import environment, loader
-from devenv.errors import ConfigError
+from devenv.errors import ConfigError, ServiceError
 from devenv.schema import BuildSpec, PortSpec, ReadySpec
 from devenv.services import ports as portlib
 
@@ -149,3 +149,15 @@ def test_every_service_and_port_becomes_variables(tmp_path: Path) -> None:
         "MAIL_CATCHER_PORT_1025": "41001", "MAIL_CATCHER_PORT_8025": "41002",
         "MAIL_CATCHER_URL": "http://127.0.0.1:41002/"}
     assert environment.step_environment(p, None, None)["REDIS_URL"] == env["REDIS_URL"]
+
+
+def test_without_docker_a_service_that_is_not_postgres_is_not_run_natively(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The native backend runs a local PostgreSQL: it must not take a Redis service when
+    no Docker engine answers (a real unreachable engine, no mock)."""
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-docker.sock")
+    p = load(tmp_path / "p", {"redis": {"image": "redis:7", "ports": ["6379"]}})
+    with pytest.raises(ServiceError) as info:
+        environment.choose_backend(p.services["redis"], p)
+    assert "native: runs PostgreSQL only" in info.value.message
+    assert "It has no native backend: start a Docker engine (steps.yaml:" in info.value.message
