@@ -290,3 +290,35 @@ def test_services_from_a_compose_file_start_in_order(
     with urllib.request.urlopen(f"http://127.0.0.1:{eps['api'].port(8080)}/",
                                 timeout=5) as r:
         assert r.read() == b"from compose\n"
+
+
+def test_a_service_address_reaches_a_process(project: Callable[..., Project]) -> None:
+    """A detached process reads WEB_URL (and ${WEB_PORT} in its env:); a service that
+    moves to another port is part of what restarts the process."""
+    import io
+
+    from devenv import processes
+    from devenv.console import ProcessLines
+
+    script = ("import os, time, urllib.request\n"
+              "body = urllib.request.urlopen(os.environ['WEB_URL'], timeout=5).read()\n"
+              "open('proc.txt', 'w').write(body.decode() + os.environ['ADDR'])\n"
+              "time.sleep(300)\n")
+    p = project({"web": web(url="http://${host}:${port}/", env={"MESSAGE": "to process"})})
+    config = yaml.safe_load(p.file.read_text())
+    config["processes"] = {"reader": {
+        "run": [sys.executable, "-c", script], "needs": ["web"], "ready": "cmd: test -s proc.txt",
+        "ready_timeout": 20, "env": {"ADDR": "port ${WEB_PORT}"}}}
+    p.file.write_text(yaml.safe_dump(config, sort_keys=False))
+    p = loader.load(p.file)
+    port = environment.start_services(p, ["web"], Recorder())["web"].port(8080)
+    prepared = processes.prepare(p, ["reader"], None)
+    assert {"WEB_URL", "WEB_PORT", "WEB_HOST"} <= prepared[0].declared
+    try:
+        buf = io.StringIO()
+        code = processes.run_detached(p, prepared, ProcessLines(["reader"], stream=buf,
+                                                                colour=False))
+        assert code == 0, buf.getvalue()
+        assert (p.root / "proc.txt").read_text() == f"to process\nport {port}"
+    finally:
+        processes.stop_all(p, grace=1)
