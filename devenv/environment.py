@@ -301,6 +301,24 @@ def service_variables(project: Project, target: database.Target | None = None,
     return out
 
 
+def service_variable_names(project: Project) -> set[str]:
+    """Every name :func:`service_variables` gives once all services have started."""
+    from devenv.services.docker import port_specs
+
+    out: set[str] = set()
+    for service in project.services.values():
+        specs = port_specs(project, service)
+        if not specs:
+            continue
+        prefix = service_prefix(service.name)
+        out |= {f"{prefix}_HOST", f"{prefix}_PORT"}
+        if len(specs) > 1:
+            out |= {f"{prefix}_PORT_{p.container}" for p in specs}
+        if service.url:
+            out.add(f"{prefix}_URL")
+    return out
+
+
 def _fill(template: str, values: Mapping[str, str]) -> str:
     return re.sub(r"\$\{([^}]*)\}", lambda m: values.get(m.group(1), m.group(0)), template)
 

@@ -3,6 +3,7 @@ url:, needs:, ready:) as the loader reads them: every mistake names file, line a
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -161,3 +162,20 @@ def test_without_docker_a_service_that_is_not_postgres_is_not_run_natively(
         environment.choose_backend(p.services["redis"], p)
     assert "native: runs PostgreSQL only" in str(info.value)
     assert "It has no native backend: start a Docker engine (steps.yaml:" in str(info.value)
+
+
+def test_doctor_knows_service_variables_before_the_services_start(
+        make_project: Callable[..., Path]) -> None:
+    """`devenv doctor` on a fresh checkout: ${REDIS_URL} is defined (by the service), not
+    a variable nobody defines."""
+    from tests.doctor.conftest import checks
+
+    root = make_project({"version": 1, "name": "doc-svc", "services": {
+        "redis": {"image": "redis", "ports": ["6379"], "url": "redis://${host}:${port}/0"},
+        "mail": {"image": "m", "ports": ["1025", "8025"]}, "bare": {"image": "b"}},
+        "steps": {"s": {"run": "echo ${REDIS_URL} ${MAIL_PORT_8025}"}}})
+    assert checks(root)["env.undefined"].status == "ok"
+    p = loader.load(root / "steps.yaml")
+    assert environment.service_variable_names(p) == {
+        "REDIS_HOST", "REDIS_PORT", "REDIS_URL", "MAIL_HOST", "MAIL_PORT", "MAIL_PORT_1025",
+        "MAIL_PORT_8025"}
