@@ -309,7 +309,21 @@ class DockerBackend:
                 raise self._start_error(project, service, exc) from None
         ep = self._wait(project, service, c, timeout)
         portlib.PortStore(project.state_dir).remember(service.name, dict(ep.ports))
+        if service.build is not None:
+            self._prune_builds(project, service)
         return ep
+
+    def _prune_builds(self, project: Project, service: ServiceSpec) -> None:
+        """Remove the service's earlier builds (every edit of its folder makes one) once
+        the container runs the current one; an image still in use stays."""
+        with contextlib.suppress(Exception):
+            client = self.client()
+            for image in client.images.list(filters={"label": [
+                    f"{LABEL_PROJECT}={project.name}", f"{LABEL_SERVICE}={service.name}"]}):
+                if service.image in image.tags:
+                    continue
+                with contextlib.suppress(Exception):
+                    client.images.remove(image.id, noprune=False)
 
     def _start_existing(self, project: Project, service: ServiceSpec, c: Any) -> Any | None:
         """Start a stopped container; ``None`` when it must be recreated (its free port was

@@ -150,6 +150,12 @@ def test_a_built_image_is_rebuilt_only_when_its_folder_changes(
     ep = environment.start_services(p, ["web"], changed)["web"]
     assert "build-web" in changed.names(PhaseStarted)
     assert built_tag(p, svc) != tag
+    client = docker.from_env()
+    try:  # the earlier build is removed once nothing runs it
+        with pytest.raises(docker.errors.ImageNotFound):
+            client.images.get(tag)
+    finally:
+        client.close()
     # the container runs the new image (recreated because its image changed)
     import urllib.request
 
