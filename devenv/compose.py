@@ -155,7 +155,9 @@ def _args(node: Node) -> dict[str, str]:
 
 def _port(node: Node) -> PortSpec:
     text = loader._env_value(node)
-    m = re.fullmatch(r"(?:(?:127\.0\.0\.1|localhost):)?(?:(\d{1,5}):)?(\d{1,5})(/tcp)?", text)
+    # "80", "8080:80", "127.0.0.1:8080:80", "127.0.0.1::80" (any free host port)
+    m = re.fullmatch(r"(?:(?:127\.0\.0\.1|localhost):)?(?:(\d{1,5})?:)?(\d{1,5})(/tcp)?",
+                     text)
     if not m:
         raise loader._err(node, f"port '{text}': devenv publishes TCP ports on 127.0.0.1 "
                                 "only (\"8080:80\" or \"80\")")

@@ -47,6 +47,7 @@ COMPOSE = """services:
     depends_on: [redis]
   api:
     image: api:dev
+    ports: ["127.0.0.1::8000", 9000]
     depends_on:
       redis: {condition: service_healthy}
       worker: {condition: service_started}
@@ -68,6 +69,7 @@ def test_compose_services_are_read(tmp_path: Path) -> None:
     assert worker.build == BuildSpec("worker", "Dockerfile.dev", {"PY": "3.12"})
     assert worker.env == {"REDIS": "redis://redis:6379"} and worker.needs == ("redis",)
     assert p.services["api"].needs == ("redis", "worker")
+    assert p.services["api"].ports == (PortSpec(8000), PortSpec(9000))
 
 
 @pytest.mark.parametrize(("snippet", "line", "key"), [
