@@ -156,7 +156,7 @@ def start_services(project: Project, names: Sequence[str], reporter: Reporter,
             endpoints[name] = _start_one(project, name, reporter, database_url)
         return endpoints
     failure: BaseException | None = None
-    with cf.ThreadPoolExecutor(max_workers=min(8, len(names))) as pool:
+    with cf.ThreadPoolExecutor(max_workers=min(16, len(names))) as pool:
         running: dict[cf.Future[Endpoint], str] = {}
         while waiting or running:
             if failure is None:
