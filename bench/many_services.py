@@ -36,8 +36,8 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.services_up import compose_cmd  # noqa: E402
-from devenv.services.docker import connect  # noqa: E402
+from bench.services_up import compose_cmd
+from devenv.services.docker import connect
 
 IMAGE = "devenv-bench/http:1"
 SERVER = r"""use IO::Socket::INET;
