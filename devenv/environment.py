@@ -261,13 +261,14 @@ def service_prefix(name: str) -> str:
 
 
 def service_variables(project: Project, target: database.Target | None = None,
-                      ) -> dict[str, str]:
+                      stand_in: bool = False) -> dict[str, str]:
     """Each service's address for steps and processes: NAME_HOST, NAME_PORT (its first
     port), NAME_PORT_<container port> when it has several, NAME_URL from its ``url:``.
 
     The ports are the ones the service publishes since its last start (.devenv/ports.json,
     written by every backend's ``up``); the database service's are ``target``'s (it may
-    be a server someone else runs). A service never started has none.
+    be a server someone else runs). A service never started has none; with ``stand_in``
+    (checking ${X} before anything starts, as `up` does) its container ports stand in.
     """
     from devenv.services import ports as portlib
     from devenv.services.docker import port_specs
@@ -286,6 +287,9 @@ def service_variables(project: Project, target: database.Target | None = None,
         if is_db and target is not None and specs:
             host = target.host
             found[specs[0].container] = target.port
+        if stand_in:
+            for spec in specs:
+                found.setdefault(spec.container, spec.host or spec.container)
         if not found or specs[0].container not in found:
             continue
         prefix = service_prefix(service.name)
@@ -324,7 +328,8 @@ def _fill(template: str, values: Mapping[str, str]) -> str:
 
 
 def step_environment(project: Project, target: database.Target | None, dbname: str | None,
-                     extra: Mapping[str, str] | None = None) -> dict[str, str]:
+                     extra: Mapping[str, str] | None = None, *,
+                     stand_in: bool = False) -> dict[str, str]:
     """The environment every step and process starts from (before its own ``env:``)."""
     env = dict(os.environ)
     # Steps find the tools installed beside devenv (flask, django-admin) without an
@@ -335,7 +340,7 @@ def step_environment(project: Project, target: database.Target | None, dbname: s
     env["DEVENV_PROJECT"] = project.name
     env["DEVENV_ROOT"] = str(project.root)
     # before the database's variables: a service named "database" must not shadow them
-    env.update(service_variables(project, target))
+    env.update(service_variables(project, target, stand_in))
     if target is not None:
         # The target holds the service's entries already (database.parse_url); the file
         # itself would override the PG* variables below, the database name among them.

@@ -243,11 +243,12 @@ def start_order(project: Project, names: Sequence[str]) -> list[str]:
 
 
 def prepare(project: Project, names: Sequence[str], target: database.Target | None,
-            dbname: str | None = None) -> list[Prepared]:
+            dbname: str | None = None, *, stand_in: bool = False) -> list[Prepared]:
     """Expand each process's command, folder and ready check in the environment steps get
     (plus the project's and the process's ``env:``); an undefined ``${X}`` is a ConfigError.
     """
-    base = environment.step_environment(project, target, dbname)
+    # stand_in: a check before the services start (their addresses are not known yet)
+    base = environment.step_environment(project, target, dbname, stand_in=stand_in)
     # Python buffers output into a pipe or file: without this, a Flask app's prints
     # would show up minutes late, or not before it crashes.
     base.setdefault("PYTHONUNBUFFERED", "1")

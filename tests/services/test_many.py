@@ -299,12 +299,10 @@ def test_services_from_a_compose_file_start_in_order(
 
 
 def test_a_service_address_reaches_a_process(project: Callable[..., Project]) -> None:
-    """A detached process reads WEB_URL (and ${WEB_PORT} in its env:); a service that
-    moves to another port is part of what restarts the process."""
-    import io
-
+    """`devenv up --detach` on a fresh checkout: the process's ${WEB_PORT} (in its env:)
+    is checked before the service has a port, then the process reads WEB_URL; a service
+    that moves to another port is part of what restarts the process."""
     from devenv import processes
-    from devenv.console import ProcessLines
 
     script = ("import os, time, urllib.request\n"
               "body = urllib.request.urlopen(os.environ['WEB_URL'], timeout=5).read()\n"
@@ -313,18 +311,20 @@ def test_a_service_address_reaches_a_process(project: Callable[..., Project]) ->
     p = project({"web": web(url="http://${host}:${port}/", env={"MESSAGE": "to process"})})
     config = yaml.safe_load(p.file.read_text())
     config["processes"] = {"reader": {
-        "run": [sys.executable, "-c", script], "needs": ["web"], "ready": "cmd: test -s proc.txt",
-        "ready_timeout": 20, "env": {"ADDR": "port ${WEB_PORT}"}}}
+        "run": [sys.executable, "-c", script], "needs": ["web"],
+        "ready": "cmd: test -s proc.txt", "ready_timeout": 20,
+        "env": {"ADDR": "port ${WEB_PORT}"}}}
     p.file.write_text(yaml.safe_dump(config, sort_keys=False))
     p = loader.load(p.file)
-    port = environment.start_services(p, ["web"], Recorder())["web"].port(8080)
-    prepared = processes.prepare(p, ["reader"], None)
-    assert {"WEB_URL", "WEB_PORT", "WEB_HOST"} <= prepared[0].declared
     try:
-        buf = io.StringIO()
-        code = processes.run_detached(p, prepared, ProcessLines(["reader"], stream=buf,
-                                                                colour=False))
-        assert code == 0, buf.getvalue()
+        done = subprocess.run([sys.executable, "-m", "devenv", "--plain", "-f", str(p.file),
+                               "up", "--detach"], capture_output=True, text=True, timeout=180)
+        assert done.returncode == 0, done.stdout + done.stderr
+        ep = DockerBackend().endpoint(p, p.services["web"])
+        assert ep is not None
+        port = ep.port(8080)
         assert (p.root / "proc.txt").read_text() == f"to process\nport {port}"
+        prepared = processes.prepare(p, ["reader"], None)
+        assert {"WEB_URL", "WEB_PORT", "WEB_HOST"} <= prepared[0].declared
     finally:
         processes.stop_all(p, grace=1)
