@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from devenv import database, fingerprint, graph
-from devenv.errors import ImageUnavailable, ServiceError
+from devenv.errors import ConfigError, ImageUnavailable, ServiceError
 from devenv.events import (
     Action,
     Decision,
@@ -307,20 +307,37 @@ def service_variables(project: Project, target: database.Target | None = None,
 
 def service_variable_names(project: Project) -> set[str]:
     """Every name :func:`service_variables` gives once all services have started."""
+    return {n for s in project.services.values() for n in _names_of(project, s)}
+
+
+def _names_of(project: Project, service: ServiceSpec) -> set[str]:
     from devenv.services.docker import port_specs
 
-    out: set[str] = set()
-    for service in project.services.values():
-        specs = port_specs(project, service)
-        if not specs:
-            continue
-        prefix = service_prefix(service.name)
-        out |= {f"{prefix}_HOST", f"{prefix}_PORT"}
-        if len(specs) > 1:
-            out |= {f"{prefix}_PORT_{p.container}" for p in specs}
-        if service.url:
-            out.add(f"{prefix}_URL")
+    specs = port_specs(project, service)
+    if not specs:
+        return set()
+    prefix = service_prefix(service.name)
+    out = {f"{prefix}_HOST", f"{prefix}_PORT"}
+    if len(specs) > 1:
+        out |= {f"{prefix}_PORT_{p.container}" for p in specs}
+    if service.url:
+        out.add(f"{prefix}_URL")
     return out
+
+
+def with_service_hint(project: Project, exc: ConfigError, owner: str) -> ConfigError:
+    """``exc`` (an undefined ``${X}``) saying how to get X when it is a service's address
+    that is not known because the service has not started."""
+    m = re.match(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\} is not defined", exc.message)
+    if m is None:
+        return exc
+    for service in project.services.values():
+        if m.group(1) in _names_of(project, service):
+            return type(exc)(
+                f"${{{m.group(1)}}} is the address of service {service.name}, known once it "
+                f"has started: add {service.name} to needs: of {owner}", exc.file, exc.line,
+                exc.path)
+    return exc
 
 
 def _fill(template: str, values: Mapping[str, str]) -> str:
@@ -374,10 +391,13 @@ def prepare_steps(project: Project, names: Sequence[str], base: Mapping[str, str
         def step_line(key: str, step: StepSpec = step) -> Location:
             return Location(step.loc.file, step.key_lines.get(f"env.{key}", step.loc.line))
 
-        env = layered(step_base, (project.env, project_line, "env"),
-                      (step.env, step_line, f"steps.{name}.env"))
-        env["DEVENV_STEP"] = name
-        out[name] = runner.prepare(project, step, env)
+        try:
+            env = layered(step_base, (project.env, project_line, "env"),
+                          (step.env, step_line, f"steps.{name}.env"))
+            env["DEVENV_STEP"] = name
+            out[name] = runner.prepare(project, step, env)
+        except ConfigError as exc:
+            raise with_service_hint(project, exc, f"steps.{name}") from None
     return out
 
 

@@ -181,3 +181,14 @@ def test_doctor_knows_service_variables_before_the_services_start(
     assert environment.service_variable_names(p) == {
         "REDIS_HOST", "REDIS_PORT", "REDIS_URL", "MAIL_HOST", "MAIL_PORT", "MAIL_PORT_1025",
         "MAIL_PORT_8025"}
+
+
+def test_a_step_using_an_address_of_a_service_it_does_not_need(tmp_path: Path) -> None:
+    p = load(tmp_path, {"web": {"image": "w", "ports": ["8080"], "url": "http://${host}/"}})
+    p = loader.load_text((tmp_path / "steps.yaml").read_text().replace(
+        "run: 'true'", "run: curl ${WEB_URL}"), tmp_path, tmp_path / "steps.yaml")
+    with pytest.raises(ConfigError) as info:
+        environment.prepare_steps(p, ["s"], environment.step_environment(p, None, None))
+    assert info.value.message == ("${WEB_URL} is the address of service web, known once it "
+                                  "has started: add web to needs: of steps.s")
+    assert info.value.path == "steps.s.run"
