@@ -192,3 +192,21 @@ def test_a_step_using_an_address_of_a_service_it_does_not_need(tmp_path: Path) -
     assert info.value.message == ("${WEB_URL} is the address of service web, known once it "
                                   "has started: add web to needs: of steps.s")
     assert info.value.path == "steps.s.run"
+
+
+def test_the_json_schema_takes_the_new_service_keys() -> None:
+    import jsonschema
+
+    from devenv import config_schema
+
+    doc = {"version": 1, "steps": {"s": {"run": "true"}}, "services": {
+        "from": "compose.yaml",
+        "cache": {"build": {"context": "cache", "network": "host", "args": {"V": "1"}},
+                  "ports": ["8080"], "ready": {"http": "/", "status": [200]},
+                  "url": "http://${host}:${port}/", "needs": ["db"], "ready_timeout": 30},
+        "db": {"image": "postgres:15", "ready": "tcp"},
+        "mail": {"build": "mail", "ready": {"cmd": ["true"]}}}}
+    validator = jsonschema.Draft202012Validator(config_schema.steps_schema())
+    assert list(validator.iter_errors(doc)) == []
+    doc["services"]["cache"]["ready"] = {"http": "health"}
+    assert list(validator.iter_errors(doc)) != []
