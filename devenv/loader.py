@@ -55,7 +55,7 @@ DATABASE_KEYS = ("service", "name", "schemas", "user", "password")
 STEP_KEYS = ("run", "kind", "cwd", "env", "search_path", "needs", "inputs", "profiles",
              "timeout", "checkpoint", "python", "description", "rerun")
 PROCESS_KEYS = ("run", "cwd", "env", "needs", "ready", "ready_timeout", "profiles",
-                "search_path", "reconnects")
+                "search_path", "reconnects", "image")
 CACHE_KEYS = ("keep",)
 UP_KEYS = ("rebuild",)
 RERUN_VALUES = ("incremental", "rebuild")
@@ -859,6 +859,7 @@ def _processes(node: Node | None, profiles: tuple[str, ...]) -> list[ProcessSpec
             search_path=_search_path(m["search_path"]) if "search_path" in m else (),
             reconnects=_bool(m["reconnects"]) if "reconnects" in m else False,
             ready_status=ready_status,
+            image=_str(m["image"]) if "image" in m else None,
         ))
     return out
 

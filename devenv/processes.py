@@ -292,9 +292,13 @@ def prepare(project: Project, names: Sequence[str], target: database.Target | No
             declared |= set(target.env(dbname))
         # a service that moved to another port restarts the processes that talk to it
         declared |= service_names
+        command = expand_command(spec.run, env, spec.loc, f"{where}.run")
+        if spec.image:
+            command = in_container(project, name, spec.image, command, cwd, declared | {
+                "DEVENV_PROJECT", "DEVENV_ROOT", "PYTHONUNBUFFERED"})
         out.append(Prepared(
             name=name,
-            command=expand_command(spec.run, env, spec.loc, f"{where}.run"),
+            command=command,
             cwd=cwd,
             env=env,
             ready=check,
@@ -304,6 +308,26 @@ def prepare(project: Project, names: Sequence[str], target: database.Target | No
             declared=frozenset(declared),
         ))
     return out
+
+
+def in_container(project: Project, name: str, image: str, command: Command, cwd: Path,
+                 names: set[str]) -> tuple[str, ...]:
+    """``command`` run in a container of ``image``: the project folder mounted at its own
+    path (so cwd and file paths mean the same inside), the host's network (services and
+    the database answer on 127.0.0.1 as for a host process), the user's uid (files it
+    writes stay theirs). Variables pass by name (``-e NAME``: docker reads the value from
+    its own environment), never pasted into the command line. A container left by an
+    earlier run of the process is removed first; --init forwards the stop signal."""
+    container = f"{project.name}-process-{name}"
+    inner: list[str] = ["sh", "-c", command] if isinstance(command, str) else list(command)
+    argv = ["docker", "run", "--rm", "--init", "--name", container,
+            "--label", f"devenv.project={project.name}", "--label", f"devenv.process={name}",
+            "--network", "host", "--user", f"{os.getuid()}:{os.getgid()}",
+            "-v", f"{project.root}:{project.root}", "-w", str(cwd), "-e", "HOME=/tmp"]
+    for var in sorted(names):
+        argv += ["-e", var]
+    return ("sh", "-c", 'docker rm -f "$0" >/dev/null 2>&1; exec "$@"', container, *argv,
+            image, *inner)
 
 
 def _at(loc: Location) -> Callable[[str], Location]:

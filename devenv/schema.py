@@ -194,6 +194,9 @@ class ProcessSpec:
     # HTTP statuses that count as ready (``ready: {http: URL, status: [...]}``); empty:
     # any answer below 500 (see devenv.processes.ReadyCheck)
     ready_status: tuple[int, ...] = ()
+    #: run inside a container of this image (the repository mounted at its own path,
+    #: the host's network), for an app that needs system libraries the host lacks
+    image: str | None = None
 
 
 @dataclass(frozen=True)

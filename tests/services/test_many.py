@@ -328,3 +328,41 @@ def test_a_service_address_reaches_a_process(project: Callable[..., Project]) ->
         assert {"WEB_URL", "WEB_PORT", "WEB_HOST"} <= prepared[0].declared
     finally:
         processes.stop_all(p, grace=1)
+
+
+def test_a_process_in_a_container_beside_the_services(project: Callable[..., Project]) -> None:
+    """`image:` on a process: it runs in a container (the project mounted at its own path,
+    the host's network), reads the service's address like a host process, writes into the
+    repository as the user, and stopping it removes its container."""
+    from devenv import processes
+
+    p = project({"web": web(url="http://${host}:${port}/")})
+    config = yaml.safe_load(p.file.read_text())
+    config["processes"] = {"boxed": {
+        "image": BASE, "needs": ["web"], "ready": "cmd: test -s boxed.txt",
+        "ready_timeout": 30,
+        "run": 'perl -MIO::Socket::INET -e \'IO::Socket::INET->new("$ENV{WEB_HOST}:'
+               '$ENV{WEB_PORT}") or die "no web: $!"\' && '
+               'echo "web at ${WEB_URL} from $(cat /etc/debian_version)" > boxed.txt && '
+               'exec sleep 300'}}
+    p.file.write_text(yaml.safe_dump(config, sort_keys=False))
+    p = loader.load(p.file)
+    client = docker.from_env()
+    flt = {"label": [f"devenv.project={p.name}", "devenv.process=boxed"]}
+    try:
+        done = subprocess.run([sys.executable, "-m", "devenv", "--plain", "-f", str(p.file),
+                               "up", "--detach"], capture_output=True, text=True, timeout=180)
+        assert done.returncode == 0, done.stdout + done.stderr
+        ep = DockerBackend().endpoint(p, p.services["web"])
+        assert ep is not None
+        out = p.root / "boxed.txt"
+        assert out.read_text().startswith(f"web at http://127.0.0.1:{ep.port(8080)}/ from 12")
+        assert out.stat().st_uid == __import__("os").getuid()
+        assert len(client.containers.list(filters=flt)) == 1
+    finally:
+        processes.stop_all(p, grace=5)
+    deadline = time.monotonic() + 10
+    while client.containers.list(all=True, filters=flt) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert client.containers.list(all=True, filters=flt) == []
+    client.close()
