@@ -146,7 +146,8 @@ def start_services(project: Project, names: Sequence[str], reporter: Reporter,
     """Start ``names`` and the services they need (a database someone else runs is only
     checked) and wait for health: a service starts once those it needs are ready, the
     others in parallel. The first failure stops the start of the rest."""
-    import concurrent.futures as cf
+    import queue
+    import threading
 
     names = with_needed(project, names)
     endpoints: dict[str, Endpoint] = {}
@@ -155,27 +156,36 @@ def start_services(project: Project, names: Sequence[str], reporter: Reporter,
         for name in names:
             endpoints[name] = _start_one(project, name, reporter, database_url)
         return endpoints
+    results: queue.Queue[tuple[str, Endpoint | BaseException]] = queue.Queue()
+
+    def start(name: str) -> None:
+        try:
+            results.put((name, _start_one(project, name, reporter, database_url)))
+        except BaseException as exc:
+            results.put((name, exc))
+
     failure: BaseException | None = None
-    with cf.ThreadPoolExecutor(max_workers=min(16, len(names))) as pool:
-        running: dict[cf.Future[Endpoint], str] = {}
-        while waiting or running:
-            if failure is None:
-                for name in [n for n, deps in waiting.items() if not deps]:
-                    del waiting[name]
-                    running[pool.submit(_start_one, project, name, reporter,
-                                        database_url)] = name
-            if not running:
-                break
-            done, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
-            for fut in done:
-                name = running.pop(fut)
-                try:
-                    endpoints[name] = fut.result()
-                except BaseException as exc:  # first one wins; the rest finish starting
-                    failure = failure or exc
-                    continue
-                for deps in waiting.values():
-                    deps.discard(name)
+    running: set[str] = set()
+    while waiting or running:
+        if failure is None:
+            for name in [n for n, deps in waiting.items() if not deps]:
+                del waiting[name]
+                running.add(name)
+                # daemon threads: Ctrl-C (or SIGTERM) stops `up` at once, not after the
+                # slowest service's wait; the containers stay as they are, like a
+                # sequential start interrupted midway
+                threading.Thread(target=start, args=(name,), daemon=True,
+                                 name=f"start-{name}").start()
+        if not running:
+            break
+        name, got = results.get()
+        running.discard(name)
+        if isinstance(got, BaseException):
+            failure = failure or got  # the first one wins; the rest finish starting
+            continue
+        endpoints[name] = got
+        for deps in waiting.values():
+            deps.discard(name)
     if failure is not None:
         raise failure
     return endpoints

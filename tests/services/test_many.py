@@ -366,3 +366,26 @@ def test_a_process_in_a_container_beside_the_services(project: Callable[..., Pro
         time.sleep(0.2)
     assert client.containers.list(all=True, filters=flt) == []
     client.close()
+
+
+def test_ctrl_c_stops_a_parallel_start_at_once(project: Callable[..., Project]) -> None:
+    """Two services starting side by side, one never ready: SIGINT ends `devenv run`
+    within a second or two, not when the stuck one's 60 s wait runs out."""
+    import signal
+
+    p = project({"ok": web(), "stuck": web(
+        command=["sh", "-c", "echo stuck; sleep 600"], ready="tcp", ready_timeout=60)},
+        steps={"s": {"run": "true", "needs": ["ok", "stuck"]}})
+    child = subprocess.Popen([sys.executable, "-m", "devenv", "--plain", "-f", str(p.file),
+                              "run"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             text=True)
+    assert child.stdout is not None
+    for line in child.stdout:  # wait until both are being started
+        if "ok is healthy" in line:
+            break
+    time.sleep(1)
+    child.send_signal(signal.SIGINT)
+    t0 = time.monotonic()
+    child.wait(timeout=30)
+    assert time.monotonic() - t0 < 5
+    assert child.returncode == 130
