@@ -23,3 +23,4 @@ run doctor          python3 bench/doctor.py --repeat 5
 run remote_cache    python3 bench/remote_cache.py --repeat 3
 run branch_switch   python3 bench/branch_switch.py --repeat 5
 run edit_loop       python3 bench/edit_loop.py --edits 5
+run many_services   python3 bench/many_services.py --repeat 3

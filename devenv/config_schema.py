@@ -45,13 +45,16 @@ DESCRIPTIONS: dict[str, str] = {
     "python": "The app's interpreter or virtualenv folder, relative to cwd:.",
     "description": "Free text shown by devenv.",
     "ready": "http(s)://URL, tcp://HOST:PORT, a port number, or cmd: COMMAND.",
-    "ready_timeout": "Seconds to wait for the ready check (default 60).",
+    "ready_timeout": "Seconds to wait for the ready check (processes: 60, services: 120).",
     "image": "The container image (e.g. postgres:15).",
     "ports": "Container ports published on 127.0.0.1 (\"15432:5432\" fixes the host port).",
     "healthcheck": "Command run in the container to tell it is up.",
     "volumes": "name: /container/path, kept across restarts.",
     "command": "The container's command.",
     "backend": "auto (docker, else native), docker, native or external.",
+    "build": "A folder with a Dockerfile, or {context, dockerfile, args, network}; rebuilt "
+             "when the folder's content changes.",
+    "url": "A URL template exported as NAME_URL (redis://${host}:${port}/0).",
     "schemas": "Schemas created before the steps run.",
     "service": "The service the database lives on.",
     "keep": "How many refresh-db snapshots to keep.",
@@ -163,15 +166,31 @@ def _service_schema() -> dict[str, Any]:
                     "additionalProperties": {"type": "string", "pattern": "^/"}},
         "command": _COMMAND,
         "backend": {"enum": list(loader.BACKENDS)},
+        "build": {"anyOf": [_STR, {
+            "type": "object", "required": ["context"], "additionalProperties": False,
+            "properties": {"context": _STR, "dockerfile": _STR, "args": _ENV,
+                           "network": _STR}}]},
+        "url": _STR,
+        "needs": _STR_LIST,
+        "ready_timeout": _NUMBER,
+        "ready": {"anyOf": [{"enum": ["tcp", "http"]}, {
+            "type": "object", "additionalProperties": False,
+            "properties": {"tcp": {"type": ["integer", "string", "null"]},
+                           "http": {"type": "string", "pattern": "^/"},
+                           "cmd": _COMMAND,
+                           "port": {"type": ["integer", "string"]},
+                           "status": {"anyOf": [{"type": "integer"},
+                                                {"type": "array",
+                                                 "items": {"type": "integer"}}]}}}]},
     }
     return {
         "type": "object",
         "properties": {k: _described(k, shapes.get(k, _STR)) for k in loader.SERVICE_KEYS},
         "additionalProperties": False,
-        # image: may be left out only where no container is made.
+        # image: may be left out only where no container is made, or one is built.
         "if": {"required": ["backend"],
                "properties": {"backend": {"enum": ["native", "external"]}}},
-        "else": {"required": ["image"]},
+        "else": {"if": {"required": ["build"]}, "else": {"required": ["image"]}},
     }
 
 
@@ -213,7 +232,11 @@ def steps_schema() -> dict[str, Any]:
     top_shapes: dict[str, dict[str, Any]] = {
         "version": {"const": loader.SUPPORTED_VERSION},
         "name": {"type": "string", "pattern": loader.PROJECT_RE.pattern},
-        "services": {**name_map, "additionalProperties": {"$ref": "#/$defs/service"}},
+        "services": {**name_map, "additionalProperties": {"$ref": "#/$defs/service"},
+                     # services: {from: compose.yaml} (devenv.compose)
+                     "properties": {loader.SERVICES_FROM: {"anyOf": [
+                         {"type": "string", "minLength": 1},
+                         {"$ref": "#/$defs/service"}]}}},
         "database": {"type": "object", "required": ["service", "name"],
                      "additionalProperties": False,
                      "properties": {k: _described(k, db_shapes.get(k, _STR))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from devenv import database, fingerprint, graph
-from devenv.errors import ImageUnavailable, ServiceError
+from devenv.errors import ConfigError, ImageUnavailable, ServiceError
 from devenv.events import (
     Action,
     Decision,
@@ -28,6 +29,7 @@ from devenv.events import (
 )
 from devenv.schema import Location, Project, ServiceSpec, StepSpec
 from devenv.services import BACKENDS, Backend, Endpoint
+from devenv.services.support import is_postgres
 from devenv.state import NO_DATABASE, StateStore
 
 if TYPE_CHECKING:
@@ -106,70 +108,145 @@ def choose_backend(service: ServiceSpec, project: Project | None = None,
                 return native, f"native: {why_native} (the local PostgreSQL binaries run it)"
     reasons: list[str] = []
     for name in ("docker", "native"):
+        if name == "native" and not is_postgres(service):
+            # the native backend runs a local PostgreSQL server, nothing else
+            reasons.append("native: runs PostgreSQL only")
+            continue
         backend = BACKENDS[name]()
         ok, why = backend.available()
         if ok:
             suffix = f" ({'; '.join(reasons)})" if reasons else ""
             return backend, f"{why}{suffix}"
         reasons.append(f"{name}: {why}")
+    if not is_postgres(service):
+        raise ServiceError(f"service {service.name}: no backend can run it here: "
+                           + "; ".join(reasons)
+                           + f". It has no native backend: start a Docker engine ({service.loc})")
     raise ServiceError(f"service {service.name}: no backend can run it here: "
                        + "; ".join(reasons)
                        + ". Start a Docker engine, install PostgreSQL's server binaries, or "
                          "point DATABASE_URL at a running server")
 
 
+def with_needed(project: Project, names: Sequence[str]) -> list[str]:
+    """``names`` and every service they need (``needs:`` between services), in declaration
+    order."""
+    wanted: set[str] = set()
+    todo = list(names)
+    while todo:
+        name = todo.pop()
+        if name in wanted:
+            continue
+        wanted.add(name)
+        todo.extend(project.services[name].needs)
+    return [s for s in project.services if s in wanted]
+
+
 def start_services(project: Project, names: Sequence[str], reporter: Reporter,
                    database_url: str | None = None) -> dict[str, Endpoint]:
-    """Start ``names`` (a database someone else runs is only checked) and wait for health."""
+    """Start ``names`` and the services they need (a database someone else runs is only
+    checked) and wait for health: a service starts once those it needs are ready, the
+    others in parallel. The first failure stops the start of the rest."""
+    import queue
+    import threading
+
+    names = with_needed(project, names)
     endpoints: dict[str, Endpoint] = {}
-    ext = external_url(project, database_url)
-    for name in names:
-        service = project.services[name]
-        if ext is not None and project.database is not None and name == project.database.service:
-            target = database.parse_url(ext[0], project.database.name)
-            reporter.emit(PhaseStarted(name, f"checking {target.redacted()} ({ext[1]})"))
-            t0 = time.monotonic()
-            try:
-                with database.connect(target, "postgres", timeout=10) as conn:
-                    conn.execute("SELECT 1")
-            except database.DatabaseError as exc:
-                reporter.emit(PhaseFinished(name, f"{name}: external database does not answer",
-                                            ok=False, duration=time.monotonic() - t0))
-                raise ServiceError(f"{exc} ({ext[1]}); check that the server runs and the URL "
-                                   "is right") from None
-            endpoints[name] = Endpoint(target.host, {}, "external")
-            reporter.emit(PhaseFinished(name, f"{name}: external database answers",
-                                        duration=time.monotonic() - t0))
+    waiting = {n: {d for d in project.services[n].needs if d in names} for n in names}
+    if len(names) <= 1:
+        for name in names:
+            endpoints[name] = _start_one(project, name, reporter, database_url)
+        return endpoints
+    results: queue.Queue[tuple[str, Endpoint | BaseException]] = queue.Queue()
+
+    def start(name: str) -> None:
+        try:
+            results.put((name, _start_one(project, name, reporter, database_url)))
+        except BaseException as exc:
+            results.put((name, exc))
+
+    failure: BaseException | None = None
+    running: set[str] = set()
+    while waiting or running:
+        if failure is None:
+            for name in [n for n, deps in waiting.items() if not deps]:
+                del waiting[name]
+                running.add(name)
+                # daemon threads: Ctrl-C (or SIGTERM) stops `up` at once, not after the
+                # slowest service's wait; the containers stay as they are, like a
+                # sequential start interrupted midway
+                threading.Thread(target=start, args=(name,), daemon=True,
+                                 name=f"start-{name}").start()
+        if not running:
+            break
+        name, got = results.get()
+        running.discard(name)
+        if isinstance(got, BaseException):
+            failure = failure or got  # the first one wins; the rest finish starting
             continue
-        backend, _why = choose_backend(service, project)
-        reporter.emit(PhaseStarted(name, f"starting {name} ({backend.name})"))
+        endpoints[name] = got
+        for deps in waiting.values():
+            deps.discard(name)
+    if failure is not None:
+        raise failure
+    return endpoints
+
+
+def _start_one(project: Project, name: str, reporter: Reporter,
+               database_url: str | None) -> Endpoint:
+    """Start one service (or check the external database) and wait until it is ready."""
+    ext = external_url(project, database_url)
+    endpoints: dict[str, Endpoint] = {}
+    service = project.services[name]
+    if ext is not None and project.database is not None and name == project.database.service:
+        target = database.parse_url(ext[0], project.database.name)
+        reporter.emit(PhaseStarted(name, f"checking {target.redacted()} ({ext[1]})"))
         t0 = time.monotonic()
         try:
+            with database.connect(target, "postgres", timeout=10) as conn:
+                conn.execute("SELECT 1")
+        except database.DatabaseError as exc:
+            reporter.emit(PhaseFinished(name, f"{name}: external database does not answer",
+                                        ok=False, duration=time.monotonic() - t0))
+            raise ServiceError(f"{exc} ({ext[1]}); check that the server runs and the URL "
+                               "is right") from None
+        endpoints[name] = Endpoint(target.host, {}, "external")
+        reporter.emit(PhaseFinished(name, f"{name}: external database answers",
+                                    duration=time.monotonic() - t0))
+        return endpoints[name]
+    backend, _why = choose_backend(service, project)
+    reporter.emit(PhaseStarted(name, f"starting {name} ({backend.name})"))
+    t0 = time.monotonic()
+    try:
+        if service.ready_timeout is not None:
+            endpoints[name] = backend.up(project, service, reporter,
+                                         timeout=service.ready_timeout)
+        else:
             endpoints[name] = backend.up(project, service, reporter)
-        except ImageUnavailable as exc:
-            # backend: auto on a machine with Docker but no registry (or offline): the local
-            # server binaries can still run a PostgreSQL service.
-            native = BACKENDS["native"]() if service.backend == "auto" else None
-            if native is None or not native.available()[0]:
-                reporter.emit(PhaseFinished(name, f"{name} did not start", ok=False,
-                                            duration=time.monotonic() - t0))
-                raise
-            reporter.emit(PhaseFinished(name, f"{name}: no image, so not in docker", ok=False,
-                                        duration=time.monotonic() - t0))
-            reporter.emit(Message(f"{exc}; using the local PostgreSQL binaries instead "
-                                  "(backend: native)", "warn"))
-            _remember_fallback(project, service, f"image {service.image} could not be pulled")
-            reporter.emit(PhaseStarted(name, f"starting {name} (native)"))
-            t0 = time.monotonic()
-            endpoints[name] = native.up(project, service, reporter)
-            backend = native  # the one that runs it now, for the line below
-        except ServiceError:
-            reporter.emit(PhaseFinished(name, f"{name} did not become healthy", ok=False,
+    except ImageUnavailable as exc:
+        # backend: auto on a machine with Docker but no registry (or offline): the local
+        # server binaries can still run a PostgreSQL service.
+        native = BACKENDS["native"]() if service.backend == "auto" else None
+        if native is None or not native.available()[0]:
+            reporter.emit(PhaseFinished(name, f"{name} did not start", ok=False,
                                         duration=time.monotonic() - t0))
             raise
-        reporter.emit(PhaseFinished(name, f"{name} is healthy ({backend.name})",
+        reporter.emit(PhaseFinished(name, f"{name}: no image, so not in docker", ok=False,
                                     duration=time.monotonic() - t0))
-    return endpoints
+        reporter.emit(Message(f"{exc}; using the local PostgreSQL binaries instead "
+                              "(backend: native)", "warn"))
+        _remember_fallback(project, service, f"image {service.image} could not be pulled")
+        reporter.emit(PhaseStarted(name, f"starting {name} (native)"))
+        t0 = time.monotonic()
+        endpoints[name] = native.up(project, service, reporter)
+        backend = native  # the one that runs it now, for the line below
+    except ServiceError:
+        reporter.emit(PhaseFinished(name, f"{name} did not become healthy", ok=False,
+                                    duration=time.monotonic() - t0))
+        raise
+    reporter.emit(PhaseFinished(name, f"{name} is healthy ({backend.name})",
+                                duration=time.monotonic() - t0))
+    return endpoints[name]
 
 
 def database_target(project: Project, endpoints: Mapping[str, Endpoint],
@@ -189,8 +266,100 @@ def database_target(project: Project, endpoints: Mapping[str, Endpoint],
     return database.Target(ep.host, ep.port(container_port), db.user, db.password, db.name)
 
 
+def service_prefix(name: str) -> str:
+    """The variable prefix of service ``name``: ``redis`` -> ``REDIS``, ``mail-catcher``
+    -> ``MAIL_CATCHER`` (a leading digit gets a ``_``)."""
+    prefix = re.sub(r"[^A-Za-z0-9]", "_", name).upper()
+    return f"_{prefix}" if prefix[:1].isdigit() else prefix
+
+
+def service_variables(project: Project, target: database.Target | None = None,
+                      stand_in: bool = False) -> dict[str, str]:
+    """Each service's address for steps and processes: NAME_HOST, NAME_PORT (its first
+    port), NAME_PORT_<container port> when it has several, NAME_URL from its ``url:``.
+
+    The ports are the ones the service publishes since its last start (.devenv/ports.json,
+    written by every backend's ``up``); the database service's are ``target``'s (it may
+    be a server someone else runs). A service never started has none; with ``stand_in``
+    (checking ${X} before anything starts, as `up` does) its container ports stand in.
+    """
+    from devenv.services import ports as portlib
+    from devenv.services.docker import port_specs
+
+    store = portlib.PortStore(project.state_dir)
+    out: dict[str, str] = {}
+    for service in project.services.values():
+        specs = port_specs(project, service)
+        is_db = project.database is not None and project.database.service == service.name
+        host = portlib.HOST
+        found: dict[int, int] = {}
+        for spec in specs:
+            port = store.get(service.name, spec.container)
+            if port is not None:
+                found[spec.container] = port
+        if is_db and target is not None and specs:
+            host = target.host
+            found[specs[0].container] = target.port
+        if stand_in:
+            for spec in specs:
+                found.setdefault(spec.container, spec.host or spec.container)
+        if not found or specs[0].container not in found:
+            continue
+        prefix = service_prefix(service.name)
+        values = {"host": host, "port": str(found[specs[0].container])}
+        values |= {f"port_{c}": str(p) for c, p in found.items()}
+        out[f"{prefix}_HOST"] = host
+        out[f"{prefix}_PORT"] = values["port"]
+        if len(specs) > 1:
+            out |= {f"{prefix}_PORT_{c}": str(p) for c, p in found.items()}
+        if service.url:
+            # the loader checked the names; a port not published yet stays as written
+            out[f"{prefix}_URL"] = _fill(service.url, values)
+    return out
+
+
+def service_variable_names(project: Project) -> set[str]:
+    """Every name :func:`service_variables` gives once all services have started."""
+    return {n for s in project.services.values() for n in _names_of(project, s)}
+
+
+def _names_of(project: Project, service: ServiceSpec) -> set[str]:
+    from devenv.services.docker import port_specs
+
+    specs = port_specs(project, service)
+    if not specs:
+        return set()
+    prefix = service_prefix(service.name)
+    out = {f"{prefix}_HOST", f"{prefix}_PORT"}
+    if len(specs) > 1:
+        out |= {f"{prefix}_PORT_{p.container}" for p in specs}
+    if service.url:
+        out.add(f"{prefix}_URL")
+    return out
+
+
+def with_service_hint(project: Project, exc: ConfigError, owner: str) -> ConfigError:
+    """``exc`` (an undefined ``${X}``) saying how to get X when it is a service's address
+    that is not known because the service has not started."""
+    m = re.match(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\} is not defined", exc.message)
+    if m is None:
+        return exc
+    for service in project.services.values():
+        if m.group(1) in _names_of(project, service):
+            return type(exc)(
+                f"${{{m.group(1)}}} is the address of service {service.name}, known once it "
+                f"has started: add {service.name} to needs: of {owner}", exc.file, exc.line,
+                exc.path)
+    return exc
+
+
+def _fill(template: str, values: Mapping[str, str]) -> str:
+    return re.sub(r"\$\{([^}]*)\}", lambda m: values.get(m.group(1), m.group(0)), template)
+
+
 def step_environment(project: Project, target: database.Target | None, dbname: str | None,
-                     extra: Mapping[str, str] | None = None) -> dict[str, str]:
+                     extra: Mapping[str, str] | None = None, *,
+                     stand_in: bool = False) -> dict[str, str]:
     """The environment every step and process starts from (before its own ``env:``)."""
     env = dict(os.environ)
     # Steps find the tools installed beside devenv (flask, django-admin) without an
@@ -200,6 +369,8 @@ def step_environment(project: Project, target: database.Target | None, dbname: s
         env["PATH"] = bindir + os.pathsep + env.get("PATH", "")
     env["DEVENV_PROJECT"] = project.name
     env["DEVENV_ROOT"] = str(project.root)
+    # before the database's variables: a service named "database" must not shadow them
+    env.update(service_variables(project, target, stand_in))
     if target is not None:
         # The target holds the service's entries already (database.parse_url); the file
         # itself would override the PG* variables below, the database name among them.
@@ -233,10 +404,13 @@ def prepare_steps(project: Project, names: Sequence[str], base: Mapping[str, str
         def step_line(key: str, step: StepSpec = step) -> Location:
             return Location(step.loc.file, step.key_lines.get(f"env.{key}", step.loc.line))
 
-        env = layered(step_base, (project.env, project_line, "env"),
-                      (step.env, step_line, f"steps.{name}.env"))
-        env["DEVENV_STEP"] = name
-        out[name] = runner.prepare(project, step, env)
+        try:
+            env = layered(step_base, (project.env, project_line, "env"),
+                          (step.env, step_line, f"steps.{name}.env"))
+            env["DEVENV_STEP"] = name
+            out[name] = runner.prepare(project, step, env)
+        except ConfigError as exc:
+            raise with_service_hint(project, exc, f"steps.{name}") from None
     return out
 
 

@@ -19,12 +19,14 @@ import yaml
 from devenv.errors import ConfigError, did_you_mean
 from devenv.schema import (
     DEFAULT_PROFILES,
+    BuildSpec,
     Command,
     DatabaseSpec,
     Location,
     PortSpec,
     ProcessSpec,
     Project,
+    ReadySpec,
     ServiceSpec,
     StepSpec,
 )
@@ -43,12 +45,17 @@ ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 TOP_KEYS = ("version", "name", "services", "database", "env", "steps", "processes",
             "profiles", "cache", "up")
-SERVICE_KEYS = ("image", "env", "ports", "healthcheck", "volumes", "command", "backend")
+SERVICE_KEYS = ("image", "env", "ports", "healthcheck", "volumes", "command", "backend",
+                "build", "url", "needs", "ready", "ready_timeout")
+BUILD_KEYS = ("context", "dockerfile", "args", "network")
+SERVICE_READY_KEYS = ("tcp", "http", "cmd", "port", "status")
+# services: {from: compose.yaml} takes the services of a compose file (devenv.compose)
+SERVICES_FROM = "from"
 DATABASE_KEYS = ("service", "name", "schemas", "user", "password")
 STEP_KEYS = ("run", "kind", "cwd", "env", "search_path", "needs", "inputs", "profiles",
              "timeout", "checkpoint", "python", "description", "rerun")
 PROCESS_KEYS = ("run", "cwd", "env", "needs", "ready", "ready_timeout", "profiles",
-                "search_path", "reconnects")
+                "search_path", "reconnects", "image")
 CACHE_KEYS = ("keep", "remote", "sign_key", "trust")
 UP_KEYS = ("rebuild",)
 RERUN_VALUES = ("incremental", "rebuild")
@@ -421,7 +428,7 @@ def load_text(text: str, root: Path, path: Path | None = None,
     if "env" in top:
         env, env_lines = _env_map(top["env"])
 
-    services = _services(top.get("services"), service_files or [], shown)
+    services = _services(top.get("services"), service_files or [], shown, root)
     steps = _steps(top.get("steps"), tuple(profiles), doc)
     _check_python(steps, root)
     processes = _processes(top.get("processes"), tuple(profiles))
@@ -489,11 +496,24 @@ def _project_name(node: Node | None, root: Path) -> str:
 
 
 def _services(node: Node | None, files: list[tuple[str, str, str]], shown: str,
-              ) -> dict[str, ServiceSpec]:
+              root: Path | None = None) -> dict[str, ServiceSpec]:
     out: dict[str, ServiceSpec] = {}
     if node is not None:
         for key, child in _mapping(node, None).items():
+            if key == SERVICES_FROM and not isinstance(child.value, dict):
+                from devenv import compose
+
+                for svc in compose.load(_str(child, "a compose file (compose.yaml)"),
+                                        root or Path.cwd(), child):
+                    if svc.name in out:
+                        raise _err(child, f"service '{svc.name}' of the compose file is "
+                                          f"also defined in {shown}:{out[svc.name].loc.line}")
+                    out[svc.name] = svc
+                continue
             _name(child, key, "service")
+            if key in out:
+                raise _err(child, f"service '{key}' is also defined by the compose file "
+                                  f"({out[key].loc})")
             out[key] = _service(key, child)
     for key, file, text in files:
         doc = parse_yaml(text, file)
@@ -510,7 +530,34 @@ def _services(node: Node | None, files: list[tuple[str, str, str]], shown: str,
                 f"service '{key}' is defined twice: here and in {shown}:{out[key].loc.line}",
                 file, 1)
         out[key] = _service(key, doc)
+    check_service_needs(out)
     return out
+
+
+def check_service_needs(services: Mapping[str, ServiceSpec]) -> None:
+    """Every service a service needs exists, and they form no cycle."""
+    import graphlib
+
+    ts: graphlib.TopologicalSorter[str] = graphlib.TopologicalSorter()
+    for svc in services.values():
+        for i, need in enumerate(svc.needs):
+            if need == svc.name:
+                what = f"service '{need}' cannot need itself"
+            elif need not in services:
+                what = f"unknown service '{need}'{did_you_mean(need, services)}"
+            else:
+                continue
+            raise ConfigError(what, svc.loc.file, svc.loc.line,
+                              f"services.{svc.name}.needs[{i}]")
+        ts.add(svc.name, *svc.needs)
+    try:
+        ts.prepare()
+    except graphlib.CycleError as exc:
+        cycle = list(reversed(exc.args[1]))
+        first = services[cycle[0]]
+        raise ConfigError(f"dependency cycle between services: {' -> '.join(cycle)}",
+                          first.loc.file, first.loc.line,
+                          f"services.{first.name}.needs") from None
 
 
 def _rebase(node: Node, path: str) -> None:
@@ -544,8 +591,10 @@ def _service(name: str, node: Node) -> ServiceSpec:
         raise _err(m["backend"], f"unknown backend '{backend}'{did_you_mean(backend, BACKENDS)}"
                                  f"; one of: {', '.join(BACKENDS)}")
     image = _str(m["image"]) if "image" in m else None
-    if image is None and backend in ("auto", "docker"):
-        raise _err(node, "missing 'image' (e.g. image: postgres:16)")
+    build = _build(m["build"]) if "build" in m else None
+    if image is None and build is None and backend in ("auto", "docker"):
+        raise _err(node, "missing 'image' (e.g. image: postgres:16) or 'build' (a folder "
+                         "with a Dockerfile)")
     healthcheck = None
     if "healthcheck" in m:
         hc = _command(m["healthcheck"])
@@ -554,11 +603,93 @@ def _service(name: str, node: Node) -> ServiceSpec:
     if "command" in m:
         c = _command(m["command"])
         command = ("sh", "-c", c) if isinstance(c, str) else c
+    url = _str(m["url"], "a URL template (redis://${host}:${port}/0)") if "url" in m else None
+    if url is not None:
+        _check_url(m["url"], url, ports)
     return ServiceSpec(name=name, image=image, env=env, ports=tuple(ports),
                        healthcheck=healthcheck, volumes=volumes, command=command,
                        backend=backend, loc=Location(node.file, node.key_line or node.line),
                        backend_loc=Location(m["backend"].file, m["backend"].key_line
-                                            or m["backend"].line) if "backend" in m else None)
+                                            or m["backend"].line) if "backend" in m else None,
+                       build=build, url=url,
+                       needs=_str_list(m["needs"]) if "needs" in m else (),
+                       ready=_service_ready(m["ready"]) if "ready" in m else None,
+                       ready_timeout=_number(m["ready_timeout"]) if "ready_timeout" in m
+                       else None)
+
+
+URL_VAR_RE = re.compile(r"\$\{([^}]*)\}")
+
+
+def url_names(ports: tuple[PortSpec, ...] | list[PortSpec]) -> set[str]:
+    """The ``${...}`` names a service's ``url:`` may use."""
+    return {"host", "port", *(f"port_{p.container}" for p in ports)}
+
+
+def _check_url(node: Node, url: str, ports: list[PortSpec]) -> None:
+    known = url_names(ports)
+    for m in URL_VAR_RE.finditer(url):
+        if m.group(1) not in known:
+            raise _err(node, f"unknown ${{{m.group(1)}}} in the URL template; it may use "
+                             f"{', '.join('${' + k + '}' for k in sorted(known))}")
+
+
+def _build(node: Node) -> BuildSpec:
+    """``build: FOLDER`` or ``{context: FOLDER, dockerfile:, args:, network:}``."""
+    if not isinstance(node.value, dict):
+        return BuildSpec(context=_str(node, "a folder (the build context) or a mapping"))
+    m = _mapping(node, BUILD_KEYS)
+    if "context" not in m:
+        raise _err(node, "missing 'context' (the folder sent to the build)")
+    return BuildSpec(
+        context=_str(m["context"]),
+        dockerfile=_str(m["dockerfile"]) if "dockerfile" in m else None,
+        args=_env_map(m["args"])[0] if "args" in m else {},
+        network=_str(m["network"]) if "network" in m else None)
+
+
+def _service_ready(node: Node) -> ReadySpec:
+    """A service's ``ready:``: ``tcp``, ``http`` or ``{tcp: PORT}``, ``{http: /path,
+    port: PORT, status: [200]}``, ``{cmd: COMMAND}`` (run inside the container)."""
+    if not isinstance(node.value, dict):
+        text = _str(node)
+        if text not in ("tcp", "http"):
+            raise _err(node, f"invalid ready check '{text}': tcp, http, {{tcp: PORT}}, "
+                             "{http: /path, port: PORT}, or {cmd: COMMAND}")
+        return ReadySpec(kind=text)
+    m = _mapping(node, SERVICE_READY_KEYS)
+    kinds = [k for k in ("tcp", "http", "cmd") if k in m]
+    if len(kinds) != 1:
+        raise _err(node, "expected exactly one of tcp:, http:, cmd:")
+    kind = kinds[0]
+    port: int | None = None
+    path = "/"
+    command: tuple[str, ...] | None = None
+    if "port" in m:
+        port = _port(m["port"]).container
+    if kind == "tcp" and m["tcp"].value is not None:
+        port = _port(m["tcp"]).container
+    if kind == "http":
+        path = _str(m["http"], "a path (/health)")
+        if not path.startswith("/"):
+            raise _err(m["http"], f"expected a path starting with /, got '{path}' (the host "
+                                  "and port are the service's published ones)")
+    if kind == "cmd":
+        c = _command(m["cmd"])
+        command = ("sh", "-c", c) if isinstance(c, str) else c
+    status: tuple[int, ...] = ()
+    if "status" in m:
+        if kind != "http":
+            raise _err(m["status"], "status: is for an http: check")
+        items = m["status"].value if isinstance(m["status"].value, list) else [m["status"]]
+        codes = []
+        for item in items:
+            v = item.value
+            if isinstance(v, bool) or not isinstance(v, int) or not 100 <= v <= 599:
+                raise _err(item, f"expected an HTTP status code (100-599), got {_describe(v)}")
+            codes.append(v)
+        status = tuple(sorted(set(codes)))
+    return ReadySpec(kind=kind, port=port, path=path, command=command, status=status)
 
 
 def _port(node: Node) -> PortSpec:
@@ -767,6 +898,7 @@ def _processes(node: Node | None, profiles: tuple[str, ...]) -> list[ProcessSpec
             search_path=_search_path(m["search_path"]) if "search_path" in m else (),
             reconnects=_bool(m["reconnects"]) if "reconnects" in m else False,
             ready_status=ready_status,
+            image=_str(m["image"]) if "image" in m else None,
         ))
     return out
 

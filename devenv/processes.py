@@ -249,11 +249,12 @@ def start_order(project: Project, names: Sequence[str]) -> list[str]:
 
 
 def prepare(project: Project, names: Sequence[str], target: database.Target | None,
-            dbname: str | None = None) -> list[Prepared]:
+            dbname: str | None = None, *, stand_in: bool = False) -> list[Prepared]:
     """Expand each process's command, folder and ready check in the environment steps get
     (plus the project's and the process's ``env:``); an undefined ``${X}`` is a ConfigError.
     """
-    base = environment.step_environment(project, target, dbname)
+    # stand_in: a check before the services start (their addresses are not known yet)
+    base = environment.step_environment(project, target, dbname, stand_in=stand_in)
     # Python buffers output into a pipe or file: without this, a Flask app's prints
     # would show up minutes late, or not before it crashes.
     base.setdefault("PYTHONUNBUFFERED", "1")
@@ -261,6 +262,7 @@ def prepare(project: Project, names: Sequence[str], target: database.Target | No
         return Location(project.file.name, project.env_lines.get(key, 1))
 
     wanted = set(names)
+    service_names = set(environment.service_variables(project, target))
     out = []
     for name in names:
         spec = project.processes[name]
@@ -294,9 +296,15 @@ def prepare(project: Project, names: Sequence[str], target: database.Target | No
                      if n in env}
         if target is not None:
             declared |= set(target.env(dbname))
+        # a service that moved to another port restarts the processes that talk to it
+        declared |= service_names
+        command = expand_command(spec.run, env, spec.loc, f"{where}.run")
+        if spec.image:
+            command = in_container(project, name, spec.image, command, cwd, declared | {
+                "DEVENV_PROJECT", "DEVENV_ROOT", "PYTHONUNBUFFERED"})
         out.append(Prepared(
             name=name,
-            command=expand_command(spec.run, env, spec.loc, f"{where}.run"),
+            command=command,
             cwd=cwd,
             env=env,
             ready=check,
@@ -306,6 +314,26 @@ def prepare(project: Project, names: Sequence[str], target: database.Target | No
             declared=frozenset(declared),
         ))
     return out
+
+
+def in_container(project: Project, name: str, image: str, command: Command, cwd: Path,
+                 names: set[str]) -> tuple[str, ...]:
+    """``command`` run in a container of ``image``: the project folder mounted at its own
+    path (so cwd and file paths mean the same inside), the host's network (services and
+    the database answer on 127.0.0.1 as for a host process), the user's uid (files it
+    writes stay theirs). Variables pass by name (``-e NAME``: docker reads the value from
+    its own environment), never pasted into the command line. A container left by an
+    earlier run of the process is removed first; --init forwards the stop signal."""
+    container = f"{project.name}-process-{name}"
+    inner: list[str] = ["sh", "-c", command] if isinstance(command, str) else list(command)
+    argv = ["docker", "run", "--rm", "--init", "--name", container,
+            "--label", f"devenv.project={project.name}", "--label", f"devenv.process={name}",
+            "--network", "host", "--user", f"{os.getuid()}:{os.getgid()}",
+            "-v", f"{project.root}:{project.root}", "-w", str(cwd), "-e", "HOME=/tmp"]
+    for var in sorted(names):
+        argv += ["-e", var]
+    return ("sh", "-c", 'docker rm -f "$0" >/dev/null 2>&1; exec "$@"', container, *argv,
+            image, *inner)
 
 
 def _at(loc: Location) -> Callable[[str], Location]:

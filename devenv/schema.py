@@ -38,6 +38,43 @@ class PortSpec:
 
 
 @dataclass(frozen=True)
+class BuildSpec:
+    """An image built from the repository (``build:`` on a service)."""
+
+    context: str  # relative to the project root (or absolute)
+    dockerfile: str | None = None  # relative to the context
+    args: Mapping[str, str] = field(default_factory=dict)
+    #: the build's network (``host``, ``none``, a network name); None: the engine's default
+    network: str | None = None
+
+    def definition(self) -> dict[str, Any]:
+        return {"context": self.context, "dockerfile": self.dockerfile,
+                "args": dict(sorted(self.args.items())), "network": self.network}
+
+
+@dataclass(frozen=True)
+class ReadySpec:
+    """When a service counts as ready (``ready:``): always checked from the host.
+
+    ``tcp``: a connection to the published port stays open; ``http``: a GET of ``path`` on
+    the published port answers (with one of ``status``, else below 500); ``cmd``:
+    ``command`` exits 0 inside the container *and* the published ports take connections.
+    ``port`` is the container port to check (None: every published port / the first one).
+    """
+
+    kind: str  # tcp, http, cmd
+    port: int | None = None
+    path: str = "/"
+    command: tuple[str, ...] | None = None
+    status: tuple[int, ...] = ()
+
+    def definition(self) -> dict[str, Any]:
+        return {"kind": self.kind, "port": self.port, "path": self.path,
+                "command": list(self.command) if self.command else None,
+                "status": list(self.status)}
+
+
+@dataclass(frozen=True)
 class ServiceSpec:
     """A long-lived dependency (a database) that a backend starts."""
 
@@ -51,10 +88,23 @@ class ServiceSpec:
     backend: str
     loc: Location
     backend_loc: Location | None = None  # the ``backend:`` key's own line, when written
+    build: BuildSpec | None = None
+    #: a URL template (``redis://${host}:${port}/0``) exported as NAME_URL to steps
+    url: str | None = None
+    #: services that must be ready before this one starts
+    needs: tuple[str, ...] = ()
+    ready: ReadySpec | None = None
+    #: seconds to wait for the service to be ready (None: the backend's default, 120)
+    ready_timeout: float | None = None
 
     def definition(self) -> dict[str, Any]:
-        """What decides whether a running container still matches (its config hash)."""
-        return {
+        """What decides whether a running container still matches (its config hash).
+
+        ``build`` is added only when set, so the hash of a service without one stays what
+        it was (its container is not recreated on upgrade). ``url``, ``needs`` and
+        ``ready`` change nothing inside the container and are left out.
+        """
+        out: dict[str, Any] = {
             "image": self.image,
             "env": dict(sorted(self.env.items())),
             "ports": [[p.container, p.host] for p in self.ports],
@@ -62,6 +112,9 @@ class ServiceSpec:
             "volumes": dict(sorted(self.volumes.items())),
             "command": list(self.command) if self.command else None,
         }
+        if self.build is not None:
+            out["build"] = self.build.definition()
+        return out
 
 
 @dataclass(frozen=True)
@@ -142,6 +195,9 @@ class ProcessSpec:
     # HTTP statuses that count as ready (``ready: {http: URL, status: [...]}``); empty:
     # any answer below 500 (see devenv.processes.ReadyCheck)
     ready_status: tuple[int, ...] = ()
+    #: run inside a container of this image (the repository mounted at its own path,
+    #: the host's network), for an app that needs system libraries the host lacks
+    image: str | None = None
 
 
 @dataclass(frozen=True)

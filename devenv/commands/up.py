@@ -28,7 +28,7 @@ def run(project: Project, reporter: Reporter, *, detach: bool = False,
         # process (checked against stand-in database settings; the real ones come later).
         processes.refuse_running(project, detached=detach)
         processes.prepare(project, names, database.Target("localhost", 5432, "user", "pw",
-                                                          "db"))
+                                                          "db"), stand_in=True)
     wanted = set(environment.needed_services(project))
     wanted.update(n for p in names for n in project.processes[p].needs
                   if n in project.services)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Mapping
 
+from devenv import environment
 from devenv.doctor.base import FAIL, OK, WARN, Check, CheckDef, Problems, ok
 from devenv.doctor.context import Context, lenient
 from devenv.envvars import references
@@ -44,7 +45,8 @@ def _option_texts(value: object) -> Iterable[str]:
 def check_undefined(ctx: Context) -> Check:
     """Every ``${NAME}`` (without a ``:-default``) is defined by steps.yaml or the shell."""
     project = ctx.project()
-    base = set(ctx.base_env()) | PROVIDED
+    # a service's NAME_HOST/NAME_PORT/NAME_URL exist once it has started
+    base = set(ctx.base_env()) | PROVIDED | environment.service_variable_names(project)
     missing: dict[str, list[str]] = {}
 
     def use(texts: Iterable[str], defined: set[str], where: str) -> None:

@@ -24,7 +24,7 @@ from typing import Any
 
 from devenv.errors import ImageUnavailable, ServiceError
 from devenv.events import Message, PhaseFinished, PhaseStarted, Reporter
-from devenv.schema import PortSpec, Project, ServiceSpec
+from devenv.schema import PortSpec, Project, ReadySpec, ServiceSpec
 from devenv.services import Endpoint, ExecResult, ServiceState
 from devenv.services import ports as portlib
 from devenv.services.support import (
@@ -33,6 +33,7 @@ from devenv.services.support import (
     config_hash,
     credentials,
     failure_message,
+    http_probe,
     is_database,
     is_postgres,
     pg_probe,
@@ -40,6 +41,8 @@ from devenv.services.support import (
     with_ports,
     wrong_credentials_hint,
 )
+
+BUILD_TAIL_LINES = 40
 
 LABEL_PROJECT = "devenv.project"
 LABEL_SERVICE = "devenv.service"
@@ -67,6 +70,47 @@ def container_name(project: Project, service: ServiceSpec) -> str:
 
 def volume_name(project: Project, service: ServiceSpec, volume: str) -> str:
     return f"{project.name}_{service.name}_{volume}"
+
+
+def context_dir(project: Project, service: ServiceSpec) -> Path:
+    assert service.build is not None
+    ctx = Path(service.build.context)
+    return ctx if ctx.is_absolute() else project.root / ctx
+
+
+def build_hash(project: Project, service: ServiceSpec) -> str:
+    """A hash of the build's content: every file of its context (the way step inputs are
+    hashed, generated files left out), the Dockerfile's name, the build args."""
+    import hashlib
+    import json
+
+    from devenv.fingerprint import FileHasher, expand_inputs
+
+    assert service.build is not None
+    ctx = context_dir(project, service)
+    if not ctx.is_dir():
+        raise ServiceError(f"service {service.name}: build context {ctx} is not a folder "
+                           f"({service.loc})")
+    hasher = FileHasher()
+    h = hashlib.sha256(json.dumps(service.build.definition(), sort_keys=True).encode())
+    for rel in expand_inputs(ctx, ["."]):
+        h.update(rel.encode() + b"\0" + hasher.digest(ctx / rel).encode() + b"\n")
+    return h.hexdigest()
+
+
+def built_tag(project: Project, service: ServiceSpec) -> str:
+    """The tag of the image built for ``service``: a new tag for each content of its
+    context, so "is it built" is "does the tag exist"."""
+    return f"devenv/{project.name}-{service.name}:{build_hash(project, service)[:12]}"
+
+
+def resolved(project: Project, service: ServiceSpec) -> ServiceSpec:
+    """``service`` with the image it runs: for ``build:``, the tag of its current build."""
+    from dataclasses import replace
+
+    if service.build is None:
+        return service
+    return replace(service, image=built_tag(project, service))
 
 
 def port_specs(project: Project, service: ServiceSpec) -> tuple[PortSpec, ...]:
@@ -243,6 +287,10 @@ class DockerBackend:
         """Reuse, start or (re)create the service's container and wait until it is ready."""
         import docker
 
+        if service.build is not None:
+            service = resolved(project, service)
+            assert service.image is not None
+            self._build(project, service, service.image, reporter)
         if not service.image:
             raise ServiceError(f"service {service.name} has no image; the docker backend "
                                f"needs one ({service.loc})")
@@ -281,6 +329,8 @@ class DockerBackend:
         if started:
             self._mark_ready(project, service, c)
         portlib.PortStore(project.state_dir).remember(service.name, dict(ep.ports))
+        if service.build is not None:
+            self._prune_builds(project, service)
         return ep
 
     def _create_and_start(self, project: Project, service: ServiceSpec, reporter: Reporter,
@@ -390,6 +440,17 @@ class DockerBackend:
         # made before devenv marked volumes: say the fix, do not delete on a guess
         return (f"{what}. If it holds nothing you need: docker rm -f {c.name} && "
                 f"docker volume rm {vname}, then devenv up"), False
+    def _prune_builds(self, project: Project, service: ServiceSpec) -> None:
+        """Remove the service's earlier builds (every edit of its folder makes one) once
+        the container runs the current one; an image still in use stays."""
+        with contextlib.suppress(Exception):
+            client = self.client()
+            for image in client.images.list(filters={"label": [
+                    f"{LABEL_PROJECT}={project.name}", f"{LABEL_SERVICE}={service.name}"]}):
+                if service.image in image.tags:
+                    continue
+                with contextlib.suppress(Exception):
+                    client.images.remove(image.id, noprune=False)
 
     def _start_existing(self, project: Project, service: ServiceSpec, c: Any) -> Any | None:
         """Start a stopped container; ``None`` when it must be recreated (its free port was
@@ -492,6 +553,66 @@ class DockerBackend:
         reporter.emit(PhaseFinished(phase, f"pulled {service.image}",
                                     duration=time.monotonic() - t0))
 
+    def _build(self, project: Project, service: ServiceSpec, tag: str,
+               reporter: Reporter) -> None:
+        """Build ``tag`` from the service's context unless an image of that tag exists
+        (the tag names the context's content); the log goes to .devenv/logs."""
+        import docker
+
+        from devenv.lock import ensure_state_dir
+
+        assert service.build is not None
+        client = self.client()
+        try:
+            client.images.get(tag)
+            return
+        except docker.errors.ImageNotFound:
+            pass
+        except docker.errors.DockerException as exc:
+            raise ServiceError(f"docker: cannot inspect image {tag}: {_short(exc)}") from None
+        ensure_state_dir(project.state_dir)
+        log_dir = project.state_dir / "logs"
+        log_dir.mkdir(parents=True, exist_ok=True)
+        log = log_dir / f"build-{service.name}.log"
+        phase = f"build-{service.name}"
+        reporter.emit(PhaseStarted(phase, f"building image {tag}"))
+        t0 = time.monotonic()
+        build = service.build
+        kwargs: dict[str, Any] = {
+            "path": str(context_dir(project, service)), "tag": tag, "rm": True,
+            "forcerm": True, "decode": True, "buildargs": dict(build.args),
+            "labels": {LABEL_PROJECT: project.name, LABEL_SERVICE: service.name}}
+        if build.dockerfile:
+            kwargs["dockerfile"] = build.dockerfile
+        if build.network:
+            kwargs["network_mode"] = build.network
+        error = ""
+        with log.open("w", encoding="utf-8") as fh:
+            try:
+                for event in client.api.build(**kwargs):
+                    if "stream" in event:
+                        fh.write(str(event["stream"]))
+                    elif "error" in event:
+                        error = str(event["error"]).strip()
+                        fh.write(error + "\n")
+                    elif "status" in event:
+                        fh.write(str(event["status"]) + "\n")
+                    fh.flush()
+            except docker.errors.DockerException as exc:
+                error = _short(exc)
+                fh.write(error + "\n")
+        if error:
+            from devenv.services.support import read_tail
+
+            reporter.emit(PhaseFinished(phase, f"could not build {tag}", ok=False,
+                                        duration=time.monotonic() - t0))
+            tail = read_tail(log, BUILD_TAIL_LINES)
+            raise ServiceError("\n".join(
+                [f"service {service.name}: the image build failed ({error})",
+                 f"last {len(tail)} lines of {project.rel(log)}:",
+                 *(f"  | {line}" for line in tail)]))
+        reporter.emit(PhaseFinished(phase, f"built {tag}", duration=time.monotonic() - t0))
+
     def _create(self, project: Project, service: ServiceSpec, reporter: Reporter,
                 recreating: str = "") -> Any:
         """Create the container (its volumes too); ``recreating`` is added to a note about a
@@ -585,6 +706,8 @@ class DockerBackend:
                                          for v in service.volumes) or f"container {c.name}"
                         raise ServiceError(f"service {service.name}: {probe.detail}: "
                                            + wrong_credentials_hint(service, vols))
+                elif service.ready is not None:
+                    probe = self._ready_probe(service, service.ready, c, ports)
                 elif service.healthcheck:
                     health = state.get("Health") or {}
                     hs = health.get("Status", "starting")
@@ -592,14 +715,11 @@ class DockerBackend:
                     last = (log[-1].get("Output") or "").strip() if log else ""
                     probe = Probe(hs == "healthy",
                                   f"health check {hs}" + (f": {last}" if last else ""))
-                elif ports:
-                    probe = Probe(True)
-                    for host in ports.values():
-                        probe = tcp_probe(host)
-                        if not probe.ready:
-                            break
+                    if probe.ready:
+                        # healthy inside is not enough: the host must reach it too
+                        probe = _tcp_all(ports)
                 else:
-                    probe = Probe(True)
+                    probe = _tcp_all(ports)
                 if probe.ready:
                     return Endpoint(HOST, ports, self.name)
             else:
@@ -610,6 +730,42 @@ class DockerBackend:
                              f"({probe.detail or 'not ready'})", self._tail(c)))
             time.sleep(pause)
             pause = min(pause * 1.5, 0.25)
+
+    def _ready_probe(self, service: ServiceSpec, ready: ReadySpec, c: Any,
+                     ports: Mapping[int, int]) -> Probe:
+        """One attempt of a ``ready:`` check, always over the published ports from the
+        host (a container's own view of itself says nothing about the way in)."""
+        if ready.port is not None:
+            if ready.port not in ports:
+                return Probe(False, f"container port {ready.port} is not published (add it "
+                                    f"to ports: in {service.loc.file})")
+            chosen = {ready.port: ports[ready.port]}
+        else:
+            chosen = dict(ports)
+        if ready.kind == "http":
+            if not chosen:
+                return Probe(False, "no published port to ask (add ports:)")
+            first = ports.get(service.ports[0].container) if service.ports and \
+                ready.port is None else None
+            host_port = first or next(iter(chosen.values()))
+            return http_probe(host_port, ready.path, ready.status)
+        probe = _tcp_all(chosen)
+        if not probe.ready or ready.kind != "cmd":
+            return probe
+        assert ready.command is not None
+        try:
+            api = self.client().api
+            exec_id = api.exec_create(c.id, list(ready.command), stdout=True,
+                                      stderr=True)["Id"]
+            out = api.exec_start(exec_id)
+            code = api.exec_inspect(exec_id).get("ExitCode")
+        except Exception as exc:  # the container went away: the next loop says so
+            return Probe(False, f"ready command could not run: {_short(exc)}")
+        if code == 0:
+            return Probe(True)
+        text = out.decode(errors="replace").strip() if isinstance(out, bytes) else ""
+        return Probe(False, f"ready command exited with {code}"
+                            + (f": {text.splitlines()[-1]}" if text else ""))
 
     def _tail(self, c: Any, lines: int = TAIL_LINES) -> list[str]:
         try:
@@ -622,6 +778,8 @@ class DockerBackend:
     # ------------------------------------------------------------------ status
 
     def status(self, project: Project, service: ServiceSpec) -> ServiceState:
+        with contextlib.suppress(ServiceError):  # a missing context: shown as changed
+            service = resolved(project, service)
         name = container_name(project, service)
         c = self._container(project, service)
         if c is None:
@@ -860,6 +1018,15 @@ class DockerBackend:
         code = info.get("ExitCode")
         return ExecResult(int(code) if code is not None else -1,
                           bytes(err).decode(errors="replace"))
+
+
+def _tcp_all(ports: Mapping[int, int]) -> Probe:
+    """Every published port takes a connection from the host (ready when none is)."""
+    for host in ports.values():
+        probe = tcp_probe(host)
+        if not probe.ready:
+            return Probe(False, f"port {host}: {probe.detail}")
+    return Probe(True)
 
 
 def _wait_released(ports: list[int], limit: float = 5) -> None:
