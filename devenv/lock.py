@@ -17,8 +17,9 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
-from devenv.database import DatabaseError, Target, connect
+from devenv.database import CORE, DatabaseError, Target, connect, needs_libpq
 from devenv.errors import DevenvError, LockedError
 from devenv.events import Message, Reporter
 from devenv.schema import Project
@@ -140,9 +141,18 @@ def database_lock(target: Target, checkout: Path, command: str,
     if mine in _HELD:  # taken further up in this process (the lock is per connection)
         yield
         return
+    # The user's connection options (TLS, client certificates...) as every devenv
+    # connection has them; only application_name is the lock's own (who holds it).
+    info = {**target.conninfo("postgres"), "application_name": _app_name(checkout, command)}
     try:
-        conn = pgwire.connect(target.host, target.port, target.user, target.password,
-                              "postgres", application_name=_app_name(checkout, command))
+        if needs_libpq(info):
+            from devenv import libpq
+
+            conn: Any = libpq.connect(info, timeout=10)
+        else:
+            conn = pgwire.connect(target.host, target.port, target.user, target.password,
+                                  "postgres", application_name=info["application_name"],
+                                  params={k: v for k, v in info.items() if k not in CORE})
     except pgwire.OperationalError as exc:
         raise DatabaseError(f"cannot connect to {target.redacted('postgres')}: {exc}") from None
     try:

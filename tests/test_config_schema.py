@@ -50,7 +50,7 @@ def loader_refuses_key(doc: dict[str, Any], key: str) -> bool:
         return (exc.message.startswith(f"unknown key '{key}'")
                 or f"'{key}' is not used by kind" in exc.message
                 or (key == "python" and "python:" in exc.message and exc.path.endswith(
-                    ".python")))
+                    ".python") and "is not an interpreter" not in exc.message))
     return False
 
 

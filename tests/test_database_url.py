@@ -334,7 +334,7 @@ def test_pg_dump_and_pg_restore_keep_the_tls_options(tls: Tls, make_project: Cal
     db = f"tls_dump_{where.replace('-', '_')}"
     root = _project(make_project, db)
     if where == "url":
-        monkeypatch.setenv("DATABASE_URL", tls.url())
+        monkeypatch.setenv("DATABASE_URL", tls.url(db))  # the URL names the database
     else:
         monkeypatch.setenv("DATABASE_URL", f"postgresql://postgres:"
                            f"{urllib.parse.quote(PASSWORD)}@localhost:{tls.cluster.port}/")
