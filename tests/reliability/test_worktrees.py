@@ -112,7 +112,7 @@ def test_no_wait_names_the_other_checkout(
         r = subprocess.run([sys.executable, "-m", "devenv", "--plain", "refresh-db",
                             "--no-wait"], cwd=other, env=env, capture_output=True, text=True,
                            timeout=60)
-        assert r.returncode == 1, r.stdout + r.stderr
+        assert r.returncode == 4, r.stdout + r.stderr  # busy
         assert (f"{str(main)[-20:]}) is running refresh-db (pid {a.pid}) on database "
                 f"{target.dbname} of this server") in r.stdout + r.stderr, r.stdout + r.stderr
     finally:
@@ -167,6 +167,8 @@ def test_other_worktree_does_not_recreate_the_container_under_a_refresh(tmp_path
                            env=env, capture_output=True, text=True, timeout=300)
         assert r.returncode == 0, r.stdout + r.stderr
         (main / "input.txt").write_text("main 2\n")
+        # up's own writer.log would let b start before a holds the service
+        (main / ".devenv" / "logs" / "writer.log").unlink()
         a = start(main, env)
         deadline = time.monotonic() + 120
         while not (main / ".devenv" / "logs" / "writer.log").exists():
