@@ -20,7 +20,9 @@ import pytest
 import yaml
 
 from devenv import database, loader, snapshots
-from devenv.services.native import NativeBackend, layout
+from devenv.services.native import NativeBackend, fallback_base, layout
+
+SMALL = ".small-disk"  # marks the tmpfs the small_disk fixture mounted
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 PSQL = "psql -X -q -v ON_ERROR_STOP=1"
@@ -73,10 +75,15 @@ def small_disk() -> Iterator[Path]:
         shutil.rmtree(base, ignore_errors=True)
         pytest.skip(f"cannot mount a tmpfs here (needs root or CAP_SYS_ADMIN): "
                     f"{r.stderr.strip()}")
+    (base / SMALL).write_text("")
     try:
         yield base / "proj"
     finally:
         _down(base / "proj")
+        if (base / "proj" / "steps.yaml").exists():
+            link = fallback_base(loader.load(base / "proj" / "steps.yaml"))
+            if link.is_symlink():
+                link.unlink()
         subprocess.run(["umount", "-l", str(base)], check=False)
         shutil.rmtree(base, ignore_errors=True)
 
@@ -95,6 +102,15 @@ def open_root() -> Iterator[Path]:
 def _write(root: Path, config: dict[str, Any]) -> None:
     root.mkdir(parents=True, exist_ok=True)
     (root / "steps.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    if (root.parent / SMALL).exists():
+        # As root, the native server's data lives outside .devenv/ (under /var/tmp): put
+        # that folder on the small disk too, through a symlink where devenv will look.
+        base = fallback_base(loader.load(root / "steps.yaml"))
+        data = root.parent / "server-data"
+        data.mkdir(exist_ok=True)
+        os.chmod(data, 0o755)
+        if not base.exists():
+            base.symlink_to(data)
 
 
 def _target(root: Path) -> database.Target:
@@ -160,8 +176,11 @@ def test_keep_0_writes_no_snapshot(make_project: Callable[..., Path], pg_server:
 
 def test_a_build_the_server_took_with_it_is_not_called_dropped(open_root: Path) -> None:
     root = open_root
-    pidfile = ".devenv/native/db/data/postmaster.pid"
-    _write(root, _config(f"gone-{uuid.uuid4().hex[:6]}", {
+    name = f"gone-{uuid.uuid4().hex[:6]}"
+    _write(root, _config(name, {}))  # where the server's data lives depends on the project
+    project = loader.load(root / "steps.yaml")
+    pidfile = layout(project, project.services["db"]).datadir / "postmaster.pid"
+    _write(root, _config(name, {
         "schema": {"run": f"{PSQL} -c 'create table t(x int)'", "needs": ["db"]},
         # the server dies under the build (PostgreSQL's immediate shutdown), as under a
         # `docker kill` of its container
