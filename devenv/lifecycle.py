@@ -128,7 +128,14 @@ def dynamic_point(project: Project, target: Target, store: StateStore,
     reach on its own: worth a snapshot when it holds more than the restored one and less
     than the whole graph."""
     affected = affected_steps(project, target, store, fps, steps)
-    held = (set(steps) - affected) | set(restored)
+    candidates = (set(steps) - affected) | set(restored)
+    # Keep only steps whose upstream is held too: the working database's records can be
+    # of mixed history (another branch's database, a step carried through a migration),
+    # and a held step below an affected one would wait for it while it waits for all held.
+    held: set[str] = set()
+    for n in steps:  # dependency order
+        if n in candidates and graph.upstream(project, n) & set(steps) <= held:
+            held.add(n)
     if not affected or len(held) <= len(restored) or len(held) == len(steps):
         return []
     return [n for n in steps if n in held]

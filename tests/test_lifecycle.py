@@ -398,3 +398,38 @@ def test_a_checkpoint_among_the_untouched_steps_does_not_deadlock(
     assert sorted(ran(rep)) == ["extra", "final", "seed"]
     with psycopg.connect(target.url()) as conn:
         assert conn.execute("select count(*) from app.items").fetchone() == (230,)
+
+
+def test_the_untouched_steps_kept_first_are_closed_upstream(
+        lc: tuple[Path, database.Target]) -> None:
+    """Records of mixed history (another branch's database: a step recorded as matching
+    below one that does not) must not make an untouched step wait for a changed one it
+    needs (found on the example after a branch switch: every step was cancelled)."""
+    from devenv import fingerprint
+    from devenv.state import StateStore
+
+    root, target = lc
+    refresh(root, target)
+    project = loader.load(root / "steps.yaml")
+    fps = fingerprint.compute(project)
+    steps = ["schema", "seed", "extra", "final"]
+    store = StateStore(project.state_dir)
+    key = database.identity(target, target.dbname)
+    assert key is not None
+    records = store.steps(key)
+
+    def with_changed(name: str) -> list[str]:
+        changed = {**records, name: {**records[name], "fingerprint": "from another branch"}}
+        store.put(key, "lc", changed)
+        return lifecycle.dynamic_point(project, target, store, fps, steps, [])
+
+    assert with_changed("schema") == []  # seed, extra, final all need schema
+    assert with_changed("extra") == ["schema", "seed"]
+    # and a refresh with such records runs to the end
+    store.put(key, "lc", {**records, "schema": {**records["schema"], "fingerprint": "x"}})
+    database.drop(target, f"{target.dbname}__ready")
+    for info in snapshots.related(target, target.dbname):
+        if info.kind == "snapshot":
+            database.drop(target, info.datname)
+    res, _ = refresh(root, target)
+    assert res.swapped
