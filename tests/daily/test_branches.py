@@ -42,6 +42,10 @@ def git(root: Path, *args: str) -> str:
 
 
 class Repo:
+    """A throw-away repository on its own database: runs the real `devenv` there."""
+
+    timeout = 180
+
     def __init__(self, root: Path, url: str) -> None:
         self.root, self.url = root, url
 
@@ -50,7 +54,7 @@ class Repo:
         env["DATABASE_URL"] = self.url
         return subprocess.run([sys.executable, "-m", "devenv", "--plain", *args],
                               cwd=self.root, env=env, capture_output=True, text=True,
-                              timeout=180)
+                              timeout=self.timeout)
 
     def sql(self, query: str) -> list[tuple[Any, ...]]:
         with psycopg.connect(self.url, autocommit=True) as conn:

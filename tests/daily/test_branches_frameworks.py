@@ -13,10 +13,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 
 from devenv import database, snapshots
+from tests.daily import test_branches
 from tests.daily.test_branches import git
 from tests.kinds import djangoproj
 from tests.kinds.test_alembic import ENV_PY, LOGGING, revision
@@ -54,21 +54,8 @@ def steps(db: str) -> dict[str, Any]:
     }
 
 
-class Repo:
-    def __init__(self, root: Path, url: str) -> None:
-        self.root, self.url = root, url
-
-    def devenv(self, *args: str) -> subprocess.CompletedProcess[str]:
-        env = {k: v for k, v in os.environ.items() if k not in ("CI", "NO_COLOR")}
-        env["DATABASE_URL"] = self.url
-        return subprocess.run([sys.executable, "-m", "devenv", "--plain", *args],
-                              cwd=self.root, env=env, capture_output=True, text=True,
-                              timeout=300)
-
-    def sql(self, query: str) -> list[tuple[Any, ...]]:
-        with psycopg.connect(self.url, autocommit=True) as conn:
-            cur = conn.execute(query)
-            return cur.fetchall() if cur.description else []
+class Repo(test_branches.Repo):
+    timeout = 300  # Django and Alembic start-up on every step
 
     def columns(self, schema: str, table: str) -> set[str]:
         return {c for (c,) in self.sql(
