@@ -101,10 +101,14 @@ def recorded(target: Target) -> str | None:
     return str(value) if isinstance(value, str) else None
 
 
-def record(target: Target, project: str, branch: str) -> None:
-    info = snapshots.find(target, target.dbname, target.dbname)
+def record(target: Target, project: str, branch: str, root: Path,
+           info: snapshots.DbInfo | None = None) -> None:
+    """Write on the working database which branch, in which checkout, it is for."""
+    if info is None:
+        info = snapshots.find(target, target.dbname, target.dbname)
     meta = dict(info.meta) if info is not None else {}
-    meta.update({"devenv": 1, "kind": "working", "project": project, "branch": branch})
+    meta.update({"devenv": 1, "kind": "working", "project": project, "branch": branch,
+                 "root": str(root)})
     meta.setdefault("created", time.time())
     snapshots.set_meta(target, target.dbname, meta)
 
@@ -113,9 +117,11 @@ def note(project: str, root: Path, target: Target) -> None:
     """Record the checked-out branch on a working database that has none recorded (one
     ``up`` just created), so the next switch knows what to park."""
     branch = current(root)
-    if branch is not None and recorded(target) is None and \
-            snapshots.find(target, target.dbname, target.dbname) is not None:
-        record(target, project, branch)
+    if branch is None:
+        return
+    info = snapshots.find(target, target.dbname, target.dbname)
+    if info is not None and not isinstance(info.meta.get("branch"), str):
+        record(target, project, branch, root, info)
 
 
 @dataclass
@@ -138,14 +144,23 @@ def follow(project_name: str, root: Path, target: Target, reporter: Reporter,
     if branch is None:
         return None
     db = target.dbname
-    if snapshots.find(target, db, db) is None:
+    info = snapshots.find(target, db, db)
+    if info is None:
         return None  # no working database yet: up creates it for this branch
-    old = recorded(target)
-    if old is None:
-        record(target, project_name, branch)
+    old = info.meta.get("branch")
+    if not isinstance(old, str):
+        record(target, project_name, branch, root, info)
         return None
     if old == branch:
         return None
+    other = info.meta.get("root")
+    if isinstance(other, str) and other != str(root) and Path(other).is_dir():
+        # Another worktree of the repository uses this server and this database name:
+        # parking its database changes what its running app sees. Say so.
+        reporter.emit(Message(
+            f"{db} was the working database of the checkout at {other} (branch {old!r}); "
+            f"its app processes now see branch {branch!r}'s database until `devenv up` "
+            "runs there again", "warn"))
     park_as = parked_name(db, old)
     have = {d.datname: d for d in snapshots.related(target, db)}
     if park_as in have:
@@ -164,7 +179,7 @@ def follow(project_name: str, root: Path, target: Target, reporter: Reporter,
         source = build(park_as)
         what = f"built its database (starting from {source})"
     _mark_parked(target, park_as, project_name, old)
-    record(target, project_name, branch)
+    record(target, project_name, branch, root)
     reporter.emit(Message(
         f"branch {branch!r} is checked out (the database was built for {old!r}): parked "
         f"the database of {old!r}, with the rows made on it, as {park_as}; {what} in "

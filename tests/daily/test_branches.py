@@ -191,3 +191,18 @@ def test_a_refresh_keeps_the_branch_label(repo: Repo) -> None:
     r = repo.devenv("up", "--no-processes")
     assert "swapped in its own database" in r.stdout + r.stderr, r.stdout + r.stderr
     assert repo.sql("select count(*) from app.tasks where title = 'made on main'") == [(1,)]
+
+
+def test_a_second_worktree_on_another_branch_is_told_whose_database_it_parks(
+        repo: Repo, tmp_path: Path) -> None:
+    """Two worktrees of one repository share the server and the database name: the second
+    one's `up` parks the first one's database, and says whose it was."""
+    assert repo.devenv("up", "--no-processes").returncode == 0
+    other = tmp_path / "wt-feature"
+    git(repo.root, "worktree", "add", "-q", str(other), "feature")
+    r = Repo(other, repo.url).devenv("up", "--no-processes")
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out
+    assert (f"was the working database of the checkout at {repo.root} (branch 'main'); its "
+            "app processes now see branch 'feature''s database") in out, out
+    assert "parked the database of 'main'" in out
