@@ -98,13 +98,21 @@ def _call(fn: Callable[..., int], *args: Any, **kwargs: Any) -> None:
     except OSError as exc:
         import errno
 
-        if exc.errno != errno.ENOSPC:
-            _crash(exc)
-        # devenv's own files (state, logs) on a full disk: the user's to fix, not a bug
         where = f" ({exc.filename})" if exc.filename else ""
-        Output(plain=G.plain).error(f"no space left on the device{where}: free some space "
-                                    "(`devenv snapshot gc`, `docker system prune`) and run "
-                                    "the command again; the working database is unchanged")
+        # devenv's own files (state, logs) on a full disk, or not devenv's to write (a
+        # .devenv/ left by `sudo devenv ...`): the user's to fix, not a bug
+        if exc.errno == errno.ENOSPC:
+            Output(plain=G.plain).error(f"no space left on the device{where}: free some "
+                                        "space (`devenv snapshot gc`, `docker system "
+                                        "prune`) and run the command again; the working "
+                                        "database is unchanged")
+        elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            Output(plain=G.plain).error(f"cannot write{where}: {exc.strerror}; make the "
+                                        "project's .devenv/ yours again (e.g. `sudo chown -R "
+                                        "$USER .devenv` after a `sudo devenv ...`) and run "
+                                        "the command again")
+        else:
+            _crash(exc)
         raise typer.Exit(EXIT_FAILED) from None
     except Exception as exc:
         _crash(exc)
@@ -118,9 +126,11 @@ def _crash(exc: BaseException) -> NoReturn:
     import time
     import traceback
 
+    from devenv.envvars import mask
     from devenv.errors import EXIT_BUG
 
-    text = "".join(traceback.format_exception(exc))
+    # argv and messages can hold a --database-url with its password
+    text = mask("".join(traceback.format_exception(exc)), os.environ)
     folder = Path(tempfile.gettempdir())
     with contextlib.suppress(Exception):
         root = _project_root()
@@ -131,13 +141,13 @@ def _crash(exc: BaseException) -> NoReturn:
     try:
         fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:
-            fh.write(f"devenv {sys.argv[1:]!r}\n{text}")
+            fh.write(mask(f"devenv {sys.argv[1:]!r}", os.environ) + f"\n{text}")
         where = f"the traceback is in {log}"
     except OSError:
         where = "the traceback could not be written: " + text.strip().splitlines()[-1]
-    sys.stderr.write(f"error: devenv failed unexpectedly ({type(exc).__name__}: "
-                     f"{str(exc).splitlines()[0] if str(exc) else ''}); this is a bug in "
-                     f"devenv, please report it; {where}\n")
+    first = mask(str(exc).splitlines()[0], os.environ) if str(exc) else ""
+    sys.stderr.write(f"error: devenv failed unexpectedly ({type(exc).__name__}: {first}); "
+                     f"this is a bug in devenv, please report it; {where}\n")
     raise typer.Exit(EXIT_BUG)
 
 

@@ -83,7 +83,10 @@ def last_lines(fh: BinaryIO, lines: int, *, cap: int = LINE_CAP, scan: int = SCA
                 out.append(_show(line, cut))
             break
         if read >= scan:
-            out.append(_show(line, cut, start_known=False))
+            # the scan stopped inside this line: show it as cut, unless enough whole
+            # lines are already there (then a fragment would pass for a line)
+            if cut or not out:
+                out.append(_show(line, cut, start_known=False))
             break
         step = min(block, pos)
         pos -= step

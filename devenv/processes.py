@@ -716,7 +716,8 @@ class Supervisor:
                      ready=prep.ready.spec() if prep.ready and prep.ready.kind != "cmd" else "",
                      ready_status=list(prep.ready.statuses) if prep.ready else [],
                      log=self.project.rel(log), detached=self.detached,
-                     owner=None if self.detached else os.getpid())
+                     owner=None if self.detached else os.getpid(),
+                     owner_start=None if self.detached else _start_id(os.getpid()))
         where = f"; log: {self.project.rel(log)}" if self.detached else ""
         self.out.system(f"{prep.name} started (pid {popen.pid}): {prep.shown}{where}")
         if prep.ready is None:
@@ -924,6 +925,20 @@ def _stop(sup: Supervisor, out: ProcessLines) -> None:
         out.system(f"stopped {', '.join(stopped)}")
 
 
+def _live_owner(rec: Mapping[str, Any]) -> int | None:
+    """The pid of the foreground ``devenv up`` a record names, if that very process still
+    runs (a reused pid is someone else's: never signalled). Records written before the
+    owner's start time was kept count when the pid is alive, as before."""
+    owner = rec.get("owner")
+    if not isinstance(owner, int):
+        return None
+    started = _start_id(owner)
+    if started is None:
+        return None
+    expected = rec.get("owner_start")
+    return owner if expected in (None, started) else None
+
+
 def follow_swap(project: Project, target: database.Target, reporter: Reporter,
                 profile: str = "local") -> list[str]:
     """After the working database was swapped (refresh-db, --undo, snapshot restore, a
@@ -941,9 +956,8 @@ def follow_swap(project: Project, target: database.Target, reporter: Reporter,
                               "reconnects: true"))
     restart = [n for n in alive if n not in left]
     detached = [n for n in restart if alive[n].get("detached")]
-    owners = sorted({int(alive[n]["owner"]) for n in restart if n not in detached
-                     and isinstance(alive[n].get("owner"), int)
-                     and _start_id(int(alive[n]["owner"])) is not None})
+    owners = sorted({o for n in restart if n not in detached
+                     and (o := _live_owner(alive[n])) is not None})
     for owner in owners:
         names = [n for n in restart if alive[n].get("owner") == owner]
         with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -971,9 +985,8 @@ def refuse_running(project: Project, detached: bool) -> None:
     by one that was killed)."""
     recs = read_records(project)
     alive = [(n, r) for n, r in recs.items() if _alive(r)]
-    owners = sorted({int(r["owner"]) for _, r in alive
-                     if not r.get("detached") and isinstance(r.get("owner"), int)
-                     and _start_id(int(r["owner"])) is not None})
+    owners = sorted({o for _, r in alive
+                     if not r.get("detached") and (o := _live_owner(r)) is not None})
     # A detached `up` keeps detached processes; anything else is in the way.
     busy = [(n, r) for n, r in alive if not detached or not r.get("detached")]
     if not busy:

@@ -19,12 +19,7 @@ TAIL_LINES = 50
 
 
 def _tail(log: Path | None) -> str:
-    if log is None or not log.exists():
-        return ""
-    with log.open("rb") as fh:
-        fh.seek(0, os.SEEK_END)
-        fh.seek(max(0, fh.tell() - 64 * 1024))
-        return proc.tail(fh.read().decode(errors="replace"), TAIL_LINES)
+    return proc.log_tail(log, TAIL_LINES)  # bounded, a long line cut (devenv.logtail)
 
 
 def _clean(text: str) -> str:

@@ -188,3 +188,48 @@ def test_a_full_disk_under_devenvs_own_files_is_a_message(
     err = capsys.readouterr().err
     assert "error: no space left on the device: free some space" in err, err
     assert "Traceback" not in err
+
+
+def test_a_crash_report_masks_the_password(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """The crash handler is the unit here: a stand-in command raises what a bug would, with
+    a --database-url in argv and the URL in its message."""
+    import typer
+
+    from devenv import cli
+
+    url = "postgresql://app:s3cret-pw@db.example/app"
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "steps.yaml").write_text("version: 1\nname: c\nsteps:\n  a: {run: 'true'}\n")
+    (tmp_path / ".devenv").mkdir()
+    monkeypatch.setattr(sys, "argv", ["devenv", "run", "--database-url", url])
+
+    def buggy() -> int:
+        raise RuntimeError(f"lost {url}")
+
+    with pytest.raises(typer.Exit) as info:
+        cli._call(buggy)
+    assert info.value.exit_code == 70
+    err = capsys.readouterr().err
+    assert "s3cret-pw" not in err and "app:***@db.example" in err
+    (log,) = (tmp_path / ".devenv" / "logs").glob("devenv-crash-*.log")
+    assert "s3cret-pw" not in log.read_text() and "app:***@db.example" in log.read_text()
+
+
+def test_a_read_only_devenv_folder_is_a_message(tmp_path: Path) -> None:
+    """A real read-only file system (a read-only bind mount) under .devenv/."""
+    (tmp_path / "steps.yaml").write_text("version: 1\nname: c\nsteps:\n  a: {run: 'true'}\n")
+    state = tmp_path / ".devenv"
+    state.mkdir()
+    r = subprocess.run(["mount", "--bind", "-o", "ro", str(state), str(state)],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot bind-mount read-only here: {r.stderr.strip()}")
+    try:
+        subprocess.run(["mount", "-o", "remount,bind,ro", str(state)], check=False)
+        r = devenv("run", cwd=tmp_path)
+    finally:
+        subprocess.run(["umount", str(state)], check=False)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "Traceback" not in r.stdout + r.stderr
+    assert "cannot write" in r.stderr and "Read-only file system" in r.stderr, r.stderr
