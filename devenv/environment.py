@@ -381,6 +381,16 @@ def step_environment(project: Project, target: database.Target | None, dbname: s
     return env
 
 
+def with_search_path(env: Mapping[str, str], search_path: Sequence[str]) -> dict[str, str]:
+    """``env`` with ``search_path`` added to ``PGOPTIONS`` (libpq reads it): a step's or
+    process's ``search_path:``. Applied before their own ``env:``, which may override it."""
+    out = dict(env)
+    if search_path:
+        opts = f"-c search_path={','.join(search_path)}"
+        out["PGOPTIONS"] = (out.get("PGOPTIONS", "") + " " + opts).strip()
+    return out
+
+
 def prepare_steps(project: Project, names: Sequence[str], base: Mapping[str, str],
                   ) -> dict[str, runner.Prepared]:
     """Expand every step that will run before any runs: an undefined ``${X}`` stops the
@@ -396,10 +406,7 @@ def prepare_steps(project: Project, names: Sequence[str], base: Mapping[str, str
 
     for name in names:
         step = project.steps[name]
-        step_base = dict(base)
-        if step.search_path:
-            opts = f"-c search_path={','.join(step.search_path)}"
-            step_base["PGOPTIONS"] = (step_base.get("PGOPTIONS", "") + " " + opts).strip()
+        step_base = with_search_path(base, step.search_path)
 
         def step_line(key: str, step: StepSpec = step) -> Location:
             return Location(step.loc.file, step.key_lines.get(f"env.{key}", step.loc.line))

@@ -267,13 +267,11 @@ def prepare(project: Project, names: Sequence[str], target: database.Target | No
     for name in names:
         spec = project.processes[name]
         where = f"processes.{name}"
-        env = layered(base, (project.env, project_line, "env"),
+        # Like a step's: an app whose tables live in its own schema finds them.
+        env = layered(environment.with_search_path(base, spec.search_path),
+                      (project.env, project_line, "env"),
                       (spec.env, _at(spec.loc), f"{where}.env"))
         env["DEVENV_PROCESS"] = name
-        if spec.search_path:
-            # Like a step's: an app whose tables live in its own schema finds them.
-            opts = f"-c search_path={','.join(spec.search_path)}"
-            env["PGOPTIONS"] = (env.get("PGOPTIONS", "") + " " + opts).strip()
         cwd = project.root
         if spec.cwd:
             raw = expand(spec.cwd, env, spec.loc, f"{where}.cwd")

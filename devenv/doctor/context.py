@@ -334,17 +334,13 @@ class Context:
                               lambda: lenient(self.base_env(), self.project().env)))
 
     def step_env(self, step: StepSpec) -> dict[str, str]:
-        env = self.project_env()
-        if step.search_path:
-            opts = f"-c search_path={','.join(step.search_path)}"
-            env["PGOPTIONS"] = (env.get("PGOPTIONS", "") + " " + opts).strip()
-        env = lenient(env, step.env)
+        env = lenient(environment.with_search_path(self.project_env(), step.search_path), step.env)
         env["DEVENV_STEP"] = step.name
         return env
 
     def process_env(self, name: str) -> dict[str, str]:
         spec = self.project().processes[name]
-        env = lenient(self.project_env(), spec.env)
+        env = lenient(environment.with_search_path(self.project_env(), spec.search_path), spec.env)
         env["DEVENV_PROCESS"] = name
         return env
 

@@ -477,8 +477,7 @@ def _process(w: _Writer, p: _Plan, draft: Draft) -> None:
     if app.framework == "flask":
         env["FLASK_APP"] = app.flask_app or "app.py"
     if p.search_path and not app.db.search_path:
-        # Processes have no search_path: key; libpq reads PGOPTIONS.
-        env["PGOPTIONS"] = f"-c search_path={','.join(p.search_path)}"
+        w(f"search_path: {q(list(p.search_path))}", 4)
     if env:
         w("env:", 4)
         for k, v in env.items():

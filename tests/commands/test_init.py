@@ -118,7 +118,7 @@ def test_init_then_up_builds_each_app_in_its_schema(built: Path, tmp_path: Path)
         assert rows.stdout.strip() == "3"  # the fixtures
         log = (root / ".devenv" / "logs" / "api-migrate.log").read_text()
         assert f"api migrations run by {root / 'api' / '.venv'}" in log
-        # The Flask server finds its tables through the PGOPTIONS the draft gave it.
+        # The Flask server finds its tables through the search_path: the draft gave it.
         doc = yaml.safe_load((root / "steps.yaml").read_text())
         port = doc["processes"]["api"]["run"].rsplit(" ", 1)[1]
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/users/count", timeout=10) as r:

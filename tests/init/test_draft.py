@@ -36,7 +36,7 @@ def test_two_apps_get_a_schema_each_and_their_virtualenvs(tmp_path: Path) -> Non
     assert project.env == {"DJANGO_SECRET_KEY": "dev-only-django-secret-key"}
     api, web = project.processes["api"], project.processes["web"]
     assert api.run == "./.venv/bin/python -m flask run --port 5001"
-    assert api.env["PGOPTIONS"] == "-c search_path=api,public"
+    assert api.search_path == ("api", "public")  # PGOPTIONS through the search_path: key
     assert (api.ready, web.ready) == ("tcp://127.0.0.1:5001", "http://127.0.0.1:8000/health/")
     text = d.files["steps.yaml"]
     assert text.startswith("# yaml-language-server: $schema=.devenv/schema/steps.json\n")
