@@ -461,11 +461,13 @@ def _scram_verifier(password: str) -> str:
 def _privileged(target: Target) -> bool:
     """Whether the target's user could run programs or read files on the server's host
     (superuser, a member of the pg_*_server_* roles, or able to grant itself them)."""
+    # MEMBER, not USAGE: a NOINHERIT member can still SET ROLE to it; and a role that is a
+    # member of a superuser or CREATEROLE role can become one.
     with connect(target, "postgres") as conn:
         row = conn.execute(
-            "SELECT rolsuper OR rolcreaterole OR " + " OR ".join(
-                f"pg_has_role(current_user, '{r}', 'USAGE')" for r in _SERVER_ROLES)
-            + " FROM pg_roles WHERE rolname = current_user").fetchone()
+            "SELECT EXISTS (SELECT 1 FROM pg_roles r WHERE pg_has_role(current_user, r.oid, "
+            "'MEMBER') AND (r.rolsuper OR r.rolcreaterole OR r.rolname IN ("
+            + ", ".join(["%s"] * len(_SERVER_ROLES)) + ")))", _SERVER_ROLES).fetchone()
     return bool(row and row[0])
 
 
@@ -502,6 +504,12 @@ def _prepare_import_role(target: Target) -> str:
             raise DumpError(f"role {IMPORT_ROLE} has rights an import must not have "
                             f"({', '.join(rights)}): remove them, or DROP ROLE {IMPORT_ROLE} "
                             "and devenv creates it again without them")
+        is_super = conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = "
+                                "current_user").fetchone()
+        if not (is_super and is_super[0]):
+            # A CREATEROLE user that is not superuser (RDS's, Cloud SQL's) may only give a
+            # database to a role it is a member of (CREATE DATABASE ... OWNER, and back).
+            conn.execute(f"GRANT {role} TO CURRENT_USER")
         password = secrets.token_urlsafe(24)
         conn.execute(f"ALTER ROLE {role} LOGIN PASSWORD "
                      f"{pgwire.literal(_scram_verifier(password))}")
@@ -535,6 +543,34 @@ def _defuse(target: Target, dbname: str) -> None:
             "AND p.prokind IN ('f', 'p')", (IMPORT_ROLE,)).fetchall()
         for (signature,) in routines:
             conn.execute(f"ALTER ROUTINE {signature} SECURITY DEFINER")
+        # A default, CHECK, policy, view, trigger or index of the dump that calls a built-in
+        # function the import role may not run (pg_read_file, lo_export...) would run it
+        # with the rights of whoever fires it later, a superuser step: refuse the dump.
+        # Built-ins are pinned, so pg_depend does not list them: read the expressions.
+        user = "NOT IN ('pg_catalog'::regnamespace, 'information_schema'::regnamespace)"
+        trees = conn.execute(
+            "SELECT adbin::text FROM pg_attrdef "
+            "UNION ALL SELECT conbin::text FROM pg_constraint WHERE conbin IS NOT NULL "
+            f"AND connamespace {user} "
+            "UNION ALL SELECT tgqual::text FROM pg_trigger WHERE tgqual IS NOT NULL "
+            "UNION ALL SELECT polqual::text FROM pg_policy WHERE polqual IS NOT NULL "
+            "UNION ALL SELECT polwithcheck::text FROM pg_policy WHERE polwithcheck IS NOT NULL "
+            "UNION ALL SELECT indexprs::text FROM pg_index WHERE indexprs IS NOT NULL "
+            "UNION ALL SELECT indpred::text FROM pg_index WHERE indpred IS NOT NULL "
+            "UNION ALL SELECT r.ev_action::text FROM pg_rewrite r JOIN pg_class c ON "
+            f"c.oid = r.ev_class WHERE c.relnamespace {user}").fetchall()
+        oids = sorted({int(m) for (tree,) in trees
+                       for m in re.findall(r":(?:funcid|opfuncid) (\d+)", tree or "")})
+        banned = conn.execute(
+            "SELECT oid::regprocedure::text FROM pg_proc WHERE oid::text IN ("
+            + ", ".join(["%s"] * len(oids)) + ") AND NOT has_function_privilege(%s, oid, "
+            "'EXECUTE') ORDER BY 1", (*[str(o) for o in oids], IMPORT_ROLE)).fetchall() \
+            if oids else []
+    if banned:
+        names = ", ".join(b[0] for b in banned[:5])
+        raise DumpError(f"the dump's defaults, checks, views or triggers call functions an "
+                        f"import may not run ({names}): they would run with the rights of "
+                        "whoever writes to those tables later, so nothing of it was kept")
 
 
 def restore_untrusted(target: Target, dbname: str, tool: Tool, source: Iterable[bytes], *,

@@ -190,3 +190,68 @@ def test_ci_cache_hit_refuses_a_dump_that_runs_a_program(
             f"without superuser), so nothing of it was kept: {REFUSED}); building from the "
             "steps") in out
     assert "[schema] ok" in out
+
+
+def test_a_dump_whose_default_calls_a_privileged_builtin_is_refused(
+        setup: tuple[database.Target, str, Path], drop_dir: Path, tmp_path: Path) -> None:
+    """No function of the dump's own: a column DEFAULT calls pg_read_file, a built-in only
+    privileged roles may run. Restored as is, a superuser step's INSERT would read the
+    server's files: the import refuses it."""
+    target, db, root = setup
+    database.create(target, f"{db}_src", [])
+    with psycopg.connect(target.url(f"{db}_src"), autocommit=True) as conn:
+        conn.execute("CREATE TABLE public.leak(id int, v text DEFAULT "
+                     "pg_read_file('/etc/hostname'))")
+    file = tmp_path / "default.devenv-snapshot"
+    _write_snapshot_file(target, f"{db}_src", file, "evilproj")
+    project = loader.load(root / "steps.yaml")
+    with pytest.raises(dumps.DumpError, match=r"call functions an import may not run "
+                       r"\(pg_read_file\(text\)\)"):
+        cmd.import_(project, RecordingReporter(), file, "leak")
+    assert {i.datname for i in snapshots.related(target, db)} == set()
+
+
+def test_roles_that_can_become_privileged_restore_as_the_import_role(
+        setup: tuple[database.Target, str, Path]) -> None:
+    """A NOINHERIT member of pg_execute_server_program can SET ROLE to it; a member of a
+    CREATEROLE role can become one: both count as privileged."""
+    target, db, _root = setup
+    with psycopg.connect(target.url("postgres"), autocommit=True) as conn:
+        conn.execute("DROP ROLE IF EXISTS devenv_t_noinherit")
+        conn.execute("CREATE ROLE devenv_t_noinherit LOGIN NOINHERIT PASSWORD 'pw'")
+        conn.execute("GRANT pg_execute_server_program TO devenv_t_noinherit")
+    try:
+        as_member = database.Target(target.host, target.port, "devenv_t_noinherit", "pw", db)
+        assert dumps._privileged(as_member)
+    finally:
+        with psycopg.connect(target.url("postgres"), autocommit=True) as conn:
+            conn.execute("DROP ROLE devenv_t_noinherit")
+
+
+def test_a_createrole_user_that_is_not_superuser_can_import(
+        setup: tuple[database.Target, str, Path], tmp_path: Path) -> None:
+    """Managed servers' master users (RDS, Cloud SQL): CREATEROLE and CREATEDB, not
+    superuser. The database is created for the import role and handed back."""
+    target, db, _root = setup
+    with psycopg.connect(target.url("postgres"), autocommit=True) as conn:
+        conn.execute("DROP ROLE IF EXISTS devenv_t_master")
+        conn.execute("CREATE ROLE devenv_t_master LOGIN CREATEROLE CREATEDB PASSWORD 'pw'")
+    database.create(target, f"{db}_src", [])
+    with psycopg.connect(target.url(f"{db}_src"), autocommit=True) as conn:
+        conn.execute("CREATE TABLE public.kept(v text); INSERT INTO public.kept VALUES ('x')")
+    file = tmp_path / "plain.devenv-snapshot"
+    _write_snapshot_file(target, f"{db}_src", file, "evilproj")
+    master = database.Target(target.host, target.port, "devenv_t_master", "pw", db)
+    header, offset = dumps.read_header(file)
+    tool = dumps.choose_tool("pg_restore", master, f"{db}_copy", header.pg_dump_major, None)
+    try:
+        dumps.restore_untrusted(master, f"{db}_copy", tool, dumps.payload(file, offset))
+        with psycopg.connect(target.url(f"{db}_copy")) as conn:
+            assert conn.execute("SELECT v FROM public.kept").fetchall() == [("x",)]
+            assert conn.execute("SELECT pg_get_userbyid(datdba) FROM pg_database WHERE "
+                                "datname = current_database()").fetchone() == ("devenv_t_master",)
+    finally:
+        database.drop(target, f"{db}_copy")
+        with psycopg.connect(target.url("postgres"), autocommit=True) as conn:
+            conn.execute("REVOKE devenv_import FROM devenv_t_master")
+            conn.execute("DROP ROLE devenv_t_master")
