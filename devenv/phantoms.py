@@ -22,7 +22,12 @@ from devenv import database, fingerprint, graph
 from devenv.database import Target
 from devenv.schema import Project, StepSpec
 
-_DJANGO_FILE = re.compile(r"(?:^|/)([A-Za-z_][A-Za-z0-9_]*)/migrations/(\d{4}[A-Za-z0-9_]*)\.py$")
+_DJANGO_FILE = re.compile(r"(?:^|/)([A-Za-z_][A-Za-z0-9_]*)/migrations/"
+                          r"((?!__init__\.py$)[A-Za-z0-9_]+)\.py$")
+# A squashed migration's ``replaces = [("app", "0001_x"), ...]``: Django records it under
+# the names it replaces, which may be gone from the code.
+_REPLACES = re.compile(r"^\s*replaces\s*=\s*\[(.*?)\]", re.MULTILINE | re.DOTALL)
+_PAIR = re.compile(r"\(\s*['\"](\w+)['\"]\s*,\s*['\"](\w+)['\"]\s*\)")
 _REVISION = re.compile(r"^revision\s*(?::\s*str\s*)?=\s*['\"]([^'\"]+)['\"]", re.MULTILINE)
 
 
@@ -30,13 +35,22 @@ def _files(project: Project, step: StepSpec) -> list[str]:
     return fingerprint.expand_inputs(project.root, step.inputs)
 
 
-def django_on_disk(paths: Iterable[str]) -> dict[str, set[str]]:
-    """app label -> migration names, from migration file paths."""
+def django_on_disk(root: Path, paths: Iterable[str]) -> dict[str, set[str]]:
+    """app label -> migration names, from migration file paths (and the names squashed
+    migrations among them replace)."""
     out: dict[str, set[str]] = {}
     for p in paths:
         m = _DJANGO_FILE.search(p)
-        if m:
-            out.setdefault(m.group(1), set()).add(m.group(2))
+        if not m:
+            continue
+        out.setdefault(m.group(1), set()).add(m.group(2))
+        try:
+            text = (root / p).read_text(errors="replace")
+        except OSError:
+            continue
+        for block in _REPLACES.findall(text):
+            for app, name in _PAIR.findall(block):
+                out.setdefault(app, set()).add(name)
     return out
 
 
@@ -62,8 +76,8 @@ def _table_rows(target: Target, dbname: str, search_path: tuple[str, ...], table
 
     with database.connect(target, dbname) as conn:
         if search_path:
-            conn.execute("SET search_path TO " + ", ".join(
-                s if s == "$user" else ident(s) for s in search_path))
+            # ident("$user") is "$user", which PostgreSQL reads as the special name
+            conn.execute("SET search_path TO " + ", ".join(ident(s) for s in search_path))
         row = conn.execute("SELECT to_regclass(%s)::text", (table,)).fetchone()
         if row is None or row[0] is None:
             return None
@@ -82,7 +96,7 @@ def find(project: Project, target: Target, dbname: str | None = None,
             continue
         paths = _files(project, step)
         if step.kind == "django-migrate":
-            disk = django_on_disk(paths)
+            disk = django_on_disk(project.root, paths)
             if not disk:
                 continue
             rows = _table_rows(target, db, step.search_path, "django_migrations", "app, name")
