@@ -15,8 +15,6 @@ rebase, a bisect): nothing is switched.
 
 from __future__ import annotations
 
-import hashlib
-import re
 import shlex
 import sys
 import time
@@ -29,7 +27,6 @@ from devenv.database import Target
 from devenv.errors import DevenvError
 from devenv.events import Message, Reporter
 
-MAX_NAME = 63  # PostgreSQL's identifier limit, in bytes
 HOOK_MARK = "# devenv: branch-aware databases"
 
 
@@ -62,20 +59,6 @@ def current(root: Path) -> str | None:
     return None
 
 
-def parked_name(db: str, branch: str) -> str:
-    """``db__br_<branch>``, made to fit PostgreSQL's 63 bytes and to stay unique: the
-    branch's letters and digits, then a short hash of the exact branch name."""
-    slug = re.sub(r"[^a-z0-9]+", "_", branch.lower()).strip("_") or "branch"
-    digest = hashlib.sha256(branch.encode()).hexdigest()[:8]
-    # snapshots.stem: the working database's name, or its hashed short form when long, so
-    # every name beside it is found by one prefix and fits 63 bytes
-    base = f"{snapshots.stem(db)}__br_"
-    room = MAX_NAME - len(base.encode()) - len(digest) - 1
-    if room < 4:
-        return f"{base}{digest}"  # the hash alone keeps it unique
-    return f"{base}{slug[:room]}_{digest}"
-
-
 @dataclass(frozen=True)
 class Parked:
     branch: str
@@ -87,8 +70,12 @@ class Parked:
 def parked(target: Target, project: str, sizes: bool = False) -> list[Parked]:
     """The parked branch databases of this project's working database."""
     out = []
-    for info in snapshots.related(target, target.dbname, sizes=sizes):
-        if info.kind == "branch" and info.meta.get("project") == project:
+    db = target.dbname
+    for info in snapshots.related(target, db, sizes=sizes):
+        # By name, not by the comment: a switch killed between its rename and its comment
+        # leaves a parked database still saying "working" (and the working one "branch").
+        if (info.datname != db and snapshots.is_branch(db, info.datname)
+                and info.meta.get("project", project) == project):
             out.append(Parked(str(info.meta.get("branch", "?")), info.datname, info.size,
                               float(info.meta.get("parked_at", info.created))))
     return sorted(out, key=lambda p: p.parked_at, reverse=True)
@@ -161,15 +148,15 @@ def follow(project_name: str, root: Path, target: Target, reporter: Reporter,
             f"{db} was the working database of the checkout at {other} (branch {old!r}); "
             f"its app processes now see branch {branch!r}'s database until `devenv up` "
             "runs there again", "warn"))
-    park_as = parked_name(db, old)
+    park_as = snapshots.branch_name(db, old)
     have = {d.datname: d for d in snapshots.related(target, db)}
     if park_as in have:
         raise DevenvError(
             f"cannot park {db} (built for branch {old!r}) as {park_as}: that name is taken "
             f"by another database; rename or drop it (devenv branches drop {old})")
-    mine = parked_name(db, branch)
+    mine = snapshots.branch_name(db, branch)
     t0 = time.monotonic()
-    if mine in have and have[mine].kind == "branch":
+    if mine in have:
         snapshots.swap(target, db, mine, park_as=park_as)
         source = "parked"
         when = have[mine].meta.get("parked_at", have[mine].created)

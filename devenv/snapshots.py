@@ -10,6 +10,7 @@ derived from the working database's name:
     demo_dev__ready      a clone of the newest full snapshot, to swap in by a rename
     demo_dev__s_<key>    a cache snapshot (template) named by its fingerprint
     demo_dev__u_<name>   a snapshot the user saved by name
+    demo_dev__br_<branch>  the database of another git branch, parked by up (see branches)
 
 PostgreSQL cuts a name at 63 bytes, which would make the names of a long database name
 collide; so for a name too long to take the longest suffix, ``demo_dev`` above is its
@@ -36,7 +37,6 @@ from devenv.errors import UsageError
 # database's name: see user_name_limit.
 USER_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 USER_PREFIX = "__u_"
-MAX_IDENTIFIER = 63  # bytes in a PostgreSQL name (NAMEDATALEN - 1); longer ones are cut
 KEY_LEN = 16
 MAX_NAME = 63  # bytes: PostgreSQL's NAMEDATALEN - 1; longer names are cut, not refused
 # The longest suffix devenv appends: "__u_" + a user snapshot name (19). The others:
@@ -80,11 +80,27 @@ def cache_name(db: str, key: str) -> str:
     return f"{stem(db)}__s_{key[:KEY_LEN]}"
 
 
+def branch_name(db: str, branch: str) -> str:
+    """``db__br_<branch>``: where ``up`` parks the database of ``branch`` (the branch's
+    letters and digits, then a short hash of its exact name: unique, and it fits, as
+    :func:`stem` leaves at least 23 bytes)."""
+    slug = re.sub(r"[^a-z0-9]+", "_", branch.lower()).strip("_") or "branch"
+    digest = hashlib.sha256(branch.encode()).hexdigest()[:8]
+    base = f"{stem(db)}__br_"
+    room = MAX_NAME - len(base.encode()) - len(digest) - 1
+    return f"{base}{slug[:room]}_{digest}"
+
+
+def is_branch(db: str, name: str) -> bool:
+    """Whether ``name`` is a database parked for a branch of working database ``db``."""
+    return name.startswith(f"{stem(db)}__br_")
+
+
 def user_name_limit(db: str) -> int:
     """How long a user snapshot's name may be beside working database ``db``: what is left
     of PostgreSQL's 63 bytes after ``DB__u_``. PostgreSQL would silently cut a longer
     name, and two snapshots could then land on one database."""
-    return MAX_IDENTIFIER - len(f"{stem(db)}{USER_PREFIX}".encode())
+    return MAX_NAME - len(f"{stem(db)}{USER_PREFIX}".encode())
 
 
 def user_name(db: str, name: str) -> str:
@@ -92,12 +108,8 @@ def user_name(db: str, name: str) -> str:
     do not fit (the message says the limit)."""
     limit = user_name_limit(db)
     rule = (f"use letters, digits, -, _ and . (at most {limit} characters: PostgreSQL names "
-            f"are at most {MAX_IDENTIFIER} bytes and '{stem(db)}{USER_PREFIX}' comes first), "
+            f"are at most {MAX_NAME} bytes and '{stem(db)}{USER_PREFIX}' comes first), "
             "starting with a letter or digit")
-    if limit < 1:
-        raise UsageError(f"cannot save snapshots by name beside database {db}: its name "
-                         f"leaves no room in PostgreSQL's {MAX_IDENTIFIER} bytes for "
-                         f"'{USER_PREFIX}NAME'; use a shorter database.name")
     if not USER_NAME_RE.fullmatch(name):  # not match: "$" accepts a trailing newline
         raise UsageError(f"invalid snapshot name {name!r}: {rule}")
     if len(name) > limit:

@@ -167,10 +167,10 @@ def test_hook_install_and_uninstall(repo: Repo) -> None:
 
 def test_parked_names_fit_and_stay_unique() -> None:
     db = "d" * 50
-    a = branches.parked_name(db, "feature/" + "x" * 80)
-    b = branches.parked_name(db, "feature/" + "x" * 81)
+    a = snapshots.branch_name(db, "feature/" + "x" * 80)
+    b = snapshots.branch_name(db, "feature/" + "x" * 81)
     assert len(a.encode()) <= 63 and len(b.encode()) <= 63 and a != b
-    assert branches.parked_name("app", "Feature/JIRA-12") != branches.parked_name(
+    assert snapshots.branch_name("app", "Feature/JIRA-12") != snapshots.branch_name(
         "app", "feature/jira-12")
 
 

@@ -23,7 +23,8 @@ def derived(db: str) -> list[str]:
     return [snapshots.build_name(db), snapshots.build_name(db, "0123456789ab"),
             snapshots.prev_name(db), snapshots.ready_name(db) + "_tmp99999",
             snapshots.cache_name(db, "f" * 64), snapshots.user_name(db, "a" * 19),
-            snapshots.retired_name(db), snapshots.exchange_name(db)]
+            snapshots.retired_name(db), snapshots.exchange_name(db),
+            snapshots.branch_name(db, "feature/" + "x" * 80)]
 
 
 @pytest.mark.parametrize("length", [1, 40, 41, 45, 60, 63])
