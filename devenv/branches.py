@@ -81,6 +81,18 @@ def parked(target: Target, project: str, sizes: bool = False) -> list[Parked]:
     return sorted(out, key=lambda p: p.parked_at, reverse=True)
 
 
+def leaving(target: Target, root: Path) -> str | None:
+    """The branch the working database was built for, when another one is checked out and
+    that branch's park name is free: a refresh then parks it instead of making it
+    ``__prev`` (which the next refresh drops)."""
+    branch = current(root)
+    old = recorded(target) if branch is not None else None
+    if old is None or old == branch:
+        return None
+    name = snapshots.branch_name(target.dbname, old)
+    return old if snapshots.find(target, target.dbname, name) is None else None
+
+
 def recorded(target: Target) -> str | None:
     """The branch the working database was built for (None: not recorded yet)."""
     info = snapshots.find(target, target.dbname, target.dbname)
@@ -165,7 +177,7 @@ def follow(project_name: str, root: Path, target: Target, reporter: Reporter,
     else:
         source = build(park_as)
         what = f"built its database (starting from {source})"
-    _mark_parked(target, park_as, project_name, old)
+    mark_parked(target, park_as, project_name, old)
     record(target, project_name, branch, root)
     reporter.emit(Message(
         f"branch {branch!r} is checked out (the database was built for {old!r}): parked "
@@ -174,7 +186,7 @@ def follow(project_name: str, root: Path, target: Target, reporter: Reporter,
     return Switch(old, branch, park_as, source)
 
 
-def _mark_parked(target: Target, datname: str, project: str, branch: str) -> None:
+def mark_parked(target: Target, datname: str, project: str, branch: str) -> None:
     info = snapshots.find(target, target.dbname, datname)
     meta = dict(info.meta) if info is not None else {}
     meta.update({"devenv": 1, "kind": "branch", "project": project, "branch": branch,

@@ -165,6 +165,22 @@ def refresh(project: Project, reporter: Reporter, target: Target, *, profile: st
                                 root=str(project.root))
     store = StateStore(project.state_dir)
     recover(target, db, reporter)
+    # Run on another branch's database (a switch, then refresh-db instead of up): park it
+    # for that branch, as up does, rather than make it __prev, which the next refresh drops.
+    left = branches.leaving(target, project.root) if park_as is None else None
+    if left is not None:
+        park_as = snapshots.branch_name(db, left)
+
+    def swap_in(src: str) -> str | None:
+        backup_name = snapshots.swap(target, db, src, backup=backup,
+                                     defer_drop=background_reclone, park_as=park_as)
+        if left is None or park_as is None:
+            return backup_name
+        branches.mark_parked(target, park_as, project.name, left)
+        reporter.emit(Message(f"{db} was built for branch {left!r}, not the checked-out one: "
+                              f"parked it, with its rows, as {park_as} (`devenv up` on "
+                              f"{left!r} swaps it back)", "ok"))
+        return None
 
     fps = fingerprint.compute(project)
     steps = _in_profile(project, profile)
@@ -192,8 +208,7 @@ def refresh(project: Project, reporter: Reporter, target: Target, *, profile: st
                     waits[n] = waits[n] & set(held)
     if choice.kind == "ready":
         with phase(reporter, "swap", "swapping in the ready copy", "ready copy swapped in"):
-            backup_name = snapshots.swap(target, db, choice.datname, backup=backup,
-                                         defer_drop=background_reclone, park_as=park_as)
+            backup_name = swap_in(choice.datname)
         _after_swap(project, target, db, full_key, reporter, background_reclone)
         reporter.emit(Message(f"{db} is fresh (ready copy of snapshot {full_key[:12]}; no step "
                               "needed to run)", "ok"))
@@ -252,8 +267,7 @@ def refresh(project: Project, reporter: Reporter, target: Target, *, profile: st
         raise
 
     with phase(reporter, "swap", f"swapping {build} in as {db}", f"{db} swapped in"):
-        backup_name = snapshots.swap(target, db, build, backup=backup,
-                                     defer_drop=background_reclone, park_as=park_as)
+        backup_name = swap_in(build)
     _after_swap(project, target, db, full_key, reporter, background_reclone)
     ran = [r.name for r in result.results if r.status.value == "ok"]
     return RefreshResult(result, source, True, backup_name, ran)

@@ -206,3 +206,35 @@ def test_a_second_worktree_on_another_branch_is_told_whose_database_it_parks(
     assert (f"was the working database of the checkout at {repo.root} (branch 'main'); its "
             "app processes now see branch 'feature''s database") in out, out
     assert "parked the database of 'main'" in out
+
+
+def test_the_working_database_is_never_listed_as_parked(repo: Repo) -> None:
+    """A switch killed between its rename and its comment leaves the working database
+    saying kind "branch": it is still not parked, and `branches drop` leaves it alone."""
+    assert repo.devenv("up", "--no-processes").returncode == 0
+    target = database.parse_url(repo.url)
+    info = snapshots.find(target, target.dbname, target.dbname)
+    assert info is not None
+    snapshots.set_meta(target, target.dbname, {**info.meta, "kind": "branch"})
+    assert branches.parked(target, "br") == []
+    r = repo.devenv("branches", "drop", "main")
+    assert r.returncode != 0 and "no parked database for branch 'main'" in r.stdout + r.stderr
+    assert snapshots.find(target, target.dbname, target.dbname) is not None
+
+
+def test_refresh_db_after_a_switch_parks_the_other_branchs_database(repo: Repo) -> None:
+    """refresh-db instead of up after `git switch`: the database of main, with its rows, is
+    parked for main (not made __prev, which the next refresh would drop)."""
+    assert repo.devenv("up", "--no-processes").returncode == 0
+    repo.sql("insert into app.tasks(title) values ('made on main')")
+    git(repo.root, "switch", "-q", "feature")
+    r = repo.devenv("refresh-db")
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out
+    assert "was built for branch 'main', not the checked-out one: parked it" in out, out
+    assert "kept as" not in out  # no __prev was made of it
+    assert repo.devenv("refresh-db").returncode == 0  # would have dropped a __prev
+    git(repo.root, "switch", "-q", "main")
+    r = repo.devenv("up", "--no-processes")
+    assert "swapped in its own database" in r.stdout + r.stderr, r.stdout + r.stderr
+    assert repo.sql("select count(*) from app.tasks where title = 'made on main'") == [(1,)]
