@@ -57,6 +57,29 @@ def phantom_inputs(record: Mapping[str, Any], fp: fingerprint.Fingerprint) -> li
     return sorted(p for p in old if p not in fp.inputs and _MIGRATION_FILE.search(p))
 
 
+def phantom_reason(gone: Sequence[str]) -> str:
+    """Why a database with phantom migrations is not run on (the message ``up`` shows)."""
+    more = f" and {len(gone) - 1} more" if len(gone) > 1 else ""
+    return (f"this database applied {gone[0]}{more}, which the checked-out code does not "
+            "have (a phantom migration)")
+
+
+# The kinds whose tool records applied migrations by name (a `run:` migration command with
+# `rerun: incremental` may re-apply an edited file itself).
+_BY_NAME = ("django-migrate", "alembic")
+
+
+def edited_migrations(step: StepSpec, record: Mapping[str, Any],
+                      fp: fingerprint.Fingerprint) -> list[str]:
+    """Migration files this database applied that have been edited since."""
+    old = record.get("inputs", {})
+    if step.kind not in _BY_NAME or not isinstance(old, Mapping):
+        return []
+    return sorted(p for p, h in old.items()
+                  if p in fp.inputs and fp.inputs[p] != h and _MIGRATION_FILE.search(p)
+                  and not p.endswith("__init__.py"))
+
+
 def classify(project: Project, recorded: Mapping[str, Mapping[str, Any]],
              decisions: Sequence[Decision],
              fps: Mapping[str, fingerprint.Fingerprint]) -> Verdict:
@@ -67,17 +90,28 @@ def classify(project: Project, recorded: Mapping[str, Mapping[str, Any]],
         if name not in to_run:
             continue
         rec = recorded.get(name)
-        if rec is None or rec.get("failed"):
-            continue  # never ran here (or did not finish): nothing of it to duplicate
+        if rec is None:
+            continue  # never ran here: nothing of it to duplicate
         step, fp = project.steps[name], fps[name]
+        if rec.get("failed"):
+            if not incremental(step):
+                # a data step that failed part-way may have committed some of its rows
+                verdict.rebuild[name] = ("its last run here failed part-way; running it "
+                                         "again here could add its rows a second time")
+            continue
         if incremental(step):
             gone = phantom_inputs(rec, fp)
             if gone:
                 verdict.phantoms[name] = gone
-                more = f" and {len(gone) - 1} more" if len(gone) > 1 else ""
-                verdict.rebuild[name] = (f"this database applied {gone[0]}{more}, which the "
-                                         "checked-out code does not have (a phantom "
-                                         "migration)")
+                verdict.rebuild[name] = phantom_reason(gone)
+                continue
+            edited = edited_migrations(step, rec, fp)
+            if edited:
+                # Django and Alembic skip an applied migration by name: its new text
+                # would never reach this database.
+                more = f" and {len(edited) - 1} more" if len(edited) > 1 else ""
+                verdict.rebuild[name] = (f"this database applied {edited[0]}{more} before "
+                                         "it was edited; migrate would not apply it again")
             continue
         own_changed = (dict(rec.get("definition", {})) != dict(fp.definition)
                        or dict(rec.get("inputs", {})) != dict(fp.inputs))

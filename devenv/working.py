@@ -62,9 +62,7 @@ def check(project: Project, target: Target, profile: str) -> rerun.Verdict:
         if name in verdict.phantoms:
             continue
         verdict.phantoms[name] = gone
-        more = f" and {len(gone) - 1} more" if len(gone) > 1 else ""
-        verdict.rebuild[name] = (f"this database applied {gone[0]}{more}, which the checked-"
-                                 "out code does not have (a phantom migration)")
+        verdict.rebuild[name] = rerun.phantom_reason(gone)
     return verdict
 
 
