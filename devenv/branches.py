@@ -123,35 +123,25 @@ def note(project: str, root: Path, target: Target) -> None:
         record(target, project, branch, root, info)
 
 
-@dataclass
-class Switch:
-    """What a branch switch did: the parked name of the old branch's database, and where
-    the new branch's came from ("parked" or a refresh source)."""
-
-    old: str
-    new: str
-    parked_as: str
-    source: str
-
-
 def follow(project_name: str, root: Path, target: Target, reporter: Reporter,
-           build: Callable[[str], str]) -> Switch | None:
+           build: Callable[[str], str]) -> bool:
     """On a branch switch, park the working database and bring in the checked-out branch's
     (see the module). ``build(park_as)`` builds the branch's database beside and swaps it
-    in, parking the working one under ``park_as``; returns its source, or raises."""
+    in, parking the working one under ``park_as``; returns its source, or raises. Whether
+    another database is the working one now."""
     branch = current(root)
     if branch is None:
-        return None
+        return False
     db = target.dbname
     info = snapshots.find(target, db, db)
     if info is None:
-        return None  # no working database yet: up creates it for this branch
+        return False  # no working database yet: up creates it for this branch
     old = info.meta.get("branch")
     if not isinstance(old, str):
         record(target, project_name, branch, root, info)
-        return None
+        return False
     if old == branch:
-        return None
+        return False
     other = info.meta.get("root")
     if isinstance(other, str) and other != str(root) and Path(other).is_dir():
         # Another worktree of the repository uses this server and this database name:
@@ -170,7 +160,6 @@ def follow(project_name: str, root: Path, target: Target, reporter: Reporter,
     t0 = time.monotonic()
     if mine in have:
         snapshots.swap(target, db, mine, park_as=park_as)
-        source = "parked"
         when = have[mine].meta.get("parked_at", have[mine].created)
         age = _age(time.time() - float(when))
         what = f"swapped in its own database (parked {age} ago)"
@@ -183,7 +172,7 @@ def follow(project_name: str, root: Path, target: Target, reporter: Reporter,
         f"branch {branch!r} is checked out (the database was built for {old!r}): parked "
         f"the database of {old!r}, with the rows made on it, as {park_as}; {what} in "
         f"{time.monotonic() - t0:.2f}s", "ok"))
-    return Switch(old, branch, park_as, source)
+    return True
 
 
 def mark_parked(target: Target, datname: str, project: str, branch: str) -> None:

@@ -489,8 +489,8 @@ def branches_drop(
 
 @branches_app.command("prune")
 def branches_prune(
-    keep: Annotated[int, typer.Option("--keep", help="How many parked databases to keep "
-                                      "(the most recently used).")] = 5,
+    keep: Annotated[int, typer.Option("--keep", min=0, help="How many parked databases to "
+                                      "keep (the most recently used).")] = 5,
     database_url: DbUrlOpt = None,
 ) -> None:
     """Drop the parked databases beyond the --keep most recently used, naming each."""

@@ -46,7 +46,6 @@ class Verdict:
 
     rebuild: dict[str, str] = field(default_factory=dict)
     carried: dict[str, str] = field(default_factory=dict)
-    phantoms: dict[str, list[str]] = field(default_factory=dict)
 
 
 def phantom_inputs(record: Mapping[str, Any], fp: fingerprint.Fingerprint) -> list[str]:
@@ -102,7 +101,6 @@ def classify(project: Project, recorded: Mapping[str, Mapping[str, Any]],
         if incremental(step):
             gone = phantom_inputs(rec, fp)
             if gone:
-                verdict.phantoms[name] = gone
                 verdict.rebuild[name] = phantom_reason(gone)
                 continue
             edited = edited_migrations(step, rec, fp)

@@ -37,13 +37,12 @@ class Reconciled:
 
     carried: dict[str, str] = field(default_factory=dict)
     rebuilt: RefreshResult | None = None
-    reasons: dict[str, str] = field(default_factory=dict)
-    switched: branches.Switch | None = None
+    switched: bool = False  # a branch switch swapped another database in
 
     @property
     def swapped(self) -> bool:
         """Whether another database is the working one now (processes must follow)."""
-        return self.switched is not None or (self.rebuilt is not None and self.rebuilt.swapped)
+        return self.switched or (self.rebuilt is not None and self.rebuilt.swapped)
 
 
 def check(project: Project, target: Target, profile: str) -> rerun.Verdict:
@@ -59,9 +58,8 @@ def check(project: Project, target: Target, profile: str) -> rerun.Verdict:
     # What the database itself says it applied (also migrations run by hand, outside
     # devenv's records).
     for name, gone in phantoms.find(project, target, steps=steps).items():
-        if name in verdict.phantoms:
+        if name in verdict.rebuild:
             continue
-        verdict.phantoms[name] = gone
         verdict.rebuild[name] = rerun.phantom_reason(gone)
     return verdict
 
@@ -81,8 +79,7 @@ def reconcile(project: Project, reporter: Reporter, target: Target, *, profile: 
 
     switched = branches.follow(project.name, project.root, target, reporter, build_for_branch)
     verdict = check(project, target, profile)
-    out = Reconciled(carried=dict(verdict.carried), reasons=dict(verdict.rebuild),
-                     switched=switched)
+    out = Reconciled(carried=dict(verdict.carried), switched=switched)
     if not verdict.rebuild:
         return out
     db = target.dbname

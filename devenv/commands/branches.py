@@ -11,7 +11,7 @@ from devenv.console import Output, PlainReporter, fmt_size
 from devenv.database import Target
 from devenv.errors import EXIT_OK, DevenvError
 from devenv.events import Message, Reporter
-from devenv.lock import project_lock
+from devenv.lock import database_lock, project_lock
 from devenv.schema import Project
 
 
@@ -55,7 +55,9 @@ def drop(project: Project, reporter: Reporter, branch: str, *,
          database_url: str | None = None, wait: bool = True) -> int:
     with project_lock(project.state_dir, "branches drop", reporter, wait=wait):
         target = _target(project, database_url)
-        name = branches.drop(target, project.name, branch)
+        # another worktree's up may be renaming these databases now
+        with database_lock(target, project.root, "branches drop", reporter, wait=wait):
+            name = branches.drop(target, project.name, branch)
     reporter.emit(Message(f"dropped {name}, the parked database of branch {branch!r}", "ok"))
     return EXIT_OK
 
@@ -64,7 +66,8 @@ def prune(project: Project, reporter: Reporter, keep: int, *,
           database_url: str | None = None, wait: bool = True) -> int:
     with project_lock(project.state_dir, "branches prune", reporter, wait=wait):
         target = _target(project, database_url)
-        gone = branches.prune(target, project.name, keep)
+        with database_lock(target, project.root, "branches prune", reporter, wait=wait):
+            gone = branches.prune(target, project.name, keep)
     for p in gone:
         reporter.emit(Message(f"dropped {p.datname} (branch {p.branch!r}, last used "
                               f"{fmt_age(time.time() - p.parked_at)} ago)", "ok"))

@@ -138,7 +138,6 @@ def test_phantom_migration_applied_by_hand_is_detected(repo: Repo) -> None:
     subprocess.run([sys.executable, "manage.py", "migrate", "notes"], cwd=repo.root /
                    "django_app", env=env, check=True, capture_output=True)
     extra.unlink()
-    r = repo.devenv("plan")
     r = repo.devenv("up", "--no-processes")
     out = r.stdout + r.stderr
     assert r.returncode == 0, out
