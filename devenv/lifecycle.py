@@ -23,7 +23,13 @@ from dataclasses import dataclass, field
 
 from devenv import branches, database, fingerprint, graph, snapshots, watchdog
 from devenv.database import Target
-from devenv.environment import prepare_steps, step_environment
+from devenv.environment import (
+    diagnose,
+    disk_full_advice,
+    is_disk_full,
+    prepare_steps,
+    step_environment,
+)
 from devenv.errors import DevenvError, UsageError
 from devenv.events import (
     Action,
@@ -152,6 +158,28 @@ def refresh(project: Project, reporter: Reporter, target: Target, *, profile: st
             jobs: int | None = None, keep_failed: bool = False, backup: bool = True,
             use_cache: bool = True, background_reclone: bool = True,
             park_as: str | None = None) -> RefreshResult:
+    """Build a fresh database beside the working one and swap it in if every step passes
+    (see :func:`_refresh`); a failure is diagnosed as ``run`` does (a full disk, a server
+    gone), for refresh-db and for up's rebuilds and branch builds alike."""
+    try:
+        res = _refresh(project, reporter, target, profile=profile, jobs=jobs,
+                       keep_failed=keep_failed, backup=backup, use_cache=use_cache,
+                       background_reclone=background_reclone, park_as=park_as)
+    except DevenvError as exc:
+        # devenv's own statements (creating the build, the swap) can meet a full disk
+        if is_disk_full(str(exc)):
+            reporter.emit(Message(disk_full_advice(project), "error"))
+        raise
+    if res.result is not None and not res.result.ok and not res.result.interrupted:
+        # the steps ran against the build; the causes are the same as for `run`
+        for line in diagnose(project, target, target.dbname, res.result):
+            reporter.emit(Message(line, "error"))
+    return res
+
+
+def _refresh(project: Project, reporter: Reporter, target: Target, *, profile: str,
+             jobs: int | None, keep_failed: bool, backup: bool, use_cache: bool,
+             background_reclone: bool, park_as: str | None) -> RefreshResult:
     """Build a fresh database beside the working one and swap it in if every step passes.
 
     ``park_as``: the working database is renamed to that name (a branch switch) instead of

@@ -6,7 +6,7 @@ import time
 
 from devenv import environment, lifecycle, planner, processes
 from devenv.commands import exit_code
-from devenv.errors import EXIT_OK, DevenvError, UsageError
+from devenv.errors import EXIT_OK, UsageError
 from devenv.events import Message, Reporter
 from devenv.lock import database_lock, project_lock, service_lock
 from devenv.schema import Project
@@ -32,21 +32,10 @@ def run(project: Project, reporter: Reporter, *, profile: str = "local",
                 processes.follow_swap(project, target, reporter, profile=profile)
                 return EXIT_OK
             t0 = time.monotonic()
-            try:
-                res = lifecycle.refresh(project, reporter, target, profile=profile, jobs=jobs,
-                                        keep_failed=keep_failed, backup=not no_backup,
-                                        use_cache=not no_cache)
-            except DevenvError as exc:
-                # devenv's own statements (creating the build, the swap) can meet a full
-                # disk
-                if environment.is_disk_full(str(exc)):
-                    reporter.emit(Message(environment.disk_full_advice(project), "error"))
-                raise
+            res = lifecycle.refresh(project, reporter, target, profile=profile, jobs=jobs,
+                                    keep_failed=keep_failed, backup=not no_backup,
+                                    use_cache=not no_cache)
         if res.result is not None and not res.result.ok:
-            if not res.result.interrupted:
-                # the steps ran against the build; the causes are the same as for `run`
-                for line in environment.diagnose(project, target, target.dbname, res.result):
-                    reporter.emit(Message(line, "error"))
             return exit_code(res.result)
         if res.swapped:
             processes.follow_swap(project, target, reporter, profile=profile)
