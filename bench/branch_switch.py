@@ -34,7 +34,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from devenv import pgcluster  # noqa: E402
+from devenv.postgres import pgcluster  # noqa: E402
 
 DB = "healthplan_dev"
 CRM_0002 = '''from django.db import migrations, models

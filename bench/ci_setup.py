@@ -22,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from devenv import database, pgcluster, snapshots  # noqa: E402
+from devenv.postgres import database, pgcluster, siblings  # noqa: E402
 
 DB = "healthplan_ci"
 
@@ -31,7 +31,7 @@ def reset(url: str) -> None:
     """A fresh CI machine: the empty database the CI service container creates
     (POSTGRES_DB), no local state."""
     target = database.parse_url(url)
-    for info in snapshots.related(target, DB):
+    for info in siblings.related(target, DB):
         database.drop(target, info.datname)
     database.create(target, DB, [])
     shutil.rmtree(ROOT / ".devenv", ignore_errors=True)

@@ -29,7 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from devenv import pgcluster  # noqa: E402
+from devenv.postgres import pgcluster  # noqa: E402
 
 
 def copy_example(dest: Path, name: str) -> Path:

@@ -34,7 +34,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from devenv import database, graph, loader, pgcluster  # noqa: E402
+from devenv import graph, loader  # noqa: E402
+from devenv.postgres import database, pgcluster  # noqa: E402
 from devenv.state import StateStore  # noqa: E402
 
 DB = "healthplan_dev"

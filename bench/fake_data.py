@@ -36,9 +36,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from devenv import database, environment, loader, pgcluster  # noqa: E402
+from devenv import environment, loader  # noqa: E402
 from devenv.console import PlainReporter  # noqa: E402
 from devenv.events import Status  # noqa: E402
+from devenv.postgres import database, pgcluster  # noqa: E402
 
 SETTINGS = '''import os
 import urllib.parse

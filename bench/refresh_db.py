@@ -2,7 +2,7 @@
 
     python bench/refresh_db.py [--scale 20] [--reps 5] [--nocache-reps 1] [--json out.json]
 
-One PostgreSQL (a local cluster from devenv.pgcluster, default settings), one project whose
+One PostgreSQL (a local cluster from devenv.postgres.pgcluster, default settings), one project whose
 steps load pgbench data (`pgbench -i -s 20`: ~300 MB with indexes) plus a few small steps.
 Side by side, in interleaved rounds, each tool restoring the same content into a database
 of its own:
@@ -42,7 +42,7 @@ from psycopg import sql
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from devenv import pgcluster
+from devenv.postgres import pgcluster
 
 PSQL = "psql -X -q -v ON_ERROR_STOP=1"
 DB = "bench_dev"

@@ -1,7 +1,7 @@
 """The team cache: a teammate's first refresh-db with a remote hit vs a cold build, and
 pull + restore vs a bare `pg_restore -j` of the same dump, side by side in one run.
 
-    python bench/remote_cache.py [--repeat 3] [--members 20000]
+    python bench/oci.py [--repeat 3] [--members 20000]
 
 One PostgreSQL (local binaries, free port), one real OCI registry (the CNCF Distribution
 registry, ../shared/registry/start-registry) on 127.0.0.1, the example project copied into
@@ -11,7 +11,7 @@ two checkouts: "ci" (builds once and pushes: `devenv ci-setup --profile local --
   * cold:  mate's `devenv refresh-db --no-remote-cache` (every step runs);
   * hit:   mate's `devenv refresh-db` with the remote configured (pull, check, restore,
            nothing runs); whole processes, start-up included;
-  * pull + restore: devenv.remote_cache's fetch (manifest, download, digest and header
+  * pull + restore: devenv.cache.oci's fetch (manifest, download, digest and header
            checks) and restore_file into a new empty database, in-process;
   * bare pg_restore -j 2: the same dump (the pulled file's pg_dump archive) from a local
            file into a new empty database.
@@ -37,8 +37,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from devenv import database, dumps, loader, pgcluster, remote_cache, snapshots  # noqa: E402
+from devenv import loader  # noqa: E402
+from devenv.cache import oci  # noqa: E402
 from devenv.events import RecordingReporter  # noqa: E402
+from devenv.postgres import database, dumpfiles, pgcluster, siblings  # noqa: E402
 
 DB = "healthplan_dev"
 # ../shared beside the project root; a git worktree elsewhere finds the machine's copy
@@ -59,11 +61,11 @@ def checkout(base: Path, name: str) -> Path:
 def fresh(d: Path, url: str) -> None:
     """A teammate's new checkout: no state, no database. (First the background re-clone
     of the last refresh-db ends: it would make a ready copy again.)"""
-    while subprocess.run(["pgrep", "-f", "devenv.lifecycle"],
+    while subprocess.run(["pgrep", "-f", "devenv.postgres.rebuild"],
                          capture_output=True).returncode == 0:
         time.sleep(0.05)
     target = database.parse_url(url)
-    for info in snapshots.related(target, DB):
+    for info in siblings.related(target, DB):
         database.drop(target, info.datname)
     shutil.rmtree(d / ".devenv", ignore_errors=True)
 
@@ -106,10 +108,10 @@ def main() -> None:
                        {**env, "CI": "true"}, ci, "pushed snapshot")
         fresh(ci, url)
         project = loader.load(mate / "steps.yaml")
-        client = remote_cache.Client(remote_cache.parse(remote))
+        client = oci.Client(oci.parse(remote))
         tag = client.tags()[0]
         target = database.parse_url(url)
-        server = dumps.server_version_num(target)
+        server = dumpfiles.server_version_num(target)
         times: dict[str, list[float]] = {"cold": [], "hit": [], "pull_restore": [],
                                          "pg_restore_j": []}
         dump_bytes = 0
@@ -125,21 +127,21 @@ def main() -> None:
             db1 = f"bench_pull_{i}"
             database.create(target, db1, [], template="template0")
             t0 = time.perf_counter()
-            hit = remote_cache.fetch(project, client, tag, server)
+            hit = oci.fetch(project, client, tag, server)
             assert hit is not None
-            remote_cache.restore_file(project, target.with_db(db1), db1, hit,
+            oci.restore_file(project, target.with_db(db1), db1, hit,
                                       RecordingReporter())
             times["pull_restore"].append(time.perf_counter() - t0)
             # the same dump from a local file, bare pg_restore -j 2
             bare = base / "bare.dump"
             with open(bare, "wb") as fh:
-                for chunk in dumps.payload(hit.path, hit.offset):
+                for chunk in dumpfiles.payload(hit.path, hit.offset):
                     fh.write(chunk)
             dump_bytes = bare.stat().st_size
             hit.path.unlink()
             db2 = f"bench_bare_{i}"
             database.create(target, db2, [], template="template0")
-            tool = dumps.local_tools("pg_restore")[0][0]
+            tool = dumpfiles.local_tools("pg_restore")[0][0]
             t0 = time.perf_counter()
             subprocess.run([tool, "-j", "2", "--no-owner", "-d", target.url(db2), str(bare)],
                            check=True, env={**os.environ, "PGPASSWORD": cluster.password})

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from devenv import database, fingerprint, graph
+from devenv import fingerprint, graph
 from devenv.errors import ConfigError, ImageUnavailable, ServiceError
 from devenv.events import (
     Action,
@@ -27,6 +27,7 @@ from devenv.events import (
     Reporter,
     RunResult,
 )
+from devenv.postgres import database
 from devenv.schema import Location, Project, ServiceSpec, StepSpec
 from devenv.services import BACKENDS, Backend, Endpoint
 from devenv.services.support import is_postgres
@@ -473,11 +474,11 @@ def _build(project: Project, reporter: Reporter, target: database.Target | None,
     store = StateStore(project.state_dir)
     dbname = dbname or (target.dbname if target else None)
     if target is not None and dbname is not None and project.database is not None and create:
-        from devenv import snapshots
+        from devenv.postgres import siblings
 
         # A refresh killed mid-swap can leave the working database refusing connections;
         # the caller holds the project lock, so no swap is running now.
-        for name in snapshots.allow_connections(target, [dbname]):
+        for name in siblings.allow_connections(target, [dbname]):
             reporter.emit(Message(f"{name} was left refusing connections by an interrupted "
                                   "swap or snapshot save; opened it again", "warn"))
         reporter.emit(PhaseStarted("database", f"database {dbname}"))

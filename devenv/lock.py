@@ -19,9 +19,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from devenv.database import CORE, DatabaseError, Target, connect, needs_libpq
 from devenv.errors import DevenvError, LockedError
 from devenv.events import Message, Reporter
+from devenv.postgres.database import CORE, DatabaseError, Target, connect, needs_libpq
 from devenv.schema import Project
 
 
@@ -134,7 +134,7 @@ def database_lock(target: Target, checkout: Path, command: str,
                   reporter: Reporter | None = None, wait: bool = True) -> Iterator[None]:
     """Hold the lock on ``target.dbname`` and the databases beside it for every checkout
     using this server; wait for it (saying for whom) or fail fast with ``wait=False``."""
-    from devenv import pgwire
+    from devenv.postgres import pgwire
 
     key = database_lock_key(target.dbname)
     mine = key
@@ -146,7 +146,7 @@ def database_lock(target: Target, checkout: Path, command: str,
     info = {**target.conninfo("postgres"), "application_name": _app_name(checkout, command)}
     try:
         if needs_libpq(info):
-            from devenv import libpq
+            from devenv.postgres import libpq
 
             conn: Any = libpq.connect(info, timeout=10)
         else:

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Protocol
 
-from devenv import database, environment, jsonfile, proc
+from devenv import environment, jsonfile, proc
 from devenv.console import ProcessLines
 from devenv.envvars import expand, expand_command, layered, mask, shell_command
 from devenv.envvars import names as referenced
@@ -42,6 +42,7 @@ from devenv.errors import (
     ConfigError,
 )
 from devenv.events import Message, Reporter
+from devenv.postgres import database
 from devenv.schema import Command, Location, ProcessSpec, Project
 
 RECORD = "processes.json"

@@ -1,7 +1,7 @@
 """Shared fixtures: throw-away projects built from dicts, and a real PostgreSQL server.
 
 The PostgreSQL server is a real cluster started from the machine's server binaries
-(``devenv.pgcluster``), one per test session (per xdist worker), on a free port.
+(``devenv.postgres.pgcluster``), one per test session (per xdist worker), on a free port.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
-from devenv import pgcluster
+from devenv.postgres import pgcluster
 
 
 @pytest.fixture

@@ -30,9 +30,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from devenv import database, dumps, pgcluster
 from devenv.commands import snapshot as cmd
 from devenv.events import RecordingReporter
+from devenv.postgres import database, dumpfiles, pgcluster
 
 pytestmark = pytest.mark.postgres
 
@@ -342,23 +342,24 @@ def test_pg_dump_and_pg_restore_keep_the_tls_options(tls: Tls, make_project: Cal
             monkeypatch.setenv(k, v)
     monkeypatch.setenv("DEVENV_PG_TOOLS", "local")
     target = database.parse_url(os.environ["DATABASE_URL"], db)
-    from devenv import loader, snapshots
+    from devenv import loader
+    from devenv.postgres import siblings
 
     project = loader.load(root / "steps.yaml")
     try:
         database.create(target, f"{db}__u_base", [])
         with database.connect(target, f"{db}__u_base") as conn:
             conn.execute("CREATE TABLE kept(v text); INSERT INTO kept VALUES ('over tls')")
-        snapshots.set_meta(target, f"{db}__u_base",
-                           snapshots.meta("user", "tlsproj", name="base", key="k", steps=[],
+        siblings.set_meta(target, f"{db}__u_base",
+                           siblings.meta("user", "tlsproj", name="base", key="k", steps=[],
                                           fingerprints={}, complete=True))
         file = tmp_path / "base.devenv-snapshot"
         assert cmd.export(project, RecordingReporter(), "base", file) == 0
         assert cmd.import_(project, RecordingReporter(), file, "again") == 0
         with database.connect(target, f"{db}__u_again") as conn:
             assert conn.execute("SELECT v FROM kept").fetchall() == [("over tls",)]
-        env = dumps.tool_env(target, db)
+        env = dumpfiles.tool_env(target, db)
         assert env["PGSSLMODE"] == "verify-full" and env["PGSSLCERT"] == str(tls.cert)
     finally:
-        for info in snapshots.related(target, db):
+        for info in siblings.related(target, db):
             database.drop(target, info.datname)

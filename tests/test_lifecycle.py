@@ -14,8 +14,9 @@ from typing import Any
 import psycopg
 import pytest
 
-from devenv import database, lifecycle, loader, snapshots
+from devenv import loader
 from devenv.events import RecordingReporter, Status, StepStarted
+from devenv.postgres import database, rebuild, siblings
 from tests.dbcompare import dump_database
 
 pytestmark = pytest.mark.postgres
@@ -56,15 +57,15 @@ def lc(make_project: Callable[..., Path], pg_server: Any, monkeypatch: pytest.Mo
     monkeypatch.setenv("DATABASE_URL", url)
     target = database.parse_url(url)
     yield root, target
-    for info in snapshots.related(target, db):
+    for info in siblings.related(target, db):
         database.drop(target, info.datname)
 
 
 def refresh(root: Path, target: database.Target, **kw: Any,
-            ) -> tuple[lifecycle.RefreshResult, RecordingReporter]:
+            ) -> tuple[rebuild.RefreshResult, RecordingReporter]:
     project = loader.load(root / "steps.yaml")
     rep = RecordingReporter()
-    res = lifecycle.refresh(project, rep, target, background_reclone=False, **kw)
+    res = rebuild.refresh(project, rep, target, background_reclone=False, **kw)
     return res, rep
 
 
@@ -73,12 +74,12 @@ def ran(rep: RecordingReporter) -> list[str]:
 
 
 def names(target: database.Target) -> set[str]:
-    return {d.datname for d in snapshots.related(target, target.dbname)}
+    return {d.datname for d in siblings.related(target, target.dbname)}
 
 
 def builds(target: database.Target) -> set[str]:
     """The builds beside the working database (each refresh-db run names its own)."""
-    return {n for n in names(target) if snapshots.is_build(target.dbname, n)}
+    return {n for n in names(target) if siblings.is_build(target.dbname, n)}
 
 
 def test_cold_warm_and_changed_input(lc: tuple[Path, database.Target]) -> None:
@@ -107,7 +108,7 @@ def test_cold_warm_and_changed_input(lc: tuple[Path, database.Target]) -> None:
     (root / "seed.sql").write_text(FILES["seed.sql"].replace("200", "250"))
     res, rep = refresh(root, target)
     assert sorted(ran(rep)) == ["extra", "final", "seed"]
-    assert res.source == f"snapshot {snapshots.cache_name(db, _key(root, ['schema']))}"
+    assert res.source == f"snapshot {siblings.cache_name(db, _key(root, ['schema']))}"
     warm = dump_database(target.url())
 
     # ... and equals a database built from nothing
@@ -136,7 +137,7 @@ def test_checkpoint_keeps_a_snapshot_of_everything_before_the_step(
     res, rep = refresh(root, target)
     # extra does not depend on seed: it is in the snapshot taken before seed
     assert sorted(ran(rep)) == ["final", "seed"]
-    assert res.source == f"snapshot {snapshots.cache_name(target.dbname, _key(root, ['schema', 'extra']))}"
+    assert res.source == f"snapshot {siblings.cache_name(target.dbname, _key(root, ['schema', 'extra']))}"
     changed = dump_database(target.url())
     refresh(root, target, use_cache=False)
     assert dump_database(target.url()) == changed
@@ -181,7 +182,7 @@ def test_undo_swaps_the_previous_database_back(lc: tuple[Path, database.Target])
     second = dump_database(target.url())
     assert first != second
     project = loader.load(root / "steps.yaml")
-    lifecycle.undo(project, target, RecordingReporter())
+    rebuild.undo(project, target, RecordingReporter())
     assert dump_database(target.url()) == first
     assert dump_database(target.url(f"{target.dbname}__prev")) == second
 
@@ -190,7 +191,7 @@ def test_hostile_snapshot_names_are_refused() -> None:
     from devenv.errors import UsageError
 
     with pytest.raises(UsageError, match="invalid snapshot name"):
-        snapshots.user_name("demo_dev", 'x"; DROP DATABASE demo_dev; --')
+        siblings.user_name("demo_dev", 'x"; DROP DATABASE demo_dev; --')
 
 
 def _devenv(root: Path, *args: str) -> subprocess.Popen[str]:
@@ -224,7 +225,7 @@ def test_signal_during_build_loses_nothing(lc: tuple[Path, database.Target],
     if sig is signal.SIGKILL:
         # the next run (or doctor --fix) cleans up what a SIGKILL left
         project = loader.load(root / "steps.yaml")
-        lifecycle.recover(target, target.dbname, RecordingReporter())
+        rebuild.recover(target, target.dbname, RecordingReporter())
         del project
     assert not builds(target)
     (root / "started").unlink()
@@ -256,7 +257,7 @@ def test_plan_refresh_names_the_snapshot_and_the_steps(lc: tuple[Path, database.
                        cwd=root, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     data = _json.loads(r.stdout)
-    snap = snapshots.cache_name(target.dbname, _key(root, ["schema"]))
+    snap = siblings.cache_name(target.dbname, _key(root, ["schema"]))
     assert data["start_from"] == {"kind": "snapshot", "database": snap, "steps": ["schema"]}
     assert {s["name"]: s["action"] for s in data["steps"]} == {
         "schema": "skip", "seed": "run", "extra": "run", "final": "run"}
@@ -268,10 +269,10 @@ def test_replaced_backup_is_dropped_in_the_background(lc: tuple[Path, database.T
     root, target = lc
     project = loader.load(root / "steps.yaml")
     for _ in range(3):  # the second and third swaps each retire a backup
-        lifecycle.refresh(project, RecordingReporter(), target, background_reclone=True)
+        rebuild.refresh(project, RecordingReporter(), target, background_reclone=True)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            left = [n for n in names(target) if snapshots.is_retired(target.dbname, n)]
+            left = [n for n in names(target) if siblings.is_retired(target.dbname, n)]
             if not left and f"{target.dbname}__ready" in names(target):
                 break
             time.sleep(0.1)
@@ -294,10 +295,10 @@ def test_records_of_dropped_databases_are_forgotten(lc: tuple[Path, database.Tar
     (root / "seed.sql").write_text(FILES["seed.sql"])
     for n in range(3):
         (root / "seed.sql").write_text(FILES["seed.sql"] + f"-- change {n}\n")
-        lifecycle.refresh(project, RecordingReporter(), target, background_reclone=background)
+        rebuild.refresh(project, RecordingReporter(), target, background_reclone=background)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and background:
-            busy = subprocess.run(["pgrep", "-f", f"devenv.lifecycle .* {target.dbname} "],
+            busy = subprocess.run(["pgrep", "-f", f"devenv.postgres.rebuild .* {target.dbname} "],
                                   capture_output=True).returncode == 0
             if not busy and f"{target.dbname}__ready" in names(target):
                 break
@@ -317,11 +318,11 @@ def test_recover_leaves_a_user_snapshot_whose_name_ends_like_a_leftover(
     root, target = lc
     db = target.dbname
     refresh(root, target)
-    mine = snapshots.user_name(db, "keep__x")
+    mine = siblings.user_name(db, "keep__x")
     database.create(target, mine, [])
-    database.create(target, snapshots.exchange_name(db), [])
-    done = lifecycle.recover(target, db, RecordingReporter())
-    assert done == [f"dropped leftover {snapshots.exchange_name(db)}"]
+    database.create(target, siblings.exchange_name(db), [])
+    done = rebuild.recover(target, db, RecordingReporter())
+    assert done == [f"dropped leftover {siblings.exchange_name(db)}"]
     assert mine in names(target)
 
 
@@ -362,13 +363,13 @@ def test_parallel_chains_need_no_checkpoint(make_project: Callable[..., Path], p
         # plan --refresh says where it starts and why the older snapshots do not fit
         (root / "fixture.sql").write_text("insert into app.d values ('v9');\n")
         project = loader.load(root / "steps.yaml")
-        source, _ = lifecycle.plan_refresh(project, target)
+        source, _ = rebuild.plan_refresh(project, target)
         assert source.kind == "snapshot" and set(source.held) == {
             "flask-migrate", "flask-fixtures", "django-migrate"}
         from devenv import fingerprint
 
         fps = fingerprint.compute(project)
-        unused = dict(lifecycle.unused_snapshots(project, target, fps, list(fps),
+        unused = dict(rebuild.unused_snapshots(project, target, fps, list(fps),
                                                  source.datname))
         assert any("changed since: django-fixtures" in why for why in unused.values()), unused
         # ... and the result equals a database built from nothing
@@ -377,7 +378,7 @@ def test_parallel_chains_need_no_checkpoint(make_project: Callable[..., Path], p
         refresh(root, target, use_cache=False)
         assert dump_database(target.url()) == warm
     finally:
-        for info in snapshots.related(target, db):
+        for info in siblings.related(target, db):
             database.drop(target, info.datname)
 
 
@@ -421,14 +422,14 @@ def test_the_untouched_steps_kept_first_are_closed_upstream(
     def with_changed(name: str) -> list[str]:
         changed = {**records, name: {**records[name], "fingerprint": "from another branch"}}
         store.put(key, "lc", changed)
-        return lifecycle.dynamic_point(project, target, store, fps, steps, [])
+        return rebuild.dynamic_point(project, target, store, fps, steps, [])
 
     assert with_changed("schema") == []  # seed, extra, final all need schema
     assert with_changed("extra") == ["schema", "seed"]
     # and a refresh with such records runs to the end
     store.put(key, "lc", {**records, "schema": {**records["schema"], "fingerprint": "x"}})
     database.drop(target, f"{target.dbname}__ready")
-    for info in snapshots.related(target, target.dbname):
+    for info in siblings.related(target, target.dbname):
         if info.kind == "snapshot":
             database.drop(target, info.datname)
     res, _ = refresh(root, target)

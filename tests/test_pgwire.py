@@ -1,4 +1,4 @@
-"""devenv.pgwire against a real PostgreSQL: every authentication method it speaks, SSL,
+"""devenv.postgres.pgwire against a real PostgreSQL: every authentication method it speaks, SSL,
 parameters and quoting, errors, transactions, and cancelling on Ctrl-C.
 
 One extra cluster (module scope) has a pg_hba.conf with one method per role and a
@@ -21,7 +21,7 @@ from types import FrameType
 
 import pytest
 
-from devenv import pgcluster, pgwire
+from devenv.postgres import pgcluster, pgwire
 from tests.conftest import PgServer
 
 PASSWORD = "s3cret 'with' \\ odd: chars"

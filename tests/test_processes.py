@@ -22,7 +22,7 @@ import pytest
 from devenv import loader, processes
 from devenv.console import ProcessLines
 from devenv.errors import DevenvError
-from devenv.pgcluster import free_port
+from devenv.postgres.pgcluster import free_port
 from devenv.schema import Project
 from tests.procs import gone
 

@@ -22,8 +22,10 @@ from typing import Any
 import pytest
 import yaml
 
-from devenv import database, dumps, loader, pgcluster, remote_cache, snapshots
+from devenv import loader
+from devenv.cache import oci
 from devenv.events import RecordingReporter
+from devenv.postgres import database, dumpfiles, pgcluster, siblings
 from tests.dbcompare import dump_database
 
 pytestmark = [pytest.mark.postgres, pytest.mark.registry]
@@ -167,7 +169,7 @@ def checkouts(tmp_path: Path, pg_server: Any, registry: Registry,
     yield make
     for c in made:
         target = c.target()
-        for info in snapshots.related(target, c.db):
+        for info in siblings.related(target, c.db):
             database.drop(target, info.datname)
 
 
@@ -191,14 +193,14 @@ def test_ci_push_then_teammate_refresh_pulls(checkouts: Any) -> None:
     mate = checkouts("mate")
     r = mate.run("refresh-db")
     assert r.returncode == 0, r.stdout + r.stderr
-    key = remote_cache.fingerprint.combined(
-        remote_cache.fingerprint.compute(mate.project()), ["schema", "seed"])
+    key = oci.fingerprint.combined(
+        oci.fingerprint.compute(mate.project()), ["schema", "seed"])
     assert (f"restored snapshot {key[:12]} from oci://" in r.stdout
             and "(pushed by ci on 20" in r.stdout), r.stdout
     assert mate.ran() == []  # no step ran: the work came from CI
     assert dump_database(mate.url) == dump_database(ci.url)
     # the pulled snapshot is now a local cache snapshot: the next refresh needs no remote
-    assert snapshots.find(mate.target(), mate.db, snapshots.cache_name(mate.db, key))
+    assert siblings.find(mate.target(), mate.db, siblings.cache_name(mate.db, key))
     r = mate.run("refresh-db", "--no-remote-cache")
     assert r.returncode == 0 and "restored snapshot" not in r.stdout and mate.ran() == []
 
@@ -231,8 +233,8 @@ def test_snapshot_push_and_pull_then_up(checkouts: Any) -> None:
     assert dump_database(b.url) == dump_database(a.url)
     # and `snapshot pull` makes a local cache snapshot that refresh-db starts from
     c = checkouts("c")
-    key = remote_cache.fingerprint.combined(
-        remote_cache.fingerprint.compute(c.project()), ["schema", "seed"])
+    key = oci.fingerprint.combined(
+        oci.fingerprint.compute(c.project()), ["schema", "seed"])
     r = c.run("snapshot", "pull", key)
     assert r.returncode == 0, r.stdout + r.stderr
     r = c.run("refresh-db", "--no-remote-cache")
@@ -250,10 +252,10 @@ def test_partial_remote_snapshot_runs_only_the_rest(checkouts: Any) -> None:
                                                     "checkpoint: true"))
     assert a.run("refresh-db").returncode == 0
     project = a.project()
-    key = remote_cache.fingerprint.combined(remote_cache.fingerprint.compute(project),
+    key = oci.fingerprint.combined(oci.fingerprint.compute(project),
                                             ["schema"])
-    snap = snapshots.cache_name(a.db, key)
-    assert snapshots.find(a.target(), a.db, snap), "the checkpoint kept no snapshot"
+    snap = siblings.cache_name(a.db, key)
+    assert siblings.find(a.target(), a.db, snap), "the checkpoint kept no snapshot"
     r = a.run("snapshot", "push", key[:12])
     assert r.returncode == 0, r.stdout + r.stderr
     b = checkouts("b")
@@ -314,8 +316,8 @@ def test_credential_helper(auth_registry: Registry, tmp_path: Path,
     monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
     for k in ("DEVENV_CACHE_USER", "DEVENV_CACHE_PASSWORD", "DEVENV_CACHE_TOKEN"):
         monkeypatch.delenv(k, raising=False)
-    assert remote_cache.credentials(auth_registry.host) == (USER, PASSWORD)
-    client = remote_cache.Client(remote_cache.parse(auth_registry.remote("x")))
+    assert oci.credentials(auth_registry.host) == (USER, PASSWORD)
+    client = oci.Client(oci.parse(auth_registry.remote("x")))
     client.ping()
 
 
@@ -457,14 +459,14 @@ def test_other_project_and_newer_server_are_refused(checkouts: Any, registry: Re
     # a dump from PostgreSQL 17 (its file's header and annotation say so)
     mine2 = checkouts("mine2", remote=repo, name="newproj")
     project = mine2.project()
-    key = remote_cache.fingerprint.combined(remote_cache.fingerprint.compute(project),
+    key = oci.fingerprint.combined(oci.fingerprint.compute(project),
                                             ["schema", "seed"])
     f = tmp_path / "new.devenv-snapshot"
-    dumps.write(f, dumps.Header(project="newproj", database=mine2.db, name="x", key=key,
+    dumpfiles.write(f, dumpfiles.Header(project="newproj", database=mine2.db, name="x", key=key,
                                 steps=["schema", "seed"], fingerprints={},
                                 server_version_num=170002, pg_dump_major=17, created=0.0),
                 lambda sink: sink(b"PGDMP not really"))
-    remote_cache.push_file(project, remote_cache.parse(repo), f, RecordingReporter())
+    oci.push_file(project, oci.parse(repo), f, RecordingReporter())
     _one_line_then_build(mine2.run("refresh-db"), mine2, "dumped from PostgreSQL 17")
 
 
@@ -477,17 +479,17 @@ def test_concurrent_pushes_of_one_fingerprint(checkouts: Any, registry: Registry
     assert ci.run("snapshot", "save", "base").returncode == 0
     project = ci.project()
     target = ci.target()
-    info = snapshots.find(target, ci.db, snapshots.user_name(ci.db, "base"))
+    info = siblings.find(target, ci.db, siblings.user_name(ci.db, "base"))
     assert info is not None
     files = []
     for i in range(2):
         f = ci.root / ".devenv" / f"push{i}.devenv-snapshot"
-        remote_cache.dump_database(project, target, info.datname, info.key, info.steps,
+        oci.dump_database(project, target, info.datname, info.key, info.steps,
                                    "base", f, None)
         files.append(f)
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
            "DEVENV_CACHE_REMOTE": repo}
-    procs = [subprocess.Popen([sys.executable, "-m", "devenv.remote_cache",
+    procs = [subprocess.Popen([sys.executable, "-m", "devenv.cache.oci",
                                str(ci.root / "steps.yaml"), str(f)], env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
              for f in files]
@@ -597,16 +599,16 @@ def test_malicious_dump_pushed_as_an_artifact(checkouts: Any, registry: Registry
                          f"as $$ begin copy (select 1) to program 'touch {pwned}'; "
                          "return true; end $$")
         project = mate.project()
-        key = remote_cache.fingerprint.combined(remote_cache.fingerprint.compute(project),
+        key = oci.fingerprint.combined(oci.fingerprint.compute(project),
                                                 ["schema", "seed"])
-        tool = dumps.choose_tool("pg_dump", target, evil, 15, None)
+        tool = dumpfiles.choose_tool("pg_dump", target, evil, 15, None)
         f = tmp_path / "evil.devenv-snapshot"
-        dumps.write(f, dumps.Header(project=project.name, database=mate.db, name="x",
+        dumpfiles.write(f, dumpfiles.Header(project=project.name, database=mate.db, name="x",
                                     key=key, steps=["schema", "seed"], fingerprints={},
-                                    server_version_num=dumps.server_version_num(target),
+                                    server_version_num=dumpfiles.server_version_num(target),
                                     pg_dump_major=tool.major, created=0.0),
-                    lambda sink: dumps.dump(tool, sink))
-        remote_cache.push_file(project, remote_cache.parse(repo), f, RecordingReporter())
+                    lambda sink: dumpfiles.dump(tool, sink))
+        oci.push_file(project, oci.parse(repo), f, RecordingReporter())
         r = mate.run("refresh-db")
         assert r.returncode == 0, r.stdout + r.stderr
         assert not pwned.exists(), "the pulled dump ran a program on the host"
@@ -639,11 +641,11 @@ def test_config_and_overrides(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     project = loader.load(tmp_path / "steps.yaml")
     assert project.cache_trust == (str(tmp_path / "keys" / "ci.pub"),)
     monkeypatch.delenv("DEVENV_CACHE_REMOTE", raising=False)
-    remote = remote_cache.configured(project)
+    remote = oci.configured(project)
     assert remote is not None and (remote.registry, remote.repository) == ("ghcr.io", "acme/db")
     assert not remote.insecure
     monkeypatch.setenv("DEVENV_CACHE_REMOTE", "off")
-    assert remote_cache.configured(project) is None
+    assert oci.configured(project) is None
     monkeypatch.setenv("DEVENV_CACHE_REMOTE", "oci://127.0.0.1:5000/team/db")
-    other = remote_cache.configured(project)
+    other = oci.configured(project)
     assert other is not None and other.insecure and other.ref("k") == "127.0.0.1:5000/team/db:k"

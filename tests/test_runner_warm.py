@@ -155,8 +155,8 @@ def test_a_warm_step_connected_during_setup_costs_a_snapshot_not_the_step(
     """refresh-db snapshots the build after `a` (nothing else runs then), but `b`, parked,
     holds a connection its app opened while importing: no snapshot this time, said so,
     and `b` still runs (its session was not ended under it)."""
-    from devenv import database, lifecycle, snapshots
     from devenv.events import Message
+    from devenv.postgres import database, rebuild, siblings
 
     db = pg_server.unique_db("warm")
     root = make_project({
@@ -169,7 +169,7 @@ def test_a_warm_step_connected_during_setup_costs_a_snapshot_not_the_step(
     target = database.parse_url(pg_server.url(db))
     rep = RecordingReporter()
     try:
-        res = lifecycle.refresh(loader.load(root / "steps.yaml"), rep, target, jobs=2,
+        res = rebuild.refresh(loader.load(root / "steps.yaml"), rep, target, jobs=2,
                                 background_reclone=False)
         assert res.result is not None and res.result.ok
         warnings = [e.text for e in rep.events if isinstance(e, Message) and e.level == "warn"]
@@ -177,8 +177,8 @@ def test_a_warm_step_connected_during_setup_costs_a_snapshot_not_the_step(
                    for t in warnings), warnings
         ev = events(root)
         assert ev[("b", "parked")] < dep_done(root) <= ev[("b", "work")]
-        kept = [d for d in snapshots.related(target, db) if d.kind == "snapshot"]
+        kept = [d for d in siblings.related(target, db) if d.kind == "snapshot"]
         assert [d.steps for d in kept] == [["a", "b"]]  # only the full one
     finally:
-        for info in snapshots.related(target, db):
+        for info in siblings.related(target, db):
             database.drop(target, info.datname)

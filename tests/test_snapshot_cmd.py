@@ -17,11 +17,12 @@ from typing import Any
 import psycopg
 import pytest
 
-from devenv import database, dumps, lifecycle, loader, snapshots
+from devenv import loader
 from devenv.commands import snapshot as cmd
 from devenv.console import Output
 from devenv.errors import DevenvError, UsageError
 from devenv.events import Message, RecordingReporter
+from devenv.postgres import database, dumpfiles, rebuild, siblings
 from devenv.schema import Project
 from devenv.state import StateStore
 from tests.dbcompare import dump_database
@@ -70,7 +71,7 @@ class Env:
             conn.execute(query)
 
     def refresh(self) -> None:
-        lifecycle.refresh(self.project(), RecordingReporter(), self.target,
+        rebuild.refresh(self.project(), RecordingReporter(), self.target,
                           background_reclone=False)
 
     def listing(self) -> dict[str, Any]:
@@ -81,7 +82,7 @@ class Env:
         return data
 
     def names(self) -> set[str]:
-        return {d.datname for d in snapshots.related(self.target, self.db)}
+        return {d.datname for d in siblings.related(self.target, self.db)}
 
 
 @pytest.fixture
@@ -96,7 +97,7 @@ def env(make_project: Callable[..., Path], pg_server: Any, monkeypatch: pytest.M
     try:
         yield e
     finally:
-        for info in snapshots.related(target, db):
+        for info in siblings.related(target, db):
             database.drop(target, info.datname)
 
 
@@ -235,19 +236,19 @@ def test_names_users_type_work_up_to_the_limit_the_error_states(env: Env) -> Non
 
 
 def test_user_name_limit_follows_the_database_name() -> None:
-    assert snapshots.user_name_limit("healthplan_dev") == 45
-    assert snapshots.user_name("healthplan_dev", "before-break") == \
+    assert siblings.user_name_limit("healthplan_dev") == 45
+    assert siblings.user_name("healthplan_dev", "before-break") == \
         "healthplan_dev__u_before-break"
     db = "d" * 40  # the longest database.name the loader accepts
-    assert snapshots.user_name(db, "a" * 19) == f"{db}__u_{'a' * 19}"
+    assert siblings.user_name(db, "a" * 19) == f"{db}__u_{'a' * 19}"
     with pytest.raises(UsageError, match=r"too long \(20 characters\).*at most 19 characters"):
-        snapshots.user_name(db, "a" * 20)
+        siblings.user_name(db, "a" * 20)
     # a longer database name is shortened to its stem (40 bytes, hashed), so names fit
     long_db = "d" * 59
-    name = snapshots.user_name(long_db, "a" * 19)
-    assert len(name.encode()) <= 63 and name.startswith(snapshots.stem(long_db))
+    name = siblings.user_name(long_db, "a" * 19)
+    assert len(name.encode()) <= 63 and name.startswith(siblings.stem(long_db))
     with pytest.raises(UsageError, match=r"at most 19 characters"):
-        snapshots.user_name(long_db, "a" * 20)
+        siblings.user_name(long_db, "a" * 20)
 
 
 def test_hostile_names_are_refused(env: Env) -> None:
@@ -293,7 +294,7 @@ def test_export_import_round_trip(env: Env, tmp_path: Path) -> None:
     assert header["project"] == "snapproj" and header["name"] == "shared"
     assert header["steps"] == ["schema", "seed"] and set(header["fingerprints"]) == {
         "schema", "seed"}
-    _, offset = dumps.read_header(file)
+    _, offset = dumpfiles.read_header(file)
     assert header["size"] == file.stat().st_size - offset > 0
     assert header["server_version_num"] // 10000 == 15
     head = file.read_bytes()[:offset].decode()
@@ -346,12 +347,12 @@ def test_import_of_a_foreign_project_is_refused_unless_forced(env: Env, tmp_path
 
 
 def _rewrite(src: Path, dst: Path, **changes: Any) -> Path:
-    header, offset = dumps.read_header(src)
+    header, offset = dumpfiles.read_header(src)
     raw = json.loads(header.line())
     raw.update(changes)
     with open(dst, "wb") as out:
-        out.write(dumps.MAGIC + json.dumps(raw).encode() + b"\n")
-        for chunk in dumps.payload(src, offset):
+        out.write(dumpfiles.MAGIC + json.dumps(raw).encode() + b"\n")
+        for chunk in dumpfiles.payload(src, offset):
             out.write(chunk)
     return dst
 
@@ -360,7 +361,7 @@ def test_damaged_and_newer_server_files_are_refused(env: Env, tmp_path: Path) ->
     env.refresh()
     cmd.save(env.project(), RecordingReporter(), "s")
     file = _export(env, "s", tmp_path)
-    header, offset = dumps.read_header(file)
+    header, offset = dumpfiles.read_header(file)
     data = file.read_bytes()
 
     truncated = tmp_path / "truncated"
@@ -416,23 +417,23 @@ def test_failed_export_leaves_no_file(env: Env, tmp_path: Path) -> None:
     out = tmp_path / "out"
     out.mkdir()
     file = out / "s.devenv-snapshot"
-    header = dumps.Header("p", "d", "n", "k", [], {}, 150000, 15, 0.0)
+    header = dumpfiles.Header("p", "d", "n", "k", [], {}, 150000, 15, 0.0)
     # a real pg_dump that fails: its database is not there
-    tool = dumps.choose_tool("pg_dump", env.target, "no_such_db_here", 15, None)
-    with pytest.raises(dumps.DumpError, match=r'(?s)^pg_dump \(local .*\) failed:\n.*'
+    tool = dumpfiles.choose_tool("pg_dump", env.target, "no_such_db_here", 15, None)
+    with pytest.raises(dumpfiles.DumpError, match=r'(?s)^pg_dump \(local .*\) failed:\n.*'
                        r'database "no_such_db_here" does not exist'):
-        dumps.write(file, header, lambda sink: dumps.dump(tool, sink))
+        dumpfiles.write(file, header, lambda sink: dumpfiles.dump(tool, sink))
     assert list(out.iterdir()) == []
 
     # a disk that fills up while pg_dump streams (the one fault here that cannot be caused
     # for real in a test, so the sink raises it): pg_dump is stopped, no file is left
-    tool = dumps.choose_tool("pg_dump", env.target, env.db, 15, None)
+    tool = dumpfiles.choose_tool("pg_dump", env.target, env.db, 15, None)
 
     def full(data: bytes) -> None:
         raise OSError(28, "No space left on device")
 
     with pytest.raises(OSError, match="No space left"):
-        dumps.write(file, header, lambda sink: dumps.dump(tool, full))
+        dumpfiles.write(file, header, lambda sink: dumpfiles.dump(tool, full))
     assert list(out.iterdir()) == []
     # pg_dump was stopped: no pg_dump session is left on the database
     deadline = time.monotonic() + 5
@@ -454,12 +455,12 @@ def test_gc_keeps_n_cache_snapshots_and_drops_leftovers(env: Env) -> None:
     t = env.target
     # Old cache snapshots from earlier inputs, a leftover build, an incomplete snapshot.
     for i in range(4):
-        snapshots.clone(t, env.db, f"{env.db}__s_old{i}",
-                        snapshots.meta("snapshot", "snapproj", key=f"old{i}", steps=["schema"],
+        siblings.clone(t, env.db, f"{env.db}__s_old{i}",
+                        siblings.meta("snapshot", "snapproj", key=f"old{i}", steps=["schema"],
                                        complete=True) | {"created": 1000.0 + i})
-    snapshots.clone(t, env.db, f"{env.db}__build", snapshots.meta("build", "snapproj"))
-    snapshots.clone(t, env.db, f"{env.db}__s_half",
-                    snapshots.meta("snapshot", "snapproj", key="half", complete=False))
+    siblings.clone(t, env.db, f"{env.db}__build", siblings.meta("build", "snapproj"))
+    siblings.clone(t, env.db, f"{env.db}__s_half",
+                    siblings.meta("snapshot", "snapproj", key="half", complete=False))
     cache_before = {s["database"] for s in env.listing()["snapshots"] if s["kind"] == "cache"}
     assert len(cache_before) == 2 + 4 + 1  # full + barrier(schema) + 4 old + half
 
@@ -488,19 +489,19 @@ def test_commands_need_a_database_section(make_project: Callable[..., Path]) -> 
 
 
 def test_header_round_trip_and_format(tmp_path: Path) -> None:
-    header = dumps.Header("p", "d", "n", "k" * 64, ["a"], {"a": "f" * 64}, 150004, 15, 1.5,
+    header = dumpfiles.Header("p", "d", "n", "k" * 64, ["a"], {"a": "f" * 64}, 150004, 15, 1.5,
                           records={"a": {"fingerprint": "f" * 64}})
     file = tmp_path / "f"
-    written = dumps.write(file, header, lambda sink: [sink(b"x" * 3000), sink(b"yz")][0])
+    written = dumpfiles.write(file, header, lambda sink: [sink(b"x" * 3000), sink(b"yz")][0])
     data = file.read_bytes()
     assert data.startswith(b"DEVENV-SNAPSHOT 1\n{")
     lines = data.split(b"\n", 2)
     assert len(lines) == 3 and lines[2] == b"x" * 3000 + b"yz"
-    got, offset = dumps.read_header(file)
+    got, offset = dumpfiles.read_header(file)
     assert got == written and got.size == 3002 and offset == len(lines[0]) + len(lines[1]) + 2
-    dumps.verify(file, got, offset)
-    assert dumps.parse_tool_version("pg_dump (PostgreSQL) 16.2 (Debian 16.2-1)") == 16
-    assert dumps.major_of(90624) == 9 and dumps.major_of(170000) == 17
+    dumpfiles.verify(file, got, offset)
+    assert dumpfiles.parse_tool_version("pg_dump (PostgreSQL) 16.2 (Debian 16.2-1)") == 16
+    assert dumpfiles.major_of(90624) == 9 and dumpfiles.major_of(170000) == 17
 
 
 @pytest.mark.docker
@@ -530,7 +531,7 @@ def test_dump_and_restore_with_the_containers_own_tools(
         endpoints = environment.start_services(project, ["db"], rep)
         target = environment.database_target(project, endpoints)
         assert target is not None
-        lifecycle.refresh(project, rep, target, background_reclone=False)
+        rebuild.refresh(project, rep, target, background_reclone=False)
         cmd.save(project, RecordingReporter(), "base")
         original = dump_database(target.url("app_dev__u_base"))
         file = tmp_path / "base.snap"
@@ -541,18 +542,18 @@ def test_dump_and_restore_with_the_containers_own_tools(
         assert dump_database(target.url("app_dev__u_again")) == original
 
         # the docker command line, as for a backend without exec
-        via_cli = dumps.ServiceExec(f"in container {name}-db",
-                                    dumps.docker_cli_exec(f"{name}-db"), 5432)
-        tool = dumps.choose_tool("pg_dump", target, "app_dev__u_base", 15, via_cli)
+        via_cli = dumpfiles.ServiceExec(f"in container {name}-db",
+                                    dumpfiles.docker_cli_exec(f"{name}-db"), 5432)
+        tool = dumpfiles.choose_tool("pg_dump", target, "app_dev__u_base", 15, via_cli)
         assert tool.where == f"in container {name}-db" and tool.major == 15
         file2 = tmp_path / "cli.snap"
-        header = dumps.Header(name, "app_dev", "cli", "k", [], {}, 150000, 15, 0.0)
-        written = dumps.write(file2, header, lambda sink: dumps.dump(tool, sink))
-        _, offset = dumps.read_header(file2)
-        dumps.verify(file2, written, offset)
+        header = dumpfiles.Header(name, "app_dev", "cli", "k", [], {}, 150000, 15, 0.0)
+        written = dumpfiles.write(file2, header, lambda sink: dumpfiles.dump(tool, sink))
+        _, offset = dumpfiles.read_header(file2)
+        dumpfiles.verify(file2, written, offset)
         database.create(target, "app_dev__cli", [], template="template0")
-        dumps.restore(dumps.choose_tool("pg_restore", target, "app_dev__cli", 15, via_cli),
-                      dumps.payload(file2, offset))
+        dumpfiles.restore(dumpfiles.choose_tool("pg_restore", target, "app_dev__cli", 15, via_cli),
+                      dumpfiles.payload(file2, offset))
         assert dump_database(target.url("app_dev__cli")) == original
         assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
     finally:

@@ -5,13 +5,14 @@ from __future__ import annotations
 import sys
 import time
 
-from devenv import branches, environment
+from devenv import environment
 from devenv.commands.snapshot import fmt_age
 from devenv.console import Output, PlainReporter, fmt_size
-from devenv.database import Target
 from devenv.errors import EXIT_OK, DevenvError
 from devenv.events import Message, Reporter
 from devenv.lock import database_lock, project_lock
+from devenv.postgres import branches
+from devenv.postgres.database import Target
 from devenv.schema import Project
 
 

@@ -68,16 +68,16 @@ def run(load: Callable[[], Project], reporter: Reporter, *, profile: str = "ci",
             target = environment.database_target(project, endpoints, database_url)
             hit = False
             if cache_dir is not None and target is not None:
-                from devenv import ci_cache
+                from devenv.cache import cidump
 
-                hit = ci_cache.restore(project, target, cache_dir, key, reporter,
+                hit = cidump.restore(project, target, cache_dir, key, reporter,
                                        database_url)
                 extra["cache"] = {"dir": str(cache_dir), "key": key, "hit": hit}
             pulled = False
             if not hit:
-                from devenv import remote_cache
+                from devenv.cache import oci
 
-                pulled = remote_cache.restore_fresh(project, target, profile, reporter)
+                pulled = oci.restore_fresh(project, target, profile, reporter)
             from devenv.commands.logs import log_dir
 
             # its own folder: a CI run here must not replace the developer's step logs
@@ -87,17 +87,17 @@ def run(load: Callable[[], Project], reporter: Reporter, *, profile: str = "ci",
             code = EXIT_OK if result.ok else (EXIT_INTERRUPTED if result.interrupted
                                               else EXIT_FAILED)
             if code == EXIT_OK and cache_dir is not None and target is not None and not hit:
-                from devenv import ci_cache
+                from devenv.cache import cidump
 
-                saved = ci_cache.save(project, target, cache_dir, key, profile, keep, reporter,
+                saved = cidump.save(project, target, cache_dir, key, profile, keep, reporter,
                                       database_url)
                 extra["cache"]["saved"] = str(saved) if saved else None
             # Push what this job built; a restore that left nothing to run is there already.
             ran = any(r.status is Status.OK for r in result.results)
             if code == EXIT_OK and push and target is not None and (ran or not (hit or pulled)):
-                from devenv import remote_cache
+                from devenv.cache import oci
 
-                extra["remote_push"] = remote_cache.push_database(project, target, profile,
+                extra["remote_push"] = oci.push_database(project, target, profile,
                                                                   reporter, database_url)
             if code == EXIT_OK and with_processes and project.processes:
                 code = _start_processes(project, reporter, target, profile)

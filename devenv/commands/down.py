@@ -15,11 +15,12 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
-from devenv import branches, environment, processes
+from devenv import environment, processes
 from devenv.console import Output
 from devenv.errors import EXIT_OK, UsageError
 from devenv.events import Event, Message
 from devenv.lock import project_lock, service_lock
+from devenv.postgres import branches
 from devenv.schema import Project, ServiceSpec
 from devenv.services import Backend
 from devenv.services.docker import DockerBackend

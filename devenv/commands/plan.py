@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from devenv import database, environment, fingerprint, planner
+from devenv import environment, fingerprint, planner
 from devenv.console import Output
 from devenv.errors import EXIT_OK
 from devenv.events import Action
+from devenv.postgres import database
 from devenv.schema import Project
 from devenv.state import NO_DATABASE, StateStore
 
@@ -56,17 +57,17 @@ def run(project: Project, out: Output, targets: Sequence[str] = (), *, only: boo
 def _refresh(project: Project, out: Output, target: database.Target | None, note: str,
              profile: str, as_json: bool) -> int:
     """What refresh-db would do: which snapshot it starts from and which steps run."""
-    from devenv import lifecycle
+    from devenv.postgres import rebuild
 
     if target is None:
-        source, decisions = lifecycle.Source("empty"), planner.decide(
+        source, decisions = rebuild.Source("empty"), planner.decide(
             project, {}, profile=profile)
         note = f"{note}: no snapshot can be checked, every step would run"
     else:
         try:
-            source, decisions = lifecycle.plan_refresh(project, target, profile)
+            source, decisions = rebuild.plan_refresh(project, target, profile)
         except database.DatabaseError as exc:
-            source, decisions = lifecycle.Source("empty"), planner.decide(
+            source, decisions = rebuild.Source("empty"), planner.decide(
                 project, {}, profile=profile)
             note = f"{exc}: every step would run"
         else:
@@ -76,9 +77,9 @@ def _refresh(project: Project, out: Output, target: database.Target | None, note
     if target is not None and not note:
         fps = fingerprint.compute(project)
         steps = [d.step for d in decisions if project.steps[d.step].in_profile(profile)]
-        unused = lifecycle.unused_snapshots(project, target, fps, steps, source.datname)
+        unused = rebuild.unused_snapshots(project, target, fps, steps, source.datname)
         if source.kind != "ready":
-            point = lifecycle.dynamic_point(project, target, StateStore(project.state_dir),
+            point = rebuild.dynamic_point(project, target, StateStore(project.state_dir),
                                             fps, steps, source.held)
     start = {"ready": f"the ready copy {source.datname} (a rename)",
              "snapshot": f"snapshot {source.datname}",

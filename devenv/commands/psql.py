@@ -12,8 +12,9 @@ import shutil
 import sys
 from collections.abc import Mapping, Sequence
 
-from devenv import environment, pgcluster, proc
+from devenv import environment, proc
 from devenv.errors import ServiceError
+from devenv.postgres import pgcluster
 from devenv.schema import Project
 
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import time
 
-from devenv import environment, lifecycle, planner, processes
+from devenv import environment, planner, processes
 from devenv.commands import exit_code
 from devenv.errors import EXIT_OK, UsageError
 from devenv.events import Message, Reporter
 from devenv.lock import database_lock, project_lock, service_lock
+from devenv.postgres import rebuild
 from devenv.schema import Project
 
 
@@ -28,11 +29,11 @@ def run(project: Project, reporter: Reporter, *, profile: str = "local",
         # Another checkout of the project (a git worktree) shares this server's databases.
         with database_lock(target, project.root, "refresh-db", reporter, wait=wait):
             if undo:
-                lifecycle.undo(project, target, reporter)
+                rebuild.undo(project, target, reporter)
                 processes.follow_swap(project, target, reporter, profile=profile)
                 return EXIT_OK
             t0 = time.monotonic()
-            res = lifecycle.refresh(project, reporter, target, profile=profile, jobs=jobs,
+            res = rebuild.refresh(project, reporter, target, profile=profile, jobs=jobs,
                                     keep_failed=keep_failed, backup=not no_backup,
                                     use_cache=not no_cache)
         if res.result is not None and not res.result.ok:

@@ -1,12 +1,12 @@
 """``devenv snapshot``: named copies of the working database, kept beside it on the server.
 
-A user snapshot is the database ``DB__u_NAME`` (see :mod:`devenv.snapshots`), a
+A user snapshot is the database ``DB__u_NAME`` (see :mod:`devenv.postgres.siblings`), a
 ``CREATE DATABASE ... TEMPLATE`` clone whose comment records the steps it holds and their
 fingerprints; the state records (:class:`devenv.state.StateStore`) travel with every copy,
 so after a restore ``devenv up`` knows which steps the restored database already has.
 
 New databases are first made as ``DB__build`` and renamed into place once complete: a
-crash leaves only a ``__build``, which the next command's :func:`lifecycle.recover` drops.
+crash leaves only a ``__build``, which the next command's :func:`rebuild.recover` drops.
 """
 
 from __future__ import annotations
@@ -18,23 +18,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from devenv import (
-    branches,
-    database,
-    dumps,
-    environment,
-    fingerprint,
-    graph,
-    lifecycle,
-    planner,
-    processes,
-    snapshots,
-)
+from devenv import environment, fingerprint, graph, planner, processes
 from devenv.console import Output, fmt_size
-from devenv.database import Target
 from devenv.errors import EXIT_OK, DevenvError, ServiceError, UsageError
 from devenv.events import Message, Reporter, phase
 from devenv.lock import database_lock, project_lock
+from devenv.postgres import branches, database, dumpfiles, rebuild, siblings
+from devenv.postgres.database import Target
 from devenv.schema import Project
 from devenv.state import StateStore
 
@@ -54,7 +44,7 @@ def _db(project: Project) -> str:
 
 def _open(project: Project, reporter: Reporter, database_url: str | None,
           held: contextlib.ExitStack | None = None, command: str = "snapshot",
-          wait: bool = True) -> tuple[Target, dumps.ServiceExec | None]:
+          wait: bool = True) -> tuple[Target, dumpfiles.ServiceExec | None]:
     """Start the database's service (or check the external one); where it is, and how to
     run commands with the service's own tools (a pg_dump as new as the server). With
     ``held``, also take the database lock (other checkouts share these databases) for as
@@ -77,10 +67,10 @@ def _open(project: Project, reporter: Reporter, database_url: str | None,
     where = f"in container {name}" if ep.backend == "docker" else f"with the {ep.backend} " \
         "server's own binaries"
     if callable(run):
-        return target, dumps.ServiceExec(where, functools.partial(run, project, spec))
+        return target, dumpfiles.ServiceExec(where, functools.partial(run, project, spec))
     if ep.backend == "docker":
         port = spec.ports[0].container if spec.ports else 5432
-        return target, dumps.ServiceExec(where, dumps.docker_cli_exec(name), port)
+        return target, dumpfiles.ServiceExec(where, dumpfiles.docker_cli_exec(name), port)
     return target, None
 
 
@@ -96,11 +86,11 @@ def _identity(target: Target, datname: str) -> str:
     return key
 
 
-def _require(target: Target, db: str, name: str) -> snapshots.DbInfo:
-    datname = snapshots.user_name(db, name)
-    info = snapshots.find(target, db, datname, sizes=True)
+def _require(target: Target, db: str, name: str) -> siblings.DbInfo:
+    datname = siblings.user_name(db, name)
+    info = siblings.find(target, db, datname, sizes=True)
     if info is None:
-        have = [d.meta.get("name", "") for d in snapshots.related(target, db)
+        have = [d.meta.get("name", "") for d in siblings.related(target, db)
                 if d.kind == USER_KIND]
         known = ", ".join(sorted(str(h) for h in have if h)) or "none yet"
         raise UsageError(f"there is no snapshot '{name}' (database {datname}); "
@@ -110,7 +100,7 @@ def _require(target: Target, db: str, name: str) -> snapshots.DbInfo:
 
 def _drop_quietly(target: Target, datname: str) -> None:
     with contextlib.suppress(Exception):
-        snapshots.drop(target, datname)
+        siblings.drop(target, datname)
 
 
 def fmt_age(seconds: float) -> str:
@@ -129,7 +119,7 @@ def _profile_steps(project: Project, profile: str) -> list[str]:
     return [n for n in graph.topo_order(project) if project.steps[n].in_profile(profile)]
 
 
-def compare(info: snapshots.DbInfo, fps: dict[str, fingerprint.Fingerprint],
+def compare(info: siblings.DbInfo, fps: dict[str, fingerprint.Fingerprint],
             ) -> tuple[bool, list[str]]:
     """Whether snapshot ``info`` holds its steps as they are defined now; the steps that
     differ (changed, or no longer defined) when it does not."""
@@ -163,15 +153,15 @@ def save(project: Project, reporter: Reporter, name: str, *, replace: bool = Fal
          database_url: str | None = None, wait: bool = True) -> int:
     """Save the working database as user snapshot ``name``."""
     db = _db(project)
-    snap = snapshots.user_name(db, name)
+    snap = siblings.user_name(db, name)
     with project_lock(project.state_dir, "snapshot save", reporter, wait=wait), \
             contextlib.ExitStack() as locks:
         target, _ = _open(project, reporter, database_url, locks, "snapshot save",
                           wait)
         db = target.dbname  # DATABASE_URL may name another database than steps.yaml
-        snap = snapshots.user_name(db, name)
-        lifecycle.recover(target, db, reporter)
-        infos = {d.datname: d for d in snapshots.related(target, db)}
+        snap = siblings.user_name(db, name)
+        rebuild.recover(target, db, reporter)
+        infos = {d.datname: d for d in siblings.related(target, db)}
         if db not in infos:
             raise UsageError(f"there is no database {db} to save yet: build it first with "
                               "`devenv up` or `devenv refresh-db`")
@@ -188,41 +178,41 @@ def save(project: Project, reporter: Reporter, name: str, *, replace: bool = Fal
         fps = {s: str(records[s]["fingerprint"]) for s in steps}
         key = fingerprint.combined({s: fingerprint.Fingerprint(v) for s, v in fps.items()},
                                    steps)
-        value = snapshots.meta(USER_KIND, project.name, name=name, key=key, steps=steps,
+        value = siblings.meta(USER_KIND, project.name, name=name, key=key, steps=steps,
                                fingerprints=fps, source=db, complete=True)
-        build = snapshots.build_name(db)
+        build = siblings.build_name(db)
         with phase(reporter, "save", f"saving {db} as snapshot '{name}'",
                     f"saved {db} as {snap}"):
             # CREATE DATABASE ... TEMPLATE needs the source without sessions: refuse new
             # ones (apps reconnecting) for the few seconds of the copy.
-            ended = snapshots.terminate(target, db, block=True)
+            ended = siblings.terminate(target, db, block=True)
             from devenv import faults
 
             # A SIGKILL from here to allow_connections leaves db refusing connections: the
             # next command's recover (or up's build) opens it again; status, doctor say so.
             faults.point("snapshot-save-blocked")
             try:
-                snapshots.clone(target, db, build, value)
+                siblings.clone(target, db, build, value)
             except BaseException:
                 _drop_quietly(target, build)
                 raise
             finally:
-                snapshots.allow_connections(target, [db])
+                siblings.allow_connections(target, [db])
             try:
                 store.put(_identity(target, build), target.redacted(snap), records)
                 if snap in infos:
                     old_key = database.identity(target, snap)
-                    snapshots.drop(target, snap)
+                    siblings.drop(target, snap)
                     if old_key:
                         store.forget(old_key)
-                snapshots.rename(target, build, snap)
+                siblings.rename(target, build, snap)
             except BaseException:
                 _drop_quietly(target, build)
                 raise
         if ended:
             reporter.emit(Message(f"ended {ended} session(s) on {db} to copy it; apps "
                                   "reconnect on their next query", "warn"))
-        size = snapshots.find(target, db, snap, sizes=True)
+        size = siblings.find(target, db, snap, sizes=True)
         held = f"{len(steps)} step(s)" if steps else "no recorded steps"
         reporter.emit(Message(f"snapshot '{name}' saved ({held}, "
                               f"{fmt_size(size.size if size else 0)}); "
@@ -237,21 +227,21 @@ def restore(project: Project, reporter: Reporter, name: str, *, backup: bool = T
             database_url: str | None = None, wait: bool = True) -> int:
     """Make user snapshot ``name`` the working database, atomically (like refresh-db)."""
     db = _db(project)
-    snapshots.user_name(db, name)
+    siblings.user_name(db, name)
     with project_lock(project.state_dir, "snapshot restore", reporter, wait=wait), \
             contextlib.ExitStack() as locks:
         target, _ = _open(project, reporter, database_url, locks, "snapshot restore",
                           wait)
         db = target.dbname  # DATABASE_URL may name another database than steps.yaml
-        lifecycle.recover(target, db, reporter)
+        rebuild.recover(target, db, reporter)
         info = _require(target, db, name)
-        build = snapshots.build_name(db)
+        build = siblings.build_name(db)
         store = StateStore(project.state_dir)
         with phase(reporter, "restore", f"copying snapshot '{name}' to {build}",
                     f"copied snapshot '{name}'"):
             try:
-                snapshots.clone(target, info.datname, build,
-                                snapshots.meta("build", project.name, restored=name))
+                siblings.clone(target, info.datname, build,
+                                siblings.meta("build", project.name, restored=name))
                 store.copy(_identity(target, info.datname), _identity(target, build),
                            target.redacted(db))
             except BaseException:
@@ -259,7 +249,7 @@ def restore(project: Project, reporter: Reporter, name: str, *, backup: bool = T
                 raise
         with phase(reporter, "swap", f"swapping {build} in as {db}", f"{db} swapped in"):
             try:
-                prev = snapshots.swap(target, db, build, backup=backup)
+                prev = siblings.swap(target, db, build, backup=backup)
             except BaseException:
                 _drop_quietly(target, build)
                 raise
@@ -296,7 +286,7 @@ def list_snapshots(project: Project, out: Output, *, as_json: bool = False,
         if target is None:
             raise ServiceError(f"cannot list snapshots: {note}; start it with `devenv up`")
         db = target.dbname
-        infos = snapshots.related(target, db, sizes=True)
+        infos = siblings.related(target, db, sizes=True)
     fps = fingerprint.compute(project)
     all_steps = _profile_steps(project, profile)
     now = time.time()
@@ -309,7 +299,7 @@ def list_snapshots(project: Project, out: Output, *, as_json: bool = False,
         matches, changed = compare(info, fps)
         user = info.kind == USER_KIND
         items.append({
-            "name": str(info.meta.get("name", "")) if user else info.datname[len(snapshots.stem(db)) + 2:],
+            "name": str(info.meta.get("name", "")) if user else info.datname[len(siblings.stem(db)) + 2:],
             "kind": "user" if user else "cache",
             "database": info.datname,
             "size": info.size,
@@ -352,7 +342,7 @@ def delete(project: Project, reporter: Reporter, name: str, *,
            database_url: str | None = None, wait: bool = True) -> int:
     """Drop user snapshot ``name``."""
     db = _db(project)
-    snapshots.user_name(db, name)
+    siblings.user_name(db, name)
     with project_lock(project.state_dir, "snapshot delete", reporter, wait=wait), \
             contextlib.ExitStack() as locks:
         target, _ = _open(project, reporter, database_url, locks, "snapshot delete",
@@ -360,7 +350,7 @@ def delete(project: Project, reporter: Reporter, name: str, *,
         db = target.dbname  # DATABASE_URL may name another database than steps.yaml
         info = _require(target, db, name)
         key = database.identity(target, info.datname)
-        snapshots.drop(target, info.datname)
+        siblings.drop(target, info.datname)
         if key:
             StateStore(project.state_dir).forget(key)
         reporter.emit(Message(f"deleted snapshot '{name}' ({info.datname}, "
@@ -382,15 +372,15 @@ def gc(project: Project, reporter: Reporter, *, keep: int | None = None,
         target, _ = _open(project, reporter, database_url, locks, "snapshot gc",
                           wait)
         db = target.dbname  # DATABASE_URL may name another database than steps.yaml
-        before = {d.datname: d for d in snapshots.related(target, db, sizes=True)}
+        before = {d.datname: d for d in siblings.related(target, db, sizes=True)}
         keys = {n: database.identity(target, n) for n in before}
-        fixed = lifecycle.recover(target, db, reporter)
+        fixed = rebuild.recover(target, db, reporter)
         # The snapshot of the current steps is what the next refresh-db starts from.
-        current = snapshots.cache_name(
+        current = siblings.cache_name(
             db, fingerprint.combined(fingerprint.compute(project),
                                      _profile_steps(project, profile)))
-        dropped = snapshots.gc(target, db, keep, protect=[current])
-        after = {d.datname for d in snapshots.related(target, db)}
+        dropped = siblings.gc(target, db, keep, protect=[current])
+        after = {d.datname for d in siblings.related(target, db)}
         gone = [n for n in before if n not in after]
         store = StateStore(project.state_dir)
         for n in gone:
@@ -416,7 +406,7 @@ def export(project: Project, reporter: Reporter, name: str, file: Path, *,
            database_url: str | None = None, wait: bool = True) -> int:
     """Write user snapshot ``name`` to ``file``: our header + ``pg_dump -Fc``."""
     db = _db(project)
-    snapshots.user_name(db, name)
+    siblings.user_name(db, name)
     file = Path(file)
     if file.is_dir():
         raise UsageError(f"{file} is a folder: name the file to write, e.g. "
@@ -429,20 +419,20 @@ def export(project: Project, reporter: Reporter, name: str, file: Path, *,
                                   wait)
         db = target.dbname  # DATABASE_URL may name another database than steps.yaml
         info = _require(target, db, name)
-        server = dumps.server_version_num(target)
-        tool = dumps.choose_tool("pg_dump", target, info.datname, dumps.major_of(server),
+        server = dumpfiles.server_version_num(target)
+        tool = dumpfiles.choose_tool("pg_dump", target, info.datname, dumpfiles.major_of(server),
                                  container)
         records = StateStore(project.state_dir).steps(_identity(target, info.datname))
         fps = info.meta.get("fingerprints")
-        header = dumps.Header(
+        header = dumpfiles.Header(
             project=project.name, database=db, name=name, key=info.key, steps=info.steps,
             fingerprints=dict(fps) if isinstance(fps, dict) else {},
             server_version_num=server, pg_dump_major=tool.major, created=info.created,
             records=records)
         with phase(reporter, "export", f"dumping snapshot '{name}' to {file}",
                     f"dumped snapshot '{name}'"):
-            written = dumps.write(file, header,
-                                  lambda sink: dumps.dump(tool, sink, tmpdir=file.parent))
+            written = dumpfiles.write(file, header,
+                                  lambda sink: dumpfiles.dump(tool, sink, tmpdir=file.parent))
         reporter.emit(Message(f"exported snapshot '{name}' to {file} "
                               f"({fmt_size(written.size)} dump, pg_dump {tool.major} "
                               f"{tool.where}); devenv snapshot import {file} "
@@ -455,35 +445,35 @@ def import_(project: Project, reporter: Reporter, file: Path, name: str | None =
     """Restore snapshot file ``file`` as user snapshot ``name`` (default: its own name)."""
     db = _db(project)
     file = Path(file)
-    header, offset = dumps.read_header(file)
+    header, offset = dumpfiles.read_header(file)
     name = name or header.name
-    snap = snapshots.user_name(db, name)
+    snap = siblings.user_name(db, name)
     if header.project != project.name and not force:
         raise UsageError(f"{file} is a snapshot of project '{header.project}', not "
                          f"'{project.name}': pass --force to import it anyway")
     with phase(reporter, "check", f"checking {file}", f"{file} is complete"):
-        dumps.verify(file, header, offset)
+        dumpfiles.verify(file, header, offset)
     with project_lock(project.state_dir, "snapshot import", reporter, wait=wait), \
             contextlib.ExitStack() as locks:
         target, container = _open(project, reporter, database_url, locks, "snapshot import",
                                   wait)
         db = target.dbname  # DATABASE_URL may name another database than steps.yaml
-        snap = snapshots.user_name(db, name)
-        lifecycle.recover(target, db, reporter)
-        server = dumps.server_version_num(target)
-        if header.server_major > dumps.major_of(server):
-            raise dumps.SnapshotFileError(
+        snap = siblings.user_name(db, name)
+        rebuild.recover(target, db, reporter)
+        server = dumpfiles.server_version_num(target)
+        if header.server_major > dumpfiles.major_of(server):
+            raise dumpfiles.SnapshotFileError(
                 f"{file} was dumped from PostgreSQL {header.server_major}, newer than this "
-                f"server (PostgreSQL {dumps.major_of(server)}): import it into PostgreSQL "
+                f"server (PostgreSQL {dumpfiles.major_of(server)}): import it into PostgreSQL "
                 f"{header.server_major} or newer")
-        if snapshots.find(target, db, snap) is not None:
+        if siblings.find(target, db, snap) is not None:
             raise UsageError(f"snapshot '{name}' already exists: delete it first (devenv "
                              f"snapshot delete {name}) or import under another name "
                              f"(devenv snapshot import {file} NEW_NAME)")
-        build = snapshots.build_name(db)
-        tool = dumps.choose_tool("pg_restore", target, build,
+        build = siblings.build_name(db)
+        tool = dumpfiles.choose_tool("pg_restore", target, build,
                                  max(header.pg_dump_major, 0), container)
-        value = snapshots.meta(USER_KIND, project.name, name=name, key=header.key,
+        value = siblings.meta(USER_KIND, project.name, name=name, key=header.key,
                                steps=list(header.steps), fingerprints=dict(header.fingerprints),
                                source=f"file {file.name}", imported_from=header.project,
                                saved=header.created, complete=True)
@@ -491,13 +481,13 @@ def import_(project: Project, reporter: Reporter, file: Path, name: str | None =
                     f"restored {file}"):
             try:
                 # The file is trusted with nothing: restored without superuser rights.
-                dumps.restore_untrusted(target, build, tool, dumps.payload(file, offset),
+                dumpfiles.restore_untrusted(target, build, tool, dumpfiles.payload(file, offset),
                                         label=str(file))
-                snapshots.set_meta(target, build, value)
+                siblings.set_meta(target, build, value)
                 store = StateStore(project.state_dir)
                 store.put(_identity(target, build), target.redacted(snap),
                           {s: r for s, r in header.records.items() if isinstance(r, dict)})
-                snapshots.rename(target, build, snap)
+                siblings.rename(target, build, snap)
             except BaseException:
                 _drop_quietly(target, build)
                 raise

@@ -1,22 +1,23 @@
 """``devenv snapshot push NAME`` / ``devenv snapshot pull FP|TAG``: snapshots in the team's
-remote cache (:mod:`devenv.remote_cache`)."""
+remote cache (:mod:`devenv.cache.oci`)."""
 
 from __future__ import annotations
 
 import tempfile
 from pathlib import Path
 
-from devenv import dumps, lifecycle, remote_cache, snapshots
+from devenv.cache import oci
 from devenv.commands.snapshot import CACHE_KIND, _db, _drop_quietly, _open, _require
 from devenv.errors import EXIT_OK, DevenvError, UsageError
 from devenv.events import Message, Reporter, phase
 from devenv.lock import project_lock
+from devenv.postgres import dumpfiles, rebuild, siblings
 from devenv.schema import Project
 from devenv.state import StateStore
 
 
-def _remote(project: Project) -> remote_cache.Remote:
-    remote = remote_cache.configured(project)
+def _remote(project: Project) -> oci.Remote:
+    remote = oci.configured(project)
     if remote is None:
         raise UsageError("no remote cache: set cache.remote in steps.yaml (e.g. "
                          "oci://ghcr.io/acme/shop-db), DEVENV_CACHE_REMOTE or --cache-remote")
@@ -29,28 +30,28 @@ def push(project: Project, reporter: Reporter, name: str, *, background: bool = 
     characters) and push it to the remote cache, tagged by the fingerprint of its steps."""
     db = _db(project)
     remote = _remote(project)
-    remote_cache.sign_key(project)  # a broken key fails now, before the dump
+    oci.sign_key(project)  # a broken key fails now, before the dump
     with project_lock(project.state_dir, "snapshot push", reporter, wait=wait):
         target, container = _open(project, reporter, database_url)
-        lifecycle.recover(target, db, reporter)
-        cache = [d for d in snapshots.related(target, db) if d.kind == CACHE_KIND
+        rebuild.recover(target, db, reporter)
+        cache = [d for d in siblings.related(target, db) if d.kind == CACHE_KIND
                  and d.meta.get("complete") and d.key.startswith(name) and len(name) >= 6]
         info = cache[0] if len(cache) == 1 else _require(target, db, name)
         if not info.key or not info.steps:
             raise DevenvError(f"snapshot '{name}' records no steps: there is no fingerprint "
                               "to tag it by (save it after `devenv up`)")
-        folder = Path(tempfile.mkdtemp(prefix="push-", dir=remote_cache._download_dir(project)))
+        folder = Path(tempfile.mkdtemp(prefix="push-", dir=oci._download_dir(project)))
         path = folder / "snapshot.devenv-snapshot"
         with phase(reporter, "export", f"dumping snapshot '{name}'", f"dumped '{name}'"):
-            remote_cache.dump_database(project, target, info.datname, info.key, info.steps,
+            oci.dump_database(project, target, info.datname, info.key, info.steps,
                                        name, path, container)
     if background:
-        pid = remote_cache.spawn_push(project, remote, path)
+        pid = oci.spawn_push(project, remote, path)
         reporter.emit(Message(f"pushing snapshot {info.key[:12]} to {remote.url} in the "
                               f"background (pid {pid}; .devenv/logs/push.log)", "ok"))
         return EXIT_OK
     try:
-        remote_cache.push_file(project, remote, path, reporter)
+        oci.push_file(project, remote, path, reporter)
     finally:
         path.unlink(missing_ok=True)
         folder.rmdir()
@@ -67,34 +68,34 @@ def pull(project: Project, reporter: Reporter, ref: str, *, database_url: str | 
     remote = _remote(project)
     with project_lock(project.state_dir, "snapshot pull", reporter, wait=wait):
         target, _ = _open(project, reporter, database_url)
-        lifecycle.recover(target, db, reporter)
-        client = remote_cache.Client(remote)
-        hit = remote_cache.fetch(project, client, ref, dumps.server_version_num(target))
+        rebuild.recover(target, db, reporter)
+        client = oci.Client(remote)
+        hit = oci.fetch(project, client, ref, dumpfiles.server_version_num(target))
         if hit is None:
             raise DevenvError(f"there is no snapshot {ref} in {remote.url}")
         try:
-            name = snapshots.cache_name(db, hit.key)
-            if snapshots.find(target, db, name) is not None:
+            name = siblings.cache_name(db, hit.key)
+            if siblings.find(target, db, name) is not None:
                 reporter.emit(Message(f"snapshot {hit.key[:12]} is already here ({name})",
                                       "ok"))
                 return EXIT_OK
-            build = snapshots.build_name(db)
-            value = snapshots.meta(CACHE_KIND, project.name, key=hit.key,
+            build = siblings.build_name(db)
+            value = siblings.meta(CACHE_KIND, project.name, key=hit.key,
                                    steps=list(hit.held), complete=False)
             with phase(reporter, "restore", f"restoring snapshot {hit.key[:12]}",
                        hit.describe()):
                 try:
-                    from devenv import database
+                    from devenv.postgres import database
 
                     database.create(target, build, [], template="template0")
-                    snapshots.set_meta(target, build, value)
-                    remote_cache.restore_file(project, target, build, hit, reporter)
+                    siblings.set_meta(target, build, value)
+                    oci.restore_file(project, target, build, hit, reporter)
                     ident = database.identity(target, build)
                     if ident:
                         StateStore(project.state_dir).put(ident, target.redacted(name),
-                                                          remote_cache._records(hit))
-                    snapshots.rename(target, build, name)
-                    snapshots.set_meta(target, name, {**value, "complete": True})
+                                                          oci._records(hit))
+                    siblings.rename(target, build, name)
+                    siblings.set_meta(target, name, {**value, "complete": True})
                 except BaseException:
                     _drop_quietly(target, build)
                     raise

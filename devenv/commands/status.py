@@ -8,10 +8,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from devenv import database, environment, fingerprint, planner, processes
+from devenv import environment, fingerprint, planner, processes
 from devenv.console import Output
 from devenv.errors import EXIT_OK, ServiceError
 from devenv.events import Action
+from devenv.postgres import database
 from devenv.schema import Project, ServiceSpec
 from devenv.services import ServiceState
 from devenv.state import NO_DATABASE, StateStore

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import contextlib
 
-from devenv import branches, database, environment, planner, processes, working
+from devenv import environment, planner, processes
 from devenv.commands import exit_code
 from devenv.console import ProcessLines
 from devenv.errors import EXIT_OK
 from devenv.events import Message, Reporter
 from devenv.lock import database_lock, project_lock, service_lock
+from devenv.postgres import branches, database, working
 from devenv.schema import Project
 
 
@@ -40,9 +41,9 @@ def run(project: Project, reporter: Reporter, *, detach: bool = False,
         endpoints = environment.start_services(
             project, [s for s in project.services if s in wanted], reporter, database_url)
         target = environment.database_target(project, endpoints, database_url)
-        from devenv import remote_cache
+        from devenv.cache import oci
 
-        remote_cache.restore_fresh(project, target, profile, reporter)
+        oci.restore_fresh(project, target, profile, reporter)
         carried: dict[str, str] = {}
         if target is not None and project.database is not None:
             # Another checkout of the project (a git worktree) shares this server's

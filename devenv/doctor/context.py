@@ -15,16 +15,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from devenv import database, environment
+from devenv import environment
 from devenv.errors import ConfigError, DevenvError
+from devenv.postgres import database
 from devenv.schema import Project, ServiceSpec, StepSpec
 
 if TYPE_CHECKING:
     from devenv.doctor.apps import App, Introspection
     from devenv.events import Decision
     from devenv.fingerprint import Fingerprint
+    from devenv.postgres.siblings import DbInfo
     from devenv.services import Backend, Endpoint, ServiceState
-    from devenv.snapshots import DbInfo
 
 T = TypeVar("T")
 
@@ -237,13 +238,13 @@ class Context:
 
     def related(self) -> list[DbInfo]:
         """The databases named after the project's (``db__build``, snapshots...)."""
-        from devenv import snapshots
+        from devenv.postgres import siblings
 
         def get() -> list[DbInfo]:
             target = self.target().target
             if target is None or self.server().error:
                 return []
-            return snapshots.related(target, target.dbname, sizes=True)
+            return siblings.related(target, target.dbname, sizes=True)
 
         return self.memo("related", get)
 

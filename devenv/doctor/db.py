@@ -19,7 +19,7 @@ from devenv.doctor.base import (
     warn,
 )
 from devenv.doctor.context import Context, ServerInfo
-from devenv.snapshots import prev_name
+from devenv.postgres.siblings import prev_name
 
 
 def _server(ctx: Context) -> ServerInfo:

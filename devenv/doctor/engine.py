@@ -25,7 +25,7 @@ def check_backend(ctx: Context) -> Check:
         if ctx.is_external(name):
             ext = ctx.external()
             assert ext is not None
-            from devenv.database import redact_url
+            from devenv.postgres.database import redact_url
 
             problems.add(OK, f"{name}: external database {redact_url(ext[0])} ({ext[1]}); "
                              "devenv does not start it", "")

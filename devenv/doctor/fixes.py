@@ -10,11 +10,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from devenv import database, environment, graph
+from devenv import environment, graph
 from devenv.doctor.base import REMEDY_ORDER, Check, Remedy
 from devenv.doctor.context import Context
 from devenv.errors import EXIT_OK, DevenvError
 from devenv.events import Message, Reporter
+from devenv.postgres import database
 
 
 @dataclass(frozen=True)
@@ -77,9 +78,9 @@ def apply(ctx: Context, planned: Sequence[Planned], reporter: Reporter) -> list[
                         database_lock(target, project.root, "doctor --fix", reporter,
                                       wait=False):
                     if r.action == "recover":
-                        from devenv import lifecycle
+                        from devenv.postgres import rebuild
 
-                        done = lifecycle.recover(target, target.dbname, reporter)
+                        done = rebuild.recover(target, target.dbname, reporter)
                         if not done:
                             reporter.emit(Message("nothing was left to drop"))
                     elif r.action == "create-schemas":

@@ -3,7 +3,7 @@
 For where no Docker engine answers. Only PostgreSQL-like services (an image named
 ``postgres*``, or ``backend: native``). The data lives in ``.devenv/native/<service>/``
 (``data/`` plus its log and socket folder beside it). PostgreSQL will not run as root, so
-as root the server runs as the ``postgres`` user (see :mod:`devenv.pgcluster`), which
+as root the server runs as the ``postgres`` user (see :mod:`devenv.postgres.pgcluster`), which
 would have to pass through ``.devenv/``; that stays 0700, so as root the data goes to
 ``/var/tmp/devenv-<project>-<hash of the root>/<service>/`` instead and status says so.
 
@@ -28,10 +28,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from devenv import jsonfile, pgcluster, proc
+from devenv import jsonfile, proc
 from devenv.errors import ServiceError
 from devenv.events import Message, Reporter
 from devenv.lock import ensure_state_dir
+from devenv.postgres import pgcluster
 from devenv.schema import PortSpec, Project, ServiceSpec
 from devenv.services import Endpoint, ExecResult, ServiceState
 from devenv.services import ports as portlib
@@ -297,7 +298,7 @@ class NativeBackend:
     def _first_start(self, project: Project, service: ServiceSpec, lay: Layout, port: int,
                      timeout: float) -> None:
         """What the image's entrypoint does once: create POSTGRES_DB."""
-        from devenv import database
+        from devenv.postgres import database
 
         dbname = service.env.get("POSTGRES_DB") or service.env.get("POSTGRES_USER")
         if not dbname or dbname == "postgres":

@@ -70,7 +70,7 @@ def pg_probe(port: int, user: str, password: str, host: str = "127.0.0.1",
     temporary server on a socket only, later restarted); a query over the published port
     is what the steps will do, so it is what readiness means.
     """
-    from devenv import pgwire
+    from devenv.postgres import pgwire
 
     try:
         with pgwire.connect(host, port, user, password, "postgres", timeout=max(1.0, timeout),

@@ -16,7 +16,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from devenv import database, snapshots
+from devenv.postgres import database, siblings
 from tests.dbcompare import dump_database
 
 pytestmark = pytest.mark.postgres
@@ -47,7 +47,7 @@ def ci(make_project: MakeProject, pg_server: Any) -> Iterator[tuple[Path, str]]:
     root = make_project(config(db), files={"seed.txt": "1\n"})
     yield root, pg_server.url(db)
     target = database.parse_url(pg_server.url(db))
-    for info in snapshots.related(target, db):
+    for info in siblings.related(target, db):
         database.drop(target, info.datname)
 
 
@@ -161,7 +161,7 @@ def test_configuration_error_exit_2_with_report(make_project: MakeProject,
 
 
 def test_database_that_never_answers_exit_3(ci: tuple[Path, str]) -> None:
-    from devenv.pgcluster import free_port
+    from devenv.postgres.pgcluster import free_port
 
     root, _ = ci
     r = ci_setup(root, f"postgresql://postgres:secret@127.0.0.1:{free_port()}/x")
@@ -287,7 +287,7 @@ def test_unusable_output_paths_are_usage_errors(ci: tuple[Path, str], tmp_path: 
 
 
 def test_with_processes_starts_them_in_the_background(ci: tuple[Path, str]) -> None:
-    from devenv.pgcluster import free_port
+    from devenv.postgres.pgcluster import free_port
 
     root, url = ci
     port = free_port()

@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from devenv import loader, pgcluster
+from devenv import loader
+from devenv.postgres import pgcluster
 from devenv.services import native
 from tests.services.conftest import pg_service, purge, unique_name, write_project
 

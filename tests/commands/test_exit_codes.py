@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 
-from devenv import dumps
 from devenv.lock import project_lock
+from devenv.postgres import dumpfiles
 from tests.conftest import PgServer
 
 MakeProject = Callable[..., Path]
@@ -45,10 +45,10 @@ def devenv(root: Path, *args: str, env: dict[str, str] | None = None,
 
 def snapshot_file(path: Path, project: str = "codes", data: bytes = b"x" * 1000) -> Path:
     """A well-formed snapshot file (its dump is not a real one: nothing gets that far)."""
-    header = dumps.Header(project=project, database="codes_dev", name="s", key="k" * 64,
+    header = dumpfiles.Header(project=project, database="codes_dev", name="s", key="k" * 64,
                           steps=["ok"], fingerprints={"ok": "f"}, server_version_num=150000,
                           pg_dump_major=15, created=time.time())
-    dumps.write(path, header, lambda sink: sink(data))
+    dumpfiles.write(path, header, lambda sink: sink(data))
     return path
 
 
@@ -146,7 +146,7 @@ def _bare(root: Path) -> Path:
 
 
 def _header_cut(root: Path) -> Path:
-    (root / "head.snap").write_bytes(dumps.MAGIC + b'{"project": "co')
+    (root / "head.snap").write_bytes(dumpfiles.MAGIC + b'{"project": "co')
     return root / "head.snap"
 
 

@@ -12,8 +12,9 @@ from typing import Any
 
 import pytest
 
-from devenv import database, loader, snapshots
+from devenv import loader
 from devenv.commands import logs
+from devenv.postgres import database, siblings
 
 MakeProject = Callable[..., Path]
 
@@ -40,7 +41,7 @@ def proj(make_project: MakeProject, pg_server: Any) -> Iterator[tuple[Path, str]
     }, files={"msg.txt": "the developer's run\n"})
     yield root, pg_server.url(db)
     target = database.parse_url(pg_server.url(db))
-    for info in snapshots.related(target, db):
+    for info in siblings.related(target, db):
         database.drop(target, info.datname)
 
 

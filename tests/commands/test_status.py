@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from devenv import pgcluster
+from devenv.postgres import pgcluster
 
 
 @pytest.mark.postgres

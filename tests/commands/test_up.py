@@ -19,9 +19,10 @@ from typing import Any
 import psycopg
 import pytest
 
-from devenv import database, loader, processes
+from devenv import loader, processes
 from devenv.lock import project_lock
-from devenv.pgcluster import free_port
+from devenv.postgres import database
+from devenv.postgres.pgcluster import free_port
 from tests.procs import gone
 
 pytestmark = pytest.mark.postgres

@@ -19,8 +19,9 @@ import psycopg
 import pytest
 import yaml
 
-from devenv import database, loader, processes, snapshots
-from devenv.pgcluster import free_port
+from devenv import loader, processes
+from devenv.postgres import database, siblings
+from devenv.postgres.pgcluster import free_port
 
 pytestmark = pytest.mark.postgres
 
@@ -100,7 +101,7 @@ def proj(make_project: Callable[..., Path], pg_server: Any) -> Iterator[Proj]:
     finally:
         processes.stop_all(loader.load(root / "steps.yaml"), grace=1)
         target = database.parse_url(pg_server.url(db))
-        for info in snapshots.related(target, db):
+        for info in siblings.related(target, db):
             database.drop(target, info.datname)
 
 

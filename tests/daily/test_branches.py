@@ -14,7 +14,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from devenv import branches, database, snapshots
+from devenv.postgres import branches, database, siblings
 
 pytestmark = pytest.mark.postgres
 
@@ -98,7 +98,7 @@ def repo(make_project: Callable[..., Path], pg_server: Any) -> Iterator[Repo]:
         yield r
     finally:
         target = database.parse_url(pg_server.url(db))
-        for info in snapshots.related(target, db):
+        for info in siblings.related(target, db):
             database.drop(target, info.datname)
 
 
@@ -167,10 +167,10 @@ def test_hook_install_and_uninstall(repo: Repo) -> None:
 
 def test_parked_names_fit_and_stay_unique() -> None:
     db = "d" * 50
-    a = snapshots.branch_name(db, "feature/" + "x" * 80)
-    b = snapshots.branch_name(db, "feature/" + "x" * 81)
+    a = siblings.branch_name(db, "feature/" + "x" * 80)
+    b = siblings.branch_name(db, "feature/" + "x" * 81)
     assert len(a.encode()) <= 63 and len(b.encode()) <= 63 and a != b
-    assert snapshots.branch_name("app", "Feature/JIRA-12") != snapshots.branch_name(
+    assert siblings.branch_name("app", "Feature/JIRA-12") != siblings.branch_name(
         "app", "feature/jira-12")
 
 
@@ -213,13 +213,13 @@ def test_the_working_database_is_never_listed_as_parked(repo: Repo) -> None:
     saying kind "branch": it is still not parked, and `branches drop` leaves it alone."""
     assert repo.devenv("up", "--no-processes").returncode == 0
     target = database.parse_url(repo.url)
-    info = snapshots.find(target, target.dbname, target.dbname)
+    info = siblings.find(target, target.dbname, target.dbname)
     assert info is not None
-    snapshots.set_meta(target, target.dbname, {**info.meta, "kind": "branch"})
+    siblings.set_meta(target, target.dbname, {**info.meta, "kind": "branch"})
     assert branches.parked(target, "br") == []
     r = repo.devenv("branches", "drop", "main")
     assert r.returncode != 0 and "no parked database for branch 'main'" in r.stdout + r.stderr
-    assert snapshots.find(target, target.dbname, target.dbname) is not None
+    assert siblings.find(target, target.dbname, target.dbname) is not None
 
 
 def test_refresh_db_after_a_switch_parks_the_other_branchs_database(repo: Repo) -> None:

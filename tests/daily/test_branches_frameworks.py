@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from devenv import database, snapshots
+from devenv.postgres import database, siblings
 from tests.daily import test_branches
 from tests.daily.test_branches import git
 from tests.kinds import djangoproj
@@ -95,7 +95,7 @@ def repo(make_project: Callable[..., Path], pg_server: Any) -> Iterator[Repo]:
         yield r
     finally:
         target = database.parse_url(pg_server.url(db))
-        for info in snapshots.related(target, db):
+        for info in siblings.related(target, db):
             database.drop(target, info.datname)
 
 

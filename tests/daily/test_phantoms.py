@@ -1,4 +1,4 @@
-"""Phantom migrations read from the database (devenv.phantoms), on a real PostgreSQL."""
+"""Phantom migrations read from the database (devenv.postgres.phantoms), on a real PostgreSQL."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from devenv import database, loader, phantoms
+from devenv import loader
+from devenv.postgres import database, phantoms
 
 pytestmark = pytest.mark.postgres
 

@@ -13,11 +13,12 @@ from typing import Any
 import pytest
 import yaml
 
-from devenv import database, environment, loader, snapshots
+from devenv import environment, loader
 from devenv.commands import doctor as cmd
 from devenv.console import Output
 from devenv.doctor import Check, Context, run_checks
 from devenv.events import RecordingReporter
+from devenv.postgres import database, siblings
 from devenv.state import StateStore
 from tests.doctor import twoapps
 
@@ -59,7 +60,7 @@ def build(root: Path, targets: Sequence[str] = ()) -> None:
 
 def drop_all(url: str, db: str) -> None:
     target = database.parse_url(url)
-    for info in snapshots.related(target, db):
+    for info in siblings.related(target, db):
         database.drop(target, info.datname)
 
 
@@ -115,7 +116,7 @@ def twoapps_project(twoapps_template: Built, pg_server: Any, tmp_path: Path,
     db = pg_server.unique_db("doc")
     url = pg_server.url(db)
     target = database.parse_url(url)
-    snapshots.clone(target, twoapps_template.db, db)
+    siblings.clone(target, twoapps_template.db, db)
     store = StateStore(root / ".devenv")
     src = database.identity(target, twoapps_template.db)
     dst = database.identity(target, db)

@@ -10,9 +10,10 @@ from typing import Any
 import psycopg
 import pytest
 
-from devenv import database, lifecycle, loader, snapshots
+from devenv import loader
 from devenv.events import RecordingReporter
 from devenv.lock import project_lock
+from devenv.postgres import database, rebuild, siblings
 from tests.doctor.conftest import build, checks, final, run_doctor, sql
 
 pytestmark = pytest.mark.postgres
@@ -69,7 +70,7 @@ def test_healthy(built: tuple[Path, str, str]) -> None:
         f"all 2 steps of profile local are up to date on {db}"
     assert found["engine.backend"].finding.startswith(
         "db: external database postgresql://postgres:***@127.0.0.1:")
-    assert found["snapshots.leftovers"].finding == \
+    assert found["siblings.leftovers"].finding == \
         f"no leftover of an interrupted refresh-db beside {db}"
 
 
@@ -124,8 +125,8 @@ def test_edited_input_then_fix(built: tuple[Path, str, str]) -> None:
 def test_leftover_build_database_then_fix(built: tuple[Path, str, str]) -> None:
     root, db, url = built
     target = database.parse_url(url)
-    database.create(target, snapshots.build_name(db), [])
-    found = checks(root)["snapshots.leftovers"]
+    database.create(target, siblings.build_name(db), [])
+    found = checks(root)["siblings.leftovers"]
     assert found.status == "warn"
     assert found.finding.startswith(f"{db}__build left by a refresh-db that crashed or ran "
                                     "with --keep-failed (")
@@ -135,26 +136,26 @@ def test_leftover_build_database_then_fix(built: tuple[Path, str, str]) -> None:
     # While a devenv holds the project, the build may be its own: left alone.
     project = loader.load(root / "steps.yaml")
     with project_lock(project.state_dir, "refresh-db"):
-        held = checks(root)["snapshots.leftovers"]
+        held = checks(root)["siblings.leftovers"]
     assert held.status == "ok"
     assert held.finding.startswith(f"{db}__build: in use by a running devenv (pid ")
     code, out = run_doctor(root, fix=True)
     assert "  - drop what an interrupted refresh-db left beside" in out
     assert code == 0, out
-    assert snapshots.build_name(db) not in {d.datname for d in snapshots.related(target, db)}
+    assert siblings.build_name(db) not in {d.datname for d in siblings.related(target, db)}
 
 
 def test_snapshot_cache(built: tuple[Path, str, str]) -> None:
     root, db, url = built
     project = loader.load(root / "steps.yaml")
-    lifecycle.refresh(project, RecordingReporter(), database.parse_url(url),
+    rebuild.refresh(project, RecordingReporter(), database.parse_url(url),
                       background_reclone=False)
-    found = checks(root)["snapshots.cache"]
+    found = checks(root)["siblings.cache"]
     assert found.status == "ok"
     assert found.finding.startswith("2 snapshots, a ready copy, the backup "
                                     f"{db}__prev: ")
     (root / "seed.sql").write_text(FILES["seed.sql"].replace("50", "60"))
-    changed = checks(root)["snapshots.cache"]
+    changed = checks(root)["siblings.cache"]
     assert "a ready copy (of older steps)" in changed.finding
     assert "; 1 made from older steps (kept for switching back; the cache keeps the newest " \
            "5)" in changed.finding
@@ -177,7 +178,7 @@ def test_wrong_password(built: tuple[Path, str, str], monkeypatch: pytest.Monkey
 def test_server_not_answering(built: tuple[Path, str, str], monkeypatch: pytest.MonkeyPatch,
                               ) -> None:
     root, _db, url = built
-    from devenv.pgcluster import free_port
+    from devenv.postgres.pgcluster import free_port
 
     target = database.parse_url(url)
     bad = free_port()

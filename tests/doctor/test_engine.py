@@ -14,7 +14,7 @@ import pytest
 
 from devenv import environment, loader
 from devenv.events import RecordingReporter
-from devenv.pgcluster import free_port
+from devenv.postgres.pgcluster import free_port
 from tests.doctor.conftest import checks, final, run_doctor
 
 MakeProject = Callable[..., Path]

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from devenv import database, snapshots
+from devenv.postgres import database, siblings
 from tests.dbcompare import dump_data, dump_schema, pg_dump_binary
 from tests.examples.test_healthplan import FAKE_MEMBERS
 
@@ -37,7 +37,7 @@ def checkout(tmp_path: Path, pg_server: Any) -> Iterator[tuple[Path, dict[str, s
     env.pop("PGOPTIONS", None)
     yield root, env, db
     target = database.parse_url(pg_server.url(db))
-    for info in snapshots.related(target, db):
+    for info in siblings.related(target, db):
         database.drop(target, info.datname)
 
 

@@ -213,7 +213,8 @@ def test_refresh_db_twice_gives_equal_dumps(pg_server: Any, makefile_db: Built,
 def test_steps_graph_builds_the_makefiles_database(pg_server: Any, makefile_db: Built,
                                                    scratch_db: str,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    from devenv import database, environment, loader
+    from devenv import environment, loader
+    from devenv.postgres import database
     from devenv.events import RecordingReporter, Status
 
     monkeypatch.setenv("FAKE_MEMBERS", str(FAKE_MEMBERS))
@@ -256,7 +257,8 @@ def test_plain_migrate_fails_where_the_kind_fakes(pg_server: Any, scratch_db: st
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """Why the Makefile has its --fake step: Flask already made member_notes. The
     django-migrate kind in steps.yaml sees that and fakes the migration by itself."""
-    from devenv import database, environment, loader
+    from devenv import environment, loader
+    from devenv.postgres import database
     from devenv.events import RecordingReporter
 
     monkeypatch.delenv("PGOPTIONS", raising=False)

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from devenv import database, snapshots
+from devenv.postgres import database, siblings
 from tests.dbcompare import dump_database
 from tests.examples.test_healthplan import FAKE_MEMBERS, make_refresh_db
 
@@ -61,7 +61,7 @@ def example(tmp_path: Path, pg_server: Any) -> Iterator[tuple[Path, dict[str, st
     env.pop("PGOPTIONS", None)
     yield root, env, db
     target = database.parse_url(pg_server.url(db))
-    for info in snapshots.related(target, db):
+    for info in siblings.related(target, db):
         database.drop(target, info.datname)
 
 

@@ -12,9 +12,10 @@ from typing import Any
 import psycopg
 import pytest
 
-from devenv import database, environment, loader
+from devenv import environment, loader
 from devenv.console import PlainReporter
 from devenv.events import Status
+from devenv.postgres import database
 from tests.conftest import PgServer
 
 

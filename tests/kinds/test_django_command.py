@@ -11,9 +11,10 @@ from typing import Any
 
 import pytest
 
-from devenv import database, loader
+from devenv import loader
 from devenv.errors import ConfigError
 from devenv.events import Status
+from devenv.postgres import database
 from tests.kinds import djangoproj
 from tests.kinds.conftest import Outcome, last_lines, project_config, sql
 from tests.kinds.warmproto import Warm, run_script

@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
-from devenv import database, loader
+from devenv import loader
 from devenv.events import Status
+from devenv.postgres import database
 from tests.kinds import djangoproj
 from tests.kinds.conftest import Outcome, last_lines, project_config, sql
 

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from devenv import database
 from devenv.events import Status
+from devenv.postgres import database
 from tests.kinds import djangoproj
 from tests.kinds.conftest import Outcome, project_config, sql
 from tests.kinds.test_django_command import ADD_TAGS, command_step

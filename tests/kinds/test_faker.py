@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from devenv import database, loader
+from devenv import loader
 from devenv.errors import ConfigError
 from devenv.events import Status
 from devenv.kinds._faker_run import speed_up
+from devenv.postgres import database
 from tests.kinds.conftest import Outcome, last_lines, sql
 
 SCHEMA = """

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from devenv import database, loader
+from devenv import loader
 from devenv.errors import ConfigError
 from devenv.events import Status
 from devenv.kinds._sql_run import split
+from devenv.postgres import database
 from tests.kinds.conftest import Outcome, last_lines, sql
 
 SCHEMA = """-- plans; a comment with a ; in it

@@ -8,7 +8,8 @@ import os
 import subprocess
 from pathlib import Path
 
-from devenv import database, environment, loader
+from devenv import environment, loader
+from devenv.postgres import database
 
 
 class Warm:

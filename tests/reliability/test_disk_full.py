@@ -19,7 +19,8 @@ import psycopg
 import pytest
 import yaml
 
-from devenv import database, loader, snapshots
+from devenv import loader
+from devenv.postgres import database, siblings
 from devenv.services.native import NativeBackend, fallback_base, layout
 
 SMALL = ".small-disk"  # marks the tmpfs the small_disk fixture mounted
@@ -145,7 +146,7 @@ def test_a_snapshot_that_does_not_fit_skips_the_cache_not_the_build(small_disk: 
         assert conn.execute("select answer from t order by 1").fetchall() == [(42,), (43,)]
     # the snapshot after "schema" (taken before the disk filled) is kept, complete; no
     # half-made one of both steps is left behind
-    assert [(d.steps, d.meta.get("complete")) for d in snapshots.related(target, "fulldb")
+    assert [(d.steps, d.meta.get("complete")) for d in siblings.related(target, "fulldb")
             if d.kind == "snapshot"] == [(["schema"], True)], out
 
 
@@ -165,12 +166,12 @@ def test_keep_0_writes_no_snapshot(make_project: Callable[..., Path], pg_server:
         r = subprocess.run([sys.executable, "-m", "devenv", "--plain", "refresh-db"],
                            cwd=root, env=env, capture_output=True, text=True, timeout=120)
         assert r.returncode == 0, r.stdout + r.stderr
-        names = sorted(d.datname for d in snapshots.related(target, db))
+        names = sorted(d.datname for d in siblings.related(target, db))
         # before: a snapshot after "a" (the checkpoint) and a full one, and a ready copy of
         # it, written only to be kept against keep: 0
         assert names == [db], names
     finally:
-        for info in snapshots.related(target, db):
+        for info in siblings.related(target, db):
             database.drop(target, info.datname)
 
 

@@ -22,7 +22,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from devenv import database, snapshots
+from devenv.postgres import database, siblings
 from tests.dbcompare import VOLATILE_COLUMNS, diff_dumps, dump_database
 from tests.procs import alive, gone
 
@@ -72,7 +72,7 @@ def writer_project(make_project: Callable[..., Path], pg_server: Any,
         p = root / name
         if p.exists() and p.read_text().strip() and alive(int(p.read_text())):
             os.kill(int(p.read_text()), signal.SIGKILL)
-    for info in snapshots.related(target, db):
+    for info in siblings.related(target, db):
         database.drop(target, info.datname)
 
 
@@ -114,8 +114,8 @@ def test_killed_refresh_leaves_no_writer_behind(
     assert r.returncode == 0, r.stdout + r.stderr
     clean = dump_database(target.url(), MASKED)
     assert fresh == clean, diff_dumps(fresh, clean, "after the kill", "--no-cache")
-    left = {d.datname for d in snapshots.related(target, target.dbname)}
-    assert not [n for n in left if snapshots.is_build(target.dbname, n)], left
+    left = {d.datname for d in siblings.related(target, target.dbname)}
+    assert not [n for n in left if siblings.is_build(target.dbname, n)], left
 
 
 def test_killed_run_stops_its_steps_and_their_setsid_children(

@@ -14,27 +14,27 @@ from typing import Any
 import psycopg
 import pytest
 
-from devenv import database, snapshots
+from devenv.postgres import database, siblings
 
 PSQL = "psql -X -q -v ON_ERROR_STOP=1"
 
 
 def derived(db: str) -> list[str]:
-    return [snapshots.build_name(db), snapshots.build_name(db, "0123456789ab"),
-            snapshots.prev_name(db), snapshots.ready_name(db) + "_tmp99999",
-            snapshots.cache_name(db, "f" * 64), snapshots.user_name(db, "a" * 19),
-            snapshots.retired_name(db), snapshots.exchange_name(db),
-            snapshots.branch_name(db, "feature/" + "x" * 80)]
+    return [siblings.build_name(db), siblings.build_name(db, "0123456789ab"),
+            siblings.prev_name(db), siblings.ready_name(db) + "_tmp99999",
+            siblings.cache_name(db, "f" * 64), siblings.user_name(db, "a" * 19),
+            siblings.retired_name(db), siblings.exchange_name(db),
+            siblings.branch_name(db, "feature/" + "x" * 80)]
 
 
 @pytest.mark.parametrize("length", [1, 40, 41, 45, 60, 63])
 def test_every_derived_name_fits(length: int) -> None:
     db = ("d" * length)
     for name in derived(db):
-        assert len(name.encode()) <= snapshots.MAX_NAME, name
+        assert len(name.encode()) <= siblings.MAX_NAME, name
     # a name short enough keeps the names it always had
     if length <= 40:
-        assert snapshots.prev_name(db) == f"{db}__prev"
+        assert siblings.prev_name(db) == f"{db}__prev"
 
 
 def test_long_names_stay_unique_and_multibyte_safe() -> None:
@@ -42,7 +42,7 @@ def test_long_names_stay_unique_and_multibyte_safe() -> None:
     assert not set(derived(a)) & set(derived(b))
     umlaut = "ü" * 30  # 60 bytes: a cut must not split a character
     for name in derived(umlaut):
-        assert len(name.encode()) <= snapshots.MAX_NAME
+        assert len(name.encode()) <= siblings.MAX_NAME
         name.encode().decode()
 
 
@@ -65,7 +65,7 @@ def long_db(make_project: Callable[..., Path], pg_server: Any,
     env = {**os.environ, "DATABASE_URL": pg_server.url(db)}
     target = database.parse_url(pg_server.url(db))
     yield root, target, env
-    for info in snapshots.related(target, db):
+    for info in siblings.related(target, db):
         database.drop(target, info.datname)
 
 
@@ -101,9 +101,9 @@ def test_sixty_byte_database_name(long_db: tuple[Path, database.Target, dict[str
     r = devenv(root, env, "snapshot", "restore", "long_names_ok")
     assert r.returncode == 0, r.stdout + r.stderr
     assert ids(target) == [2]
-    names = {d.datname for d in snapshots.related(target, target.dbname)}
-    assert snapshots.user_name(target.dbname, "long_names_ok") in names
-    assert snapshots.prev_name(target.dbname) in names
+    names = {d.datname for d in siblings.related(target, target.dbname)}
+    assert siblings.user_name(target.dbname, "long_names_ok") in names
+    assert siblings.prev_name(target.dbname) in names
     for name in names:
         assert len(name.encode()) <= 63, name
     r = devenv(root, env, "snapshot", "list")

@@ -20,7 +20,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from devenv import database, snapshots
+from devenv.postgres import database, siblings
 from tests.dbcompare import dump_database
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
@@ -58,7 +58,7 @@ def proj(make_project: Callable[..., Path], pg_server: Any,
     env = {**os.environ, "DATABASE_URL": pg_server.url(db)}
     yield root, database.parse_url(pg_server.url(db)), env
     target = database.parse_url(pg_server.url(db))
-    for info in snapshots.related(target, db):
+    for info in siblings.related(target, db):
         database.drop(target, info.datname)
 
 
@@ -99,13 +99,13 @@ def test_kill_during_refresh(proj: tuple[Path, database.Target, dict[str, str]],
     if sig is not signal.SIGKILL:
         assert p.returncode == 130, out
 
-    have = {d.datname for d in snapshots.related(target, target.dbname)}
+    have = {d.datname for d in siblings.related(target, target.dbname)}
     assert target.dbname in have, f"working database missing after {sig.name} at {point}"
     if sig is not signal.SIGKILL:
         # a catchable signal leaves nothing refusing connections
         assert connectable(target)
     else:
-        snapshots.allow_connections(target, [target.dbname])
+        siblings.allow_connections(target, [target.dbname])
     now = dump_database(target.url())
     if POINTS[point]:
         assert now != old  # the new database was committed in place
@@ -119,8 +119,8 @@ def test_kill_during_refresh(proj: tuple[Path, database.Target, dict[str, str]],
     fresh = dump_database(target.url())
     assert devenv(root, env, "refresh-db", "--no-cache").returncode == 0
     assert dump_database(target.url()) == fresh
-    left = {d.datname for d in snapshots.related(target, target.dbname)}
-    assert not [n for n in left if snapshots.is_build(target.dbname, n)], left
+    left = {d.datname for d in siblings.related(target, target.dbname)}
+    assert not [n for n in left if siblings.is_build(target.dbname, n)], left
 
 
 @pytest.mark.parametrize("sig", SIGNALS, ids=lambda s: s.name)
@@ -146,7 +146,7 @@ def test_kill_during_snapshot_restore(proj: tuple[Path, database.Target, dict[st
     p.send_signal(sig)
     p.communicate(timeout=60)
     if sig is signal.SIGKILL:
-        snapshots.allow_connections(target, [target.dbname])
+        siblings.allow_connections(target, [target.dbname])
     assert connectable(target) and dump_database(target.url()) == current
     r = devenv(root, env, "snapshot", "restore", "before")
     assert r.returncode == 0, r.stdout + r.stderr
@@ -173,7 +173,7 @@ def test_kill_of_the_background_reclone(proj: tuple[Path, database.Target, dict[
     again = devenv(root, env, "refresh-db")
     assert again.returncode == 0, again.stdout
     assert dump_database(target.url()) == good
-    left = {d.datname for d in snapshots.related(target, target.dbname)}
+    left = {d.datname for d in siblings.related(target, target.dbname)}
     assert not [n for n in left if "_tmp" in n], left
 
 

@@ -17,7 +17,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from devenv import database, snapshots
+from devenv.postgres import database, siblings
 
 pytestmark = pytest.mark.postgres
 PSQL = "psql -X -q -v ON_ERROR_STOP=1"
@@ -79,7 +79,7 @@ def test_password_appears_nowhere(make_project: Callable[..., Path], pg_server: 
         assert f"{user}:***@" in r.stdout + r.stderr
     finally:
         target = database.parse_url(url)
-        for info in snapshots.related(target, db):
+        for info in siblings.related(target, db):
             database.drop(target, info.datname)
     # the commands really ran (a failing step among them: its output is grepped too)
     assert codes["run schema"] == 0 and codes["refresh-db --profile"] == 0
@@ -154,7 +154,7 @@ def test_run_with_database_url_keeps_the_password_out_of_ps_logs_and_reports(
         out = p.stdout.read().decode()
     finally:
         target = database.parse_url(url)
-        for info in snapshots.related(target, db):
+        for info in siblings.related(target, db):
             database.drop(target, info.datname)
     assert seen_marker, "the step's shell was never seen running"
     assert not leaks, f"the password in a command line: {leaks}"

@@ -2,7 +2,7 @@
 
 The malicious dump is made for real: a database whose table has a CHECK constraint calling
 a function that runs ``COPY ... TO PROGRAM``, dumped by pg_dump and put behind a valid
-header by devenv's own writer (``dumps.write``, what ``snapshot export`` and the CI cache
+header by devenv's own writer (``dumpfiles.write``, what ``snapshot export`` and the CI cache
 use). Restored as superuser it would run the program on the server's host; devenv must
 refuse it, create no file, and say why in one line. A dump whose code only fires later (a
 trigger) is imported, and a superuser's insert afterwards still cannot run a program.
@@ -21,9 +21,11 @@ from typing import Any
 import psycopg
 import pytest
 
-from devenv import ci_cache, database, dumps, fingerprint, loader, snapshots
+from devenv import fingerprint, loader
+from devenv.cache import cidump
 from devenv.commands import snapshot as cmd
 from devenv.events import RecordingReporter
+from devenv.postgres import database, dumpfiles, siblings
 
 pytestmark = pytest.mark.postgres
 
@@ -79,12 +81,12 @@ def _malicious_db(target: database.Target, db: str, mark: Path, *, fire_on_resto
 
 def _write_snapshot_file(target: database.Target, db: str, file: Path, project: str,
                          key: str = "k", name: str = "evil") -> None:
-    server = dumps.server_version_num(target)
-    tool = dumps.choose_tool("pg_dump", target, db, dumps.major_of(server), None)
-    header = dumps.Header(project=project, database=db, name=name, key=key, steps=[],
+    server = dumpfiles.server_version_num(target)
+    tool = dumpfiles.choose_tool("pg_dump", target, db, dumpfiles.major_of(server), None)
+    header = dumpfiles.Header(project=project, database=db, name=name, key=key, steps=[],
                           fingerprints={}, server_version_num=server,
                           pg_dump_major=tool.major, created=0.0)
-    dumps.write(file, header, lambda sink: dumps.dump(tool, sink))
+    dumpfiles.write(file, header, lambda sink: dumpfiles.dump(tool, sink))
 
 
 def _config(db: str, name: str = "evilproj") -> dict[str, Any]:
@@ -104,7 +106,7 @@ def setup(pg_server: Any, make_project: Callable[..., Path], monkeypatch: pytest
     monkeypatch.setenv("DEVENV_PG_TOOLS", "local")
     target = database.parse_url(pg_server.url(db))
     yield target, db, root
-    for name in [db, f"{db}_src", *(i.datname for i in snapshots.related(target, db))]:
+    for name in [db, f"{db}_src", *(i.datname for i in siblings.related(target, db))]:
         database.drop(target, name)
 
 
@@ -118,7 +120,7 @@ def test_snapshot_import_refuses_a_dump_that_runs_a_program(
     _write_snapshot_file(target, f"{db}_src", file, "evilproj")
     project = loader.load(root / "steps.yaml")
 
-    with pytest.raises(dumps.DumpError) as err:
+    with pytest.raises(dumpfiles.DumpError) as err:
         cmd.import_(project, RecordingReporter(), file, "evil")
     assert not mark.exists(), "the dump ran a program on the host"
     message = str(err.value)
@@ -126,7 +128,7 @@ def test_snapshot_import_refuses_a_dump_that_runs_a_program(
     assert message == (
         f"{file} asks for rights an import does not have (it is restored as role "
         "devenv_import, without superuser), so nothing of it was kept: " + REFUSED)
-    assert {i.datname for i in snapshots.related(target, db)} == set()
+    assert {i.datname for i in siblings.related(target, db)} == set()
 
     # The CLI says the same, in one line, with exit code 1.
     r = subprocess.run([sys.executable, "-m", "devenv", "snapshot", "import", str(file), "evil"],
@@ -146,7 +148,7 @@ def test_code_of_an_imported_dump_never_runs_as_superuser_later(
     _write_snapshot_file(target, f"{db}_src", file, "evilproj")
     project = loader.load(root / "steps.yaml")
     assert cmd.import_(project, RecordingReporter(), file, "later") == 0
-    imported = snapshots.user_name(db, "later")
+    imported = siblings.user_name(db, "later")
 
     # A step connects as the superuser (as steps do) and inserts: the dump's trigger fires.
     with psycopg.connect(target.url(imported), autocommit=True) as conn:
@@ -177,7 +179,7 @@ def test_ci_cache_hit_refuses_a_dump_that_runs_a_program(
     key = fingerprint.graph_key(project, "ci")
     cache = tmp_path / "cache"
     cache.mkdir()
-    _write_snapshot_file(target, f"{db}_src", ci_cache.cache_file(cache, project, key),
+    _write_snapshot_file(target, f"{db}_src", cidump.cache_file(cache, project, key),
                          "evilproj", key=key)
 
     r = subprocess.run([sys.executable, "-m", "devenv", "ci-setup", "--cache-dir", str(cache)],
@@ -205,10 +207,10 @@ def test_a_dump_whose_default_calls_a_privileged_builtin_is_refused(
     file = tmp_path / "default.devenv-snapshot"
     _write_snapshot_file(target, f"{db}_src", file, "evilproj")
     project = loader.load(root / "steps.yaml")
-    with pytest.raises(dumps.DumpError, match=r"call functions an import may not run "
+    with pytest.raises(dumpfiles.DumpError, match=r"call functions an import may not run "
                        r"\(pg_read_file\(text\)\)"):
         cmd.import_(project, RecordingReporter(), file, "leak")
-    assert {i.datname for i in snapshots.related(target, db)} == set()
+    assert {i.datname for i in siblings.related(target, db)} == set()
 
 
 def test_roles_that_can_become_privileged_restore_as_the_import_role(
@@ -222,7 +224,7 @@ def test_roles_that_can_become_privileged_restore_as_the_import_role(
         conn.execute("GRANT pg_execute_server_program TO devenv_t_noinherit")
     try:
         as_member = database.Target(target.host, target.port, "devenv_t_noinherit", "pw", db)
-        assert dumps._privileged(as_member)
+        assert dumpfiles._privileged(as_member)
     finally:
         with psycopg.connect(target.url("postgres"), autocommit=True) as conn:
             conn.execute("DROP ROLE devenv_t_noinherit")
@@ -242,10 +244,10 @@ def test_a_createrole_user_that_is_not_superuser_can_import(
     file = tmp_path / "plain.devenv-snapshot"
     _write_snapshot_file(target, f"{db}_src", file, "evilproj")
     master = database.Target(target.host, target.port, "devenv_t_master", "pw", db)
-    header, offset = dumps.read_header(file)
-    tool = dumps.choose_tool("pg_restore", master, f"{db}_copy", header.pg_dump_major, None)
+    header, offset = dumpfiles.read_header(file)
+    tool = dumpfiles.choose_tool("pg_restore", master, f"{db}_copy", header.pg_dump_major, None)
     try:
-        dumps.restore_untrusted(master, f"{db}_copy", tool, dumps.payload(file, offset))
+        dumpfiles.restore_untrusted(master, f"{db}_copy", tool, dumpfiles.payload(file, offset))
         with psycopg.connect(target.url(f"{db}_copy")) as conn:
             assert conn.execute("SELECT v FROM public.kept").fetchall() == [("x",)]
             assert conn.execute("SELECT pg_get_userbyid(datdba) FROM pg_database WHERE "

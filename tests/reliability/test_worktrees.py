@@ -16,7 +16,7 @@ import psycopg
 import pytest
 import yaml
 
-from devenv import database, snapshots
+from devenv.postgres import database, siblings
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 PSQL = "psql -X -q -v ON_ERROR_STOP=1"
@@ -57,7 +57,7 @@ def worktrees(tmp_path: Path, pg_server: Any,
     env = {**os.environ, "DATABASE_URL": pg_server.url(db)}
     target = database.parse_url(pg_server.url(db))
     yield main, other, target, env
-    for info in snapshots.related(target, db):
+    for info in siblings.related(target, db):
         database.drop(target, info.datname)
 
 
@@ -94,8 +94,8 @@ def test_two_worktrees_refresh_at_once(
         assert "unchanged" not in out, out
     # b ran last: its rows, all of them, and nothing of a's run
     assert rows(target) == {"feature": list(range(1, ROWS + 1))}
-    left = {d.datname for d in snapshots.related(target, target.dbname)}
-    assert not [n for n in left if snapshots.is_build(target.dbname, n)], left
+    left = {d.datname for d in siblings.related(target, target.dbname)}
+    assert not [n for n in left if siblings.is_build(target.dbname, n)], left
 
 
 def test_no_wait_names_the_other_checkout(

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from devenv import pgcluster
+from devenv.postgres import pgcluster
 
 pytestmark = pytest.mark.postgres
 
@@ -93,7 +93,7 @@ def test_missing_image_falls_back_to_native_and_every_command_agrees(
 # Uninstalling PostgreSQL is not something a test can do here: the subprocess below runs
 # the real CLI with the server-binary search pointed at nowhere (PATH without pg_ctl,
 # no search folders), which is what a machine without them looks like to devenv.
-NO_BINARIES = ("import sys, devenv.pgcluster as p; p.SEARCH_DIRS = (); "
+NO_BINARIES = ("import sys, devenv.postgres.pgcluster as p; p.SEARCH_DIRS = (); "
                "from devenv.cli import main; sys.argv = ['devenv', *sys.argv[1:]]; main()")
 
 

@@ -1,5 +1,5 @@
 """Keeping the working database matched to the checked-out code, without duplicating or
-stranding data: what ``up`` does before it runs steps (see :mod:`devenv.rerun`).
+stranding data: what ``up`` does before it runs steps (see :mod:`devenv.postgres.rerun`).
 
 When the steps ``up`` would run can all run on top (migrations, steps that never ran
 here, data steps whose only change is an upstream migration), they do, as always. When one
@@ -13,20 +13,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from devenv import (
-    branches,
-    database,
-    fingerprint,
-    lifecycle,
-    phantoms,
-    planner,
-    rerun,
-    snapshots,
-)
-from devenv.database import Target
+from devenv import fingerprint, planner
 from devenv.errors import DevenvError, RebuildNeeded
 from devenv.events import Message, Reporter
-from devenv.lifecycle import RefreshResult
+from devenv.postgres import branches, database, phantoms, rebuild, rerun, siblings
+from devenv.postgres.database import Target
+from devenv.postgres.rebuild import RefreshResult
 from devenv.schema import Project
 from devenv.state import StateStore
 
@@ -70,7 +62,7 @@ def reconcile(project: Project, reporter: Reporter, target: Target, *, profile: 
 
     ``mode``: "rebuild" or "stop" (default: the project's ``up.rebuild``)."""
     def build_for_branch(park_as: str) -> str:
-        res = lifecycle.refresh(project, reporter, target, profile=profile, jobs=jobs,
+        res = rebuild.refresh(project, reporter, target, profile=profile, jobs=jobs,
                                 park_as=park_as)
         if not res.swapped:
             raise DevenvError(f"the checked-out branch's database could not be built (see "
@@ -89,11 +81,11 @@ def reconcile(project: Project, reporter: Reporter, target: Target, *, profile: 
             f"{len(lines)} step(s) cannot run again on {db} without duplicating or "
             "contradicting what is there:\n" + "\n".join(lines) + "\nrun `devenv refresh-db` "
             "to build the new state beside it and swap it in (the current database is kept "
-            f"as {snapshots.prev_name(db)}), or `devenv up --rebuild`")
+            f"as {siblings.prev_name(db)}), or `devenv up --rebuild`")
     reporter.emit(Message(f"not running on top of {db}: " + "; ".join(
         f"{n} ({why})" for n, why in verdict.rebuild.items())
         + "; building the new state beside it instead", "warn"))
-    res = lifecycle.refresh(project, reporter, target, profile=profile, jobs=jobs)
+    res = rebuild.refresh(project, reporter, target, profile=profile, jobs=jobs)
     out.rebuilt = res
     out.carried = {}
     if res.swapped:

@@ -4,7 +4,7 @@
 overrides it; ``off`` turns it off, as ``--no-remote-cache`` does). A snapshot is an OCI
 artifact (ORAS's conventions: one layer, titled, empty config) tagged by the fingerprint
 of the steps it holds (:func:`devenv.fingerprint.combined`, the key of the local cache
-snapshots). Its one layer is a devenv snapshot file (:mod:`devenv.dumps`: a JSON header
+snapshots). Its one layer is a devenv snapshot file (:mod:`devenv.postgres.dumpfiles`: a JSON header
 line, then ``pg_dump -Fc``, which zlib-compresses the table data itself). The manifest's
 annotations (``dev.devenv.snapshot.*``) say project, steps, PostgreSQL version, size,
 created-by and created-at, so a lookup can refuse an artifact before downloading it.
@@ -50,10 +50,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from devenv import database, dumps, fingerprint, graph, proc, snapshots
-from devenv.database import Target
+from devenv import fingerprint, graph, proc
 from devenv.errors import DevenvError, UsageError
 from devenv.events import Message, PhaseFinished, PhaseStarted, Reporter
+from devenv.postgres import database, dumpfiles, siblings
+from devenv.postgres.database import Target
 from devenv.schema import Project
 from devenv.state import StateStore
 
@@ -455,7 +456,7 @@ def push_file(project: Project, remote: Remote, path: Path, reporter: Reporter) 
     """Push snapshot file ``path`` tagged by its key; returns the tag. Two pushes of one
     key at once each upload their blob (content-addressed) and then put their manifest:
     the tag ends on one of the two, each complete and valid."""
-    header, _ = dumps.read_header(path)
+    header, _ = dumpfiles.read_header(path)
     size = path.stat().st_size
     digest = "sha256:" + _file_sha256(path)
     ann = {
@@ -498,20 +499,20 @@ def _file_sha256(path: Path) -> str:
 
 def dump_database(project: Project, target: Target, dbname: str, key: str,
                   steps: Sequence[str], name: str, dest: Path,
-                  container: dumps.ServiceExec | None) -> dumps.Header:
+                  container: dumpfiles.ServiceExec | None) -> dumpfiles.Header:
     """Write database ``dbname`` as a snapshot file keyed ``key`` (what is pushed)."""
-    server = dumps.server_version_num(target)
-    tool = dumps.choose_tool("pg_dump", target, dbname, dumps.major_of(server), container)
+    server = dumpfiles.server_version_num(target)
+    tool = dumpfiles.choose_tool("pg_dump", target, dbname, dumpfiles.major_of(server), container)
     fps = fingerprint.compute(project)
     ident = database.identity(target, dbname)
     records = StateStore(project.state_dir).steps(ident) if ident else {}
-    header = dumps.Header(
+    header = dumpfiles.Header(
         project=project.name, database=project.database.name if project.database else dbname,
         name=name, key=key, steps=list(steps),
         fingerprints={s: fps[s].value for s in steps if s in fps},
         server_version_num=server, pg_dump_major=tool.major, created=time.time(),
         records={s: r for s, r in records.items() if s in steps})
-    return dumps.write(dest, header, lambda sink: dumps.dump(tool, sink, tmpdir=dest.parent))
+    return dumpfiles.write(dest, header, lambda sink: dumpfiles.dump(tool, sink, tmpdir=dest.parent))
 
 
 def spawn_push(project: Project, remote: Remote, path: Path) -> int:
@@ -519,7 +520,7 @@ def spawn_push(project: Project, remote: Remote, path: Path) -> int:
     when done. Output in .devenv/logs/push.log."""
     env = dict(os.environ)
     env[ENV_REMOTE] = remote.url
-    return proc.detach([sys.executable, "-m", "devenv.remote_cache", str(project.file),
+    return proc.detach([sys.executable, "-m", "devenv.cache.oci", str(project.file),
                         str(path)], env=env, log=project.state_dir / "logs" / "push.log")
 
 
@@ -534,7 +535,7 @@ class Hit:
     key: str
     held: tuple[str, ...]
     path: Path
-    header: dumps.Header
+    header: dumpfiles.Header
     offset: int
     pushed_by: str
     pushed_at: str
@@ -574,9 +575,9 @@ def fetch(project: Project, client: Client, tag: str, server_num: int,
         raise RemoteError(f"{client.remote.ref(tag)} is a snapshot of project "
                           f"'{ann.get(ANN + 'project')}', not '{project.name}'")
     their = int(ann.get(ANN + "postgres", "0") or 0)
-    if dumps.major_of(their) > dumps.major_of(server_num):
-        raise RemoteError(f"the snapshot was dumped from PostgreSQL {dumps.major_of(their)}, "
-                          f"newer than this server ({dumps.major_of(server_num)})")
+    if dumpfiles.major_of(their) > dumpfiles.major_of(server_num):
+        raise RemoteError(f"the snapshot was dumped from PostgreSQL {dumpfiles.major_of(their)}, "
+                          f"newer than this server ({dumpfiles.major_of(server_num)})")
     key = ann.get(ANN + "key", "")
     if expect_key is not None and key != expect_key:
         raise RemoteError(f"{client.remote.ref(tag)} holds key {key[:12]}, not "
@@ -587,17 +588,17 @@ def fetch(project: Project, client: Client, tag: str, server_num: int,
     path = _download_dir(project) / f"{key[:24]}.{os.getpid()}.devenv-snapshot"
     try:
         client.download(tag, digest, size, path)
-        header, offset = dumps.read_header(path)
+        header, offset = dumpfiles.read_header(path)
         if header.key != key or header.project != project.name:
             raise RemoteError("the snapshot file inside does not match its annotations")
-        dumps.verify(path, header, offset)
-        if header.server_major > dumps.major_of(server_num):
+        dumpfiles.verify(path, header, offset)
+        if header.server_major > dumpfiles.major_of(server_num):
             raise RemoteError(f"the snapshot was dumped from PostgreSQL "
                               f"{header.server_major}, newer than this server "
-                              f"({dumps.major_of(server_num)})")
+                              f"({dumpfiles.major_of(server_num)})")
     except BaseException as exc:
         path.unlink(missing_ok=True)
-        if isinstance(exc, dumps.DumpError):
+        if isinstance(exc, dumpfiles.DumpError):
             raise RemoteError(str(exc).replace(str(path), "the pulled snapshot")) from None
         raise
     return Hit(client.remote, key, tuple(header.steps), path, header, offset,
@@ -609,9 +610,9 @@ def lookup(project: Project, client: Client, fps: dict[str, fingerprint.Fingerpr
            reporter: Reporter) -> Hit | None:
     """The deepest snapshot in the remote holding more than ``deeper_than`` of ``steps``
     (the whole set, then each snapshot point, deepest first), pulled and checked."""
-    from devenv import lifecycle
+    from devenv.postgres import rebuild
 
-    sets = [list(steps), *lifecycle.snapshot_points(project, steps)]
+    sets = [list(steps), *rebuild.snapshot_points(project, steps)]
     # What CI pushes holds its own profile's steps: a developer's profile usually has those
     # plus a few local ones, which then run on top (when the set holds all it needs).
     wanted = set(steps)
@@ -642,24 +643,25 @@ def restore_file(project: Project, target: Target, dbname: str, hit: Hit,
                  reporter: Reporter) -> None:
     """Restore a pulled snapshot into ``dbname`` (which exists and is empty).
 
-    The dump is someone else's SQL: it goes through ``dumps.restore_untrusted``, as
+    The dump is someone else's SQL: it goes through ``dumpfiles.restore_untrusted``, as
     ``snapshot import`` and the ci-setup cache do: no superuser rights while it restores,
     and none for its functions afterwards.
     """
-    from devenv import ci_cache, environment
+    from devenv import environment
+    from devenv.cache import cidump
 
     external = environment.external_url(project, None) is not None
-    container = None if external else ci_cache._container(project, reporter)
-    tool = dumps.choose_tool("pg_restore", target, dbname, hit.header.pg_dump_major,
+    container = None if external else cidump._container(project, reporter)
+    tool = dumpfiles.choose_tool("pg_restore", target, dbname, hit.header.pg_dump_major,
                              container)
     # restore_untrusted creates the database itself (owned by the import role while the
     # dump's SQL runs); the caller's empty one and its comment are made again around it.
-    info = snapshots.find(target, target.dbname, dbname)
+    info = siblings.find(target, target.dbname, dbname)
     database.drop(target, dbname)
-    dumps.restore_untrusted(target, dbname, tool, dumps.payload(hit.path, hit.offset),
+    dumpfiles.restore_untrusted(target, dbname, tool, dumpfiles.payload(hit.path, hit.offset),
                             label=f"snapshot {hit.key[:12]} from {hit.remote.url}")
     if info is not None and info.meta:
-        snapshots.set_meta(target, dbname, dict(info.meta))
+        siblings.set_meta(target, dbname, dict(info.meta))
 
 
 def _records(hit: Hit) -> dict[str, dict[str, Any]]:
@@ -674,7 +676,7 @@ def _try(reporter: Reporter, what: str) -> contextlib.AbstractContextManager[Non
     def guard() -> Any:
         try:
             yield
-        except (RemoteError, dumps.DumpError, UsageError, OSError, ValueError,
+        except (RemoteError, dumpfiles.DumpError, UsageError, OSError, ValueError,
                 proc.ProcessError) as exc:
             text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             reporter.emit(Message(f"remote cache: {text}; {what}", "warn"))
@@ -700,7 +702,7 @@ def restore_for_refresh(project: Project, target: Target, build: str, store: Sta
     try:
         with _try(reporter, "building from the steps"):
             client = Client(remote)
-            hit = lookup(project, client, fps, steps, have, dumps.server_version_num(target),
+            hit = lookup(project, client, fps, steps, have, dumpfiles.server_version_num(target),
                          reporter)
             if hit is None:
                 return None
@@ -708,12 +710,12 @@ def restore_for_refresh(project: Project, target: Target, build: str, store: Sta
                                        f"{remote.url}"))
             try:
                 database.create(target, build, [], template="template0")
-                snapshots.set_meta(target, build, snapshots.meta("build", project.name))
+                siblings.set_meta(target, build, siblings.meta("build", project.name))
                 restore_file(project, target, build, hit, reporter)
             except BaseException:
                 reporter.emit(PhaseFinished("restore", "restore failed", ok=False))
                 with contextlib.suppress(Exception):
-                    snapshots.drop(target, build)
+                    siblings.drop(target, build)
                 raise
             reporter.emit(PhaseFinished("restore", hit.describe()))
     except _Skipped:
@@ -772,7 +774,7 @@ def restore_fresh(project: Project, target: Target | None, profile: str,
             if not _is_fresh(project, target):
                 return False
             client = Client(remote)
-            hit = lookup(project, client, fps, steps, 0, dumps.server_version_num(target),
+            hit = lookup(project, client, fps, steps, 0, dumpfiles.server_version_num(target),
                          reporter)
             if hit is None:
                 return False
@@ -812,14 +814,15 @@ def push_database(project: Project, target: Target, profile: str, reporter: Repo
         reporter.emit(Message("--push: no remote cache configured (cache.remote in steps.yaml"
                               f" or {ENV_REMOTE})", "warn"))
         return False
-    from devenv import ci_cache, environment
+    from devenv import environment
+    from devenv.cache import cidump
 
     steps = [n for n in graph.topo_order(project) if project.steps[n].in_profile(profile)]
     key = fingerprint.combined(fingerprint.compute(project), steps)
     try:
         with _try(reporter, "the database is ready anyway"):
             external = environment.external_url(project, database_url) is not None
-            container = None if external else ci_cache._container(project, reporter)
+            container = None if external else cidump._container(project, reporter)
             with tempfile.TemporaryDirectory(prefix="push-", dir=_download_dir(project)) as d:
                 path = Path(d) / "snapshot.devenv-snapshot"
                 dump_database(project, target, target.dbname, key, steps, f"ci-{profile}",
@@ -831,7 +834,7 @@ def push_database(project: Project, target: Target, profile: str, reporter: Repo
 
 
 def _main(argv: Sequence[str]) -> int:
-    """``python -m devenv.remote_cache STEPS_YAML FILE``: the background push."""
+    """``python -m devenv.cache.oci STEPS_YAML FILE``: the background push."""
     from devenv import loader
     from devenv.console import PlainReporter
 

@@ -2,7 +2,7 @@
 
 A CI cache action restores ``--cache-dir`` (keyed by the fingerprint); ci-setup then
 restores the dump whose key matches instead of running the steps, and after a cold build
-saves one, keeping the newest N. Files use the snapshot file format (``devenv.dumps``): a
+saves one, keeping the newest N. Files use the snapshot file format (``devenv.postgres.dumpfiles``): a
 header naming project, key and fingerprints, then ``pg_dump -Fc``. A file that is corrupt,
 truncated, of another project or key, or from a newer server is ignored with a warning,
 never loaded.
@@ -13,10 +13,11 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
-from devenv import database, dumps, fingerprint, graph
-from devenv.database import Target
+from devenv import fingerprint, graph
 from devenv.errors import EXIT_CONFIG, DevenvError
 from devenv.events import Message, PhaseFinished, PhaseStarted, Reporter
+from devenv.postgres import database, dumpfiles
+from devenv.postgres.database import Target
 from devenv.schema import Project
 from devenv.state import StateStore
 
@@ -27,7 +28,7 @@ def cache_file(cache_dir: Path, project: Project, key: str) -> Path:
     return Path(cache_dir) / f"{project.name}-{key[:24]}{SUFFIX}"
 
 
-def _container(project: Project, reporter: Reporter) -> dumps.ServiceExec | None:
+def _container(project: Project, reporter: Reporter) -> dumpfiles.ServiceExec | None:
     from devenv.commands.snapshot import _open
 
     return _open(project, reporter, None)[1]
@@ -42,23 +43,23 @@ def restore(project: Project, target: Target, cache_dir: Path, key: str,
         reporter.emit(Message(f"cache miss: no dump for key {key[:12]} in {cache_dir}"))
         return False
     try:
-        header, offset = dumps.read_header(path)
+        header, offset = dumpfiles.read_header(path)
         if header.project != project.name:
-            raise dumps.DumpError(f"it belongs to project '{header.project}'")
+            raise dumpfiles.DumpError(f"it belongs to project '{header.project}'")
         if header.key != key:
-            raise dumps.DumpError(f"its key {header.key[:12]} is not {key[:12]}")
-        dumps.verify(path, header, offset)
-        server = dumps.server_version_num(target)
-        if header.server_major > dumps.major_of(server):
-            raise dumps.DumpError(f"it was dumped from PostgreSQL {header.server_major}, newer "
-                                  f"than this server ({dumps.major_of(server)})")
-    except (dumps.DumpError, OSError, ValueError) as exc:
+            raise dumpfiles.DumpError(f"its key {header.key[:12]} is not {key[:12]}")
+        dumpfiles.verify(path, header, offset)
+        server = dumpfiles.server_version_num(target)
+        if header.server_major > dumpfiles.major_of(server):
+            raise dumpfiles.DumpError(f"it was dumped from PostgreSQL {header.server_major}, newer "
+                                  f"than this server ({dumpfiles.major_of(server)})")
+    except (dumpfiles.DumpError, OSError, ValueError) as exc:
         reporter.emit(Message(f"ignoring cache file {path}: {exc}; building from the steps",
                               "warn"))
         return False
     external = database_url or None
     container = None if _is_external(project, external) else _container(project, reporter)
-    tool = dumps.choose_tool("pg_restore", target, target.dbname, header.pg_dump_major,
+    tool = dumpfiles.choose_tool("pg_restore", target, target.dbname, header.pg_dump_major,
                              container)
     if not _check_empty(project, target, key):
         reporter.emit(Message(f"cache hit for key {key[:12]}, but database {target.dbname} "
@@ -72,7 +73,7 @@ def restore(project: Project, target: Target, cache_dir: Path, key: str,
             # Empty (checked above): CI's service container made it (POSTGRES_DB).
             database.drop(target, target.dbname)
         # A cache directory comes from another machine: restored without superuser rights.
-        dumps.restore_untrusted(target, target.dbname, tool, dumps.payload(path, offset),
+        dumpfiles.restore_untrusted(target, target.dbname, tool, dumpfiles.payload(path, offset),
                                 label=str(path))
         key_id = database.identity(target, target.dbname)
         if key_id:
@@ -138,20 +139,20 @@ def save(project: Project, target: Target, cache_dir: Path, key: str, profile: s
     cache_dir.mkdir(parents=True, exist_ok=True)
     path = cache_file(cache_dir, project, key)
     container = None if _is_external(project, database_url) else _container(project, reporter)
-    server = dumps.server_version_num(target)
-    tool = dumps.choose_tool("pg_dump", target, target.dbname, dumps.major_of(server),
+    server = dumpfiles.server_version_num(target)
+    tool = dumpfiles.choose_tool("pg_dump", target, target.dbname, dumpfiles.major_of(server),
                              container)
     fps = fingerprint.compute(project)
     steps = [n for n in graph.topo_order(project) if project.steps[n].in_profile(profile)]
     key_id = database.identity(target, target.dbname)
     records = StateStore(project.state_dir).steps(key_id) if key_id else {}
-    header = dumps.Header(project=project.name, database=target.dbname, name=f"ci-{profile}",
+    header = dumpfiles.Header(project=project.name, database=target.dbname, name=f"ci-{profile}",
                           key=key, steps=steps, fingerprints={s: fps[s].value for s in steps},
                           server_version_num=server, pg_dump_major=tool.major,
                           created=0.0, records=records)
     reporter.emit(PhaseStarted("cache", f"saving {path.name}"))
     try:
-        written = dumps.write(path, header, lambda sink: dumps.dump(tool, sink,
+        written = dumpfiles.write(path, header, lambda sink: dumpfiles.dump(tool, sink,
                                                                     tmpdir=cache_dir))
     except Exception as exc:
         reporter.emit(PhaseFinished("cache", "saving the cache failed", ok=False))

@@ -21,8 +21,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from devenv import branches, database, fingerprint, graph, snapshots, watchdog
-from devenv.database import Target
+from devenv import fingerprint, graph, watchdog
 from devenv.environment import (
     diagnose,
     disk_full_advice,
@@ -39,8 +38,10 @@ from devenv.events import (
     RunResult,
     phase,
 )
+from devenv.postgres import branches, database, siblings
+from devenv.postgres.database import Target
+from devenv.postgres.siblings import DbInfo
 from devenv.schema import Project
-from devenv.snapshots import DbInfo
 from devenv.state import StateStore
 
 
@@ -56,29 +57,29 @@ class RefreshResult:
 def recover(target: Target, db: str, reporter: Reporter) -> list[str]:
     """Repair what an interrupted run may have left; returns what it did."""
     done: list[str] = []
-    infos = {d.datname: d for d in snapshots.related(target, db)}
-    prev = snapshots.prev_name(db)
-    for name in snapshots.allow_connections(target, [db, prev]):
+    infos = {d.datname: d for d in siblings.related(target, db)}
+    prev = siblings.prev_name(db)
+    for name in siblings.allow_connections(target, [db, prev]):
         done.append(f"{name} was left refusing connections by an interrupted swap or "
                     "snapshot save; opened it again")
     if db not in infos and prev in infos:
         # The swap is one transaction, so this only happens if someone dropped the working
         # database by hand; the backup is the best there is.
-        snapshots.rename(target, prev, db)
+        siblings.rename(target, prev, db)
         done.append(f"restored {db} from {prev}")
     for name, info in infos.items():
-        if snapshots.is_retired(db, name):
+        if siblings.is_retired(db, name):
             continue  # a replaced backup, dropped by the background pass after a swap
-        if snapshots.is_build(db, name) or name == snapshots.exchange_name(db) or (
-                name.startswith(snapshots.ready_name(db) + "_tmp")):
+        if siblings.is_build(db, name) or name == siblings.exchange_name(db) or (
+                name.startswith(siblings.ready_name(db) + "_tmp")):
             run = info.meta.get("run")
             if isinstance(run, str) and run and watchdog.kill_tagged(run):
                 # Its watchdog should have done this; it may have been killed too.
                 done.append(f"stopped the steps the run that built {name} left running")
-            snapshots.drop(target, name)  # WITH (FORCE): its sessions end first
+            siblings.drop(target, name)  # WITH (FORCE): its sessions end first
             done.append(f"dropped leftover {name}")
         elif info.kind == "snapshot" and not info.meta.get("complete", False):
-            snapshots.drop(target, name)
+            siblings.drop(target, name)
             done.append(f"dropped incomplete snapshot {name}")
     for line in done:
         reporter.emit(Message(line, "warn"))
@@ -188,8 +189,8 @@ def _refresh(project: Project, reporter: Reporter, target: Target, *, profile: s
     spec = project.database
     assert spec is not None
     run_id = watchdog.new_run_id()
-    build = snapshots.build_name(db, run_id)
-    build_meta = snapshots.meta("build", project.name, run=run_id, pid=os.getpid(),
+    build = siblings.build_name(db, run_id)
+    build_meta = siblings.meta("build", project.name, run=run_id, pid=os.getpid(),
                                 root=str(project.root))
     store = StateStore(project.state_dir)
     recover(target, db, reporter)
@@ -197,10 +198,10 @@ def _refresh(project: Project, reporter: Reporter, target: Target, *, profile: s
     # for that branch, as up does, rather than make it __prev, which the next refresh drops.
     left = branches.leaving(target, project.root) if park_as is None else None
     if left is not None:
-        park_as = snapshots.branch_name(db, left)
+        park_as = siblings.branch_name(db, left)
 
     def swap_in(src: str) -> str | None:
-        backup_name = snapshots.swap(target, db, src, backup=backup,
+        backup_name = siblings.swap(target, db, src, backup=backup,
                                      defer_drop=background_reclone, park_as=park_as)
         if left is None or park_as is None:
             return backup_name
@@ -244,9 +245,9 @@ def _refresh(project: Project, reporter: Reporter, target: Target, *, profile: s
     remote = None
     if use_cache and choice.kind != "ready":
         # Nothing local as deep as the whole build: a teammate's or CI's snapshot may be.
-        from devenv import remote_cache
+        from devenv.cache import oci
 
-        remote = remote_cache.restore_for_refresh(project, target, build, store, fps, steps,
+        remote = oci.restore_for_refresh(project, target, build, store, fps, steps,
                                                   len(choice.held), reporter)
         if remote is not None:
             source, start_from = f"remote snapshot {remote[0][:12]}", list(remote[1])
@@ -254,15 +255,15 @@ def _refresh(project: Project, reporter: Reporter, target: Target, *, profile: s
     if choice.kind == "snapshot" and remote is None:
         with phase(reporter, "restore", f"restoring snapshot {choice.datname}",
                     f"restored snapshot of {len(choice.held)} steps ({choice.datname})"):
-            snapshots.clone(target, choice.datname, build, build_meta)
-            snapshots.mark_used(target, db, choice.datname)
+            siblings.clone(target, choice.datname, build, build_meta)
+            siblings.mark_used(target, db, choice.datname)
             _copy_state(store, target, choice.datname, build)
         source = f"snapshot {choice.datname}"
         start_from = list(choice.held)
     if not start_from:
         with phase(reporter, "create", f"creating {build}", f"created {build}"):
             database.create(target, build, spec.schemas)
-            snapshots.set_meta(target, build, build_meta)
+            siblings.set_meta(target, build, build_meta)
 
     try:
         result = _build(project, reporter, target, build, store, fps, steps, points, profile,
@@ -281,7 +282,7 @@ def _refresh(project: Project, reporter: Reporter, target: Target, *, profile: s
                                   f"working database {db} is unchanged", "warn"))
         else:
             try:
-                snapshots.drop(target, build)
+                siblings.drop(target, build)
             except Exception as drop_exc:  # the first error is the one to raise
                 why = "server gone" if _server_gone(drop_exc) else str(drop_exc)
                 reporter.emit(Message(f"the working database {db} is unchanged; the partial "
@@ -317,11 +318,11 @@ def choose_source(project: Project, target: Target, fps: dict[str, fingerprint.F
     if not use_cache:
         return Source("empty")
     db = target.dbname
-    infos = snapshots.related(target, db)
+    infos = siblings.related(target, db)
     full_key = fingerprint.combined(fps, steps)
     wanted = set(steps)
     for info in infos:
-        if (info.datname == snapshots.ready_name(db) and info.key == full_key
+        if (info.datname == siblings.ready_name(db) and info.key == full_key
                 and info.meta.get("project") == project.name):
             return Source("ready", info.datname, tuple(steps))
     best: tuple[int, float, DbInfo] | None = None
@@ -331,7 +332,7 @@ def choose_source(project: Project, target: Target, fps: dict[str, fingerprint.F
                 or info.meta.get("project") != project.name or not held
                 or not set(held) <= wanted or any(n not in fps for n in held)
                 or info.key != fingerprint.combined(fps, held)
-                or info.datname != snapshots.cache_name(db, info.key)):
+                or info.datname != siblings.cache_name(db, info.key)):
             continue
         rank = (len(held), info.created, info)
         if best is None or rank[:2] > best[:2]:
@@ -350,7 +351,7 @@ def unused_snapshots(project: Project, target: Target,
     out: list[tuple[str, str]] = []
     wanted = set(steps)
     store = StateStore(project.state_dir)
-    for info in snapshots.related(target, target.dbname):
+    for info in siblings.related(target, target.dbname):
         if info.kind not in ("snapshot", "ready") or info.datname == chosen:
             continue
         held = info.steps
@@ -422,7 +423,7 @@ def _build(project: Project, reporter: Reporter, target: Target, build: str,
     base = step_environment(project, target, build)
     prepared = prepare_steps(project, to_run, base)
     db = target.dbname
-    existing = {d.datname for d in snapshots.related(target, db)}
+    existing = {d.datname for d in siblings.related(target, db)}
 
     wanted = set(steps)
     done = {d.step for d in decisions if d.action is Action.SKIP and d.step in wanted}
@@ -436,12 +437,12 @@ def _build(project: Project, reporter: Reporter, target: Target, build: str,
         if held is None or project.cache_keep <= 0:  # keep: 0 keeps no snapshot
             return
         snap_key = fingerprint.combined(fps, held)
-        if snapshots.cache_name(db, snap_key) in existing:
+        if siblings.cache_name(db, snap_key) in existing:
             return
         # No step runs now, but a warm-started one (parked until its turn) may have
         # connected while importing its app: cloning would have to end its session and
         # fail that step. Keep no snapshot here this time, and say why.
-        sessions = snapshots.sessions(target, build)
+        sessions = siblings.sessions(target, build)
         if sessions:
             reporter.emit(Message(
                 f"kept no snapshot after {name}: {sessions} session(s) open on {build} (a "
@@ -451,7 +452,7 @@ def _build(project: Project, reporter: Reporter, target: Target, build: str,
         store.flush()
         if _snapshot_or_skip(project, target, db, build, held, snap_key, store, reporter,
                              f"the snapshot after {name}"):
-            existing.add(snapshots.cache_name(db, snap_key))
+            existing.add(siblings.cache_name(db, snap_key))
 
     options = runner.RunOptions(jobs=jobs or os.cpu_count() or 2,
                                 log_dir=project.state_dir / "logs", run_id=run_id)
@@ -466,12 +467,12 @@ def _build(project: Project, reporter: Reporter, target: Target, build: str,
 
 def _snapshot(project: Project, target: Target, db: str, build: str, held: list[str], key: str,
               store: StateStore) -> None:
-    name = snapshots.cache_name(db, key)
-    if snapshots.find(target, db, name) is not None:
+    name = siblings.cache_name(db, key)
+    if siblings.find(target, db, name) is not None:
         return
     store.flush()
-    value = snapshots.meta("snapshot", project.name, key=key, steps=held, complete=False)
-    snapshots.clone(target, build, name, value)
+    value = siblings.meta("snapshot", project.name, key=key, steps=held, complete=False)
+    siblings.clone(target, build, name, value)
     from devenv import faults
 
     faults.point("snapshot-incomplete")
@@ -482,11 +483,11 @@ def _snapshot(project: Project, target: Target, db: str, build: str, held: list[
         records = {s: r for s, r in store.steps(src_key).items() if s in held}
         store.put(dst_key, target.redacted(name), records)
     value["complete"] = True
-    snapshots.set_meta(target, name, value)
+    siblings.set_meta(target, name, value)
 
 
 def _server_gone(exc: BaseException) -> bool:
-    from devenv import pgwire
+    from devenv.postgres import pgwire
 
     return isinstance(exc, (pgwire.OperationalError, database.DatabaseError))
 
@@ -502,7 +503,7 @@ def _snapshot_or_skip(project: Project, target: Target, db: str, build: str,
         _snapshot(project, target, db, build, held, key, store)
     except DevenvError as exc:
         with contextlib.suppress(Exception):
-            snapshots.drop(target, snapshots.cache_name(db, key))  # a clone half-labelled
+            siblings.drop(target, siblings.cache_name(db, key))  # a clone half-labelled
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         reporter.emit(Message(f"cache skipped: could not write {what} ({reason}); the build "
                               "goes on without it, and a later refresh-db runs these steps "
@@ -519,17 +520,17 @@ def _after_swap(project: Project, target: Target, db: str, full_key: str, report
     # the database swapped in was built for the code checked out now: its branch's
     branches.note(project.name, project.root, target)
     keep = project.cache_keep
-    snap = snapshots.cache_name(db, full_key)
-    dropped = snapshots.gc(target, db, keep, protect=[snap])
+    snap = siblings.cache_name(db, full_key)
+    dropped = siblings.gc(target, db, keep, protect=[snap])
     for name in dropped:
         reporter.emit(Message(f"dropped old snapshot {name} (cache keeps {keep})"))
-    if snapshots.find(target, db, snap) is None:
-        snapshots.drop_retired(target, db)
+    if siblings.find(target, db, snap) is None:
+        siblings.drop_retired(target, db)
         return
     if background:
         spawn_reclone(project, target, snap)  # drops the retired backup too
     else:
-        snapshots.drop_retired(target, db)
+        siblings.drop_retired(target, db)
         reclone(project, target, snap)
         forget_dropped(project, target)
 
@@ -546,28 +547,28 @@ def spawn_reclone(project: Project, target: Target, snap: str) -> None:
     env["DEVENV_RECLONE_URL"] = target.url("postgres")  # not in argv: ps shows argv
     from devenv import proc
 
-    proc.detach([sys.executable, "-m", "devenv.lifecycle", str(project.file), target.dbname,
+    proc.detach([sys.executable, "-m", "devenv.postgres.rebuild", str(project.file), target.dbname,
                  snap], env=env, log=project.state_dir / "logs" / "reclone.log")
 
 
 def reclone(project: Project, target: Target, snap: str) -> None:
     """Make ``db__ready`` a fresh clone of snapshot ``snap`` (replacing an older one)."""
     db = target.dbname
-    info = snapshots.find(target, db, snap)
+    info = siblings.find(target, db, snap)
     if info is None:
         return
-    tmp = f"{snapshots.ready_name(db)}_tmp{os.getpid() % 100000}"
-    value = snapshots.meta("ready", project.name, key=info.key, steps=info.steps,
+    tmp = f"{siblings.ready_name(db)}_tmp{os.getpid() % 100000}"
+    value = siblings.meta("ready", project.name, key=info.key, steps=info.steps,
                            snapshot=snap)
-    snapshots.clone(target, snap, tmp, value)
+    siblings.clone(target, snap, tmp, value)
     from devenv import faults
 
     faults.point("reclone-cloned")
     _copy_state(StateStore(project.state_dir), target, snap, tmp)
-    ready = snapshots.ready_name(db)
+    ready = siblings.ready_name(db)
     database.drop(target, ready)
     try:
-        snapshots.rename(target, tmp, ready)
+        siblings.rename(target, tmp, ready)
     except Exception:
         database.drop(target, tmp)
 
@@ -575,27 +576,27 @@ def reclone(project: Project, target: Target, snap: str) -> None:
 def undo(project: Project, target: Target, reporter: Reporter) -> None:
     """Swap the previous database (``db__prev``) back in; the current one becomes prev."""
     db = target.dbname
-    prev = snapshots.prev_name(db)
-    have = {d.datname for d in snapshots.related(target, db)}
+    prev = siblings.prev_name(db)
+    have = {d.datname for d in siblings.related(target, db)}
     if prev not in have:
         raise UsageError(f"nothing to undo: there is no {prev} (refresh-db keeps one unless "
                           "--no-backup)")
     if db not in have:
         recover(target, db, reporter)
         return
-    snapshots.exchange(target, db, prev)
+    siblings.exchange(target, db, prev)
     reporter.emit(Message(f"{prev} is {db} again; what was {db} is now {prev}", "ok"))
 
 
 def _main(argv: Sequence[str]) -> int:
-    """``python -m devenv.lifecycle STEPS_YAML DB SNAPSHOT``: the background re-clone."""
+    """``python -m devenv.postgres.rebuild STEPS_YAML DB SNAPSHOT``: the background re-clone."""
     from devenv import loader
 
     project = loader.load(argv[0])
     target = database.parse_url(os.environ["DEVENV_RECLONE_URL"],
                                 env_service=False).with_db(argv[1])
     t0 = time.monotonic()
-    dropped = snapshots.drop_retired(target, argv[1])
+    dropped = siblings.drop_retired(target, argv[1])
     reclone(project, target, argv[2])
     forgotten: list[str] = []
     from devenv.errors import LockedError

@@ -13,7 +13,7 @@ Covered: TCP and Unix sockets; SSL like libpq's ``sslmode`` (default ``prefer``)
 certificate is there; ``connect_timeout``, ``application_name``, ``options``; trust,
 password, md5 and SCRAM-SHA-256 authentication; ``~/.pgpass`` (``passfile``) when no
 password is given. The parameters come from :func:`connect`'s ``params`` (libpq keywords,
-see :data:`HONOURED`; devenv.database sends any other parameter through libpq instead),
+see :data:`HONOURED`; devenv.postgres.database sends any other parameter through libpq instead),
 or, without them, from the ``PG*`` variables; the simple query protocol, and the extended
 one when parameters are passed (``%s`` placeholders, bound server-side, never pasted into
 SQL); cancelling the running statement when the caller is interrupted (Ctrl-C).

@@ -6,7 +6,7 @@ rename: the data made by hand on that branch stays there) and swaps in the check
 branch's parked database if there is one (a rename again: well under a second), or builds
 it beside from the deepest matching snapshot (refresh-db's machinery) and swaps it in.
 Whatever that database then lacks of the code (new commits on the branch) ``up`` applies
-as usual (see :mod:`devenv.working`).
+as usual (see :mod:`devenv.postgres.working`).
 
 The branch is read from ``.git/HEAD`` itself (no ``git`` process on ``up``'s path); a
 linked worktree's ``.git`` file is followed. Not a git checkout, or a detached HEAD (a
@@ -22,10 +22,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from devenv import proc, snapshots
-from devenv.database import Target
+from devenv import proc
 from devenv.errors import DevenvError
 from devenv.events import Message, Reporter
+from devenv.postgres import siblings
+from devenv.postgres.database import Target
 
 HOOK_MARK = "# devenv: branch-aware databases"
 
@@ -71,10 +72,10 @@ def parked(target: Target, project: str, sizes: bool = False) -> list[Parked]:
     """The parked branch databases of this project's working database."""
     out = []
     db = target.dbname
-    for info in snapshots.related(target, db, sizes=sizes):
+    for info in siblings.related(target, db, sizes=sizes):
         # By name, not by the comment: a switch killed between its rename and its comment
         # leaves a parked database still saying "working" (and the working one "branch").
-        if (info.datname != db and snapshots.is_branch(db, info.datname)
+        if (info.datname != db and siblings.is_branch(db, info.datname)
                 and info.meta.get("project", project) == project):
             out.append(Parked(str(info.meta.get("branch", "?")), info.datname, info.size,
                               float(info.meta.get("parked_at", info.created))))
@@ -89,27 +90,27 @@ def leaving(target: Target, root: Path) -> str | None:
     old = recorded(target) if branch is not None else None
     if old is None or old == branch:
         return None
-    name = snapshots.branch_name(target.dbname, old)
-    return old if snapshots.find(target, target.dbname, name) is None else None
+    name = siblings.branch_name(target.dbname, old)
+    return old if siblings.find(target, target.dbname, name) is None else None
 
 
 def recorded(target: Target) -> str | None:
     """The branch the working database was built for (None: not recorded yet)."""
-    info = snapshots.find(target, target.dbname, target.dbname)
+    info = siblings.find(target, target.dbname, target.dbname)
     value = info.meta.get("branch") if info is not None else None
     return str(value) if isinstance(value, str) else None
 
 
 def record(target: Target, project: str, branch: str, root: Path,
-           info: snapshots.DbInfo | None = None) -> None:
+           info: siblings.DbInfo | None = None) -> None:
     """Write on the working database which branch, in which checkout, it is for."""
     if info is None:
-        info = snapshots.find(target, target.dbname, target.dbname)
+        info = siblings.find(target, target.dbname, target.dbname)
     meta = dict(info.meta) if info is not None else {}
     meta.update({"devenv": 1, "kind": "working", "project": project, "branch": branch,
                  "root": str(root)})
     meta.setdefault("created", time.time())
-    snapshots.set_meta(target, target.dbname, meta)
+    siblings.set_meta(target, target.dbname, meta)
 
 
 def note(project: str, root: Path, target: Target) -> None:
@@ -118,7 +119,7 @@ def note(project: str, root: Path, target: Target) -> None:
     branch = current(root)
     if branch is None:
         return
-    info = snapshots.find(target, target.dbname, target.dbname)
+    info = siblings.find(target, target.dbname, target.dbname)
     if info is not None and not isinstance(info.meta.get("branch"), str):
         record(target, project, branch, root, info)
 
@@ -133,7 +134,7 @@ def follow(project_name: str, root: Path, target: Target, reporter: Reporter,
     if branch is None:
         return False
     db = target.dbname
-    info = snapshots.find(target, db, db)
+    info = siblings.find(target, db, db)
     if info is None:
         return False  # no working database yet: up creates it for this branch
     old = info.meta.get("branch")
@@ -150,16 +151,16 @@ def follow(project_name: str, root: Path, target: Target, reporter: Reporter,
             f"{db} was the working database of the checkout at {other} (branch {old!r}); "
             f"its app processes now see branch {branch!r}'s database until `devenv up` "
             "runs there again", "warn"))
-    park_as = snapshots.branch_name(db, old)
-    have = {d.datname: d for d in snapshots.related(target, db)}
+    park_as = siblings.branch_name(db, old)
+    have = {d.datname: d for d in siblings.related(target, db)}
     if park_as in have:
         raise DevenvError(
             f"cannot park {db} (built for branch {old!r}) as {park_as}: that name is taken "
             f"by another database; rename or drop it (devenv branches drop {old})")
-    mine = snapshots.branch_name(db, branch)
+    mine = siblings.branch_name(db, branch)
     t0 = time.monotonic()
     if mine in have:
-        snapshots.swap(target, db, mine, park_as=park_as)
+        siblings.swap(target, db, mine, park_as=park_as)
         when = have[mine].meta.get("parked_at", have[mine].created)
         age = _age(time.time() - float(when))
         what = f"swapped in its own database (parked {age} ago)"
@@ -176,19 +177,19 @@ def follow(project_name: str, root: Path, target: Target, reporter: Reporter,
 
 
 def mark_parked(target: Target, datname: str, project: str, branch: str) -> None:
-    info = snapshots.find(target, target.dbname, datname)
+    info = siblings.find(target, target.dbname, datname)
     meta = dict(info.meta) if info is not None else {}
     meta.update({"devenv": 1, "kind": "branch", "project": project, "branch": branch,
                  "parked_at": time.time()})
     meta.setdefault("created", time.time())
-    snapshots.set_meta(target, datname, meta)
+    siblings.set_meta(target, datname, meta)
 
 
 def drop(target: Target, project: str, branch: str) -> str:
     """Drop the parked database of ``branch``; returns its name."""
     for p in parked(target, project):
         if p.branch == branch:
-            snapshots.drop(target, p.datname)
+            siblings.drop(target, p.datname)
             return p.datname
     known = ", ".join(p.branch for p in parked(target, project)) or "none"
     raise DevenvError(f"no parked database for branch {branch!r} (parked: {known})")
@@ -198,7 +199,7 @@ def prune(target: Target, project: str, keep: int) -> list[Parked]:
     """Drop the parked databases beyond the ``keep`` most recently parked."""
     gone = parked(target, project)[keep:]
     for p in gone:
-        snapshots.drop(target, p.datname)
+        siblings.drop(target, p.datname)
     return gone
 
 

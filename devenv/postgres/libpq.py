@@ -1,4 +1,4 @@
-"""devenv's own connections through libpq (psycopg), for what :mod:`devenv.pgwire` does not
+"""devenv's own connections through libpq (psycopg), for what :mod:`devenv.postgres.pgwire` does not
 speak: a client certificate's password, CRLs, GSSAPI, ``target_session_attrs``... A
 connection given such a parameter goes here rather than losing it (issue 17: a parameter
 silently dropped is the bug). Same surface as :class:`pgwire.Connection` (``execute``
@@ -15,7 +15,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from typing import Any
 
-from devenv import pgwire
+from devenv.postgres import pgwire
 
 # pgwire's typed OIDs (int2/4/8, oid, xid, float4/8, bool) keep psycopg's loaders.
 _TYPED = {20, 21, 23, 26, 28, 700, 701, 16}

@@ -194,7 +194,7 @@ def free_port() -> int:
 
 def wait_until_ready(url: str, timeout: float = 30.0) -> None:
     """Wait for a real TCP connection plus a query to succeed (not ``pg_isready``)."""
-    from devenv import database, pgwire
+    from devenv.postgres import database, pgwire
 
     t = database.parse_url(url, env_service=False)
     deadline = time.monotonic() + timeout

@@ -1,5 +1,5 @@
 """Talking to the project's PostgreSQL: targets, identity, creation. devenv's own catalog
-work goes through :mod:`devenv.pgwire` (psycopg's import alone costs more than a warm
+work goes through :mod:`devenv.postgres.pgwire` (psycopg's import alone costs more than a warm
 refresh). Names are always quoted as identifiers (``pgwire.ident``), values bound as
 parameters; nothing is pasted into SQL."""
 
@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from devenv.errors import EXIT_SERVICE, DevenvError
 
 if TYPE_CHECKING:
-    from devenv import pgwire
+    from devenv.postgres import pgwire
 
 
 DUPLICATE_DATABASE = "42P04"  # SQLSTATE
@@ -274,14 +274,14 @@ _HARMLESS = {"gssencmode": {"disable", "prefer"}, "channel_binding": {"disable",
 
 def needs_libpq(conninfo: dict[str, str]) -> list[str]:
     """The parameters of ``conninfo`` devenv's own client (pgwire) cannot honour."""
-    from devenv import pgwire
+    from devenv.postgres import pgwire
 
     return [k for k, v in conninfo.items()
             if k not in pgwire.HONOURED and k not in _IGNORABLE and v not in _HARMLESS.get(k, ())]
 
 
 def _open(target: Target, dbname: str, timeout: float) -> pgwire.Connection:
-    from devenv import pgwire
+    from devenv.postgres import pgwire
 
     info = target.conninfo(dbname)
     try:
@@ -293,7 +293,7 @@ def _open(target: Target, dbname: str, timeout: float) -> pgwire.Connection:
                                       params={k: v for k, v in info.items() if k not in CORE})
             except pgwire.Unsupported:
                 pass  # an authentication method only libpq speaks (GSSAPI, SSPI...)
-        from devenv import libpq
+        from devenv.postgres import libpq
 
         # The same surface and errors as pgwire's Connection.
         return libpq.connect(info, timeout=max(1.0, timeout))  # type: ignore[return-value]
@@ -310,7 +310,7 @@ def connect(target: Target, dbname: str | None = None, *, timeout: float = 5,
     uses, are kept for the life of the process: a connection costs a password exchange
     (SCRAM) each time, and a refresh makes a dozen such operations.
     """
-    from devenv import pgwire
+    from devenv.postgres import pgwire
 
     db = dbname or target.dbname
     if db != "postgres":
@@ -385,7 +385,7 @@ def identities(target: Target) -> tuple[str, set[str]]:
 def create(target: Target, dbname: str, schemas: Iterable[str], template: str | None = None,
            ) -> None:
     """Create ``dbname`` (optionally from ``template``) and its ``schemas``."""
-    from devenv.pgwire import ident
+    from devenv.postgres.pgwire import ident
 
     with connect(target, "postgres") as conn:
         if template:
@@ -397,7 +397,7 @@ def create(target: Target, dbname: str, schemas: Iterable[str], template: str | 
 
 def ensure_schemas(target: Target, dbname: str, schemas: Iterable[str]) -> list[str]:
     """Create the missing ``schemas``; returns those it created."""
-    from devenv.pgwire import ident
+    from devenv.postgres.pgwire import ident
 
     created = []
     with connect(target, dbname) as conn:
@@ -411,7 +411,7 @@ def ensure_schemas(target: Target, dbname: str, schemas: Iterable[str]) -> list[
 
 def ensure(target: Target, dbname: str, schemas: Iterable[str]) -> bool:
     """Create the database and its schemas where missing; True if the database was new."""
-    from devenv import pgwire
+    from devenv.postgres import pgwire
 
     if exists(target, dbname):
         ensure_schemas(target, dbname, schemas)
@@ -428,7 +428,7 @@ def ensure(target: Target, dbname: str, schemas: Iterable[str]) -> bool:
 
 def drop(target: Target, dbname: str) -> None:
     """Drop ``dbname`` if it exists, ending its sessions first."""
-    from devenv.pgwire import ident
+    from devenv.postgres.pgwire import ident
 
     with connect(target, "postgres") as conn:
         conn.execute(f"DROP DATABASE IF EXISTS {ident(dbname)} WITH (FORCE)")
