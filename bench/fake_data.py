@@ -3,7 +3,7 @@
     python bench/fake_data.py [--rows 100000] [--repeat 1]
 
   * kind:        a devenv ``kind: faker`` step, run through the real runner
-                 (``environment.build``: its own process, COPY into PostgreSQL);
+                 (``building.build``: its own process, COPY into PostgreSQL);
   * bulk_create: the usual seed script: Faker objects saved with Django's
                  ``bulk_create`` in batches of 1,000 (a throw-away Django project);
   * faker alone: the same Faker calls appending the values to a list, no database
@@ -36,7 +36,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from devenv import environment, loader  # noqa: E402
+from devenv import building, loader  # noqa: E402
 from devenv.console import PlainReporter  # noqa: E402
 from devenv.events import Status  # noqa: E402
 from devenv.postgres import database, pgcluster  # noqa: E402
@@ -211,7 +211,7 @@ def kind_step(base: Path, target: database.Target, rows: int) -> float:
     (root / "steps.yaml").write_text(STEPS.format(db=target.dbname, rows=rows))
     project = loader.load(root / "steps.yaml")
     t0 = time.perf_counter()
-    res = environment.build(project, PlainReporter(io.StringIO()), target,
+    res = building.build(project, PlainReporter(io.StringIO()), target,
                             dbname=target.dbname)
     elapsed = time.perf_counter() - t0
     if not res.result.ok:

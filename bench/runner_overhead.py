@@ -5,7 +5,7 @@
 Side by side in one run:
   * bare: the same 200 no-op commands spawned one after another with subprocess (output to
     a file, as devenv does) - the floor any runner pays;
-  * devenv: `environment.build` on a graph of 200 no-op steps, one job (so the two do the
+  * devenv: `building.build` on a graph of 200 no-op steps, one job (so the two do the
     same sequential work), fingerprints, logs and state included;
   * devenv CLI: the whole `devenv run` process, start-up included;
   * `devenv --help` wall time against `python -c pass` (the interpreter's own start-up).
@@ -27,7 +27,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from devenv import environment, loader
+from devenv import building, loader
 from devenv.events import RecordingReporter
 
 
@@ -54,7 +54,7 @@ def bare(n: int, logdir: Path) -> float:
 def devenv_inprocess(root: Path) -> float:
     project = loader.load(root / "steps.yaml")
     t0 = time.perf_counter()
-    result = environment.build(project, RecordingReporter(), None, force=True, jobs=1)
+    result = building.build(project, RecordingReporter(), None, force=True, jobs=1)
     elapsed = time.perf_counter() - t0
     assert result.result.ok
     return elapsed

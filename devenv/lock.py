@@ -191,13 +191,13 @@ def service_lock(project: Project, database_url: str | None, command: str,
     otherwise); ``external=False`` skips a server that ``DATABASE_URL`` names (``down``
     never touches it). The commands take :func:`database_lock` again once the service is
     up: within one process that is a no-op."""
-    from devenv import environment
+    from devenv.services import launch
 
     target = None
     if project.database is not None and (
-            external or environment.external_url(project, database_url) is None):
+            external or launch.external_url(project, database_url) is None):
         with contextlib.suppress(DevenvError):
-            target, _ = environment.current_target(project, database_url)
+            target, _ = launch.current_target(project, database_url)
     with contextlib.ExitStack() as held:
         if target is not None:
             with contextlib.suppress(DatabaseError):  # not answering: nothing to protect

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Protocol
 
-from devenv import environment, jsonfile, proc
+from devenv import building, jsonfile, proc
 from devenv.console import ProcessLines
 from devenv.envvars import expand, expand_command, layered, mask, shell_command
 from devenv.envvars import names as referenced
@@ -44,6 +44,7 @@ from devenv.errors import (
 from devenv.events import Message, Reporter
 from devenv.postgres import database
 from devenv.schema import Command, Location, ProcessSpec, Project
+from devenv.services import addresses
 
 RECORD = "processes.json"
 GRACE = 5.0  # seconds between SIGTERM and SIGKILL
@@ -255,7 +256,7 @@ def prepare(project: Project, names: Sequence[str], target: database.Target | No
     (plus the project's and the process's ``env:``); an undefined ``${X}`` is a ConfigError.
     """
     # stand_in: a check before the services start (their addresses are not known yet)
-    base = environment.step_environment(project, target, dbname, stand_in=stand_in)
+    base = building.step_environment(project, target, dbname, stand_in=stand_in)
     # Python buffers output into a pipe or file: without this, a Flask app's prints
     # would show up minutes late, or not before it crashes.
     base.setdefault("PYTHONUNBUFFERED", "1")
@@ -263,13 +264,13 @@ def prepare(project: Project, names: Sequence[str], target: database.Target | No
         return Location(project.file.name, project.env_lines.get(key, 1))
 
     wanted = set(names)
-    service_names = set(environment.service_variables(project, target))
+    service_names = set(addresses.service_variables(project, target))
     out = []
     for name in names:
         spec = project.processes[name]
         where = f"processes.{name}"
         # Like a step's: an app whose tables live in its own schema finds them.
-        env = layered(environment.with_search_path(base, spec.search_path),
+        env = layered(building.with_search_path(base, spec.search_path),
                       (project.env, project_line, "env"),
                       (spec.env, _at(spec.loc), f"{where}.env"))
         env["DEVENV_PROCESS"] = name

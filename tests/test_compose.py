@@ -10,9 +10,10 @@ from typing import Any
 import pytest
 import yaml
 
-from devenv import environment, loader
+from devenv import building, loader
 from devenv.errors import ConfigError, ServiceError
 from devenv.schema import BuildSpec, PortSpec, ReadySpec
+from devenv.services import addresses, launch
 from devenv.services import ports as portlib
 
 
@@ -144,14 +145,14 @@ def test_every_service_and_port_becomes_variables(tmp_path: Path) -> None:
     p.state_dir.mkdir()
     store.remember("redis", {6379: 41000})
     store.remember("mail-catcher", {1025: 41001, 8025: 41002})
-    env = environment.service_variables(p)
+    env = addresses.service_variables(p)
     assert env == {
         "REDIS_HOST": "127.0.0.1", "REDIS_PORT": "41000",
         "REDIS_URL": "redis://127.0.0.1:41000/0",
         "MAIL_CATCHER_HOST": "127.0.0.1", "MAIL_CATCHER_PORT": "41001",
         "MAIL_CATCHER_PORT_1025": "41001", "MAIL_CATCHER_PORT_8025": "41002",
         "MAIL_CATCHER_URL": "http://127.0.0.1:41002/"}
-    assert environment.step_environment(p, None, None)["REDIS_URL"] == env["REDIS_URL"]
+    assert building.step_environment(p, None, None)["REDIS_URL"] == env["REDIS_URL"]
 
 
 def test_without_docker_a_service_that_is_not_postgres_is_not_run_natively(
@@ -161,7 +162,7 @@ def test_without_docker_a_service_that_is_not_postgres_is_not_run_natively(
     monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-docker.sock")
     p = load(tmp_path / "p", {"redis": {"image": "redis:7", "ports": ["6379"]}})
     with pytest.raises(ServiceError) as info:
-        environment.choose_backend(p.services["redis"], p)
+        launch.choose_backend(p.services["redis"], p)
     assert "native: runs PostgreSQL only" in str(info.value)
     assert "It has no native backend: start a Docker engine (steps.yaml:" in str(info.value)
 
@@ -178,7 +179,7 @@ def test_doctor_knows_service_variables_before_the_services_start(
         "steps": {"s": {"run": "echo ${REDIS_URL} ${MAIL_PORT_8025}"}}})
     assert checks(root)["env.undefined"].status == "ok"
     p = loader.load(root / "steps.yaml")
-    assert environment.service_variable_names(p) == {
+    assert addresses.service_variable_names(p) == {
         "REDIS_HOST", "REDIS_PORT", "REDIS_URL", "MAIL_HOST", "MAIL_PORT", "MAIL_PORT_1025",
         "MAIL_PORT_8025"}
 
@@ -188,7 +189,7 @@ def test_a_step_using_an_address_of_a_service_it_does_not_need(tmp_path: Path) -
     p = loader.load_text((tmp_path / "steps.yaml").read_text().replace(
         "run: 'true'", "run: curl ${WEB_URL}"), tmp_path, tmp_path / "steps.yaml")
     with pytest.raises(ConfigError) as info:
-        environment.prepare_steps(p, ["s"], environment.step_environment(p, None, None))
+        building.prepare_steps(p, ["s"], building.step_environment(p, None, None))
     assert info.value.message == ("${WEB_URL} is the address of service web, known once it "
                                   "has started: add web to needs: of steps.s")
     assert info.value.path == "steps.s.run"

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from devenv import environment, loader, runner
+from devenv import building, loader, runner
 from devenv.errors import ConfigError
 from devenv.events import RecordingReporter, Status, StepStarted
 from tests.procs import alive, gone
@@ -23,7 +23,7 @@ MakeProject = Callable[..., Path]
 def build(root: Path, **kwargs: Any) -> tuple[Any, RecordingReporter]:
     project = loader.load(root / "steps.yaml")
     rep = RecordingReporter()
-    result = environment.build(project, rep, None, **kwargs)
+    result = building.build(project, rep, None, **kwargs)
     return result, rep
 
 
@@ -270,8 +270,8 @@ def test_huge_output_is_streamed_to_disk_not_memory(make_project: MakeProject) -
     # VmHWM, not ru_maxrss: ru_maxrss survives fork+exec, so it would report the peak of
     # the (large) pytest worker that started this process.
     code = ("from pathlib import Path; from devenv import loader, "
-            "environment; from devenv.events import RecordingReporter; "
-            "r = environment.build(loader.load(Path('steps.yaml')), RecordingReporter(), None); "
+            "building; from devenv.events import RecordingReporter; "
+            "r = building.build(loader.load(Path('steps.yaml')), RecordingReporter(), None); "
             "assert r.result.ok; "
             "print(next(l.split()[1] for l in open('/proc/self/status') "
             "if l.startswith('VmHWM')))")

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from devenv import environment, loader
+from devenv import building, loader
 from devenv.events import RecordingReporter, Status
 from tests import warmkind
 from tests.procs import alive, gone
@@ -36,7 +36,7 @@ def _warm_kind(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 def build(root: Path, **kwargs: Any) -> Any:
     project = loader.load(root / "steps.yaml")
-    return environment.build(project, RecordingReporter(), None, **kwargs).result
+    return building.build(project, RecordingReporter(), None, **kwargs).result
 
 
 def events(root: Path) -> dict[tuple[str, str], float]:

@@ -513,8 +513,7 @@ def test_dump_and_restore_with_the_containers_own_tools(
     through `docker exec` for a backend without one."""
     import uuid
 
-    from devenv import environment
-    from devenv.services import BACKENDS
+    from devenv.services import BACKENDS, launch
 
     if not BACKENDS["docker"]().available()[0]:
         pytest.skip("no Docker engine")
@@ -528,8 +527,8 @@ def test_dump_and_restore_with_the_containers_own_tools(
     try:
         monkeypatch.setenv("DEVENV_PG_TOOLS", "service")
         rep = RecordingReporter()
-        endpoints = environment.start_services(project, ["db"], rep)
-        target = environment.database_target(project, endpoints)
+        endpoints = launch.start_services(project, ["db"], rep)
+        target = launch.database_target(project, endpoints)
         assert target is not None
         rebuild.refresh(project, rep, target, background_reclone=False)
         cmd.save(project, RecordingReporter(), "base")

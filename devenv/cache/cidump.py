@@ -127,9 +127,9 @@ def _check_empty(project: Project, target: Target, key: str) -> bool:
 
 
 def _is_external(project: Project, database_url: str | None) -> bool:
-    from devenv import environment
+    from devenv.services import launch
 
-    return environment.external_url(project, database_url) is not None
+    return launch.external_url(project, database_url) is not None
 
 
 def save(project: Project, target: Target, cache_dir: Path, key: str, profile: str,

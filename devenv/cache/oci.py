@@ -647,10 +647,10 @@ def restore_file(project: Project, target: Target, dbname: str, hit: Hit,
     ``snapshot import`` and the ci-setup cache do: no superuser rights while it restores,
     and none for its functions afterwards.
     """
-    from devenv import environment
     from devenv.cache import cidump
+    from devenv.services import launch
 
-    external = environment.external_url(project, None) is not None
+    external = launch.external_url(project, None) is not None
     container = None if external else cidump._container(project, reporter)
     tool = dumpfiles.choose_tool("pg_restore", target, dbname, hit.header.pg_dump_major,
                              container)
@@ -814,14 +814,14 @@ def push_database(project: Project, target: Target, profile: str, reporter: Repo
         reporter.emit(Message("--push: no remote cache configured (cache.remote in steps.yaml"
                               f" or {ENV_REMOTE})", "warn"))
         return False
-    from devenv import environment
     from devenv.cache import cidump
+    from devenv.services import launch
 
     steps = [n for n in graph.topo_order(project) if project.steps[n].in_profile(profile)]
     key = fingerprint.combined(fingerprint.compute(project), steps)
     try:
         with _try(reporter, "the database is ready anyway"):
-            external = environment.external_url(project, database_url) is not None
+            external = launch.external_url(project, database_url) is not None
             container = None if external else cidump._container(project, reporter)
             with tempfile.TemporaryDirectory(prefix="push-", dir=_download_dir(project)) as d:
                 path = Path(d) / "snapshot.devenv-snapshot"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import sys
 import time
 
-from devenv import environment
 from devenv.commands.snapshot import fmt_age
 from devenv.console import Output, PlainReporter, fmt_size
 from devenv.errors import EXIT_OK, DevenvError
@@ -14,12 +13,13 @@ from devenv.lock import database_lock, project_lock
 from devenv.postgres import branches
 from devenv.postgres.database import Target
 from devenv.schema import Project
+from devenv.services import launch
 
 
 def _target(project: Project, database_url: str | None) -> Target:
     if project.database is None:
         raise DevenvError("branches need a database: add a 'database:' section to steps.yaml")
-    target, note = environment.current_target(project, database_url)
+    target, note = launch.current_target(project, database_url)
     if target is None:
         raise DevenvError(f"cannot list the branch databases: {note}; start it with "
                           "`devenv up`")

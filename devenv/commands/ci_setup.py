@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from devenv import environment, fingerprint, planner, reports
+from devenv import building, fingerprint, planner, reports
 from devenv.errors import (
     EXIT_BUSY,
     EXIT_CONFIG,
@@ -27,6 +27,7 @@ from devenv.errors import (
 from devenv.events import Decision, Message, Reporter, RunResult, Status
 from devenv.lock import project_lock
 from devenv.schema import Project
+from devenv.services import launch
 
 OUTCOMES = {
     EXIT_OK: "ready",
@@ -63,9 +64,9 @@ def run(load: Callable[[], Project], reporter: Reporter, *, profile: str = "ci",
         key = fingerprint.graph_key(project, profile)
         extra["fingerprint"] = key
         with project_lock(project.state_dir, "ci-setup", reporter):
-            endpoints = environment.start_services(
-                project, environment.needed_services(project), reporter, database_url)
-            target = environment.database_target(project, endpoints, database_url)
+            endpoints = launch.start_services(
+                project, launch.needed_services(project), reporter, database_url)
+            target = launch.database_target(project, endpoints, database_url)
             hit = False
             if cache_dir is not None and target is not None:
                 from devenv.cache import cidump
@@ -81,7 +82,7 @@ def run(load: Callable[[], Project], reporter: Reporter, *, profile: str = "ci",
             from devenv.commands.logs import log_dir
 
             # its own folder: a CI run here must not replace the developer's step logs
-            built = environment.build(project, reporter, target, profile=profile, jobs=jobs,
+            built = building.build(project, reporter, target, profile=profile, jobs=jobs,
                                       log_dir=log_dir(project, ci=True))
             result, decisions = built.result, list(built.decisions)
             code = EXIT_OK if result.ok else (EXIT_INTERRUPTED if result.interrupted

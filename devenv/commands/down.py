@@ -15,14 +15,14 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
-from devenv import environment, processes
+from devenv import processes
 from devenv.console import Output
 from devenv.errors import EXIT_OK, UsageError
 from devenv.events import Event, Message
 from devenv.lock import project_lock, service_lock
 from devenv.postgres import branches
 from devenv.schema import Project, ServiceSpec
-from devenv.services import Backend
+from devenv.services import Backend, launch
 from devenv.services.docker import DockerBackend
 from devenv.services.support import candidates
 
@@ -86,7 +86,7 @@ def _inside_data(project: Project) -> list[str]:
     if project.database is None:
         return []
     try:
-        target, _note = environment.current_target(project)
+        target, _note = launch.current_target(project)
         if target is None:
             return []
         parked = branches.parked(target, project.name)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from devenv import environment, fingerprint, planner
+from devenv import fingerprint, planner
 from devenv.console import Output
 from devenv.errors import EXIT_OK
 from devenv.events import Action
 from devenv.postgres import database
 from devenv.schema import Project
+from devenv.services import launch
 from devenv.state import NO_DATABASE, StateStore
 
 
@@ -18,7 +19,7 @@ def run(project: Project, out: Output, targets: Sequence[str] = (), *, only: boo
         database_url: str | None = None, refresh: bool = False) -> int:
     planner.check_profile(project, profile)
     planner.check_targets(project, targets)
-    target, note = environment.current_target(project, database_url)
+    target, note = launch.current_target(project, database_url)
     if refresh:
         return _refresh(project, out, target, note, profile, as_json)
     key: str | None = NO_DATABASE if project.database is None else None

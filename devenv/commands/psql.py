@@ -12,10 +12,11 @@ import shutil
 import sys
 from collections.abc import Mapping, Sequence
 
-from devenv import environment, proc
+from devenv import proc
 from devenv.errors import ServiceError
 from devenv.postgres import pgcluster
 from devenv.schema import Project
+from devenv.services import launch
 
 
 def local_psql() -> str | None:
@@ -36,7 +37,7 @@ def command(project: Project, args: Sequence[str], database_url: str | None = No
     if project.database is None:
         raise ServiceError("this project declares no database (database: in "
                            f"{project.file.name}), so there is nothing for psql to open")
-    target, note = environment.current_target(project, database_url)
+    target, note = launch.current_target(project, database_url)
     if target is None:
         raise ServiceError(f"the database is not reachable: {note}; start it with `devenv up`")
     env = dict(os.environ)
@@ -45,9 +46,9 @@ def command(project: Project, args: Sequence[str], database_url: str | None = No
     if psql:
         return [psql, *args], env
     service = project.services[project.database.service]
-    backend, _why = environment.choose_backend(service, project)
+    backend, _why = launch.choose_backend(service, project)
     docker = shutil.which("docker")
-    if backend.name != "docker" or docker is None or environment.external_url(
+    if backend.name != "docker" or docker is None or launch.external_url(
             project, database_url) is not None:
         raise ServiceError("no psql on this machine: install the PostgreSQL client "
                            "(e.g. apt-get install postgresql-client, brew install libpq)")

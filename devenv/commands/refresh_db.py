@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import time
 
-from devenv import environment, planner, processes
+from devenv import planner, processes
 from devenv.commands import exit_code
 from devenv.errors import EXIT_OK, UsageError
 from devenv.events import Message, Reporter
 from devenv.lock import database_lock, project_lock, service_lock
 from devenv.postgres import rebuild
 from devenv.schema import Project
+from devenv.services import launch
 
 
 def run(project: Project, reporter: Reporter, *, profile: str = "local",
@@ -22,9 +23,9 @@ def run(project: Project, reporter: Reporter, *, profile: str = "local",
         raise UsageError("refresh-db needs a database: add a 'database:' section to steps.yaml")
     with project_lock(project.state_dir, "refresh-db", reporter, wait=wait), \
             service_lock(project, database_url, "refresh-db", reporter, wait=wait):
-        endpoints = environment.start_services(
-            project, environment.needed_services(project), reporter, database_url)
-        target = environment.database_target(project, endpoints, database_url)
+        endpoints = launch.start_services(
+            project, launch.needed_services(project), reporter, database_url)
+        target = launch.database_target(project, endpoints, database_url)
         assert target is not None
         # Another checkout of the project (a git worktree) shares this server's databases.
         with database_lock(target, project.root, "refresh-db", reporter, wait=wait):

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from devenv import environment, graph, planner
+from devenv import building, graph, planner
 from devenv.commands import exit_code
 from devenv.events import Reporter
 from devenv.lock import project_lock, service_lock
 from devenv.schema import Project
+from devenv.services import launch
 
 
 def run(project: Project, reporter: Reporter, targets: Sequence[str] = (), *,
@@ -20,10 +21,10 @@ def run(project: Project, reporter: Reporter, targets: Sequence[str] = (), *,
     steps = sorted(graph.closure(project, targets) if targets else project.steps)
     with project_lock(project.state_dir, "run", reporter), \
             service_lock(project, database_url, "run", reporter):
-        endpoints = environment.start_services(
-            project, environment.needed_services(project, steps), reporter, database_url)
-        target = environment.database_target(project, endpoints, database_url)
-        built = environment.build(project, reporter, target, targets=targets, only=only,
+        endpoints = launch.start_services(
+            project, launch.needed_services(project, steps), reporter, database_url)
+        target = launch.database_target(project, endpoints, database_url)
+        built = building.build(project, reporter, target, targets=targets, only=only,
                                   force=force, profile=profile, jobs=jobs,
                                   keep_going=keep_going)
     return exit_code(built.result)

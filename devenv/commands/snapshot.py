@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from devenv import environment, fingerprint, graph, planner, processes
+from devenv import fingerprint, graph, planner, processes
 from devenv.console import Output, fmt_size
 from devenv.errors import EXIT_OK, DevenvError, ServiceError, UsageError
 from devenv.events import Message, Reporter, phase
@@ -26,6 +26,7 @@ from devenv.lock import database_lock, project_lock
 from devenv.postgres import branches, database, dumpfiles, rebuild, siblings
 from devenv.postgres.database import Target
 from devenv.schema import Project
+from devenv.services import launch
 from devenv.state import StateStore
 
 USER_KIND = "user"
@@ -53,8 +54,8 @@ def _open(project: Project, reporter: Reporter, database_url: str | None,
 
     assert project.database is not None
     service = project.database.service
-    endpoints = environment.start_services(project, [service], reporter, database_url)
-    target = environment.database_target(project, endpoints, database_url)
+    endpoints = launch.start_services(project, [service], reporter, database_url)
+    target = launch.database_target(project, endpoints, database_url)
     assert target is not None
     if held is not None:
         held.enter_context(database_lock(target, project.root, command, reporter, wait=wait))
@@ -282,7 +283,7 @@ def list_snapshots(project: Project, out: Output, *, as_json: bool = False,
     planner.check_profile(project, profile)
     with project_lock(project.state_dir, "snapshot list", PlainReporter(sys.stderr),
                       wait=wait):
-        target, note = environment.current_target(project, database_url)
+        target, note = launch.current_target(project, database_url)
         if target is None:
             raise ServiceError(f"cannot list snapshots: {note}; start it with `devenv up`")
         db = target.dbname

@@ -8,13 +8,13 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from devenv import environment, fingerprint, planner, processes
+from devenv import fingerprint, planner, processes
 from devenv.console import Output
 from devenv.errors import EXIT_OK, ServiceError
 from devenv.events import Action
 from devenv.postgres import database
 from devenv.schema import Project, ServiceSpec
-from devenv.services import ServiceState
+from devenv.services import ServiceState, launch
 from devenv.state import NO_DATABASE, StateStore
 
 
@@ -34,7 +34,7 @@ def uptime(seconds: float | None) -> str:
 
 def _service(project: Project, service: ServiceSpec, database_url: str | None,
              ) -> dict[str, Any]:
-    ext = environment.external_url(project, database_url)
+    ext = launch.external_url(project, database_url)
     if ext is not None and project.database is not None \
             and project.database.service == service.name:
         target = database.parse_url(ext[0], project.database.name)
@@ -49,7 +49,7 @@ def _service(project: Project, service: ServiceSpec, database_url: str | None,
                 "started_at": None, "uptime": None, "config_matches": None,
                 "detail": detail or target.redacted()}
     try:
-        backend, why = environment.choose_backend(service, project)
+        backend, why = launch.choose_backend(service, project)
     except ServiceError as exc:
         return {"name": service.name, "backend": None, "why": str(exc),
                 "state": "unavailable", "health": "", "address": None, "started_at": None,
@@ -72,7 +72,7 @@ def _service(project: Project, service: ServiceSpec, database_url: str | None,
 
 def _database(project: Project, profile: str, database_url: str | None) -> dict[str, Any]:
     db = project.database
-    target, note = environment.current_target(project, database_url)
+    target, note = launch.current_target(project, database_url)
     key: str | None = NO_DATABASE if db is None else None
     exists: bool | None = None
     refusing = False

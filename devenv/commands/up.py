@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 
-from devenv import environment, planner, processes
+from devenv import building, planner, processes
 from devenv.commands import exit_code
 from devenv.console import ProcessLines
 from devenv.errors import EXIT_OK
@@ -12,6 +12,7 @@ from devenv.events import Message, Reporter
 from devenv.lock import database_lock, project_lock, service_lock
 from devenv.postgres import branches, database, working
 from devenv.schema import Project
+from devenv.services import launch
 
 
 def run(project: Project, reporter: Reporter, *, detach: bool = False,
@@ -30,7 +31,7 @@ def run(project: Project, reporter: Reporter, *, detach: bool = False,
         processes.refuse_running(project, detached=detach)
         processes.prepare(project, names, database.Target("localhost", 5432, "user", "pw",
                                                           "db"), stand_in=True)
-    wanted = set(environment.needed_services(project))
+    wanted = set(launch.needed_services(project))
     wanted.update(n for p in names for n in project.processes[p].needs
                   if n in project.services)
     with contextlib.ExitStack() as held:
@@ -38,9 +39,9 @@ def run(project: Project, reporter: Reporter, *, detach: bool = False,
         # processes start; a foreground up lets go once its processes are ready.
         held.enter_context(project_lock(project.state_dir, "up", reporter))
         held.enter_context(service_lock(project, database_url, "up", reporter))
-        endpoints = environment.start_services(
+        endpoints = launch.start_services(
             project, [s for s in project.services if s in wanted], reporter, database_url)
-        target = environment.database_target(project, endpoints, database_url)
+        target = launch.database_target(project, endpoints, database_url)
         from devenv.cache import oci
 
         oci.restore_fresh(project, target, profile, reporter)
@@ -58,7 +59,7 @@ def run(project: Project, reporter: Reporter, *, detach: bool = False,
                 return exit_code(done.rebuilt.result)
             if done.swapped:
                 processes.follow_swap(project, target, reporter, profile=profile)
-        built = environment.build(project, reporter, target, profile=profile, jobs=jobs,
+        built = building.build(project, reporter, target, profile=profile, jobs=jobs,
                                   carried=carried)
         if target is not None and project.database is not None and built.result.ok:
             branches.note(project.name, project.root, target)

@@ -15,10 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from devenv import environment
+from devenv import building
 from devenv.errors import ConfigError, DevenvError
 from devenv.postgres import database
 from devenv.schema import Project, ServiceSpec, StepSpec
+from devenv.services import launch
 
 if TYPE_CHECKING:
     from devenv.doctor.apps import App, Introspection
@@ -133,7 +134,7 @@ class Context:
 
     def external(self) -> tuple[str, str] | None:
         """The database someone else runs (``DATABASE_URL``), and where it came from."""
-        return environment.external_url(self.project(), self.database_url)
+        return launch.external_url(self.project(), self.database_url)
 
     def is_external(self, service: str) -> bool:
         db = self.project().database
@@ -189,7 +190,7 @@ class Context:
             return TargetInfo(None, f"service {service.name}: {first_line(exc)}")
         if ep is None:
             return TargetInfo(None, f"service {service.name} is not running")
-        target = environment.database_target(project, {service.name: ep})
+        target = launch.database_target(project, {service.name: ep})
         return TargetInfo(target, f"service {service.name} ({ep.backend})")
 
     def server(self) -> ServerInfo:
@@ -324,7 +325,7 @@ class Context:
         def get() -> dict[str, str]:
             project = self.project()
             target = self.target().target if project.database is not None else None
-            return environment.step_environment(project, target or STAND_IN,
+            return building.step_environment(project, target or STAND_IN,
                                                 target.dbname if target else None)
 
         return dict(self.memo("base_env", get))
@@ -335,13 +336,13 @@ class Context:
                               lambda: lenient(self.base_env(), self.project().env)))
 
     def step_env(self, step: StepSpec) -> dict[str, str]:
-        env = lenient(environment.with_search_path(self.project_env(), step.search_path), step.env)
+        env = lenient(building.with_search_path(self.project_env(), step.search_path), step.env)
         env["DEVENV_STEP"] = step.name
         return env
 
     def process_env(self, name: str) -> dict[str, str]:
         spec = self.project().processes[name]
-        env = lenient(environment.with_search_path(self.project_env(), spec.search_path), spec.env)
+        env = lenient(building.with_search_path(self.project_env(), spec.search_path), spec.env)
         env["DEVENV_PROCESS"] = name
         return env
 
@@ -374,11 +375,11 @@ def lenient(base: Mapping[str, str], values: Mapping[str, str]) -> dict[str, str
 
 
 def _choose(service: ServiceSpec, project: Project) -> BackendChoice:
-    """:func:`environment.choose_backend`, its refusal kept as a finding."""
+    """:func:`launch.choose_backend`, its refusal kept as a finding."""
     from devenv.errors import ServiceError
 
     try:
-        backend, why = environment.choose_backend(service, project)
+        backend, why = launch.choose_backend(service, project)
         return BackendChoice(backend, why)
     except ServiceError as exc:
         return BackendChoice(None, "", str(exc))

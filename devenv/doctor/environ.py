@@ -13,14 +13,14 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Mapping
 
-from devenv import environment
 from devenv.doctor.base import FAIL, OK, WARN, Check, CheckDef, Problems, ok
 from devenv.doctor.context import Context, lenient
 from devenv.envvars import references
 from devenv.schema import Command, Location, Project, StepSpec
+from devenv.services import addresses
 
 SECRET_NAME = re.compile(r"(SECRET|TOKEN|JWT|SIGNING|_KEY$|SALT|PASSWORD)")
-# Set for every step and process by devenv itself (see environment.step_environment).
+# Set for every step and process by devenv itself (see building.step_environment).
 PROVIDED = frozenset({"DATABASE_URL", "PGHOST", "PGPORT", "PGUSER", "PGPASSWORD",
                       "PGDATABASE", "DEVENV_PROJECT", "DEVENV_ROOT"})
 
@@ -46,7 +46,7 @@ def check_undefined(ctx: Context) -> Check:
     """Every ``${NAME}`` (without a ``:-default``) is defined by steps.yaml or the shell."""
     project = ctx.project()
     # a service's NAME_HOST/NAME_PORT/NAME_URL exist once it has started
-    base = set(ctx.base_env()) | PROVIDED | environment.service_variable_names(project)
+    base = set(ctx.base_env()) | PROVIDED | addresses.service_variable_names(project)
     missing: dict[str, list[str]] = {}
 
     def use(texts: Iterable[str], defined: set[str], where: str) -> None:

@@ -10,12 +10,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from devenv import environment, graph
+from devenv import building, graph
 from devenv.doctor.base import REMEDY_ORDER, Check, Remedy
 from devenv.doctor.context import Context
 from devenv.errors import EXIT_OK, DevenvError
 from devenv.events import Message, Reporter
 from devenv.postgres import database
+from devenv.services import launch
 
 
 @dataclass(frozen=True)
@@ -69,9 +70,9 @@ def apply(ctx: Context, planned: Sequence[Planned], reporter: Reporter) -> list[
         reporter.emit(Message(f"fixing: {item.text}"))
         try:
             if r.action == "start-services":
-                environment.start_services(project, list(r.args), reporter, ctx.database_url)
+                launch.start_services(project, list(r.args), reporter, ctx.database_url)
             elif r.action in ("recover", "create-schemas", "run-steps"):
-                target, note = environment.current_target(project, ctx.database_url)
+                target, note = launch.current_target(project, ctx.database_url)
                 if target is None or project.database is None:
                     raise DevenvError(f"no database to repair: {note}")
                 with project_lock(project.state_dir, "doctor --fix", reporter, wait=False), \
@@ -88,7 +89,7 @@ def apply(ctx: Context, planned: Sequence[Planned], reporter: Reporter) -> list[
                     else:
                         from devenv.commands import exit_code
 
-                        built = environment.build(project, reporter, target,
+                        built = building.build(project, reporter, target,
                                                   targets=list(r.args), force=True,
                                                   profile=ctx.profile)
                         if exit_code(built.result) != EXIT_OK:

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from devenv import fingerprint, graph, watchdog
-from devenv.environment import (
+from devenv.building import (
     diagnose,
     disk_full_advice,
     is_disk_full,
@@ -497,7 +497,7 @@ def _snapshot_or_skip(project: Project, target: Target, db: str, build: str,
                       what: str) -> bool:
     """:func:`_snapshot`, but a snapshot is only an optimisation: when it cannot be written
     (the disk is full) the build goes on and is swapped in without it. Says why."""
-    from devenv import environment
+    from devenv import building
 
     try:
         _snapshot(project, target, db, build, held, key, store)
@@ -508,8 +508,8 @@ def _snapshot_or_skip(project: Project, target: Target, db: str, build: str,
         reporter.emit(Message(f"cache skipped: could not write {what} ({reason}); the build "
                               "goes on without it, and a later refresh-db runs these steps "
                               "again", "warn"))
-        if environment.is_disk_full(str(exc)):
-            reporter.emit(Message(environment.disk_full_advice(
+        if building.is_disk_full(str(exc)):
+            reporter.emit(Message(building.disk_full_advice(
                 project, "so that the next refresh-db can keep its snapshots"), "warn"))
         return False
     return True

@@ -12,9 +12,10 @@ from typing import Any
 
 import pytest
 
-from devenv import environment, loader
+from devenv import loader
 from devenv.events import RecordingReporter
 from devenv.postgres.pgcluster import free_port
+from devenv.services import launch
 from tests.doctor.conftest import checks, final, run_doctor
 
 MakeProject = Callable[..., Path]
@@ -104,7 +105,7 @@ def test_stopped_container_and_changed_definition(make_project: MakeProject,
                "ports": [f"{port}:5432"], "volumes": {"data": "/var/lib/postgresql/data"}}
     root = make_project(config(docker_name, service))
     project = loader.load(root / "steps.yaml")
-    environment.start_services(project, ["db"], RecordingReporter())
+    launch.start_services(project, ["db"], RecordingReporter())
     found = checks(root)
     assert found["services.running"].status == "ok"
     assert found["services.running"].finding.startswith("db healthy at 127.0.0.1:")
@@ -114,7 +115,7 @@ def test_stopped_container_and_changed_definition(make_project: MakeProject,
     assert found["engine.ports"].finding == f"host ports: {port} held by db (this project's)"
 
     # Stop the container for real.
-    backend, _ = environment.choose_backend(project.services["db"])
+    backend, _ = launch.choose_backend(project.services["db"])
     backend.down(project, project.services["db"])
     found = checks(root)
     running = found["services.running"]

@@ -12,7 +12,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from devenv import environment, loader
+from devenv import building, loader
 from devenv.console import PlainReporter
 from devenv.events import Status
 from devenv.postgres import database
@@ -77,7 +77,7 @@ def run_steps(make_project: Callable[..., Path], db: database.Target,
             root = make_project(project_config(db, steps), files=files)
         project = loader.load(root / "steps.yaml")
         out = io.StringIO()
-        res = environment.build(project, PlainReporter(out), db, dbname=db.dbname, jobs=2,
+        res = building.build(project, PlainReporter(out), db, dbname=db.dbname, jobs=2,
                                 **build)
         statuses = {r.name: r.status for r in res.result.results}
         return Outcome(root, statuses, out.getvalue())

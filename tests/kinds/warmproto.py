@@ -8,7 +8,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from devenv import environment, loader
+from devenv import building, loader
 from devenv.postgres import database
 
 
@@ -18,7 +18,7 @@ class Warm:
     def __init__(self, root: Path, db: database.Target, step: str,
                  warm: bool = True) -> None:
         project = loader.load(root / "steps.yaml")
-        prep = environment.prepare_steps(project, [step], environment.step_environment(
+        prep = building.prepare_steps(project, [step], building.step_environment(
             project, db, db.dbname))[step]
         assert prep.warm  # the kind says it speaks the protocol
         env = dict(prep.env)

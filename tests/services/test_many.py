@@ -21,10 +21,11 @@ import docker
 import pytest
 import yaml
 
-from devenv import environment, loader
+from devenv import building, loader
 from devenv.errors import EXIT_SERVICE, ServiceError
 from devenv.events import Event, PhaseFinished, PhaseStarted
 from devenv.schema import Project
+from devenv.services import launch
 from devenv.services.docker import DockerBackend, built_tag, container_name
 from tests.services.conftest import purge, unique_name
 
@@ -132,7 +133,7 @@ def test_a_built_image_is_rebuilt_only_when_its_folder_changes(
     p = project({"web": web()})
     svc = p.services["web"]
     first = Recorder()
-    ep = environment.start_services(p, ["web"], first)["web"]
+    ep = launch.start_services(p, ["web"], first)["web"]
     tag = built_tag(p, svc)
     assert "build-web" in first.names(PhaseStarted)
     log = p.state_dir / "logs" / "build-web.log"
@@ -140,14 +141,14 @@ def test_a_built_image_is_rebuilt_only_when_its_folder_changes(
     assert ep.port(8080) != 8080
 
     again = Recorder()
-    environment.start_services(p, ["web"], again)
+    launch.start_services(p, ["web"], again)
     assert "build-web" not in again.names(PhaseStarted)  # same content: no build
     assert built_tag(p, svc) == tag
 
     server = p.root / "web" / "server.pl"
     server.write_text(server.read_text().replace('"hello"', '"changed"'))
     changed = Recorder()
-    ep = environment.start_services(p, ["web"], changed)["web"]
+    ep = launch.start_services(p, ["web"], changed)["web"]
     assert "build-web" in changed.names(PhaseStarted)
     assert built_tag(p, svc) != tag
     client = docker.from_env()
@@ -168,7 +169,7 @@ def test_a_failed_build_shows_the_tail_of_its_log(project: Callable[..., Project
     (p.root / "web" / "Dockerfile").write_text(
         f"FROM {BASE}\nRUN echo about to fail && exit 7\n")
     with pytest.raises(ServiceError) as info:
-        environment.start_services(p, ["web"], Recorder())
+        launch.start_services(p, ["web"], Recorder())
     text = str(info.value)
     assert "service web: the image build failed" in text
     assert ".devenv/logs/build-web.log" in text
@@ -196,7 +197,7 @@ def test_a_service_address_reaches_a_step_through_its_variables(
     assert port is not None
     assert out == {"url": f"http://127.0.0.1:{port.port(8080)}/",
                    "port": str(port.port(8080)), "body": "from web\n", "again": "from web\n"}
-    env = environment.step_environment(p, None, None)
+    env = building.step_environment(p, None, None)
     assert env["WEB_HOST"] == "127.0.0.1" and env["WEB_URL"] == out["url"]
 
 
@@ -205,7 +206,7 @@ def test_a_service_starts_after_the_services_it_needs_are_ready(
     """b needs a (which takes 2 s to listen); c needs nothing and starts beside a."""
     p = project({"a": web(env={"DELAY": "2"}), "b": web(needs=["a"]), "c": web()})
     rec = Recorder()
-    environment.start_services(p, ["b", "c"], rec)
+    launch.start_services(p, ["b", "c"], rec)
     a_ready = rec.when(PhaseFinished, "a")
     assert rec.when(PhaseStarted, "b") >= a_ready
     assert rec.when(PhaseStarted, "c") < a_ready  # in parallel, not after a
@@ -289,7 +290,7 @@ def test_services_from_a_compose_file_start_in_order(
     assert p.services["api"].needs == ("cache",)
     assert p.services["cache"].volumes == {"cachedata": "/data"}
     rec = Recorder()
-    eps = environment.start_services(p, ["api"], rec)
+    eps = launch.start_services(p, ["api"], rec)
     assert rec.when(PhaseStarted, "api") >= rec.when(PhaseFinished, "cache")
     import urllib.request
 
