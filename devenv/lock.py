@@ -19,10 +19,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from devenv.errors import DevenvError, LockedError
+from devenv.errors import LockedError
 from devenv.events import Message, Reporter
 from devenv.postgres.database import CORE, DatabaseError, Target, connect, needs_libpq
-from devenv.schema import Project
 
 
 def ensure_state_dir(state_dir: Path) -> Path:
@@ -179,28 +178,3 @@ def database_lock(target: Target, checkout: Path, command: str,
     finally:
         with contextlib.suppress(Exception):
             conn.close()  # ends the session: the server lets go of the lock
-
-
-@contextlib.contextmanager
-def service_lock(project: Project, database_url: str | None, command: str,
-                 reporter: Reporter | None = None, wait: bool = True,
-                 external: bool = True) -> Iterator[None]:
-    """The database lock, taken before devenv touches the database's service: another
-    checkout's ``up`` must not recreate (or ``down`` stop) the container a refresh-db of
-    this one is building in. Only when the service runs now (nothing to protect
-    otherwise); ``external=False`` skips a server that ``DATABASE_URL`` names (``down``
-    never touches it). The commands take :func:`database_lock` again once the service is
-    up: within one process that is a no-op."""
-    from devenv.services import launch
-
-    target = None
-    if project.database is not None and (
-            external or launch.external_url(project, database_url) is None):
-        with contextlib.suppress(DevenvError):
-            target, _ = launch.current_target(project, database_url)
-    with contextlib.ExitStack() as held:
-        if target is not None:
-            with contextlib.suppress(DatabaseError):  # not answering: nothing to protect
-                held.enter_context(database_lock(target, project.root, command, reporter,
-                                                 wait))
-        yield

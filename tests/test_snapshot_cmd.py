@@ -540,20 +540,6 @@ def test_dump_and_restore_with_the_containers_own_tools(
         cmd.import_(project, RecordingReporter(), file, "again")
         assert dump_database(target.url("app_dev__u_again")) == original
 
-        # the docker command line, as for a backend without exec
-        via_cli = dumpfiles.ServiceExec(f"in container {name}-db",
-                                    dumpfiles.docker_cli_exec(f"{name}-db"), 5432)
-        tool = dumpfiles.choose_tool("pg_dump", target, "app_dev__u_base", 15, via_cli)
-        assert tool.where == f"in container {name}-db" and tool.major == 15
-        file2 = tmp_path / "cli.snap"
-        header = dumpfiles.Header(name, "app_dev", "cli", "k", [], {}, 150000, 15, 0.0)
-        written = dumpfiles.write(file2, header, lambda sink: dumpfiles.dump(tool, sink))
-        _, offset = dumpfiles.read_header(file2)
-        dumpfiles.verify(file2, written, offset)
-        database.create(target, "app_dev__cli", [], template="template0")
-        dumpfiles.restore(dumpfiles.choose_tool("pg_restore", target, "app_dev__cli", 15, via_cli),
-                      dumpfiles.payload(file2, offset))
-        assert dump_database(target.url("app_dev__cli")) == original
         assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
     finally:
         backend.down(project, spec, volumes=True)

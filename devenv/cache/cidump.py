@@ -19,6 +19,7 @@ from devenv.events import Message, PhaseFinished, PhaseStarted, Reporter
 from devenv.postgres import database, dumpfiles
 from devenv.postgres.database import Target
 from devenv.schema import Project
+from devenv.services import launch
 from devenv.state import StateStore
 
 SUFFIX = ".devenv-dump"
@@ -29,9 +30,7 @@ def cache_file(cache_dir: Path, project: Project, key: str) -> Path:
 
 
 def _container(project: Project, reporter: Reporter) -> dumpfiles.ServiceExec | None:
-    from devenv.commands.snapshot import _open
-
-    return _open(project, reporter, None)[1]
+    return launch.open_database(project, reporter, None)[1]
 
 
 def restore(project: Project, target: Target, cache_dir: Path, key: str,

@@ -6,13 +6,13 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from devenv.console import Output
+from devenv.commands import up
+from devenv.console import Output, make_reporter
+from devenv.doctor import Check, Context, fixes, run_checks
 from devenv.errors import EXIT_FAILED, EXIT_OK
-
-if TYPE_CHECKING:
-    from devenv.doctor import Check, Context
+from devenv.events import Reporter
+from devenv.schema import Project
 
 LABEL = {"ok": "ok", "warn": "warn", "fail": "FAIL"}
 STYLE = {"ok": "green", "warn": "yellow", "fail": "bold red"}
@@ -25,8 +25,6 @@ def run(file: Path | None, out: Output, *, as_json: bool = False, fix: bool = Fa
 
     Returns 0 when no check fails (warnings allowed), 1 otherwise.
     """
-    from devenv.doctor import Context, run_checks
-
     t0 = time.monotonic()
     ctx = Context(file, profile, database_url)
     checks = run_checks(ctx)
@@ -43,9 +41,6 @@ def run(file: Path | None, out: Output, *, as_json: bool = False, fix: bool = Fa
 def _fix(ctx: Context, checks: list[Check], out: Output, *, as_json: bool, plain: bool,
          ) -> list[Check]:
     """Apply the safe repairs the checks ask for, then run every check again."""
-    from devenv.console import make_reporter
-    from devenv.doctor import Context, fixes, run_checks
-
     if ctx.config_error() is not None:
         return checks
     # With --json, stdout is the JSON document alone: progress goes to stderr.
@@ -64,7 +59,7 @@ def _fix(ctx: Context, checks: list[Check], out: Output, *, as_json: bool, plain
         stream.flush()
         reporter = make_reporter(plain=plain or as_json, stream=stream)
         try:
-            fixes.apply(ctx, planned, reporter)
+            fixes.apply(ctx, planned, reporter, _up(ctx))
         finally:
             reporter.close()
         done.update((p.remedy.action, p.remedy.args) for p in planned)
@@ -118,3 +113,13 @@ def render(out: Output, checks: Sequence[Check], elapsed: float, fixing: bool = 
         line += f"; devenv doctor --fix repairs {len(fixable)} of them " \
                 f"({', '.join(c.id for c in fixable)})"
     out.text(line)
+
+
+def _up(ctx: Context) -> fixes.UpCommand:
+    """``devenv up --no-processes`` for doctor's ``up`` repair, with this run's options."""
+
+    def run(project: Project, reporter: Reporter) -> int:
+        return up.run(project, reporter, profile=ctx.profile, database_url=ctx.database_url,
+                      no_processes=True)
+
+    return run

@@ -19,7 +19,7 @@ from devenv import processes
 from devenv.console import Output
 from devenv.errors import EXIT_OK, UsageError
 from devenv.events import Event, Message
-from devenv.lock import project_lock, service_lock
+from devenv.lock import project_lock
 from devenv.postgres import branches
 from devenv.schema import Project, ServiceSpec
 from devenv.services import Backend, launch
@@ -107,7 +107,7 @@ def run(project: Project, out: Output, *, volumes: bool = False, yes: bool = Fal
     # Another checkout (a git worktree with the same name:) may be building in the same
     # container: wait for it before stopping it.
     with project_lock(project.state_dir, "down", _Notices(out)), \
-            service_lock(project, None, "down", _Notices(out), external=False):
+            launch.service_lock(project, None, "down", _Notices(out), external=False):
         pairs: list[tuple[str, Backend]] = []
         # (service, backend, what it holds): data of a backend the service no longer uses
         others: list[tuple[str, Backend, list[str]]] = []

@@ -8,7 +8,7 @@ from devenv import planner, processes
 from devenv.commands import exit_code
 from devenv.errors import EXIT_OK, UsageError
 from devenv.events import Message, Reporter
-from devenv.lock import database_lock, project_lock, service_lock
+from devenv.lock import database_lock, project_lock
 from devenv.postgres import rebuild
 from devenv.schema import Project
 from devenv.services import launch
@@ -22,7 +22,7 @@ def run(project: Project, reporter: Reporter, *, profile: str = "local",
     if project.database is None:
         raise UsageError("refresh-db needs a database: add a 'database:' section to steps.yaml")
     with project_lock(project.state_dir, "refresh-db", reporter, wait=wait), \
-            service_lock(project, database_url, "refresh-db", reporter, wait=wait):
+            launch.service_lock(project, database_url, "refresh-db", reporter, wait=wait):
         endpoints = launch.start_services(
             project, launch.needed_services(project), reporter, database_url)
         target = launch.database_target(project, endpoints, database_url)

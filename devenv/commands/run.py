@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from devenv import building, graph, planner
 from devenv.commands import exit_code
 from devenv.events import Reporter
-from devenv.lock import project_lock, service_lock
+from devenv.lock import project_lock
 from devenv.schema import Project
 from devenv.services import launch
 
@@ -20,7 +20,7 @@ def run(project: Project, reporter: Reporter, targets: Sequence[str] = (), *,
     targets = planner.check_targets(project, targets)
     steps = sorted(graph.closure(project, targets) if targets else project.steps)
     with project_lock(project.state_dir, "run", reporter), \
-            service_lock(project, database_url, "run", reporter):
+            launch.service_lock(project, database_url, "run", reporter):
         endpoints = launch.start_services(
             project, launch.needed_services(project, steps), reporter, database_url)
         target = launch.database_target(project, endpoints, database_url)

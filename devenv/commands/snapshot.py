@@ -12,7 +12,6 @@ crash leaves only a ``__build``, which the next command's :func:`rebuild.recover
 from __future__ import annotations
 
 import contextlib
-import functools
 import sys
 import time
 from pathlib import Path
@@ -22,7 +21,7 @@ from devenv import fingerprint, graph, planner, processes
 from devenv.console import Output, fmt_size
 from devenv.errors import EXIT_OK, DevenvError, ServiceError, UsageError
 from devenv.events import Message, Reporter, phase
-from devenv.lock import database_lock, project_lock
+from devenv.lock import project_lock
 from devenv.postgres import branches, database, dumpfiles, rebuild, siblings
 from devenv.postgres.database import Target
 from devenv.schema import Project
@@ -41,43 +40,6 @@ def _db(project: Project) -> str:
         raise UsageError("devenv snapshot needs a database: add a 'database:' section to "
                           "steps.yaml")
     return project.database.name
-
-
-def _open(project: Project, reporter: Reporter, database_url: str | None,
-          held: contextlib.ExitStack | None = None, command: str = "snapshot",
-          wait: bool = True) -> tuple[Target, dumpfiles.ServiceExec | None]:
-    """Start the database's service (or check the external one); where it is, and how to
-    run commands with the service's own tools (a pg_dump as new as the server). With
-    ``held``, also take the database lock (other checkouts share these databases) for as
-    long as ``held`` lasts."""
-    from devenv.services import BACKENDS
-
-    assert project.database is not None
-    service = project.database.service
-    endpoints = launch.start_services(project, [service], reporter, database_url)
-    target = launch.database_target(project, endpoints, database_url)
-    assert target is not None
-    if held is not None:
-        held.enter_context(database_lock(target, project.root, command, reporter, wait=wait))
-    ep = endpoints.get(service)
-    if ep is None or ep.backend not in BACKENDS:
-        return target, None  # someone else's server: only local tools
-    spec = project.services[service]
-    run = getattr(BACKENDS[ep.backend](), "exec", None)
-    name = container_name(project, service)
-    where = f"in container {name}" if ep.backend == "docker" else f"with the {ep.backend} " \
-        "server's own binaries"
-    if callable(run):
-        return target, dumpfiles.ServiceExec(where, functools.partial(run, project, spec))
-    if ep.backend == "docker":
-        port = spec.ports[0].container if spec.ports else 5432
-        return target, dumpfiles.ServiceExec(where, dumpfiles.docker_cli_exec(name), port)
-    return target, None
-
-
-def container_name(project: Project, service: str) -> str:
-    """The Docker container of ``service`` (the docker backend names them so)."""
-    return f"{project.name}-{service}"
 
 
 def _identity(target: Target, datname: str) -> str:
@@ -157,7 +119,7 @@ def save(project: Project, reporter: Reporter, name: str, *, replace: bool = Fal
     snap = siblings.user_name(db, name)
     with project_lock(project.state_dir, "snapshot save", reporter, wait=wait), \
             contextlib.ExitStack() as locks:
-        target, _ = _open(project, reporter, database_url, locks, "snapshot save",
+        target, _ = launch.open_database(project, reporter, database_url, locks, "snapshot save",
                           wait)
         db = target.dbname  # DATABASE_URL may name another database than steps.yaml
         snap = siblings.user_name(db, name)
@@ -231,7 +193,7 @@ def restore(project: Project, reporter: Reporter, name: str, *, backup: bool = T
     siblings.user_name(db, name)
     with project_lock(project.state_dir, "snapshot restore", reporter, wait=wait), \
             contextlib.ExitStack() as locks:
-        target, _ = _open(project, reporter, database_url, locks, "snapshot restore",
+        target, _ = launch.open_database(project, reporter, database_url, locks, "snapshot restore",
                           wait)
         db = target.dbname  # DATABASE_URL may name another database than steps.yaml
         rebuild.recover(target, db, reporter)
@@ -346,7 +308,7 @@ def delete(project: Project, reporter: Reporter, name: str, *,
     siblings.user_name(db, name)
     with project_lock(project.state_dir, "snapshot delete", reporter, wait=wait), \
             contextlib.ExitStack() as locks:
-        target, _ = _open(project, reporter, database_url, locks, "snapshot delete",
+        target, _ = launch.open_database(project, reporter, database_url, locks, "snapshot delete",
                           wait)
         db = target.dbname  # DATABASE_URL may name another database than steps.yaml
         info = _require(target, db, name)
@@ -370,7 +332,7 @@ def gc(project: Project, reporter: Reporter, *, keep: int | None = None,
         raise UsageError(f"--keep must be 0 or more, not {keep}")
     with project_lock(project.state_dir, "snapshot gc", reporter, wait=wait), \
             contextlib.ExitStack() as locks:
-        target, _ = _open(project, reporter, database_url, locks, "snapshot gc",
+        target, _ = launch.open_database(project, reporter, database_url, locks, "snapshot gc",
                           wait)
         db = target.dbname  # DATABASE_URL may name another database than steps.yaml
         before = {d.datname: d for d in siblings.related(target, db, sizes=True)}
@@ -416,7 +378,7 @@ def export(project: Project, reporter: Reporter, name: str, file: Path, *,
         raise UsageError(f"cannot write {file}: folder {file.parent} does not exist")
     with project_lock(project.state_dir, "snapshot export", reporter, wait=wait), \
             contextlib.ExitStack() as locks:
-        target, container = _open(project, reporter, database_url, locks, "snapshot export",
+        target, container = launch.open_database(project, reporter, database_url, locks, "snapshot export",
                                   wait)
         db = target.dbname  # DATABASE_URL may name another database than steps.yaml
         info = _require(target, db, name)
@@ -456,7 +418,7 @@ def import_(project: Project, reporter: Reporter, file: Path, name: str | None =
         dumpfiles.verify(file, header, offset)
     with project_lock(project.state_dir, "snapshot import", reporter, wait=wait), \
             contextlib.ExitStack() as locks:
-        target, container = _open(project, reporter, database_url, locks, "snapshot import",
+        target, container = launch.open_database(project, reporter, database_url, locks, "snapshot import",
                                   wait)
         db = target.dbname  # DATABASE_URL may name another database than steps.yaml
         snap = siblings.user_name(db, name)

@@ -7,12 +7,13 @@ import tempfile
 from pathlib import Path
 
 from devenv.cache import oci
-from devenv.commands.snapshot import CACHE_KIND, _db, _drop_quietly, _open, _require
+from devenv.commands.snapshot import CACHE_KIND, _db, _drop_quietly, _require
 from devenv.errors import EXIT_OK, DevenvError, UsageError
 from devenv.events import Message, Reporter, phase
 from devenv.lock import project_lock
 from devenv.postgres import dumpfiles, rebuild, siblings
 from devenv.schema import Project
+from devenv.services import launch
 from devenv.state import StateStore
 
 
@@ -32,7 +33,7 @@ def push(project: Project, reporter: Reporter, name: str, *, background: bool = 
     remote = _remote(project)
     oci.sign_key(project)  # a broken key fails now, before the dump
     with project_lock(project.state_dir, "snapshot push", reporter, wait=wait):
-        target, container = _open(project, reporter, database_url)
+        target, container = launch.open_database(project, reporter, database_url)
         rebuild.recover(target, db, reporter)
         cache = [d for d in siblings.related(target, db) if d.kind == CACHE_KIND
                  and d.meta.get("complete") and d.key.startswith(name) and len(name) >= 6]
@@ -67,7 +68,7 @@ def pull(project: Project, reporter: Reporter, ref: str, *, database_url: str | 
     db = _db(project)
     remote = _remote(project)
     with project_lock(project.state_dir, "snapshot pull", reporter, wait=wait):
-        target, _ = _open(project, reporter, database_url)
+        target, _ = launch.open_database(project, reporter, database_url)
         rebuild.recover(target, db, reporter)
         client = oci.Client(remote)
         hit = oci.fetch(project, client, ref, dumpfiles.server_version_num(target))

@@ -9,7 +9,7 @@ from devenv.commands import exit_code
 from devenv.console import ProcessLines
 from devenv.errors import EXIT_OK
 from devenv.events import Message, Reporter
-from devenv.lock import database_lock, project_lock, service_lock
+from devenv.lock import database_lock, project_lock
 from devenv.postgres import branches, database, working
 from devenv.schema import Project
 from devenv.services import launch
@@ -38,7 +38,7 @@ def run(project: Project, reporter: Reporter, *, detach: bool = False,
         # The lock keeps refresh-db (or another up) off the database while steps run and
         # processes start; a foreground up lets go once its processes are ready.
         held.enter_context(project_lock(project.state_dir, "up", reporter))
-        held.enter_context(service_lock(project, database_url, "up", reporter))
+        held.enter_context(launch.service_lock(project, database_url, "up", reporter))
         endpoints = launch.start_services(
             project, [s for s in project.services if s in wanted], reporter, database_url)
         target = launch.database_target(project, endpoints, database_url)

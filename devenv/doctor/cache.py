@@ -44,14 +44,14 @@ def check_cache(ctx: Context) -> Check:
     try:
         db, infos = _infos(ctx)
     except _NoDatabase:
-        return ok("siblings.cache", "no database: no snapshots")
+        return ok("snapshots.cache", "no database: no snapshots")
     cache = [d for d in infos if d.kind == "snapshot"]
     users = [d for d in infos if d.datname.startswith(siblings.stem(db) + "__u_")]
     ready = [d for d in infos if d.datname == siblings.ready_name(db)]
     prev = [d for d in infos if d.datname == siblings.prev_name(db)]
     total = sum(d.size for d in cache + users + ready + prev)
     if not cache and not ready and not prev and not users:
-        return ok("siblings.cache", "no snapshots yet (refresh-db makes them)")
+        return ok("snapshots.cache", "no snapshots yet (refresh-db makes them)")
     stale = [d for d in cache if not is_current(ctx, d)]
     parts = [f"{len(cache)} snapshot{'s' if len(cache) != 1 else ''}"]
     if users:
@@ -65,7 +65,7 @@ def check_cache(ctx: Context) -> Check:
     if stale:
         text += (f"; {len(stale)} made from older steps (kept for switching back; the cache "
                  f"keeps the newest {ctx.project().cache_keep})")
-    return ok("siblings.cache", text, [f"{d.datname}: {d.kind}, {fmt_size(d.size)}"
+    return ok("snapshots.cache", text, [f"{d.datname}: {d.kind}, {fmt_size(d.size)}"
                                         for d in cache + users + ready + prev])
 
 
@@ -75,7 +75,7 @@ def check_leftovers(ctx: Context) -> Check:
     try:
         db, infos = _infos(ctx)
     except _NoDatabase:
-        return ok("siblings.leftovers", "no database: nothing left over")
+        return ok("snapshots.leftovers", "no database: nothing left over")
     project = ctx.project()
     left = []
     for d in infos:
@@ -83,7 +83,7 @@ def check_leftovers(ctx: Context) -> Check:
                 d.datname.startswith(siblings.ready_name(db) + "_tmp") or (d.kind == "snapshot" and not d.meta.get("complete", False)):
             left.append(d)
     if not left:
-        return ok("siblings.leftovers", f"no leftover of an interrupted refresh-db beside {db}")
+        return ok("snapshots.leftovers", f"no leftover of an interrupted refresh-db beside {db}")
     names = ", ".join(d.datname for d in left)
     holder = lock_holder(project.state_dir)
     target = ctx.target().target
@@ -92,16 +92,16 @@ def check_leftovers(ctx: Context) -> Check:
         with contextlib.suppress(Exception):
             holder = database_lock_holder(target)
     if holder is not None:
-        return ok("siblings.leftovers", f"{names}: in use by a running devenv ({holder})")
+        return ok("snapshots.leftovers", f"{names}: in use by a running devenv ({holder})")
     weight = fmt_size(sum(d.size for d in left))
     if any(siblings.is_build(db, d.datname) for d in left):
-        return warn("siblings.leftovers",
+        return warn("snapshots.leftovers",
                     f"{names} left by a refresh-db that crashed or ran with --keep-failed "
                     f"({weight}); the working database {db} is not affected",
                     "devenv doctor --fix (drops it; so would devenv snapshot gc or the next "
                     "refresh-db)",
                     remedies=[Remedy("recover")])
-    return warn("siblings.leftovers", f"{names} left by an interrupted refresh-db ({weight})",
+    return warn("snapshots.leftovers", f"{names} left by an interrupted refresh-db ({weight})",
                 "devenv doctor --fix (drops them; so would devenv snapshot gc or the next "
                 "refresh-db)",
                 remedies=[Remedy("recover")])
@@ -118,16 +118,16 @@ def check_remote(ctx: Context) -> Check:
     try:
         remote = oci.configured(project)
     except Exception as exc:  # a malformed DEVENV_CACHE_REMOTE
-        return warn("siblings.remote", str(exc), f"fix {oci.ENV_REMOTE}")
+        return warn("snapshots.remote", str(exc), f"fix {oci.ENV_REMOTE}")
     if remote is None:
-        return ok("siblings.remote", "no remote cache (cache.remote in steps.yaml shares "
+        return ok("snapshots.remote", "no remote cache (cache.remote in steps.yaml shares "
                   "snapshots with the team and CI)")
     try:
         client = oci.Client(remote)
         client.ping()
         tags = set(client.tags())
     except oci.RemoteError as exc:
-        return warn("siblings.remote", f"{remote.url}: {exc}",
+        return warn("snapshots.remote", f"{remote.url}: {exc}",
                     "check the registry, or log in (docker login "
                     f"{remote.registry}, or DEVENV_CACHE_USER/DEVENV_CACHE_PASSWORD); "
                     "refresh-db builds from the steps meanwhile")
@@ -138,14 +138,14 @@ def check_remote(ctx: Context) -> Check:
     keys = {fingerprint.combined(fps, held) for held in wanted if all(s in fps for s in held)}
     matching = len(keys & tags)
     full = bool(steps) and fingerprint.combined(fps, steps) in tags
-    return ok("siblings.remote",
+    return ok("snapshots.remote",
               f"{remote.url}: reachable, authenticated {who}; {len(tags)} snapshot(s) there, "
               f"{matching} match the current steps"
               + ("; refresh-db on a new checkout pulls the full one" if full else ""))
 
 
 CHECKS = [
-    CheckDef("siblings.cache", "Snapshots", check_cache),
-    CheckDef("siblings.leftovers", "Snapshots", check_leftovers),
-    CheckDef("siblings.remote", "Snapshots", check_remote),
+    CheckDef("snapshots.cache", "Snapshots", check_cache),
+    CheckDef("snapshots.leftovers", "Snapshots", check_leftovers),
+    CheckDef("snapshots.remote", "Snapshots", check_remote),
 ]

@@ -7,7 +7,7 @@ working database or its backup), and steps run, as `up` would run them.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from devenv import building, graph
@@ -15,7 +15,10 @@ from devenv.doctor.base import REMEDY_ORDER, Check, Remedy
 from devenv.doctor.context import Context
 from devenv.errors import EXIT_OK, DevenvError
 from devenv.events import Message, Reporter
-from devenv.postgres import database
+from devenv.lock import database_lock, project_lock
+from devenv.postgres import database, rebuild
+from devenv.postgres.database import Target
+from devenv.schema import Project
 from devenv.services import launch
 
 
@@ -23,6 +26,78 @@ from devenv.services import launch
 class Planned:
     remedy: Remedy
     text: str
+
+
+UpCommand = Callable[[Project, Reporter], int]
+"""``devenv up --no-processes`` for ``project``: the command layer hands it in (a repair
+must not import the commands it sits below)."""
+
+
+@dataclass(frozen=True)
+class _Repair:
+    describe: Callable[[Project, list[str]], tuple[list[str], str]]
+    """(the arguments in the order they run, the line shown before applying)"""
+    apply: Callable[[Context, Project, Target | None, Sequence[str], Reporter, UpCommand],
+                    None]
+    needs_database: bool = False
+
+
+def _db_name(project: Project) -> str:
+    return project.database.name if project.database else "?"
+
+
+def _start(ctx: Context, project: Project, target: Target | None, args: Sequence[str], reporter: Reporter,
+           up: UpCommand) -> None:
+    launch.start_services(project, list(args), reporter, ctx.database_url)
+
+
+def _recover(ctx: Context, project: Project, target: Target | None, args: Sequence[str], reporter: Reporter,
+             up: UpCommand) -> None:
+    assert target is not None  # needs_database: apply found it and holds its lock
+    if not rebuild.recover(target, target.dbname, reporter):
+        reporter.emit(Message("nothing was left to drop"))
+
+
+def _create_schemas(ctx: Context, project: Project, target: Target | None, args: Sequence[str], reporter: Reporter,
+                    up: UpCommand) -> None:
+    assert project.database is not None
+    assert target is not None  # needs_database: apply found it and holds its lock
+    database.ensure(target, target.dbname, project.database.schemas)
+
+
+def _run_steps(ctx: Context, project: Project, target: Target | None, args: Sequence[str], reporter: Reporter,
+               up: UpCommand) -> None:
+    assert target is not None  # needs_database: apply found it and holds its lock
+    built = building.build(project, reporter, target, targets=list(args), force=True,
+                           profile=ctx.profile)
+    if not built.result.ok:
+        raise DevenvError(f"devenv run --force {' '.join(args)} failed (see the step's log)")
+
+
+def _up(ctx: Context, project: Project, target: Target | None, args: Sequence[str], reporter: Reporter,
+        up: UpCommand) -> None:
+    code = up(project, reporter)
+    if code != EXIT_OK:
+        raise DevenvError(f"devenv up exited with {code}")
+
+
+REPAIRS: dict[str, _Repair] = {
+    "start-services": _Repair(
+        lambda p, a: ((n := [s for s in p.services if s in a]),
+                      f"start {', '.join(n)} (as devenv up does)"), _start),
+    "recover": _Repair(
+        lambda p, a: (a, f"drop what an interrupted refresh-db left beside {_db_name(p)}"),
+        _recover, needs_database=True),
+    "create-schemas": _Repair(
+        lambda p, a: (a, f"create schema {', '.join(a)} in {_db_name(p)}"),
+        _create_schemas, needs_database=True),
+    "run-steps": _Repair(
+        lambda p, a: ((n := graph.topo_order(p, a)), f"devenv run --force {' '.join(n)}"),
+        _run_steps, needs_database=True),
+    "up": _Repair(lambda p, a: (a, "devenv up --no-processes (runs the steps that changed)"),
+                  _up),
+}
+"""Each remedy a check may ask for: how it is described and applied, in REMEDY_ORDER."""
 
 
 def plan(ctx: Context, checks: Sequence[Check]) -> list[Planned]:
@@ -37,70 +112,33 @@ def plan(ctx: Context, checks: Sequence[Check]) -> list[Planned]:
     project = ctx.project()
     out = []
     for action in REMEDY_ORDER:
-        if action not in merged:
-            continue
-        args = merged[action]
-        if action == "start-services":
-            args = [s for s in project.services if s in args]
-            text = f"start {', '.join(args)} (as devenv up does)"
-        elif action == "recover":
-            db = project.database.name if project.database else "?"
-            text = f"drop what an interrupted refresh-db left beside {db}"
-        elif action == "create-schemas":
-            db = project.database.name if project.database else "?"
-            text = f"create schema {', '.join(args)} in {db}"
-        elif action == "run-steps":
-            args = graph.topo_order(project, args)
-            text = f"devenv run --force {' '.join(args)}"
-        else:
-            text = "devenv up --no-processes (runs the steps that changed)"
-        out.append(Planned(Remedy(action, tuple(args)), text))
+        if action in merged:
+            args, text = REPAIRS[action].describe(project, merged[action])
+            out.append(Planned(Remedy(action, tuple(args)), text))
     return out
 
 
-def apply(ctx: Context, planned: Sequence[Planned], reporter: Reporter) -> list[str]:
+def apply(ctx: Context, planned: Sequence[Planned], reporter: Reporter,
+          up: UpCommand) -> list[str]:
     """Apply ``planned`` in order; returns the failures (one line each). A failed repair
     does not stop the next ones: the checks run again afterwards and say what is left."""
-    from devenv.lock import database_lock, project_lock
-
     project = ctx.project()
     failures = []
     for item in planned:
         r = item.remedy
+        repair = REPAIRS[r.action]
         reporter.emit(Message(f"fixing: {item.text}"))
         try:
-            if r.action == "start-services":
-                launch.start_services(project, list(r.args), reporter, ctx.database_url)
-            elif r.action in ("recover", "create-schemas", "run-steps"):
+            if repair.needs_database:
                 target, note = launch.current_target(project, ctx.database_url)
                 if target is None or project.database is None:
                     raise DevenvError(f"no database to repair: {note}")
                 with project_lock(project.state_dir, "doctor --fix", reporter, wait=False), \
                         database_lock(target, project.root, "doctor --fix", reporter,
                                       wait=False):
-                    if r.action == "recover":
-                        from devenv.postgres import rebuild
-
-                        done = rebuild.recover(target, target.dbname, reporter)
-                        if not done:
-                            reporter.emit(Message("nothing was left to drop"))
-                    elif r.action == "create-schemas":
-                        database.ensure(target, target.dbname, project.database.schemas)
-                    else:
-                        from devenv.commands import exit_code
-
-                        built = building.build(project, reporter, target,
-                                                  targets=list(r.args), force=True,
-                                                  profile=ctx.profile)
-                        if exit_code(built.result) != EXIT_OK:
-                            raise DevenvError(f"{item.text} failed (see the step's log)")
-            elif r.action == "up":
-                from devenv.commands import up
-
-                code = up.run(project, reporter, profile=ctx.profile,
-                              database_url=ctx.database_url, no_processes=True)
-                if code != EXIT_OK:
-                    raise DevenvError(f"devenv up exited with {code}")
+                    repair.apply(ctx, project, target, r.args, reporter, up)
+            else:
+                repair.apply(ctx, project, None, r.args, reporter, up)
         except Exception as exc:  # a repair that fails must not stop the next ones
             text = str(exc).strip().splitlines()[0] if str(exc).strip() else \
                 type(exc).__name__

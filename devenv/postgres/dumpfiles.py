@@ -348,30 +348,6 @@ def tool_env(target: Target, dbname: str) -> dict[str, str]:
     return env
 
 
-def docker_cli_exec(container: str) -> Callable[..., Any]:
-    """An ``exec`` through the docker command line, for a backend that has none: ``docker
-    exec -i -e PGUSER ... CONTAINER argv`` (``-e NAME`` without a value: the values come
-    from the docker client's environment, never its command line)."""
-
-    def run(argv: Sequence[str], *, stdin: Path | None = None, stdout: Path | None = None,
-            env: Mapping[str, str] | None = None) -> proc.Completed:
-        env = dict(env or {})
-        flags = [f for k in sorted(env) for f in ("-e", k)]
-        cmd = ["docker", "exec", "-i", *flags, container, *argv]
-        full = _clean_env() | env
-        if stdout is not None:
-            with open(stdout, "wb") as fh:
-
-                def sink(data: bytes) -> None:
-                    fh.write(data)
-
-                return proc.stream(cmd, env=full, sink=sink, check=False)
-        return proc.stream(cmd, env=full, check=False,
-                           source=payload(stdin, 0) if stdin is not None else None)
-
-    return run
-
-
 def choose_tool(name: str, target: Target, dbname: str, need_major: int,
                 service: ServiceExec | None) -> Tool:
     """``name`` (pg_dump or pg_restore) of at least ``need_major``: the local binary when it

@@ -3,20 +3,24 @@ choosing each one's backend, and finding the project's database target."""
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 from devenv import graph
-from devenv.errors import ImageUnavailable, ServiceError
+from devenv.errors import DevenvError, ImageUnavailable, ServiceError
 from devenv.events import (
     Message,
     PhaseFinished,
     PhaseStarted,
     Reporter,
 )
-from devenv.postgres import database
+from devenv.lock import database_lock
+from devenv.postgres import database, dumpfiles
+from devenv.postgres.database import DatabaseError
 from devenv.schema import Project, ServiceSpec
 from devenv.services import BACKENDS, Backend, Endpoint
 from devenv.services.support import is_postgres
@@ -291,3 +295,50 @@ def current_target(project: Project, database_url: str | None = None,
     if ep is None:
         return None, f"service {service.name} is not running"
     return database_target(project, {service.name: ep}), f"service {service.name} ({ep.backend})"
+
+
+@contextlib.contextmanager
+def service_lock(project: Project, database_url: str | None, command: str,
+                 reporter: Reporter | None = None, wait: bool = True,
+                 external: bool = True) -> Iterator[None]:
+    """The database lock, taken before devenv touches the database's service: another
+    checkout's ``up`` must not recreate (or ``down`` stop) the container a refresh-db of
+    this one is building in. Only when the service runs now (nothing to protect
+    otherwise); ``external=False`` skips a server that ``DATABASE_URL`` names (``down``
+    never touches it). The commands take :func:`database_lock` again once the service is
+    up: within one process that is a no-op."""
+    target = None
+    if project.database is not None and (
+            external or external_url(project, database_url) is None):
+        with contextlib.suppress(DevenvError):
+            target, _ = current_target(project, database_url)
+    with contextlib.ExitStack() as held:
+        if target is not None:
+            with contextlib.suppress(DatabaseError):  # not answering: nothing to protect
+                held.enter_context(database_lock(target, project.root, command, reporter,
+                                                 wait))
+        yield
+
+
+def open_database(project: Project, reporter: Reporter, database_url: str | None,
+                  held: contextlib.ExitStack | None = None, command: str = "snapshot",
+                  wait: bool = True) -> tuple[database.Target, dumpfiles.ServiceExec | None]:
+    """Start the database's service (or check the external one); where it is, and how to
+    run commands with the service's own tools (a pg_dump as new as the server). With
+    ``held``, also take the database lock (other checkouts share these databases) for as
+    long as ``held`` lasts."""
+    assert project.database is not None
+    service = project.database.service
+    endpoints = start_services(project, [service], reporter, database_url)
+    target = database_target(project, endpoints, database_url)
+    assert target is not None
+    if held is not None:
+        held.enter_context(database_lock(target, project.root, command, reporter, wait=wait))
+    ep = endpoints.get(service)
+    if ep is None or ep.backend not in BACKENDS:
+        return target, None  # someone else's server: only local tools
+    backend = BACKENDS[ep.backend]()
+    where = (f"in container {project.name}-{service}" if ep.backend == "docker"
+             else f"with the {ep.backend} server's own binaries")
+    return target, dumpfiles.ServiceExec(
+        where, functools.partial(backend.exec, project, project.services[service]))

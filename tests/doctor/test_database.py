@@ -70,7 +70,7 @@ def test_healthy(built: tuple[Path, str, str]) -> None:
         f"all 2 steps of profile local are up to date on {db}"
     assert found["engine.backend"].finding.startswith(
         "db: external database postgresql://postgres:***@127.0.0.1:")
-    assert found["siblings.leftovers"].finding == \
+    assert found["snapshots.leftovers"].finding == \
         f"no leftover of an interrupted refresh-db beside {db}"
 
 
@@ -126,7 +126,7 @@ def test_leftover_build_database_then_fix(built: tuple[Path, str, str]) -> None:
     root, db, url = built
     target = database.parse_url(url)
     database.create(target, siblings.build_name(db), [])
-    found = checks(root)["siblings.leftovers"]
+    found = checks(root)["snapshots.leftovers"]
     assert found.status == "warn"
     assert found.finding.startswith(f"{db}__build left by a refresh-db that crashed or ran "
                                     "with --keep-failed (")
@@ -136,7 +136,7 @@ def test_leftover_build_database_then_fix(built: tuple[Path, str, str]) -> None:
     # While a devenv holds the project, the build may be its own: left alone.
     project = loader.load(root / "steps.yaml")
     with project_lock(project.state_dir, "refresh-db"):
-        held = checks(root)["siblings.leftovers"]
+        held = checks(root)["snapshots.leftovers"]
     assert held.status == "ok"
     assert held.finding.startswith(f"{db}__build: in use by a running devenv (pid ")
     code, out = run_doctor(root, fix=True)
@@ -150,12 +150,12 @@ def test_snapshot_cache(built: tuple[Path, str, str]) -> None:
     project = loader.load(root / "steps.yaml")
     rebuild.refresh(project, RecordingReporter(), database.parse_url(url),
                       background_reclone=False)
-    found = checks(root)["siblings.cache"]
+    found = checks(root)["snapshots.cache"]
     assert found.status == "ok"
     assert found.finding.startswith("2 snapshots, a ready copy, the backup "
                                     f"{db}__prev: ")
     (root / "seed.sql").write_text(FILES["seed.sql"].replace("50", "60"))
-    changed = checks(root)["siblings.cache"]
+    changed = checks(root)["snapshots.cache"]
     assert "a ready copy (of older steps)" in changed.finding
     assert "; 1 made from older steps (kept for switching back; the cache keeps the newest " \
            "5)" in changed.finding
