@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from devenv import fingerprint
+from devenv import fingerprint, planner, runner
+from devenv.envvars import layered
 from devenv.errors import ConfigError
 from devenv.events import (
     Action,
@@ -25,7 +26,9 @@ from devenv.events import (
     Reporter,
     RunResult,
 )
-from devenv.postgres import database
+from devenv.lock import database_lock
+from devenv.postgres import database, siblings
+from devenv.proc import log_tail
 from devenv.schema import Location, Project, StepSpec
 from devenv.services import addresses, launch
 from devenv.state import NO_DATABASE, StateStore
@@ -72,8 +75,6 @@ def prepare_steps(project: Project, names: Sequence[str], base: Mapping[str, str
                   ) -> dict[str, runner.Prepared]:
     """Expand every step that will run before any runs: an undefined ``${X}`` stops the
     run before it changes anything."""
-    from devenv import runner
-    from devenv.envvars import layered
 
     out = {}
     file = project.file.name
@@ -131,7 +132,6 @@ def build(
     logs go to ``log_dir`` (default ``.devenv/logs``)."""
     held = contextlib.ExitStack()
     if target is not None and project.database is not None:
-        from devenv.lock import database_lock
 
         # Another checkout of the project (a git worktree) shares this server's databases.
         held.enter_context(database_lock(target, project.root, "steps", reporter))
@@ -145,12 +145,10 @@ def _build(project: Project, reporter: Reporter, target: database.Target | None,
            dbname: str | None, targets: Sequence[str], only: bool, force: bool, profile: str,
            jobs: int | None, keep_going: bool, create: bool,
            carried: Mapping[str, str] | None, log_dir: Path | None) -> BuildResult:
-    from devenv import planner, runner
 
     store = StateStore(project.state_dir)
     dbname = dbname or (target.dbname if target else None)
     if target is not None and dbname is not None and project.database is not None and create:
-        from devenv.postgres import siblings
 
         # A refresh killed mid-swap can leave the working database refusing connections;
         # the caller holds the project lock, so no swap is running now.
@@ -219,7 +217,6 @@ def diagnose(project: Project, target: database.Target | None, dbname: str | Non
              result: RunResult) -> list[str]:
     """Causes behind failed steps that are not the step's own fault: the database's disk
     is full, or the database went away during the run. Each line names cause and fix."""
-    from devenv.proc import log_tail
 
     tails = [log_tail(r.log, 60) for r in result.results
              if r.status.value == "failed" and r.log is not None]

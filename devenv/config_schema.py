@@ -17,6 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from devenv import loader
+from devenv.kinds import KINDS
+from devenv.kinds.faker_data import TABLE_KEYS
+from devenv.lock import ensure_state_dir
 
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
 SCHEMA_DIR = ".devenv/schema"
@@ -111,7 +114,6 @@ def _common_step_key(key: str) -> dict[str, Any]:
 
 def _option_schema(kind: str, key: str, typ: str) -> dict[str, Any]:
     if kind == "faker" and key == "tables":
-        from devenv.kinds.faker_data import TABLE_KEYS
 
         table = {"type": "object", "required": list(TABLE_KEYS),
                  "properties": {"rows": {"type": "integer", "minimum": 0},
@@ -124,7 +126,6 @@ def _option_schema(kind: str, key: str, typ: str) -> dict[str, Any]:
 
 def step_keys(kind_name: str) -> tuple[str, ...]:
     """The keys a step of ``kind_name`` may have, as the loader decides them."""
-    from devenv.kinds import KINDS
 
     kind = KINDS[kind_name]
     keys = [k for k in loader.STEP_KEYS
@@ -134,7 +135,6 @@ def step_keys(kind_name: str) -> tuple[str, ...]:
 
 
 def _kind_schema(kind_name: str) -> dict[str, Any]:
-    from devenv.kinds import KINDS
 
     kind = KINDS[kind_name]
     props: dict[str, Any] = {}
@@ -196,7 +196,6 @@ def _service_schema() -> dict[str, Any]:
 
 def steps_schema() -> dict[str, Any]:
     """The schema of steps.yaml."""
-    from devenv.kinds import KINDS
 
     kinds = list(KINDS)
     defs: dict[str, Any] = {f"step-{k}": _kind_schema(k) for k in kinds}
@@ -278,7 +277,6 @@ def render(which: str) -> str:
 
 def write(root: Path) -> list[Path]:
     """Write both schemas under ``root/.devenv/schema``; the paths written."""
-    from devenv.lock import ensure_state_dir
 
     # .devenv/ as devenv makes it everywhere: 0700, with its own .gitignore.
     ensure_state_dir(root / ".devenv")

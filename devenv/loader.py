@@ -16,7 +16,10 @@ from typing import Any
 
 import yaml
 
+from devenv import graph
 from devenv.errors import ConfigError, did_you_mean
+from devenv.kinds import KINDS, OptionError
+from devenv.runner import find_python, python_not_found
 from devenv.schema import (
     DEFAULT_PROFILES,
     BuildSpec,
@@ -478,7 +481,6 @@ def load_text(text: str, root: Path, path: Path | None = None,
         cache_sign_key=cache_sign_key,
         cache_trust=cache_trust,
     )
-    from devenv import graph
 
     graph.check_acyclic(project)
     return project
@@ -501,7 +503,9 @@ def _services(node: Node | None, files: list[tuple[str, str, str]], shown: str,
     if node is not None:
         for key, child in _mapping(node, None).items():
             if key == SERVICES_FROM and not isinstance(child.value, dict):
-                from devenv import compose
+                # compose reads YAML with this module's nodes and helpers: imported here, not at
+                # the top, to keep the two from importing each other at start
+                from devenv import compose  # keep-local
 
                 for svc in compose.load(_str(child, "a compose file (compose.yaml)"),
                                         root or Path.cwd(), child):
@@ -749,7 +753,6 @@ def _profiles(node: Node, known: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def _steps(node: Node | None, profiles: tuple[str, ...], doc: Node) -> list[StepSpec]:
-    from devenv.kinds import KINDS, OptionError
 
     if node is None:
         raise _err(doc, "missing 'steps' (a mapping of step name to its definition)", "steps")
@@ -831,8 +834,6 @@ def _check_python(steps: list[StepSpec], root: Path) -> None:
     ``cwd:``) is checked when the step runs, with the step's environment."""
     import os
     import sys
-
-    from devenv.runner import find_python, python_not_found
 
     # the PATH steps get (environment.step_environment puts devenv's bin folder first)
     path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])

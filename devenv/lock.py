@@ -21,6 +21,7 @@ from typing import Any
 
 from devenv.errors import LockedError
 from devenv.events import Message, Reporter
+from devenv.postgres import libpq, pgwire
 from devenv.postgres.database import CORE, DatabaseError, Target, connect, needs_libpq
 
 
@@ -133,7 +134,6 @@ def database_lock(target: Target, checkout: Path, command: str,
                   reporter: Reporter | None = None, wait: bool = True) -> Iterator[None]:
     """Hold the lock on ``target.dbname`` and the databases beside it for every checkout
     using this server; wait for it (saying for whom) or fail fast with ``wait=False``."""
-    from devenv.postgres import pgwire
 
     key = database_lock_key(target.dbname)
     mine = key
@@ -145,7 +145,6 @@ def database_lock(target: Target, checkout: Path, command: str,
     info = {**target.conninfo("postgres"), "application_name": _app_name(checkout, command)}
     try:
         if needs_libpq(info):
-            from devenv.postgres import libpq
 
             conn: Any = libpq.connect(info, timeout=10)
         else:

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from devenv import logtail
+
 TAIL_LINES = 20
 
 
@@ -42,7 +44,6 @@ def log_tail(log: Path | None, lines: int = TAIL_LINES) -> str:
     read."""
     if log is None:
         return ""
-    from devenv import logtail
 
     return "\n".join(logtail.tail_file(log, lines).lines)
 

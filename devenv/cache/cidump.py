@@ -126,7 +126,6 @@ def _check_empty(project: Project, target: Target, key: str) -> bool:
 
 
 def _is_external(project: Project, database_url: str | None) -> bool:
-    from devenv.services import launch
 
     return launch.external_url(project, database_url) is not None
 

@@ -50,12 +50,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from devenv import fingerprint, graph, proc
+from devenv import fingerprint, graph, loader, proc
+from devenv.cache import cidump
+from devenv.console import PlainReporter
 from devenv.errors import DevenvError, UsageError
 from devenv.events import Message, PhaseFinished, PhaseStarted, Reporter
-from devenv.postgres import database, dumpfiles, siblings
+from devenv.lock import ensure_state_dir
+from devenv.postgres import database, dumpfiles, rebuild, siblings
 from devenv.postgres.database import Target
 from devenv.schema import Project
+from devenv.services import launch
 from devenv.state import StateStore
 
 ENV_REMOTE = "DEVENV_CACHE_REMOTE"
@@ -547,7 +551,6 @@ class Hit:
 
 
 def _download_dir(project: Project) -> Path:
-    from devenv.lock import ensure_state_dir
 
     d = ensure_state_dir(project.state_dir) / "remote"
     d.mkdir(mode=0o700, exist_ok=True)
@@ -610,7 +613,6 @@ def lookup(project: Project, client: Client, fps: dict[str, fingerprint.Fingerpr
            reporter: Reporter) -> Hit | None:
     """The deepest snapshot in the remote holding more than ``deeper_than`` of ``steps``
     (the whole set, then each snapshot point, deepest first), pulled and checked."""
-    from devenv.postgres import rebuild
 
     sets = [list(steps), *rebuild.snapshot_points(project, steps)]
     # What CI pushes holds its own profile's steps: a developer's profile usually has those
@@ -647,8 +649,6 @@ def restore_file(project: Project, target: Target, dbname: str, hit: Hit,
     ``snapshot import`` and the ci-setup cache do: no superuser rights while it restores,
     and none for its functions afterwards.
     """
-    from devenv.cache import cidump
-    from devenv.services import launch
 
     external = launch.external_url(project, None) is not None
     container = None if external else cidump._container(project, reporter)
@@ -814,8 +814,6 @@ def push_database(project: Project, target: Target, profile: str, reporter: Repo
         reporter.emit(Message("--push: no remote cache configured (cache.remote in steps.yaml"
                               f" or {ENV_REMOTE})", "warn"))
         return False
-    from devenv.cache import cidump
-    from devenv.services import launch
 
     steps = [n for n in graph.topo_order(project) if project.steps[n].in_profile(profile)]
     key = fingerprint.combined(fingerprint.compute(project), steps)
@@ -835,8 +833,6 @@ def push_database(project: Project, target: Target, profile: str, reporter: Repo
 
 def _main(argv: Sequence[str]) -> int:
     """``python -m devenv.cache.oci STEPS_YAML FILE``: the background push."""
-    from devenv import loader
-    from devenv.console import PlainReporter
 
     project = loader.load(argv[0])
     path = Path(argv[1])

@@ -11,7 +11,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from devenv import building, fingerprint, planner, reports
+from devenv import building, fingerprint, planner, processes, reports
+from devenv.cache import cidump, oci
+from devenv.commands.logs import log_dir
+from devenv.console import ProcessLines
 from devenv.errors import (
     EXIT_BUSY,
     EXIT_CONFIG,
@@ -69,17 +72,14 @@ def run(load: Callable[[], Project], reporter: Reporter, *, profile: str = "ci",
             target = launch.database_target(project, endpoints, database_url)
             hit = False
             if cache_dir is not None and target is not None:
-                from devenv.cache import cidump
 
                 hit = cidump.restore(project, target, cache_dir, key, reporter,
                                        database_url)
                 extra["cache"] = {"dir": str(cache_dir), "key": key, "hit": hit}
             pulled = False
             if not hit:
-                from devenv.cache import oci
 
                 pulled = oci.restore_fresh(project, target, profile, reporter)
-            from devenv.commands.logs import log_dir
 
             # its own folder: a CI run here must not replace the developer's step logs
             built = building.build(project, reporter, target, profile=profile, jobs=jobs,
@@ -88,7 +88,6 @@ def run(load: Callable[[], Project], reporter: Reporter, *, profile: str = "ci",
             code = EXIT_OK if result.ok else (EXIT_INTERRUPTED if result.interrupted
                                               else EXIT_FAILED)
             if code == EXIT_OK and cache_dir is not None and target is not None and not hit:
-                from devenv.cache import cidump
 
                 saved = cidump.save(project, target, cache_dir, key, profile, keep, reporter,
                                       database_url)
@@ -96,7 +95,6 @@ def run(load: Callable[[], Project], reporter: Reporter, *, profile: str = "ci",
             # Push what this job built; a restore that left nothing to run is there already.
             ran = any(r.status is Status.OK for r in result.results)
             if code == EXIT_OK and push and target is not None and (ran or not (hit or pulled)):
-                from devenv.cache import oci
 
                 extra["remote_push"] = oci.push_database(project, target, profile,
                                                                   reporter, database_url)
@@ -170,8 +168,6 @@ def _summary(reporter: Reporter, result: RunResult) -> None:
 
 def _start_processes(project: Project, reporter: Reporter, target: Any, profile: str) -> int:
     """Start the processes in the background (CI's next steps talk to them)."""
-    from devenv import processes
-    from devenv.console import ProcessLines
 
     names = processes.selected(project, profile)
     if not names:

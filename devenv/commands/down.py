@@ -22,9 +22,8 @@ from devenv.events import Event, Message
 from devenv.lock import project_lock
 from devenv.postgres import branches
 from devenv.schema import Project, ServiceSpec
-from devenv.services import Backend, launch
+from devenv.services import BACKENDS, Backend, launch
 from devenv.services.docker import DockerBackend
-from devenv.services.support import candidates
 
 
 class _Notices:
@@ -46,7 +45,6 @@ def other_backends(project: Project, service: ServiceSpec, current: set[str],
     """Backends other than ``current`` (names) that hold data of ``service`` here: what an
     earlier ``backend:`` left (a container and volume after a switch to native, a data
     folder after a switch to docker), each with what it holds."""
-    from devenv.services import BACKENDS
 
     out: list[tuple[Backend, list[str]]] = []
     for name, make in BACKENDS.items():
@@ -112,7 +110,7 @@ def run(project: Project, out: Output, *, volumes: bool = False, yes: bool = Fal
         # (service, backend, what it holds): data of a backend the service no longer uses
         others: list[tuple[str, Backend, list[str]]] = []
         for service in project.services.values():
-            mine = [(service.name, b) for b, _why in candidates(service)]
+            mine = [(service.name, b) for b, _why in launch.candidates(service)]
             pairs += mine
             if service.backend in ("docker", "native"):
                 others += [(service.name, b, held) for b, held in other_backends(

@@ -11,7 +11,8 @@ from pathlib import Path
 from devenv.console import Output
 from devenv.errors import EXIT_OK, ServiceError, UsageError, did_you_mean
 from devenv.schema import Project
-from devenv.services.support import follow_file, locate
+from devenv.services import launch
+from devenv.services.support import follow_file
 
 # Logs devenv writes for its own work (lifecycle's background re-clone of the ready copy):
 # readable by name, never offered among the user's services, steps and processes.
@@ -62,7 +63,7 @@ def lines_for(project: Project, name: str | None, *, follow: bool = False,
         raise UsageError("--tail takes a number of lines (0 or more)")
     if name in project.services:
         service = project.services[name]
-        backend = locate(project, service)
+        backend = launch.locate(project, service)
         if backend is None:
             raise ServiceError(f"service {name} has not been started here (no container or "
                                "data): start it with `devenv up`")

@@ -8,7 +8,7 @@ from devenv import fingerprint, planner
 from devenv.console import Output
 from devenv.errors import EXIT_OK
 from devenv.events import Action
-from devenv.postgres import database
+from devenv.postgres import database, rebuild
 from devenv.schema import Project
 from devenv.services import launch
 from devenv.state import NO_DATABASE, StateStore
@@ -58,7 +58,6 @@ def run(project: Project, out: Output, targets: Sequence[str] = (), *, only: boo
 def _refresh(project: Project, out: Output, target: database.Target | None, note: str,
              profile: str, as_json: bool) -> int:
     """What refresh-db would do: which snapshot it starts from and which steps run."""
-    from devenv.postgres import rebuild
 
     if target is None:
         source, decisions = rebuild.Source("empty"), planner.decide(

@@ -17,6 +17,7 @@ from devenv.errors import ServiceError
 from devenv.postgres import pgcluster
 from devenv.schema import Project
 from devenv.services import launch
+from devenv.services.docker import container_name
 
 
 def local_psql() -> str | None:
@@ -52,7 +53,6 @@ def command(project: Project, args: Sequence[str], database_url: str | None = No
             project, database_url) is not None:
         raise ServiceError("no psql on this machine: install the PostgreSQL client "
                            "(e.g. apt-get install postgresql-client, brew install libpq)")
-    from devenv.services.docker import container_name
 
     if tty is None:
         tty = sys.stdin.isatty() and sys.stdout.isatty()

@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from devenv import fingerprint, graph, planner, processes
-from devenv.console import Output, fmt_size
+from devenv import faults, fingerprint, graph, planner, processes
+from devenv.console import Output, PlainReporter, fmt_size
 from devenv.errors import EXIT_OK, DevenvError, ServiceError, UsageError
 from devenv.events import Message, Reporter, phase
 from devenv.lock import project_lock
@@ -149,7 +149,6 @@ def save(project: Project, reporter: Reporter, name: str, *, replace: bool = Fal
             # CREATE DATABASE ... TEMPLATE needs the source without sessions: refuse new
             # ones (apps reconnecting) for the few seconds of the copy.
             ended = siblings.terminate(target, db, block=True)
-            from devenv import faults
 
             # A SIGKILL from here to allow_connections leaves db refusing connections: the
             # next command's recover (or up's build) opens it again; status, doctor say so.
@@ -239,7 +238,6 @@ def list_snapshots(project: Project, out: Output, *, as_json: bool = False,
                    profile: str = "local", database_url: str | None = None,
                    wait: bool = True) -> int:
     """Show the user snapshots and the cache snapshots, and whether each is current."""
-    from devenv.console import PlainReporter
 
     db = _db(project)
     planner.check_profile(project, profile)

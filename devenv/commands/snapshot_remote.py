@@ -11,7 +11,7 @@ from devenv.commands.snapshot import CACHE_KIND, _db, _drop_quietly, _require
 from devenv.errors import EXIT_OK, DevenvError, UsageError
 from devenv.events import Message, Reporter, phase
 from devenv.lock import project_lock
-from devenv.postgres import dumpfiles, rebuild, siblings
+from devenv.postgres import database, dumpfiles, rebuild, siblings
 from devenv.schema import Project
 from devenv.services import launch
 from devenv.state import StateStore
@@ -86,7 +86,6 @@ def pull(project: Project, reporter: Reporter, ref: str, *, database_url: str | 
             with phase(reporter, "restore", f"restoring snapshot {hit.key[:12]}",
                        hit.describe()):
                 try:
-                    from devenv.postgres import database
 
                     database.create(target, build, [], template="template0")
                     siblings.set_meta(target, build, value)

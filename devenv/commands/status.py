@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 from devenv import fingerprint, planner, processes
+from devenv.commands.down import leftover_note, other_backends
 from devenv.console import Output
 from devenv.errors import EXIT_OK, ServiceError
 from devenv.events import Action
@@ -58,7 +59,6 @@ def _service(project: Project, service: ServiceSpec, database_url: str | None,
         st = backend.status(project, service)
     except ServiceError as exc:
         st = ServiceState(service.name, backend.name, "error", detail=str(exc))
-    from devenv.commands.down import leftover_note, other_backends
 
     leftovers = [{"backend": b.name, "items": held, "note": leftover_note(b, service)}
                  for b, held in other_backends(project, service, {backend.name})]

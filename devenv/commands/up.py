@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 
 from devenv import building, planner, processes
+from devenv.cache import oci
 from devenv.commands import exit_code
 from devenv.console import ProcessLines
 from devenv.errors import EXIT_OK
@@ -42,7 +43,6 @@ def run(project: Project, reporter: Reporter, *, detach: bool = False,
         endpoints = launch.start_services(
             project, [s for s in project.services if s in wanted], reporter, database_url)
         target = launch.database_target(project, endpoints, database_url)
-        from devenv.cache import oci
 
         oci.restore_fresh(project, target, profile, reporter)
         carried: dict[str, str] = {}

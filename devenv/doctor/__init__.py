@@ -18,6 +18,17 @@ from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import replace
 
+from devenv.doctor import (
+    branches,
+    cache,
+    configuration,
+    db,
+    drift,
+    engine,
+    environ,
+    services,
+    uptodate,
+)
 from devenv.doctor.base import (
     FAIL,
     OK,
@@ -36,17 +47,6 @@ __all__ = ["FAIL", "OK", "REGISTRY", "WARN", "Check", "CheckDef", "Context", "Re
 
 def registry() -> list[CheckDef]:
     """Every check, grouped as the issue lists them."""
-    from devenv.doctor import (
-        branches,
-        cache,
-        configuration,
-        db,
-        drift,
-        engine,
-        environ,
-        services,
-        uptodate,
-    )
 
     return [*configuration.CHECKS, *engine.CHECKS, *services.CHECKS, *db.CHECKS,
             *uptodate.CHECKS, *drift.CHECKS, *environ.CHECKS, *cache.CHECKS,

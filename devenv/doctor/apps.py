@@ -38,8 +38,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from devenv import proc
+from devenv import proc, runner
+from devenv.envvars import expand
 from devenv.errors import ConfigError
+from devenv.kinds.alembic_upgrade import config_path
 from devenv.schema import Command, Project, StepSpec
 
 if TYPE_CHECKING:
@@ -184,7 +186,6 @@ def interpreter(argv0: str, env: Mapping[str, str], cwd: Path) -> str | None:
 
 
 def _cwd(project: Project, raw: str | None, env: Mapping[str, str]) -> Path:
-    from devenv.envvars import expand
 
     if not raw:
         return project.root
@@ -242,7 +243,6 @@ def _from_command(argv: list[str], env: Mapping[str, str], cwd: Path,
 
 def discover(ctx: Context) -> list[App]:
     """The apps the project's steps and processes run (see the module's docstring)."""
-    from devenv import runner
 
     project = ctx.project()
     found: dict[str, App] = {}
@@ -279,7 +279,6 @@ def discover(ctx: Context) -> list[App]:
                            "settings": opts.get("settings")},
                 cwd, python, f"steps.{step.name}", step.kind == "django-migrate", env, step)
         elif step.kind == "alembic":
-            from devenv.kinds.alembic_upgrade import config_path
 
             config = config_path(opts)
             if opts.get("flask_app"):

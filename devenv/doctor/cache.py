@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import contextlib
 
-from devenv import fingerprint
+from devenv import fingerprint, graph
+from devenv.cache import oci
 from devenv.console import fmt_size
 from devenv.doctor.base import Check, CheckDef, NotChecked, Remedy, ok, warn
 from devenv.doctor.context import Context, lock_holder
 from devenv.lock import database_lock_holder
-from devenv.postgres import siblings
+from devenv.postgres import rebuild, siblings
 from devenv.postgres.siblings import DbInfo
 
 
@@ -110,9 +111,6 @@ def check_leftovers(ctx: Context) -> Check:
 def check_remote(ctx: Context) -> Check:
     """The team's remote cache (cache.remote): reachable, authenticated, and how many of
     its snapshots match the current steps."""
-    from devenv import graph
-    from devenv.cache import oci
-    from devenv.postgres import rebuild
 
     project = ctx.project()
     try:

@@ -7,11 +7,13 @@ import os
 import shutil
 from pathlib import Path
 
-from devenv import graph
+from devenv import fingerprint, graph, runner
 from devenv.doctor.apps import words
 from devenv.doctor.base import FAIL, WARN, Check, CheckDef, Problems, fail, ok
 from devenv.doctor.context import Context
+from devenv.envvars import expand, expand_for_reading
 from devenv.errors import ConfigError
+from devenv.kinds.alembic_upgrade import config_path
 from devenv.schema import Command, Project, StepSpec
 
 # Words a shell line may start with that are not programs to look for.
@@ -81,7 +83,6 @@ def _resolve(base: Path, raw: str) -> Path:
 
 
 def _expand(text: str, env: dict[str, str]) -> str | None:
-    from devenv.envvars import expand
 
     try:
         return expand(text, env)
@@ -91,7 +92,6 @@ def _expand(text: str, env: dict[str, str]) -> str | None:
 
 def check_paths(ctx: Context) -> Check:
     """Every ``cwd``, ``python:``, ``manage:``, ``config:``, SQL file and input glob exists."""
-    from devenv import fingerprint, runner
 
     project = ctx.project()
     problems = Problems("config.paths")
@@ -127,7 +127,6 @@ def check_paths(ctx: Context) -> Check:
                                    f"{project.rel(cwd)} ({_where(step, 'manage')})",
                              f"fix manage: (or cwd:) at {_where(step, 'manage')}")
         if step.kind == "alembic":
-            from devenv.kinds.alembic_upgrade import config_path
 
             config = config_path(opts)
             if "${" not in config and not _resolve(cwd, config).is_file():
@@ -190,7 +189,6 @@ def find_program(word: str, cwd: Path, env: dict[str, str]) -> bool:
 
 def check_commands(ctx: Context) -> Check:
     """Every program the shell steps and processes run is found where they run."""
-    from devenv.envvars import expand_for_reading
 
     project = ctx.project()
     problems = Problems("config.commands")

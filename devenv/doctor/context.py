@@ -15,11 +15,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from devenv import building
-from devenv.errors import ConfigError, DevenvError
-from devenv.postgres import database
+from devenv import building, fingerprint, loader, planner
+from devenv.doctor import apps
+from devenv.envvars import expand
+from devenv.errors import ConfigError, DevenvError, ServiceError
+from devenv.events import Action
+from devenv.postgres import database, siblings
 from devenv.schema import Project, ServiceSpec, StepSpec
 from devenv.services import launch
+from devenv.services.docker import connect
+from devenv.state import NO_DATABASE, StateStore
 
 if TYPE_CHECKING:
     from devenv.doctor.apps import App, Introspection
@@ -119,7 +124,6 @@ class Context:
 
     def project(self) -> Project:
         """The loaded project; raises the loader's :class:`ConfigError`."""
-        from devenv import loader
 
         return self.memo("project", lambda: loader.load(self.file))
 
@@ -239,7 +243,6 @@ class Context:
 
     def related(self) -> list[DbInfo]:
         """The databases named after the project's (``db__build``, snapshots...)."""
-        from devenv.postgres import siblings
 
         def get() -> list[DbInfo]:
             target = self.target().target
@@ -279,13 +282,11 @@ class Context:
     # ------------------------------------------------------------------ steps
 
     def fingerprints(self) -> dict[str, Fingerprint]:
-        from devenv import fingerprint
 
         return self.memo("fingerprints", lambda: fingerprint.compute(self.project()))
 
     def recorded(self) -> dict[str, dict[str, Any]] | None:
         """The records of the project's database, ``None`` when it cannot be told."""
-        from devenv.state import NO_DATABASE, StateStore
 
         def get() -> dict[str, dict[str, Any]] | None:
             project = self.project()
@@ -301,7 +302,6 @@ class Context:
 
     def decisions(self) -> list[Decision] | None:
         """What `up` would run and skip now, ``None`` when the database cannot be told."""
-        from devenv import planner
 
         def get() -> list[Decision] | None:
             recorded = self.recorded()
@@ -313,7 +313,6 @@ class Context:
         return self.memo("decisions", get)
 
     def would_run(self) -> set[str]:
-        from devenv.events import Action
 
         return {d.step for d in self.decisions() or [] if d.action is Action.RUN}
 
@@ -349,13 +348,11 @@ class Context:
     # ------------------------------------------------------------------ the apps
 
     def apps(self) -> list[App]:
-        from devenv.doctor import apps
 
         return self.memo("apps", lambda: apps.discover(self))
 
     def introspection(self) -> dict[str, Introspection]:
         """Each app's models and migration state (the apps' own interpreters, in parallel)."""
-        from devenv.doctor import apps
 
         return self.memo("introspection", lambda: apps.introspect_all(self, self.apps()))
 
@@ -363,7 +360,6 @@ class Context:
 def lenient(base: Mapping[str, str], values: Mapping[str, str]) -> dict[str, str]:
     """``base`` plus ``values`` expanded like ``env:`` is; what cannot be expanded stays as
     written (the environment check reports it)."""
-    from devenv.envvars import expand
 
     env = dict(base)
     for k, v in values.items():
@@ -376,7 +372,6 @@ def lenient(base: Mapping[str, str], values: Mapping[str, str]) -> dict[str, str
 
 def _choose(service: ServiceSpec, project: Project) -> BackendChoice:
     """:func:`launch.choose_backend`, its refusal kept as a finding."""
-    from devenv.errors import ServiceError
 
     try:
         backend, why = launch.choose_backend(service, project)
@@ -388,7 +383,6 @@ def _choose(service: ServiceSpec, project: Project) -> BackendChoice:
 def _docker_info() -> DockerInfo:
     try:
         # the engine devenv itself uses: DOCKER_HOST, else the current docker context
-        from devenv.services.docker import connect
 
         client = connect(timeout=3)
         version = client.version()

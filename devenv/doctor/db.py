@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 
+from devenv import graph
 from devenv.console import fmt_size
 from devenv.doctor.base import (
     FAIL,
@@ -100,7 +101,6 @@ def check_exists(ctx: Context) -> Check:
 def schema_users(ctx: Context, schema: str) -> list[str]:
     """Steps of the profile whose search_path names ``schema`` (what would refill it)."""
     project = ctx.project()
-    from devenv import graph
 
     return [n for n in graph.topo_order(project)
             if schema in project.steps[n].search_path

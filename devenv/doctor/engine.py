@@ -7,6 +7,8 @@ import os
 
 from devenv.doctor.base import FAIL, OK, Check, CheckDef, NotChecked, Problems, ok
 from devenv.doctor.context import Context, first_line
+from devenv.postgres.database import redact_url
+from devenv.services.ports import is_free
 
 
 def _uses_docker(ctx: Context, name: str) -> bool:
@@ -25,7 +27,6 @@ def check_backend(ctx: Context) -> Check:
         if ctx.is_external(name):
             ext = ctx.external()
             assert ext is not None
-            from devenv.postgres.database import redact_url
 
             problems.add(OK, f"{name}: external database {redact_url(ext[0])} ({ext[1]}); "
                              "devenv does not start it", "")
@@ -75,7 +76,6 @@ def check_images(ctx: Context) -> Check:
 
 def port_in_use(port: int) -> bool:
     """Whether something listens on the port (on 127.0.0.1 or all addresses)."""
-    from devenv.services.ports import is_free
 
     try:
         return not is_free(port)

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from devenv.envvars import expand as _expand
 from devenv.kinds import StepContext
 from devenv.schema import StepSpec
 
@@ -46,7 +47,6 @@ def under_cwd(step: StepSpec, paths: Iterable[str]) -> tuple[str, ...]:
 
 def expand(step: StepSpec, ctx: StepContext, key: str, value: str) -> str:
     """``${VAR}`` in a string option, like the runner does for ``run:``."""
-    from devenv.envvars import expand as _expand
 
     return _expand(value, ctx.env, step.loc, f"steps.{step.name}.{key}")
 

@@ -8,6 +8,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from devenv.errors import did_you_mean
 from devenv.kinds import OptionError, StepContext
 from devenv.kinds.base import expand, payload, script, under_cwd
 from devenv.schema import Command, StepSpec
@@ -36,8 +37,6 @@ class PythonKind:
         locale = options.get("locale")
         if locale is not None:
             from faker.config import AVAILABLE_LOCALES
-
-            from devenv.errors import did_you_mean
 
             if locale not in AVAILABLE_LOCALES:
                 raise OptionError("locale", f"unknown Faker locale '{locale}'"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from devenv.envvars import expand_command
 from devenv.kinds import StepContext
 from devenv.schema import Command, StepSpec
 
@@ -27,7 +28,6 @@ class ShellKind:
         """``run:`` with its ``${VAR}`` expanded: in a shell string, as references the
         shell resolves from the step's environment, so a value is never parsed as code
         (see :mod:`devenv.envvars`); an undefined one is a ConfigError."""
-        from devenv.envvars import expand_command
 
         assert step.run is not None  # the loader requires run for this kind
         return expand_command(step.run, ctx.env, step.loc, f"steps.{step.name}.run")

@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from devenv.errors import EXIT_SERVICE, DevenvError
+from devenv.postgres import libpq, pgwire
+from devenv.postgres.pgwire import ident
 
 if TYPE_CHECKING:
     from devenv.postgres import pgwire
@@ -274,14 +276,12 @@ _HARMLESS = {"gssencmode": {"disable", "prefer"}, "channel_binding": {"disable",
 
 def needs_libpq(conninfo: dict[str, str]) -> list[str]:
     """The parameters of ``conninfo`` devenv's own client (pgwire) cannot honour."""
-    from devenv.postgres import pgwire
 
     return [k for k, v in conninfo.items()
             if k not in pgwire.HONOURED and k not in _IGNORABLE and v not in _HARMLESS.get(k, ())]
 
 
 def _open(target: Target, dbname: str, timeout: float) -> pgwire.Connection:
-    from devenv.postgres import pgwire
 
     info = target.conninfo(dbname)
     try:
@@ -293,7 +293,6 @@ def _open(target: Target, dbname: str, timeout: float) -> pgwire.Connection:
                                       params={k: v for k, v in info.items() if k not in CORE})
             except pgwire.Unsupported:
                 pass  # an authentication method only libpq speaks (GSSAPI, SSPI...)
-        from devenv.postgres import libpq
 
         # The same surface and errors as pgwire's Connection.
         return libpq.connect(info, timeout=max(1.0, timeout))  # type: ignore[return-value]
@@ -310,7 +309,6 @@ def connect(target: Target, dbname: str | None = None, *, timeout: float = 5,
     uses, are kept for the life of the process: a connection costs a password exchange
     (SCRAM) each time, and a refresh makes a dozen such operations.
     """
-    from devenv.postgres import pgwire
 
     db = dbname or target.dbname
     if db != "postgres":
@@ -385,7 +383,6 @@ def identities(target: Target) -> tuple[str, set[str]]:
 def create(target: Target, dbname: str, schemas: Iterable[str], template: str | None = None,
            ) -> None:
     """Create ``dbname`` (optionally from ``template``) and its ``schemas``."""
-    from devenv.postgres.pgwire import ident
 
     with connect(target, "postgres") as conn:
         if template:
@@ -397,7 +394,6 @@ def create(target: Target, dbname: str, schemas: Iterable[str], template: str | 
 
 def ensure_schemas(target: Target, dbname: str, schemas: Iterable[str]) -> list[str]:
     """Create the missing ``schemas``; returns those it created."""
-    from devenv.postgres.pgwire import ident
 
     created = []
     with connect(target, dbname) as conn:
@@ -411,7 +407,6 @@ def ensure_schemas(target: Target, dbname: str, schemas: Iterable[str]) -> list[
 
 def ensure(target: Target, dbname: str, schemas: Iterable[str]) -> bool:
     """Create the database and its schemas where missing; True if the database was new."""
-    from devenv.postgres import pgwire
 
     if exists(target, dbname):
         ensure_schemas(target, dbname, schemas)
@@ -428,7 +423,6 @@ def ensure(target: Target, dbname: str, schemas: Iterable[str]) -> bool:
 
 def drop(target: Target, dbname: str) -> None:
     """Drop ``dbname`` if it exists, ending its sessions first."""
-    from devenv.postgres.pgwire import ident
 
     with connect(target, "postgres") as conn:
         conn.execute(f"DROP DATABASE IF EXISTS {ident(dbname)} WITH (FORCE)")

@@ -37,7 +37,7 @@ from typing import Any
 
 from devenv import proc
 from devenv.errors import DevenvError, RefusedFileError
-from devenv.postgres import database
+from devenv.postgres import database, pgwire
 from devenv.postgres.database import KEYWORD_ENV, Target, connect
 
 MAGIC = b"DEVENV-SNAPSHOT 1\n"
@@ -453,8 +453,6 @@ def _prepare_import_role(target: Target) -> str:
     and let it log in with a fresh password, for one restore. Returns the password."""
     import secrets
 
-    from devenv.postgres import pgwire
-
     role = pgwire.ident(IMPORT_ROLE)
     with connect(target, "postgres") as conn:
         try:
@@ -494,7 +492,6 @@ def _prepare_import_role(target: Target) -> str:
 
 
 def _close_import_role(target: Target) -> None:
-    from devenv.postgres import pgwire
 
     with contextlib.suppress(Exception), connect(target, "postgres") as conn:
         conn.execute(f"ALTER ROLE {pgwire.ident(IMPORT_ROLE)} NOLOGIN PASSWORD NULL")
@@ -506,7 +503,6 @@ def _defuse(target: Target, dbname: str) -> None:
     run as the import role (SECURITY DEFINER), so that a CHECK, a trigger, a default or an
     operator of the dump that fires later, in a step connected as superuser, still runs
     without superuser rights."""
-    from devenv.postgres import pgwire
 
     with connect(target, "postgres") as conn:
         conn.execute(f"ALTER DATABASE {pgwire.ident(dbname)} OWNER TO CURRENT_USER")
@@ -567,7 +563,6 @@ def restore_untrusted(target: Target, dbname: str, tool: Tool, source: Iterable[
     stay the import role's, and every function the dump defined runs as that role (see
     :func:`_defuse`). A user without such rights restores as itself.
     """
-    from devenv.postgres import pgwire
 
     privileged = _privileged(target)
     password = _prepare_import_role(target) if privileged else ""

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from devenv import proc
+from devenv.postgres import database, pgwire
 
 SEARCH_DIRS = (
     "/usr/lib/postgresql/*/bin",  # Debian, Ubuntu
@@ -194,7 +195,6 @@ def free_port() -> int:
 
 def wait_until_ready(url: str, timeout: float = 30.0) -> None:
     """Wait for a real TCP connection plus a query to succeed (not ``pg_isready``)."""
-    from devenv.postgres import database, pgwire
 
     t = database.parse_url(url, env_service=False)
     deadline = time.monotonic() + timeout

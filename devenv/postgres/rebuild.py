@@ -21,7 +21,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from devenv import fingerprint, graph, watchdog
+from devenv import building, faults, fingerprint, graph, loader, planner, proc, runner, watchdog
 from devenv.building import (
     diagnose,
     disk_full_advice,
@@ -29,7 +29,8 @@ from devenv.building import (
     prepare_steps,
     step_environment,
 )
-from devenv.errors import DevenvError, UsageError
+from devenv.cache import oci
+from devenv.errors import DevenvError, LockedError, UsageError
 from devenv.events import (
     Action,
     Decision,
@@ -38,7 +39,8 @@ from devenv.events import (
     RunResult,
     phase,
 )
-from devenv.postgres import branches, database, siblings
+from devenv.lock import project_lock
+from devenv.postgres import branches, database, pgwire, siblings
 from devenv.postgres.database import Target
 from devenv.postgres.siblings import DbInfo
 from devenv.schema import Project
@@ -245,7 +247,6 @@ def _refresh(project: Project, reporter: Reporter, target: Target, *, profile: s
     remote = None
     if use_cache and choice.kind != "ready":
         # Nothing local as deep as the whole build: a teammate's or CI's snapshot may be.
-        from devenv.cache import oci
 
         remote = oci.restore_for_refresh(project, target, build, store, fps, steps,
                                                   len(choice.held), reporter)
@@ -378,7 +379,6 @@ def unused_snapshots(project: Project, target: Target,
 def plan_refresh(project: Project, target: Target, profile: str = "local",
                  use_cache: bool = True) -> tuple[Source, list[Decision]]:
     """What ``refresh-db`` would do now: where it starts and a decision per step."""
-    from devenv import planner
 
     fps = fingerprint.compute(project)
     steps = _in_profile(project, profile)
@@ -409,7 +409,6 @@ def _build(project: Project, reporter: Reporter, target: Target, build: str,
            store: StateStore, fps: dict[str, fingerprint.Fingerprint], steps: list[str],
            points: list[list[str]], profile: str, jobs: int | None,
            restored: set[str], waits: dict[str, set[str]], run_id: str) -> RunResult:
-    from devenv import planner, runner
 
     key = database.identity(target, build)
     assert key is not None
@@ -473,7 +472,6 @@ def _snapshot(project: Project, target: Target, db: str, build: str, held: list[
     store.flush()
     value = siblings.meta("snapshot", project.name, key=key, steps=held, complete=False)
     siblings.clone(target, build, name, value)
-    from devenv import faults
 
     faults.point("snapshot-incomplete")
     # Only records of the steps the snapshot holds travel with it.
@@ -487,7 +485,6 @@ def _snapshot(project: Project, target: Target, db: str, build: str, held: list[
 
 
 def _server_gone(exc: BaseException) -> bool:
-    from devenv.postgres import pgwire
 
     return isinstance(exc, (pgwire.OperationalError, database.DatabaseError))
 
@@ -497,7 +494,6 @@ def _snapshot_or_skip(project: Project, target: Target, db: str, build: str,
                       what: str) -> bool:
     """:func:`_snapshot`, but a snapshot is only an optimisation: when it cannot be written
     (the disk is full) the build goes on and is swapped in without it. Says why."""
-    from devenv import building
 
     try:
         _snapshot(project, target, db, build, held, key, store)
@@ -545,7 +541,6 @@ def spawn_reclone(project: Project, target: Target, snap: str) -> None:
     """Prepare the next ready copy in a detached process, so this command returns now."""
     env = dict(os.environ)
     env["DEVENV_RECLONE_URL"] = target.url("postgres")  # not in argv: ps shows argv
-    from devenv import proc
 
     proc.detach([sys.executable, "-m", "devenv.postgres.rebuild", str(project.file), target.dbname,
                  snap], env=env, log=project.state_dir / "logs" / "reclone.log")
@@ -561,7 +556,6 @@ def reclone(project: Project, target: Target, snap: str) -> None:
     value = siblings.meta("ready", project.name, key=info.key, steps=info.steps,
                            snapshot=snap)
     siblings.clone(target, snap, tmp, value)
-    from devenv import faults
 
     faults.point("reclone-cloned")
     _copy_state(StateStore(project.state_dir), target, snap, tmp)
@@ -590,7 +584,6 @@ def undo(project: Project, target: Target, reporter: Reporter) -> None:
 
 def _main(argv: Sequence[str]) -> int:
     """``python -m devenv.postgres.rebuild STEPS_YAML DB SNAPSHOT``: the background re-clone."""
-    from devenv import loader
 
     project = loader.load(argv[0])
     target = database.parse_url(os.environ["DEVENV_RECLONE_URL"],
@@ -599,8 +592,6 @@ def _main(argv: Sequence[str]) -> int:
     dropped = siblings.drop_retired(target, argv[1])
     reclone(project, target, argv[2])
     forgotten: list[str] = []
-    from devenv.errors import LockedError
-    from devenv.lock import project_lock
 
     # A devenv working on the project now may be writing records of a database newer
     # than the list read here: leave the pruning to the next re-clone then.

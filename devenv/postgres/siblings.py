@@ -28,9 +28,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from devenv import faults
 from devenv.errors import UsageError
 from devenv.postgres import database
 from devenv.postgres.database import Target, connect
+from devenv.postgres.pgwire import ident, literal
 
 # What users type for a snapshot: letters, digits, - _ . (first a letter or digit, so a
 # name is never read as an option or a path). The length limit depends on the working
@@ -148,7 +150,6 @@ def meta(kind: str, project: str, **extra: Any) -> dict[str, Any]:
 
 
 def set_meta(target: Target, datname: str, value: dict[str, Any]) -> None:
-    from devenv.postgres.pgwire import ident, literal
 
     comment = literal(json.dumps(value, sort_keys=True))
     with connect(target, "postgres") as conn:
@@ -189,7 +190,6 @@ def find(target: Target, db: str, datname: str, sizes: bool = False) -> DbInfo |
 
 def terminate(target: Target, datname: str, block: bool = False) -> int:
     """End every session on ``datname`` (after refusing new ones with ``block``)."""
-    from devenv.postgres.pgwire import ident
 
     with connect(target, "postgres") as conn:
         if block:
@@ -217,7 +217,6 @@ def file_copy_supported(target: Target) -> bool:
 def clone(target: Target, src: str, dst: str, value: dict[str, Any] | None = None) -> None:
     """``CREATE DATABASE dst TEMPLATE src`` (FILE_COPY where the server has it: several
     times faster than WAL_LOG for a database of a few hundred MB)."""
-    from devenv.postgres.pgwire import ident
 
     terminate(target, src)
     strategy = " STRATEGY FILE_COPY" if file_copy_supported(target) else ""
@@ -256,8 +255,6 @@ def swap(target: Target, db: str, new: str, backup: bool = True,
     ``park_as``: the old database is renamed to that name instead (a branch switch parks
     the branch's database there), and ``db__prev`` is left as it is.
     """
-    from devenv import faults
-    from devenv.postgres.pgwire import ident
 
     prev = park_as or prev_name(db)
     have = {d.datname for d in related(target, db)}
@@ -315,7 +312,6 @@ def drop_retired(target: Target, db: str) -> list[str]:
 
 def allow_connections(target: Target, names: Iterable[str]) -> list[str]:
     """Let ``names`` accept connections again where a swap left them blocked."""
-    from devenv.postgres.pgwire import ident
 
     fixed = []
     with connect(target, "postgres") as conn:
@@ -336,7 +332,6 @@ def exchange_name(a: str) -> str:
 
 def exchange(target: Target, a: str, b: str) -> None:
     """Swap the names of two databases in one transaction (``refresh-db --undo``)."""
-    from devenv.postgres.pgwire import ident
 
     tmp = exchange_name(a)
     for name in (a, b):
@@ -355,7 +350,6 @@ def drop(target: Target, datname: str) -> None:
 
 def rename(target: Target, src: str, dst: str) -> None:
     """``ALTER DATABASE src RENAME TO dst``, ending ``src``'s sessions first."""
-    from devenv.postgres.pgwire import ident
 
     terminate(target, src)
     with connect(target, "postgres") as conn:

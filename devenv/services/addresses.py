@@ -9,6 +9,8 @@ from collections.abc import Mapping
 from devenv.errors import ConfigError
 from devenv.postgres import database
 from devenv.schema import Project, ServiceSpec
+from devenv.services import ports as portlib
+from devenv.services.docker import port_specs
 
 
 def service_prefix(name: str) -> str:
@@ -28,8 +30,6 @@ def service_variables(project: Project, target: database.Target | None = None,
     be a server someone else runs). A service never started has none; with ``stand_in``
     (checking ${X} before anything starts, as `up` does) its container ports stand in.
     """
-    from devenv.services import ports as portlib
-    from devenv.services.docker import port_specs
 
     store = portlib.PortStore(project.state_dir)
     out: dict[str, str] = {}
@@ -69,7 +69,6 @@ def service_variable_names(project: Project) -> set[str]:
 
 
 def _names_of(project: Project, service: ServiceSpec) -> set[str]:
-    from devenv.services.docker import port_specs
 
     specs = port_specs(project, service)
     if not specs:

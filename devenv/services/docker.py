@@ -24,9 +24,11 @@ from typing import Any
 
 from devenv.errors import ImageUnavailable, ServiceError
 from devenv.events import Message, PhaseFinished, PhaseStarted, Reporter
+from devenv.fingerprint import FileHasher, expand_inputs
+from devenv.lock import ensure_state_dir
 from devenv.schema import PortSpec, Project, ReadySpec, ServiceSpec
-from devenv.services import Endpoint, ExecResult, ServiceState
 from devenv.services import ports as portlib
+from devenv.services.base import Endpoint, ExecResult, ServiceState
 from devenv.services.support import (
     TAIL_LINES,
     Probe,
@@ -37,6 +39,7 @@ from devenv.services.support import (
     is_database,
     is_postgres,
     pg_probe,
+    read_tail,
     tcp_probe,
     with_ports,
     wrong_credentials_hint,
@@ -83,8 +86,6 @@ def build_hash(project: Project, service: ServiceSpec) -> str:
     hashed, generated files left out), the Dockerfile's name, the build args."""
     import hashlib
     import json
-
-    from devenv.fingerprint import FileHasher, expand_inputs
 
     assert service.build is not None
     ctx = context_dir(project, service)
@@ -559,8 +560,6 @@ class DockerBackend:
         (the tag names the context's content); the log goes to .devenv/logs."""
         import docker
 
-        from devenv.lock import ensure_state_dir
-
         assert service.build is not None
         client = self.client()
         try:
@@ -602,7 +601,6 @@ class DockerBackend:
                 error = _short(exc)
                 fh.write(error + "\n")
         if error:
-            from devenv.services.support import read_tail
 
             reporter.emit(PhaseFinished(phase, f"could not build {tag}", ok=False,
                                         duration=time.monotonic() - t0))

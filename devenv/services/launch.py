@@ -10,7 +10,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
-from devenv import graph
+from devenv import graph, jsonfile
 from devenv.errors import DevenvError, ImageUnavailable, ServiceError
 from devenv.events import (
     Message,
@@ -18,11 +18,12 @@ from devenv.events import (
     PhaseStarted,
     Reporter,
 )
-from devenv.lock import database_lock
+from devenv.lock import database_lock, ensure_state_dir
 from devenv.postgres import database, dumpfiles
 from devenv.postgres.database import DatabaseError
 from devenv.schema import Project, ServiceSpec
 from devenv.services import BACKENDS, Backend, Endpoint
+from devenv.services.docker import connect
 from devenv.services.support import is_postgres
 
 
@@ -45,13 +46,11 @@ def _fallback_file(project: Project) -> Path:
 def _remembered_fallback(project: Project, service: ServiceSpec) -> str | None:
     """Why ``service`` runs natively although Docker answers (its image could not be had),
     or None once that no longer holds (the image is there now)."""
-    from devenv import jsonfile
 
     record = jsonfile.read(_fallback_file(project)).get(service.name)
     if not isinstance(record, dict) or record.get("image") != service.image:
         return None
     try:
-        from devenv.services.docker import connect
 
         connect(timeout=5).images.get(service.image)
     except Exception:
@@ -61,8 +60,6 @@ def _remembered_fallback(project: Project, service: ServiceSpec) -> str | None:
 
 
 def _remember_fallback(project: Project, service: ServiceSpec, reason: str) -> None:
-    from devenv import jsonfile
-    from devenv.lock import ensure_state_dir
 
     ensure_state_dir(project.state_dir)
     with jsonfile.update(_fallback_file(project), indent=1) as data:
@@ -70,7 +67,6 @@ def _remember_fallback(project: Project, service: ServiceSpec, reason: str) -> N
 
 
 def _forget_fallback(project: Project, service: ServiceSpec) -> None:
-    from devenv import jsonfile
 
     with jsonfile.update(_fallback_file(project), indent=1) as data:
         data.pop(service.name, None)
@@ -342,3 +338,27 @@ def open_database(project: Project, reporter: Reporter, database_url: str | None
              else f"with the {ep.backend} server's own binaries")
     return target, dumpfiles.ServiceExec(
         where, functools.partial(backend.exec, project, project.services[service]))
+
+
+def candidates(service: ServiceSpec) -> list[tuple[Backend, str]]:
+    """The backends that may hold ``service`` here, with why: its ``backend:`` when that is
+    available, else (``auto``) every available one, docker first. For commands that act
+    on what exists (down, logs), not only on what ``up`` would choose."""
+
+    names = [service.backend] if service.backend in BACKENDS else (
+        ["docker", "native"] if service.backend == "auto" else [])
+    out: list[tuple[Backend, str]] = []
+    for name in names:
+        backend = BACKENDS[name]()
+        ok, why = backend.available()
+        if ok:
+            out.append((backend, why))
+    return out
+
+
+def locate(project: Project, service: ServiceSpec) -> Backend | None:
+    """The backend that has something of ``service`` (a container, a data folder)."""
+    for backend, _why in candidates(service):
+        if backend.status(project, service).state != "missing":
+            return backend
+    return None

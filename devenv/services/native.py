@@ -32,10 +32,10 @@ from devenv import jsonfile, proc
 from devenv.errors import ServiceError
 from devenv.events import Message, Reporter
 from devenv.lock import ensure_state_dir
-from devenv.postgres import pgcluster
+from devenv.postgres import database, pgcluster
 from devenv.schema import PortSpec, Project, ServiceSpec
-from devenv.services import Endpoint, ExecResult, ServiceState
 from devenv.services import ports as portlib
+from devenv.services.base import Endpoint, ExecResult, ServiceState
 from devenv.services.support import (
     TAIL_LINES,
     Probe,
@@ -298,7 +298,6 @@ class NativeBackend:
     def _first_start(self, project: Project, service: ServiceSpec, lay: Layout, port: int,
                      timeout: float) -> None:
         """What the image's entrypoint does once: create POSTGRES_DB."""
-        from devenv.postgres import database
 
         dbname = service.env.get("POSTGRES_DB") or service.env.get("POSTGRES_USER")
         if not dbname or dbname == "postgres":

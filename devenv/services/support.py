@@ -9,13 +9,10 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from devenv import logtail
+from devenv.postgres import pgwire
 from devenv.schema import PortSpec, Project, ServiceSpec
-
-if TYPE_CHECKING:
-    from devenv.services import Backend
 
 TAIL_LINES = 30
 
@@ -70,7 +67,6 @@ def pg_probe(port: int, user: str, password: str, host: str = "127.0.0.1",
     temporary server on a socket only, later restarted); a query over the published port
     is what the steps will do, so it is what readiness means.
     """
-    from devenv.postgres import pgwire
 
     try:
         with pgwire.connect(host, port, user, password, "postgres", timeout=max(1.0, timeout),
@@ -161,31 +157,6 @@ def follow_file(path: Path, tail: int | None, follow: bool,
             yield from split.feed(chunk)
         else:
             time.sleep(poll)
-
-
-def candidates(service: ServiceSpec) -> list[tuple[Backend, str]]:
-    """The backends that may hold ``service`` here, with why: its ``backend:`` when that is
-    available, else (``auto``) every available one, docker first. For commands that act
-    on what exists (down, logs), not only on what ``up`` would choose."""
-    from devenv.services import BACKENDS
-
-    names = [service.backend] if service.backend in BACKENDS else (
-        ["docker", "native"] if service.backend == "auto" else [])
-    out: list[tuple[Backend, str]] = []
-    for name in names:
-        backend = BACKENDS[name]()
-        ok, why = backend.available()
-        if ok:
-            out.append((backend, why))
-    return out
-
-
-def locate(project: Project, service: ServiceSpec) -> Backend | None:
-    """The backend that has something of ``service`` (a container, a data folder)."""
-    for backend, _why in candidates(service):
-        if backend.status(project, service).state != "missing":
-            return backend
-    return None
 
 
 def with_ports(service: ServiceSpec, specs: tuple[PortSpec, ...]) -> ServiceSpec:
