@@ -30,6 +30,13 @@ if docker info >/dev/null 2>&1; then
     builder="../shared/images/build-postgres-image"
     if [ -x "$builder" ]; then "$builder" postgres:15; else docker pull postgres:15; fi
   fi
+  # The many-services tests build their images FROM debian:bookworm-slim (a local base
+  # here, pulled by real users).
+  if ! docker image inspect debian:bookworm-slim >/dev/null 2>&1; then
+    log "debian:bookworm-slim image"
+    base="../shared/images/build-debian-base"
+    if [ -x "$base" ]; then "$base" debian:bookworm-slim; else docker pull debian:bookworm-slim; fi
+  fi
 else
   echo "note: no Docker engine answers; tests marked 'docker' will be skipped" >&2
 fi
