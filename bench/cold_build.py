@@ -47,14 +47,14 @@ def timed(argv: list[str], env: dict[str, str], cwd: Path) -> float:
 
 
 def wait_ready_clone(url: str, timeout: float = 120) -> float:
-    """Wait until the background re-clone (``python -m devenv.postgres.rebuild``) has finished and
+    """Wait until the background re-clone (``python -m devenv.workingdb.rebuild``) has finished and
     DB__ready exists; its duration. Waiting for the process, not just the name: after a
     cold build an older ready copy still exists while the re-clone replaces it."""
     import psycopg
 
     t0 = time.perf_counter()
     while time.perf_counter() - t0 < timeout:
-        busy = subprocess.run(["pgrep", "-f", "devenv.postgres.rebuild"], capture_output=True)
+        busy = subprocess.run(["pgrep", "-f", "devenv.background reclone"], capture_output=True)
         if busy.returncode != 0:
             with psycopg.connect(url, autocommit=True) as conn:
                 row = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s",

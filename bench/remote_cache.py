@@ -11,7 +11,7 @@ two checkouts: "ci" (builds once and pushes: `devenv ci-setup --profile local --
   * cold:  mate's `devenv refresh-db --no-remote-cache` (every step runs);
   * hit:   mate's `devenv refresh-db` with the remote configured (pull, check, restore,
            nothing runs); whole processes, start-up included;
-  * pull + restore: devenv.cache.oci's fetch (manifest, download, digest and header
+  * pull + restore: devenv.workingdb.oci's fetch (manifest, download, digest and header
            checks) and restore_file into a new empty database, in-process;
   * bare pg_restore -j 2: the same dump (the pulled file's pg_dump archive) from a local
            file into a new empty database.
@@ -38,9 +38,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from devenv import loader  # noqa: E402
-from devenv.cache import oci  # noqa: E402
 from devenv.events import RecordingReporter  # noqa: E402
 from devenv.postgres import database, dumpfiles, pgcluster, siblings  # noqa: E402
+from devenv.workingdb import oci  # noqa: E402
 
 DB = "healthplan_dev"
 # ../shared beside the project root; a git worktree elsewhere finds the machine's copy
@@ -61,7 +61,7 @@ def checkout(base: Path, name: str) -> Path:
 def fresh(d: Path, url: str) -> None:
     """A teammate's new checkout: no state, no database. (First the background re-clone
     of the last refresh-db ends: it would make a ready copy again.)"""
-    while subprocess.run(["pgrep", "-f", "devenv.postgres.rebuild"],
+    while subprocess.run(["pgrep", "-f", "devenv.background reclone"],
                          capture_output=True).returncode == 0:
         time.sleep(0.05)
     target = database.parse_url(url)

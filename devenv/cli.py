@@ -205,7 +205,7 @@ NoRemoteCacheOpt = Annotated[bool, typer.Option(
 
 
 def _remote_env(cache_remote: str | None, no_remote_cache: bool) -> None:
-    """The flags reach devenv.cache.oci as DEVENV_CACHE_REMOTE (and the background
+    """The flags reach devenv.workingdb.oci as DEVENV_CACHE_REMOTE (and the background
     push it may start), like the variable set by hand."""
     import os
 

@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from devenv import loader
+from devenv.jsonfile import ensure_state_dir
 from devenv.kinds import KINDS
 from devenv.kinds.faker_data import TABLE_KEYS
-from devenv.lock import ensure_state_dir
 
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
 SCHEMA_DIR = ".devenv/schema"

@@ -150,3 +150,17 @@ class RecordingReporter:
 
     def close(self) -> None:
         return None
+
+
+def fmt_size(n: float) -> str:
+    """A byte count as PostgreSQL's pg_size_pretty counts (1 kB = 1024 bytes): ``512 B``,
+    ``123 kB``, ``3.4 MB``, ``312 MB``."""
+    if n < 1024:
+        return f"{n:.0f} B"
+    value = float(n)
+    unit = "B"
+    for unit in ("kB", "MB", "GB", "TB"):
+        value /= 1024
+        if value < 1024 or unit == "TB":
+            break
+    return f"{value:.1f} {unit}" if value < 10 else f"{value:.0f} {unit}"

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import graphlib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 from devenv.errors import ConfigError
 from devenv.schema import Project
@@ -178,3 +178,28 @@ def to_json(project: Project) -> str:
         nodes.append({"name": p.name, "type": "process", "needs": list(p.needs)})
     return json.dumps({"project": project.name, "nodes": nodes,
                        "edges": [list(e) for e in edges(project)]}, indent=2) + "\n"
+
+
+def snapshot_points(project: Project, steps: Sequence[str]) -> list[list[str]]:
+    """The step sets refresh-db keeps snapshots of, each listed in dependency order:
+
+    * after a barrier step (nothing can run beside it): the step and its upstream;
+    * before a ``checkpoint: true`` step: every step it does not lead to. The checkpoint
+      step then waits for all of those, so when its inputs change, refresh-db restores
+      that snapshot and runs only the step and its dependants.
+    """
+    wanted = set(steps)
+    sets: list[set[str]] = []
+    for b in barriers(project, steps):
+        sets.append(closure(project, [b]) & wanted)
+    for c in steps:
+        if project.steps[c].checkpoint:
+            held = wanted - downstream(project, [c]) - {c}
+            if held:
+                sets.append(held)
+    unique: list[list[str]] = []
+    for held_set in sets:
+        ordered = [n for n in steps if n in held_set]
+        if ordered not in unique and len(ordered) < len(steps):
+            unique.append(ordered)
+    return unique

@@ -41,3 +41,13 @@ def update(path: Path, *, indent: int | None = None, sort_keys: bool = True,
         with os.fdopen(fd, "w") as fh:
             fh.write(text)
         os.replace(tmp, path)
+
+
+def ensure_state_dir(state_dir: Path) -> Path:
+    """Create ``.devenv/`` (0700: it holds ports and, for native servers, credentials) with a
+    ``.gitignore`` of its own, so it never lands in a commit whatever the project ignores."""
+    state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    ignore = state_dir / ".gitignore"
+    if not ignore.exists():
+        ignore.write_text("# written by devenv: nothing in here belongs in git\n*\n")
+    return state_dir

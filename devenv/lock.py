@@ -21,18 +21,9 @@ from typing import Any
 
 from devenv.errors import LockedError
 from devenv.events import Message, Reporter
+from devenv.jsonfile import ensure_state_dir
 from devenv.postgres import libpq, pgwire
 from devenv.postgres.database import CORE, DatabaseError, Target, connect, needs_libpq
-
-
-def ensure_state_dir(state_dir: Path) -> Path:
-    """Create ``.devenv/`` (0700: it holds ports and, for native servers, credentials) with a
-    ``.gitignore`` of its own, so it never lands in a commit whatever the project ignores."""
-    state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    ignore = state_dir / ".gitignore"
-    if not ignore.exists():
-        ignore.write_text("# written by devenv: nothing in here belongs in git\n*\n")
-    return state_dir
 
 
 def _holder(path: Path) -> str:

@@ -219,7 +219,7 @@ class Project:
     #: already ran on: "rebuild" (build beside, swap in, keep the old one as __prev) or
     #: "stop" (say so and name the command).
     up_rebuild: str = "rebuild"
-    # cache: {remote: oci://..., sign_key: FILE, trust: [FILE...]} (devenv.cache.oci)
+    # cache: {remote: oci://..., sign_key: FILE, trust: [FILE...]} (devenv.workingdb.oci)
     cache_remote: str | None = None
     cache_sign_key: str | None = None
     cache_trust: tuple[str, ...] = ()

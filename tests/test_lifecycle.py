@@ -16,7 +16,8 @@ import pytest
 
 from devenv import loader
 from devenv.events import RecordingReporter, Status, StepStarted
-from devenv.postgres import database, rebuild, siblings
+from devenv.postgres import database, siblings
+from devenv.workingdb import rebuild
 from tests.dbcompare import dump_database
 
 pytestmark = pytest.mark.postgres
@@ -298,7 +299,7 @@ def test_records_of_dropped_databases_are_forgotten(lc: tuple[Path, database.Tar
         rebuild.refresh(project, RecordingReporter(), target, background_reclone=background)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and background:
-            busy = subprocess.run(["pgrep", "-f", f"devenv.postgres.rebuild .* {target.dbname} "],
+            busy = subprocess.run(["pgrep", "-f", f"devenv.background reclone .* {target.dbname} "],
                                   capture_output=True).returncode == 0
             if not busy and f"{target.dbname}__ready" in names(target):
                 break

@@ -23,9 +23,9 @@ import pytest
 import yaml
 
 from devenv import loader
-from devenv.cache import oci
 from devenv.events import RecordingReporter
 from devenv.postgres import database, dumpfiles, pgcluster, siblings
+from devenv.workingdb import oci
 from tests.dbcompare import dump_database
 
 pytestmark = [pytest.mark.postgres, pytest.mark.registry]
@@ -489,7 +489,7 @@ def test_concurrent_pushes_of_one_fingerprint(checkouts: Any, registry: Registry
         files.append(f)
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
            "DEVENV_CACHE_REMOTE": repo}
-    procs = [subprocess.Popen([sys.executable, "-m", "devenv.cache.oci",
+    procs = [subprocess.Popen([sys.executable, "-m", "devenv.background", "push",
                                str(ci.root / "steps.yaml"), str(f)], env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
              for f in files]

@@ -156,7 +156,8 @@ def test_a_warm_step_connected_during_setup_costs_a_snapshot_not_the_step(
     holds a connection its app opened while importing: no snapshot this time, said so,
     and `b` still runs (its session was not ended under it)."""
     from devenv.events import Message
-    from devenv.postgres import database, rebuild, siblings
+    from devenv.postgres import database, siblings
+    from devenv.workingdb import rebuild
 
     db = pg_server.unique_db("warm")
     root = make_project({

@@ -22,9 +22,10 @@ from devenv.commands import snapshot as cmd
 from devenv.console import Output
 from devenv.errors import DevenvError, UsageError
 from devenv.events import Message, RecordingReporter
-from devenv.postgres import database, dumpfiles, rebuild, siblings
+from devenv.postgres import database, dumpfiles, siblings
 from devenv.schema import Project
 from devenv.state import StateStore
+from devenv.workingdb import rebuild
 from tests.dbcompare import dump_database
 
 pytestmark = pytest.mark.postgres

@@ -6,14 +6,14 @@ import sys
 import time
 
 from devenv.commands.snapshot import fmt_age
-from devenv.console import Output, PlainReporter, fmt_size
+from devenv.console import Output, PlainReporter
 from devenv.errors import EXIT_OK, DevenvError
-from devenv.events import Message, Reporter
+from devenv.events import Message, Reporter, fmt_size
 from devenv.lock import database_lock, project_lock
-from devenv.postgres import branches
 from devenv.postgres.database import Target
 from devenv.schema import Project
 from devenv.services import launch
+from devenv.workingdb import branches
 
 
 def _target(project: Project, database_url: str | None) -> Target:

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 from devenv import building, fingerprint, planner, processes, reports
-from devenv.cache import cidump, oci
 from devenv.commands.logs import log_dir
 from devenv.console import ProcessLines
 from devenv.errors import (
@@ -31,6 +30,7 @@ from devenv.events import Decision, Message, Reporter, RunResult, Status
 from devenv.lock import project_lock
 from devenv.schema import Project
 from devenv.services import launch
+from devenv.workingdb import cidump, oci
 
 OUTCOMES = {
     EXIT_OK: "ready",

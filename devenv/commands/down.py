@@ -20,10 +20,10 @@ from devenv.console import Output
 from devenv.errors import EXIT_OK, UsageError
 from devenv.events import Event, Message
 from devenv.lock import project_lock
-from devenv.postgres import branches
 from devenv.schema import Project, ServiceSpec
 from devenv.services import BACKENDS, Backend, launch
 from devenv.services.docker import DockerBackend
+from devenv.workingdb import branches
 
 
 class _Notices:

@@ -8,10 +8,11 @@ from devenv import fingerprint, planner
 from devenv.console import Output
 from devenv.errors import EXIT_OK
 from devenv.events import Action
-from devenv.postgres import database, rebuild
+from devenv.postgres import database
 from devenv.schema import Project
 from devenv.services import launch
 from devenv.state import NO_DATABASE, StateStore
+from devenv.workingdb import rebuild
 
 
 def run(project: Project, out: Output, targets: Sequence[str] = (), *, only: bool = False,

@@ -9,9 +9,9 @@ from devenv.commands import exit_code
 from devenv.errors import EXIT_OK, UsageError
 from devenv.events import Message, Reporter
 from devenv.lock import database_lock, project_lock
-from devenv.postgres import rebuild
 from devenv.schema import Project
 from devenv.services import launch
+from devenv.workingdb import rebuild
 
 
 def run(project: Project, reporter: Reporter, *, profile: str = "local",

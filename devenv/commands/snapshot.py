@@ -18,15 +18,16 @@ from pathlib import Path
 from typing import Any
 
 from devenv import faults, fingerprint, graph, planner, processes
-from devenv.console import Output, PlainReporter, fmt_size
+from devenv.console import Output, PlainReporter
 from devenv.errors import EXIT_OK, DevenvError, ServiceError, UsageError
-from devenv.events import Message, Reporter, phase
+from devenv.events import Message, Reporter, fmt_size, phase
 from devenv.lock import project_lock
-from devenv.postgres import branches, database, dumpfiles, rebuild, siblings
+from devenv.postgres import database, dumpfiles, siblings
 from devenv.postgres.database import Target
 from devenv.schema import Project
 from devenv.services import launch
 from devenv.state import StateStore
+from devenv.workingdb import branches, rebuild
 
 USER_KIND = "user"
 CACHE_KIND = "snapshot"

@@ -1,20 +1,20 @@
 """``devenv snapshot push NAME`` / ``devenv snapshot pull FP|TAG``: snapshots in the team's
-remote cache (:mod:`devenv.cache.oci`)."""
+remote cache (:mod:`devenv.workingdb.oci`)."""
 
 from __future__ import annotations
 
 import tempfile
 from pathlib import Path
 
-from devenv.cache import oci
 from devenv.commands.snapshot import CACHE_KIND, _db, _drop_quietly, _require
 from devenv.errors import EXIT_OK, DevenvError, UsageError
 from devenv.events import Message, Reporter, phase
 from devenv.lock import project_lock
-from devenv.postgres import database, dumpfiles, rebuild, siblings
+from devenv.postgres import database, dumpfiles, siblings
 from devenv.schema import Project
 from devenv.services import launch
 from devenv.state import StateStore
+from devenv.workingdb import oci, rebuild
 
 
 def _remote(project: Project) -> oci.Remote:

@@ -5,15 +5,15 @@ from __future__ import annotations
 import contextlib
 
 from devenv import building, planner, processes
-from devenv.cache import oci
 from devenv.commands import exit_code
 from devenv.console import ProcessLines
 from devenv.errors import EXIT_OK
 from devenv.events import Message, Reporter
 from devenv.lock import database_lock, project_lock
-from devenv.postgres import branches, database, working
+from devenv.postgres import database
 from devenv.schema import Project
 from devenv.services import launch
+from devenv.workingdb import branches, oci, working
 
 
 def run(project: Project, reporter: Reporter, *, detach: bool = False,

@@ -1,15 +1,16 @@
 """Branch-aware databases and phantom migrations: which branch the working database was
 built for, the databases parked for other branches, and migrations the database applied
-that the checked-out code does not have (see :mod:`devenv.postgres.branches`, :mod:`devenv.postgres.phantoms`)."""
+that the checked-out code does not have (see :mod:`devenv.workingdb.branches`, :mod:`devenv.postgres.phantoms`)."""
 
 from __future__ import annotations
 
 import time
 
-from devenv.console import fmt_size
 from devenv.doctor.base import Check, CheckDef, NotChecked, Remedy, fail, ok, warn
 from devenv.doctor.context import Context
-from devenv.postgres import branches, phantoms
+from devenv.events import fmt_size
+from devenv.postgres import phantoms
+from devenv.workingdb import branches
 
 
 def _require_server(ctx: Context) -> None:

@@ -6,13 +6,13 @@ from __future__ import annotations
 import contextlib
 
 from devenv import fingerprint, graph
-from devenv.cache import oci
-from devenv.console import fmt_size
 from devenv.doctor.base import Check, CheckDef, NotChecked, Remedy, ok, warn
 from devenv.doctor.context import Context, lock_holder
+from devenv.events import fmt_size
 from devenv.lock import database_lock_holder
-from devenv.postgres import rebuild, siblings
+from devenv.postgres import siblings
 from devenv.postgres.siblings import DbInfo
+from devenv.workingdb import oci
 
 
 def _infos(ctx: Context) -> tuple[str, list[DbInfo]]:
@@ -132,7 +132,7 @@ def check_remote(ctx: Context) -> Check:
     who = "as " + client.reg.creds[0] if client.reg.creds else "anonymously"
     fps = ctx.fingerprints()
     steps = [n for n in graph.topo_order(project) if project.steps[n].in_profile("local")]
-    wanted = [steps, *rebuild.snapshot_points(project, steps)] if steps else []
+    wanted = [steps, *graph.snapshot_points(project, steps)] if steps else []
     keys = {fingerprint.combined(fps, held) for held in wanted if all(s in fps for s in held)}
     matching = len(keys & tags)
     full = bool(steps) and fingerprint.combined(fps, steps) in tags

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 
 from devenv import graph
-from devenv.console import fmt_size
 from devenv.doctor.base import (
     FAIL,
     OK,
@@ -20,6 +19,7 @@ from devenv.doctor.base import (
     warn,
 )
 from devenv.doctor.context import Context, ServerInfo
+from devenv.events import fmt_size
 from devenv.postgres.siblings import prev_name
 
 

@@ -16,10 +16,11 @@ from devenv.doctor.context import Context
 from devenv.errors import EXIT_OK, DevenvError
 from devenv.events import Message, Reporter
 from devenv.lock import database_lock, project_lock
-from devenv.postgres import database, rebuild
+from devenv.postgres import database
 from devenv.postgres.database import Target
 from devenv.schema import Project
 from devenv.services import launch
+from devenv.workingdb import rebuild
 
 
 @dataclass(frozen=True)

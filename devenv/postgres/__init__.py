@@ -1,4 +1,4 @@
-"""Everything devenv does with PostgreSQL itself.
+"""devenv's PostgreSQL primitives: no step runs, no service starts from here.
 
 - :mod:`.database`: targets (where a database is), connections, create/drop, identity.
 - :mod:`.pgwire`, :mod:`.libpq`: the client devenv's own catalog work goes through.
@@ -6,8 +6,8 @@
 - :mod:`.siblings`: databases beside the working one (the build, the backup, snapshots,
   the ready clone, parked branches), their JSON comments, clone, swap, gc.
 - :mod:`.dumpfiles`: snapshot files, pg_dump and pg_restore, untrusted restores.
-- :mod:`.rebuild`: refresh-db: build beside, swap in on success, undo, recover.
-- :mod:`.branches`, :mod:`.phantoms`, :mod:`.rerun`, :mod:`.working`: the daily loop
-  (a branch's own database; migrations the code no longer has; whether a step may run
-  again on top).
+- :mod:`.phantoms`: migrations applied in a database that the checked-out code lacks.
+
+What is done with them over time (refresh-db, the daily loop, branches, caches) is
+:mod:`devenv.workingdb`.
 """

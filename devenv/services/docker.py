@@ -25,7 +25,7 @@ from typing import Any
 from devenv.errors import ImageUnavailable, ServiceError
 from devenv.events import Message, PhaseFinished, PhaseStarted, Reporter
 from devenv.fingerprint import FileHasher, expand_inputs
-from devenv.lock import ensure_state_dir
+from devenv.jsonfile import ensure_state_dir
 from devenv.schema import PortSpec, Project, ReadySpec, ServiceSpec
 from devenv.services import ports as portlib
 from devenv.services.base import Endpoint, ExecResult, ServiceState

@@ -18,7 +18,8 @@ from devenv.events import (
     PhaseStarted,
     Reporter,
 )
-from devenv.lock import database_lock, ensure_state_dir
+from devenv.jsonfile import ensure_state_dir
+from devenv.lock import database_lock
 from devenv.postgres import database, dumpfiles
 from devenv.postgres.database import DatabaseError
 from devenv.schema import Project, ServiceSpec

@@ -31,7 +31,7 @@ from typing import Any
 from devenv import jsonfile, proc
 from devenv.errors import ServiceError
 from devenv.events import Message, Reporter
-from devenv.lock import ensure_state_dir
+from devenv.jsonfile import ensure_state_dir
 from devenv.postgres import database, pgcluster
 from devenv.schema import PortSpec, Project, ServiceSpec
 from devenv.services import ports as portlib

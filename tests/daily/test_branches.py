@@ -14,7 +14,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from devenv.postgres import branches, database, siblings
+from devenv.postgres import database, siblings
+from devenv.workingdb import branches
 
 pytestmark = pytest.mark.postgres
 

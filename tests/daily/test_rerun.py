@@ -1,4 +1,4 @@
-"""How a step may run again on its own database (devenv.postgres.rerun): decided from devenv's
+"""How a step may run again on its own database (devenv.workingdb.rerun): decided from devenv's
 records of the database and the checked-out code, no database needed."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from devenv import fingerprint, loader, planner
-from devenv.postgres import rerun
+from devenv.workingdb import rerun
 
 
 def _record(fp: fingerprint.Fingerprint, **change: Any) -> dict[str, Any]:

@@ -13,7 +13,8 @@ import pytest
 from devenv import loader
 from devenv.events import RecordingReporter
 from devenv.lock import project_lock
-from devenv.postgres import database, rebuild, siblings
+from devenv.postgres import database, siblings
+from devenv.workingdb import rebuild
 from tests.doctor.conftest import build, checks, final, run_doctor, sql
 
 pytestmark = pytest.mark.postgres

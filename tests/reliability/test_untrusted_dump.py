@@ -22,10 +22,10 @@ import psycopg
 import pytest
 
 from devenv import fingerprint, loader
-from devenv.cache import cidump
 from devenv.commands import snapshot as cmd
 from devenv.events import RecordingReporter
 from devenv.postgres import database, dumpfiles, siblings
+from devenv.workingdb import cidump
 
 pytestmark = pytest.mark.postgres
 

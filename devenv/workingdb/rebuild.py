@@ -14,14 +14,12 @@ Order of operations (each state in between is recoverable by :func:`recover`):
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import sys
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from devenv import building, faults, fingerprint, graph, loader, planner, proc, runner, watchdog
+from devenv import building, faults, fingerprint, graph, planner, proc, runner, watchdog
 from devenv.building import (
     diagnose,
     disk_full_advice,
@@ -29,8 +27,7 @@ from devenv.building import (
     prepare_steps,
     step_environment,
 )
-from devenv.cache import oci
-from devenv.errors import DevenvError, LockedError, UsageError
+from devenv.errors import DevenvError, UsageError
 from devenv.events import (
     Action,
     Decision,
@@ -39,12 +36,12 @@ from devenv.events import (
     RunResult,
     phase,
 )
-from devenv.lock import project_lock
-from devenv.postgres import branches, database, pgwire, siblings
+from devenv.postgres import database, pgwire, siblings
 from devenv.postgres.database import Target
 from devenv.postgres.siblings import DbInfo
 from devenv.schema import Project
 from devenv.state import StateStore
+from devenv.workingdb import branches, oci
 
 
 @dataclass
@@ -90,31 +87,6 @@ def recover(target: Target, db: str, reporter: Reporter) -> list[str]:
 
 def _in_profile(project: Project, profile: str) -> list[str]:
     return [n for n in graph.topo_order(project) if project.steps[n].in_profile(profile)]
-
-
-def snapshot_points(project: Project, steps: Sequence[str]) -> list[list[str]]:
-    """The step sets refresh-db keeps snapshots of, each listed in dependency order:
-
-    * after a barrier step (nothing can run beside it): the step and its upstream;
-    * before a ``checkpoint: true`` step: every step it does not lead to. The checkpoint
-      step then waits for all of those, so when its inputs change, refresh-db restores
-      that snapshot and runs only the step and its dependants.
-    """
-    wanted = set(steps)
-    sets: list[set[str]] = []
-    for b in graph.barriers(project, steps):
-        sets.append(graph.closure(project, [b]) & wanted)
-    for c in steps:
-        if project.steps[c].checkpoint:
-            held = wanted - graph.downstream(project, [c]) - {c}
-            if held:
-                sets.append(held)
-    unique: list[list[str]] = []
-    for held_set in sets:
-        ordered = [n for n in steps if n in held_set]
-        if ordered not in unique and len(ordered) < len(steps):
-            unique.append(ordered)
-    return unique
 
 
 def affected_steps(project: Project, target: Target, store: StateStore,
@@ -215,7 +187,7 @@ def _refresh(project: Project, reporter: Reporter, target: Target, *, profile: s
 
     fps = fingerprint.compute(project)
     steps = _in_profile(project, profile)
-    points = snapshot_points(project, steps)
+    points = graph.snapshot_points(project, steps)
     full_key = fingerprint.combined(fps, steps)
     source = "empty database"
     start_from: list[str] = []
@@ -542,8 +514,8 @@ def spawn_reclone(project: Project, target: Target, snap: str) -> None:
     env = dict(os.environ)
     env["DEVENV_RECLONE_URL"] = target.url("postgres")  # not in argv: ps shows argv
 
-    proc.detach([sys.executable, "-m", "devenv.postgres.rebuild", str(project.file), target.dbname,
-                 snap], env=env, log=project.state_dir / "logs" / "reclone.log")
+    proc.detach([sys.executable, "-m", "devenv.background", "reclone", str(project.file),
+                 target.dbname, snap], env=env, log=project.state_dir / "logs" / "reclone.log")
 
 
 def reclone(project: Project, target: Target, snap: str) -> None:
@@ -580,29 +552,3 @@ def undo(project: Project, target: Target, reporter: Reporter) -> None:
         return
     siblings.exchange(target, db, prev)
     reporter.emit(Message(f"{prev} is {db} again; what was {db} is now {prev}", "ok"))
-
-
-def _main(argv: Sequence[str]) -> int:
-    """``python -m devenv.postgres.rebuild STEPS_YAML DB SNAPSHOT``: the background re-clone."""
-
-    project = loader.load(argv[0])
-    target = database.parse_url(os.environ["DEVENV_RECLONE_URL"],
-                                env_service=False).with_db(argv[1])
-    t0 = time.monotonic()
-    dropped = siblings.drop_retired(target, argv[1])
-    reclone(project, target, argv[2])
-    forgotten: list[str] = []
-
-    # A devenv working on the project now may be writing records of a database newer
-    # than the list read here: leave the pruning to the next re-clone then.
-    with contextlib.suppress(LockedError), project_lock(
-            project.state_dir, "refresh-db (background: forgetting dropped databases)",
-            wait=False):
-        forgotten = forget_dropped(project, target)
-    print(json.dumps({"reclone": argv[2], "dropped": dropped, "forgot": len(forgotten),
-                      "seconds": round(time.monotonic() - t0, 3)}))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(_main(sys.argv[1:]))

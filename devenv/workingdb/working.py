@@ -1,5 +1,5 @@
 """Keeping the working database matched to the checked-out code, without duplicating or
-stranding data: what ``up`` does before it runs steps (see :mod:`devenv.postgres.rerun`).
+stranding data: what ``up`` does before it runs steps (see :mod:`devenv.workingdb.rerun`).
 
 When the steps ``up`` would run can all run on top (migrations, steps that never ran
 here, data steps whose only change is an upstream migration), they do, as always. When one
@@ -16,11 +16,12 @@ from dataclasses import dataclass, field
 from devenv import fingerprint, planner
 from devenv.errors import DevenvError, RebuildNeeded
 from devenv.events import Message, Reporter
-from devenv.postgres import branches, database, phantoms, rebuild, rerun, siblings
+from devenv.postgres import database, phantoms, siblings
 from devenv.postgres.database import Target
-from devenv.postgres.rebuild import RefreshResult
 from devenv.schema import Project
 from devenv.state import StateStore
+from devenv.workingdb import branches, rebuild, rerun
+from devenv.workingdb.rebuild import RefreshResult
 
 
 @dataclass

@@ -6,7 +6,7 @@ rename: the data made by hand on that branch stays there) and swaps in the check
 branch's parked database if there is one (a rename again: well under a second), or builds
 it beside from the deepest matching snapshot (refresh-db's machinery) and swaps it in.
 Whatever that database then lacks of the code (new commits on the branch) ``up`` applies
-as usual (see :mod:`devenv.postgres.working`).
+as usual (see :mod:`devenv.workingdb.working`).
 
 The branch is read from ``.git/HEAD`` itself (no ``git`` process on ``up``'s path); a
 linked worktree's ``.git`` file is followed. Not a git checkout, or a detached HEAD (a

@@ -50,17 +50,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from devenv import fingerprint, graph, loader, proc
-from devenv.cache import cidump
-from devenv.console import PlainReporter
+from devenv import fingerprint, graph, proc
 from devenv.errors import DevenvError, UsageError
 from devenv.events import Message, PhaseFinished, PhaseStarted, Reporter
-from devenv.lock import ensure_state_dir
-from devenv.postgres import database, dumpfiles, rebuild, siblings
+from devenv.jsonfile import ensure_state_dir
+from devenv.postgres import database, dumpfiles, siblings
 from devenv.postgres.database import Target
 from devenv.schema import Project
 from devenv.services import launch
 from devenv.state import StateStore
+from devenv.workingdb import cidump
 
 ENV_REMOTE = "DEVENV_CACHE_REMOTE"
 OFF = ("", "off", "none", "no", "0", "false")
@@ -524,7 +523,7 @@ def spawn_push(project: Project, remote: Remote, path: Path) -> int:
     when done. Output in .devenv/logs/push.log."""
     env = dict(os.environ)
     env[ENV_REMOTE] = remote.url
-    return proc.detach([sys.executable, "-m", "devenv.cache.oci", str(project.file),
+    return proc.detach([sys.executable, "-m", "devenv.background", "push", str(project.file),
                         str(path)], env=env, log=project.state_dir / "logs" / "push.log")
 
 
@@ -614,7 +613,7 @@ def lookup(project: Project, client: Client, fps: dict[str, fingerprint.Fingerpr
     """The deepest snapshot in the remote holding more than ``deeper_than`` of ``steps``
     (the whole set, then each snapshot point, deepest first), pulled and checked."""
 
-    sets = [list(steps), *rebuild.snapshot_points(project, steps)]
+    sets = [list(steps), *graph.snapshot_points(project, steps)]
     # What CI pushes holds its own profile's steps: a developer's profile usually has those
     # plus a few local ones, which then run on top (when the set holds all it needs).
     wanted = set(steps)
@@ -829,24 +828,3 @@ def push_database(project: Project, target: Target, profile: str, reporter: Repo
     except _Skipped:
         return False
     return True
-
-
-def _main(argv: Sequence[str]) -> int:
-    """``python -m devenv.cache.oci STEPS_YAML FILE``: the background push."""
-
-    project = loader.load(argv[0])
-    path = Path(argv[1])
-    remote = configured(project)
-    assert remote is not None
-    try:
-        push_file(project, remote, path, PlainReporter(sys.stdout))
-    except (RemoteError, DevenvError) as exc:
-        print(f"remote cache: push failed: {exc}")
-        return 1
-    finally:
-        path.unlink(missing_ok=True)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(_main(sys.argv[1:]))
