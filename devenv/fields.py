@@ -40,18 +40,17 @@ class Shape:
     doc: str
 
 
-COMMAND = Shape("command", "a shell string or an argv list")
+COMMAND = Shape("command", "shell string or argv list")
 ENV = Shape("env", "mapping NAME: value")
 SEARCH_PATH = Shape("search_path", "list of schema names")
 PROFILES = Shape("profiles", "list of profile names")
-KIND = Shape("kind", "a kind's name")
-PROCESS_READY = Shape("process ready", "a URL, tcp://HOST:PORT, a port, cmd: COMMAND, "
-                                       "or {http, status}")
+KIND = Shape("kind", "kind name")
+PROCESS_READY = Shape("process ready", "string or {http, status}")
 # only the services and the top level have these; the loader reads them by hand
 PORTS = Shape("ports", "list of ports")
 VOLUMES = Shape("volumes", "mapping name: /container/path")
-BUILD = Shape("build", "a folder or {context, dockerfile, args, network}")
-SERVICE_READY = Shape("service ready", "tcp, http, {tcp}, {http, port, status} or {cmd}")
+BUILD = Shape("build", "folder or mapping")
+SERVICE_READY = Shape("service ready", "tcp, http or mapping")
 PROJECT_NAME = Shape("project name", "lowercase name")
 DATABASE_NAME = Shape("database name", "SQL name")
 SCHEMA_NAMES = Shape("schema names", "list of SQL names")
@@ -100,18 +99,22 @@ def type_name(typ: Any) -> str:
     """How the docs name a field's type."""
     if isinstance(typ, Shape):
         return typ.doc
-    if choices(typ):
-        return " or ".join(f"`{c}`" for c in choices(typ))
-    words: dict[Any, str] = {str: "string", bool: "true or false", int: "whole number",
-                             float: "number > 0", tuple[str, ...]: "list of strings",
-                             dict: "mapping", object: "any"}
-    return words[typ]
+    quoted = [f"`{c}`" for c in choices(typ)]
+    if quoted:
+        return f"{', '.join(quoted[:-1])} or {quoted[-1]}" if len(quoted) > 1 else quoted[0]
+    return _TYPE_NAMES[typ]
+
+
+_TYPE_NAMES: dict[Any, str] = {str: "string", bool: "true or false", int: "whole number",
+                               float: "number > 0", tuple[str, ...]: "list of strings",
+                               dict: "mapping", object: "any"}
 
 
 # --------------------------------------------------------------------------- steps
 
 STEP_FIELDS: tuple[Field, ...] = (
-    Field("run", COMMAND, None, "A shell string, or an argv list.", fingerprint=True),
+    Field("run", COMMAND, None, "The command (a shell string runs in /bin/sh); required "
+                                "unless a kind: does the work.", fingerprint=True),
     Field("kind", KIND, "shell", "A typed kind; omitted: a shell command (run:).",
           fingerprint=True),
     Field("cwd", str, None, "Folder to run in, relative to steps.yaml (or absolute).",
@@ -145,7 +148,7 @@ STEP_OPTIONS = "options"
 # --------------------------------------------------------------------------- processes
 
 PROCESS_FIELDS: tuple[Field, ...] = (
-    Field("run", COMMAND, None, "A shell string, or an argv list.", required=True),
+    Field("run", COMMAND, None, "The command that starts the process.", required=True),
     Field("cwd", str, None, "Folder to run in, relative to steps.yaml (or absolute)."),
     Field("env", ENV, {}, "Variables for the process; ${NAME} expands, $${ escapes."),
     Field("needs", tuple[str, ...], (), "Steps, services or other processes started first."),
@@ -251,14 +254,18 @@ def _default_text(field: Field) -> str:
     return f"`{value}`"
 
 
-def markdown_table(fields: Iterable[Field], fingerprint_column: bool = False) -> str:
-    """The README's table of ``fields`` (the text between its ``<!-- keys: ... -->``
-    markers)."""
-    head = ["key", "type", "default"] + (["fingerprinted"] if fingerprint_column else []) \
-        + ["what it does"]
+def markdown_table(fields: Iterable[Field], fingerprint_column: bool = False,
+                   kinds: Mapping[str, Iterable[Field]] | None = None) -> str:
+    """The README's table of ``fields`` (between its ``<!-- fields:NAME -->`` markers),
+    or of each kind's options when ``kinds`` (kind name -> options) is given."""
+    rows_of: list[tuple[str, Field]] = [("", f) for f in fields] if kinds is None else \
+        [(f"`{k}`", f) for k, options in kinds.items() for f in options]
+    head = (["kind"] if kinds is not None else []) + ["key", "type", "default"] \
+        + (["fingerprinted"] if fingerprint_column else []) + ["what it does"]
     rows = [head, ["---"] * len(head)]
-    for f in fields:
-        row = [f"`{f.name}`", type_name(f.type), _default_text(f)]
+    for kind, f in rows_of:
+        row = ([kind] if kinds is not None else []) + [f"`{f.name}`", type_name(f.type),
+                                                       _default_text(f)]
         if fingerprint_column:
             row.append("yes" if f.fingerprint else "no")
         rows.append([*row, f.description])
