@@ -5,7 +5,9 @@ and the README's tables. Adding a key means adding its Field and using its value
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
+import sys
 import textwrap
 from collections.abc import Mapping
 from pathlib import Path
@@ -19,6 +21,7 @@ from devenv.errors import ConfigError
 from devenv.fields import Field
 from devenv.kinds import KINDS, StepContext
 from devenv.schema import Command, ProcessSpec, Project, StepSpec
+from tests.test_config_schema import MINIMAL
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -244,3 +247,25 @@ def test_the_readmes_tables_are_the_declarations(name: str) -> None:
     expected = TABLES[name]()
     assert m.group(1) == expected, "replace the README's table with:\n" + textwrap.indent(
         expected, "    ")
+
+
+# sql's file: and files: are two spellings of one thing: with file: given, files: is not
+# its default in the payload
+DERIVED = {("sql", "files")}
+
+
+@pytest.mark.parametrize("kind_name", sorted(set(KINDS) - {"shell"}))
+def test_a_kind_uses_the_defaults_its_options_declare(tmp_path: Path, kind_name: str) -> None:
+    """What a kind's script gets for an option left out is the declared default (the docs
+    table shows it), so the two cannot drift apart."""
+    kind = KINDS[kind_name]
+    project = load(tmp_path, {"steps": {"s": MINIMAL[kind_name]}})
+    step = project.steps["s"]
+    argv = kind.command(step, StepContext(tmp_path, tmp_path, {}, sys.executable))
+    sent = json.loads(argv[-1])
+    checked = [o for o in kind.options if o.name not in step.options and not o.required
+               and o.default is not None and (kind_name, o.name) not in DERIVED]
+    for option in checked:
+        assert sent[option.name] == json.loads(json.dumps(option.default)), (kind_name,
+                                                                        option.name)
+    assert checked or kind_name == "sql"
