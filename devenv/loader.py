@@ -1,7 +1,10 @@
 """The one loader for steps.yaml and services/*.yaml.
 
 YAML is composed into nodes that keep their line numbers, then validated key by key into
-the frozen records of :mod:`devenv.schema`. Every mistake becomes a :class:`ConfigError`
+the frozen records of :mod:`devenv.schema`. Which keys a section takes, and the type and
+default of each, is declared once in :mod:`devenv.fields`: steps and processes are read
+field by field from those tables (one reader per type, ``_READERS``); the other sections
+take their keys from them and read their values by hand, as each has rules of its own. Every mistake becomes a :class:`ConfigError`
 naming file, line, key path and what to do; nothing else escapes :func:`load`.
 """
 
@@ -465,7 +468,7 @@ def load_text(text: str, root: Path, path: Path | None = None,
     processes = _processes(top.get("processes"), tuple(profiles))
     database = _database(top.get("database"), services)
 
-    cache_keep = 5
+    cache_keep: int = find(CACHE_FIELDS, "keep").default
     cache_remote: str | None = None
     cache_sign_key: str | None = None
     cache_trust: tuple[str, ...] = ()
@@ -483,7 +486,7 @@ def load_text(text: str, root: Path, path: Path | None = None,
         if "trust" in cache:
             cache_trust = tuple(str(root / t) for t in _str_list(cache["trust"]))
 
-    up_rebuild = "rebuild"
+    up_rebuild: str = find(UP_FIELDS, "rebuild").default
     if "up" in top:
         up = _mapping(top["up"], UP_KEYS)
         if "rebuild" in up:
@@ -617,7 +620,7 @@ def _service(name: str, node: Node) -> ServiceSpec:
             if not target.startswith("/"):
                 raise _err(vnode, f"expected an absolute path in the container, got '{target}'")
             volumes[vkey] = target
-    backend = _str(m["backend"]) if "backend" in m else "auto"
+    backend = _str(m["backend"]) if "backend" in m else find(SERVICE_FIELDS, "backend").default
     if backend not in BACKENDS:
         raise _err(m["backend"], f"unknown backend '{backend}'{did_you_mean(backend, BACKENDS)}"
                                  f"; one of: {', '.join(BACKENDS)}")
@@ -754,7 +757,7 @@ def _database(node: Node | None, services: Mapping[str, ServiceSpec]) -> Databas
     if not IDENT_RE.match(dbname):
         raise _err(m["name"], f"invalid database name '{dbname}': use letters, digits and _ "
                               "(at most 40, not starting with a digit)")
-    schemas: tuple[str, ...] = ("public",)
+    schemas: tuple[str, ...] = find(DATABASE_FIELDS, "schemas").default
     if "schemas" in m:
         schemas = _str_list(m["schemas"])
         for i, s in enumerate(schemas):
@@ -770,13 +773,13 @@ def _database(node: Node | None, services: Mapping[str, ServiceSpec]) -> Databas
 
 
 def _profiles(node: Node, known: tuple[str, ...]) -> tuple[str, ...]:
-    names = _str_list(node)
-    for i, p in enumerate(names):
+    listed = _str_list(node)
+    for i, p in enumerate(listed):
         if p not in known:
             item = node.value[i]
             raise _err(item, f"unknown profile '{p}'{did_you_mean(p, known)}; known profiles: "
                              f"{', '.join(known)} (declare more under top-level profiles:)")
-    return names
+    return listed
 
 
 def _steps(node: Node | None, profiles: tuple[str, ...], doc: Node) -> list[StepSpec]:
@@ -788,7 +791,7 @@ def _steps(node: Node | None, profiles: tuple[str, ...], doc: Node) -> list[Step
     for key, child in _mapping(node, None, "a mapping of step name: definition").items():
         _name(child, key, "step")
         raw = _mapping(child, None)
-        kind_name = _str(raw["kind"]) if "kind" in raw else str(find(STEP_FIELDS, "kind").default)
+        kind_name = _str(raw["kind"]) if "kind" in raw else find(STEP_FIELDS, "kind").default
         kind = KINDS.get(kind_name)
         if kind is None:
             raise _err(raw["kind"], f"unknown kind '{kind_name}'"
@@ -886,11 +889,11 @@ def _choice(node: Node, values: tuple[str, ...]) -> str:
 
 
 def _search_path(node: Node) -> tuple[str, ...]:
-    names = _str_list(node)
-    for i, s in enumerate(names):
+    schemas = _str_list(node)
+    for i, s in enumerate(schemas):
         if not IDENT_RE.match(s) and s != "$user":
             raise _err(node.value[i], f"invalid schema name '{s}': use letters, digits and _")
-    return names
+    return schemas
 
 
 # The reader of each type a field may have (devenv.fields); PROFILES, PROCESS_READY and

@@ -97,6 +97,18 @@ def test_the_defaults_are_what_the_loader_gives(tmp_path: Path) -> None:
     assert step.env is not fields.find(fields.STEP_FIELDS, "env").default
 
 
+def test_the_other_sections_defaults_are_what_the_loader_gives(tmp_path: Path) -> None:
+    project = load(tmp_path, {"steps": {"s": {"run": "true"}},
+                              "services": {"db": {"image": "postgres:15"}},
+                              "database": {"service": "db", "name": "d"}})
+    assert project.cache_keep == fields.find(fields.CACHE_FIELDS, "keep").default == 5
+    assert project.up_rebuild == fields.find(fields.UP_FIELDS, "rebuild").default
+    assert project.services["db"].backend == fields.find(fields.SERVICE_FIELDS,
+                                                         "backend").default
+    assert project.database is not None
+    assert project.database.schemas == fields.find(fields.DATABASE_FIELDS, "schemas").default
+
+
 def test_the_definition_is_the_fingerprinted_fields_and_the_options(tmp_path: Path) -> None:
     project = load(tmp_path, {"steps": {
         "s": {"run": "true"},
