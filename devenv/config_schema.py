@@ -86,10 +86,9 @@ _SHAPES: dict[Any, dict[str, Any]] = {
 
 # Hover text for editors, by key name (the first section's words where two sections share
 # a name); every key named here is one the loader accepts (a test checks).
-DESCRIPTIONS: dict[str, str] = {}
-for _section in fields.SECTIONS.values():
-    for _f in _section:
-        DESCRIPTIONS.setdefault(_f.name, _f.description)
+DESCRIPTIONS: dict[str, str] = {
+    f.name: f.description for table in reversed(list(fields.SECTIONS.values()))
+    for f in reversed(table)}
 
 
 def _field_schema(field: fields.Field) -> dict[str, Any]:

@@ -20,7 +20,14 @@ A type is a python type where that says it all: ``str``, ``bool``, ``int`` (a wh
 number, 0 or more), ``float`` (a number greater than 0), ``tuple[str, ...]`` (a list of
 strings), ``dict`` (a mapping), ``object`` (any value) and ``Literal[...]`` (one of some
 words). A value with rules of its own (a command, an environment mapping, schema names...)
-has a :class:`Shape`, named below; the loader has one reader per type or shape.
+has a :class:`Shape`, named below. The loader has a reader for each type a step, a process
+or a kind option may have; the shapes only services and the top level have are read by
+hand there.
+
+Adding a step key: its Field here, the field of the same name on
+:class:`devenv.schema.StepSpec`, and the code that uses it; tests/test_fields.py checks
+that nothing else is needed and names the README table to paste. A kind option: its Field
+in the kind's ``options``, and its use.
 
 This module imports nothing of devenv: :mod:`devenv.schema` builds on it.
 """
@@ -74,6 +81,10 @@ class Field:
     required: bool = False
     fingerprint: bool = False
     unordered: bool = False
+    #: hashed only when set to something other than its default: a fingerprinted key added
+    #: later must set this, or every step of every project would rebuild after an upgrade
+    #: (the keys hashed since the start are hashed always; tests pin those fingerprints)
+    omit_default: bool = False
     #: the JSON Schema of the value, where the type says too little (a kind's nested spec)
     schema: Mapping[str, Any] | None = None
 

@@ -167,7 +167,10 @@ class StepSpec:
         """
         out: dict[str, Any] = {}
         for f in fingerprinted(STEP_FIELDS):
-            value = _plain(getattr(self, f.name))
+            value = getattr(self, f.name)
+            if f.omit_default and value == f.default:
+                continue
+            value = _plain(value)
             out[f.name] = sorted(value) if f.unordered else value
         out[STEP_OPTIONS] = _plain(self.options)
         return out

@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from devenv import config_schema, fields, fingerprint, loader
+from devenv import schema as records
 from devenv.errors import ConfigError
 from devenv.fields import Field
 from devenv.kinds import KINDS, StepContext
@@ -165,6 +166,22 @@ def test_an_unordered_key_ignores_the_order(tmp_path: Path) -> None:
                                                                      ["v", "u"])
     assert _definition(tmp_path, "inputs", ["a", "b"]) != _definition(tmp_path, "inputs",
                                                                       ["b", "a"])
+
+
+def test_a_fingerprinted_key_added_later_leaves_old_fingerprints_alone(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """As if ``description`` were a new fingerprinted key (omit_default): a step without
+    it keeps its fingerprint, one with it gets a new one."""
+    plain = _definition(tmp_path, "run", "true")
+    added = tuple(dataclasses.replace(f, fingerprint=True, omit_default=True)
+                  if f.name == "description" else f for f in fields.STEP_FIELDS)
+    monkeypatch.setattr(records, "STEP_FIELDS", added)
+    assert _definition(tmp_path, "run", "true") == plain
+    described = _definition(tmp_path, "description", "seeds")
+    assert set(described) == set(plain) | {"description"}
+    monkeypatch.setattr(records, "STEP_FIELDS", tuple(
+        dataclasses.replace(f, omit_default=False) for f in added))
+    assert set(_definition(tmp_path, "run", "true")) == set(plain) | {"description"}
 
 
 def _object_keys(schema: Mapping[str, Any]) -> tuple[set[str], list[str]]:
