@@ -1,7 +1,10 @@
 """The one loader for steps.yaml and services/*.yaml.
 
 YAML is composed into nodes that keep their line numbers, then validated key by key into
-the frozen records of :mod:`devenv.schema`. Every mistake becomes a :class:`ConfigError`
+the frozen records of :mod:`devenv.schema`. Which keys a section takes, and the type and
+default of each, is declared once in :mod:`devenv.fields`: steps and processes are read
+field by field from those tables (one reader per type, ``_READERS``); the other sections
+take their keys from them and read their values by hand, as each has rules of its own. Every mistake becomes a :class:`ConfigError`
 naming file, line, key path and what to do; nothing else escapes :func:`load`.
 """
 
@@ -18,6 +21,25 @@ import yaml
 
 from devenv import graph
 from devenv.errors import ConfigError, did_you_mean
+from devenv.fields import (
+    CACHE_FIELDS,
+    COMMAND,
+    DATABASE_FIELDS,
+    ENV,
+    KIND,
+    PROCESS_FIELDS,
+    PROCESS_READY,
+    PROFILES,
+    SEARCH_PATH,
+    SERVICE_FIELDS,
+    STEP_FIELDS,
+    TOP_FIELDS,
+    UP_FIELDS,
+    Field,
+    choices,
+    find,
+    names,
+)
 from devenv.kinds import KINDS, OptionError
 from devenv.runner import find_python, python_not_found
 from devenv.schema import (
@@ -46,24 +68,22 @@ PROJECT_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
 IDENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,39}$")
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
-TOP_KEYS = ("version", "name", "services", "database", "env", "steps", "processes",
-            "profiles", "cache", "up")
-SERVICE_KEYS = ("image", "env", "ports", "healthcheck", "volumes", "command", "backend",
-                "build", "url", "needs", "ready", "ready_timeout")
+# The keys of each section, in the order an unknown key's hint lists them: declared, with
+# their types and defaults, in devenv.fields.
+TOP_KEYS = names(TOP_FIELDS)
+SERVICE_KEYS = names(SERVICE_FIELDS)
 BUILD_KEYS = ("context", "dockerfile", "args", "network")
 SERVICE_READY_KEYS = ("tcp", "http", "cmd", "port", "status")
 # services: {from: compose.yaml} takes the services of a compose file (devenv.compose)
 SERVICES_FROM = "from"
-DATABASE_KEYS = ("service", "name", "schemas", "user", "password")
-STEP_KEYS = ("run", "kind", "cwd", "env", "search_path", "needs", "inputs", "profiles",
-             "timeout", "checkpoint", "python", "description", "rerun")
-PROCESS_KEYS = ("run", "cwd", "env", "needs", "ready", "ready_timeout", "profiles",
-                "search_path", "reconnects", "image")
-CACHE_KEYS = ("keep", "remote", "sign_key", "trust")
-UP_KEYS = ("rebuild",)
-RERUN_VALUES = ("incremental", "rebuild")
-UP_REBUILD_VALUES = ("rebuild", "stop")
-BACKENDS = ("auto", "docker", "native", "external")
+DATABASE_KEYS = names(DATABASE_FIELDS)
+STEP_KEYS = names(STEP_FIELDS)
+PROCESS_KEYS = names(PROCESS_FIELDS)
+CACHE_KEYS = names(CACHE_FIELDS)
+UP_KEYS = names(UP_FIELDS)
+RERUN_VALUES: tuple[str, ...] = choices(find(STEP_FIELDS, "rerun").type)
+UP_REBUILD_VALUES: tuple[str, ...] = choices(find(UP_FIELDS, "rebuild").type)
+BACKENDS: tuple[str, ...] = choices(find(SERVICE_FIELDS, "backend").type)
 
 
 # --------------------------------------------------------------------------- nodes
@@ -314,25 +334,39 @@ def _name(node: Node, key: str, what: str) -> str:
     return key
 
 
-def _option(node: Node, typ: str) -> Any:
-    readers: dict[str, Callable[[Node], Any]] = {
-        "str": _str,
-        "str_list": _str_list,
-        "number": _number,
-        "bool": _bool,
-        "mapping": lambda n: _plain(_mapping(n, None)),
-        "any": lambda n: _plain(n),
-    }
-    if typ == "int":
-        value = node.value
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise _err(node, f"expected a whole number, got {_describe(value)}")
-        return value
-    if typ == "str_or_list":
-        if isinstance(node.value, list):
-            return _str_list(node)
-        return _str(node)
-    return readers[typ](node)
+def _whole(node: Node) -> int:
+    value = node.value
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise _err(node, f"expected a whole number, got {_describe(value)}")
+    return value
+
+
+def _read_field(field: Field, node: Node, profiles: tuple[str, ...]) -> Any:
+    """The value of ``field`` as its type (devenv.fields) says; ``profiles``: the known
+    ones, which a ``profiles:`` key must name."""
+    if field.type is PROFILES:
+        return _profiles(node, profiles)
+    if field.type is PROCESS_READY:
+        return _ready(node)
+    words = choices(field.type)
+    if words:
+        return _choice(node, words)
+    return _READERS[field.type](node)
+
+
+def _read_fields(fields: tuple[Field, ...], given: Mapping[str, Node],
+                 profiles: tuple[str, ...], first: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Every field of ``fields``: read from ``given``, else its default. ``first`` are read
+    before the rest (in table order), so that of several mistakes the same is named as
+    before the table existed."""
+    out: dict[str, Any] = {}
+    for f in sorted(fields, key=lambda f: f.name not in first):
+        if f.name in given:
+            out[f.name] = _read_field(f, given[f.name], profiles)
+        else:
+            # a fresh mapping each time: records must not share one
+            out[f.name] = dict(f.default) if isinstance(f.default, dict) else f.default
+    return out
 
 
 def _plain(value: Any) -> Any:
@@ -437,14 +471,14 @@ def load_text(text: str, root: Path, path: Path | None = None,
     processes = _processes(top.get("processes"), tuple(profiles))
     database = _database(top.get("database"), services)
 
-    cache_keep = 5
+    cache_keep: int = find(CACHE_FIELDS, "keep").default
     cache_remote: str | None = None
     cache_sign_key: str | None = None
     cache_trust: tuple[str, ...] = ()
     if "cache" in top:
         cache = _mapping(top["cache"], CACHE_KEYS)
         if "keep" in cache:
-            cache_keep = int(_option(cache["keep"], "int"))
+            cache_keep = _whole(cache["keep"])
         if "remote" in cache:
             cache_remote = _str(cache["remote"])
             if not cache_remote.startswith("oci://") or "/" not in cache_remote[6:]:
@@ -455,7 +489,7 @@ def load_text(text: str, root: Path, path: Path | None = None,
         if "trust" in cache:
             cache_trust = tuple(str(root / t) for t in _str_list(cache["trust"]))
 
-    up_rebuild = "rebuild"
+    up_rebuild: str = find(UP_FIELDS, "rebuild").default
     if "up" in top:
         up = _mapping(top["up"], UP_KEYS)
         if "rebuild" in up:
@@ -590,7 +624,7 @@ def _service(name: str, node: Node) -> ServiceSpec:
             if not target.startswith("/"):
                 raise _err(vnode, f"expected an absolute path in the container, got '{target}'")
             volumes[vkey] = target
-    backend = _str(m["backend"]) if "backend" in m else "auto"
+    backend = _str(m["backend"]) if "backend" in m else find(SERVICE_FIELDS, "backend").default
     if backend not in BACKENDS:
         raise _err(m["backend"], f"unknown backend '{backend}'{did_you_mean(backend, BACKENDS)}"
                                  f"; one of: {', '.join(BACKENDS)}")
@@ -727,7 +761,7 @@ def _database(node: Node | None, services: Mapping[str, ServiceSpec]) -> Databas
     if not IDENT_RE.match(dbname):
         raise _err(m["name"], f"invalid database name '{dbname}': use letters, digits and _ "
                               "(at most 40, not starting with a digit)")
-    schemas: tuple[str, ...] = ("public",)
+    schemas: tuple[str, ...] = find(DATABASE_FIELDS, "schemas").default
     if "schemas" in m:
         schemas = _str_list(m["schemas"])
         for i, s in enumerate(schemas):
@@ -743,13 +777,13 @@ def _database(node: Node | None, services: Mapping[str, ServiceSpec]) -> Databas
 
 
 def _profiles(node: Node, known: tuple[str, ...]) -> tuple[str, ...]:
-    names = _str_list(node)
-    for i, p in enumerate(names):
+    listed = _str_list(node)
+    for i, p in enumerate(listed):
         if p not in known:
             item = node.value[i]
             raise _err(item, f"unknown profile '{p}'{did_you_mean(p, known)}; known profiles: "
                              f"{', '.join(known)} (declare more under top-level profiles:)")
-    return names
+    return listed
 
 
 def _steps(node: Node | None, profiles: tuple[str, ...], doc: Node) -> list[StepSpec]:
@@ -760,14 +794,12 @@ def _steps(node: Node | None, profiles: tuple[str, ...], doc: Node) -> list[Step
     for key, child in _mapping(node, None, "a mapping of step name: definition").items():
         _name(child, key, "step")
         raw = _mapping(child, None)
-        kind_name = _str(raw["kind"]) if "kind" in raw else "shell"
+        kind_name = _str(raw["kind"]) if "kind" in raw else find(STEP_FIELDS, "kind").default
         kind = KINDS.get(kind_name)
         if kind is None:
             raise _err(raw["kind"], f"unknown kind '{kind_name}'"
                        f"{did_you_mean(kind_name, KINDS) or '; one of: ' + ', '.join(KINDS)}")
-        option_types = {k.rstrip("!"): t for k, t in kind.options.items()}
-        allowed = STEP_KEYS + tuple(option_types)
-        _mapping(child, allowed)
+        _mapping(child, STEP_KEYS + names(kind.options))
         if kind.uses_run and "run" not in raw:
             raise _err(child, "missing 'run' (a shell string or an argv list), or a 'kind:' "
                               f"({', '.join(k for k in KINDS if k != 'shell')})")
@@ -783,12 +815,11 @@ def _steps(node: Node | None, profiles: tuple[str, ...], doc: Node) -> list[Step
                        "have no effect; remove it")
             raise _err(raw["python"], why)
         options: dict[str, Any] = {}
-        for okey, otype in kind.options.items():
-            bare = okey.rstrip("!")
-            if bare in raw:
-                options[bare] = _option(raw[bare], otype.rstrip("!"))
-            elif okey.endswith("!"):
-                raise _err(child, f"missing '{bare}' (required by kind {kind_name})")
+        for option in kind.options:
+            if option.name in raw:
+                options[option.name] = _read_field(option, raw[option.name], profiles)
+            elif option.required:
+                raise _err(child, f"missing '{option.name}' (required by kind {kind_name})")
         try:
             kind.validate(options)
         except OptionError as exc:
@@ -797,30 +828,20 @@ def _steps(node: Node | None, profiles: tuple[str, ...], doc: Node) -> list[Step
                 raise _err(_descend(target, exc.path), exc.message,
                            f"{target.path}.{exc.path}") from None
             raise _err(target, exc.message) from None
-        env, env_lines = _env_map(raw["env"]) if "env" in raw else ({}, {})
-        needs = _str_list(raw["needs"]) if "needs" in raw else ()
+        # env and needs first: their mistakes were always named before the others'
+        values = _read_fields(STEP_FIELDS, raw, profiles, first=("env", "needs"))
+        env_lines = {f"env.{k}": v.key_line or v.line for k, v in raw["env"].value.items()} \
+            if "env" in raw else {}
         step = StepSpec(
             name=key,
-            kind=kind_name,
-            run=_command(raw["run"]) if "run" in raw else None,
-            cwd=_str(raw["cwd"]) if "cwd" in raw else None,
-            env=env,
-            search_path=_search_path(raw["search_path"]) if "search_path" in raw else (),
-            needs=needs,
-            inputs=_str_list(raw["inputs"]) if "inputs" in raw else (),
-            profiles=_profiles(raw["profiles"], profiles) if "profiles" in raw else (),
-            timeout=_number(raw["timeout"]) if "timeout" in raw else None,
-            checkpoint=_bool(raw["checkpoint"]) if "checkpoint" in raw else False,
-            python=_str(raw["python"]) if "python" in raw else None,
             options=options,
             loc=Location(child.file, child.key_line or child.line),
-            description=_str(raw["description"]) if "description" in raw else None,
-            rerun=_choice(raw["rerun"], RERUN_VALUES) if "rerun" in raw else None,
             key_lines={k: v.key_line or v.line for k, v in raw.items()}
-            | {f"env.{k}": v for k, v in env_lines.items()}
+            | env_lines
             | _item_lines(raw, "needs")
             | {k: v for o in options if isinstance(raw[o].value, dict)
                for k, v in _nested_lines(raw[o], o).items()},
+            **values,
         )
         if not step.inputs:
             step = _with_inputs(step, kind.default_inputs(step))
@@ -869,11 +890,28 @@ def _choice(node: Node, values: tuple[str, ...]) -> str:
 
 
 def _search_path(node: Node) -> tuple[str, ...]:
-    names = _str_list(node)
-    for i, s in enumerate(names):
+    schemas = _str_list(node)
+    for i, s in enumerate(schemas):
         if not IDENT_RE.match(s) and s != "$user":
             raise _err(node.value[i], f"invalid schema name '{s}': use letters, digits and _")
-    return names
+    return schemas
+
+
+# The reader of each type a field may have (devenv.fields); PROFILES, PROCESS_READY and
+# Literal[...] choices are read by _read_field, as they need more than the node.
+_READERS: dict[Any, Callable[[Node], Any]] = {
+    str: _str,
+    tuple[str, ...]: _str_list,
+    float: _number,
+    int: _whole,
+    bool: _bool,
+    dict: lambda n: _plain(_mapping(n, None)),
+    object: _plain,
+    COMMAND: _command,
+    ENV: lambda n: _env_map(n)[0],
+    SEARCH_PATH: _search_path,
+    KIND: _str,
+}
 
 
 def _processes(node: Node | None, profiles: tuple[str, ...]) -> list[ProcessSpec]:
@@ -885,22 +923,11 @@ def _processes(node: Node | None, profiles: tuple[str, ...]) -> list[ProcessSpec
         m = _mapping(child, PROCESS_KEYS)
         if "run" not in m:
             raise _err(child, "missing 'run' (the command that starts the process)")
-        ready, ready_status = _ready(m["ready"]) if "ready" in m else (None, ())
-        out.append(ProcessSpec(
-            name=key,
-            run=_command(m["run"]),
-            cwd=_str(m["cwd"]) if "cwd" in m else None,
-            env=_env_map(m["env"])[0] if "env" in m else {},
-            needs=_str_list(m["needs"]) if "needs" in m else (),
-            ready=ready,
-            ready_timeout=_number(m["ready_timeout"]) if "ready_timeout" in m else 60.0,
-            profiles=_profiles(m["profiles"], profiles) if "profiles" in m else (),
-            loc=Location(child.file, child.key_line or child.line),
-            search_path=_search_path(m["search_path"]) if "search_path" in m else (),
-            reconnects=_bool(m["reconnects"]) if "reconnects" in m else False,
-            ready_status=ready_status,
-            image=_str(m["image"]) if "image" in m else None,
-        ))
+        # ready first: its mistakes were always named before the others'
+        values = _read_fields(PROCESS_FIELDS, m, profiles, first=("ready",))
+        values["ready"], values["ready_status"] = values["ready"] or (None, ())
+        out.append(ProcessSpec(name=key, loc=Location(child.file, child.key_line or child.line),
+                               **values))
     return out
 
 

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from devenv.fields import STEP_FIELDS, STEP_OPTIONS, fingerprinted
+
 DEFAULT_PROFILES = ("local", "ci")
 
 Command = str | tuple[str, ...]
@@ -157,22 +159,21 @@ class StepSpec:
         return not self.profiles or profile in self.profiles
 
     def definition(self) -> dict[str, Any]:
-        """The parts of the step that decide its result (hashed into its fingerprint).
+        """The parts of the step that decide its result (hashed into its fingerprint): its
+        fingerprinted fields (devenv.fields.STEP_FIELDS) and its kind's options.
 
-        ``timeout``, ``profiles``, ``checkpoint`` and ``description`` are left out: changing
-        them does not change what the step does to the database.
+        ``timeout``, ``profiles``, ``checkpoint``, ``description`` and ``rerun`` are left
+        out: changing them does not change what the step does to the database.
         """
-        return {
-            "kind": self.kind,
-            "run": self.run if isinstance(self.run, str) or self.run is None else list(self.run),
-            "cwd": self.cwd,
-            "env": dict(sorted(self.env.items())),
-            "search_path": list(self.search_path),
-            "needs": sorted(self.needs),
-            "inputs": list(self.inputs),
-            "python": self.python,
-            "options": _plain(self.options),
-        }
+        out: dict[str, Any] = {}
+        for f in fingerprinted(STEP_FIELDS):
+            value = getattr(self, f.name)
+            if f.omit_default and value == f.default:
+                continue
+            value = _plain(value)
+            out[f.name] = sorted(value) if f.unordered else value
+        out[STEP_OPTIONS] = _plain(self.options)
+        return out
 
 
 @dataclass(frozen=True)

@@ -29,8 +29,9 @@ MINIMAL: dict[str, dict[str, Any]] = {
     "faker": {"kind": "faker", "tables": {"t": {"rows": 1, "columns": {"n": "name"}}}},
     "python": {"kind": "python", "call": "seeds.people:fill"},
 }
-SAMPLE = {"str": "x.ini", "str_list": ["a"], "number": 5, "int": 1, "bool": True,
-          "mapping": {}, "any": "x", "str_or_list": "x"}
+# A value the loader takes, per option type (devenv.fields)
+SAMPLE: dict[Any, Any] = {str: "x.ini", tuple[str, ...]: ["a"], float: 5, int: 1, bool: True,
+                          dict: {}, object: "x"}
 
 
 @functools.cache
@@ -54,11 +55,11 @@ def loader_refuses_key(doc: dict[str, Any], key: str) -> bool:
     return False
 
 
-def all_option_keys() -> dict[str, str]:
-    out: dict[str, str] = {}
+def all_option_keys() -> dict[str, Any]:
+    out: dict[str, Any] = {}
     for kind in KINDS.values():
-        for k, t in kind.options.items():
-            out.setdefault(k.rstrip("!"), t.rstrip("!"))
+        for option in kind.options:
+            out.setdefault(option.name, option.type)
     return out
 
 
@@ -71,7 +72,7 @@ def test_step_keys_match_the_loader(kind: str) -> None:
     """For every key any kind knows (and a made-up one): the loader accepts it on this
     kind exactly when the schema lists it."""
     schema_keys = set(validator().schema["$defs"][f"step-{kind}"]["properties"])
-    candidates = {**{k: SAMPLE["str"] for k in loader.STEP_KEYS}, **{
+    candidates = {**{k: SAMPLE[str] for k in loader.STEP_KEYS}, **{
         k: SAMPLE[t] for k, t in all_option_keys().items()}, "not_a_key": "x"}
     candidates.update({"needs": [], "inputs": ["a"], "search_path": ["public"],
                        "profiles": ["local"], "timeout": 5, "checkpoint": True, "env": {},

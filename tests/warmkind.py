@@ -13,6 +13,7 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
+from devenv.fields import Field
 from devenv.kinds import KINDS, StepContext
 from devenv.schema import Command, StepSpec
 
@@ -46,8 +47,8 @@ sys.exit(opts.get("rc", 0))
 
 class WarmTestKind:
     name = "warmtest"
-    options: Mapping[str, str] = {"setup": "number", "work": "number", "rc": "int",
-                                  "fail_setup": "bool", "connect": "bool"}
+    options: tuple[Field, ...] = (Field("setup", float), Field("work", float), Field("rc", int),
+                                  Field("fail_setup", bool), Field("connect", bool))
     uses_run = False
     uses_python = False
     warm_start = True

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from devenv.fields import Field
 from devenv.schema import Command, StepSpec
 
 
@@ -40,9 +41,9 @@ class StepKind(Protocol):
     """The interface of a step kind module."""
 
     name: str
-    #: option key -> type: "str", "str_list", "int", "number", "bool", "mapping", "any";
-    #: a trailing "!" marks a required option.
-    options: Mapping[str, str]
+    #: the kind's own keys, beside the step keys (devenv.fields.STEP_FIELDS); the loader
+    #: reads them by type and puts the ones given in ``StepSpec.options``.
+    options: tuple[Field, ...]
     #: True: the step needs ``run``; False: ``run`` is not allowed.
     uses_run: bool
     #: True: the command runs in the app's interpreter, which ``python:`` chooses; False:

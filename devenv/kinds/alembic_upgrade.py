@@ -7,6 +7,7 @@ import posixpath
 from collections.abc import Mapping
 from typing import Any
 
+from devenv.fields import Field
 from devenv.kinds import OptionError, StepContext
 from devenv.kinds.base import expand, payload, script, under_cwd
 from devenv.schema import Command, StepSpec
@@ -21,11 +22,14 @@ def config_path(options: Mapping[str, Any]) -> str:
 
 class AlembicKind:
     name = "alembic"
-    options: Mapping[str, str] = {
-        "config": "str",
-        "target": "str",
-        "flask_app": "str",
-    }
+    options: tuple[Field, ...] = (
+        Field("config", str, None, "The alembic .ini file, relative to cwd: (default: "
+                                   "migrations/alembic.ini with flask_app:, else alembic.ini)."),
+        Field("target", str, "head", "The revision to upgrade to (head, heads, a revision id "
+                                     "or branch@head)."),
+        Field("flask_app", str, None, "A Flask-Migrate app, as flask --app takes it: its "
+                                      "config gives the database and migrations/."),
+    )
     uses_run = False
     uses_python = True
     warm_start = True  # loads the app (and alembic) before its turn

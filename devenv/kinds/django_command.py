@@ -7,9 +7,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from devenv.fields import Field
 from devenv.kinds import OptionError, StepContext
 from devenv.kinds.base import expand, payload, script, under_cwd
-from devenv.kinds.django_migrate import _MODULE
+from devenv.kinds.django_migrate import _MODULE, MANAGE, SETTINGS
 from devenv.schema import Command, StepSpec
 
 
@@ -19,12 +20,12 @@ class DjangoCommandKind:
     #: (DEVENV_WARM_FD).
     warm_start = True
     incremental = False
-    options: Mapping[str, str] = {
-        "command!": "str",
-        "args": "str_list",
-        "settings": "str",
-        "manage": "str",
-    }
+    options: tuple[Field, ...] = (
+        Field("command", str, None, "The management command's name.", required=True),
+        Field("args", tuple[str, ...], (), "Its arguments."),
+        SETTINGS,
+        MANAGE,
+    )
     uses_run = False
     uses_python = True
 

@@ -6,9 +6,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from devenv.fields import Field
 from devenv.kinds import OptionError, StepContext
 from devenv.kinds.base import expand, payload, script, under_cwd
-from devenv.kinds.django_migrate import _MODULE
+from devenv.kinds.django_migrate import _MODULE, MANAGE, SETTINGS
 from devenv.schema import Command, StepSpec
 
 
@@ -17,11 +18,12 @@ class DjangoLoaddataKind:
     #: The script sets Django up, then waits for its turn (DEVENV_WARM_FD).
     warm_start = True
     incremental = False
-    options: Mapping[str, str] = {
-        "fixtures!": "str_list",
-        "settings": "str",
-        "manage": "str",
-    }
+    options: tuple[Field, ...] = (
+        Field("fixtures", tuple[str, ...], (), "Fixture files or names, loaded in this order.",
+              required=True),
+        SETTINGS,
+        MANAGE,
+    )
     uses_run = False
     uses_python = True
 

@@ -12,6 +12,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from devenv.fields import Field
 from devenv.kinds import OptionError, StepContext
 from devenv.kinds.base import expand, payload, script, under_cwd
 from devenv.schema import Command, StepSpec
@@ -19,18 +20,24 @@ from devenv.schema import Command, StepSpec
 _MODULE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 _LABEL = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
+# the options every Django kind takes
+SETTINGS = Field("settings", str, None, "The settings module (default: "
+                                        "DJANGO_SETTINGS_MODULE, else the one manage.py sets).")
+MANAGE = Field("manage", str, "manage.py", "The project's manage.py, relative to cwd:.")
+
 
 class DjangoMigrateKind:
     name = "django-migrate"
     #: The script sets Django up, then waits for its turn (DEVENV_WARM_FD).
     warm_start = True
     incremental = True
-    options: Mapping[str, str] = {
-        "settings": "str",
-        "manage": "str",
-        "apps": "str_list",
-        "compare_types": "bool",
-    }
+    options: tuple[Field, ...] = (
+        SETTINGS,
+        MANAGE,
+        Field("apps", tuple[str, ...], (), "App labels to migrate; omitted: every app."),
+        Field("compare_types", bool, True, "A table another app made counts as the "
+                                           "migration's only when its column types match too."),
+    )
     uses_run = False
     uses_python = True
 

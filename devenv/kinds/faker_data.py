@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
+from devenv.fields import Field
 from devenv.kinds import OptionError, StepContext
 from devenv.kinds.base import key_line, payload
 from devenv.schema import Command, StepSpec
@@ -217,12 +218,17 @@ def check_providers(tables: list[TableSpec], locale: str) -> None:
 
 class FakerKind:
     name = "faker"
-    options: Mapping[str, str] = {
-        "seed": "int",
-        "locale": "str",
-        "tables!": "mapping",
-        "truncate": "bool",
-    }
+    options: tuple[Field, ...] = (
+        Field("seed", int, 0, "The same seed makes the same rows."),
+        Field("locale", str, "en_US", "The Faker locale."),
+        Field("tables", dict, {}, "table (schema.table) -> rows: and columns:", required=True,
+              schema={"type": "object", "additionalProperties": {
+                  "type": "object", "required": list(TABLE_KEYS),
+                  "properties": {"rows": {"type": "integer", "minimum": 0},
+                                 "columns": {"type": "object"}},
+                  "additionalProperties": False}}),
+        Field("truncate", bool, False, "Empty the tables first."),
+    )
     uses_run = False
     uses_python = False
     warm_start = False

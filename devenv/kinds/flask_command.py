@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from devenv.fields import Field
 from devenv.kinds import OptionError, StepContext
 from devenv.kinds.base import expand, payload, script
 from devenv.schema import Command, StepSpec
@@ -18,11 +19,12 @@ class FlaskCommandKind:
     #: (DEVENV_WARM_FD).
     warm_start = True
     incremental = False
-    options: Mapping[str, str] = {
-        "flask_app!": "str",
-        "command!": "str",
-        "args": "str_list",
-    }
+    options: tuple[Field, ...] = (
+        Field("flask_app", str, None, "The app, as flask --app takes it (app.py, "
+                                      "package:create_app()).", required=True),
+        Field("command", str, None, "The Flask CLI command's name.", required=True),
+        Field("args", tuple[str, ...], (), "Its arguments."),
+    )
     uses_run = False
     uses_python = True
 

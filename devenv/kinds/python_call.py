@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from devenv.errors import did_you_mean
+from devenv.fields import Field
 from devenv.kinds import OptionError, StepContext
 from devenv.kinds.base import expand, payload, script, under_cwd
 from devenv.schema import Command, StepSpec
@@ -18,12 +19,13 @@ _CALL = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
 
 class PythonKind:
     name = "python"
-    options: Mapping[str, str] = {
-        "call!": "str",
-        "seed": "int",
-        "locale": "str",
-        "args": "mapping",
-    }
+    options: tuple[Field, ...] = (
+        Field("call", str, None, "package.module:function, called with a psycopg connection "
+                                 "and a seeded Faker.", required=True),
+        Field("seed", int, 0, "The Faker seed."),
+        Field("locale", str, "en_US", "The Faker locale."),
+        Field("args", dict, {}, "Keyword arguments for the function."),
+    )
     uses_run = False
     uses_python = True
     warm_start = False

@@ -6,13 +6,14 @@ from collections.abc import Mapping
 from typing import Any
 
 from devenv.envvars import expand_command
+from devenv.fields import Field
 from devenv.kinds import StepContext
 from devenv.schema import Command, StepSpec
 
 
 class ShellKind:
     name = "shell"
-    options: Mapping[str, str] = {}
+    options: tuple[Field, ...] = ()
     uses_run = True
     uses_python = False
     warm_start = False

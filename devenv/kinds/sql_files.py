@@ -15,6 +15,7 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
+from devenv.fields import Field
 from devenv.kinds import OptionError, StepContext
 from devenv.kinds.base import expand, payload, under_cwd
 from devenv.schema import Command, StepSpec
@@ -28,7 +29,10 @@ def files_of(options: Mapping[str, Any]) -> list[str]:
 
 class SqlKind:
     name = "sql"
-    options: Mapping[str, str] = {"file": "str", "files": "str_list"}
+    options: tuple[Field, ...] = (
+        Field("file", str, None, "One SQL file, relative to cwd:."),
+        Field("files", tuple[str, ...], (), "SQL files, run in order in one transaction."),
+    )
     uses_run = False
     uses_python = False
     warm_start = False
