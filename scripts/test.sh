@@ -54,9 +54,10 @@ if ! command -v docker-registry >/dev/null 2>&1 || ! command -v htpasswd >/dev/n
   fi
 fi
 
-log "lint and types"
+log "lint, types and layers"
 python3 -m ruff check devenv tests bench
 python3 -m mypy devenv
+lint-imports
 
 log "tests"
 exec python3 -m pytest -p no:cacheprovider -n 2 "$@"
