@@ -40,6 +40,7 @@ from devenv import building, loader  # noqa: E402
 from devenv.console import PlainReporter  # noqa: E402
 from devenv.events import Status  # noqa: E402
 from devenv.postgres import database, pgcluster  # noqa: E402
+from devenv.session import Session  # noqa: E402
 
 SETTINGS = '''import os
 import urllib.parse
@@ -211,7 +212,7 @@ def kind_step(base: Path, target: database.Target, rows: int) -> float:
     (root / "steps.yaml").write_text(STEPS.format(db=target.dbname, rows=rows))
     project = loader.load(root / "steps.yaml")
     t0 = time.perf_counter()
-    res = building.build(project, PlainReporter(io.StringIO()), target,
+    res = building.build(Session(project, PlainReporter(io.StringIO())), target,
                             dbname=target.dbname)
     elapsed = time.perf_counter() - t0
     if not res.result.ok:

@@ -40,6 +40,7 @@ sys.path.insert(0, str(ROOT))
 from devenv import loader  # noqa: E402
 from devenv.events import RecordingReporter  # noqa: E402
 from devenv.postgres import database, dumpfiles, pgcluster, siblings  # noqa: E402
+from devenv.session import Session  # noqa: E402
 from devenv.workingdb import oci  # noqa: E402
 
 DB = "healthplan_dev"
@@ -129,8 +130,7 @@ def main() -> None:
             t0 = time.perf_counter()
             hit = oci.fetch(project, client, tag, server)
             assert hit is not None
-            oci.restore_file(project, target.with_db(db1), db1, hit,
-                                      RecordingReporter())
+            oci.restore_file(Session(project, RecordingReporter()), target.with_db(db1), db1, hit)
             times["pull_restore"].append(time.perf_counter() - t0)
             # the same dump from a local file, bare pg_restore -j 2
             bare = base / "bare.dump"

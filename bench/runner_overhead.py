@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from devenv import building, loader
 from devenv.events import RecordingReporter
+from devenv.session import Session
 
 
 def make_project(root: Path, n: int) -> None:
@@ -54,7 +55,7 @@ def bare(n: int, logdir: Path) -> float:
 def devenv_inprocess(root: Path) -> float:
     project = loader.load(root / "steps.yaml")
     t0 = time.perf_counter()
-    result = building.build(project, RecordingReporter(), None, force=True, jobs=1)
+    result = building.build(Session(project, RecordingReporter()), None, force=True, jobs=1)
     elapsed = time.perf_counter() - t0
     assert result.result.ok
     return elapsed

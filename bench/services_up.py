@@ -9,7 +9,7 @@ port), three situations, each measured ``--repeat`` times, in one run:
   * stopped:  the container exists but is stopped (after `devenv down` / `compose stop`);
   * first:    no container and an empty volume (the image's initdb runs).
 
-devenv: ``launch.start_services`` (what `devenv up` does for services: pick the
+devenv: ``Session.start`` (what `devenv up` does for services: pick the
 backend, reuse/start/create the container, wait until ``SELECT 1`` answers through the
 published port), in process.
 
@@ -42,8 +42,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from devenv import loader
 from devenv.events import RecordingReporter
-from devenv.services import launch
 from devenv.services.docker import DockerBackend
+from devenv.session import Session
 
 ENV = {"POSTGRES_USER": "app", "POSTGRES_PASSWORD": "bench-pw"}
 
@@ -125,7 +125,7 @@ class Devenv:
         self.backend = DockerBackend()
 
     def up(self) -> None:
-        launch.start_services(self.project, ["db"], RecordingReporter())
+        Session(self.project, RecordingReporter()).start(["db"])
 
     def stop(self) -> None:
         self.backend.down(self.project, self.project.services["db"])

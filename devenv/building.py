@@ -2,7 +2,7 @@
 what a failure that is not the step's own fault means (:func:`diagnose`).
 
 The commands (`run`, `up`, `refresh-db`, `ci-setup`) are thin layers over
-:func:`devenv.services.launch.start_services` and :func:`build`."""
+:meth:`devenv.session.Session.start` and :func:`build`."""
 
 from __future__ import annotations
 
@@ -23,14 +23,14 @@ from devenv.events import (
     Message,
     PhaseFinished,
     PhaseStarted,
-    Reporter,
     RunResult,
 )
 from devenv.lock import database_lock
 from devenv.postgres import database, siblings
 from devenv.proc import log_tail
 from devenv.schema import Location, Project, StepSpec
-from devenv.services import addresses, launch
+from devenv.services import addresses
+from devenv.session import Session
 from devenv.state import NO_DATABASE, StateStore
 
 if TYPE_CHECKING:
@@ -113,15 +113,13 @@ def database_key(target: database.Target | None, dbname: str | None) -> str | No
 
 
 def build(
-    project: Project,
-    reporter: Reporter,
+    session: Session,
     target: database.Target | None,
     *,
     dbname: str | None = None,
     targets: Sequence[str] = (),
     only: bool = False,
     force: bool = False,
-    profile: str = "local",
     jobs: int | None = None,
     keep_going: bool = False,
     create: bool = True,
@@ -130,22 +128,23 @@ def build(
 ) -> BuildResult:
     """Plan and run the steps against database ``dbname`` (default: the project's); step
     logs go to ``log_dir`` (default ``.devenv/logs``)."""
+    project, reporter = session.project, session.reporter
     held = contextlib.ExitStack()
     if target is not None and project.database is not None:
 
         # Another checkout of the project (a git worktree) shares this server's databases.
         held.enter_context(database_lock(target, project.root, "steps", reporter))
     with held:
-        return _build(project, reporter, target, dbname=dbname, targets=targets, only=only,
-                      force=force, profile=profile, jobs=jobs, keep_going=keep_going,
-                      create=create, carried=carried, log_dir=log_dir)
+        return _build(session, target, dbname=dbname, targets=targets, only=only,
+                      force=force, jobs=jobs, keep_going=keep_going, create=create,
+                      carried=carried, log_dir=log_dir)
 
 
-def _build(project: Project, reporter: Reporter, target: database.Target | None, *,
-           dbname: str | None, targets: Sequence[str], only: bool, force: bool, profile: str,
+def _build(session: Session, target: database.Target | None, *,
+           dbname: str | None, targets: Sequence[str], only: bool, force: bool,
            jobs: int | None, keep_going: bool, create: bool,
            carried: Mapping[str, str] | None, log_dir: Path | None) -> BuildResult:
-
+    project, reporter, profile = session.project, session.reporter, session.profile
     store = StateStore(project.state_dir)
     dbname = dbname or (target.dbname if target else None)
     if target is not None and dbname is not None and project.database is not None and create:
@@ -191,7 +190,7 @@ def _build(project: Project, reporter: Reporter, target: database.Target | None,
             store.record_success(key, label or "no database", name, fps[name], 0.0)
         store.flush()
     if not result.ok and not result.interrupted:
-        for line in diagnose(project, target, dbname, result):
+        for line in diagnose(session, target, dbname, result):
             reporter.emit(Message(line, "error"))
     return BuildResult(result, decisions, key)
 
@@ -213,17 +212,17 @@ def disk_full_advice(project: Project, then: str = "then run again") -> str:
             f"volume (devenv snapshot gc drops old snapshots), {then}")
 
 
-def diagnose(project: Project, target: database.Target | None, dbname: str | None,
+def diagnose(session: Session, target: database.Target | None, dbname: str | None,
              result: RunResult) -> list[str]:
     """Causes behind failed steps that are not the step's own fault: the database's disk
     is full, or the database went away during the run. Each line names cause and fix."""
-
+    project = session.project
     tails = [log_tail(r.log, 60) for r in result.results
              if r.status.value == "failed" and r.log is not None]
     if any(p in t for t in tails for p in _GONE):
         # The server may have died of the cause (a full disk makes PostgreSQL stop): the
         # client only saw the connection drop, the server's own log says why.
-        tails.append(launch._service_log_tail(project))
+        tails.append(session.service_log_tail())
     out: list[str] = []
     if any(is_disk_full(t) for t in tails):
         out.append(disk_full_advice(project))

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from devenv.console import Output
     from devenv.events import Reporter
     from devenv.schema import Project
+    from devenv.session import Session
 
 EPILOG = (
     "Exit codes: 0 ready, 1 a step failed, 2 configuration or usage error, "
@@ -177,6 +178,32 @@ def _reporter(**kwargs: Any) -> Reporter:
     return make_reporter(plain=G.plain, **kwargs)
 
 
+def _with_session(fn: Callable[..., int], *, profile: str = "local",
+                  database_url: str | None = None, **kwargs: Any) -> Callable[..., int]:
+    """``fn(session, ...)`` with this command's session: the project loaded, a reporter
+    (closed afterwards), the profile and where the database lives, resolved once."""
+    from devenv.session import Session
+
+    def call(*args: Any, **kw: Any) -> int:
+        project = _project()
+        reporter = _reporter(**kwargs)
+        try:
+            return fn(Session(project, reporter, profile, database_url), *args, **kw)
+        finally:
+            reporter.close()
+
+    return call
+
+
+def _quiet_session(profile: str = "local", database_url: str | None = None) -> Session:
+    """The session of a command that prints its own output (status, plan, lists): its
+    reporter only says, on stderr, what it waits for."""
+    from devenv.console import PlainReporter
+    from devenv.session import Session
+
+    return Session(_project(), PlainReporter(sys.stderr), profile, database_url)
+
+
 def _with_reporter(fn: Callable[..., int], **kwargs: Any) -> Callable[..., int]:
     def call(*args: Any, **kw: Any) -> int:
         reporter = _reporter(**kwargs)
@@ -250,8 +277,8 @@ def plan(
     """
     from devenv.commands import plan as cmd
 
-    _call(lambda: cmd.run(_project(), _output(), steps or [], only=only, force=force,
-                          profile=profile, as_json=as_json, database_url=database_url,
+    _call(lambda: cmd.run(_quiet_session(profile=profile, database_url=database_url), _output(),
+                                         steps or [], only=only, force=force, as_json=as_json,
                           refresh=refresh))
 
 
@@ -278,9 +305,9 @@ def run_cmd(
     """
     from devenv.commands import run as cmd
 
-    _call(lambda: _with_reporter(cmd.run)(
-        _project(), steps or [], only=only, force=force, profile=profile, jobs=jobs,
-        keep_going=keep_going, database_url=database_url))
+    _call(lambda: _with_session(cmd.run, profile=profile, database_url=database_url)(
+        steps or [], only=only, force=force, jobs=jobs,
+        keep_going=keep_going))
 
 
 @app.command()
@@ -318,8 +345,8 @@ def up(
     from devenv.commands import up as cmd
 
     _remote_env(cache_remote, no_remote_cache)
-    _call(lambda: _with_reporter(cmd.run)(
-        _project(), detach=detach, profile=profile, jobs=jobs, database_url=database_url,
+    _call(lambda: _with_session(cmd.run, profile=profile, database_url=database_url)(
+        detach=detach, jobs=jobs,
         no_processes=no_processes, plain=G.plain,
         rebuild=None if rebuild is None else ("rebuild" if rebuild else "stop")))
 
@@ -352,9 +379,9 @@ def refresh_db(
     from devenv.commands import refresh_db as cmd
 
     _remote_env(cache_remote, no_remote_cache)
-    _call(lambda: _with_reporter(cmd.run)(
-        _project(), profile=profile, jobs=jobs, keep_failed=keep_failed, no_backup=no_backup,
-        no_cache=no_cache, undo=undo, wait=not no_wait, database_url=database_url))
+    _call(lambda: _with_session(cmd.run, profile=profile, database_url=database_url)(
+        jobs=jobs, keep_failed=keep_failed, no_backup=no_backup,
+        no_cache=no_cache, undo=undo, wait=not no_wait))
 
 
 @app.command("ci-setup")
@@ -471,8 +498,8 @@ def branches_list(
         return
     from devenv.commands import branches as cmd
 
-    _call(lambda: cmd.list_branches(_project(), _output(), as_json=as_json,
-                                    database_url=database_url, wait=not no_wait))
+    _call(lambda: cmd.list_branches(_quiet_session(database_url=database_url), _output(),
+                                                   as_json=as_json, wait=not no_wait))
 
 
 @branches_app.command("drop")
@@ -484,7 +511,7 @@ def branches_drop(
     """Drop the parked database of BRANCH (the rows made on it go with it)."""
     from devenv.commands import branches as cmd
 
-    _call(lambda: _with_reporter(cmd.drop)(_project(), branch, database_url=database_url))
+    _call(lambda: _with_session(cmd.drop, database_url=database_url)(branch))
 
 
 @branches_app.command("prune")
@@ -496,7 +523,7 @@ def branches_prune(
     """Drop the parked databases beyond the --keep most recently used, naming each."""
     from devenv.commands import branches as cmd
 
-    _call(lambda: _with_reporter(cmd.prune)(_project(), keep, database_url=database_url))
+    _call(lambda: _with_session(cmd.prune, database_url=database_url)(keep))
 
 
 @branches_app.command("hook")
@@ -533,8 +560,8 @@ def snapshot_save(
     """
     from devenv.commands import snapshot as cmd
 
-    _call(lambda: _with_reporter(cmd.save)(_project(), name, replace=replace,
-                                           database_url=database_url, wait=not no_wait))
+    _call(lambda: _with_session(cmd.save, database_url=database_url)(name, replace=replace,
+                                                                     wait=not no_wait))
 
 
 @snapshot_app.command("restore")
@@ -552,8 +579,9 @@ def snapshot_restore(
     """
     from devenv.commands import snapshot as cmd
 
-    _call(lambda: _with_reporter(cmd.restore)(_project(), name, backup=not no_backup,
-                                              database_url=database_url, wait=not no_wait))
+    _call(lambda: _with_session(cmd.restore, database_url=database_url)(name,
+                                                                        backup=not no_backup,
+        wait=not no_wait))
 
 
 @snapshot_app.command("list")
@@ -567,8 +595,8 @@ def snapshot_list(
     steps are still defined as they are now (CURRENT)."""
     from devenv.commands import snapshot as cmd
 
-    _call(lambda: cmd.list_snapshots(_project(), _output(), as_json=as_json, profile=profile,
-                                     database_url=database_url, wait=not no_wait))
+    _call(lambda: cmd.list_snapshots(_quiet_session(profile=profile, database_url=database_url),
+                                                    _output(), as_json=as_json, wait=not no_wait))
 
 
 @snapshot_app.command("delete")
@@ -580,7 +608,7 @@ def snapshot_delete(
     """Delete snapshot NAME."""
     from devenv.commands import snapshot as cmd
 
-    _call(lambda: _with_reporter(cmd.delete)(_project(), name, database_url=database_url,
+    _call(lambda: _with_session(cmd.delete, database_url=database_url)(name,
                                              wait=not no_wait))
 
 
@@ -597,8 +625,8 @@ def snapshot_gc(
     (NAME__build, incomplete snapshots). User snapshots and NAME__prev stay."""
     from devenv.commands import snapshot as cmd
 
-    _call(lambda: _with_reporter(cmd.gc)(_project(), keep=keep, profile=profile,
-                                         database_url=database_url, wait=not no_wait))
+    _call(lambda: _with_session(cmd.gc, profile=profile, database_url=database_url)(
+        keep=keep, wait=not no_wait))
 
 
 @snapshot_app.command("export")
@@ -615,8 +643,8 @@ def snapshot_export(
     """
     from devenv.commands import snapshot as cmd
 
-    _call(lambda: _with_reporter(cmd.export)(_project(), name, file,
-                                             database_url=database_url, wait=not no_wait))
+    _call(lambda: _with_session(cmd.export, database_url=database_url)(name, file,
+                                                                       wait=not no_wait))
 
 
 @snapshot_app.command("import")
@@ -635,8 +663,8 @@ def snapshot_import(
     this one can restore); then `devenv snapshot restore NAME` makes it the working one."""
     from devenv.commands import snapshot as cmd
 
-    _call(lambda: _with_reporter(cmd.import_)(_project(), file, name, force=force,
-                                              database_url=database_url, wait=not no_wait))
+    _call(lambda: _with_session(cmd.import_, database_url=database_url)(file, name, force=force,
+                                                                        wait=not no_wait))
 
 
 @snapshot_app.command("push")
@@ -655,8 +683,8 @@ def snapshot_push(
     from devenv.commands import snapshot_remote as cmd
 
     _remote_env(cache_remote, False)
-    _call(lambda: _with_reporter(cmd.push)(_project(), name, background=background,
-                                           database_url=database_url, wait=not no_wait))
+    _call(lambda: _with_session(cmd.push, database_url=database_url)(name, background=background,
+                                                                     wait=not no_wait))
 
 
 @snapshot_app.command("pull")
@@ -672,7 +700,7 @@ def snapshot_pull(
     from devenv.commands import snapshot_remote as cmd
 
     _remote_env(cache_remote, False)
-    _call(lambda: _with_reporter(cmd.pull)(_project(), ref, database_url=database_url,
+    _call(lambda: _with_session(cmd.pull, database_url=database_url)(ref,
                                            wait=not no_wait))
 
 
@@ -695,7 +723,7 @@ def down(
     """
     from devenv.commands import down as cmd
 
-    _call(lambda: cmd.run(_project(), _output(), volumes=volumes, yes=yes))
+    _call(lambda: cmd.run(_quiet_session(), _output(), volumes=volumes, yes=yes))
 
 
 @app.command()
@@ -711,8 +739,8 @@ def status(
     """
     from devenv.commands import status as cmd
 
-    _call(lambda: cmd.run(_project(), _output(), as_json=as_json, profile=profile,
-                          database_url=database_url))
+    _call(lambda: cmd.run(_quiet_session(profile=profile, database_url=database_url), _output(),
+                                         as_json=as_json))
 
 
 @app.command()
@@ -752,7 +780,7 @@ def psql(
     """
     from devenv.commands import psql as cmd
 
-    _call(lambda: cmd.run(_project(), args or [], database_url=database_url))
+    _call(lambda: cmd.run(_quiet_session(database_url=database_url), args or []))
 
 
 @app.command()

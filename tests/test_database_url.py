@@ -33,6 +33,7 @@ from cryptography.x509.oid import NameOID
 from devenv.commands import snapshot as cmd
 from devenv.events import RecordingReporter
 from devenv.postgres import database, dumpfiles, pgcluster
+from devenv.session import Session
 
 pytestmark = pytest.mark.postgres
 
@@ -354,8 +355,8 @@ def test_pg_dump_and_pg_restore_keep_the_tls_options(tls: Tls, make_project: Cal
                            siblings.meta("user", "tlsproj", name="base", key="k", steps=[],
                                           fingerprints={}, complete=True))
         file = tmp_path / "base.devenv-snapshot"
-        assert cmd.export(project, RecordingReporter(), "base", file) == 0
-        assert cmd.import_(project, RecordingReporter(), file, "again") == 0
+        assert cmd.export(Session(project, RecordingReporter()), "base", file) == 0
+        assert cmd.import_(Session(project, RecordingReporter()), file, "again") == 0
         with database.connect(target, f"{db}__u_again") as conn:
             assert conn.execute("SELECT v FROM kept").fetchall() == [("over tls",)]
         env = dumpfiles.tool_env(target, db)

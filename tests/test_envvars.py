@@ -17,6 +17,7 @@ from devenv.envvars import expand, expand_command, mask, shell_command
 from devenv.errors import ConfigError
 from devenv.events import RecordingReporter, Status, StepStarted
 from devenv.schema import Location, Project
+from devenv.session import Session
 
 MakeProject = Callable[..., Path]
 
@@ -125,7 +126,7 @@ def test_steps_run_values_as_data(make_project: MakeProject,
                                     "echo ${UNSET:-default}",
                          }}})
     project = loader.load(root / "steps.yaml")
-    built = building.build(project, RecordingReporter(), None)
+    built = building.build(Session(project, RecordingReporter()), None)
     assert [r.status for r in built.result.results] == [Status.OK]
     assert not (root / "pwned").exists()
     log = (root / ".devenv/logs/show.log").read_text().splitlines()
@@ -177,7 +178,7 @@ def test_started_line_and_log_header_mask_secrets(make_project: MakeProject) -> 
                          "steps": {"show": {"run": [
                              "echo", "${API_TOKEN}", "postgresql://me:pw-inline@h/db"]}}})
     rep = RecordingReporter()
-    built = building.build(loader.load(root / "steps.yaml"), rep, None)
+    built = building.build(Session(loader.load(root / "steps.yaml"), rep), None)
     assert built.result.ok
     shown = "echo *** postgresql://me:***@h/db"
     assert [e.command for e in rep.events if isinstance(e, StepStarted)] == [shown]

@@ -17,6 +17,7 @@ import pytest
 from devenv import loader
 from devenv.events import RecordingReporter, Status, StepStarted
 from devenv.postgres import database, siblings
+from devenv.session import Session
 from devenv.workingdb import rebuild
 from tests.dbcompare import dump_database
 
@@ -66,7 +67,7 @@ def refresh(root: Path, target: database.Target, **kw: Any,
             ) -> tuple[rebuild.RefreshResult, RecordingReporter]:
     project = loader.load(root / "steps.yaml")
     rep = RecordingReporter()
-    res = rebuild.refresh(project, rep, target, background_reclone=False, **kw)
+    res = rebuild.refresh(Session(project, rep), target, background_reclone=False, **kw)
     return res, rep
 
 
@@ -270,7 +271,7 @@ def test_replaced_backup_is_dropped_in_the_background(lc: tuple[Path, database.T
     root, target = lc
     project = loader.load(root / "steps.yaml")
     for _ in range(3):  # the second and third swaps each retire a backup
-        rebuild.refresh(project, RecordingReporter(), target, background_reclone=True)
+        rebuild.refresh(Session(project, RecordingReporter()), target, background_reclone=True)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             left = [n for n in names(target) if siblings.is_retired(target.dbname, n)]
@@ -296,7 +297,7 @@ def test_records_of_dropped_databases_are_forgotten(lc: tuple[Path, database.Tar
     (root / "seed.sql").write_text(FILES["seed.sql"])
     for n in range(3):
         (root / "seed.sql").write_text(FILES["seed.sql"] + f"-- change {n}\n")
-        rebuild.refresh(project, RecordingReporter(), target, background_reclone=background)
+        rebuild.refresh(Session(project, RecordingReporter()), target, background_reclone=background)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and background:
             busy = subprocess.run(["pgrep", "-f", f"devenv.background reclone .* {target.dbname} "],

@@ -15,6 +15,7 @@ import pytest
 from devenv import building, loader, runner
 from devenv.errors import ConfigError
 from devenv.events import RecordingReporter, Status, StepStarted
+from devenv.session import Session
 from tests.procs import alive, gone
 
 MakeProject = Callable[..., Path]
@@ -23,7 +24,7 @@ MakeProject = Callable[..., Path]
 def build(root: Path, **kwargs: Any) -> tuple[Any, RecordingReporter]:
     project = loader.load(root / "steps.yaml")
     rep = RecordingReporter()
-    result = building.build(project, rep, None, **kwargs)
+    result = building.build(Session(project, rep, kwargs.pop("profile", "local")), None, **kwargs)
     return result, rep
 
 
@@ -271,7 +272,8 @@ def test_huge_output_is_streamed_to_disk_not_memory(make_project: MakeProject) -
     # the (large) pytest worker that started this process.
     code = ("from pathlib import Path; from devenv import loader, "
             "building; from devenv.events import RecordingReporter; "
-            "r = building.build(loader.load(Path('steps.yaml')), RecordingReporter(), None); "
+            "from devenv.session import Session; "
+            "r = building.build(Session(loader.load(Path('steps.yaml')), RecordingReporter()), None); "
             "assert r.result.ok; "
             "print(next(l.split()[1] for l in open('/proc/self/status') "
             "if l.startswith('VmHWM')))")

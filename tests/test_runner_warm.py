@@ -17,6 +17,7 @@ import pytest
 
 from devenv import building, loader
 from devenv.events import RecordingReporter, Status
+from devenv.session import Session
 from tests import warmkind
 from tests.procs import alive, gone
 
@@ -36,7 +37,7 @@ def _warm_kind(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 def build(root: Path, **kwargs: Any) -> Any:
     project = loader.load(root / "steps.yaml")
-    return building.build(project, RecordingReporter(), None, **kwargs).result
+    return building.build(Session(project, RecordingReporter()), None, **kwargs).result
 
 
 def events(root: Path) -> dict[tuple[str, str], float]:
@@ -170,7 +171,7 @@ def test_a_warm_step_connected_during_setup_costs_a_snapshot_not_the_step(
     target = database.parse_url(pg_server.url(db))
     rep = RecordingReporter()
     try:
-        res = rebuild.refresh(loader.load(root / "steps.yaml"), rep, target, jobs=2,
+        res = rebuild.refresh(Session(loader.load(root / "steps.yaml"), rep), target, jobs=2,
                                 background_reclone=False)
         assert res.result is not None and res.result.ok
         warnings = [e.text for e in rep.events if isinstance(e, Message) and e.level == "warn"]

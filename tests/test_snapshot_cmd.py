@@ -24,6 +24,7 @@ from devenv.errors import DevenvError, UsageError
 from devenv.events import Message, RecordingReporter
 from devenv.postgres import database, dumpfiles, siblings
 from devenv.schema import Project
+from devenv.session import Session
 from devenv.state import StateStore
 from devenv.workingdb import rebuild
 from tests.dbcompare import dump_database
@@ -72,12 +73,12 @@ class Env:
             conn.execute(query)
 
     def refresh(self) -> None:
-        rebuild.refresh(self.project(), RecordingReporter(), self.target,
+        rebuild.refresh(Session(self.project(), RecordingReporter()), self.target,
                           background_reclone=False)
 
     def listing(self) -> dict[str, Any]:
         buf = StringIO()
-        assert cmd.list_snapshots(self.project(), Output(plain=True, stream=buf),
+        assert cmd.list_snapshots(Session(self.project(), RecordingReporter()), Output(plain=True, stream=buf),
                                   as_json=True) == 0
         data: dict[str, Any] = json.loads(buf.getvalue())
         return data
@@ -111,7 +112,7 @@ def test_save_list_restore_delete_round_trip(env: Env) -> None:
     env.refresh()
     saved = dump_database(env.target.url())
     rep = RecordingReporter()
-    assert cmd.save(env.project(), rep, "seeded") == 0
+    assert cmd.save(Session(env.project(), rep), "seeded") == 0
     assert f"{env.db}__u_seeded" in env.names()
     assert any(m.startswith("snapshot 'seeded' saved (2 step(s)") for m in messages(rep, "ok"))
 
@@ -126,7 +127,7 @@ def test_save_list_restore_delete_round_trip(env: Env) -> None:
     assert item["size"] > 0 and item["age_seconds"] >= 0
 
     rep = RecordingReporter()
-    assert cmd.restore(env.project(), rep, "seeded") == 0
+    assert cmd.restore(Session(env.project(), rep), "seeded") == 0
     assert dump_database(env.target.url()) == saved
     assert dump_database(env.target.url(f"{env.db}__prev")) == changed
     assert f"the previous database is kept as {env.db}__prev " \
@@ -146,33 +147,33 @@ def test_save_list_restore_delete_round_trip(env: Env) -> None:
 
     # restoring again (the snapshot is kept, the backup replaced), and --no-backup
     env.sql("insert into app.items(v) values ('again')")
-    assert cmd.restore(env.project(), RecordingReporter(), "seeded", backup=False) == 0
+    assert cmd.restore(Session(env.project(), RecordingReporter()), "seeded", backup=False) == 0
     assert dump_database(env.target.url()) == saved
     assert f"{env.db}__prev" not in env.names()
 
     rep = RecordingReporter()
-    assert cmd.delete(env.project(), rep, "seeded") == 0
+    assert cmd.delete(Session(env.project(), rep), "seeded") == 0
     assert f"{env.db}__u_seeded" not in env.names()
     with pytest.raises(UsageError) as err:
-        cmd.restore(env.project(), RecordingReporter(), "seeded")
+        cmd.restore(Session(env.project(), RecordingReporter()), "seeded")
     assert str(err.value) == (f"there is no snapshot 'seeded' (database {env.db}__u_seeded); "
                               "snapshots: none yet")
 
 
 def test_save_refuses_an_existing_name_unless_replace(env: Env) -> None:
     env.refresh()
-    cmd.save(env.project(), RecordingReporter(), "one")
+    cmd.save(Session(env.project(), RecordingReporter()), "one")
     with pytest.raises(UsageError, match=r"^snapshot 'one' already exists \(saved \d+s ago\): "
                        r"pass --replace, or delete it first \(devenv snapshot delete one\)$"):
-        cmd.save(env.project(), RecordingReporter(), "one")
+        cmd.save(Session(env.project(), RecordingReporter()), "one")
     env.sql("insert into app.items(v) values ('later')")
     later = dump_database(env.target.url())
-    cmd.save(env.project(), RecordingReporter(), "one", replace=True)
+    cmd.save(Session(env.project(), RecordingReporter()), "one", replace=True)
     assert dump_database(env.target.url(f"{env.db}__u_one")) == later
     # sessions on the working database are ended for the copy, and it accepts new ones
     conn = psycopg.connect(env.target.url(), autocommit=True)
     rep = RecordingReporter()
-    cmd.save(env.project(), rep, "two")
+    cmd.save(Session(env.project(), rep), "two")
     assert f"ended 1 session(s) on {env.db} to copy it; apps reconnect on their next query" \
         in messages(rep, "warn")
     conn.close()
@@ -181,7 +182,7 @@ def test_save_refuses_an_existing_name_unless_replace(env: Env) -> None:
 
 def test_list_shows_match_and_mismatch_after_an_input_changes(env: Env) -> None:
     env.refresh()
-    cmd.save(env.project(), RecordingReporter(), "base")
+    cmd.save(Session(env.project(), RecordingReporter()), "base")
     data = env.listing()
     user = [s for s in data["snapshots"] if s["kind"] == "user"]
     cache = [s for s in data["snapshots"] if s["kind"] == "cache"]
@@ -199,13 +200,13 @@ def test_list_shows_match_and_mismatch_after_an_input_changes(env: Env) -> None:
 
     # the table form says the same
     buf = StringIO()
-    cmd.list_snapshots(env.project(), Output(plain=True, stream=buf))
+    cmd.list_snapshots(Session(env.project(), RecordingReporter()), Output(plain=True, stream=buf))
     row = next(line for line in buf.getvalue().splitlines() if line.startswith("base "))
     assert row.split()[1] == "user" and row.endswith("no (changed: seed)")
     assert "all 2: schema, seed" in row
 
     rep = RecordingReporter()
-    cmd.restore(env.project(), rep, "base")
+    cmd.restore(Session(env.project(), rep), "base")
     assert "snapshot 'base' does not match the current steps (changed: seed): devenv up " \
            "runs what changed" in messages(rep, "warn")
 
@@ -216,20 +217,20 @@ def test_names_users_type_work_up_to_the_limit_the_error_states(env: Env) -> Non
     limit = 63 - len(f"{env.db}__u_")
     longest = "v1.2-" + "x" * (limit - 5)
     for name in ("before-break", "v1.2_x", "Before.Break", longest):
-        assert cmd.save(env.project(), RecordingReporter(), name) == 0
+        assert cmd.save(Session(env.project(), RecordingReporter()), name) == 0
     names = {s["name"] for s in env.listing()["snapshots"] if s["kind"] == "user"}
     assert names == {"before-break", "v1.2_x", "Before.Break", longest}
     assert {f"{env.db}__u_before-break", f"{env.db}__u_v1.2_x", f"{env.db}__u_{longest}"
             } <= env.names()
     env.sql("delete from app.items")
     for name in ("before-break", "v1.2_x", longest):
-        assert cmd.restore(env.project(), RecordingReporter(), name) == 0
+        assert cmd.restore(Session(env.project(), RecordingReporter()), name) == 0
         assert dump_database(env.target.url()) == saved
         env.sql("delete from app.items")
-    assert cmd.delete(env.project(), RecordingReporter(), "v1.2_x") == 0
+    assert cmd.delete(Session(env.project(), RecordingReporter()), "v1.2_x") == 0
     # One character more would be cut by PostgreSQL: refused, and the message says the limit.
     with pytest.raises(UsageError) as err:
-        cmd.save(env.project(), RecordingReporter(), longest + "y")
+        cmd.save(Session(env.project(), RecordingReporter()), longest + "y")
     assert str(err.value) == (
         f"snapshot name '{longest}y' is too long ({limit + 1} characters): use letters, "
         f"digits, -, _ and . (at most {limit} characters: PostgreSQL names are at most 63 "
@@ -260,9 +261,9 @@ def test_hostile_names_are_refused(env: Env) -> None:
            "first), starting with a letter or digit")
     for bad in ['x"; DROP DATABASE postgres; --', "../etc", "", "-rf", ".hidden", "a/b",
                 "a b", "snap\n", "ünï"]:
-        for call in (lambda n: cmd.save(project, RecordingReporter(), n),
-                     lambda n: cmd.restore(project, RecordingReporter(), n),
-                     lambda n: cmd.delete(project, RecordingReporter(), n)):
+        for call in (lambda n: cmd.save(Session(project, RecordingReporter()), n),
+                     lambda n: cmd.restore(Session(project, RecordingReporter()), n),
+                     lambda n: cmd.delete(Session(project, RecordingReporter()), n)):
             with pytest.raises(UsageError) as err:
                 call(bad)
             assert str(err.value) == msg.format(bad)
@@ -277,14 +278,14 @@ def test_hostile_names_are_refused(env: Env) -> None:
 def _export(env: Env, name: str, tmp: Path) -> Path:
     file = tmp / f"{name}.devenv-snapshot"
     rep = RecordingReporter()
-    assert cmd.export(env.project(), rep, name, file) == 0
+    assert cmd.export(Session(env.project(), rep), name, file) == 0
     return file
 
 
 def test_export_import_round_trip(env: Env, tmp_path: Path) -> None:
     env.refresh()
     env.sql("insert into app.items(v) values (E'quote '' and \\\\ and ünïcode')")
-    cmd.save(env.project(), RecordingReporter(), "shared")
+    cmd.save(Session(env.project(), RecordingReporter()), "shared")
     original = dump_database(env.target.url(f"{env.db}__u_shared"))
     file = _export(env, "shared", tmp_path)
 
@@ -302,14 +303,14 @@ def test_export_import_round_trip(env: Env, tmp_path: Path) -> None:
     assert f":{env.target.password}@" not in head  # no URL with its password
 
     rep = RecordingReporter()
-    assert cmd.import_(env.project(), rep, file, "copy") == 0
+    assert cmd.import_(Session(env.project(), rep), file, "copy") == 0
     assert dump_database(env.target.url(f"{env.db}__u_copy")) == original
     assert f"{env.db}__build" not in env.names()
     [copy] = [s for s in env.listing()["snapshots"] if s["name"] == "copy"]
     assert copy["matches"] is True and copy["steps"] == ["schema", "seed"]
 
     # its records came along: restored, nothing needs to run
-    cmd.restore(env.project(), RecordingReporter(), "copy")
+    cmd.restore(Session(env.project(), RecordingReporter()), "copy")
     assert dump_database(env.target.url()) == original
     key = database.identity(env.target, env.db)
     assert key is not None
@@ -317,21 +318,21 @@ def test_export_import_round_trip(env: Env, tmp_path: Path) -> None:
 
     # importing under a name that exists is refused
     with pytest.raises(UsageError, match=r"^snapshot 'copy' already exists: delete it first"):
-        cmd.import_(env.project(), RecordingReporter(), file, "copy")
+        cmd.import_(Session(env.project(), RecordingReporter()), file, "copy")
 
 
 def test_import_of_a_foreign_project_is_refused_unless_forced(env: Env, tmp_path: Path,
                                                              ) -> None:
     env.refresh()
-    cmd.save(env.project(), RecordingReporter(), "theirs")
+    cmd.save(Session(env.project(), RecordingReporter()), "theirs")
     original = dump_database(env.target.url(f"{env.db}__u_theirs"))
     file = _export(env, "theirs", tmp_path)
-    cmd.delete(env.project(), RecordingReporter(), "theirs")
+    cmd.delete(Session(env.project(), RecordingReporter()), "theirs")
     # the same database, another project name
     (env.root / "steps.yaml").write_text((env.root / "steps.yaml").read_text().replace(
         "name: snapproj", "name: other"))
     with pytest.raises(UsageError) as err:
-        cmd.import_(env.project(), RecordingReporter(), file)
+        cmd.import_(Session(env.project(), RecordingReporter()), file)
     assert str(err.value) == (f"{file} is a snapshot of project 'snapproj', not 'other': "
                               "pass --force to import it anyway")
     assert f"{env.db}__u_theirs" not in env.names()
@@ -341,7 +342,7 @@ def test_import_of_a_foreign_project_is_refused_unless_forced(env: Env, tmp_path
     assert r.returncode == 2 and r.stderr.strip() == f"error: {err.value}"
 
     rep = RecordingReporter()
-    assert cmd.import_(env.project(), rep, file, force=True) == 0
+    assert cmd.import_(Session(env.project(), rep), file, force=True) == 0
     assert dump_database(env.target.url(f"{env.db}__u_theirs")) == original
     assert f"imported {file} as snapshot 'theirs' (from project 'snapproj'); devenv " \
            "snapshot restore theirs makes it the working database" in messages(rep, "ok")
@@ -360,7 +361,7 @@ def _rewrite(src: Path, dst: Path, **changes: Any) -> Path:
 
 def test_damaged_and_newer_server_files_are_refused(env: Env, tmp_path: Path) -> None:
     env.refresh()
-    cmd.save(env.project(), RecordingReporter(), "s")
+    cmd.save(Session(env.project(), RecordingReporter()), "s")
     file = _export(env, "s", tmp_path)
     header, offset = dumpfiles.read_header(file)
     data = file.read_bytes()
@@ -368,7 +369,7 @@ def test_damaged_and_newer_server_files_are_refused(env: Env, tmp_path: Path) ->
     truncated = tmp_path / "truncated"
     truncated.write_bytes(data[:-100])
     with pytest.raises(DevenvError) as err:
-        cmd.import_(env.project(), RecordingReporter(), truncated, "t")
+        cmd.import_(Session(env.project(), RecordingReporter()), truncated, "t")
     assert str(err.value) == (f"{truncated} is truncated: its header promises a dump of "
                               f"{header.size} bytes, the file holds {header.size - 100}; "
                               "copy or export it again")
@@ -377,23 +378,23 @@ def test_damaged_and_newer_server_files_are_refused(env: Env, tmp_path: Path) ->
     flipped = tmp_path / "flipped"
     flipped.write_bytes(data[:-10] + bytes(b ^ 0xFF for b in data[-10:]))
     with pytest.raises(DevenvError) as err:
-        cmd.import_(env.project(), RecordingReporter(), flipped, "t")
+        cmd.import_(Session(env.project(), RecordingReporter()), flipped, "t")
     assert str(err.value) == (f"{flipped} is damaged: the dump's sha256 does not match its "
                               "header; copy or export it again")
 
     cut_header = tmp_path / "cut_header"
     cut_header.write_bytes(data[:40])
     with pytest.raises(DevenvError, match="is truncated: its header line is incomplete"):
-        cmd.import_(env.project(), RecordingReporter(), cut_header, "t")
+        cmd.import_(Session(env.project(), RecordingReporter()), cut_header, "t")
 
     bare = tmp_path / "bare.dump"
     bare.write_bytes(data[offset:])
     with pytest.raises(DevenvError, match="is a bare pg_dump archive, not a devenv snapshot"):
-        cmd.import_(env.project(), RecordingReporter(), bare, "t")
+        cmd.import_(Session(env.project(), RecordingReporter()), bare, "t")
 
     newer = _rewrite(file, tmp_path / "newer", server_version_num=170002)
     with pytest.raises(DevenvError) as err:
-        cmd.import_(env.project(), RecordingReporter(), newer, "t")
+        cmd.import_(Session(env.project(), RecordingReporter()), newer, "t")
     assert str(err.value) == (f"{newer} was dumped from PostgreSQL 17, newer than this server "
                               "(PostgreSQL 15): import it into PostgreSQL 17 or newer")
     assert not {f"{env.db}__u_t", f"{env.db}__build"} & env.names()
@@ -404,13 +405,13 @@ def test_damaged_and_newer_server_files_are_refused(env: Env, tmp_path: Path) ->
                        ("fingerprints", {"schema": 1})):
         bad = _rewrite(file, tmp_path / f"bad-{key}", **{key: value})
         with pytest.raises(DevenvError) as err:
-            cmd.import_(env.project(), RecordingReporter(), bad, "t")
+            cmd.import_(Session(env.project(), RecordingReporter()), bad, "t")
         assert str(err.value) == (f"{bad} has a damaged header: '{key}' holds values of the "
                                   "wrong type")
 
     # the same header with a valid version still imports: the refusals were the checks
     ok = _rewrite(file, tmp_path / "ok", server_version_num=150000)
-    assert cmd.import_(env.project(), RecordingReporter(), ok, "t") == 0
+    assert cmd.import_(Session(env.project(), RecordingReporter()), ok, "t") == 0
 
 
 def test_failed_export_leaves_no_file(env: Env, tmp_path: Path) -> None:
@@ -452,7 +453,7 @@ def test_gc_keeps_n_cache_snapshots_and_drops_leftovers(env: Env) -> None:
     (env.root / "steps.yaml").write_text((env.root / "steps.yaml").read_text().replace(
         "keep: 5", "keep: 2"))
     env.refresh()
-    cmd.save(env.project(), RecordingReporter(), "mine")
+    cmd.save(Session(env.project(), RecordingReporter()), "mine")
     t = env.target
     # Old cache snapshots from earlier inputs, a leftover build, an incomplete snapshot.
     for i in range(4):
@@ -466,7 +467,7 @@ def test_gc_keeps_n_cache_snapshots_and_drops_leftovers(env: Env) -> None:
     assert len(cache_before) == 2 + 4 + 1  # full + barrier(schema) + 4 old + half
 
     rep = RecordingReporter()
-    assert cmd.gc(env.project(), rep) == 0
+    assert cmd.gc(Session(env.project(), rep)) == 0
     cache_after = {s["database"] for s in env.listing()["snapshots"] if s["kind"] == "cache"}
     assert len(cache_after) == 2
     assert not any("old" in n or "half" in n for n in cache_after)  # the newest two stay
@@ -475,7 +476,7 @@ def test_gc_keeps_n_cache_snapshots_and_drops_leftovers(env: Env) -> None:
     assert f"dropped leftover {env.db}__build" in messages(rep, "warn")
     assert any(m.startswith("gc: dropped 6 database(s), freed ") for m in messages(rep, "ok"))
 
-    assert cmd.gc(env.project(), rep, keep=0) == 0
+    assert cmd.gc(Session(env.project(), rep), keep=0) == 0
     cache_left = [s for s in env.listing()["snapshots"] if s["kind"] == "cache"]
     # the snapshot of the current steps is what refresh-db starts from: gc never drops it
     assert [s["steps"] for s in cache_left] == [["schema", "seed"]]
@@ -486,7 +487,7 @@ def test_commands_need_a_database_section(make_project: Callable[..., Path]) -> 
     root = make_project({"version": 1, "steps": {"a": {"run": "true"}}})
     project = loader.load(root / "steps.yaml")
     with pytest.raises(DevenvError, match="devenv snapshot needs a database"):
-        cmd.save(project, RecordingReporter(), "x")
+        cmd.save(Session(project, RecordingReporter()), "x")
 
 
 def test_header_round_trip_and_format(tmp_path: Path) -> None:
@@ -514,7 +515,7 @@ def test_dump_and_restore_with_the_containers_own_tools(
     through `docker exec` for a backend without one."""
     import uuid
 
-    from devenv.services import BACKENDS, launch
+    from devenv.services import BACKENDS
 
     if not BACKENDS["docker"]().available()[0]:
         pytest.skip("no Docker engine")
@@ -528,17 +529,17 @@ def test_dump_and_restore_with_the_containers_own_tools(
     try:
         monkeypatch.setenv("DEVENV_PG_TOOLS", "service")
         rep = RecordingReporter()
-        endpoints = launch.start_services(project, ["db"], rep)
-        target = launch.database_target(project, endpoints)
+        endpoints = Session(project, rep).start(["db"])
+        target = Session(project, RecordingReporter()).target(endpoints)
         assert target is not None
-        rebuild.refresh(project, rep, target, background_reclone=False)
-        cmd.save(project, RecordingReporter(), "base")
+        rebuild.refresh(Session(project, rep), target, background_reclone=False)
+        cmd.save(Session(project, RecordingReporter()), "base")
         original = dump_database(target.url("app_dev__u_base"))
         file = tmp_path / "base.snap"
         rep = RecordingReporter()
-        cmd.export(project, rep, "base", file)
+        cmd.export(Session(project, rep), "base", file)
         assert any(f"in container {name}-db" in m for m in messages(rep, "ok"))
-        cmd.import_(project, RecordingReporter(), file, "again")
+        cmd.import_(Session(project, RecordingReporter()), file, "again")
         assert dump_database(target.url("app_dev__u_again")) == original
 
         assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []

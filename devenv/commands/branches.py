@@ -2,34 +2,34 @@
 
 from __future__ import annotations
 
-import sys
 import time
 
 from devenv.commands.snapshot import fmt_age
-from devenv.console import Output, PlainReporter
+from devenv.console import Output
 from devenv.errors import EXIT_OK, DevenvError
 from devenv.events import Message, Reporter, fmt_size
 from devenv.lock import database_lock, project_lock
 from devenv.postgres.database import Target
 from devenv.schema import Project
-from devenv.services import launch
+from devenv.session import Session
 from devenv.workingdb import branches
 
 
-def _target(project: Project, database_url: str | None) -> Target:
-    if project.database is None:
+def _target(session: Session) -> Target:
+    if session.project.database is None:
         raise DevenvError("branches need a database: add a 'database:' section to steps.yaml")
-    target, note = launch.current_target(project, database_url)
+    target, note = session.current_target()
     if target is None:
         raise DevenvError(f"cannot list the branch databases: {note}; start it with "
                           "`devenv up`")
     return target
 
 
-def list_branches(project: Project, out: Output, *, as_json: bool = False,
-                  database_url: str | None = None, wait: bool = True) -> int:
-    with project_lock(project.state_dir, "branches", PlainReporter(sys.stderr), wait=wait):
-        target = _target(project, database_url)
+def list_branches(session: Session, out: Output, *, as_json: bool = False,
+                  wait: bool = True) -> int:
+    project = session.project
+    with project_lock(project.state_dir, "branches", session.reporter, wait=wait):
+        target = _target(session)
         items = branches.parked(target, project.name, sizes=True)
         working_branch = branches.recorded(target)
     checked_out = branches.current(project.root)
@@ -52,10 +52,10 @@ def list_branches(project: Project, out: Output, *, as_json: bool = False,
     return EXIT_OK
 
 
-def drop(project: Project, reporter: Reporter, branch: str, *,
-         database_url: str | None = None, wait: bool = True) -> int:
+def drop(session: Session, branch: str, *, wait: bool = True) -> int:
+    project, reporter = session.project, session.reporter
     with project_lock(project.state_dir, "branches drop", reporter, wait=wait):
-        target = _target(project, database_url)
+        target = _target(session)
         # another worktree's up may be renaming these databases now
         with database_lock(target, project.root, "branches drop", reporter, wait=wait):
             name = branches.drop(target, project.name, branch)
@@ -63,10 +63,10 @@ def drop(project: Project, reporter: Reporter, branch: str, *,
     return EXIT_OK
 
 
-def prune(project: Project, reporter: Reporter, keep: int, *,
-          database_url: str | None = None, wait: bool = True) -> int:
+def prune(session: Session, keep: int, *, wait: bool = True) -> int:
+    project, reporter = session.project, session.reporter
     with project_lock(project.state_dir, "branches prune", reporter, wait=wait):
-        target = _target(project, database_url)
+        target = _target(session)
         with database_lock(target, project.root, "branches prune", reporter, wait=wait):
             gone = branches.prune(target, project.name, keep)
     for p in gone:

@@ -29,7 +29,7 @@ from devenv.errors import (
 from devenv.events import Decision, Message, Reporter, RunResult, Status
 from devenv.lock import project_lock
 from devenv.schema import Project
-from devenv.services import launch
+from devenv.session import Session
 from devenv.workingdb import cidump, oci
 
 OUTCOMES = {
@@ -63,41 +63,35 @@ def run(load: Callable[[], Project], reporter: Reporter, *, profile: str = "ci",
         return EXIT_CONFIG
     try:
         project = load()
+        # ci-setup loads the project itself, so a configuration error lands in its reports
+        session = Session(project, reporter, profile, database_url)
         planner.check_profile(project, profile)
         key = fingerprint.graph_key(project, profile)
         extra["fingerprint"] = key
         with project_lock(project.state_dir, "ci-setup", reporter):
-            endpoints = launch.start_services(
-                project, launch.needed_services(project), reporter, database_url)
-            target = launch.database_target(project, endpoints, database_url)
+            endpoints = session.start(session.needed_services())
+            target = session.target(endpoints)
             hit = False
             if cache_dir is not None and target is not None:
-
-                hit = cidump.restore(project, target, cache_dir, key, reporter,
-                                       database_url)
+                hit = cidump.restore(session, target, cache_dir, key)
                 extra["cache"] = {"dir": str(cache_dir), "key": key, "hit": hit}
             pulled = False
             if not hit:
-
-                pulled = oci.restore_fresh(project, target, profile, reporter)
+                pulled = oci.restore_fresh(session, target)
 
             # its own folder: a CI run here must not replace the developer's step logs
-            built = building.build(project, reporter, target, profile=profile, jobs=jobs,
-                                      log_dir=log_dir(project, ci=True))
+            built = building.build(session, target, jobs=jobs,
+                                   log_dir=log_dir(project, ci=True))
             result, decisions = built.result, list(built.decisions)
             code = EXIT_OK if result.ok else (EXIT_INTERRUPTED if result.interrupted
                                               else EXIT_FAILED)
             if code == EXIT_OK and cache_dir is not None and target is not None and not hit:
-
-                saved = cidump.save(project, target, cache_dir, key, profile, keep, reporter,
-                                      database_url)
+                saved = cidump.save(session, target, cache_dir, key, keep)
                 extra["cache"]["saved"] = str(saved) if saved else None
             # Push what this job built; a restore that left nothing to run is there already.
             ran = any(r.status is Status.OK for r in result.results)
             if code == EXIT_OK and push and target is not None and (ran or not (hit or pulled)):
-
-                extra["remote_push"] = oci.push_database(project, target, profile,
-                                                                  reporter, database_url)
+                extra["remote_push"] = oci.push_database(session, target)
             if code == EXIT_OK and with_processes and project.processes:
                 code = _start_processes(project, reporter, target, profile)
     except (ConfigError, UsageError) as exc:

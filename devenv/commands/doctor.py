@@ -11,8 +11,7 @@ from devenv.commands import up
 from devenv.console import Output, make_reporter
 from devenv.doctor import Check, Context, fixes, run_checks
 from devenv.errors import EXIT_FAILED, EXIT_OK
-from devenv.events import Reporter
-from devenv.schema import Project
+from devenv.session import Session
 
 LABEL = {"ok": "ok", "warn": "warn", "fail": "FAIL"}
 STYLE = {"ok": "green", "warn": "yellow", "fail": "bold red"}
@@ -118,8 +117,7 @@ def render(out: Output, checks: Sequence[Check], elapsed: float, fixing: bool = 
 def _up(ctx: Context) -> fixes.UpCommand:
     """``devenv up --no-processes`` for doctor's ``up`` repair, with this run's options."""
 
-    def run(project: Project, reporter: Reporter) -> int:
-        return up.run(project, reporter, profile=ctx.profile, database_url=ctx.database_url,
-                      no_processes=True)
+    def run(session: Session) -> int:
+        return up.run(session, no_processes=True)
 
     return run

@@ -23,6 +23,7 @@ from devenv.lock import project_lock
 from devenv.schema import Project, ServiceSpec
 from devenv.services import BACKENDS, Backend, launch
 from devenv.services.docker import DockerBackend
+from devenv.session import Session
 from devenv.workingdb import branches
 
 
@@ -78,13 +79,15 @@ def _confirm(out: Output, doomed: list[str]) -> bool:
     return answer in ("y", "yes")
 
 
-def _inside_data(project: Project) -> list[str]:
+def _inside_data(session: Session) -> list[str]:
     """What the database service's data holds besides the working database that a user
-    may not think of: the databases parked per git branch (rows made by hand on each)."""
-    if project.database is None:
+    may not think of: the databases parked per git branch (rows made by hand on each).
+    Nothing for someone else's server: down never deletes its data."""
+    project = session.project
+    if project.database is None or session.external is not None:
         return []
     try:
-        target, _note = launch.current_target(project)
+        target, _note = session.current_target()
         if target is None:
             return []
         parked = branches.parked(target, project.name)
@@ -96,16 +99,17 @@ def _inside_data(project: Project) -> list[str]:
             + ", ".join(p.branch for p in parked) + " (inside that data)"]
 
 
-def run(project: Project, out: Output, *, volumes: bool = False, yes: bool = False,
+def run(session: Session, out: Output, *, volumes: bool = False, yes: bool = False,
         interactive: bool | None = None,
         confirm: Callable[[Output, list[str]], bool] = _confirm) -> int:
     """Stop everything of the project; with ``volumes`` delete the services' data too."""
+    project = session.project
     if interactive is None:
         interactive = sys.stdin.isatty() and sys.stdout.isatty()
     # Another checkout (a git worktree with the same name:) may be building in the same
     # container: wait for it before stopping it.
     with project_lock(project.state_dir, "down", _Notices(out)), \
-            launch.service_lock(project, None, "down", _Notices(out), external=False):
+            session.with_reporter(_Notices(out)).service_lock("down", external=False):
         pairs: list[tuple[str, Backend]] = []
         # (service, backend, what it holds): data of a backend the service no longer uses
         others: list[tuple[str, Backend, list[str]]] = []
@@ -120,7 +124,7 @@ def run(project: Project, out: Output, *, volumes: bool = False, yes: bool = Fal
             docker_alone = DockerBackend()
             if docker_alone.available()[0]:
                 docker = docker_alone  # for containers of services no longer configured
-        inside = _inside_data(project) if volumes else []
+        inside = _inside_data(session) if volumes else []
         if volumes and not yes:
             doomed = [item for name, b in pairs
                       for item in b.data(project, project.services[name])]

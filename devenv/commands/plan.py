@@ -10,17 +10,17 @@ from devenv.errors import EXIT_OK
 from devenv.events import Action
 from devenv.postgres import database
 from devenv.schema import Project
-from devenv.services import launch
+from devenv.session import Session
 from devenv.state import NO_DATABASE, StateStore
 from devenv.workingdb import rebuild
 
 
-def run(project: Project, out: Output, targets: Sequence[str] = (), *, only: bool = False,
-        force: bool = False, profile: str = "local", as_json: bool = False,
-        database_url: str | None = None, refresh: bool = False) -> int:
+def run(session: Session, out: Output, targets: Sequence[str] = (), *, only: bool = False,
+        force: bool = False, as_json: bool = False, refresh: bool = False) -> int:
+    project, profile = session.project, session.profile
     planner.check_profile(project, profile)
     planner.check_targets(project, targets)
-    target, note = launch.current_target(project, database_url)
+    target, note = session.current_target()
     if refresh:
         return _refresh(project, out, target, note, profile, as_json)
     key: str | None = NO_DATABASE if project.database is None else None

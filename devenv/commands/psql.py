@@ -15,9 +15,8 @@ from collections.abc import Mapping, Sequence
 from devenv import proc
 from devenv.errors import ServiceError
 from devenv.postgres import pgcluster
-from devenv.schema import Project
-from devenv.services import launch
 from devenv.services.docker import container_name
+from devenv.session import Session
 
 
 def local_psql() -> str | None:
@@ -31,14 +30,14 @@ def local_psql() -> str | None:
     return None
 
 
-def command(project: Project, args: Sequence[str], database_url: str | None = None,
-            psql: str | None = None, tty: bool | None = None,
-            ) -> tuple[list[str], dict[str, str]]:
+def command(session: Session, args: Sequence[str], psql: str | None = None,
+            tty: bool | None = None) -> tuple[list[str], dict[str, str]]:
     """The argv and environment that run psql on the project database."""
+    project = session.project
     if project.database is None:
         raise ServiceError("this project declares no database (database: in "
                            f"{project.file.name}), so there is nothing for psql to open")
-    target, note = launch.current_target(project, database_url)
+    target, note = session.current_target()
     if target is None:
         raise ServiceError(f"the database is not reachable: {note}; start it with `devenv up`")
     env = dict(os.environ)
@@ -47,10 +46,9 @@ def command(project: Project, args: Sequence[str], database_url: str | None = No
     if psql:
         return [psql, *args], env
     service = project.services[project.database.service]
-    backend, _why = launch.choose_backend(service, project)
+    backend, _why = session.backend(service.name)
     docker = shutil.which("docker")
-    if backend.name != "docker" or docker is None or launch.external_url(
-            project, database_url) is not None:
+    if backend.name != "docker" or docker is None:
         raise ServiceError("no psql on this machine: install the PostgreSQL client "
                            "(e.g. apt-get install postgresql-client, brew install libpq)")
 
@@ -74,6 +72,6 @@ def exec_(argv: Sequence[str], env: Mapping[str, str]) -> int:
     return 1  # not reached
 
 
-def run(project: Project, args: Sequence[str], database_url: str | None = None) -> int:
-    argv, env = command(project, args, database_url)
+def run(session: Session, args: Sequence[str]) -> int:
+    argv, env = command(session, args)
     return exec_(argv, env)

@@ -7,25 +7,23 @@ import time
 from devenv import planner, processes
 from devenv.commands import exit_code
 from devenv.errors import EXIT_OK, UsageError
-from devenv.events import Message, Reporter
+from devenv.events import Message
 from devenv.lock import database_lock, project_lock
-from devenv.schema import Project
-from devenv.services import launch
+from devenv.session import Session
 from devenv.workingdb import rebuild
 
 
-def run(project: Project, reporter: Reporter, *, profile: str = "local",
-        jobs: int | None = None, keep_failed: bool = False, no_backup: bool = False,
-        no_cache: bool = False, undo: bool = False, wait: bool = True,
-        database_url: str | None = None) -> int:
+def run(session: Session, *, jobs: int | None = None, keep_failed: bool = False,
+        no_backup: bool = False, no_cache: bool = False, undo: bool = False,
+        wait: bool = True) -> int:
+    project, reporter, profile = session.project, session.reporter, session.profile
     planner.check_profile(project, profile)
     if project.database is None:
         raise UsageError("refresh-db needs a database: add a 'database:' section to steps.yaml")
     with project_lock(project.state_dir, "refresh-db", reporter, wait=wait), \
-            launch.service_lock(project, database_url, "refresh-db", reporter, wait=wait):
-        endpoints = launch.start_services(
-            project, launch.needed_services(project), reporter, database_url)
-        target = launch.database_target(project, endpoints, database_url)
+            session.service_lock("refresh-db", wait=wait):
+        endpoints = session.start(session.needed_services())
+        target = session.target(endpoints)
         assert target is not None
         # Another checkout of the project (a git worktree) shares this server's databases.
         with database_lock(target, project.root, "refresh-db", reporter, wait=wait):
@@ -34,9 +32,8 @@ def run(project: Project, reporter: Reporter, *, profile: str = "local",
                 processes.follow_swap(project, target, reporter, profile=profile)
                 return EXIT_OK
             t0 = time.monotonic()
-            res = rebuild.refresh(project, reporter, target, profile=profile, jobs=jobs,
-                                    keep_failed=keep_failed, backup=not no_backup,
-                                    use_cache=not no_cache)
+            res = rebuild.refresh(session, target, jobs=jobs, keep_failed=keep_failed,
+                                  backup=not no_backup, use_cache=not no_cache)
         if res.result is not None and not res.result.ok:
             return exit_code(res.result)
         if res.swapped:

@@ -20,12 +20,12 @@ from typing import Any
 from devenv import faults, fingerprint, graph, planner, processes
 from devenv.console import Output, PlainReporter
 from devenv.errors import EXIT_OK, DevenvError, ServiceError, UsageError
-from devenv.events import Message, Reporter, fmt_size, phase
+from devenv.events import Message, fmt_size, phase
 from devenv.lock import project_lock
 from devenv.postgres import database, dumpfiles, siblings
 from devenv.postgres.database import Target
 from devenv.schema import Project
-from devenv.services import launch
+from devenv.session import Session
 from devenv.state import StateStore
 from devenv.workingdb import branches, rebuild
 
@@ -113,15 +113,14 @@ def _changed_text(changed: list[str], fps: dict[str, fingerprint.Fingerprint]) -
 # --------------------------------------------------------------------------- save
 
 
-def save(project: Project, reporter: Reporter, name: str, *, replace: bool = False,
-         database_url: str | None = None, wait: bool = True) -> int:
+def save(session: Session, name: str, *, replace: bool = False, wait: bool = True) -> int:
     """Save the working database as user snapshot ``name``."""
+    project, reporter = session.project, session.reporter
     db = _db(project)
     snap = siblings.user_name(db, name)
     with project_lock(project.state_dir, "snapshot save", reporter, wait=wait), \
             contextlib.ExitStack() as locks:
-        target, _ = launch.open_database(project, reporter, database_url, locks, "snapshot save",
-                          wait)
+        target, _ = session.open_database(locks, "snapshot save", wait)
         db = target.dbname  # DATABASE_URL may name another database than steps.yaml
         snap = siblings.user_name(db, name)
         rebuild.recover(target, db, reporter)
@@ -186,15 +185,14 @@ def save(project: Project, reporter: Reporter, name: str, *, replace: bool = Fal
 # --------------------------------------------------------------------------- restore
 
 
-def restore(project: Project, reporter: Reporter, name: str, *, backup: bool = True,
-            database_url: str | None = None, wait: bool = True) -> int:
+def restore(session: Session, name: str, *, backup: bool = True, wait: bool = True) -> int:
     """Make user snapshot ``name`` the working database, atomically (like refresh-db)."""
+    project, reporter = session.project, session.reporter
     db = _db(project)
     siblings.user_name(db, name)
     with project_lock(project.state_dir, "snapshot restore", reporter, wait=wait), \
             contextlib.ExitStack() as locks:
-        target, _ = launch.open_database(project, reporter, database_url, locks, "snapshot restore",
-                          wait)
+        target, _ = session.open_database(locks, "snapshot restore", wait)
         db = target.dbname  # DATABASE_URL may name another database than steps.yaml
         rebuild.recover(target, db, reporter)
         info = _require(target, db, name)
@@ -235,16 +233,15 @@ def restore(project: Project, reporter: Reporter, name: str, *, backup: bool = T
 # --------------------------------------------------------------------------- list
 
 
-def list_snapshots(project: Project, out: Output, *, as_json: bool = False,
-                   profile: str = "local", database_url: str | None = None,
+def list_snapshots(session: Session, out: Output, *, as_json: bool = False,
                    wait: bool = True) -> int:
     """Show the user snapshots and the cache snapshots, and whether each is current."""
-
+    project, profile = session.project, session.profile
     db = _db(project)
     planner.check_profile(project, profile)
     with project_lock(project.state_dir, "snapshot list", PlainReporter(sys.stderr),
                       wait=wait):
-        target, note = launch.current_target(project, database_url)
+        target, note = session.current_target()
         if target is None:
             raise ServiceError(f"cannot list snapshots: {note}; start it with `devenv up`")
         db = target.dbname
@@ -300,15 +297,14 @@ def list_snapshots(project: Project, out: Output, *, as_json: bool = False,
 # --------------------------------------------------------------------------- delete / gc
 
 
-def delete(project: Project, reporter: Reporter, name: str, *,
-           database_url: str | None = None, wait: bool = True) -> int:
+def delete(session: Session, name: str, *, wait: bool = True) -> int:
     """Drop user snapshot ``name``."""
+    project, reporter = session.project, session.reporter
     db = _db(project)
     siblings.user_name(db, name)
     with project_lock(project.state_dir, "snapshot delete", reporter, wait=wait), \
             contextlib.ExitStack() as locks:
-        target, _ = launch.open_database(project, reporter, database_url, locks, "snapshot delete",
-                          wait)
+        target, _ = session.open_database(locks, "snapshot delete", wait)
         db = target.dbname  # DATABASE_URL may name another database than steps.yaml
         info = _require(target, db, name)
         key = database.identity(target, info.datname)
@@ -320,10 +316,10 @@ def delete(project: Project, reporter: Reporter, name: str, *,
     return EXIT_OK
 
 
-def gc(project: Project, reporter: Reporter, *, keep: int | None = None,
-       profile: str = "local", database_url: str | None = None, wait: bool = True) -> int:
+def gc(session: Session, *, keep: int | None = None, wait: bool = True) -> int:
     """Drop cache snapshots beyond ``keep`` (default ``cache.keep``) and what an interrupted
     run left (``__build``, incomplete snapshots). User snapshots and the backup stay."""
+    project, reporter, profile = session.project, session.reporter, session.profile
     db = _db(project)
     planner.check_profile(project, profile)
     keep = project.cache_keep if keep is None else keep
@@ -331,8 +327,7 @@ def gc(project: Project, reporter: Reporter, *, keep: int | None = None,
         raise UsageError(f"--keep must be 0 or more, not {keep}")
     with project_lock(project.state_dir, "snapshot gc", reporter, wait=wait), \
             contextlib.ExitStack() as locks:
-        target, _ = launch.open_database(project, reporter, database_url, locks, "snapshot gc",
-                          wait)
+        target, _ = session.open_database(locks, "snapshot gc", wait)
         db = target.dbname  # DATABASE_URL may name another database than steps.yaml
         before = {d.datname: d for d in siblings.related(target, db, sizes=True)}
         keys = {n: database.identity(target, n) for n in before}
@@ -364,9 +359,9 @@ def gc(project: Project, reporter: Reporter, *, keep: int | None = None,
 # --------------------------------------------------------------------------- export / import
 
 
-def export(project: Project, reporter: Reporter, name: str, file: Path, *,
-           database_url: str | None = None, wait: bool = True) -> int:
+def export(session: Session, name: str, file: Path, *, wait: bool = True) -> int:
     """Write user snapshot ``name`` to ``file``: our header + ``pg_dump -Fc``."""
+    project, reporter = session.project, session.reporter
     db = _db(project)
     siblings.user_name(db, name)
     file = Path(file)
@@ -377,8 +372,7 @@ def export(project: Project, reporter: Reporter, name: str, file: Path, *,
         raise UsageError(f"cannot write {file}: folder {file.parent} does not exist")
     with project_lock(project.state_dir, "snapshot export", reporter, wait=wait), \
             contextlib.ExitStack() as locks:
-        target, container = launch.open_database(project, reporter, database_url, locks, "snapshot export",
-                                  wait)
+        target, container = session.open_database(locks, "snapshot export", wait)
         db = target.dbname  # DATABASE_URL may name another database than steps.yaml
         info = _require(target, db, name)
         server = dumpfiles.server_version_num(target)
@@ -402,9 +396,10 @@ def export(project: Project, reporter: Reporter, name: str, file: Path, *,
     return EXIT_OK
 
 
-def import_(project: Project, reporter: Reporter, file: Path, name: str | None = None, *,
-            force: bool = False, database_url: str | None = None, wait: bool = True) -> int:
+def import_(session: Session, file: Path, name: str | None = None, *,
+            force: bool = False, wait: bool = True) -> int:
     """Restore snapshot file ``file`` as user snapshot ``name`` (default: its own name)."""
+    project, reporter = session.project, session.reporter
     db = _db(project)
     file = Path(file)
     header, offset = dumpfiles.read_header(file)
@@ -417,8 +412,7 @@ def import_(project: Project, reporter: Reporter, file: Path, name: str | None =
         dumpfiles.verify(file, header, offset)
     with project_lock(project.state_dir, "snapshot import", reporter, wait=wait), \
             contextlib.ExitStack() as locks:
-        target, container = launch.open_database(project, reporter, database_url, locks, "snapshot import",
-                                  wait)
+        target, container = session.open_database(locks, "snapshot import", wait)
         db = target.dbname  # DATABASE_URL may name another database than steps.yaml
         snap = siblings.user_name(db, name)
         rebuild.recover(target, db, reporter)

@@ -8,11 +8,11 @@ from pathlib import Path
 
 from devenv.commands.snapshot import CACHE_KIND, _db, _drop_quietly, _require
 from devenv.errors import EXIT_OK, DevenvError, UsageError
-from devenv.events import Message, Reporter, phase
+from devenv.events import Message, phase
 from devenv.lock import project_lock
 from devenv.postgres import database, dumpfiles, siblings
 from devenv.schema import Project
-from devenv.services import launch
+from devenv.session import Session
 from devenv.state import StateStore
 from devenv.workingdb import oci, rebuild
 
@@ -25,15 +25,15 @@ def _remote(project: Project) -> oci.Remote:
     return remote
 
 
-def push(project: Project, reporter: Reporter, name: str, *, background: bool = False,
-         database_url: str | None = None, wait: bool = True) -> int:
+def push(session: Session, name: str, *, background: bool = False, wait: bool = True) -> int:
     """Dump snapshot ``name`` (a user snapshot, or a cache snapshot by its key's first
     characters) and push it to the remote cache, tagged by the fingerprint of its steps."""
+    project, reporter = session.project, session.reporter
     db = _db(project)
     remote = _remote(project)
     oci.sign_key(project)  # a broken key fails now, before the dump
     with project_lock(project.state_dir, "snapshot push", reporter, wait=wait):
-        target, container = launch.open_database(project, reporter, database_url)
+        target, container = session.open_database()
         rebuild.recover(target, db, reporter)
         cache = [d for d in siblings.related(target, db) if d.kind == CACHE_KIND
                  and d.meta.get("complete") and d.key.startswith(name) and len(name) >= 6]
@@ -61,14 +61,15 @@ def push(project: Project, reporter: Reporter, name: str, *, background: bool = 
     return EXIT_OK
 
 
-def pull(project: Project, reporter: Reporter, ref: str, *, database_url: str | None = None,
+def pull(session: Session, ref: str, *,
          wait: bool = True) -> int:
     """Pull snapshot ``ref`` (a fingerprint or tag) into a local cache snapshot, so the
     next refresh-db starts from it."""
+    project, reporter = session.project, session.reporter
     db = _db(project)
     remote = _remote(project)
     with project_lock(project.state_dir, "snapshot pull", reporter, wait=wait):
-        target, _ = launch.open_database(project, reporter, database_url)
+        target, _ = session.open_database()
         rebuild.recover(target, db, reporter)
         client = oci.Client(remote)
         hit = oci.fetch(project, client, ref, dumpfiles.server_version_num(target))
@@ -89,7 +90,7 @@ def pull(project: Project, reporter: Reporter, ref: str, *, database_url: str | 
 
                     database.create(target, build, [], template="template0")
                     siblings.set_meta(target, build, value)
-                    oci.restore_file(project, target, build, hit, reporter)
+                    oci.restore_file(session, target, build, hit)
                     ident = database.identity(target, build)
                     if ident:
                         StateStore(project.state_dir).put(ident, target.redacted(name),

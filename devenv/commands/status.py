@@ -15,7 +15,8 @@ from devenv.errors import EXIT_OK, ServiceError
 from devenv.events import Action
 from devenv.postgres import database
 from devenv.schema import Project, ServiceSpec
-from devenv.services import ServiceState, launch
+from devenv.services import ServiceState
+from devenv.session import Session
 from devenv.state import NO_DATABASE, StateStore
 
 
@@ -33,24 +34,10 @@ def uptime(seconds: float | None) -> str:
     return f"{s // 86400}d{s % 86400 // 3600:02d}h"
 
 
-def _service(project: Project, service: ServiceSpec, database_url: str | None,
-             ) -> dict[str, Any]:
-    ext = launch.external_url(project, database_url)
-    if ext is not None and project.database is not None \
-            and project.database.service == service.name:
-        target = database.parse_url(ext[0], project.database.name)
-        try:
-            with database.connect(target, "postgres", timeout=3) as conn:
-                conn.execute("SELECT 1")
-            state, health, detail = "running", "healthy", ""
-        except database.DatabaseError as exc:
-            state, health, detail = "unreachable", "", str(exc)
-        return {"name": service.name, "backend": "external", "why": ext[1], "state": state,
-                "health": health, "address": f"{target.host}:{target.port}",
-                "started_at": None, "uptime": None, "config_matches": None,
-                "detail": detail or target.redacted()}
+def _service(session: Session, service: ServiceSpec) -> dict[str, Any]:
+    project = session.project
     try:
-        backend, why = launch.choose_backend(service, project)
+        backend, why = session.backend(service.name)
     except ServiceError as exc:
         return {"name": service.name, "backend": None, "why": str(exc),
                 "state": "unavailable", "health": "", "address": None, "started_at": None,
@@ -60,8 +47,9 @@ def _service(project: Project, service: ServiceSpec, database_url: str | None,
     except ServiceError as exc:
         st = ServiceState(service.name, backend.name, "error", detail=str(exc))
 
-    leftovers = [{"backend": b.name, "items": held, "note": leftover_note(b, service)}
-                 for b, held in other_backends(project, service, {backend.name})]
+    leftovers = [] if backend.name == "external" else [
+        {"backend": b.name, "items": held, "note": leftover_note(b, service)}
+        for b, held in other_backends(project, service, {backend.name})]
     return {"name": service.name, "backend": st.backend, "why": why, "state": st.state,
             "health": st.health, "address": st.address, "started_at": st.started_at,
             "uptime": time.time() - st.started_at if st.started_at else None,
@@ -70,9 +58,10 @@ def _service(project: Project, service: ServiceSpec, database_url: str | None,
             **({"leftovers": leftovers} if leftovers else {})}
 
 
-def _database(project: Project, profile: str, database_url: str | None) -> dict[str, Any]:
+def _database(session: Session) -> dict[str, Any]:
+    project, profile = session.project, session.profile
     db = project.database
-    target, note = launch.current_target(project, database_url)
+    target, note = session.current_target()
     key: str | None = NO_DATABASE if db is None else None
     exists: bool | None = None
     refusing = False
@@ -126,12 +115,12 @@ def _processes(project: Project) -> list[dict[str, Any]]:
             for p in processes.status(project)]
 
 
-def collect(project: Project, profile: str = "local", database_url: str | None = None,
-            ) -> dict[str, Any]:
+def collect(session: Session) -> dict[str, Any]:
     """Everything ``status`` shows, as plain data (what ``--json`` prints)."""
+    project, profile = session.project, session.profile
     planner.check_profile(project, profile)
-    services = [_service(project, s, database_url) for s in project.services.values()]
-    db = _database(project, profile, database_url)
+    services = [_service(session, s) for s in project.services.values()]
+    db = _database(session)
     procs = _processes(project)
     would: list[str] = []
     for s in services:
@@ -157,9 +146,8 @@ def collect(project: Project, profile: str = "local", database_url: str | None =
             "up_would": would}
 
 
-def run(project: Project, out: Output, *, as_json: bool = False, profile: str = "local",
-        database_url: str | None = None) -> int:
-    data = collect(project, profile, database_url)
+def run(session: Session, out: Output, *, as_json: bool = False) -> int:
+    data = collect(session)
     if as_json:
         out.json(data)
         return EXIT_OK

@@ -8,22 +8,21 @@ from devenv import building, planner, processes
 from devenv.commands import exit_code
 from devenv.console import ProcessLines
 from devenv.errors import EXIT_OK
-from devenv.events import Message, Reporter
+from devenv.events import Message
 from devenv.lock import database_lock, project_lock
 from devenv.postgres import database
-from devenv.schema import Project
-from devenv.services import launch
+from devenv.session import Session
 from devenv.workingdb import branches, oci, working
 
 
-def run(project: Project, reporter: Reporter, *, detach: bool = False,
-        profile: str = "local", jobs: int | None = None, database_url: str | None = None,
+def run(session: Session, *, detach: bool = False, jobs: int | None = None,
         no_processes: bool = False, plain: bool = False, rebuild: str | None = None) -> int:
     """Bring the environment up; returns the exit code.
 
     Without ``detach`` this blocks while the processes run and returns 130 after Ctrl-C
     (or SIGTERM), 1 when a process exits on its own; services keep running either way.
     """
+    project, reporter, profile = session.project, session.reporter, session.profile
     planner.check_profile(project, profile)
     names = [] if no_processes else processes.selected(project, profile)
     if names:
@@ -32,35 +31,32 @@ def run(project: Project, reporter: Reporter, *, detach: bool = False,
         processes.refuse_running(project, detached=detach)
         processes.prepare(project, names, database.Target("localhost", 5432, "user", "pw",
                                                           "db"), stand_in=True)
-    wanted = set(launch.needed_services(project))
+    wanted = set(session.needed_services())
     wanted.update(n for p in names for n in project.processes[p].needs
                   if n in project.services)
     with contextlib.ExitStack() as held:
         # The lock keeps refresh-db (or another up) off the database while steps run and
         # processes start; a foreground up lets go once its processes are ready.
         held.enter_context(project_lock(project.state_dir, "up", reporter))
-        held.enter_context(launch.service_lock(project, database_url, "up", reporter))
-        endpoints = launch.start_services(
-            project, [s for s in project.services if s in wanted], reporter, database_url)
-        target = launch.database_target(project, endpoints, database_url)
+        held.enter_context(session.service_lock("up"))
+        endpoints = session.start([s for s in project.services if s in wanted])
+        target = session.target(endpoints)
 
-        oci.restore_fresh(project, target, profile, reporter)
+        oci.restore_fresh(session, target)
         carried: dict[str, str] = {}
         if target is not None and project.database is not None:
             # Another checkout of the project (a git worktree) shares this server's
             # databases: a branch switch or a rebuild swaps them (re-entrant: the steps
             # below take it again).
             held.enter_context(database_lock(target, project.root, "up", reporter))
-            done = working.reconcile(project, reporter, target, profile=profile, jobs=jobs,
-                                     mode=rebuild)
+            done = working.reconcile(session, target, jobs=jobs, mode=rebuild)
             carried = done.carried
             if (done.rebuilt is not None and done.rebuilt.result is not None
                     and not done.rebuilt.result.ok):
                 return exit_code(done.rebuilt.result)
             if done.swapped:
                 processes.follow_swap(project, target, reporter, profile=profile)
-        built = building.build(project, reporter, target, profile=profile, jobs=jobs,
-                                  carried=carried)
+        built = building.build(session, target, jobs=jobs, carried=carried)
         if target is not None and project.database is not None and built.result.ok:
             branches.note(project.name, project.root, target)
         code = exit_code(built.result)

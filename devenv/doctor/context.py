@@ -19,11 +19,12 @@ from devenv import building, fingerprint, loader, planner
 from devenv.doctor import apps
 from devenv.envvars import expand
 from devenv.errors import ConfigError, DevenvError, ServiceError
-from devenv.events import Action
+from devenv.events import Action, RecordingReporter
 from devenv.postgres import database, siblings
 from devenv.schema import Project, ServiceSpec, StepSpec
 from devenv.services import launch
 from devenv.services.docker import connect
+from devenv.session import Session
 from devenv.state import NO_DATABASE, StateStore
 
 if TYPE_CHECKING:
@@ -96,7 +97,8 @@ class _Raised:
 
 @dataclass
 class Context:
-    """The facts of one doctor run (``file``: the steps.yaml, or ``None`` to look upwards)."""
+    """The facts of one doctor run (``file``: the steps.yaml, or ``None`` to look upwards).
+    Doctor's own session: a broken steps.yaml is a finding here, not an error."""
 
     file: Path | None = None
     profile: str = "local"
@@ -136,9 +138,16 @@ class Context:
 
     # ------------------------------------------------------------------ services
 
+    def session(self) -> Session:
+        """The runtime session doctor checks (its reporter records; doctor prints its own
+        findings)."""
+        return self.memo("session", lambda: Session(self.project(), RecordingReporter(),
+                                                    self.profile, self.database_url))
+
     def external(self) -> tuple[str, str] | None:
         """The database someone else runs (``DATABASE_URL``), and where it came from."""
-        return launch.external_url(self.project(), self.database_url)
+        ext = self.session().external
+        return (ext.url, ext.why) if ext is not None else None
 
     def is_external(self, service: str) -> bool:
         db = self.project().database
@@ -194,7 +203,7 @@ class Context:
             return TargetInfo(None, f"service {service.name}: {first_line(exc)}")
         if ep is None:
             return TargetInfo(None, f"service {service.name} is not running")
-        target = launch.database_target(project, {service.name: ep})
+        target = launch.target_at(project, ep)
         return TargetInfo(target, f"service {service.name} ({ep.backend})")
 
     def server(self) -> ServerInfo:

@@ -19,7 +19,7 @@ from devenv.lock import database_lock, project_lock
 from devenv.postgres import database
 from devenv.postgres.database import Target
 from devenv.schema import Project
-from devenv.services import launch
+from devenv.session import Session
 from devenv.workingdb import rebuild
 
 
@@ -29,7 +29,7 @@ class Planned:
     text: str
 
 
-UpCommand = Callable[[Project, Reporter], int]
+UpCommand = Callable[[Session], int]
 """``devenv up --no-processes`` for ``project``: the command layer hands it in (a repair
 must not import the commands it sits below)."""
 
@@ -38,8 +38,7 @@ must not import the commands it sits below)."""
 class _Repair:
     describe: Callable[[Project, list[str]], tuple[list[str], str]]
     """(the arguments in the order they run, the line shown before applying)"""
-    apply: Callable[[Context, Project, Target | None, Sequence[str], Reporter, UpCommand],
-                    None]
+    apply: Callable[[Session, Target | None, Sequence[str], UpCommand], None]
     needs_database: bool = False
 
 
@@ -47,37 +46,37 @@ def _db_name(project: Project) -> str:
     return project.database.name if project.database else "?"
 
 
-def _start(ctx: Context, project: Project, target: Target | None, args: Sequence[str], reporter: Reporter,
+def _start(session: Session, target: Target | None, args: Sequence[str],
            up: UpCommand) -> None:
-    launch.start_services(project, list(args), reporter, ctx.database_url)
+    session.start(list(args))
 
 
-def _recover(ctx: Context, project: Project, target: Target | None, args: Sequence[str], reporter: Reporter,
+def _recover(session: Session, target: Target | None, args: Sequence[str],
              up: UpCommand) -> None:
     assert target is not None  # needs_database: apply found it and holds its lock
-    if not rebuild.recover(target, target.dbname, reporter):
-        reporter.emit(Message("nothing was left to drop"))
+    if not rebuild.recover(target, target.dbname, session.reporter):
+        session.reporter.emit(Message("nothing was left to drop"))
 
 
-def _create_schemas(ctx: Context, project: Project, target: Target | None, args: Sequence[str], reporter: Reporter,
+def _create_schemas(session: Session, target: Target | None, args: Sequence[str],
                     up: UpCommand) -> None:
-    assert project.database is not None
+    db = session.project.database
+    assert db is not None
     assert target is not None  # needs_database: apply found it and holds its lock
-    database.ensure(target, target.dbname, project.database.schemas)
+    database.ensure(target, target.dbname, db.schemas)
 
 
-def _run_steps(ctx: Context, project: Project, target: Target | None, args: Sequence[str], reporter: Reporter,
+def _run_steps(session: Session, target: Target | None, args: Sequence[str],
                up: UpCommand) -> None:
     assert target is not None  # needs_database: apply found it and holds its lock
-    built = building.build(project, reporter, target, targets=list(args), force=True,
-                           profile=ctx.profile)
+    built = building.build(session, target, targets=list(args), force=True)
     if not built.result.ok:
         raise DevenvError(f"devenv run --force {' '.join(args)} failed (see the step's log)")
 
 
-def _up(ctx: Context, project: Project, target: Target | None, args: Sequence[str], reporter: Reporter,
+def _up(session: Session, target: Target | None, args: Sequence[str],
         up: UpCommand) -> None:
-    code = up(project, reporter)
+    code = up(session)
     if code != EXIT_OK:
         raise DevenvError(f"devenv up exited with {code}")
 
@@ -129,17 +128,19 @@ def apply(ctx: Context, planned: Sequence[Planned], reporter: Reporter,
         r = item.remedy
         repair = REPAIRS[r.action]
         reporter.emit(Message(f"fixing: {item.text}"))
+        # a session per repair: the one before may have started the database
+        session = Session(project, reporter, ctx.profile, ctx.database_url)
         try:
             if repair.needs_database:
-                target, note = launch.current_target(project, ctx.database_url)
+                target, note = session.current_target()
                 if target is None or project.database is None:
                     raise DevenvError(f"no database to repair: {note}")
                 with project_lock(project.state_dir, "doctor --fix", reporter, wait=False), \
                         database_lock(target, project.root, "doctor --fix", reporter,
                                       wait=False):
-                    repair.apply(ctx, project, target, r.args, reporter, up)
+                    repair.apply(session, target, r.args, up)
             else:
-                repair.apply(ctx, project, None, r.args, reporter, up)
+                repair.apply(session, None, r.args, up)
         except Exception as exc:  # a repair that fails must not stop the next ones
             text = str(exc).strip().splitlines()[0] if str(exc).strip() else \
                 type(exc).__name__

@@ -15,11 +15,11 @@ from pathlib import Path
 
 from devenv import fingerprint, graph
 from devenv.errors import EXIT_CONFIG, DevenvError
-from devenv.events import Message, PhaseFinished, PhaseStarted, Reporter
+from devenv.events import Message, PhaseFinished, PhaseStarted
 from devenv.postgres import database, dumpfiles
 from devenv.postgres.database import Target
 from devenv.schema import Project
-from devenv.services import launch
+from devenv.session import Session
 from devenv.state import StateStore
 
 SUFFIX = ".devenv-dump"
@@ -29,14 +29,10 @@ def cache_file(cache_dir: Path, project: Project, key: str) -> Path:
     return Path(cache_dir) / f"{project.name}-{key[:24]}{SUFFIX}"
 
 
-def _container(project: Project, reporter: Reporter) -> dumpfiles.ServiceExec | None:
-    return launch.open_database(project, reporter, None)[1]
-
-
-def restore(project: Project, target: Target, cache_dir: Path, key: str,
-            reporter: Reporter, database_url: str | None = None) -> bool:
+def restore(session: Session, target: Target, cache_dir: Path, key: str) -> bool:
     """Load the dump for ``key`` into the project database; False on a miss (or a file
     that cannot be trusted), after saying why."""
+    project, reporter = session.project, session.reporter
     path = cache_file(cache_dir, project, key)
     if not path.exists():
         reporter.emit(Message(f"cache miss: no dump for key {key[:12]} in {cache_dir}"))
@@ -56,8 +52,7 @@ def restore(project: Project, target: Target, cache_dir: Path, key: str,
         reporter.emit(Message(f"ignoring cache file {path}: {exc}; building from the steps",
                               "warn"))
         return False
-    external = database_url or None
-    container = None if _is_external(project, external) else _container(project, reporter)
+    container = session.tools()
     tool = dumpfiles.choose_tool("pg_restore", target, target.dbname, header.pg_dump_major,
                              container)
     if not _check_empty(project, target, key):
@@ -125,18 +120,14 @@ def _check_empty(project: Project, target: Target, key: str) -> bool:
                    "run without --cache-dir")
 
 
-def _is_external(project: Project, database_url: str | None) -> bool:
-
-    return launch.external_url(project, database_url) is not None
-
-
-def save(project: Project, target: Target, cache_dir: Path, key: str, profile: str,
-         keep: int, reporter: Reporter, database_url: str | None = None) -> Path | None:
+def save(session: Session, target: Target, cache_dir: Path, key: str, keep: int,
+         ) -> Path | None:
     """Dump the project database into ``cache_dir`` under ``key``; keep the newest ``keep``."""
+    project, reporter, profile = session.project, session.reporter, session.profile
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
     path = cache_file(cache_dir, project, key)
-    container = None if _is_external(project, database_url) else _container(project, reporter)
+    container = session.tools()
     server = dumpfiles.server_version_num(target)
     tool = dumpfiles.choose_tool("pg_dump", target, target.dbname, dumpfiles.major_of(server),
                              container)

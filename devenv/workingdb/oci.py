@@ -57,9 +57,8 @@ from devenv.jsonfile import ensure_state_dir
 from devenv.postgres import database, dumpfiles, siblings
 from devenv.postgres.database import Target
 from devenv.schema import Project
-from devenv.services import launch
+from devenv.session import Session
 from devenv.state import StateStore
-from devenv.workingdb import cidump
 
 ENV_REMOTE = "DEVENV_CACHE_REMOTE"
 OFF = ("", "off", "none", "no", "0", "false")
@@ -640,17 +639,14 @@ def lookup(project: Project, client: Client, fps: dict[str, fingerprint.Fingerpr
     return None
 
 
-def restore_file(project: Project, target: Target, dbname: str, hit: Hit,
-                 reporter: Reporter) -> None:
+def restore_file(session: Session, target: Target, dbname: str, hit: Hit) -> None:
     """Restore a pulled snapshot into ``dbname`` (which exists and is empty).
 
     The dump is someone else's SQL: it goes through ``dumpfiles.restore_untrusted``, as
     ``snapshot import`` and the ci-setup cache do: no superuser rights while it restores,
     and none for its functions afterwards.
     """
-
-    external = launch.external_url(project, None) is not None
-    container = None if external else cidump._container(project, reporter)
+    container = session.tools()
     tool = dumpfiles.choose_tool("pg_restore", target, dbname, hit.header.pg_dump_major,
                              container)
     # restore_untrusted creates the database itself (owned by the import role while the
@@ -688,12 +684,13 @@ class _Skipped(Exception):
     pass
 
 
-def restore_for_refresh(project: Project, target: Target, build: str, store: StateStore,
+def restore_for_refresh(session: Session, target: Target, build: str, store: StateStore,
                         fps: dict[str, fingerprint.Fingerprint], steps: list[str],
-                        have: int, reporter: Reporter) -> tuple[str, tuple[str, ...]] | None:
+                        have: int) -> tuple[str, tuple[str, ...]] | None:
     """refresh-db: when the remote holds a deeper snapshot than the local cache (``have``
     steps), restore it into ``build`` (which must not exist yet) and keep it as a local
     cache snapshot. Returns (key, steps held), or None after one line saying why not."""
+    project, reporter = session.project, session.reporter
     remote = configured_quietly(project, reporter)
     if remote is None or have >= len(steps):
         return None
@@ -710,7 +707,7 @@ def restore_for_refresh(project: Project, target: Target, build: str, store: Sta
             try:
                 database.create(target, build, [], template="template0")
                 siblings.set_meta(target, build, siblings.meta("build", project.name))
-                restore_file(project, target, build, hit, reporter)
+                restore_file(session, target, build, hit)
             except BaseException:
                 reporter.emit(PhaseFinished("restore", "restore failed", ok=False))
                 with contextlib.suppress(Exception):
@@ -753,11 +750,11 @@ def _is_fresh(project: Project, target: Target) -> bool:
     return row is not None and int(row[0]) == 0
 
 
-def restore_fresh(project: Project, target: Target | None, profile: str,
-                  reporter: Reporter) -> bool:
+def restore_fresh(session: Session, target: Target | None) -> bool:
     """up and ci-setup: when the project database is new (nothing built in it yet), fill it
     from the deepest remote snapshot; the build then runs only what it lacks. Never drops
     or overwrites a database that holds anything."""
+    project, reporter, profile = session.project, session.reporter, session.profile
     if target is None or project.database is None:
         return False
     remote = configured_quietly(project, reporter)
@@ -783,7 +780,7 @@ def restore_fresh(project: Project, target: Target | None, profile: str,
             if created:
                 database.create(target, target.dbname, [], template="template0")
             try:
-                restore_file(project, target, target.dbname, hit, reporter)
+                restore_file(session, target, target.dbname, hit)
             except BaseException:
                 reporter.emit(PhaseFinished("restore", "restore failed", ok=False))
                 # single-transaction: a failed restore left the database as it was
@@ -804,10 +801,10 @@ def restore_fresh(project: Project, target: Target | None, profile: str,
     return True
 
 
-def push_database(project: Project, target: Target, profile: str, reporter: Reporter,
-                  database_url: str | None = None) -> bool:
+def push_database(session: Session, target: Target) -> bool:
     """ci-setup --push: dump the built database and push it keyed by its steps. A failure
     is one line; the database is ready anyway."""
+    project, reporter, profile = session.project, session.reporter, session.profile
     remote = configured_quietly(project, reporter)
     if remote is None:
         reporter.emit(Message("--push: no remote cache configured (cache.remote in steps.yaml"
@@ -818,8 +815,7 @@ def push_database(project: Project, target: Target, profile: str, reporter: Repo
     key = fingerprint.combined(fingerprint.compute(project), steps)
     try:
         with _try(reporter, "the database is ready anyway"):
-            external = launch.external_url(project, database_url) is not None
-            container = None if external else cidump._container(project, reporter)
+            container = session.tools()
             with tempfile.TemporaryDirectory(prefix="push-", dir=_download_dir(project)) as d:
                 path = Path(d) / "snapshot.devenv-snapshot"
                 dump_database(project, target, target.dbname, key, steps, f"ci-{profile}",

@@ -40,6 +40,7 @@ from devenv.postgres import database, pgwire, siblings
 from devenv.postgres.database import Target
 from devenv.postgres.siblings import DbInfo
 from devenv.schema import Project
+from devenv.session import Session
 from devenv.state import StateStore
 from devenv.workingdb import branches, oci
 
@@ -129,15 +130,15 @@ def _checkpoint_waits(project: Project, steps: Sequence[str]) -> dict[str, set[s
             for c in steps if project.steps[c].checkpoint}
 
 
-def refresh(project: Project, reporter: Reporter, target: Target, *, profile: str = "local",
-            jobs: int | None = None, keep_failed: bool = False, backup: bool = True,
+def refresh(session: Session, target: Target, *, jobs: int | None = None, keep_failed: bool = False, backup: bool = True,
             use_cache: bool = True, background_reclone: bool = True,
             park_as: str | None = None) -> RefreshResult:
     """Build a fresh database beside the working one and swap it in if every step passes
     (see :func:`_refresh`); a failure is diagnosed as ``run`` does (a full disk, a server
     gone), for refresh-db and for up's rebuilds and branch builds alike."""
+    project, reporter = session.project, session.reporter
     try:
-        res = _refresh(project, reporter, target, profile=profile, jobs=jobs,
+        res = _refresh(session, target, jobs=jobs,
                        keep_failed=keep_failed, backup=backup, use_cache=use_cache,
                        background_reclone=background_reclone, park_as=park_as)
     except DevenvError as exc:
@@ -147,18 +148,18 @@ def refresh(project: Project, reporter: Reporter, target: Target, *, profile: st
         raise
     if res.result is not None and not res.result.ok and not res.result.interrupted:
         # the steps ran against the build; the causes are the same as for `run`
-        for line in diagnose(project, target, target.dbname, res.result):
+        for line in diagnose(session, target, target.dbname, res.result):
             reporter.emit(Message(line, "error"))
     return res
 
 
-def _refresh(project: Project, reporter: Reporter, target: Target, *, profile: str,
-             jobs: int | None, keep_failed: bool, backup: bool, use_cache: bool,
+def _refresh(session: Session, target: Target, *, jobs: int | None, keep_failed: bool, backup: bool, use_cache: bool,
              background_reclone: bool, park_as: str | None) -> RefreshResult:
     """Build a fresh database beside the working one and swap it in if every step passes.
 
     ``park_as``: the working database is renamed to that name (a branch switch) instead of
     becoming ``__prev``."""
+    project, reporter, profile = session.project, session.reporter, session.profile
     db = target.dbname
     spec = project.database
     assert spec is not None
@@ -220,8 +221,8 @@ def _refresh(project: Project, reporter: Reporter, target: Target, *, profile: s
     if use_cache and choice.kind != "ready":
         # Nothing local as deep as the whole build: a teammate's or CI's snapshot may be.
 
-        remote = oci.restore_for_refresh(project, target, build, store, fps, steps,
-                                                  len(choice.held), reporter)
+        remote = oci.restore_for_refresh(session, target, build, store, fps, steps,
+                                         len(choice.held))
         if remote is not None:
             source, start_from = f"remote snapshot {remote[0][:12]}", list(remote[1])
             _snapshot(project, target, db, build, start_from, remote[0], store)

@@ -15,10 +15,11 @@ from dataclasses import dataclass, field
 
 from devenv import fingerprint, planner
 from devenv.errors import DevenvError, RebuildNeeded
-from devenv.events import Message, Reporter
+from devenv.events import Message
 from devenv.postgres import database, phantoms, siblings
 from devenv.postgres.database import Target
 from devenv.schema import Project
+from devenv.session import Session
 from devenv.state import StateStore
 from devenv.workingdb import branches, rebuild, rerun
 from devenv.workingdb.rebuild import RefreshResult
@@ -57,14 +58,15 @@ def check(project: Project, target: Target, profile: str) -> rerun.Verdict:
     return verdict
 
 
-def reconcile(project: Project, reporter: Reporter, target: Target, *, profile: str,
-              jobs: int | None, mode: str | None = None) -> Reconciled:
+def reconcile(session: Session, target: Target, *, jobs: int | None,
+              mode: str | None = None) -> Reconciled:
     """Make sure ``up`` never runs a step on top of data it would duplicate (see module).
 
     ``mode``: "rebuild" or "stop" (default: the project's ``up.rebuild``)."""
+    project, reporter, profile = session.project, session.reporter, session.profile
+
     def build_for_branch(park_as: str) -> str:
-        res = rebuild.refresh(project, reporter, target, profile=profile, jobs=jobs,
-                                park_as=park_as)
+        res = rebuild.refresh(session, target, jobs=jobs, park_as=park_as)
         if not res.swapped:
             raise DevenvError(f"the checked-out branch's database could not be built (see "
                               f"the step above); {target.dbname} is unchanged")
@@ -86,7 +88,7 @@ def reconcile(project: Project, reporter: Reporter, target: Target, *, profile: 
     reporter.emit(Message(f"not running on top of {db}: " + "; ".join(
         f"{n} ({why})" for n, why in verdict.rebuild.items())
         + "; building the new state beside it instead", "warn"))
-    res = rebuild.refresh(project, reporter, target, profile=profile, jobs=jobs)
+    res = rebuild.refresh(session, target, jobs=jobs)
     out.rebuilt = res
     out.carried = {}
     if res.swapped:

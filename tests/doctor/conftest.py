@@ -19,7 +19,7 @@ from devenv.console import Output
 from devenv.doctor import Check, Context, run_checks
 from devenv.events import RecordingReporter
 from devenv.postgres import database, siblings
-from devenv.services import launch
+from devenv.session import Session
 from devenv.state import StateStore
 from tests.doctor import twoapps
 
@@ -53,9 +53,9 @@ def final(out: str) -> dict[str, tuple[str, str]]:
 def build(root: Path, targets: Sequence[str] = ()) -> None:
     """Run the steps (``targets`` and what they need) as `devenv run` does."""
     project = loader.load(root / "steps.yaml")
-    target, note = launch.current_target(project)
+    target, note = Session(project, RecordingReporter()).current_target()
     assert target is not None, note
-    built = building.build(project, RecordingReporter(), target, targets=targets)
+    built = building.build(Session(project, RecordingReporter()), target, targets=targets)
     assert built.result.ok, [(r.name, r.status, r.reason, r.log) for r in built.result.results]
 
 

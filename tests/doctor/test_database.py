@@ -14,6 +14,7 @@ from devenv import loader
 from devenv.events import RecordingReporter
 from devenv.lock import project_lock
 from devenv.postgres import database, siblings
+from devenv.session import Session
 from devenv.workingdb import rebuild
 from tests.doctor.conftest import build, checks, final, run_doctor, sql
 
@@ -149,7 +150,7 @@ def test_leftover_build_database_then_fix(built: tuple[Path, str, str]) -> None:
 def test_snapshot_cache(built: tuple[Path, str, str]) -> None:
     root, db, url = built
     project = loader.load(root / "steps.yaml")
-    rebuild.refresh(project, RecordingReporter(), database.parse_url(url),
+    rebuild.refresh(Session(project, RecordingReporter()), database.parse_url(url),
                       background_reclone=False)
     found = checks(root)["snapshots.cache"]
     assert found.status == "ok"

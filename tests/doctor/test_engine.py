@@ -16,6 +16,7 @@ from devenv import loader
 from devenv.events import RecordingReporter
 from devenv.postgres.pgcluster import free_port
 from devenv.services import launch
+from devenv.session import Session
 from tests.doctor.conftest import checks, final, run_doctor
 
 MakeProject = Callable[..., Path]
@@ -105,7 +106,7 @@ def test_stopped_container_and_changed_definition(make_project: MakeProject,
                "ports": [f"{port}:5432"], "volumes": {"data": "/var/lib/postgresql/data"}}
     root = make_project(config(docker_name, service))
     project = loader.load(root / "steps.yaml")
-    launch.start_services(project, ["db"], RecordingReporter())
+    Session(project, RecordingReporter()).start(["db"])
     found = checks(root)
     assert found["services.running"].status == "ok"
     assert found["services.running"].finding.startswith("db healthy at 127.0.0.1:")

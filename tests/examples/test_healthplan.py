@@ -1,3 +1,4 @@
+from devenv.session import Session
 """The healthplan example, end to end, on a real PostgreSQL server.
 
 * the legacy Makefile's ``refresh-db`` builds the whole database, and builds it the same
@@ -222,7 +223,7 @@ def test_steps_graph_builds_the_makefiles_database(pg_server: Any, makefile_db: 
     project = loader.load(STEPS_FILE)
     target = database.parse_url(pg_server.url(scratch_db))
     started = time.monotonic()
-    built_run = building.build(project, RecordingReporter(), target, jobs=4)
+    built_run = building.build(Session(project, RecordingReporter()), target, jobs=4)
     wall = time.monotonic() - started
     assert built_run.result.ok, [(r.name, r.reason) for r in built_run.result.results]
     print(f"\nsteps.yaml graph (devenv, local, 4 jobs) wall {wall:.2f}s:",
@@ -232,7 +233,7 @@ def test_steps_graph_builds_the_makefiles_database(pg_server: Any, makefile_db: 
 
     # Every step re-run on the built database (as devenv does after a change) leaves it
     # exactly as a fresh build: no duplicated rows, no drifted sequences.
-    again = building.build(project, RecordingReporter(), target, jobs=4, force=True)
+    again = building.build(Session(project, RecordingReporter()), target, jobs=4, force=True)
     assert {r.status for r in again.result.results} == {Status.OK}
     rerun = dump_database(pg_server.url(scratch_db))
     assert rerun == makefile_db.dump, diff_dumps(makefile_db.dump, rerun, "makefile", "re-run")
@@ -264,7 +265,7 @@ def test_plain_migrate_fails_where_the_kind_fakes(pg_server: Any, scratch_db: st
     monkeypatch.delenv("PGOPTIONS", raising=False)
     project = loader.load(STEPS_FILE)
     target = database.parse_url(pg_server.url(scratch_db))
-    first = building.build(project, RecordingReporter(), target, targets=["flask-migrate"])
+    first = building.build(Session(project, RecordingReporter()), target, targets=["flask-migrate"])
     assert first.result.ok
     env = building.step_environment(project, target, scratch_db)
     env["PGOPTIONS"] = "-c search_path=internal_apps,public"
@@ -275,7 +276,7 @@ def test_plain_migrate_fails_where_the_kind_fakes(pg_server: Any, scratch_db: st
     assert 'relation "member_notes" already exists' in proc.stderr
 
     # the same half-migrated database (plain migrate stopped partway): the kind finishes it
-    second = building.build(project, RecordingReporter(), target, targets=["django-migrate"])
+    second = building.build(Session(project, RecordingReporter()), target, targets=["django-migrate"])
     assert second.result.ok
     log = (ROOT / ".devenv/logs/django-migrate.log").read_text()
     assert "shared.0001_initial is not recorded in django_migrations, but what it creates " \

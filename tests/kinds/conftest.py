@@ -16,6 +16,7 @@ from devenv import building, loader
 from devenv.console import PlainReporter
 from devenv.events import Status
 from devenv.postgres import database
+from devenv.session import Session
 from tests.conftest import PgServer
 
 
@@ -77,7 +78,7 @@ def run_steps(make_project: Callable[..., Path], db: database.Target,
             root = make_project(project_config(db, steps), files=files)
         project = loader.load(root / "steps.yaml")
         out = io.StringIO()
-        res = building.build(project, PlainReporter(out), db, dbname=db.dbname, jobs=2,
+        res = building.build(Session(project, PlainReporter(out)), db, dbname=db.dbname, jobs=2,
                                 **build)
         statuses = {r.name: r.status for r in res.result.results}
         return Outcome(root, statuses, out.getvalue())

@@ -25,6 +25,7 @@ from devenv import fingerprint, loader
 from devenv.commands import snapshot as cmd
 from devenv.events import RecordingReporter
 from devenv.postgres import database, dumpfiles, siblings
+from devenv.session import Session
 from devenv.workingdb import cidump
 
 pytestmark = pytest.mark.postgres
@@ -121,7 +122,7 @@ def test_snapshot_import_refuses_a_dump_that_runs_a_program(
     project = loader.load(root / "steps.yaml")
 
     with pytest.raises(dumpfiles.DumpError) as err:
-        cmd.import_(project, RecordingReporter(), file, "evil")
+        cmd.import_(Session(project, RecordingReporter()), file, "evil")
     assert not mark.exists(), "the dump ran a program on the host"
     message = str(err.value)
     assert "\n" not in message
@@ -147,7 +148,7 @@ def test_code_of_an_imported_dump_never_runs_as_superuser_later(
     file = tmp_path / "later.devenv-snapshot"
     _write_snapshot_file(target, f"{db}_src", file, "evilproj")
     project = loader.load(root / "steps.yaml")
-    assert cmd.import_(project, RecordingReporter(), file, "later") == 0
+    assert cmd.import_(Session(project, RecordingReporter()), file, "later") == 0
     imported = siblings.user_name(db, "later")
 
     # A step connects as the superuser (as steps do) and inserts: the dump's trigger fires.
@@ -209,7 +210,7 @@ def test_a_dump_whose_default_calls_a_privileged_builtin_is_refused(
     project = loader.load(root / "steps.yaml")
     with pytest.raises(dumpfiles.DumpError, match=r"call functions an import may not run "
                        r"\(pg_read_file\(text\)\)"):
-        cmd.import_(project, RecordingReporter(), file, "leak")
+        cmd.import_(Session(project, RecordingReporter()), file, "leak")
     assert {i.datname for i in siblings.related(target, db)} == set()
 
 

@@ -25,6 +25,7 @@ from devenv.services import Endpoint
 from devenv.services import ports as portlib
 from devenv.services.docker import DockerBackend, container_name, volume_name
 from devenv.services.support import config_hash
+from devenv.session import Session
 from tests.services.conftest import PASSWORD, pg_service, purge, unique_name, write_project
 
 pytestmark = pytest.mark.docker
@@ -186,7 +187,7 @@ def test_psql_command_with_local_psql_and_inside_the_container(started: Started)
     assert r.stdout.strip() == "app@5432"  # the server's own port, reached via the publish
     from devenv.commands import psql
 
-    argv, env = psql.command(started.project, ["-d", "postgres", "-At", "-c", "select 7*6"], psql="", tty=False)
+    argv, env = psql.command(Session(started.project, RecordingReporter()), ["-d", "postgres", "-At", "-c", "select 7*6"], psql="", tty=False)
     assert argv[:3] == [argv[0], "exec", "-i"] and "-t" not in argv
     assert PASSWORD not in " ".join(argv)
     out = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60,

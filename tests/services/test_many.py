@@ -25,8 +25,8 @@ from devenv import building, loader
 from devenv.errors import EXIT_SERVICE, ServiceError
 from devenv.events import Event, PhaseFinished, PhaseStarted
 from devenv.schema import Project
-from devenv.services import launch
 from devenv.services.docker import DockerBackend, built_tag, container_name
+from devenv.session import Session
 from tests.services.conftest import purge, unique_name
 
 pytestmark = pytest.mark.docker
@@ -133,7 +133,7 @@ def test_a_built_image_is_rebuilt_only_when_its_folder_changes(
     p = project({"web": web()})
     svc = p.services["web"]
     first = Recorder()
-    ep = launch.start_services(p, ["web"], first)["web"]
+    ep = Session(p, first).start(["web"])["web"]
     tag = built_tag(p, svc)
     assert "build-web" in first.names(PhaseStarted)
     log = p.state_dir / "logs" / "build-web.log"
@@ -141,14 +141,14 @@ def test_a_built_image_is_rebuilt_only_when_its_folder_changes(
     assert ep.port(8080) != 8080
 
     again = Recorder()
-    launch.start_services(p, ["web"], again)
+    Session(p, again).start(["web"])
     assert "build-web" not in again.names(PhaseStarted)  # same content: no build
     assert built_tag(p, svc) == tag
 
     server = p.root / "web" / "server.pl"
     server.write_text(server.read_text().replace('"hello"', '"changed"'))
     changed = Recorder()
-    ep = launch.start_services(p, ["web"], changed)["web"]
+    ep = Session(p, changed).start(["web"])["web"]
     assert "build-web" in changed.names(PhaseStarted)
     assert built_tag(p, svc) != tag
     client = docker.from_env()
@@ -169,7 +169,7 @@ def test_a_failed_build_shows_the_tail_of_its_log(project: Callable[..., Project
     (p.root / "web" / "Dockerfile").write_text(
         f"FROM {BASE}\nRUN echo about to fail && exit 7\n")
     with pytest.raises(ServiceError) as info:
-        launch.start_services(p, ["web"], Recorder())
+        Session(p, Recorder()).start(["web"])
     text = str(info.value)
     assert "service web: the image build failed" in text
     assert ".devenv/logs/build-web.log" in text
@@ -206,7 +206,7 @@ def test_a_service_starts_after_the_services_it_needs_are_ready(
     """b needs a (which takes 2 s to listen); c needs nothing and starts beside a."""
     p = project({"a": web(env={"DELAY": "2"}), "b": web(needs=["a"]), "c": web()})
     rec = Recorder()
-    launch.start_services(p, ["b", "c"], rec)
+    Session(p, rec).start(["b", "c"])
     a_ready = rec.when(PhaseFinished, "a")
     assert rec.when(PhaseStarted, "b") >= a_ready
     assert rec.when(PhaseStarted, "c") < a_ready  # in parallel, not after a
@@ -290,7 +290,7 @@ def test_services_from_a_compose_file_start_in_order(
     assert p.services["api"].needs == ("cache",)
     assert p.services["cache"].volumes == {"cachedata": "/data"}
     rec = Recorder()
-    eps = launch.start_services(p, ["api"], rec)
+    eps = Session(p, rec).start(["api"])
     assert rec.when(PhaseStarted, "api") >= rec.when(PhaseFinished, "cache")
     import urllib.request
 
