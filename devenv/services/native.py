@@ -22,13 +22,12 @@ import pwd
 import re
 import shutil
 import stat
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from devenv import jsonfile, pgcluster, proc
+from devenv import jsonfile, pgcluster, proc, waiting
 from devenv.errors import ServiceError
 from devenv.events import Message, Reporter
 from devenv.lock import ensure_state_dir
@@ -37,7 +36,6 @@ from devenv.services import Endpoint, ExecResult, ServiceState
 from devenv.services import ports as portlib
 from devenv.services.support import (
     TAIL_LINES,
-    Probe,
     config_hash,
     credentials,
     failure_message,
@@ -314,27 +312,25 @@ class NativeBackend:
 
     def _wait(self, project: Project, service: ServiceSpec, lay: Layout, port: int,
               timeout: float) -> Endpoint:
-        deadline = time.monotonic() + timeout
         user, password = credentials(project, service)
-        probe = Probe(False, "not started")
-        pause = 0.05
-        while True:
+
+        def attempt(_left: float) -> tuple[bool, str]:
             if _pid_info(lay.datadir) is None:
                 raise ServiceError(failure_message(
                     service, f"stopped while starting (native PostgreSQL in {lay.datadir})",
                     read_tail(lay.log, TAIL_LINES)))
             probe = pg_probe(port, user, password)
-            if probe.ready:
-                return Endpoint(HOST, {_main_port(service).container: port}, self.name)
             if probe.fatal:
                 raise ServiceError(f"service {service.name}: {probe.detail}: "
                                    + wrong_credentials_hint(service, str(lay.datadir)))
-            if time.monotonic() >= deadline:
-                raise ServiceError(failure_message(
-                    service, f"did not become healthy within {timeout:.0f}s ({probe.detail})",
-                    read_tail(lay.log, TAIL_LINES)))
-            time.sleep(pause)
-            pause = min(pause * 1.5, 0.25)
+            return probe.ready, probe.detail
+
+        waited = waiting.until(attempt, timeout, pause=0.05, factor=1.5, longest=0.25)
+        if not waited.done:
+            raise ServiceError(failure_message(
+                service, f"did not become healthy within {timeout:.0f}s ({waited.detail})",
+                read_tail(lay.log, TAIL_LINES)))
+        return Endpoint(HOST, {_main_port(service).container: port}, self.name)
 
     # ------------------------------------------------------------------ status
 
