@@ -731,7 +731,6 @@ class DockerBackend:
         # the ports as of the check that passed (no reload since)
         return Endpoint(HOST, published(c.attrs), self.name)
 
-
     def _ready_probe(self, service: ServiceSpec, ready: ReadySpec, c: Any,
                      ports: Mapping[int, int]) -> Probe:
         """One attempt of a ``ready:`` check, always over the published ports from the
