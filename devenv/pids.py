@@ -12,9 +12,10 @@ it only has an old pid of.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -175,3 +176,24 @@ def with_env(name: str) -> Iterator[tuple[int, str]]:
             continue
         if value is not None and _live(p):
             yield p.pid, value
+
+
+def using(wanted: Callable[[str], bool]) -> list[tuple[int, str]]:
+    """(pid, program name) of each process other than this one whose working directory,
+    or a file it holds open, is a path ``wanted`` accepts (what fuser tells; the
+    processes of other users are not visible)."""
+    import psutil
+
+    me = os.getpid()
+    out = []
+    for p in psutil.process_iter(["name"]):
+        if p.pid == me:
+            continue
+        paths: list[str] = []
+        with contextlib.suppress(psutil.Error):  # gone, or someone else's
+            paths.append(p.cwd())
+        with contextlib.suppress(psutil.Error):
+            paths.extend(f.path for f in p.open_files())
+        if any(wanted(path) for path in paths):
+            out.append((p.pid, p.info["name"] or "?"))
+    return out

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -97,3 +98,25 @@ def test_with_env_finds_the_processes_that_carry_a_variable() -> None:
         p.kill()
         p.wait()
     assert p.pid not in dict(pids.with_env("DEVENV_TEST_TAG"))
+
+
+def test_using_names_the_processes_working_in_or_holding_a_folder(tmp_path: Path) -> None:
+    inside = tmp_path / "data"
+    inside.mkdir()
+    held = inside / "held.txt"
+    held.write_text("x")
+    cwd = subprocess.Popen(["sleep", "300"], cwd=inside)
+    opener = subprocess.Popen([sys.executable, "-c", f"f = open({str(held)!r}); "
+                               "print(1, flush=True); import time; time.sleep(300)"],
+                              stdout=subprocess.PIPE)
+    try:
+        assert opener.stdout is not None and opener.stdout.readline()
+        found = dict(pids.using(lambda path: path.startswith(str(inside))))
+        assert found.get(cwd.pid) == "sleep"
+        assert opener.pid in found
+        assert os.getpid() not in found
+        assert pids.using(lambda path: path.startswith(str(tmp_path / "other"))) == []
+    finally:
+        for p in (cwd, opener):
+            p.kill()
+            p.wait()

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from devenv import jsonfile, pgcluster, proc, waiting
+from devenv import jsonfile, pgcluster, pids, proc, waiting
 from devenv.errors import ServiceError
 from devenv.events import Message, Reporter
 from devenv.lock import ensure_state_dir
@@ -453,7 +453,8 @@ def _under(path: str, base: Path) -> bool:
 
 def holders(base: Path) -> list[str]:
     """What keeps ``base`` from being deleted: file systems mounted inside it, and the
-    processes working in it or holding files in it open (read from /proc, like fuser)."""
+    processes working in it or holding files in it open (like fuser: see
+    :func:`devenv.pids.using`)."""
     found: list[str] = []
     with contextlib.suppress(OSError):
         for line in Path("/proc/self/mountinfo").read_text().splitlines():
@@ -463,24 +464,8 @@ def holders(base: Path) -> list[str]:
                            fields[4]) if len(fields) > 4 else ""
             if point != str(base) and _under(point, base):
                 found.append(f"a file system is mounted on {point} (umount it)")
-    procs = Path("/proc")
-    for entry in procs.iterdir() if procs.is_dir() else []:
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        links = [entry / "cwd", entry / "root"]
-        with contextlib.suppress(OSError):
-            links += list((entry / "fd").iterdir())
-        hit = False
-        for link in links:
-            with contextlib.suppress(OSError):
-                if _under(os.readlink(link), base):
-                    hit = True
-                    break
-        if hit:
-            with contextlib.suppress(OSError):
-                name = (entry / "comm").read_text().strip()
-                found.append(f"process {entry.name} ({name}) has files or its working "
-                             "directory in it")
+    for pid, name in pids.using(lambda path: _under(path, base)):
+        found.append(f"process {pid} ({name}) has files or its working directory in it")
     return found
 
 
