@@ -14,13 +14,12 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from devenv import logtail
+from devenv import logtail, pids, waiting
 
 TAIL_LINES = 20
 
@@ -223,45 +222,39 @@ def replace_process(argv: Sequence[str], env: Mapping[str, str]) -> None:
         raise ProcessError(argv, 127, f"{argv[0]}: {exc.strerror}") from exc
 
 
-def kill_group(proc: subprocess.Popen[bytes], grace: float = 3.0) -> None:
-    """Stop a process started by :func:`spawn` and everything it started.
+def kill_group(target: subprocess.Popen[bytes] | int, grace: float = 3.0, *,
+               since: float | None = None) -> bool:
+    """Stop a process group (one :func:`spawn` started) and everything in it: SIGTERM to
+    the whole group, then SIGKILL to whatever is left after ``grace`` seconds. The one
+    place devenv stops a group, whether it holds the :class:`subprocess.Popen` (which is
+    reaped here) or only a recorded group id (``target`` an int).
 
-    SIGTERM to the whole group, then SIGKILL to whatever is left after ``grace`` seconds.
+    ``since``: the group leader's start time (see :mod:`devenv.pids`); processes of the
+    group started earlier are not of this group, and a group with none left is not
+    signalled (its id is someone else's now). Returns whether anything of it ran.
+
+    Zombies do not count: where PID 1 reaps slowly (many containers), a stopped group can
+    keep zombies for a while, and waiting for them would stall every stop.
     """
+    popen = None if isinstance(target, int) else target
+    pgid = target if isinstance(target, int) else target.pid
+
+    def gone() -> bool:
+        # the leader first: a poll is cheap, the group scan is not
+        if popen is not None and popen.poll() is None:
+            return False
+        return not pids.group_members(pgid, since)
+
+    if gone():
+        return False
     for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
         try:
-            os.killpg(proc.pid, sig)
+            os.killpg(pgid, sig)
         except ProcessLookupError:
             break
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
-            if proc.poll() is not None and not _group_alive(proc.pid):
-                return
-            time.sleep(0.02)
-    proc.poll()
-
-
-def _group_alive(pgid: int) -> bool:
-    """Whether any process of group ``pgid`` still runs. Zombies do not count: an init
-    that reaps slowly (PID 1 in a container) would otherwise stall every stop."""
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    proc_dir = "/proc"
-    if not os.path.isdir(proc_dir):
-        return True
-    for entry in os.listdir(proc_dir):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"{proc_dir}/{entry}/stat") as fh:
-                fields = fh.read().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        # fields: state, ppid, pgrp, ...
-        if len(fields) > 2 and fields[2] == str(pgid) and fields[0] != "Z":
+        if waiting.until(lambda _left: gone(), wait, pause=0.02, factor=1.5,
+                         longest=0.1).done:
             return True
-    return False
+    if popen is not None:
+        popen.poll()
+    return True

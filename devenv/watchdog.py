@@ -10,7 +10,8 @@ A devenv killed by SIGKILL (or SIGHUP, a closed terminal, an OOM kill) cleans up
 so each run also starts ``python -m devenv.watchdog RUN`` in its own session, reading a
 pipe only devenv writes to. When devenv dies, for whatever reason, the kernel closes the
 pipe; the watchdog reads end-of-file and kills every process tagged with the run until
-none is left. It imports nothing of devenv, so it starts in a few tens of milliseconds.
+none is left. It imports only devenv's small process modules (psutil only once it has
+processes to find), so it starts in a few tens of milliseconds.
 
 ``DEVENV_RUN`` is a ``:``-separated list: a step that runs devenv itself adds the inner
 run's tags to the outer ones, so stopping the outer run stops the inner steps too. A step
@@ -26,6 +27,8 @@ import signal
 import sys
 import time
 from collections.abc import Mapping
+
+from devenv import pids, waiting
 
 ENV = "DEVENV_RUN"
 
@@ -43,43 +46,15 @@ def tag_env(env: Mapping[str, str], tag: str) -> dict[str, str]:
     return out
 
 
-def _tags(pid: str) -> list[str] | None:
-    try:
-        with open(f"/proc/{pid}/environ", "rb") as fh:
-            data = fh.read()
-    except OSError:  # gone, or someone else's process
-        return None
-    key = ENV.encode() + b"="
-    for item in data.split(b"\0"):
-        if item.startswith(key):
-            return item[len(key):].decode(errors="replace").split(":")
-    return None
-
-
 def tagged(run: str, step: str | None = None) -> list[int]:
     """The pids of live processes tagged with run ``run`` (or with one step of it:
     ``step`` is its full tag ``RUN-N``). Zombies do not count: they run nothing."""
-    if not os.path.isdir("/proc"):
-        return []
-    me = os.getpid()
     out = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == me:
-            continue
-        tags = _tags(entry)
-        if not tags:
-            continue
-        hit = step in tags if step is not None else any(
-            t == run or t.startswith(run + "-") for t in tags)
-        if not hit:
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as fh:
-                state = fh.read().rsplit(")", 1)[1].split()[0]
-        except (OSError, IndexError):
-            continue
-        if state not in ("Z", "X"):
-            out.append(int(entry))
+    for pid, value in pids.with_env(ENV):
+        tags = value.split(":")
+        if step in tags if step is not None else any(
+                t == run or t.startswith(run + "-") for t in tags):
+            out.append(pid)
     return out
 
 
@@ -89,22 +64,20 @@ def kill_tagged(run: str, step: str | None = None, grace: float = 1.0,
     left after ``grace`` seconds, and repeat until none is left (one may fork while we
     look) or ``limit`` seconds have passed. Returns how many processes it signalled."""
     seen: set[int] = set()
-    start = time.monotonic()
-    deadline_term = start + grace
-    while True:
-        pids = tagged(run, step)
-        if not pids:
-            return len(seen)
-        now = time.monotonic()
-        sig = signal.SIGTERM if now < deadline_term else signal.SIGKILL
-        for pid in pids:
+    deadline_term = time.monotonic() + grace
+
+    def signal_round(_left: float) -> bool:
+        found = tagged(run, step)
+        sig = signal.SIGTERM if time.monotonic() < deadline_term else signal.SIGKILL
+        for pid in found:
             if sig is signal.SIGKILL or pid not in seen:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.kill(pid, sig)
             seen.add(pid)
-        if now - start > limit:
-            return len(seen)
-        time.sleep(0.05)
+        return not found
+
+    waiting.until(signal_round, limit, pause=0.05)
+    return len(seen)
 
 
 def main(argv: list[str]) -> int:

@@ -1,19 +1,16 @@
-"""Whether a test's process is still running, read from /proc (a zombie waiting for its
-reaper counts as gone: it runs nothing any more)."""
+"""Whether a test's process is still running (a zombie waiting for its reaper counts as
+gone: it runs nothing any more), read as devenv reads it (devenv.pids)."""
 
 from __future__ import annotations
 
 import time
-from pathlib import Path
+
+from devenv import pids
 
 
 def alive(pid: int) -> bool:
     """True while ``pid`` runs (not a zombie)."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-    return state not in ("Z", "X")
+    return pids.alive(pid)
 
 
 def gone(pid: int, wait: float = 5.0) -> bool:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-import os
 
+from devenv import pids
 from devenv.doctor.base import FAIL, OK, Check, CheckDef, NotChecked, Problems, ok
 from devenv.doctor.context import Context, first_line
 from devenv.postgres.database import redact_url
@@ -83,48 +83,6 @@ def port_in_use(port: int) -> bool:
         return False
 
 
-def _listening_inodes(port: int) -> set[str]:
-    out = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            with open(table) as fh:
-                next(fh, None)
-                for line in fh:
-                    parts = line.split()
-                    if len(parts) > 9 and parts[3] == "0A" and \
-                            int(parts[1].rsplit(":", 1)[1], 16) == port:
-                        out.add(parts[9])
-        except OSError:
-            continue
-    return out
-
-
-def port_holder_pid(port: int) -> tuple[int, str] | None:
-    """(pid, program name) of the local process listening on ``port``, when visible."""
-    inodes = _listening_inodes(port)
-    if not inodes:
-        return None
-    wanted = {f"socket:[{i}]" for i in inodes}
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        fd_dir = f"/proc/{pid}/fd"
-        try:
-            fds = os.listdir(fd_dir)
-        except OSError:
-            continue
-        for fd in fds:
-            with contextlib.suppress(OSError):
-                if os.readlink(f"{fd_dir}/{fd}") in wanted:
-                    try:
-                        with open(f"/proc/{pid}/comm") as fh:
-                            comm = fh.read().strip()
-                    except OSError:
-                        comm = "?"
-                    return int(pid), comm
-    return None
-
-
 def _container_on(ctx: Context, port: int) -> str | None:
     info = ctx.docker()
     if info.client is None:
@@ -146,7 +104,7 @@ def holder(ctx: Context, port: int) -> str:
     found = _container_on(ctx, port)
     if found:
         return found
-    pid = port_holder_pid(port)
+    pid = pids.port_owner(port)
     if pid is not None:
         return f"pid {pid[0]} ({pid[1]})"
     return "another program"

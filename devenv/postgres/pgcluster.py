@@ -10,12 +10,11 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from devenv import proc
+from devenv import proc, waiting
 from devenv.postgres import database, pgwire
 
 SEARCH_DIRS = (
@@ -197,14 +196,15 @@ def wait_until_ready(url: str, timeout: float = 30.0) -> None:
     """Wait for a real TCP connection plus a query to succeed (not ``pg_isready``)."""
 
     t = database.parse_url(url, env_service=False)
-    deadline = time.monotonic() + timeout
-    last: Exception | None = None
-    while time.monotonic() < deadline:
+
+    def answers(_left: float) -> tuple[bool, str]:
         try:
             with pgwire.connect(t.host, t.port, t.user, t.password, t.dbname, timeout=2) as conn:
                 conn.execute("SELECT 1")
-                return
         except pgwire.Error as exc:
-            last = exc
-            time.sleep(0.1)
-    raise ClusterError(f"PostgreSQL did not answer within {timeout:.0f}s: {last}")
+            return False, str(exc)
+        return True, ""
+
+    waited = waiting.until(answers, timeout, pause=0.1)
+    if not waited.done:
+        raise ClusterError(f"PostgreSQL did not answer within {timeout:.0f}s: {waited.detail}")

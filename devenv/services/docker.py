@@ -22,6 +22,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from devenv import waiting
 from devenv.errors import ImageUnavailable, ServiceError
 from devenv.events import Message, PhaseFinished, PhaseStarted, Reporter
 from devenv.fingerprint import FileHasher, expand_inputs
@@ -674,13 +675,11 @@ class DockerBackend:
         else its ports answering, else running."""
         import docker
 
-        deadline = time.monotonic() + timeout
         db = is_database(project, service)
         user, password = credentials(project, service)
         specs = port_specs(project, service)
-        pause = 0.05
-        probe = Probe(False, "not started")
-        while True:
+
+        def attempt(_left: float) -> tuple[bool, str]:
             try:
                 c.reload()
             except docker.errors.NotFound:
@@ -718,16 +717,17 @@ class DockerBackend:
                         probe = _tcp_all(ports)
                 else:
                     probe = _tcp_all(ports)
-                if probe.ready:
-                    return Endpoint(HOST, ports, self.name)
             else:
                 probe = Probe(False, f"container is {status}")
-            if time.monotonic() >= deadline:
-                raise ServiceError(failure_message(
-                    service, f"did not become healthy within {timeout:.0f}s "
-                             f"({probe.detail or 'not ready'})", self._tail(c)))
-            time.sleep(pause)
-            pause = min(pause * 1.5, 0.25)
+            return probe.ready, probe.detail
+
+        waited = waiting.until(attempt, timeout, pause=0.05, factor=1.5, longest=0.25)
+        if not waited.done:
+            raise ServiceError(failure_message(
+                service, f"did not become healthy within {timeout:.0f}s "
+                         f"({waited.detail or 'not ready'})", self._tail(c)))
+        # the ports as of the check that passed (no reload since)
+        return Endpoint(HOST, published(c.attrs), self.name)
 
     def _ready_probe(self, service: ServiceSpec, ready: ReadySpec, c: Any,
                      ports: Mapping[int, int]) -> Probe:
@@ -1031,11 +1031,13 @@ def _wait_released(ports: list[int], limit: float = 5) -> None:
     """Wait (a little) until the engine's port proxy lets go of ``ports``: it does so a
     moment after the container stops, and an `up` right after a `down` must not find its
     own port taken."""
-    deadline = time.monotonic() + limit
-    while ports and time.monotonic() < deadline:
-        ports = [p for p in ports if not portlib.is_free(p)]
-        if ports:
-            time.sleep(0.05)
+    taken = list(ports)
+
+    def released(_left: float) -> bool:
+        taken[:] = [p for p in taken if not portlib.is_free(p)]
+        return not taken
+
+    waiting.until(released, limit)
 
 
 def _split_image(image: str) -> tuple[str, str]:

@@ -22,13 +22,12 @@ import pwd
 import re
 import shutil
 import stat
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from devenv import jsonfile, proc
+from devenv import jsonfile, pids, proc, waiting
 from devenv.errors import ServiceError
 from devenv.events import Message, Reporter
 from devenv.jsonfile import ensure_state_dir
@@ -38,7 +37,6 @@ from devenv.services import ports as portlib
 from devenv.services.base import Endpoint, ExecResult, ServiceState
 from devenv.services.support import (
     TAIL_LINES,
-    Probe,
     config_hash,
     credentials,
     failure_message,
@@ -314,27 +312,25 @@ class NativeBackend:
 
     def _wait(self, project: Project, service: ServiceSpec, lay: Layout, port: int,
               timeout: float) -> Endpoint:
-        deadline = time.monotonic() + timeout
         user, password = credentials(project, service)
-        probe = Probe(False, "not started")
-        pause = 0.05
-        while True:
+
+        def attempt(_left: float) -> tuple[bool, str]:
             if _pid_info(lay.datadir) is None:
                 raise ServiceError(failure_message(
                     service, f"stopped while starting (native PostgreSQL in {lay.datadir})",
                     read_tail(lay.log, TAIL_LINES)))
             probe = pg_probe(port, user, password)
-            if probe.ready:
-                return Endpoint(HOST, {_main_port(service).container: port}, self.name)
             if probe.fatal:
                 raise ServiceError(f"service {service.name}: {probe.detail}: "
                                    + wrong_credentials_hint(service, str(lay.datadir)))
-            if time.monotonic() >= deadline:
-                raise ServiceError(failure_message(
-                    service, f"did not become healthy within {timeout:.0f}s ({probe.detail})",
-                    read_tail(lay.log, TAIL_LINES)))
-            time.sleep(pause)
-            pause = min(pause * 1.5, 0.25)
+            return probe.ready, probe.detail
+
+        waited = waiting.until(attempt, timeout, pause=0.05, factor=1.5, longest=0.25)
+        if not waited.done:
+            raise ServiceError(failure_message(
+                service, f"did not become healthy within {timeout:.0f}s ({waited.detail})",
+                read_tail(lay.log, TAIL_LINES)))
+        return Endpoint(HOST, {_main_port(service).container: port}, self.name)
 
     # ------------------------------------------------------------------ status
 
@@ -457,7 +453,8 @@ def _under(path: str, base: Path) -> bool:
 
 def holders(base: Path) -> list[str]:
     """What keeps ``base`` from being deleted: file systems mounted inside it, and the
-    processes working in it or holding files in it open (read from /proc, like fuser)."""
+    processes working in it or holding files in it open (like fuser: see
+    :func:`devenv.pids.using`)."""
     found: list[str] = []
     with contextlib.suppress(OSError):
         for line in Path("/proc/self/mountinfo").read_text().splitlines():
@@ -467,24 +464,8 @@ def holders(base: Path) -> list[str]:
                            fields[4]) if len(fields) > 4 else ""
             if point != str(base) and _under(point, base):
                 found.append(f"a file system is mounted on {point} (umount it)")
-    procs = Path("/proc")
-    for entry in procs.iterdir() if procs.is_dir() else []:
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        links = [entry / "cwd", entry / "root"]
-        with contextlib.suppress(OSError):
-            links += list((entry / "fd").iterdir())
-        hit = False
-        for link in links:
-            with contextlib.suppress(OSError):
-                if _under(os.readlink(link), base):
-                    hit = True
-                    break
-        if hit:
-            with contextlib.suppress(OSError):
-                name = (entry / "comm").read_text().strip()
-                found.append(f"process {entry.name} ({name}) has files or its working "
-                             "directory in it")
+    for pid, name in pids.using(lambda path: _under(path, base)):
+        found.append(f"process {pid} ({name}) has files or its working directory in it")
     return found
 
 

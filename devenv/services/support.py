@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import socket
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from devenv import logtail
+from devenv import logtail, waiting
 from devenv.postgres import pgwire
 from devenv.schema import PortSpec, Project, ServiceSpec
 
@@ -86,18 +85,8 @@ def pg_probe(port: int, user: str, password: str, host: str = "127.0.0.1",
 def tcp_probe(port: int, host: str = "127.0.0.1") -> Probe:
     """A TCP connection that stays open (Docker's port proxy accepts and then closes the
     connection while nothing listens inside the container)."""
-    try:
-        with socket.create_connection((host, port), timeout=1) as s:
-            s.settimeout(0.2)
-            try:
-                data = s.recv(1)
-            except TimeoutError:
-                return Probe(True)  # open and quiet: something listens
-            except ConnectionResetError:
-                return Probe(False, "connection reset")
-            return Probe(bool(data), "" if data else "connection closed at once")
-    except OSError as exc:
-        return Probe(False, exc.strerror or str(exc))
+    ok, detail = waiting.tcp(host, port, timeout=1, settle=0.2)
+    return Probe(ok, "" if ok else detail)
 
 
 def wrong_credentials_hint(service: ServiceSpec, where: str) -> str:

@@ -1,176 +1,27 @@
-"""App processes on real subprocesses: ready checks, start order, foreground supervision,
-detached runs with their record, status and stop_all. No database is needed here
-(``tests/commands/test_up.py`` covers ``devenv up`` against PostgreSQL)."""
+"""App processes on real subprocesses (devenv.processes.supervisor): start order, foreground
+supervision, detached runs with their record, status and stop_all. No database is needed
+here (``tests/commands/test_up.py`` covers ``devenv up`` against PostgreSQL)."""
 
 from __future__ import annotations
 
-import http.server
 import io
 import json
-import os
 import socket
 import stat
 import sys
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 
-from devenv import loader, processes
+from devenv import processes
 from devenv.console import ProcessLines
 from devenv.errors import DevenvError
 from devenv.postgres.pgcluster import free_port
 from devenv.schema import Project
+from tests.processes.app import pids, web
 from tests.procs import gone
-
-MakeProject = Callable[..., Path]
-
-# A tiny app: serves /health (200), /moved (302), /broken (503); prints as it goes
-# (unflushed: devenv sets PYTHONUNBUFFERED); CRASH=1 makes it die before listening,
-# EXIT_AFTER=S makes it exit S seconds after it started listening.
-SERVER = """\
-import http.server, os, subprocess, sys, threading, time
-port = int(sys.argv[1])
-time.sleep(float(os.environ.get("BOOT_DELAY", "0")))
-while os.environ.get("WAIT_FOR") and not os.path.exists(os.environ["WAIT_FOR"]):
-    time.sleep(0.02)  # start only once another process is up (a crash that races nothing)
-child = subprocess.Popen(["sleep", "300"])
-name = os.environ["DEVENV_PROCESS"]
-with open(f"{name}.pids", "w") as fh:
-    fh.write(f"{os.getpid()} {child.pid} {time.time()}\\n")
-print(f"{name} booting on {port}")
-if os.environ.get("CRASH"):
-    print("boom: SECRET_KEY is not set")
-    sys.exit(3)
-class H(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        code = {"/health": 200, "/moved": 302, "/broken": 503}.get(self.path, 404)
-        body = os.environ.get("GREETING", "ok").encode()
-        self.send_response(code)
-        if code == 302:
-            self.send_header("Location", "/nowhere")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-    def log_message(self, fmt, *args):
-        print("request", self.path)
-server = http.server.HTTPServer(("127.0.0.1", port), H)
-if os.environ.get("EXIT_AFTER"):
-    threading.Timer(float(os.environ["EXIT_AFTER"]), lambda: os._exit(4)).start()
-server.serve_forever()
-"""
-
-
-def pids(root: Path, name: str) -> tuple[int, int]:
-    leader, child, _ = (root / f"{name}.pids").read_text().split()
-    return int(leader), int(child)
-
-
-@pytest.fixture
-def project(make_project: MakeProject) -> Iterator[Callable[..., Project]]:
-    """A project with ``processes`` (and server.py); every process it started is stopped
-    at the end."""
-    made: list[Project] = []
-
-    def make(procs: dict[str, dict[str, object]], **kw: object) -> Project:
-        root = make_project({"version": 1, "steps": {"noop": {"run": "true"}},
-                             "processes": procs, **kw}, files={"server.py": SERVER})
-        made.append(loader.load(root / "steps.yaml"))
-        return made[-1]
-
-    yield make
-    for p in made:
-        processes.stop_all(p, grace=1)
-
-
-def web(port: int, ready: str | None = "", **env: str) -> dict[str, object]:
-    spec: dict[str, object] = {"run": [sys.executable, "server.py", str(port)],
-                               "ready_timeout": 15}
-    if ready is not None:
-        spec["ready"] = ready or f"http://127.0.0.1:{port}/health"
-    if env:
-        spec["env"] = env
-    return spec
-
-
-# --------------------------------------------------------------------------- ready checks
-
-
-def test_parse_ready_forms() -> None:
-    assert processes.parse_ready("http://127.0.0.1:5000/health").kind == "http"
-    tcp = processes.parse_ready("tcp://db.local:5432")
-    assert (tcp.kind, tcp.host, tcp.port) == ("tcp", "db.local", 5432)
-    port = processes.parse_ready("8000")
-    assert (port.kind, port.host, port.port) == ("tcp", "localhost", 8000)
-    assert processes.parse_ready(port.spec()) == replace(port, target="tcp://localhost:8000")
-    cmd = processes.parse_ready("cmd:  test -f ready.flag")
-    assert (cmd.kind, cmd.target) == ("cmd", "test -f ready.flag")
-    for bad, msg in (("tcp://host", "write tcp://HOST:PORT"), ("70000", "invalid port 70000"),
-                     ("cmd:", "empty command"), ("ftp://x", "invalid ready check 'ftp://x'")):
-        with pytest.raises(ValueError, match=msg):
-            processes.parse_ready(bad)
-
-
-@pytest.fixture(scope="module")
-def http_server() -> Iterator[int]:
-    class H(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            code = {"/ok": 204, "/moved": 302, "/login": 401, "/missing": 404,
-                    "/broken": 503}[self.path]
-            self.send_response(code)
-            if code == 302:
-                self.send_header("Location", "/missing")
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, *args: object) -> None:
-            return None
-
-    server = http.server.HTTPServer(("127.0.0.1", 0), H)
-    t = threading.Thread(target=server.serve_forever, daemon=True)
-    t.start()
-    try:
-        yield server.server_address[1]
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-def test_http_ready_is_any_answer_below_500_without_following_redirects(
-        http_server: int, monkeypatch: pytest.MonkeyPatch) -> None:
-    # A proxy in the environment must not catch local checks.
-    monkeypatch.setenv("http_proxy", "http://127.0.0.1:9")
-    base = f"http://127.0.0.1:{http_server}"
-    check = processes.parse_ready
-    assert processes.probe(check(f"{base}/ok")) == (True, "HTTP 204")
-    assert processes.probe(check(f"{base}/moved")) == (True, "HTTP 302")
-    # A server that answers is up, whatever it thinks of the request...
-    assert processes.probe(check(f"{base}/login")) == (True, "HTTP 401")
-    assert processes.probe(check(f"{base}/missing")) == (True, "HTTP 404")
-    # ...unless it says it cannot serve (yet).
-    assert processes.probe(check(f"{base}/broken")) == (False, "HTTP 503")
-    # status: names the statuses that count, nothing else does.
-    strict = check(f"{base}/login", [200])
-    assert str(strict) == f"{base}/login (status 200)" and strict.spec() == f"{base}/login"
-    assert processes.probe(strict) == (False, "HTTP 401")
-    assert processes.probe(check(f"{base}/broken", [503])) == (True, "HTTP 503")
-    ok, why = processes.probe(check(f"http://127.0.0.1:{free_port()}/"))
-    assert not ok and "refused" in why.lower()
-
-
-def test_tcp_port_and_cmd_checks(http_server: int, tmp_path: Path) -> None:
-    assert processes.probe(processes.parse_ready(str(http_server)))[0]
-    assert processes.probe(processes.parse_ready(f"tcp://127.0.0.1:{http_server}"))[0]
-    closed = free_port()
-    assert not processes.probe(processes.parse_ready(f"tcp://127.0.0.1:{closed}"))[0]
-    flag = processes.parse_ready("cmd: test -f ready.flag && test \"$MODE\" = dev")
-    env = {"PATH": os.environ["PATH"], "MODE": "dev"}
-    assert processes.probe(flag, env, tmp_path) == (False, "exit code 1")
-    (tmp_path / "ready.flag").touch()
-    assert processes.probe(flag, env, tmp_path) == (True, "exit code 0")
 
 
 def test_process_lines_prefix_and_colour() -> None:
@@ -192,16 +43,6 @@ def test_process_lines_prefix_and_colour() -> None:
     assert first == "\x1b[36mweb    | \x1b[0ma" and second == "\x1b[33mworker | \x1b[0mb"
     # Not a terminal: plain, whatever the caller asked.
     assert not ProcessLines(["web"], stream=io.StringIO()).colour
-
-
-def test_undefined_variable_in_a_process_is_a_config_error(
-        project: Callable[..., Project]) -> None:
-    p = project({"web": {"run": "serve --port ${WEB_PORT}"}})
-    with pytest.raises(Exception, match=r"processes\.web\.run: \$\{WEB_PORT\} is not defined"):
-        processes.prepare(p, ["web"], None)
-
-
-# --------------------------------------------------------------------------- detached
 
 
 def test_detached_ready_by_tcp_port_and_cmd_in_needs_order(
@@ -289,22 +130,6 @@ def test_detached_crash_before_ready_stops_what_this_run_started(
     assert processes.read_records(p) == {}
 
 
-def test_a_recycled_pid_is_never_signalled(project: Callable[..., Project]) -> None:
-    p = project({"web": web(free_port())})
-    # A record naming this very test process, but with another start time: as if the
-    # recorded process died and the pid was reused.
-    p.state_dir.mkdir(exist_ok=True)
-    (p.state_dir / "processes.json").write_text(json.dumps(
-        {"version": 1, "processes": {"web": {"pid": os.getpid(), "start_id": "1",
-                                             "detached": True}}}))
-    assert [s.alive for s in processes.status(p)] == [False]
-    assert processes.stop_all(p) == []
-    assert processes.read_records(p) == {}
-
-
-# --------------------------------------------------------------------------- foreground
-
-
 def run_foreground(p: Project, names: list[str]) -> tuple[int, str, float]:
     buf = io.StringIO()
     t0 = time.monotonic()
@@ -354,9 +179,6 @@ def test_foreground_exit_after_ready_and_ready_timeout(project: Callable[..., Pr
     assert gone(pids(p.root, "api")[1])
 
 
-# An app whose every page wants a login, as Django's admin-only apps do: 401 for all,
-# each request written to its access log (stderr) the way http.server, Django and
-# Werkzeug write it.
 LOGIN_APP = """\
 import http.server, sys
 class H(http.server.BaseHTTPRequestHandler):
@@ -434,12 +256,6 @@ def test_port_of_a_running_process_is_really_served(project: Callable[..., Proje
                                   ProcessLines(["web"], stream=io.StringIO())) == 0
     with socket.create_connection(("127.0.0.1", port), timeout=2):
         pass
-
-
-def test_profiles_choose_the_processes(project: Callable[..., Project]) -> None:
-    p = project({"web": web(1), "ci-probe": {"run": "true", "profiles": ["ci"]}})
-    assert processes.selected(p, "local") == ["web"]
-    assert processes.selected(p, "ci") == ["web", "ci-probe"]
 
 
 def test_changed_environment_restarts_a_detached_process_and_says_which(

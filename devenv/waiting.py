@@ -1,0 +1,76 @@
+"""Waiting until something is ready: poll a check until it passes or a deadline passes
+(:func:`until`), and the TCP check many of them are (:func:`tcp`).
+
+Below the services, the processes and process stopping alike, so each of them waits the
+same way: a check first, then pauses that may grow, never sleeping past the deadline.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Waited:
+    """How a wait ended: ``done`` (the check passed), or not, with what the last check saw;
+    ``stopped`` when the ``stop`` event ended it before the deadline."""
+
+    done: bool
+    detail: str = ""
+    stopped: bool = False
+
+
+def until(check: Callable[[float], bool | tuple[bool, str]], timeout: float, *,
+          pause: float = 0.05, factor: float = 1.0, longest: float | None = None,
+          stop: threading.Event | None = None, detail: str = "") -> Waited:
+    """Call ``check(remaining seconds)`` until it passes (``True``, or ``(True, detail)``)
+    or ``timeout`` seconds have passed, pausing ``pause`` seconds between calls, the pause
+    multiplied by ``factor`` each time up to ``longest``. The check runs at least once, and
+    once more when a pause ends at the deadline. An exception from the check ends the wait
+    (a service that exited while starting: waiting more will not help). ``stop`` set ends
+    it too (the caller is stopping). ``detail``: what :attr:`Waited.detail` says when
+    the check never said anything."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if stop is not None and stop.is_set():
+            return Waited(False, detail, stopped=True)
+        result = check(max(deadline - time.monotonic(), 0.0))
+        ok, detail = result if isinstance(result, tuple) else (result, detail)
+        if ok:
+            return Waited(True, detail)
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return Waited(False, detail)
+        if stop is not None:
+            stop.wait(min(pause, remaining))
+        else:
+            time.sleep(min(pause, remaining))
+        pause = pause * factor if longest is None else min(pause * factor, longest)
+
+
+def tcp(host: str, port: int, timeout: float = 1.0, settle: float = 0.0) -> tuple[bool, str]:
+    """Whether ``host:port`` accepts a TCP connection, and what was seen.
+
+    ``settle``: how long to wait for the peer to close the connection at once, which
+    Docker's port proxy does while nothing listens inside the container. A connection that
+    stays open that long, or that says something, counts as ready.
+    """
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as s:
+            if settle > 0:
+                s.settimeout(settle)
+                try:
+                    data = s.recv(1)
+                except TimeoutError:
+                    data = b"-"  # open and quiet: something listens
+                except ConnectionResetError:
+                    return False, "connection reset"
+                if not data:
+                    return False, "connection closed at once"
+            return True, "accepts connections"
+    except OSError as exc:
+        return False, exc.strerror or str(exc) or type(exc).__name__
