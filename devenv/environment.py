@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from devenv import database, fingerprint, graph
+from devenv import database, fingerprint, graph, logtail
 from devenv.errors import ConfigError, ImageUnavailable, ServiceError
 from devenv.events import (
     Action,
@@ -554,9 +554,7 @@ def diagnose(project: Project, target: database.Target | None, dbname: str | Non
              result: RunResult) -> list[str]:
     """Causes behind failed steps that are not the step's own fault: the database's disk
     is full, or the database went away during the run. Each line names cause and fix."""
-    from devenv.proc import log_tail
-
-    tails = [log_tail(r.log, 60) for r in result.results
+    tails = [logtail.tail(r.log, 60) for r in result.results
              if r.status.value == "failed" and r.log is not None]
     if any(p in t for t in tails for p in _GONE):
         # The server may have died of the cause (a full disk makes PostgreSQL stop): the

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from devenv import proc
+from devenv import logtail, proc
 
 SEARCH_DIRS = (
     "/usr/lib/postgresql/*/bin",  # Debian, Ubuntu
@@ -159,7 +159,7 @@ class Cluster:
                 timeout=timeout + 10,
             )
         except proc.ProcessError as exc:
-            log_tail = proc.tail(logfile.read_text(errors="replace")) if logfile.exists() else ""
+            log_tail = logtail.tail(logfile, proc.TAIL_LINES)
             raise ClusterError(f"PostgreSQL did not start:\n{exc}\n{log_tail}") from exc
 
     def running(self) -> bool:

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from devenv import logtail
+
 TAIL_LINES = 20
 
 
@@ -28,23 +30,6 @@ def format_command(argv: Sequence[str] | str) -> str:
     if isinstance(argv, str):
         return argv
     return shlex.join(argv)
-
-
-def tail(text: str, lines: int = TAIL_LINES) -> str:
-    """The last ``lines`` lines of ``text``."""
-    parts = text.rstrip("\n").splitlines()
-    return "\n".join(parts[-lines:])
-
-
-def log_tail(log: Path | None, lines: int = TAIL_LINES) -> str:
-    """The last ``lines`` lines of a log file, read from its end in blocks with each line
-    capped (logs can be huge, and one line can be); "" when there is none or it cannot be
-    read."""
-    if log is None:
-        return ""
-    from devenv import logtail
-
-    return "\n".join(logtail.tail_file(log, lines).lines)
 
 
 class ProcessError(Exception):
@@ -57,7 +42,8 @@ class ProcessError(Exception):
         code = "timed out" if returncode is None else f"exited with {returncode}"
         msg = f"command {code}: {format_command(argv)}"
         if output.strip():
-            msg += "\n" + "\n".join("  | " + line for line in tail(output).splitlines())
+            msg += "\n" + "\n".join("  | " + line
+                                     for line in logtail.tail_text(output, TAIL_LINES))
         super().__init__(msg)
 
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from devenv import jsonfile, pgcluster, proc
+from devenv import jsonfile, logtail, pgcluster, proc
 from devenv.errors import ServiceError
 from devenv.events import Message, Reporter
 from devenv.lock import ensure_state_dir
@@ -44,7 +44,6 @@ from devenv.services.support import (
     follow_file,
     is_postgres,
     pg_probe,
-    read_tail,
     with_ports,
     wrong_credentials_hint,
 )
@@ -284,7 +283,7 @@ class NativeBackend:
         except pgcluster.ClusterError as exc:
             raise ServiceError(failure_message(
                 service, f"did not start (native PostgreSQL in {lay.datadir}): "
-                         f"{str(exc).splitlines()[0]}", read_tail(lay.log, TAIL_LINES))
+                         f"{str(exc).splitlines()[0]}", logtail.tail_file(lay.log, TAIL_LINES).lines)
             ) from None
         meta = self._meta(lay)
         meta.update({"config_hash": config_hash(service), "port": choice.host,
@@ -322,7 +321,7 @@ class NativeBackend:
             if _pid_info(lay.datadir) is None:
                 raise ServiceError(failure_message(
                     service, f"stopped while starting (native PostgreSQL in {lay.datadir})",
-                    read_tail(lay.log, TAIL_LINES)))
+                    logtail.tail_file(lay.log, TAIL_LINES).lines))
             probe = pg_probe(port, user, password)
             if probe.ready:
                 return Endpoint(HOST, {_main_port(service).container: port}, self.name)
@@ -332,7 +331,7 @@ class NativeBackend:
             if time.monotonic() >= deadline:
                 raise ServiceError(failure_message(
                     service, f"did not become healthy within {timeout:.0f}s ({probe.detail})",
-                    read_tail(lay.log, TAIL_LINES)))
+                    logtail.tail_file(lay.log, TAIL_LINES).lines))
             time.sleep(pause)
             pause = min(pause * 1.5, 0.25)
 

@@ -12,7 +12,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from devenv import database, environment, loader
+from devenv import database, environment, loader, logtail
 from devenv.console import PlainReporter
 from devenv.events import Status
 from tests.conftest import PgServer
@@ -85,4 +85,4 @@ def run_steps(make_project: Callable[..., Path], db: database.Target,
 
 
 def last_lines(text: str, n: int) -> str:
-    return "\n".join(text.rstrip("\n").splitlines()[-n:])
+    return "\n".join(logtail.tail_text(text, n))
