@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from devenv import logtail, proc
+from devenv.errors import EXIT_SERVICE, DevenvError
 
 SEARCH_DIRS = (
     "/usr/lib/postgresql/*/bin",  # Debian, Ubuntu
@@ -26,8 +27,12 @@ SEARCH_DIRS = (
 )
 
 
-class ClusterError(Exception):
-    """The cluster could not be created, started or stopped."""
+class ClusterError(DevenvError):
+    """The cluster could not be created, started or stopped: exit code 3, as for a service
+    that never became healthy. Not a ServiceError subclass, so the handlers of those do not
+    start catching it where it used to pass through (native.py turns it into one)."""
+
+    exit_code = EXIT_SERVICE
 
 
 def find_bindir() -> Path | None:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import IO
 
 from devenv import logtail
+from devenv.errors import EXIT_FAILED, DevenvError
 
 TAIL_LINES = 20
 
@@ -32,8 +33,13 @@ def format_command(argv: Sequence[str] | str) -> str:
     return shlex.join(argv)
 
 
-class ProcessError(Exception):
-    """A command failed: carries the command, its exit code and the tail of its output."""
+class ProcessError(DevenvError):
+    """A command failed: carries the command, its exit code and the tail of its output.
+
+    A user-facing error (exit code 1): what ran and what it said is what the user acts on;
+    devenv's own mistakes surface as other exceptions (a bug report, see ``cli._crash``)."""
+
+    exit_code = EXIT_FAILED
 
     def __init__(self, argv: Sequence[str] | str, returncode: int | None, output: str) -> None:
         self.argv = argv

@@ -283,8 +283,8 @@ class NativeBackend:
         except pgcluster.ClusterError as exc:
             raise ServiceError(failure_message(
                 service, f"did not start (native PostgreSQL in {lay.datadir}): "
-                         f"{str(exc).splitlines()[0]}", logtail.tail_file(lay.log, TAIL_LINES).lines)
-            ) from None
+                         f"{str(exc).splitlines()[0]}",
+                logtail.tail_file(lay.log, TAIL_LINES).lines)) from None
         meta = self._meta(lay)
         meta.update({"config_hash": config_hash(service), "port": choice.host,
                      "bindir": str(cluster.bindir)})
