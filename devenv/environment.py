@@ -145,7 +145,6 @@ def start_services(project: Project, names: Sequence[str], reporter: Reporter,
 
     names = with_needed(project, names)
     endpoints: dict[str, Endpoint] = {}
-    waiting = {n: {d for d in project.services[n].needs if d in names} for n in names}
     if len(names) <= 1:
         for name in names:
             endpoints[name] = _start_one(project, name, reporter, database_url)
@@ -158,12 +157,14 @@ def start_services(project: Project, names: Sequence[str], reporter: Reporter,
         except BaseException as exc:
             results.put((name, exc))
 
+    walk = graph.Frontier(names, lambda n: project.services[n].needs)
+    waiting = set(names)
     failure: BaseException | None = None
     running: set[str] = set()
     while waiting or running:
         if failure is None:
-            for name in [n for n, deps in waiting.items() if not deps]:
-                del waiting[name]
+            for name in walk.ready(waiting):
+                waiting.discard(name)
                 running.add(name)
                 # daemon threads: Ctrl-C (or SIGTERM) stops `up` at once, not after the
                 # slowest service's wait; the containers stay as they are, like a
@@ -178,8 +179,7 @@ def start_services(project: Project, names: Sequence[str], reporter: Reporter,
             failure = failure or got  # the first one wins; the rest finish starting
             continue
         endpoints[name] = got
-        for deps in waiting.values():
-            deps.discard(name)
+        walk.done(name)
     if failure is not None:
         raise failure
     return endpoints

@@ -2,15 +2,15 @@
 
 Nothing here reads files, talks to a database or runs a command. :func:`walk` and
 :func:`reachable` are the one dependency-order walk and the one transitive closure, generic
-over names and a function giving each name's edges: steps, services and processes all use
-them.
+over names and a function giving each name's edges (:class:`Frontier` is the walk for
+starting things in parallel): steps, services and processes all use them.
 """
 
 from __future__ import annotations
 
 import graphlib
 import json
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Container, Iterable, Mapping
 
 from devenv.errors import ConfigError
 from devenv.schema import Project
@@ -44,6 +44,29 @@ def walk(names: Iterable[str], needs: Callable[[str], Iterable[str]]) -> list[st
         out.extend(ready)
         ts.done(*ready)
     return out
+
+
+class Frontier:
+    """The same walk run in parallel: which names may start now, their needs all done.
+    The runner's steps and the services' start use it; :func:`walk` is its serial form."""
+
+    def __init__(self, names: Iterable[str], needs: Callable[[str], Iterable[str]]) -> None:
+        self.order = list(dict.fromkeys(names))
+        wanted = set(self.order)
+        #: what each name waits for (needs outside ``names`` are ignored)
+        self.waits = {n: set(needs(n)) & wanted for n in self.order}
+        self.finished: set[str] = set()
+
+    def ready(self, among: Container[str]) -> list[str]:
+        """The names of ``among`` whose needs are all done, in the order given."""
+        return [n for n in self.order if n in among and self.waits[n] <= self.finished]
+
+    def done(self, name: str) -> None:
+        self.finished.add(name)
+
+    def missing(self, name: str) -> set[str]:
+        """What ``name`` still waits for."""
+        return self.waits[name] - self.finished
 
 
 def reachable(starts: Iterable[str], edges: Callable[[str], Iterable[str]]) -> set[str]:

@@ -376,12 +376,10 @@ class _Scheduler:
                                     env=watchdog.tag_env(prepared[n].env, f"{run_id}-{i}"))
                          for i, n in enumerate(self.to_run, 1)}
         self.fps = {d.step: d.fingerprint for d in decisions}
-        run_set = set(self.to_run)
         # A step waits for every running step upstream of it, also through skipped ones.
-        self.waits = {n: (graph.upstream(project, n) | (extra_waits or {}).get(n, set()))
-                      & run_set for n in self.to_run}
+        self.walk = graph.Frontier(
+            self.to_run, lambda n: graph.upstream(project, n) | (extra_waits or {}).get(n, set()))
         self.pending = set(self.to_run)
-        self.done: set[str] = set()
         self.failed: set[str] = set()
         self.running = _Running()
         self.interrupted = False
@@ -444,8 +442,7 @@ class _Scheduler:
     def start_ready(self) -> None:
         """Start the steps whose waits are over, up to ``jobs`` at once; a parked warm
         process gets its ``go``."""
-        ready = [n for n in self.to_run if n in self.pending and self.waits[n] <= self.done]
-        for name in ready:
+        for name in self.walk.ready(self.pending):
             if len(self.futures) >= self.options.jobs:
                 break
             self.pending.discard(name)
@@ -467,15 +464,16 @@ class _Scheduler:
         if not self.options.warm_start or self.stop_new:
             return
         started = {n for n, _, _ in self.futures.values()}
-        ahead = self.done | started | set(self.warm)
+        done = self.walk.finished
+        ahead = done | started | set(self.warm)
         for name in self.to_run:
             setting_up = sum(1 for w in self.warm.values() if w.setup is None)
             if (len(self.futures) + setting_up >= self.options.jobs
                     or len(self.warm) >= self.max_parked):
                 return
-            waits = self.waits[name]
+            waits = self.walk.waits[name]
             if (name not in self.pending or name in self.warm or not self.prepared[name].warm
-                    or waits <= self.done or not waits <= ahead):
+                    or waits <= done or not waits <= ahead):
                 continue
             log = new_log(self.options.log_dir, name)
             w = _Warm.spawn(self.prepared[name], log, self.running)
@@ -498,7 +496,7 @@ class _Scheduler:
                 self.on_success(name, duration)
             if self.after_step is not None:
                 self.after_step(name)
-            self.done.add(name)
+            self.walk.done(name)
         else:
             self.failed.add(name)
             if self.on_failure is not None and status is Status.FAILED:
@@ -564,7 +562,7 @@ class _Scheduler:
                     f"not started: the run stopped after {first_failure} failed" \
                     if first_failure else \
                     (f"not started: it waits for "
-                     f"{', '.join(sorted(self.waits[name] - self.done))}, which could not "
+                     f"{', '.join(sorted(self.walk.missing(name)))}, which could not "
                      "start (a bug in devenv's ordering; please report it)")
                 self.finish(name, Status.CANCELLED, why)
 

@@ -88,3 +88,18 @@ def test_process_start_order_uses_the_walk(tmp_path: Path) -> None:
     p = loader.load_text(TEXT + "  worker: {run: \"true\", needs: [web, db]}\n"
                          "  beat: {run: \"true\"}\n", tmp_path)
     assert processes.start_order(p, ["worker", "beat", "web"]) == ["web", "beat", "worker"]
+
+
+def test_frontier_releases_names_as_their_needs_finish() -> None:
+    needs = {"db": [], "cache": [], "api": ["db", "cache", "elsewhere"], "ui": ["api"]}
+    walk = graph.Frontier(["ui", "api", "db", "cache"], needs.__getitem__)
+    assert walk.waits["api"] == {"db", "cache"}  # a need outside the names is ignored
+    todo = {"ui", "api", "db", "cache"}
+    assert walk.ready(todo) == ["db", "cache"]  # in the order given
+    walk.done("db")
+    assert walk.ready(todo - {"db"}) == ["cache"]
+    assert walk.missing("api") == {"cache"}
+    walk.done("cache")
+    assert walk.ready({"ui", "api"}) == ["api"]
+    walk.done("api")
+    assert walk.ready({"ui"}) == ["ui"] and walk.missing("ui") == set()
