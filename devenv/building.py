@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from devenv import fingerprint, planner, runner
+from devenv import fingerprint, logtail, planner, runner
 from devenv.envvars import layered
 from devenv.errors import ConfigError
 from devenv.events import (
@@ -27,7 +27,6 @@ from devenv.events import (
 )
 from devenv.lock import database_lock
 from devenv.postgres import database, siblings
-from devenv.proc import log_tail
 from devenv.schema import Location, Project, StepSpec
 from devenv.services import addresses
 from devenv.session import Session
@@ -217,7 +216,7 @@ def diagnose(session: Session, target: database.Target | None, dbname: str | Non
     """Causes behind failed steps that are not the step's own fault: the database's disk
     is full, or the database went away during the run. Each line names cause and fix."""
     project = session.project
-    tails = [log_tail(r.log, 60) for r in result.results
+    tails = [logtail.tail(r.log, 60) for r in result.results
              if r.status.value == "failed" and r.log is not None]
     if any(p in t for t in tails for p in _GONE):
         # The server may have died of the cause (a full disk makes PostgreSQL stop): the

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any
 
-from devenv import proc
+from devenv import logtail
 from devenv.events import (
     Event,
     Message,
@@ -158,7 +158,7 @@ class PlainReporter:
         if self.groups and r.log is not None:
             self._group(r)
         elif r.status in (Status.FAILED, Status.INTERRUPTED):
-            tail = proc.log_tail(r.log, TAIL)
+            tail = logtail.tail(r.log, TAIL)
             if tail:
                 with self.lock:
                     for line in tail.splitlines():
@@ -276,7 +276,7 @@ class RichReporter:
             self.console.print(Text.assemble((f"{mark} {r.name}", style),
                                              f"  {r.status.value}: {r.reason}"))
             if r.status in (Status.FAILED, Status.INTERRUPTED):
-                tail = proc.log_tail(r.log, TAIL)
+                tail = logtail.tail(r.log, TAIL)
                 if tail:
                     self.console.print(Text(tail, style="dim"))
                 if r.log is not None:

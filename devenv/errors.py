@@ -8,8 +8,10 @@ from collections.abc import Iterable
 # The README's "Exit codes" table; every exit of every command is one of these.
 EXIT_OK = 0
 EXIT_FAILED = 1  # a step failed (up: a process; doctor: a check), or a database action did
+#                  or a command devenv ran itself (proc.ProcessError: pg_dump, git, ...)
 EXIT_CONFIG = 2  # configuration or usage error
 EXIT_SERVICE = 3  # a service never became healthy, or is not running for a command needing it
+#                   (also pgcluster.ClusterError: a native cluster not created or started)
 EXIT_BUSY = 4  # another devenv holds the project (--no-wait), or its processes already run
 EXIT_REFUSED = 5  # a snapshot file refused: missing, truncated, damaged, or from a newer server
 EXIT_REBUILD = 6  # up would run a data step on top of its own data (up.rebuild: stop)

@@ -1,16 +1,84 @@
 """The step graph: pure functions over a :class:`~devenv.schema.Project`.
 
-Nothing here reads files, talks to a database or runs a command.
+Nothing here reads files, talks to a database or runs a command. :func:`walk` and
+:func:`reachable` are the one dependency-order walk and the one transitive closure, generic
+over names and a function giving each name's edges (:class:`Frontier` is the walk for
+starting things in parallel): steps, services and processes all use them.
 """
 
 from __future__ import annotations
 
 import graphlib
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Container, Iterable, Mapping, Sequence
 
 from devenv.errors import ConfigError
 from devenv.schema import Project
+
+
+class Cycle(Exception):
+    """The names given to :func:`walk` hold a cycle: ``names`` lists it, each name needing
+    the next, the first repeated at the end (``a -> b -> a``)."""
+
+    def __init__(self, names: list[str]) -> None:
+        super().__init__(" -> ".join(names))
+        self.names = names
+
+
+def walk(names: Iterable[str], needs: Callable[[str], Iterable[str]]) -> list[str]:
+    """``names`` in dependency order: each after what it ``needs`` (needs outside ``names``
+    are ignored); ties in the order of ``names``. Raises :class:`Cycle`."""
+    order = list(dict.fromkeys(names))
+    index = {n: i for i, n in enumerate(order)}
+    ts: graphlib.TopologicalSorter[str] = graphlib.TopologicalSorter()
+    for name in order:
+        ts.add(name, *(n for n in needs(name) if n in index))
+    try:
+        ts.prepare()
+    except graphlib.CycleError as exc:
+        # graphlib lists each node before the node that needs it; we read "a needs b".
+        raise Cycle(list(reversed(exc.args[1]))) from None
+    out: list[str] = []
+    while ts.is_active():
+        ready = sorted(ts.get_ready(), key=index.__getitem__)
+        out.extend(ready)
+        ts.done(*ready)
+    return out
+
+
+class Frontier:
+    """The same walk run in parallel: which names may start now, their needs all done.
+    The runner's steps and the services' start use it; :func:`walk` is its serial form."""
+
+    def __init__(self, names: Iterable[str], needs: Callable[[str], Iterable[str]]) -> None:
+        self.order = list(dict.fromkeys(names))
+        wanted = set(self.order)
+        #: what each name waits for (needs outside ``names`` are ignored)
+        self.waits = {n: set(needs(n)) & wanted for n in self.order}
+        self.finished: set[str] = set()
+
+    def ready(self, among: Container[str]) -> list[str]:
+        """The names of ``among`` whose needs are all done, in the order given."""
+        return [n for n in self.order if n in among and self.waits[n] <= self.finished]
+
+    def done(self, name: str) -> None:
+        self.finished.add(name)
+
+    def missing(self, name: str) -> set[str]:
+        """What ``name`` still waits for."""
+        return self.waits[name] - self.finished
+
+
+def reachable(starts: Iterable[str], edges: Callable[[str], Iterable[str]]) -> set[str]:
+    """``starts`` and every name reached from them through ``edges``, transitively."""
+    seen: set[str] = set()
+    stack = list(starts)
+    while stack:
+        name = stack.pop()
+        if name not in seen:
+            seen.add(name)
+            stack.extend(edges(name))
+    return seen
 
 
 def step_needs(project: Project, name: str) -> tuple[str, ...]:
@@ -20,15 +88,10 @@ def step_needs(project: Project, name: str) -> tuple[str, ...]:
 
 def check_acyclic(project: Project) -> None:
     """Raise a :class:`ConfigError` naming the whole cycle if the steps have one."""
-    ts: graphlib.TopologicalSorter[str] = graphlib.TopologicalSorter()
-    for name in project.steps:
-        ts.add(name, *step_needs(project, name))
     try:
-        ts.prepare()
-    except graphlib.CycleError as exc:
-        cycle: list[str] = list(exc.args[1])[:-1]
-        # graphlib lists each node before the node that needs it; we read "a needs b".
-        cycle.reverse()
+        walk(project.steps, lambda n: step_needs(project, n))
+    except Cycle as exc:
+        cycle = exc.names[:-1]
         order = list(project.steps)
         start = min(range(len(cycle)), key=lambda i: order.index(cycle[i]))
         cycle = cycle[start:] + cycle[:start]
@@ -44,30 +107,12 @@ def check_acyclic(project: Project) -> None:
 def topo_order(project: Project, names: Iterable[str] | None = None) -> list[str]:
     """``names`` (default: every step) in dependency order; ties in declaration order."""
     wanted = set(project.steps if names is None else names)
-    index = {n: i for i, n in enumerate(project.steps)}
-    ts: graphlib.TopologicalSorter[str] = graphlib.TopologicalSorter()
-    for name in wanted:
-        ts.add(name, *(n for n in step_needs(project, name) if n in wanted))
-    ts.prepare()
-    out: list[str] = []
-    while ts.is_active():
-        ready = sorted(ts.get_ready(), key=index.__getitem__)
-        out.extend(ready)
-        ts.done(*ready)
-    return out
+    return walk([n for n in project.steps if n in wanted], lambda n: step_needs(project, n))
 
 
 def closure(project: Project, targets: Iterable[str]) -> set[str]:
     """``targets`` plus every step they need, transitively."""
-    seen: set[str] = set()
-    stack = list(targets)
-    while stack:
-        name = stack.pop()
-        if name in seen:
-            continue
-        seen.add(name)
-        stack.extend(step_needs(project, name))
-    return seen
+    return reachable(targets, lambda n: step_needs(project, n))
 
 
 def upstream(project: Project, name: str) -> set[str]:
@@ -91,14 +136,11 @@ def dependants(project: Project) -> dict[str, list[str]]:
 def downstream(project: Project, names: Iterable[str]) -> set[str]:
     """The steps that depend on any of ``names``, transitively (``names`` excluded)."""
     deps = dependants(project)
-    seen: set[str] = set()
-    stack = [d for n in names for d in deps.get(n, []) if d in project.steps]
-    while stack:
-        n = stack.pop()
-        if n not in seen:
-            seen.add(n)
-            stack.extend(d for d in deps.get(n, []) if d in project.steps)
-    return seen
+
+    def needing(n: str) -> list[str]:
+        return [d for d in deps.get(n, []) if d in project.steps]
+
+    return reachable([d for n in names for d in needing(n)], needing)
 
 
 def barriers(project: Project, names: Iterable[str]) -> list[str]:

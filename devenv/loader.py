@@ -574,9 +574,6 @@ def _services(node: Node | None, files: list[tuple[str, str, str]], shown: str,
 
 def check_service_needs(services: Mapping[str, ServiceSpec]) -> None:
     """Every service a service needs exists, and they form no cycle."""
-    import graphlib
-
-    ts: graphlib.TopologicalSorter[str] = graphlib.TopologicalSorter()
     for svc in services.values():
         for i, need in enumerate(svc.needs):
             if need == svc.name:
@@ -587,13 +584,11 @@ def check_service_needs(services: Mapping[str, ServiceSpec]) -> None:
                 continue
             raise ConfigError(what, svc.loc.file, svc.loc.line,
                               f"services.{svc.name}.needs[{i}]")
-        ts.add(svc.name, *svc.needs)
     try:
-        ts.prepare()
-    except graphlib.CycleError as exc:
-        cycle = list(reversed(exc.args[1]))
-        first = services[cycle[0]]
-        raise ConfigError(f"dependency cycle between services: {' -> '.join(cycle)}",
+        graph.walk(services, lambda n: services[n].needs)
+    except graph.Cycle as exc:
+        first = services[exc.names[0]]
+        raise ConfigError(f"dependency cycle between services: {exc}",
                           first.loc.file, first.loc.line,
                           f"services.{first.name}.needs") from None
 
@@ -1017,15 +1012,9 @@ def _check_needs(steps: list[StepSpec], services: Mapping[str, ServiceSpec],
 
 
 def _check_process_cycles(procs: Mapping[str, ProcessSpec]) -> None:
-    import graphlib
-
-    ts: graphlib.TopologicalSorter[str] = graphlib.TopologicalSorter()
-    for p in procs.values():
-        ts.add(p.name, *(n for n in p.needs if n in procs))
     try:
-        ts.prepare()
-    except graphlib.CycleError as exc:
-        cycle = list(reversed(exc.args[1]))
-        first = procs[cycle[0]]
-        raise ConfigError(f"dependency cycle: {' -> '.join(cycle)}", first.loc.file,
+        graph.walk(procs, lambda n: procs[n].needs)
+    except graph.Cycle as exc:
+        first = procs[exc.names[0]]
+        raise ConfigError(f"dependency cycle: {exc}", first.loc.file,
                           first.loc.line, f"processes.{first.name}.needs") from None

@@ -13,6 +13,7 @@ looking for the start of a line; a line whose start lies further back says so
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -108,6 +109,23 @@ def tail_file(path: Path, lines: int, **limits: int) -> Tail:
             return last_lines(fh, lines, **limits)
     except OSError:
         return Tail([], 0)
+
+
+def tail(log: Path | None, lines: int) -> str:
+    """The last ``lines`` lines of the log file ``log``, one string; "" when there is none
+    or it cannot be read."""
+    if log is None:
+        return ""
+    return "\n".join(tail_file(log, lines).lines)
+
+
+def tail_text(text: str, lines: int) -> list[str]:
+    """The last ``lines`` lines of ``text`` (a command's output), shown as a log's are;
+    blank lines at its end do not count."""
+    # Through the same reader as files, so a long or \r-redrawn line reads the same
+    # in an error message as in the log.
+    data = text.rstrip("\n").encode(errors="replace")
+    return last_lines(io.BytesIO(data), lines).lines
 
 
 class LineSplitter:

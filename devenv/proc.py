@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import IO
 
 from devenv import logtail, pids, waiting
+from devenv.errors import EXIT_FAILED, DevenvError
 
 TAIL_LINES = 20
 
@@ -31,24 +32,13 @@ def format_command(argv: Sequence[str] | str) -> str:
     return shlex.join(argv)
 
 
-def tail(text: str, lines: int = TAIL_LINES) -> str:
-    """The last ``lines`` lines of ``text``."""
-    parts = text.rstrip("\n").splitlines()
-    return "\n".join(parts[-lines:])
+class ProcessError(DevenvError):
+    """A command failed: carries the command, its exit code and the tail of its output.
 
+    A user-facing error (exit code 1): what ran and what it said is what the user acts on;
+    devenv's own mistakes surface as other exceptions (a bug report, see ``cli._crash``)."""
 
-def log_tail(log: Path | None, lines: int = TAIL_LINES) -> str:
-    """The last ``lines`` lines of a log file, read from its end in blocks with each line
-    capped (logs can be huge, and one line can be); "" when there is none or it cannot be
-    read."""
-    if log is None:
-        return ""
-
-    return "\n".join(logtail.tail_file(log, lines).lines)
-
-
-class ProcessError(Exception):
-    """A command failed: carries the command, its exit code and the tail of its output."""
+    exit_code = EXIT_FAILED
 
     def __init__(self, argv: Sequence[str] | str, returncode: int | None, output: str) -> None:
         self.argv = argv
@@ -57,7 +47,8 @@ class ProcessError(Exception):
         code = "timed out" if returncode is None else f"exited with {returncode}"
         msg = f"command {code}: {format_command(argv)}"
         if output.strip():
-            msg += "\n" + "\n".join("  | " + line for line in tail(output).splitlines())
+            msg += "\n" + "\n".join("  | " + line
+                                     for line in logtail.tail_text(output, TAIL_LINES))
         super().__init__(msg)
 
 

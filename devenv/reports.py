@@ -12,14 +12,10 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-from devenv import proc
+from devenv import logtail
 from devenv.events import Decision, RunResult, Status, StepResult
 
 TAIL_LINES = 50
-
-
-def _tail(log: Path | None) -> str:
-    return proc.log_tail(log, TAIL_LINES)  # bounded, a long line cut (devenv.logtail)
 
 
 def _clean(text: str) -> str:
@@ -56,7 +52,7 @@ def junit(path: Path, suite: str, results: Sequence[StepResult], duration: float
                              time=f"{r.duration:.3f}")
         if r.status in (Status.FAILED, Status.INTERRUPTED):
             fail = ET.SubElement(case, "failure", message=_clean(r.reason), type=r.status.value)
-            fail.text = _clean(_tail(r.log))
+            fail.text = _clean(logtail.tail(r.log, TAIL_LINES))
         elif r.status is not Status.OK:
             ET.SubElement(case, "skipped", message=_clean(f"{r.status.value}: {r.reason}"))
         if r.log is not None:

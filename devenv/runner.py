@@ -346,6 +346,227 @@ class _Warm:
             fh.write(f"devenv: not run: {why}\n".encode())
 
 
+_Outcome = tuple[Status, str, int | None]
+
+
+class _Scheduler:
+    """One run of the steps: what is pending, running, parked and done, and one method per
+    event (start what is ready, a step finished, cancel downstream of a failure, an
+    interrupt). :func:`run` builds one and calls :meth:`run`."""
+
+    def __init__(self, project: Project, decisions: Sequence[Decision],
+                 prepared: Mapping[str, Prepared], reporter: Reporter, options: RunOptions,
+                 on_success: Callable[[str, float], None] | None,
+                 on_failure: Callable[[str], None] | None,
+                 after_step: Callable[[str], None] | None,
+                 extra_waits: Mapping[str, set[str]] | None) -> None:
+        self.project = project
+        self.decisions = decisions
+        self.reporter = reporter
+        self.options = options
+        self.on_success = on_success
+        self.on_failure = on_failure
+        self.after_step = after_step
+        self.results: dict[str, StepResult] = {}
+        self.to_run = [d.step for d in decisions if d.action is Action.RUN]
+        # Each step's processes carry the tag RUN-N; the watchdog stops them all if this
+        # process dies before it can (SIGKILL, a closed terminal).
+        run_id = options.run_id
+        self.prepared = {n: replace(prepared[n], tag=f"{run_id}-{i}",
+                                    env=watchdog.tag_env(prepared[n].env, f"{run_id}-{i}"))
+                         for i, n in enumerate(self.to_run, 1)}
+        self.fps = {d.step: d.fingerprint for d in decisions}
+        # A step waits for every running step upstream of it, also through skipped ones.
+        self.walk = graph.Frontier(
+            self.to_run, lambda n: graph.upstream(project, n) | (extra_waits or {}).get(n, set()))
+        self.pending = set(self.to_run)
+        self.failed: set[str] = set()
+        self.running = _Running()
+        self.interrupted = False
+        self.stop_new = False
+        self.futures: dict[cf.Future[_Outcome], tuple[str, float, Path]] = {}
+        # Warm starts: at most `jobs` processes setting up at once, and only on idle CPUs;
+        # parked ones cost memory only, so a few more may wait.
+        self.warm: dict[str, _Warm] = {}
+        self.watchers: dict[cf.Future[None], str] = {}
+        self.max_parked = 2 * max(1, options.jobs)
+
+    def run(self, database: str | None) -> RunResult:
+        started = time.monotonic()
+        self.reporter.emit(RunStarted(self.decisions, self.options.jobs, database))
+        guard = proc.start_watchdog(self.options.run_id) if self.to_run else None
+        for d in self.decisions:
+            if d.action is Action.SKIP:
+                self.finish(d.step, Status.SKIPPED, d.reason)
+        jobs = max(1, self.options.jobs)
+        self.pool = cf.ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="devenv-step")
+        self.watch_pool = cf.ThreadPoolExecutor(max_workers=self.max_parked + jobs,
+                                                thread_name_prefix="devenv-warm")
+        try:
+            self.loop()
+        except KeyboardInterrupt:
+            self.interrupt()
+        finally:
+            self.shut_down(guard)
+        self.cancel_pending()
+        order = {d.step: i for i, d in enumerate(self.decisions)}
+        result = RunResult(sorted(self.results.values(), key=lambda r: order.get(r.name, 0)),
+                           self.interrupted, time.monotonic() - started)
+        self.reporter.emit(RunFinished(result))
+        return result
+
+    def finish(self, name: str, status: Status, reason: str, duration: float = 0.0,
+               log: Path | None = None, rc: int | None = None) -> None:
+        res = StepResult(name, status, reason, duration, log, rc, self.fps.get(name))
+        self.results[name] = res
+        self.reporter.emit(StepFinished(res))
+
+    def loop(self) -> None:
+        """Start what is ready, wait for something to finish, until nothing is left."""
+        while self.pending or self.futures:
+            if not self.stop_new:
+                self.start_ready()
+                self.start_warm()
+            if not self.futures:
+                break
+            waitables: list[cf.Future[Any]] = [*self.futures, *self.watchers]
+            finished, _ = cf.wait(waitables, timeout=0.25, return_when=cf.FIRST_COMPLETED)
+            for done_watch in [f for f in finished if f in self.watchers]:
+                # a warm process is parked (or gone): maybe another can start
+                self.watchers.pop(done_watch)
+            for fut in [f for f in finished if f in self.futures]:
+                name, t0, log = self.futures.pop(fut)
+                status, reason, rc = fut.result()
+                self.step_finished(name, status, reason, time.monotonic() - t0, log, rc)
+
+    def start_ready(self) -> None:
+        """Start the steps whose waits are over, up to ``jobs`` at once; a parked warm
+        process gets its ``go``."""
+        for name in self.walk.ready(self.pending):
+            if len(self.futures) >= self.options.jobs:
+                break
+            self.pending.discard(name)
+            prep = self.prepared[name]
+            w = self.warm.pop(name, None)
+            if w is not None:
+                self.reporter.emit(StepStarted(name, prep.display, w.log))
+                fut = self.pool.submit(w.go, self.running)
+                self.futures[fut] = (name, time.monotonic(), w.log)
+                continue
+            log = new_log(self.options.log_dir, name)
+            self.reporter.emit(StepStarted(name, prep.display, log))
+            fut = self.pool.submit(_execute, prep, log, self.running)
+            self.futures[fut] = (name, time.monotonic(), log)
+
+    def start_warm(self) -> None:
+        """Start steps that can wait early, on idle CPUs, once all they wait for has at
+        least started."""
+        if not self.options.warm_start or self.stop_new:
+            return
+        started = {n for n, _, _ in self.futures.values()}
+        done = self.walk.finished
+        ahead = done | started | set(self.warm)
+        for name in self.to_run:
+            setting_up = sum(1 for w in self.warm.values() if w.setup is None)
+            if (len(self.futures) + setting_up >= self.options.jobs
+                    or len(self.warm) >= self.max_parked):
+                return
+            waits = self.walk.waits[name]
+            if (name not in self.pending or name in self.warm or not self.prepared[name].warm
+                    or waits <= done or not waits <= ahead):
+                continue
+            log = new_log(self.options.log_dir, name)
+            w = _Warm.spawn(self.prepared[name], log, self.running)
+            if w is None:
+                continue
+            self.warm[name] = w
+            ahead.add(name)
+            self.watchers[self.watch_pool.submit(w.watch)] = name
+
+    def cancel_warm(self, name: str, why: str) -> None:
+        w = self.warm.pop(name, None)
+        if w is not None:
+            w.cancel(self.running, why)
+
+    def step_finished(self, name: str, status: Status, reason: str, duration: float,
+                      log: Path, rc: int | None) -> None:
+        """Record a step's end and run the hooks; a failure blocks what depends on it."""
+        if status is Status.OK:
+            if self.on_success is not None:
+                self.on_success(name, duration)
+            if self.after_step is not None:
+                self.after_step(name)
+            self.walk.done(name)
+        else:
+            self.failed.add(name)
+            if self.on_failure is not None and status is Status.FAILED:
+                self.on_failure(name)
+            if not self.options.keep_going:
+                self.stop_new = True
+        self.finish(name, status, reason, duration, log, rc)
+        if status is not Status.OK:
+            self.cancel_downstream(name)
+
+    def cancel_downstream(self, name: str) -> None:
+        """Dependants of a failed step can never run; without --keep-going, no parked warm
+        process will get its turn either."""
+        for dep in graph.downstream(self.project, [name]):
+            if dep in self.pending:
+                self.pending.discard(dep)
+                self.cancel_warm(dep, f"needs {name}, which failed")
+                self.finish(dep, Status.BLOCKED, f"needs {name}, which failed")
+        if self.stop_new:
+            for other in list(self.warm):
+                self.cancel_warm(other, f"the run stopped after {name} failed")
+
+    def interrupt(self) -> None:
+        """Ctrl-C: stop every running step and record how each ended."""
+        self.interrupted = True
+        stopped = self.running.stop_all()
+        for fut, (name, t0, log) in list(self.futures.items()):
+            try:
+                status, reason, rc = fut.result(timeout=30)
+            except (cf.TimeoutError, KeyboardInterrupt):
+                status, reason, rc = Status.INTERRUPTED, "interrupted", None
+            if name in stopped or status is Status.INTERRUPTED:
+                status, reason = Status.INTERRUPTED, "interrupted"
+            self.finish(name, status, reason, time.monotonic() - t0, log, rc)
+        self.futures.clear()
+
+    def shut_down(self, guard: subprocess.Popen[bytes] | None) -> None:
+        """Whatever happened: parked processes told to exit, the pools emptied, nothing
+        of this run left behind."""
+        for name in list(self.warm):
+            self.cancel_warm(name, "the run ended before its turn")
+        self.pool.shutdown(wait=True)
+        self.watch_pool.shutdown(wait=True)
+        if guard is not None:
+            # Nothing of this run may outlive it; then the watchdog can go (it looks once
+            # more on end-of-file and exits).
+            watchdog.kill_tagged(self.options.run_id, grace=0.5)
+            assert guard.stdin is not None
+            with contextlib.suppress(OSError):
+                guard.stdin.close()
+            # Not waited for: it has nothing left to stop, and a short run must not wait
+            # for its interpreter to start. Kept referenced so it is reaped, not warned of.
+            _GUARDS[:] = [g for g in _GUARDS if g.poll() is None]
+            if guard.poll() is None:
+                _GUARDS.append(guard)
+
+    def cancel_pending(self) -> None:
+        """The steps that never started: say why."""
+        first_failure = next((n for n in self.to_run if n in self.failed), None)
+        for name in self.to_run:
+            if name in self.pending:
+                why = "interrupted before it started" if self.interrupted else \
+                    f"not started: the run stopped after {first_failure} failed" \
+                    if first_failure else \
+                    (f"not started: it waits for "
+                     f"{', '.join(sorted(self.walk.missing(name)))}, which could not "
+                     "start (a bug in devenv's ordering; please report it)")
+                self.finish(name, Status.CANCELLED, why)
+
+
 def run(
     project: Project,
     decisions: Sequence[Decision],
@@ -364,170 +585,5 @@ def run(
     refresh uses it to snapshot at barriers); ``extra_waits`` adds ordering that is not in
     the graph (steps that must wait for a checkpoint).
     """
-    started = time.monotonic()
-    reporter.emit(RunStarted(decisions, options.jobs, database))
-    results: dict[str, StepResult] = {}
-    to_run = [d.step for d in decisions if d.action is Action.RUN]
-    # Each step's processes carry the tag RUN-N; the watchdog stops them all if this
-    # process dies before it can (SIGKILL, a closed terminal).
-    run_id = options.run_id
-    prepared = {n: replace(prepared[n], tag=f"{run_id}-{i}",
-                           env=watchdog.tag_env(prepared[n].env, f"{run_id}-{i}"))
-                for i, n in enumerate(to_run, 1)}
-    guard = proc.start_watchdog(run_id) if to_run else None
-    fps = {d.step: d.fingerprint for d in decisions}
-    for d in decisions:
-        if d.action is Action.SKIP:
-            results[d.step] = StepResult(d.step, Status.SKIPPED, d.reason, fingerprint=d.fingerprint)
-            reporter.emit(StepFinished(results[d.step]))
-
-    run_set = set(to_run)
-    # A step waits for every running step upstream of it, also through skipped ones.
-    waits = {n: (graph.upstream(project, n) | (extra_waits or {}).get(n, set())) & run_set
-             for n in to_run}
-    pending = set(to_run)
-    done: set[str] = set()
-    failed: set[str] = set()
-    running = _Running()
-    interrupted = False
-    stop_new = False
-    futures: dict[cf.Future[tuple[Status, str, int | None]], tuple[str, float, Path]] = {}
-
-    def finish(name: str, status: Status, reason: str, duration: float = 0.0,
-               log: Path | None = None, rc: int | None = None) -> None:
-        res = StepResult(name, status, reason, duration, log, rc, fps.get(name))
-        results[name] = res
-        reporter.emit(StepFinished(res))
-
-    pool = cf.ThreadPoolExecutor(max_workers=max(1, options.jobs),
-                                 thread_name_prefix="devenv-step")
-    # Warm starts: at most `jobs` processes setting up at once, and only on idle CPUs;
-    # parked ones cost memory only, so a few more may wait.
-    warm: dict[str, _Warm] = {}
-    watchers: dict[cf.Future[None], str] = {}
-    max_parked = 2 * max(1, options.jobs)
-    watch_pool = cf.ThreadPoolExecutor(max_workers=max_parked + max(1, options.jobs),
-                                       thread_name_prefix="devenv-warm")
-
-    def cancel_warm(name: str, why: str) -> None:
-        w = warm.pop(name, None)
-        if w is not None:
-            w.cancel(running, why)
-
-    def start_warm() -> None:
-        if not options.warm_start or stop_new:
-            return
-        started = {n for n, _, _ in futures.values()}
-        ahead = done | started | set(warm)
-        for name in to_run:
-            setting_up = sum(1 for w in warm.values() if w.setup is None)
-            if len(futures) + setting_up >= options.jobs or len(warm) >= max_parked:
-                return
-            if (name not in pending or name in warm or not prepared[name].warm
-                    or waits[name] <= done or not waits[name] <= ahead):
-                continue
-            log = new_log(options.log_dir, name)
-            w = _Warm.spawn(prepared[name], log, running)
-            if w is None:
-                continue
-            warm[name] = w
-            ahead.add(name)
-            watchers[watch_pool.submit(w.watch)] = name
-
-    try:
-        while pending or futures:
-            if not stop_new:
-                ready = [n for n in to_run if n in pending and waits[n] <= done]
-                for name in ready:
-                    if len(futures) >= options.jobs:
-                        break
-                    pending.discard(name)
-                    prep = prepared[name]
-                    w = warm.pop(name, None)
-                    if w is not None:
-                        reporter.emit(StepStarted(name, prep.display, w.log))
-                        fut = pool.submit(w.go, running)
-                        futures[fut] = (name, time.monotonic(), w.log)
-                        continue
-                    log = new_log(options.log_dir, name)
-                    reporter.emit(StepStarted(name, prep.display, log))
-                    fut = pool.submit(_execute, prep, log, running)
-                    futures[fut] = (name, time.monotonic(), log)
-                start_warm()
-            if not futures:
-                break
-            waitables: list[cf.Future[Any]] = [*futures, *watchers]
-            finished, _ = cf.wait(waitables, timeout=0.25,
-                                  return_when=cf.FIRST_COMPLETED)
-            for done_watch in [f for f in finished if f in watchers]:
-                watchers.pop(done_watch)  # a warm process is parked (or gone): maybe another
-            for fut in [f for f in finished if f in futures]:
-                name, t0, log = futures.pop(fut)
-                status, reason, rc = fut.result()
-                duration = time.monotonic() - t0
-                if status is Status.OK:
-                    if on_success is not None:
-                        on_success(name, duration)
-                    if after_step is not None:
-                        after_step(name)
-                    done.add(name)
-                else:
-                    failed.add(name)
-                    if on_failure is not None and status is Status.FAILED:
-                        on_failure(name)
-                    if not options.keep_going:
-                        stop_new = True
-                finish(name, status, reason, duration, log, rc)
-                # Dependants of a failed step can never run.
-                if status is not Status.OK:
-                    for dep in graph.downstream(project, [name]):
-                        if dep in pending:
-                            pending.discard(dep)
-                            cancel_warm(dep, f"needs {name}, which failed")
-                            finish(dep, Status.BLOCKED, f"needs {name}, which failed")
-                    if stop_new:
-                        for other in list(warm):
-                            cancel_warm(other, f"the run stopped after {name} failed")
-    except KeyboardInterrupt:
-        interrupted = True
-        stopped = running.stop_all()
-        for fut, (name, t0, log) in list(futures.items()):
-            try:
-                status, reason, rc = fut.result(timeout=30)
-            except (cf.TimeoutError, KeyboardInterrupt):
-                status, reason, rc = Status.INTERRUPTED, "interrupted", None
-            if name in stopped or status is Status.INTERRUPTED:
-                status, reason = Status.INTERRUPTED, "interrupted"
-            finish(name, status, reason, time.monotonic() - t0, log, rc)
-        futures.clear()
-    finally:
-        for name in list(warm):
-            cancel_warm(name, "the run ended before its turn")
-        pool.shutdown(wait=True)
-        watch_pool.shutdown(wait=True)
-        if guard is not None:
-            # Nothing of this run may outlive it; then the watchdog can go (it looks once
-            # more on end-of-file and exits).
-            watchdog.kill_tagged(run_id, grace=0.5)
-            assert guard.stdin is not None
-            with contextlib.suppress(OSError):
-                guard.stdin.close()
-            # Not waited for: it has nothing left to stop, and a short run must not wait
-            # for its interpreter to start. Kept referenced so it is reaped, not warned of.
-            _GUARDS[:] = [g for g in _GUARDS if g.poll() is None]
-            if guard.poll() is None:
-                _GUARDS.append(guard)
-
-    first_failure = next((n for n in to_run if n in failed), None)
-    for name in to_run:
-        if name in pending:
-            why = "interrupted before it started" if interrupted else \
-                f"not started: the run stopped after {first_failure} failed" if first_failure \
-                else (f"not started: it waits for {', '.join(sorted(waits[name] - done))}, "
-                      "which could not start (a bug in devenv's ordering; please report it)")
-            finish(name, Status.CANCELLED, why)
-    order = {d.step: i for i, d in enumerate(decisions)}
-    result = RunResult(sorted(results.values(), key=lambda r: order.get(r.name, 0)),
-                       interrupted, time.monotonic() - started)
-    reporter.emit(RunFinished(result))
-    return result
+    return _Scheduler(project, decisions, prepared, reporter, options, on_success,
+                      on_failure, after_step, extra_waits).run(database)

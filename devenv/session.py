@@ -18,6 +18,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from devenv import graph
 from devenv.errors import DevenvError, ImageUnavailable, ServiceError
 from devenv.events import Message, PhaseFinished, PhaseStarted, Reporter
 from devenv.lock import database_lock
@@ -99,7 +100,8 @@ class Session:
         project = self.project
         names = launch.with_needed(project, names)
         endpoints: dict[str, Endpoint] = {}
-        waiting = {n: {d for d in project.services[n].needs if d in names} for n in names}
+        walk = graph.Frontier(names, lambda n: project.services[n].needs)
+        waiting = set(names)
         if len(names) <= 1:
             for name in names:
                 endpoints[name] = self._start_one(name)
@@ -116,8 +118,8 @@ class Session:
         running: set[str] = set()
         while waiting or running:
             if failure is None:
-                for name in [n for n, deps in waiting.items() if not deps]:
-                    del waiting[name]
+                for name in walk.ready(waiting):
+                    waiting.discard(name)
                     running.add(name)
                     # daemon threads: Ctrl-C (or SIGTERM) stops `up` at once, not after
                     # the slowest service's wait; the containers stay as they are, like a
@@ -132,8 +134,7 @@ class Session:
                 failure = failure or got  # the first one wins; the rest finish starting
                 continue
             endpoints[name] = got
-            for deps in waiting.values():
-                deps.discard(name)
+            walk.done(name)
         if failure is not None:
             raise failure
         return endpoints

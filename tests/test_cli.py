@@ -233,3 +233,70 @@ def test_a_read_only_devenv_folder_is_a_message(tmp_path: Path) -> None:
     assert r.returncode == 1, r.stdout + r.stderr
     assert "Traceback" not in r.stdout + r.stderr
     assert "cannot write" in r.stderr and "Read-only file system" in r.stderr, r.stderr
+
+
+def test_a_failed_command_is_a_user_facing_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """A command devenv runs itself fails for real (proc.run of a failing shell): exit 1,
+    what ran and the tail of what it said, no traceback and no crash report."""
+    import typer
+
+    from devenv import cli, proc
+    from devenv.errors import EXIT_FAILED, DevenvError
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".devenv").mkdir()
+
+    def failing() -> int:
+        proc.run(["sh", "-c", "echo first; echo 'it went wrong' >&2; exit 3"])
+        return 0
+
+    with pytest.raises(typer.Exit) as info:
+        cli._call(failing)
+    assert info.value.exit_code == EXIT_FAILED == proc.ProcessError.exit_code
+    assert issubclass(proc.ProcessError, DevenvError)
+    err = capsys.readouterr().err
+    assert "command exited with 3: sh -c" in err, err
+    assert "| it went wrong" in err
+    assert "Traceback" not in err and "bug in devenv" not in err
+    assert not list(tmp_path.glob(".devenv/logs/devenv-crash-*.log"))
+
+
+def test_a_cluster_that_cannot_start_is_exit_3(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """ClusterError is a DevenvError with the service exit code: a bindir without initdb."""
+    import typer
+
+    from devenv import cli
+    from devenv.errors import EXIT_SERVICE
+    from devenv.postgres import pgcluster
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "bin").mkdir()
+    cluster = pgcluster.Cluster(tmp_path / "data", 5999, bindir=tmp_path / "bin")
+
+    def start() -> int:
+        cluster.init()
+        return 0
+
+    with pytest.raises(typer.Exit) as info:
+        cli._call(start)
+    assert info.value.exit_code == EXIT_SERVICE == pgcluster.ClusterError.exit_code
+    err = capsys.readouterr().err
+    assert "initdb failed in" in err, err
+    assert "Traceback" not in err and "bug in devenv" not in err
+
+
+def test_a_bug_and_a_failed_step_exit_differently(tmp_path: Path) -> None:
+    """The same project, run for real: a failing step exits 1; devenv's own unexpected
+    exception (its state file is a folder) exits 70 with a one-line report."""
+    (tmp_path / "steps.yaml").write_text("version: 1\nname: c\nsteps:\n  a: {run: 'false'}\n")
+    r = devenv("run", "--plain", cwd=tmp_path)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "bug in devenv" not in r.stdout + r.stderr
+    (tmp_path / ".devenv" / "state.json").unlink(missing_ok=True)
+    (tmp_path / ".devenv" / "state.json").mkdir(parents=True)
+    r = devenv("run", "--plain", cwd=tmp_path)
+    assert r.returncode == 70, r.stdout + r.stderr
+    assert "Traceback" not in r.stdout + r.stderr
+    assert len([line for line in r.stderr.splitlines() if "bug in devenv" in line]) == 1

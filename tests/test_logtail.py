@@ -67,7 +67,7 @@ def test_a_line_whose_start_is_found_says_how_much_was_cut(tmp_path: Path) -> No
     assert tail.lines[1].startswith("… [3.0 MB line cut] x")
     assert tail.lines[1].endswith("END")
     assert tail.lines[2] == "last"
-    assert proc.log_tail(log, 2).splitlines()[1] == "last"
+    assert logtail.tail(log, 2).splitlines()[1] == "last"
 
 
 def test_progress_line_shows_its_last_segment(tmp_path: Path) -> None:
@@ -96,3 +96,23 @@ def test_whole_file_reader_caps_a_long_line() -> None:
     assert lines[0] == "a" and lines[2] == "b"
     assert lines[1].startswith("… [32.0 KB line cut] y")
     assert lines[1].count("y") == logtail.LINE_CAP
+
+
+def test_tail_of_a_text_reads_as_a_logs_tail() -> None:
+    # a command's output (ProcessError, a container's logs) is cut as a log file is
+    assert logtail.tail_text("a\nb\nc\n\n\n", 2) == ["b", "c"]
+    assert logtail.tail_text("", 3) == []
+    assert logtail.tail_text("only", 3) == ["only"]
+    assert logtail.tail_text("x\r\nstep 1\rstep 2\n", 5) == ["x", "step 2"]
+    long = logtail.tail_text("z" * (2 * logtail.LINE_CAP) + "\nend", 2)
+    assert long[0].startswith(f"… [{logtail.LINE_CAP / 1024:.1f} KB line cut] z")
+    assert long[1] == "end"
+    assert logtail.tail(None, 3) == ""
+
+
+def test_process_error_shows_the_tail_of_the_output() -> None:
+    out = "".join(f"line {i}\n" for i in range(100))
+    err = proc.ProcessError(["false"], 1, out)
+    shown = str(err).splitlines()
+    assert shown[0] == "command exited with 1: false"
+    assert shown[1:] == [f"  | line {i}" for i in range(100 - proc.TAIL_LINES, 100)]

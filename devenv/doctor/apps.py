@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from devenv import proc, runner
+from devenv import logtail, proc, runner
 from devenv.envvars import expand
 from devenv.errors import ConfigError
 from devenv.kinds.alembic_upgrade import config_path
@@ -342,7 +342,7 @@ def introspect(app: App) -> Introspection:
                 continue
             break
     if not isinstance(data, dict):
-        tail = proc.tail(done.stderr or done.stdout, 3).replace("\n", " | ")
+        tail = " | ".join(logtail.tail_text(done.stderr or done.stdout, 3))
         return Introspection(app, {}, f"could not look inside {app.label} with {app.python}: "
                                       f"exit {done.returncode}: {tail}")
     if not data.get("ok"):

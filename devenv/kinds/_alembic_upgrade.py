@@ -10,7 +10,6 @@ so it imports nothing from devenv. Output is the step's log; problems go to stde
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 import os
@@ -18,7 +17,6 @@ import shlex
 import sys
 import traceback
 from pathlib import Path
-from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -27,16 +25,12 @@ if TYPE_CHECKING:
 PROG = "alembic"
 
 
-def _load_shared() -> ModuleType:
-    path = Path(__file__).with_name("_script_common.py")
-    spec = importlib.util.spec_from_file_location("_devenv_script_common", path)
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-shared = _load_shared()  # the warm-start handshake, shared with the other scripts
+if TYPE_CHECKING:
+    from devenv.kinds import _script_common as shared
+else:
+    # Run by path in the app's interpreter, which may lack devenv: this folder is
+    # sys.path[0] until main() gives it to the app (shared.use_app_folder).
+    import _script_common as shared  # the warm-start handshake, shared with the other scripts
 
 
 class Fail(Exception):
@@ -230,9 +224,7 @@ def main(argv: list[str]) -> int:
         print(f"usage: {argv[0]} JSON (devenv runs this script for kind alembic)",
               file=sys.stderr)
         return 2
-    # The scripts' folder must not shadow the app's packages (sys.path[0]); the app's
-    # own folder goes there instead, as when its tools run from it.
-    sys.path[0] = os.getcwd()
+    shared.use_app_folder(os.getcwd())  # as when its tools run from it
     opts = json.loads(argv[1])
     try:
         return upgrade(opts)

@@ -1,35 +1,30 @@
 """Django set-up shared by devenv's Django scripts. Standalone: runs in the app's own
 interpreter, which may not have devenv installed, so it imports nothing from devenv.
-Loaded by path (see ``_load_common`` in the scripts)."""
+Imported by name: the scripts' folder is sys.path[0] when they start."""
 
 # Django ships no type information; the app may not have django-stubs.
 # mypy: disable-error-code="import-untyped"
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
 import sys
 from pathlib import Path
-from types import ModuleType
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 _SETTINGS_IN_MANAGE = re.compile(
     r"""DJANGO_SETTINGS_MODULE['"]\s*,\s*['"]([A-Za-z_][\w.]*)['"]""")
 
 
-def _load_shared() -> ModuleType:
-    path = Path(__file__).with_name("_script_common.py")
-    spec = importlib.util.spec_from_file_location("_devenv_script_common", path)
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 # The Django scripts reach these through this module (one load, one name).
-shared = _load_shared()
+if TYPE_CHECKING:
+    from devenv.kinds import _script_common
+else:
+    # Run by path in the app's interpreter, which may lack devenv: this folder is
+    # sys.path[0] until main() gives it to the app (shared.use_app_folder).
+    import _script_common
+shared = _script_common
 Fail = shared.Fail
 
 
@@ -68,9 +63,8 @@ def setup(opts: dict[str, Any]) -> str:
     if not settings:
         fail(f"cannot tell the settings module: {manage} does not set "
              "DJANGO_SETTINGS_MODULE; set settings: (e.g. mysite.settings)")
-    # Replace the script's own folder (sys.path[0]), exactly as running manage.py does;
-    # the scripts' folder must not shadow the app's packages.
-    sys.path[0] = str(project_dir)
+    # exactly as running manage.py does
+    shared.use_app_folder(str(project_dir))
     os.environ["DJANGO_SETTINGS_MODULE"] = settings
     try:
         import django

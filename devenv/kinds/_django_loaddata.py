@@ -10,15 +10,13 @@ so it imports nothing from devenv. Output is the step's log; problems go to stde
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import json
 import os
 import re
 import sys
 from pathlib import Path
-from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 PROG = "django-loaddata"
 _PROBLEM = re.compile(r"^Problem installing fixtures?(?: '(?P<file>[^']*)')?: ?", re.S)
@@ -28,16 +26,12 @@ _WITH_DATA = re.compile(r"^(?P<msg>.*): \((?P<model>[\w.]+):pk=(?P<pk>[^)]*)\) "
 _KEY = re.compile(r"Key \((?P<cols>[^)]*)\)=\((?P<vals>[^)]*)\)")
 
 
-def _load_common() -> ModuleType:
-    path = Path(__file__).with_name("_django_common.py")
-    spec = importlib.util.spec_from_file_location("_devenv_django_common", path)
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-common = _load_common()
+if TYPE_CHECKING:
+    from devenv.kinds import _django_common as common
+else:
+    # Run by path in the app's interpreter, which may lack devenv: this folder is
+    # sys.path[0] until main() gives it to the app (shared.use_app_folder).
+    import _django_common as common
 fail = common.fail
 
 

@@ -11,27 +11,20 @@ step's log; problems go to stderr and the exit code is 1.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 import traceback
-from pathlib import Path
-from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 PROG = "django-migrate"
 
 
-def _load_common() -> ModuleType:
-    path = Path(__file__).with_name("_django_common.py")
-    spec = importlib.util.spec_from_file_location("_devenv_django_common", path)
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-common = _load_common()
+if TYPE_CHECKING:
+    from devenv.kinds import _django_common as common
+else:
+    # Run by path in the app's interpreter, which may lack devenv: this folder is
+    # sys.path[0] until main() gives it to the app (shared.use_app_folder).
+    import _django_common as common
 fail = common.fail
 
 

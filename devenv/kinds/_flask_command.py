@@ -8,35 +8,29 @@ through flask's own command group, with the app already loaded.
 
 Standalone: run by path with the app's interpreter, which may not have devenv installed,
 so it imports nothing from devenv; what it shares with the other scripts
-(``_script_common.py``) it loads by path. Output is the step's log; problems go to stderr.
+(``_script_common.py``) it imports by name (see there). Output is the step's log; problems go to stderr.
 """
 
 from __future__ import annotations
 
 import difflib
-import importlib.util
 import json
 import os
 import shlex
 import sys
 import traceback
 from pathlib import Path
-from types import ModuleType
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 PROG = "flask-command"
 
 
-def _load_shared() -> ModuleType:
-    path = Path(__file__).with_name("_script_common.py")
-    spec = importlib.util.spec_from_file_location("_devenv_script_common", path)
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-shared = _load_shared()
+if TYPE_CHECKING:
+    from devenv.kinds import _script_common as shared
+else:
+    # Run by path in the app's interpreter, which may lack devenv: this folder is
+    # sys.path[0] until main() gives it to the app (shared.use_app_folder).
+    import _script_common as shared
 Fail = shared.Fail
 
 
@@ -58,9 +52,7 @@ def setup(opts: dict[str, Any]) -> Any:
     (Flask-SQLAlchemy connects on first use)."""
     app_path = opts["flask_app"]
     name = opts["command"]
-    # Replace the script's own folder (sys.path[0]) with the step's, as ``python -m
-    # flask`` has it; the scripts' folder must not shadow the app's packages.
-    sys.path[0] = str(Path.cwd())
+    shared.use_app_folder(str(Path.cwd()))  # as ``python -m flask`` has it
     try:
         import click
         from flask.cli import NoAppException, ScriptInfo, cli, load_dotenv

@@ -16,7 +16,14 @@ import os
 import sys
 import time
 import traceback
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from devenv.kinds import _script_common as shared
+else:
+    # Run by path in the app's interpreter, which may lack devenv: this folder is
+    # sys.path[0] until main() gives it to the app.
+    import _script_common as shared
 
 PROG = "python"
 
@@ -87,8 +94,7 @@ def main(argv: list[str]) -> int:
         print(f"usage: {argv[0]} JSON (devenv runs this script for kind python)",
               file=sys.stderr)
         return 2
-    # The app's folder, not this script's, is where its packages are found.
-    sys.path[0] = os.getcwd()
+    shared.use_app_folder(os.getcwd())  # where its packages are found
     try:
         call(json.loads(argv[1]))
     except Fail as exc:

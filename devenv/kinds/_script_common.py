@@ -3,7 +3,10 @@ command's ending becomes an exit code and a last line.
 
 Standalone: the scripts run in the app's own interpreter, which may not have devenv
 installed, so this imports nothing from devenv (nor anything outside the standard
-library). Each script loads it by path, as the Django scripts load ``_django_common``.
+library). The scripts import it (and the Django ones ``_django_common``) by name: run by
+path, a script's folder is ``sys.path[0]`` until :func:`use_app_folder` gives that place to
+the app. That is the one way the scripts load their shared modules; mypy sees them as
+``devenv.kinds._script_common`` (the ``TYPE_CHECKING`` branch of each import).
 """
 
 from __future__ import annotations
@@ -24,6 +27,13 @@ class Fail(Exception):
 
 def fail(message: str) -> NoReturn:
     raise Fail(message)
+
+
+def use_app_folder(folder: str) -> None:
+    """Give the app's folder the place of the scripts' own (``sys.path[0]``), as running the
+    app's tool from ``folder`` would: the scripts' folder must not shadow the app's
+    packages. Call it after the shared modules are imported (they are found there)."""
+    sys.path[0] = folder
 
 
 def warm_wait() -> bool:

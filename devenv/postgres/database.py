@@ -91,7 +91,7 @@ class Target:
             host = urllib.parse.quote(host, safe="")  # a Unix socket folder
         return f"{auth}{host}:{self.port}"
 
-    def _tail(self, dbname: str | None, redact: bool) -> str:
+    def _path_query(self, dbname: str | None, redact: bool) -> str:
         # Percent-encode the name: a space or '#' would end the URL's path.
         path = "/" + urllib.parse.quote(dbname or self.dbname, safe="")
         if not self.params:
@@ -101,12 +101,12 @@ class Target:
 
     def url(self, dbname: str | None = None) -> str:
         pw = urllib.parse.quote(self.password, safe="")
-        return f"postgresql://{self._netloc(pw)}{self._tail(dbname, False)}"
+        return f"postgresql://{self._netloc(pw)}{self._path_query(dbname, False)}"
 
     def redacted(self, dbname: str | None = None) -> str:
         """The URL with the password masked, for anything a user or a log sees."""
         return f"postgresql://{self._netloc('***' if self.password else None)}" \
-            f"{self._tail(dbname, True)}"
+            f"{self._path_query(dbname, True)}"
 
     def conninfo(self, dbname: str | None = None) -> dict[str, str]:
         """Every libpq parameter of a connection to ``dbname``: the environment's ``PG*``

@@ -14,7 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from devenv import proc, waiting
+from devenv import logtail, proc, waiting
+from devenv.errors import EXIT_SERVICE, DevenvError
 from devenv.postgres import database, pgwire
 
 SEARCH_DIRS = (
@@ -26,8 +27,12 @@ SEARCH_DIRS = (
 )
 
 
-class ClusterError(Exception):
-    """The cluster could not be created, started or stopped."""
+class ClusterError(DevenvError):
+    """The cluster could not be created, started or stopped: exit code 3, as for a service
+    that never became healthy. Not a ServiceError subclass, so the handlers of those do not
+    start catching it where it used to pass through (native.py turns it into one)."""
+
+    exit_code = EXIT_SERVICE
 
 
 def find_bindir() -> Path | None:
@@ -159,7 +164,7 @@ class Cluster:
                 timeout=timeout + 10,
             )
         except proc.ProcessError as exc:
-            log_tail = proc.tail(logfile.read_text(errors="replace")) if logfile.exists() else ""
+            log_tail = logtail.tail(logfile, proc.TAIL_LINES)
             raise ClusterError(f"PostgreSQL did not start:\n{exc}\n{log_tail}") from exc
 
     def running(self) -> bool:

@@ -4,14 +4,13 @@ command, folder, environment and ready check expanded as it will start (:class:`
 
 from __future__ import annotations
 
-import graphlib
 import hashlib
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from devenv import building, proc
+from devenv import building, graph, proc
 from devenv.envvars import expand, expand_command, layered, mask, shell_command
 from devenv.envvars import names as referenced
 from devenv.errors import ConfigError
@@ -64,23 +63,13 @@ def selected(project: Project, profile: str) -> list[str]:
 def start_order(project: Project, names: Sequence[str]) -> list[str]:
     """``names`` with each process after the processes it needs; ties in declaration order."""
     wanted = set(names)
-    index = {n: i for i, n in enumerate(project.processes)}
-    ts: graphlib.TopologicalSorter[str] = graphlib.TopologicalSorter()
-    for name in names:
-        ts.add(name, *(n for n in project.processes[name].needs if n in wanted))
     try:
-        ts.prepare()
-    except graphlib.CycleError as exc:
-        cycle = " -> ".join(reversed(exc.args[1]))
-        first = project.processes[exc.args[1][0]]
-        raise ConfigError(f"dependency cycle between processes: {cycle}", first.loc.file,
+        return graph.walk([n for n in project.processes if n in wanted],
+                          lambda n: project.processes[n].needs)
+    except graph.Cycle as exc:
+        first = project.processes[exc.names[0]]
+        raise ConfigError(f"dependency cycle between processes: {exc}", first.loc.file,
                           first.loc.line, f"processes.{first.name}.needs") from None
-    out: list[str] = []
-    while ts.is_active():
-        ready = sorted(ts.get_ready(), key=index.__getitem__)
-        out.extend(ready)
-        ts.done(*ready)
-    return out
 
 
 def prepare(project: Project, names: Sequence[str], target: database.Target | None,

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Protocol
 
-from devenv import pids, proc, waiting
+from devenv import logtail, pids, proc, waiting
 from devenv.errors import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -98,7 +98,7 @@ class _Child:
     def tail(self) -> str:
         if self.reader is None:
             # Detached: the log file, without the line devenv wrote at its top.
-            lines = proc.log_tail(self.log, 100_000).splitlines()
+            lines = logtail.tail(self.log, 100_000).splitlines()
             if lines and _LOG_HEADER.match(lines[0]):
                 lines = lines[1:]
             own = [line for line in lines if self.own(line)]

@@ -22,7 +22,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from devenv import waiting
+from devenv import logtail, waiting
 from devenv.errors import ImageUnavailable, ServiceError
 from devenv.events import Message, PhaseFinished, PhaseStarted, Reporter
 from devenv.fingerprint import FileHasher, expand_inputs
@@ -40,7 +40,6 @@ from devenv.services.support import (
     is_database,
     is_postgres,
     pg_probe,
-    read_tail,
     tcp_probe,
     with_ports,
     wrong_credentials_hint,
@@ -602,10 +601,9 @@ class DockerBackend:
                 error = _short(exc)
                 fh.write(error + "\n")
         if error:
-
             reporter.emit(PhaseFinished(phase, f"could not build {tag}", ok=False,
                                         duration=time.monotonic() - t0))
-            tail = read_tail(log, BUILD_TAIL_LINES)
+            tail = logtail.tail_file(log, BUILD_TAIL_LINES).lines
             raise ServiceError("\n".join(
                 [f"service {service.name}: the image build failed ({error})",
                  f"last {len(tail)} lines of {project.rel(log)}:",
@@ -771,7 +769,7 @@ class DockerBackend:
         except Exception:
             return []
         text = data.decode(errors="replace") if isinstance(data, bytes) else str(data)
-        return text.rstrip("\n").splitlines()[-lines:] if text.strip() else []
+        return logtail.tail_text(text, lines) if text.strip() else []
 
     # ------------------------------------------------------------------ status
 

@@ -96,14 +96,7 @@ def choose_backend(service: ServiceSpec, project: Project | None = None,
 def with_needed(project: Project, names: Sequence[str]) -> list[str]:
     """``names`` and every service they need (``needs:`` between services), in declaration
     order."""
-    wanted: set[str] = set()
-    todo = list(names)
-    while todo:
-        name = todo.pop()
-        if name in wanted:
-            continue
-        wanted.add(name)
-        todo.extend(project.services[name].needs)
+    wanted = graph.reachable(names, lambda n: project.services[n].needs)
     return [s for s in project.services if s in wanted]
 
 

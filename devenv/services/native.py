@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from devenv import jsonfile, pids, proc, waiting
+from devenv import jsonfile, logtail, pids, proc, waiting
 from devenv.errors import ServiceError
 from devenv.events import Message, Reporter
 from devenv.jsonfile import ensure_state_dir
@@ -43,7 +43,6 @@ from devenv.services.support import (
     follow_file,
     is_postgres,
     pg_probe,
-    read_tail,
     with_ports,
     wrong_credentials_hint,
 )
@@ -283,8 +282,8 @@ class NativeBackend:
         except pgcluster.ClusterError as exc:
             raise ServiceError(failure_message(
                 service, f"did not start (native PostgreSQL in {lay.datadir}): "
-                         f"{str(exc).splitlines()[0]}", read_tail(lay.log, TAIL_LINES))
-            ) from None
+                         f"{str(exc).splitlines()[0]}",
+                logtail.tail_file(lay.log, TAIL_LINES).lines)) from None
         meta = self._meta(lay)
         meta.update({"config_hash": config_hash(service), "port": choice.host,
                      "bindir": str(cluster.bindir)})
@@ -318,7 +317,7 @@ class NativeBackend:
             if _pid_info(lay.datadir) is None:
                 raise ServiceError(failure_message(
                     service, f"stopped while starting (native PostgreSQL in {lay.datadir})",
-                    read_tail(lay.log, TAIL_LINES)))
+                    logtail.tail_file(lay.log, TAIL_LINES).lines))
             probe = pg_probe(port, user, password)
             if probe.fatal:
                 raise ServiceError(f"service {service.name}: {probe.detail}: "
@@ -329,7 +328,7 @@ class NativeBackend:
         if not waited.done:
             raise ServiceError(failure_message(
                 service, f"did not become healthy within {timeout:.0f}s ({waited.detail})",
-                read_tail(lay.log, TAIL_LINES)))
+                logtail.tail_file(lay.log, TAIL_LINES).lines))
         return Endpoint(HOST, {_main_port(service).container: port}, self.name)
 
     # ------------------------------------------------------------------ status

@@ -108,18 +108,12 @@ def failure_message(service: ServiceSpec, what: str, log_tail: Sequence[str]) ->
     return "\n".join(lines)
 
 
-def read_tail(path: Path, lines: int) -> list[str]:
-    """The last ``lines`` lines of a text file (see :mod:`devenv.logtail`: from the end, in
-    blocks, each line capped)."""
-    return logtail.tail_file(path, lines).lines
-
-
 def follow_file(path: Path, tail: int | None, follow: bool,
                 poll: float = 0.2) -> Iterator[str]:
     """Lines of ``path`` (the last ``tail`` ones), then new lines as they come with
     ``follow`` (until the caller stops iterating, e.g. on Ctrl-C). Each line is capped."""
     if tail is not None:
-        yield from read_tail(path, tail)
+        yield from logtail.tail_file(path, tail).lines
         try:
             pos = path.stat().st_size
         except OSError:

@@ -12,7 +12,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from devenv import building, loader
+from devenv import building, loader, logtail
 from devenv.console import PlainReporter
 from devenv.events import Status
 from devenv.postgres import database
@@ -87,4 +87,4 @@ def run_steps(make_project: Callable[..., Path], db: database.Target,
 
 
 def last_lines(text: str, n: int) -> str:
-    return "\n".join(text.rstrip("\n").splitlines()[-n:])
+    return "\n".join(logtail.tail_text(text, n))

@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from devenv import loader
+from devenv import loader, logtail
 from devenv.commands import logs as logs_cmd
 from devenv.commands.status import uptime
 from devenv.errors import ServiceError, UsageError
 from devenv.services import ports as portlib
 from devenv.services.docker import _split_image, _started_at, published
-from devenv.services.support import config_hash, follow_file, is_postgres, read_tail
+from devenv.services.support import config_hash, follow_file, is_postgres
 from tests.services.conftest import pg_service, write_project
 
 
@@ -97,7 +97,7 @@ def test_uptime_is_short() -> None:
 def test_read_tail_and_follow_a_growing_file(tmp_path: Path) -> None:
     log = tmp_path / "x.log"
     log.write_text("".join(f"line {i}\n" for i in range(5000)))
-    assert read_tail(log, 3) == ["line 4997", "line 4998", "line 4999"]
+    assert logtail.tail_file(log, 3).lines == ["line 4997", "line 4998", "line 4999"]
     seen: list[str] = []
 
     def reader() -> None:
