@@ -1,7 +1,7 @@
 """Talking to the project's PostgreSQL: targets, identity, creation. devenv's own catalog
-work goes through :mod:`devenv.pgwire` (psycopg's import alone costs more than a warm
-refresh). Names are always quoted as identifiers (``pgwire.ident``), values bound as
-parameters; nothing is pasted into SQL."""
+work goes through :mod:`devenv.libpq` (libpq itself, without psycopg's import cost), with
+every connection parameter the user gave. Names are always quoted as identifiers
+(``libpq.ident``), values bound as parameters; nothing is pasted into SQL."""
 
 from __future__ import annotations
 
@@ -14,13 +14,10 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from devenv import libpq
 from devenv.errors import EXIT_SERVICE, DevenvError
-
-if TYPE_CHECKING:
-    from devenv import pgwire
-
+from devenv.libpq import ident
 
 DUPLICATE_DATABASE = "42P04"  # SQLSTATE
 
@@ -257,61 +254,26 @@ def redact_url(url: str) -> str:
     return urllib.parse.urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[-1]}"))
 
 
-_MAINTENANCE: dict[str, pgwire.Connection] = {}
+_MAINTENANCE: dict[str, libpq.Connection] = {}
 _MAINTENANCE_LOCK = threading.Lock()
 
 
-# Parameters devenv's short catalog sessions may leave out without changing where they
-# connect or how safely: socket tuning, and what devenv's client sets itself (UTF8).
-_IGNORABLE = frozenset({"client_encoding", "fallback_application_name", "keepalives",
-                        "keepalives_idle", "keepalives_interval", "keepalives_count",
-                        "tcp_user_timeout", "sslcompression"})
-# Values that ask for nothing beyond what pgwire does (libpq's defaults, mostly).
-_HARMLESS = {"gssencmode": {"disable", "prefer"}, "channel_binding": {"disable", "prefer"},
-             "sslsni": {"1"}, "target_session_attrs": {"any"}, "requiressl": {"0"},
-             "load_balance_hosts": {"disable"}, "sslcertmode": {"allow", "disable"}}
-
-
-def needs_libpq(conninfo: dict[str, str]) -> list[str]:
-    """The parameters of ``conninfo`` devenv's own client (pgwire) cannot honour."""
-    from devenv import pgwire
-
-    return [k for k, v in conninfo.items()
-            if k not in pgwire.HONOURED and k not in _IGNORABLE and v not in _HARMLESS.get(k, ())]
-
-
-def _open(target: Target, dbname: str, timeout: float) -> pgwire.Connection:
-    from devenv import pgwire
-
-    info = target.conninfo(dbname)
+def _open(target: Target, dbname: str, timeout: float) -> libpq.Connection:
     try:
-        if not needs_libpq(info):
-            try:
-                return pgwire.connect(target.host, target.port, target.user, target.password,
-                                      dbname, timeout=max(1.0, timeout),
-                                      application_name="devenv",
-                                      params={k: v for k, v in info.items() if k not in CORE})
-            except pgwire.Unsupported:
-                pass  # an authentication method only libpq speaks (GSSAPI, SSPI...)
-        from devenv import libpq
-
-        # The same surface and errors as pgwire's Connection.
-        return libpq.connect(info, timeout=max(1.0, timeout))  # type: ignore[return-value]
-    except pgwire.OperationalError as exc:
+        return libpq.connect(target.conninfo(dbname), timeout=max(1.0, timeout))
+    except libpq.OperationalError as exc:
         raise Unreachable(f"cannot connect to {target.redacted(dbname)}: {exc}") from None
 
 
 @contextmanager
 def connect(target: Target, dbname: str | None = None, *, timeout: float = 5,
-            ) -> Iterator[pgwire.Connection]:
+            ) -> Iterator[libpq.Connection]:
     """An autocommit connection; errors become :class:`DatabaseError` with a redacted URL.
 
     Connections to the maintenance database (``postgres``), which every catalog operation
     uses, are kept for the life of the process: a connection costs a password exchange
     (SCRAM) each time, and a refresh makes a dozen such operations.
     """
-    from devenv import pgwire
-
     db = dbname or target.dbname
     if db != "postgres":
         conn = _open(target, db, timeout)
@@ -326,14 +288,14 @@ def connect(target: Target, dbname: str | None = None, *, timeout: float = 5,
         if kept is not None:
             try:
                 kept.execute("SELECT 1")  # a restarted server leaves a dead connection
-            except pgwire.Error:
+            except libpq.Error:
                 kept.close()
                 kept = None
         conn = kept if kept is not None else _open(target, db, timeout)
         _MAINTENANCE[key] = conn
     try:
         yield conn
-    except pgwire.OperationalError:
+    except libpq.OperationalError:
         # the server went away or restarted: the next caller gets a new connection
         with _MAINTENANCE_LOCK:
             if _MAINTENANCE.get(key) is conn:
@@ -385,8 +347,6 @@ def identities(target: Target) -> tuple[str, set[str]]:
 def create(target: Target, dbname: str, schemas: Iterable[str], template: str | None = None,
            ) -> None:
     """Create ``dbname`` (optionally from ``template``) and its ``schemas``."""
-    from devenv.pgwire import ident
-
     with connect(target, "postgres") as conn:
         if template:
             conn.execute(f"CREATE DATABASE {ident(dbname)} TEMPLATE {ident(template)}")
@@ -397,8 +357,6 @@ def create(target: Target, dbname: str, schemas: Iterable[str], template: str | 
 
 def ensure_schemas(target: Target, dbname: str, schemas: Iterable[str]) -> list[str]:
     """Create the missing ``schemas``; returns those it created."""
-    from devenv.pgwire import ident
-
     created = []
     with connect(target, dbname) as conn:
         have = {r[0] for r in conn.execute("SELECT nspname FROM pg_namespace").fetchall()}
@@ -411,14 +369,12 @@ def ensure_schemas(target: Target, dbname: str, schemas: Iterable[str]) -> list[
 
 def ensure(target: Target, dbname: str, schemas: Iterable[str]) -> bool:
     """Create the database and its schemas where missing; True if the database was new."""
-    from devenv import pgwire
-
     if exists(target, dbname):
         ensure_schemas(target, dbname, schemas)
         return False
     try:
         create(target, dbname, schemas)
-    except pgwire.QueryError as exc:
+    except libpq.QueryError as exc:
         if exc.sqlstate != DUPLICATE_DATABASE:
             raise
         ensure_schemas(target, dbname, schemas)
@@ -428,7 +384,5 @@ def ensure(target: Target, dbname: str, schemas: Iterable[str]) -> bool:
 
 def drop(target: Target, dbname: str) -> None:
     """Drop ``dbname`` if it exists, ending its sessions first."""
-    from devenv.pgwire import ident
-
     with connect(target, "postgres") as conn:
         conn.execute(f"DROP DATABASE IF EXISTS {ident(dbname)} WITH (FORCE)")

@@ -21,7 +21,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from devenv import branches, database, fingerprint, graph, snapshots, watchdog
+from devenv import branches, database, fingerprint, graph, libpq, snapshots, watchdog
 from devenv.database import Target
 from devenv.environment import (
     diagnose,
@@ -486,9 +486,7 @@ def _snapshot(project: Project, target: Target, db: str, build: str, held: list[
 
 
 def _server_gone(exc: BaseException) -> bool:
-    from devenv import pgwire
-
-    return isinstance(exc, (pgwire.OperationalError, database.DatabaseError))
+    return isinstance(exc, (libpq.OperationalError, database.DatabaseError))
 
 
 def _snapshot_or_skip(project: Project, target: Target, db: str, build: str,

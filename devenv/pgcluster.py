@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from devenv import proc
+from devenv import libpq, proc
 
 SEARCH_DIRS = (
     "/usr/lib/postgresql/*/bin",  # Debian, Ubuntu
@@ -194,17 +194,17 @@ def free_port() -> int:
 
 def wait_until_ready(url: str, timeout: float = 30.0) -> None:
     """Wait for a real TCP connection plus a query to succeed (not ``pg_isready``)."""
-    from devenv import database, pgwire
+    from devenv import database
 
     t = database.parse_url(url, env_service=False)
     deadline = time.monotonic() + timeout
     last: Exception | None = None
     while time.monotonic() < deadline:
         try:
-            with pgwire.connect(t.host, t.port, t.user, t.password, t.dbname, timeout=2) as conn:
+            with libpq.connect(t.conninfo(), timeout=2) as conn:
                 conn.execute("SELECT 1")
                 return
-        except pgwire.Error as exc:
+        except libpq.Error as exc:
             last = exc
             time.sleep(0.1)
     raise ClusterError(f"PostgreSQL did not answer within {timeout:.0f}s: {last}")

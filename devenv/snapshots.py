@@ -31,6 +31,7 @@ from typing import Any
 from devenv import database
 from devenv.database import Target, connect
 from devenv.errors import UsageError
+from devenv.libpq import ident, literal
 
 # What users type for a snapshot: letters, digits, - _ . (first a letter or digit, so a
 # name is never read as an option or a path). The length limit depends on the working
@@ -148,8 +149,6 @@ def meta(kind: str, project: str, **extra: Any) -> dict[str, Any]:
 
 
 def set_meta(target: Target, datname: str, value: dict[str, Any]) -> None:
-    from devenv.pgwire import ident, literal
-
     comment = literal(json.dumps(value, sort_keys=True))
     with connect(target, "postgres") as conn:
         conn.execute(f"COMMENT ON DATABASE {ident(datname)} IS {comment}")
@@ -189,8 +188,6 @@ def find(target: Target, db: str, datname: str, sizes: bool = False) -> DbInfo |
 
 def terminate(target: Target, datname: str, block: bool = False) -> int:
     """End every session on ``datname`` (after refusing new ones with ``block``)."""
-    from devenv.pgwire import ident
-
     with connect(target, "postgres") as conn:
         if block:
             conn.execute(f"ALTER DATABASE {ident(datname)} ALLOW_CONNECTIONS false")
@@ -217,8 +214,6 @@ def file_copy_supported(target: Target) -> bool:
 def clone(target: Target, src: str, dst: str, value: dict[str, Any] | None = None) -> None:
     """``CREATE DATABASE dst TEMPLATE src`` (FILE_COPY where the server has it: several
     times faster than WAL_LOG for a database of a few hundred MB)."""
-    from devenv.pgwire import ident
-
     terminate(target, src)
     strategy = " STRATEGY FILE_COPY" if file_copy_supported(target) else ""
     with connect(target, "postgres") as conn:
@@ -257,8 +252,6 @@ def swap(target: Target, db: str, new: str, backup: bool = True,
     the branch's database there), and ``db__prev`` is left as it is.
     """
     from devenv import faults
-    from devenv.pgwire import ident
-
     prev = park_as or prev_name(db)
     have = {d.datname for d in related(target, db)}
     if park_as is not None:
@@ -315,8 +308,6 @@ def drop_retired(target: Target, db: str) -> list[str]:
 
 def allow_connections(target: Target, names: Iterable[str]) -> list[str]:
     """Let ``names`` accept connections again where a swap left them blocked."""
-    from devenv.pgwire import ident
-
     fixed = []
     with connect(target, "postgres") as conn:
         for name in names:
@@ -336,8 +327,6 @@ def exchange_name(a: str) -> str:
 
 def exchange(target: Target, a: str, b: str) -> None:
     """Swap the names of two databases in one transaction (``refresh-db --undo``)."""
-    from devenv.pgwire import ident
-
     tmp = exchange_name(a)
     for name in (a, b):
         terminate(target, name, block=True)
@@ -355,8 +344,6 @@ def drop(target: Target, datname: str) -> None:
 
 def rename(target: Target, src: str, dst: str) -> None:
     """``ALTER DATABASE src RENAME TO dst``, ending ``src``'s sessions first."""
-    from devenv.pgwire import ident
-
     terminate(target, src)
     with connect(target, "postgres") as conn:
         conn.execute(f"ALTER DATABASE {ident(src)} RENAME TO {ident(dst)}")
