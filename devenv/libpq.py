@@ -32,7 +32,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, suppress
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, Self
 
 from devenv.errors import DevenvError
 
@@ -177,6 +177,42 @@ class Connection(Protocol):
     def __enter__(self) -> Connection: ...
 
     def __exit__(self, *exc: object) -> None: ...
+
+
+class _Session:
+    """What both backends share: transactions and ``with``."""
+
+    _lock: threading.RLock
+
+    @property
+    def closed(self) -> bool:
+        raise NotImplementedError
+
+    def execute(self, query: str, params: Sequence[Any] | None = None) -> Result:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """BEGIN ... COMMIT, or ROLLBACK when the block raises."""
+        with self._lock:
+            self.execute("BEGIN")
+            try:
+                yield
+            except BaseException:
+                if not self.closed:
+                    with suppress(Error):
+                        self.execute("ROLLBACK")
+                raise
+            self.execute("COMMIT")
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 # --------------------------------------------------------------------------- messages
@@ -340,7 +376,7 @@ def _wait(fd: int, write: bool, deadline: float | None) -> bool:
     return bool(r or w)
 
 
-class _CConnection:
+class _CConnection(_Session):
     """One autocommit session over libpq through ctypes."""
 
     def __init__(self, lib: _Lib, pgconn: int) -> None:
@@ -447,31 +483,12 @@ class _CConnection:
             pq.PQcancel(cancel, buf, 256)
             pq.PQfreeCancel(cancel)
 
-    @contextmanager
-    def transaction(self) -> Iterator[None]:
-        """BEGIN ... COMMIT, or ROLLBACK when the block raises."""
-        with self._lock:
-            self.execute("BEGIN")
-            try:
-                yield
-            except BaseException:
-                if not self.closed:
-                    with suppress(Error):
-                        self.execute("ROLLBACK")
-                raise
-            self.execute("COMMIT")
-
     def close(self) -> None:
         with self._lock:
             conn, self._conn = self._conn, None
         if conn is not None:
             self._pq.PQfinish(conn)
 
-    def __enter__(self) -> _CConnection:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def _connect_c(lib: _Lib, params: Mapping[str, str], deadline: float) -> _CConnection:
@@ -509,7 +526,7 @@ def _connect_c(lib: _Lib, params: Mapping[str, str], deadline: float) -> _CConne
 # --------------------------------------------------------------------------- psycopg
 
 
-class _PsycopgConnection:
+class _PsycopgConnection(_Session):
     """The same session on psycopg, for a machine where devenv finds no libpq to load."""
 
     def __init__(self, conn: Any) -> None:
@@ -554,28 +571,10 @@ class _PsycopgConnection:
                                        "unexpectedly", code)
             raise QueryError(msg, code, detail)
 
-    @contextmanager
-    def transaction(self) -> Iterator[None]:
-        with self._lock:
-            self.execute("BEGIN")
-            try:
-                yield
-            except BaseException:
-                if not self.closed:
-                    with suppress(Error):
-                        self.execute("ROLLBACK")
-                raise
-            self.execute("COMMIT")
-
     def close(self) -> None:
         with suppress(Exception):
             self._conn.close()
 
-    def __enter__(self) -> _PsycopgConnection:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def _connect_psycopg(params: Mapping[str, str], timeout: float) -> _PsycopgConnection:
