@@ -107,7 +107,10 @@ class Target:
         """Every libpq parameter of a connection to ``dbname``: the environment's ``PG*``
         variables, then :attr:`params`, then the target's own fields (libpq's order:
         what is given explicitly wins). ``PGSERVICE`` is resolved by :func:`parse_url`
-        for a URL the user gave; devenv's own services ignore it."""
+        for a URL the user gave. libpq itself still reads ``PGSERVICE`` for a keyword
+        missing here (it has no way to say "no service"), so a service that sets, say,
+        ``sslmode`` also applies to devenv's own connections to its own server; the
+        steps and pg_dump/pg_restore do not get ``PGSERVICE``, only what it resolved to."""
         out: dict[str, str] = {}
         for key, var in KEYWORD_ENV.items():
             if var and key not in CORE and key != "service" and os.environ.get(var):
