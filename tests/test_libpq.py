@@ -43,14 +43,21 @@ def _connect(server: PgServer | pgcluster.Cluster, user: str | None = None,
     return libpq.connect(_info(server, user, password, dbname), timeout=5)
 
 
-@pytest.fixture(params=["ctypes", "psycopg"])
+@pytest.fixture(params=["ctypes", "system", "psycopg"])
 def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Both ways devenv reaches libpq: its ctypes binding, and psycopg when no libpq
-    loads."""
+    """Every way devenv reaches libpq: its ctypes binding on psycopg_binary's copy, on the
+    system's libpq.so.5 (another version), and psycopg when no libpq loads."""
     if request.param == "psycopg":
         monkeypatch.setattr(libpq, "_load", lambda: None)
+    elif request.param == "system":
+        try:
+            lib = libpq._Lib("libpq.so.5")
+        except OSError:
+            pytest.skip("no system libpq.so.5 here")
+        monkeypatch.setattr(libpq, "_load", lambda: lib)
     else:
-        assert libpq._load() is not None
+        lib = libpq._load()
+        assert lib is not None and "psycopg_binary" in lib.path
     return str(request.param)
 
 
@@ -364,3 +371,16 @@ def test_libpq_loads_without_importing_psycopg() -> None:
 def test_connection_errors_read_as_one_line(raw: str, expected: str, sqlstate: str) -> None:
     err = libpq.connect_error(raw, {"sslmode": "verify-full", "sslrootcert": "/ca.pem"})
     assert (str(err), err.sqlstate) == (expected, sqlstate)
+
+
+def test_a_missing_bundled_copy_falls_back_to_the_systems_libpq(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(libpq, "_candidates", lambda: [str(tmp_path / "libpq.so.5")])
+    monkeypatch.setattr(libpq, "_LIB", None)
+    monkeypatch.setattr(libpq, "_LOADED", False)
+    import ctypes.util
+
+    found = ctypes.util.find_library("pq")
+    lib = libpq._load()
+    assert (lib.path if lib else None) == found  # None: psycopg serves (connect's fallback)
+    assert libpq._load() is lib  # looked for once
