@@ -13,7 +13,9 @@ of its own:
   * dslr restore: `dslr restore NAME` (DROP + CREATE DATABASE ... TEMPLATE);
   * stellar restore: `stellar restore NAME` (DROP + rename of its spare copy, then a
     background copy, which is waited for before the next repetition);
-  * devenv --no-cache: `devenv refresh-db --no-cache`, every step run again.
+  * devenv --no-cache: `devenv refresh-db --no-cache`, every step run again;
+  * with --compare-with DIR: a warm refresh-db by the devenv source tree in DIR too (its
+    PYTHONPATH), in the same rounds, for a before/after of a change side by side.
 
 DSLR and Stellar are installed from PyPI, each in its own virtualenv under --venvs
 (Stellar with SQLAlchemy<1.4, as it needs). A CHECKPOINT runs before each timed command,
@@ -145,6 +147,9 @@ def main() -> int:
                     help="also time a warm refresh-db whose old backup (NAME__prev) was "
                          "dropped beforehand, untimed: what deferring that DROP out of the "
                          "swap would give")
+    ap.add_argument("--compare-with", type=Path, metavar="DIR",
+                    help="also time a warm refresh-db by the devenv source tree in DIR "
+                         "(e.g. `git archive HEAD~1 | tar -x -C DIR`), interleaved")
     args = ap.parse_args()
 
     dslr = ensure_venv(args.venvs, "dslr", ["dslr", "psycopg2-binary"])
@@ -245,6 +250,14 @@ def run(args: argparse.Namespace, work: Path, cluster: pgcluster.Cluster, dslr: 
         wait_for(ready_done, what="the ready copy")
         background["devenv ready re-clone"] = reclone_seconds()[1:]
 
+        if args.compare_with:
+            checkpoint()
+            other = {**env, "PYTHONPATH": str(args.compare_with.resolve())}
+            dt, text = sh([*devenv, "refresh-db"], cwd=root, env=other)
+            assert "ready copy" in text, text
+            times.setdefault(f"devenv warm ({args.compare_with.name})", []).append(dt)
+            wait_for(ready_done, what="the ready copy")
+
         if args.what_if_deferred_drop:
             query(url(), sql.SQL("DROP DATABASE IF EXISTS {}").format(
                 sql.Identifier(DB + "__prev")))
@@ -301,6 +314,10 @@ def run(args: argparse.Namespace, work: Path, cluster: pgcluster.Cluster, dslr: 
     print(f"goal: >=2x faster than stellar restore: {'met' if goal_stellar else 'MISSED'} "
           f"({ratios['stellar restore']:.1f}x); >=4x faster than dslr restore: "
           f"{'met' if goal_dslr else 'MISSED'} ({ratios['dslr restore']:.1f}x)")
+    for k in med:
+        if k.startswith("devenv warm (") and med[k]:
+            print(f"{k}: stellar restore is {med['stellar restore'] / med[k]:.2f}x slower, "
+                  f"dslr restore {med['dslr restore'] / med[k]:.2f}x")
     if whatif:
         print(f"what-if (backup drop deferred): stellar {med['stellar restore'] / whatif:.1f}x, "
               f"dslr {med['dslr restore'] / whatif:.1f}x slower than that warm refresh-db")

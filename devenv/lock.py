@@ -17,13 +17,12 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 from devenv.errors import LockedError
 from devenv.events import Message, Reporter
 from devenv.jsonfile import ensure_state_dir
-from devenv.postgres import libpq, pgwire
-from devenv.postgres.database import CORE, DatabaseError, Target, connect, needs_libpq
+from devenv.postgres import libpq
+from devenv.postgres.database import DatabaseError, Target, connect
 
 
 def _holder(path: Path) -> str:
@@ -125,7 +124,6 @@ def database_lock(target: Target, checkout: Path, command: str,
                   reporter: Reporter | None = None, wait: bool = True) -> Iterator[None]:
     """Hold the lock on ``target.dbname`` and the databases beside it for every checkout
     using this server; wait for it (saying for whom) or fail fast with ``wait=False``."""
-
     key = database_lock_key(target.dbname)
     mine = key
     if mine in _HELD:  # taken further up in this process (the lock is per connection)
@@ -135,14 +133,8 @@ def database_lock(target: Target, checkout: Path, command: str,
     # connection has them; only application_name is the lock's own (who holds it).
     info = {**target.conninfo("postgres"), "application_name": _app_name(checkout, command)}
     try:
-        if needs_libpq(info):
-
-            conn: Any = libpq.connect(info, timeout=10)
-        else:
-            conn = pgwire.connect(target.host, target.port, target.user, target.password,
-                                  "postgres", application_name=info["application_name"],
-                                  params={k: v for k, v in info.items() if k not in CORE})
-    except pgwire.OperationalError as exc:
+        conn = libpq.connect(info, timeout=10)
+    except libpq.OperationalError as exc:
         raise DatabaseError(f"cannot connect to {target.redacted('postgres')}: {exc}") from None
     try:
         said = False

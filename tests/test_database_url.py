@@ -13,6 +13,7 @@ import ipaddress
 import json
 import os
 import pwd
+import re
 import shutil
 import subprocess
 import sys
@@ -77,6 +78,7 @@ def _write_cert(cert: x509.Certificate, path: Path) -> None:
 class Tls:
     cluster: pgcluster.Cluster
     ca: Path  # the CA that signed the server's and the client's certificates
+    ca_key: Path
     other_ca: Path  # a CA that signed nothing here
     cert: Path  # the client's certificate (CN=postgres) and key
     key: Path
@@ -107,6 +109,7 @@ def tls() -> Iterator[Tls]:
     ca = _cert("devenv test CA", ca_key, None, None, ca=True)
     other = _cert("devenv other CA", other_key, None, None, ca=True)
     _write_cert(ca, base / "ca.crt")
+    _write_key(ca_key, base / "ca.key")
     _write_cert(other, base / "other-ca.crt")
     _write_cert(ca, data / "ca.crt")
     _write_cert(_cert("localhost", server_key, ca, ca_key, dns=["localhost"]),
@@ -127,8 +130,8 @@ def tls() -> Iterator[Tls]:
             os.chown(f, info.pw_uid, info.pw_gid)
     cluster.start("-c ssl=on -c ssl_ca_file=ca.crt")
     try:
-        yield Tls(cluster, base / "ca.crt", base / "other-ca.crt", base / "client.crt",
-                  base / "client.key")
+        yield Tls(cluster, base / "ca.crt", base / "ca.key", base / "other-ca.crt",
+                  base / "client.crt", base / "client.key")
     finally:
         cluster.stop("immediate")
         shutil.rmtree(base, ignore_errors=True)
@@ -251,14 +254,88 @@ def test_a_missing_root_certificate_is_not_skipped(tls: Tls, tmp_path: Path,
         _ssl_in_use(target)
 
 
-def test_a_parameter_pgwire_lacks_goes_through_libpq(tls: Tls) -> None:
-    # target_session_attrs is libpq's alone: the connection must honour it, not drop it
+def test_every_libpq_parameter_is_honoured(tls: Tls) -> None:
+    # target_session_attrs: the connection must honour it, not drop it
     target = database.parse_url(tls.url(target_session_attrs="read-write"))
-    assert database.needs_libpq(target.conninfo()) == ["target_session_attrs"]
+    assert dict(target.conninfo())["target_session_attrs"] == "read-write"
     assert _ssl_in_use(target)
     standby = database.parse_url(tls.url(target_session_attrs="standby"))
     with pytest.raises(database.DatabaseError, match="server is not in hot standby mode"):
         _ssl_in_use(standby)
+
+
+def test_a_socket_folder_given_as_host_stays_a_socket(tls: Tls) -> None:
+    # ?host=/folder is a Unix socket (it became 127.0.0.1); the hba lets local connect
+    target = database.parse_url(f"postgresql://postgres@/postgres?host="
+                                f"{urllib.parse.quote(str(tls.cluster.sockdir))}"
+                                f"&port={tls.cluster.port}")
+    assert target.host == str(tls.cluster.sockdir)
+    with database.connect(target, "postgres") as conn:
+        row = conn.execute("SELECT inet_server_addr() IS NULL, current_database()").fetchone()
+    assert row == (True, "postgres")
+
+
+def _service_file(tls: Tls, path: Path, ca: Path) -> Path:
+    path.write_text(f"[tlsdb]\nhost=localhost\nport={tls.cluster.port}\nuser=postgres\n"
+                    f"password={PASSWORD}\nsslmode=verify-full\nsslrootcert={ca}\n"
+                    f"sslcert={tls.cert}\nsslkey={tls.key}\n")
+    return path
+
+
+def test_pgservice_reaches_devenvs_connections(tls: Tls, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PGSERVICEFILE", str(_service_file(tls, tmp_path / "s.conf", tls.ca)))
+    monkeypatch.setenv("PGSERVICE", "tlsdb")
+    target = database.parse_url("postgresql:///postgres")
+    assert (target.host, target.port) == ("localhost", tls.cluster.port)
+    assert _ssl_in_use(target)
+    # the service's CA is the one checked: a wrong one there fails, on one line
+    monkeypatch.setenv("PGSERVICEFILE",
+                       str(_service_file(tls, tmp_path / "wrong.conf", tls.other_ca)))
+    wrong = database.parse_url("postgresql:///postgres")
+    with pytest.raises(database.DatabaseError,
+                       match=r"the server's certificate is not signed by a CA in "
+                             rf"{re.escape(str(tls.other_ca))} \(.*sslmode=verify-full\)$"):
+        _ssl_in_use(wrong)
+
+
+def test_a_crl_that_revokes_the_servers_certificate_is_applied(tls: Tls,
+                                                                tmp_path: Path) -> None:
+    # sslcrl was one of the parameters devenv's own client dropped
+    server = x509.load_pem_x509_certificate((tls.cluster.datadir / "server.crt").read_bytes())
+    ca_key = serialization.load_pem_private_key(tls.ca_key.read_bytes(), None)
+    assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
+    now = datetime.datetime.now(datetime.UTC)
+    ca = x509.load_pem_x509_certificate(tls.ca.read_bytes())
+    for name, serials in (("empty.crl", []), ("revoked.crl", [server.serial_number])):
+        builder = (x509.CertificateRevocationListBuilder().issuer_name(ca.subject)
+                   .last_update(now - datetime.timedelta(minutes=5))
+                   .next_update(now + datetime.timedelta(days=1)))
+        for serial in serials:
+            builder = builder.add_revoked_certificate(
+                x509.RevokedCertificateBuilder().serial_number(serial)
+                .revocation_date(now - datetime.timedelta(minutes=1)).build())
+        crl = builder.sign(ca_key, hashes.SHA256())
+        (tmp_path / name).write_bytes(crl.public_bytes(serialization.Encoding.PEM))
+    # a CRL of the same CA that revokes nothing: connects
+    assert _ssl_in_use(database.parse_url(tls.url(sslcrl=str(tmp_path / "empty.crl"))))
+    target = database.parse_url(tls.url(sslcrl=str(tmp_path / "revoked.crl")))
+    with pytest.raises(database.DatabaseError) as err:
+        _ssl_in_use(target)
+    assert str(err.value).endswith(
+        f"failed: the server's certificate is not signed by a CA in {tls.ca}, or is revoked "
+        f"by {tmp_path / 'revoked.crl'} (certificate verify failed; sslmode=verify-full)")
+
+
+def test_the_cli_says_a_wrong_ca_in_one_line(tls: Tls, make_project: Callable[..., Path]
+                                            ) -> None:
+    root = _project(make_project, "tlsproj")
+    r = _ci_setup(root, {"DATABASE_URL": tls.url("tls_cli_db", ca=tls.other_ca)})
+    assert r.returncode == 3, r.stdout + r.stderr
+    assert "Traceback" not in r.stdout + r.stderr
+    lines = [line for line in (r.stdout + r.stderr).splitlines()
+             if "the server's certificate is not signed by a CA in" in line]
+    assert lines and all("sslmode=verify-full)" in line for line in lines)
 
 
 # --------------------------------------------------------------------------- steps, tools
@@ -293,15 +370,19 @@ def _ci_setup(root: Path, env: dict[str, str]) -> subprocess.CompletedProcess[st
                           capture_output=True, text=True, timeout=180)
 
 
-@pytest.mark.parametrize("where", ["url", "pg-variables"])
+@pytest.mark.parametrize("where", ["url", "pg-variables", "service"])
 def test_steps_receive_the_same_options(tls: Tls, make_project: Callable[..., Path],
-                                        where: str) -> None:
+                                        where: str, tmp_path: Path) -> None:
     # The URL names the database, with a space and '#' (issue 18 item 12): the step
     # connects with the DATABASE_URL devenv gives it.
     db = f"tls step#{where}"
     root = _project(make_project, "tlsproj")
     if where == "url":
         env = {"DATABASE_URL": tls.url(db)}
+    elif where == "service":
+        env = {"DATABASE_URL": f"postgresql:///{urllib.parse.quote(db)}",
+               "PGSERVICEFILE": str(_service_file(tls, tmp_path / "s.conf", tls.ca)),
+               "PGSERVICE": "tlsdb"}
     else:
         env = {"DATABASE_URL": f"postgresql://postgres:{urllib.parse.quote(PASSWORD)}@"
                                f"localhost:{tls.cluster.port}/{urllib.parse.quote(db)}",
@@ -318,7 +399,7 @@ def test_steps_receive_the_same_options(tls: Tls, make_project: Callable[..., Pa
         assert seen["PGDATABASE"] == db
         url = psycopg.conninfo.conninfo_to_dict(seen["DATABASE_URL"])
         assert url["dbname"] == db and url["host"] == "localhost"
-        if where == "url":
+        if where in ("url", "service"):
             assert {k: url[k] for k in ("sslmode", "sslrootcert", "sslcert", "sslkey")} == {
                 "sslmode": "verify-full", "sslrootcert": str(tls.ca), "sslcert": str(tls.cert),
                 "sslkey": str(tls.key)}

@@ -1,7 +1,7 @@
 """devenv's PostgreSQL primitives: no step runs, no service starts from here.
 
 - :mod:`.database`: targets (where a database is), connections, create/drop, identity.
-- :mod:`.pgwire`, :mod:`.libpq`: the client devenv's own catalog work goes through.
+- :mod:`.libpq`: devenv's own connections, through libpq itself (a thin ctypes binding).
 - :mod:`.pgcluster`: a cluster run from local server binaries (the native backend, tests).
 - :mod:`.siblings`: databases beside the working one (the build, the backup, snapshots,
   the ready clone, parked branches), their JSON comments, clone, swap, gc.

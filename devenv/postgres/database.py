@@ -1,7 +1,7 @@
 """Talking to the project's PostgreSQL: targets, identity, creation. devenv's own catalog
-work goes through :mod:`devenv.postgres.pgwire` (psycopg's import alone costs more than a warm
-refresh). Names are always quoted as identifiers (``pgwire.ident``), values bound as
-parameters; nothing is pasted into SQL."""
+work goes through :mod:`devenv.postgres.libpq` (libpq itself, without psycopg's import cost), with
+every connection parameter the user gave. Names are always quoted as identifiers
+(``libpq.ident``), values bound as parameters; nothing is pasted into SQL."""
 
 from __future__ import annotations
 
@@ -14,15 +14,10 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from devenv.errors import EXIT_SERVICE, DevenvError
-from devenv.postgres import libpq, pgwire
-from devenv.postgres.pgwire import ident
-
-if TYPE_CHECKING:
-    from devenv.postgres import pgwire
-
+from devenv.postgres import libpq
+from devenv.postgres.libpq import ident
 
 DUPLICATE_DATABASE = "42P04"  # SQLSTATE
 
@@ -112,7 +107,10 @@ class Target:
         """Every libpq parameter of a connection to ``dbname``: the environment's ``PG*``
         variables, then :attr:`params`, then the target's own fields (libpq's order:
         what is given explicitly wins). ``PGSERVICE`` is resolved by :func:`parse_url`
-        for a URL the user gave; devenv's own services ignore it."""
+        for a URL the user gave. libpq itself still reads ``PGSERVICE`` for a keyword
+        missing here (it has no way to say "no service"), so a service that sets, say,
+        ``sslmode`` also applies to devenv's own connections to its own server; the
+        steps and pg_dump/pg_restore do not get ``PGSERVICE``, only what it resolved to."""
         out: dict[str, str] = {}
         for key, var in KEYWORD_ENV.items():
             if var and key not in CORE and key != "service" and os.environ.get(var):
@@ -259,57 +257,26 @@ def redact_url(url: str) -> str:
     return urllib.parse.urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[-1]}"))
 
 
-_MAINTENANCE: dict[str, pgwire.Connection] = {}
+_MAINTENANCE: dict[str, libpq.Connection] = {}
 _MAINTENANCE_LOCK = threading.Lock()
 
 
-# Parameters devenv's short catalog sessions may leave out without changing where they
-# connect or how safely: socket tuning, and what devenv's client sets itself (UTF8).
-_IGNORABLE = frozenset({"client_encoding", "fallback_application_name", "keepalives",
-                        "keepalives_idle", "keepalives_interval", "keepalives_count",
-                        "tcp_user_timeout", "sslcompression"})
-# Values that ask for nothing beyond what pgwire does (libpq's defaults, mostly).
-_HARMLESS = {"gssencmode": {"disable", "prefer"}, "channel_binding": {"disable", "prefer"},
-             "sslsni": {"1"}, "target_session_attrs": {"any"}, "requiressl": {"0"},
-             "load_balance_hosts": {"disable"}, "sslcertmode": {"allow", "disable"}}
-
-
-def needs_libpq(conninfo: dict[str, str]) -> list[str]:
-    """The parameters of ``conninfo`` devenv's own client (pgwire) cannot honour."""
-
-    return [k for k, v in conninfo.items()
-            if k not in pgwire.HONOURED and k not in _IGNORABLE and v not in _HARMLESS.get(k, ())]
-
-
-def _open(target: Target, dbname: str, timeout: float) -> pgwire.Connection:
-
-    info = target.conninfo(dbname)
+def _open(target: Target, dbname: str, timeout: float) -> libpq.Connection:
     try:
-        if not needs_libpq(info):
-            try:
-                return pgwire.connect(target.host, target.port, target.user, target.password,
-                                      dbname, timeout=max(1.0, timeout),
-                                      application_name="devenv",
-                                      params={k: v for k, v in info.items() if k not in CORE})
-            except pgwire.Unsupported:
-                pass  # an authentication method only libpq speaks (GSSAPI, SSPI...)
-
-        # The same surface and errors as pgwire's Connection.
-        return libpq.connect(info, timeout=max(1.0, timeout))  # type: ignore[return-value]
-    except pgwire.OperationalError as exc:
+        return libpq.connect(target.conninfo(dbname), timeout=max(1.0, timeout))
+    except libpq.OperationalError as exc:
         raise Unreachable(f"cannot connect to {target.redacted(dbname)}: {exc}") from None
 
 
 @contextmanager
 def connect(target: Target, dbname: str | None = None, *, timeout: float = 5,
-            ) -> Iterator[pgwire.Connection]:
+            ) -> Iterator[libpq.Connection]:
     """An autocommit connection; errors become :class:`DatabaseError` with a redacted URL.
 
     Connections to the maintenance database (``postgres``), which every catalog operation
     uses, are kept for the life of the process: a connection costs a password exchange
     (SCRAM) each time, and a refresh makes a dozen such operations.
     """
-
     db = dbname or target.dbname
     if db != "postgres":
         conn = _open(target, db, timeout)
@@ -324,14 +291,14 @@ def connect(target: Target, dbname: str | None = None, *, timeout: float = 5,
         if kept is not None:
             try:
                 kept.execute("SELECT 1")  # a restarted server leaves a dead connection
-            except pgwire.Error:
+            except libpq.Error:
                 kept.close()
                 kept = None
         conn = kept if kept is not None else _open(target, db, timeout)
         _MAINTENANCE[key] = conn
     try:
         yield conn
-    except pgwire.OperationalError:
+    except libpq.OperationalError:
         # the server went away or restarted: the next caller gets a new connection
         with _MAINTENANCE_LOCK:
             if _MAINTENANCE.get(key) is conn:
@@ -383,7 +350,6 @@ def identities(target: Target) -> tuple[str, set[str]]:
 def create(target: Target, dbname: str, schemas: Iterable[str], template: str | None = None,
            ) -> None:
     """Create ``dbname`` (optionally from ``template``) and its ``schemas``."""
-
     with connect(target, "postgres") as conn:
         if template:
             conn.execute(f"CREATE DATABASE {ident(dbname)} TEMPLATE {ident(template)}")
@@ -394,7 +360,6 @@ def create(target: Target, dbname: str, schemas: Iterable[str], template: str | 
 
 def ensure_schemas(target: Target, dbname: str, schemas: Iterable[str]) -> list[str]:
     """Create the missing ``schemas``; returns those it created."""
-
     created = []
     with connect(target, dbname) as conn:
         have = {r[0] for r in conn.execute("SELECT nspname FROM pg_namespace").fetchall()}
@@ -407,13 +372,12 @@ def ensure_schemas(target: Target, dbname: str, schemas: Iterable[str]) -> list[
 
 def ensure(target: Target, dbname: str, schemas: Iterable[str]) -> bool:
     """Create the database and its schemas where missing; True if the database was new."""
-
     if exists(target, dbname):
         ensure_schemas(target, dbname, schemas)
         return False
     try:
         create(target, dbname, schemas)
-    except pgwire.QueryError as exc:
+    except libpq.QueryError as exc:
         if exc.sqlstate != DUPLICATE_DATABASE:
             raise
         ensure_schemas(target, dbname, schemas)
@@ -423,6 +387,5 @@ def ensure(target: Target, dbname: str, schemas: Iterable[str]) -> bool:
 
 def drop(target: Target, dbname: str) -> None:
     """Drop ``dbname`` if it exists, ending its sessions first."""
-
     with connect(target, "postgres") as conn:
         conn.execute(f"DROP DATABASE IF EXISTS {ident(dbname)} WITH (FORCE)")

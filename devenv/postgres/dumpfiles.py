@@ -37,7 +37,7 @@ from typing import Any
 
 from devenv import proc
 from devenv.errors import DevenvError, RefusedFileError
-from devenv.postgres import database, pgwire
+from devenv.postgres import database, libpq
 from devenv.postgres.database import KEYWORD_ENV, Target, connect
 
 MAGIC = b"DEVENV-SNAPSHOT 1\n"
@@ -453,14 +453,14 @@ def _prepare_import_role(target: Target) -> str:
     and let it log in with a fresh password, for one restore. Returns the password."""
     import secrets
 
-    role = pgwire.ident(IMPORT_ROLE)
+    role = libpq.ident(IMPORT_ROLE)
     with connect(target, "postgres") as conn:
         try:
             # INHERIT: the owner of a database has its public schema through its implicit
             # membership in pg_database_owner (and the role is member of nothing else).
             conn.execute(f"CREATE ROLE {role} NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE "
                          "INHERIT NOREPLICATION NOBYPASSRLS")
-        except pgwire.QueryError as exc:
+        except libpq.QueryError as exc:
             if exc.sqlstate != "42710":  # duplicate_object: made by an earlier import
                 raise DumpError(f"cannot create the role {IMPORT_ROLE} that restores "
                                 f"untrusted dumps: {exc}") from None
@@ -487,14 +487,13 @@ def _prepare_import_role(target: Target) -> str:
             conn.execute(f"GRANT {role} TO CURRENT_USER")
         password = secrets.token_urlsafe(24)
         conn.execute(f"ALTER ROLE {role} LOGIN PASSWORD "
-                     f"{pgwire.literal(_scram_verifier(password))}")
+                     f"{libpq.literal(_scram_verifier(password))}")
     return password
 
 
 def _close_import_role(target: Target) -> None:
-
     with contextlib.suppress(Exception), connect(target, "postgres") as conn:
-        conn.execute(f"ALTER ROLE {pgwire.ident(IMPORT_ROLE)} NOLOGIN PASSWORD NULL")
+        conn.execute(f"ALTER ROLE {libpq.ident(IMPORT_ROLE)} NOLOGIN PASSWORD NULL")
 
 
 def _defuse(target: Target, dbname: str) -> None:
@@ -503,10 +502,9 @@ def _defuse(target: Target, dbname: str) -> None:
     run as the import role (SECURITY DEFINER), so that a CHECK, a trigger, a default or an
     operator of the dump that fires later, in a step connected as superuser, still runs
     without superuser rights."""
-
     with connect(target, "postgres") as conn:
-        conn.execute(f"ALTER DATABASE {pgwire.ident(dbname)} OWNER TO CURRENT_USER")
-        conn.execute(f"ALTER DATABASE {pgwire.ident(dbname)} RESET ALL")
+        conn.execute(f"ALTER DATABASE {libpq.ident(dbname)} OWNER TO CURRENT_USER")
+        conn.execute(f"ALTER DATABASE {libpq.ident(dbname)} RESET ALL")
     with connect(target, dbname) as conn, conn.transaction():
         # Every name in the signatures below comes out schema-qualified.
         conn.execute("SET LOCAL search_path = pg_catalog")
@@ -563,13 +561,12 @@ def restore_untrusted(target: Target, dbname: str, tool: Tool, source: Iterable[
     stay the import role's, and every function the dump defined runs as that role (see
     :func:`_defuse`). A user without such rights restores as itself.
     """
-
     privileged = _privileged(target)
     password = _prepare_import_role(target) if privileged else ""
     try:
         with connect(target, "postgres") as conn:
-            owner = f" OWNER {pgwire.ident(IMPORT_ROLE)}" if privileged else ""
-            conn.execute(f"CREATE DATABASE {pgwire.ident(dbname)}{owner} TEMPLATE template0")
+            owner = f" OWNER {libpq.ident(IMPORT_ROLE)}" if privileged else ""
+            conn.execute(f"CREATE DATABASE {libpq.ident(dbname)}{owner} TEMPLATE template0")
         try:
             env = {**tool.env, "PGDATABASE": dbname}
             if privileged:

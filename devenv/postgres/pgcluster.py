@@ -16,7 +16,7 @@ from pathlib import Path
 
 from devenv import logtail, proc, waiting
 from devenv.errors import EXIT_SERVICE, DevenvError
-from devenv.postgres import database, pgwire
+from devenv.postgres import database, libpq
 
 SEARCH_DIRS = (
     "/usr/lib/postgresql/*/bin",  # Debian, Ubuntu
@@ -199,14 +199,13 @@ def free_port() -> int:
 
 def wait_until_ready(url: str, timeout: float = 30.0) -> None:
     """Wait for a real TCP connection plus a query to succeed (not ``pg_isready``)."""
-
     t = database.parse_url(url, env_service=False)
 
     def answers(_left: float) -> tuple[bool, str]:
         try:
-            with pgwire.connect(t.host, t.port, t.user, t.password, t.dbname, timeout=2) as conn:
+            with libpq.connect(t.conninfo(), timeout=2) as conn:
                 conn.execute("SELECT 1")
-        except pgwire.Error as exc:
+        except libpq.Error as exc:
             return False, str(exc)
         return True, ""
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from devenv import fingerprint, graph
 from devenv.postgres import database
 from devenv.postgres.database import Target
-from devenv.postgres.pgwire import ident
+from devenv.postgres.libpq import ident
 from devenv.schema import Project, StepSpec
 
 _DJANGO_FILE = re.compile(r"(?:^|/)([A-Za-z_][A-Za-z0-9_]*)/migrations/"
@@ -74,7 +74,6 @@ def _table_rows(target: Target, dbname: str, search_path: tuple[str, ...], table
                 columns: str) -> list[tuple[object, ...]] | None:
     """Rows of ``table`` as the step's search_path resolves it; None if it has no such
     table (the step never ran here)."""
-
     with database.connect(target, dbname) as conn:
         if search_path:
             # ident("$user") is "$user", which PostgreSQL reads as the special name

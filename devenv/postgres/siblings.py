@@ -32,7 +32,7 @@ from devenv import faults
 from devenv.errors import UsageError
 from devenv.postgres import database
 from devenv.postgres.database import Target, connect
-from devenv.postgres.pgwire import ident, literal
+from devenv.postgres.libpq import ident, literal
 
 # What users type for a snapshot: letters, digits, - _ . (first a letter or digit, so a
 # name is never read as an option or a path). The length limit depends on the working
@@ -150,7 +150,6 @@ def meta(kind: str, project: str, **extra: Any) -> dict[str, Any]:
 
 
 def set_meta(target: Target, datname: str, value: dict[str, Any]) -> None:
-
     comment = literal(json.dumps(value, sort_keys=True))
     with connect(target, "postgres") as conn:
         conn.execute(f"COMMENT ON DATABASE {ident(datname)} IS {comment}")
@@ -190,7 +189,6 @@ def find(target: Target, db: str, datname: str, sizes: bool = False) -> DbInfo |
 
 def terminate(target: Target, datname: str, block: bool = False) -> int:
     """End every session on ``datname`` (after refusing new ones with ``block``)."""
-
     with connect(target, "postgres") as conn:
         if block:
             conn.execute(f"ALTER DATABASE {ident(datname)} ALLOW_CONNECTIONS false")
@@ -217,7 +215,6 @@ def file_copy_supported(target: Target) -> bool:
 def clone(target: Target, src: str, dst: str, value: dict[str, Any] | None = None) -> None:
     """``CREATE DATABASE dst TEMPLATE src`` (FILE_COPY where the server has it: several
     times faster than WAL_LOG for a database of a few hundred MB)."""
-
     terminate(target, src)
     strategy = " STRATEGY FILE_COPY" if file_copy_supported(target) else ""
     with connect(target, "postgres") as conn:
@@ -312,7 +309,6 @@ def drop_retired(target: Target, db: str) -> list[str]:
 
 def allow_connections(target: Target, names: Iterable[str]) -> list[str]:
     """Let ``names`` accept connections again where a swap left them blocked."""
-
     fixed = []
     with connect(target, "postgres") as conn:
         for name in names:
@@ -332,7 +328,6 @@ def exchange_name(a: str) -> str:
 
 def exchange(target: Target, a: str, b: str) -> None:
     """Swap the names of two databases in one transaction (``refresh-db --undo``)."""
-
     tmp = exchange_name(a)
     for name in (a, b):
         terminate(target, name, block=True)
@@ -350,7 +345,6 @@ def drop(target: Target, datname: str) -> None:
 
 def rename(target: Target, src: str, dst: str) -> None:
     """``ALTER DATABASE src RENAME TO dst``, ending ``src``'s sessions first."""
-
     terminate(target, src)
     with connect(target, "postgres") as conn:
         conn.execute(f"ALTER DATABASE {ident(src)} RENAME TO {ident(dst)}")

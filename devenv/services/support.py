@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from devenv import logtail, waiting
-from devenv.postgres import pgwire
+from devenv.postgres import libpq
 from devenv.schema import PortSpec, Project, ServiceSpec
 
 TAIL_LINES = 30
@@ -66,19 +66,20 @@ def pg_probe(port: int, user: str, password: str, host: str = "127.0.0.1",
     temporary server on a socket only, later restarted); a query over the published port
     is what the steps will do, so it is what readiness means.
     """
-
+    info = {"host": host, "port": str(port), "user": user, "password": password,
+            "dbname": "postgres"}
     try:
-        with pgwire.connect(host, port, user, password, "postgres", timeout=max(1.0, timeout),
-                            application_name="devenv-ready") as conn:
+        with libpq.connect(info, timeout=max(1.0, timeout),
+                           application_name="devenv-ready") as conn:
             conn.execute("SELECT 1")
         return Probe(True)
-    except pgwire.OperationalError as exc:
+    except libpq.OperationalError as exc:
         text = str(exc).strip()
         last = text.splitlines()[-1] if text else type(exc).__name__
         if exc.sqlstate in (INVALID_PASSWORD, INVALID_AUTHORIZATION):
             return Probe(False, last, fatal=True)
         return Probe(False, last)
-    except pgwire.Error as exc:
+    except libpq.Error as exc:
         return Probe(False, str(exc).strip().splitlines()[-1] if str(exc).strip() else "")
 
 

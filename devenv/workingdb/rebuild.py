@@ -36,7 +36,7 @@ from devenv.events import (
     RunResult,
     phase,
 )
-from devenv.postgres import database, pgwire, siblings
+from devenv.postgres import database, libpq, siblings
 from devenv.postgres.database import Target
 from devenv.postgres.siblings import DbInfo
 from devenv.schema import Project
@@ -458,8 +458,7 @@ def _snapshot(project: Project, target: Target, db: str, build: str, held: list[
 
 
 def _server_gone(exc: BaseException) -> bool:
-
-    return isinstance(exc, (pgwire.OperationalError, database.DatabaseError))
+    return isinstance(exc, (libpq.OperationalError, database.DatabaseError))
 
 
 def _snapshot_or_skip(project: Project, target: Target, db: str, build: str,
