@@ -1,4 +1,3 @@
-from devenv.session import Session
 """The healthplan example, end to end, on a real PostgreSQL server.
 
 * the legacy Makefile's ``refresh-db`` builds the whole database, and builds it the same
@@ -31,6 +30,7 @@ import pytest
 import requests
 import yaml
 
+from devenv.session import Session
 from tests.dbcompare import diff_dumps, dump_database, table_counts
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
@@ -215,8 +215,8 @@ def test_steps_graph_builds_the_makefiles_database(pg_server: Any, makefile_db: 
                                                    scratch_db: str,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     from devenv import building, loader
-    from devenv.postgres import database
     from devenv.events import RecordingReporter, Status
+    from devenv.postgres import database
 
     monkeypatch.setenv("FAKE_MEMBERS", str(FAKE_MEMBERS))
     monkeypatch.delenv("PGOPTIONS", raising=False)
@@ -259,8 +259,8 @@ def test_plain_migrate_fails_where_the_kind_fakes(pg_server: Any, scratch_db: st
     """Why the Makefile has its --fake step: Flask already made member_notes. The
     django-migrate kind in steps.yaml sees that and fakes the migration by itself."""
     from devenv import building, loader
-    from devenv.postgres import database
     from devenv.events import RecordingReporter
+    from devenv.postgres import database
 
     monkeypatch.delenv("PGOPTIONS", raising=False)
     project = loader.load(STEPS_FILE)
