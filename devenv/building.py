@@ -74,7 +74,6 @@ def prepare_steps(project: Project, names: Sequence[str], base: Mapping[str, str
                   ) -> dict[str, runner.Prepared]:
     """Expand every step that will run before any runs: an undefined ``${X}`` stops the
     run before it changes anything."""
-
     out = {}
     file = project.file.name
 

@@ -131,7 +131,6 @@ _SECTION_TABLES: dict[Any, tuple[fields.Field, ...]] = {
 
 def step_keys(kind_name: str) -> tuple[str, ...]:
     """The keys a step of ``kind_name`` may have, as the loader decides them."""
-
     kind = KINDS[kind_name]
     keys = [k for k in loader.STEP_KEYS
             if not (k == "run" and not kind.uses_run)
@@ -140,7 +139,6 @@ def step_keys(kind_name: str) -> tuple[str, ...]:
 
 
 def _kind_schema(kind_name: str) -> dict[str, Any]:
-
     kind = KINDS[kind_name]
     allowed = step_keys(kind_name)
     props: dict[str, Any] = {f.name: _field_schema(f) for f in fields.STEP_FIELDS
@@ -172,7 +170,6 @@ def _service_schema() -> dict[str, Any]:
 
 def steps_schema() -> dict[str, Any]:
     """The schema of steps.yaml."""
-
     kinds = list(KINDS)
     defs: dict[str, Any] = {f"step-{k}": _kind_schema(k) for k in kinds}
     defs["service"] = _service_schema()

@@ -782,7 +782,6 @@ def _profiles(node: Node, known: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def _steps(node: Node | None, profiles: tuple[str, ...], doc: Node) -> list[StepSpec]:
-
     if node is None:
         raise _err(doc, "missing 'steps' (a mapping of step name to its definition)", "steps")
     out: list[StepSpec] = []

@@ -162,7 +162,6 @@ def _summary(reporter: Reporter, result: RunResult) -> None:
 
 def _start_processes(project: Project, reporter: Reporter, target: Any, profile: str) -> int:
     """Start the processes in the background (CI's next steps talk to them)."""
-
     names = processes.selected(project, profile)
     if not names:
         return EXIT_OK

@@ -46,7 +46,6 @@ def other_backends(project: Project, service: ServiceSpec, current: set[str],
     """Backends other than ``current`` (names) that hold data of ``service`` here: what an
     earlier ``backend:`` left (a container and volume after a switch to native, a data
     folder after a switch to docker), each with what it holds."""
-
     out: list[tuple[Backend, list[str]]] = []
     for name, make in BACKENDS.items():
         if name in current:

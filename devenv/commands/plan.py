@@ -59,7 +59,6 @@ def run(session: Session, out: Output, targets: Sequence[str] = (), *, only: boo
 def _refresh(project: Project, out: Output, target: database.Target | None, note: str,
              profile: str, as_json: bool) -> int:
     """What refresh-db would do: which snapshot it starts from and which steps run."""
-
     if target is None:
         source, decisions = rebuild.Source("empty"), planner.decide(
             project, {}, profile=profile)

@@ -87,7 +87,6 @@ def pull(session: Session, ref: str, *,
             with phase(reporter, "restore", f"restoring snapshot {hit.key[:12]}",
                        hit.describe()):
                 try:
-
                     database.create(target, build, [], template="template0")
                     siblings.set_meta(target, build, value)
                     oci.restore_file(session, target, build, hit)

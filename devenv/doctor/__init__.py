@@ -47,7 +47,6 @@ __all__ = ["FAIL", "OK", "REGISTRY", "WARN", "Check", "CheckDef", "Context", "Re
 
 def registry() -> list[CheckDef]:
     """Every check, grouped as the issue lists them."""
-
     return [*configuration.CHECKS, *engine.CHECKS, *services.CHECKS, *db.CHECKS,
             *uptodate.CHECKS, *drift.CHECKS, *environ.CHECKS, *cache.CHECKS,
             *branches.CHECKS]

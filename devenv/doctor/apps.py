@@ -186,7 +186,6 @@ def interpreter(argv0: str, env: Mapping[str, str], cwd: Path) -> str | None:
 
 
 def _cwd(project: Project, raw: str | None, env: Mapping[str, str]) -> Path:
-
     if not raw:
         return project.root
     with contextlib.suppress(Exception):
@@ -243,7 +242,6 @@ def _from_command(argv: list[str], env: Mapping[str, str], cwd: Path,
 
 def discover(ctx: Context) -> list[App]:
     """The apps the project's steps and processes run (see the module's docstring)."""
-
     project = ctx.project()
     found: dict[str, App] = {}
 
@@ -279,7 +277,6 @@ def discover(ctx: Context) -> list[App]:
                            "settings": opts.get("settings")},
                 cwd, python, f"steps.{step.name}", step.kind == "django-migrate", env, step)
         elif step.kind == "alembic":
-
             config = config_path(opts)
             if opts.get("flask_app"):
                 add("flask", {"app": str(opts["flask_app"]),

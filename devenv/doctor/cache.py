@@ -111,7 +111,6 @@ def check_leftovers(ctx: Context) -> Check:
 def check_remote(ctx: Context) -> Check:
     """The team's remote cache (cache.remote): reachable, authenticated, and how many of
     its snapshots match the current steps."""
-
     project = ctx.project()
     try:
         remote = oci.configured(project)

@@ -83,7 +83,6 @@ def _resolve(base: Path, raw: str) -> Path:
 
 
 def _expand(text: str, env: dict[str, str]) -> str | None:
-
     try:
         return expand(text, env)
     except ConfigError:
@@ -92,7 +91,6 @@ def _expand(text: str, env: dict[str, str]) -> str | None:
 
 def check_paths(ctx: Context) -> Check:
     """Every ``cwd``, ``python:``, ``manage:``, ``config:``, SQL file and input glob exists."""
-
     project = ctx.project()
     problems = Problems("config.paths")
     for step in project.steps.values():
@@ -127,7 +125,6 @@ def check_paths(ctx: Context) -> Check:
                                    f"{project.rel(cwd)} ({_where(step, 'manage')})",
                              f"fix manage: (or cwd:) at {_where(step, 'manage')}")
         if step.kind == "alembic":
-
             config = config_path(opts)
             if "${" not in config and not _resolve(cwd, config).is_file():
                 problems.add(FAIL, f"{where}.config: {config} not found in "
@@ -189,7 +186,6 @@ def find_program(word: str, cwd: Path, env: dict[str, str]) -> bool:
 
 def check_commands(ctx: Context) -> Check:
     """Every program the shell steps and processes run is found where they run."""
-
     project = ctx.project()
     problems = Problems("config.commands")
     count = 0

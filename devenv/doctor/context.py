@@ -126,7 +126,6 @@ class Context:
 
     def project(self) -> Project:
         """The loaded project; raises the loader's :class:`ConfigError`."""
-
         return self.memo("project", lambda: loader.load(self.file))
 
     def config_error(self) -> ConfigError | None:
@@ -291,7 +290,6 @@ class Context:
     # ------------------------------------------------------------------ steps
 
     def fingerprints(self) -> dict[str, Fingerprint]:
-
         return self.memo("fingerprints", lambda: fingerprint.compute(self.project()))
 
     def recorded(self) -> dict[str, dict[str, Any]] | None:
@@ -322,7 +320,6 @@ class Context:
         return self.memo("decisions", get)
 
     def would_run(self) -> set[str]:
-
         return {d.step for d in self.decisions() or [] if d.action is Action.RUN}
 
     # ------------------------------------------------------------------ environments
@@ -357,19 +354,16 @@ class Context:
     # ------------------------------------------------------------------ the apps
 
     def apps(self) -> list[App]:
-
         return self.memo("apps", lambda: apps.discover(self))
 
     def introspection(self) -> dict[str, Introspection]:
         """Each app's models and migration state (the apps' own interpreters, in parallel)."""
-
         return self.memo("introspection", lambda: apps.introspect_all(self, self.apps()))
 
 
 def lenient(base: Mapping[str, str], values: Mapping[str, str]) -> dict[str, str]:
     """``base`` plus ``values`` expanded like ``env:`` is; what cannot be expanded stays as
     written (the environment check reports it)."""
-
     env = dict(base)
     for k, v in values.items():
         try:
@@ -381,7 +375,6 @@ def lenient(base: Mapping[str, str], values: Mapping[str, str]) -> dict[str, str
 
 def _choose(service: ServiceSpec, project: Project) -> BackendChoice:
     """:func:`launch.choose_backend`, its refusal kept as a finding."""
-
     try:
         backend, why = launch.choose_backend(service, project)
         return BackendChoice(backend, why)

@@ -76,7 +76,6 @@ def check_images(ctx: Context) -> Check:
 
 def port_in_use(port: int) -> bool:
     """Whether something listens on the port (on 127.0.0.1 or all addresses)."""
-
     try:
         return not is_free(port)
     except OSError:  # not a "taken" error: nothing we could tell listens there

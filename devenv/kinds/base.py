@@ -47,7 +47,6 @@ def under_cwd(step: StepSpec, paths: Iterable[str]) -> tuple[str, ...]:
 
 def expand(step: StepSpec, ctx: StepContext, key: str, value: str) -> str:
     """``${VAR}`` in a string option, like the runner does for ``run:``."""
-
     return _expand(value, ctx.env, step.loc, f"steps.{step.name}.{key}")
 
 

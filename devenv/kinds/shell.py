@@ -29,7 +29,6 @@ class ShellKind:
         """``run:`` with its ``${VAR}`` expanded: in a shell string, as references the
         shell resolves from the step's environment, so a value is never parsed as code
         (see :mod:`devenv.envvars`); an undefined one is a ConfigError."""
-
         assert step.run is not None  # the loader requires run for this kind
         return expand_command(step.run, ctx.env, step.loc, f"steps.{step.name}.run")
 

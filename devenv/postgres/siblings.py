@@ -252,7 +252,6 @@ def swap(target: Target, db: str, new: str, backup: bool = True,
     ``park_as``: the old database is renamed to that name instead (a branch switch parks
     the branch's database there), and ``db__prev`` is left as it is.
     """
-
     prev = park_as or prev_name(db)
     have = {d.datname for d in related(target, db)}
     if park_as is not None:

@@ -30,7 +30,6 @@ def service_variables(project: Project, target: database.Target | None = None,
     be a server someone else runs). A service never started has none; with ``stand_in``
     (checking ${X} before anything starts, as `up` does) its container ports stand in.
     """
-
     store = portlib.PortStore(project.state_dir)
     out: dict[str, str] = {}
     for service in project.services.values():
@@ -69,7 +68,6 @@ def service_variable_names(project: Project) -> set[str]:
 
 
 def _names_of(project: Project, service: ServiceSpec) -> set[str]:
-
     specs = port_specs(project, service)
     if not specs:
         return set()

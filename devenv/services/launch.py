@@ -25,12 +25,10 @@ def _fallback_file(project: Project) -> Path:
 def _remembered_fallback(project: Project, service: ServiceSpec) -> str | None:
     """Why ``service`` runs natively although Docker answers (its image could not be had),
     or None once that no longer holds (the image is there now)."""
-
     record = jsonfile.read(_fallback_file(project)).get(service.name)
     if not isinstance(record, dict) or record.get("image") != service.image:
         return None
     try:
-
         connect(timeout=5).images.get(service.image)
     except Exception:
         return str(record.get("reason", "its image could not be pulled"))
@@ -39,14 +37,12 @@ def _remembered_fallback(project: Project, service: ServiceSpec) -> str | None:
 
 
 def remember_fallback(project: Project, service: ServiceSpec, reason: str) -> None:
-
     ensure_state_dir(project.state_dir)
     with jsonfile.update(_fallback_file(project), indent=1) as data:
         data[service.name] = {"backend": "native", "image": service.image, "reason": reason}
 
 
 def _forget_fallback(project: Project, service: ServiceSpec) -> None:
-
     with jsonfile.update(_fallback_file(project), indent=1) as data:
         data.pop(service.name, None)
 
@@ -113,7 +109,6 @@ def candidates(service: ServiceSpec) -> list[tuple[Backend, str]]:
     """The backends that may hold ``service`` here, with why: its ``backend:`` when that is
     available, else (``auto``) every available one, docker first. For commands that act
     on what exists (down, logs), not only on what ``up`` would choose."""
-
     names = [service.backend] if service.backend in BACKENDS else (
         ["docker", "native"] if service.backend == "auto" else [])
     out: list[tuple[Backend, str]] = []

@@ -295,7 +295,6 @@ class NativeBackend:
     def _first_start(self, project: Project, service: ServiceSpec, lay: Layout, port: int,
                      timeout: float) -> None:
         """What the image's entrypoint does once: create POSTGRES_DB."""
-
         dbname = service.env.get("POSTGRES_DB") or service.env.get("POSTGRES_USER")
         if not dbname or dbname == "postgres":
             return

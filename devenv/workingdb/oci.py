@@ -549,7 +549,6 @@ class Hit:
 
 
 def _download_dir(project: Project) -> Path:
-
     d = ensure_state_dir(project.state_dir) / "remote"
     d.mkdir(mode=0o700, exist_ok=True)
     return d
@@ -611,7 +610,6 @@ def lookup(project: Project, client: Client, fps: dict[str, fingerprint.Fingerpr
            reporter: Reporter) -> Hit | None:
     """The deepest snapshot in the remote holding more than ``deeper_than`` of ``steps``
     (the whole set, then each snapshot point, deepest first), pulled and checked."""
-
     sets = [list(steps), *graph.snapshot_points(project, steps)]
     # What CI pushes holds its own profile's steps: a developer's profile usually has those
     # plus a few local ones, which then run on top (when the set holds all it needs).

@@ -352,7 +352,6 @@ def unused_snapshots(project: Project, target: Target,
 def plan_refresh(project: Project, target: Target, profile: str = "local",
                  use_cache: bool = True) -> tuple[Source, list[Decision]]:
     """What ``refresh-db`` would do now: where it starts and a decision per step."""
-
     fps = fingerprint.compute(project)
     steps = _in_profile(project, profile)
     source = choose_source(project, target, fps, steps, use_cache)
@@ -382,7 +381,6 @@ def _build(project: Project, reporter: Reporter, target: Target, build: str,
            store: StateStore, fps: dict[str, fingerprint.Fingerprint], steps: list[str],
            points: list[list[str]], profile: str, jobs: int | None,
            restored: set[str], waits: dict[str, set[str]], run_id: str) -> RunResult:
-
     key = database.identity(target, build)
     assert key is not None
     label = target.redacted(build)
@@ -466,7 +464,6 @@ def _snapshot_or_skip(project: Project, target: Target, db: str, build: str,
                       what: str) -> bool:
     """:func:`_snapshot`, but a snapshot is only an optimisation: when it cannot be written
     (the disk is full) the build goes on and is swapped in without it. Says why."""
-
     try:
         _snapshot(project, target, db, build, held, key, store)
     except DevenvError as exc:
