@@ -19,7 +19,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from devenv import graph
-from devenv.errors import DevenvError, ImageUnavailable, ServiceError
+from devenv.errors import DevenvError, ImageUnavailable, ServiceError, first_line
 from devenv.events import Message, PhaseFinished, PhaseStarted, Reporter
 from devenv.lock import database_lock
 from devenv.postgres import dumpfiles
@@ -94,6 +94,13 @@ class Session:
     # ------------------------------------------------------------------ services
 
     def start(self, names: Sequence[str]) -> dict[str, Endpoint]:
+        """See :meth:`_start`; what :meth:`current_target` found before is forgotten."""
+        try:
+            return self._start(names)
+        finally:
+            self.__dict__.pop("_current", None)
+
+    def _start(self, names: Sequence[str]) -> dict[str, Endpoint]:
         """Start ``names`` and the services they need (a database someone else runs is
         only checked) and wait for health: a service starts once those it needs are
         ready, the others in parallel. The first failure stops the start of the rest."""
@@ -206,22 +213,25 @@ class Session:
     def _current(self) -> tuple[Target | None, str]:
         db = self.project.database
         if db is None:
-            return None, "no database configured"
+            return None, "no database: section in steps.yaml"
         if self.external is not None:
             return self.external.target(self.project), self.external.why
         service = self.project.services[db.service]
         try:
             backend, _ = self.backend(db.service)
-            ep = backend.endpoint(self.project, service)
         except ServiceError as exc:
             return None, str(exc)
+        try:
+            ep = backend.endpoint(self.project, service)
+        except (DevenvError, OSError) as exc:  # the engine or the server's folder
+            return None, f"service {service.name}: {first_line(exc)}"
         if ep is None:
             return None, f"service {service.name} is not running"
         return launch.target_at(self.project, ep), f"service {service.name} ({ep.backend})"
 
     def current_target(self) -> tuple[Target | None, str]:
         """The database target if its service runs now (nothing is started), and a note.
-        Looked up once per session."""
+        Looked up once per session, again after :meth:`start`."""
         return self._current
 
     def service_log_tail(self, lines: int = 80) -> str:
@@ -287,3 +297,4 @@ class Session:
                  else f"with the {backend.name} server's own binaries")
         return dumpfiles.ServiceExec(
             where, functools.partial(backend.exec, project, project.services[service]))
+

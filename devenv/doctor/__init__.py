@@ -38,8 +38,8 @@ from devenv.doctor.base import (
     NotChecked,
     Remedy,
 )
-from devenv.doctor.context import Context, first_line
-from devenv.errors import DevenvError
+from devenv.doctor.context import Context
+from devenv.errors import DevenvError, first_line
 
 __all__ = ["FAIL", "OK", "REGISTRY", "WARN", "Check", "CheckDef", "Context", "Remedy",
            "registry", "run_checks"]

@@ -18,11 +18,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from devenv import building, fingerprint, loader, planner
 from devenv.doctor import apps
 from devenv.envvars import expand
-from devenv.errors import ConfigError, DevenvError, ServiceError
+from devenv.errors import ConfigError, ServiceError, first_line
 from devenv.events import Action, RecordingReporter
 from devenv.postgres import database, siblings
-from devenv.schema import Project, ServiceSpec, StepSpec
-from devenv.services import launch
+from devenv.schema import Project, StepSpec
 from devenv.services.docker import connect
 from devenv.session import Session
 from devenv.state import NO_DATABASE, StateStore
@@ -42,11 +41,6 @@ T = TypeVar("T")
 STAND_IN = database.Target("127.0.0.1", 1, "user", "password", "db")
 CONNECT_TIMEOUT = 3.0
 STATEMENT_TIMEOUT_MS = 5000
-
-
-def first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 @dataclass(frozen=True)
@@ -153,9 +147,12 @@ class Context:
         return db is not None and db.service == service and self.external() is not None
 
     def backend(self, name: str) -> BackendChoice:
-        project = self.project()
-        service = project.services[name]
-        return self.memo(f"backend:{name}", lambda: _choose(service, project))
+        """The session's backend for service ``name``, its refusal kept as a finding."""
+        try:
+            backend, why = self.session().backend(name)
+        except ServiceError as exc:
+            return BackendChoice(None, "", str(exc))
+        return BackendChoice(backend, why)
 
     def endpoint(self, name: str) -> Endpoint | None:
         """Where service ``name`` answers now, if it runs (raises what the backend raises)."""
@@ -185,25 +182,8 @@ class Context:
         return self.memo("target", self._target)
 
     def _target(self) -> TargetInfo:
-        project = self.project()
-        db = project.database
-        if db is None:
-            return TargetInfo(None, "no database: section in steps.yaml")
-        ext = self.external()
-        if ext is not None:
-            return TargetInfo(database.parse_url(ext[0], db.name), ext[1], external=True)
-        service = project.services[db.service]
-        choice = self.backend(service.name)
-        if choice.backend is None:
-            return TargetInfo(None, f"service {service.name} has no backend here")
-        try:
-            ep = self.endpoint(service.name)
-        except (DevenvError, OSError) as exc:
-            return TargetInfo(None, f"service {service.name}: {first_line(exc)}")
-        if ep is None:
-            return TargetInfo(None, f"service {service.name} is not running")
-        target = launch.target_at(project, ep)
-        return TargetInfo(target, f"service {service.name} ({ep.backend})")
+        target, note = self.session().current_target()
+        return TargetInfo(target, note, external=self.session().external is not None)
 
     def server(self) -> ServerInfo:
         return self.memo("server", self._server)
@@ -371,15 +351,6 @@ def lenient(base: Mapping[str, str], values: Mapping[str, str]) -> dict[str, str
         except ConfigError:
             env[k] = v
     return env
-
-
-def _choose(service: ServiceSpec, project: Project) -> BackendChoice:
-    """:func:`launch.choose_backend`, its refusal kept as a finding."""
-    try:
-        backend, why = launch.choose_backend(service, project)
-        return BackendChoice(backend, why)
-    except ServiceError as exc:
-        return BackendChoice(None, "", str(exc))
 
 
 def _docker_info() -> DockerInfo:

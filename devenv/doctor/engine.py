@@ -6,7 +6,8 @@ import contextlib
 
 from devenv import pids
 from devenv.doctor.base import FAIL, OK, Check, CheckDef, NotChecked, Problems, ok
-from devenv.doctor.context import Context, first_line
+from devenv.doctor.context import Context
+from devenv.errors import first_line
 from devenv.postgres.database import redact_url
 from devenv.services.ports import is_free
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from devenv import building, graph
 from devenv.doctor.base import REMEDY_ORDER, Check, Remedy
 from devenv.doctor.context import Context
-from devenv.errors import EXIT_OK, DevenvError
+from devenv.errors import EXIT_OK, DevenvError, first_line
 from devenv.events import Message, Reporter
 from devenv.lock import database_lock, project_lock
 from devenv.postgres import database
@@ -142,8 +142,7 @@ def apply(ctx: Context, planned: Sequence[Planned], reporter: Reporter,
             else:
                 repair.apply(session, None, r.args, up)
         except Exception as exc:  # a repair that fails must not stop the next ones
-            text = str(exc).strip().splitlines()[0] if str(exc).strip() else \
-                type(exc).__name__
+            text = first_line(exc)
             failures.append(f"{item.text}: {text}")
             reporter.emit(Message(f"could not {item.text}: {text}", "error"))
     return failures

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from devenv.doctor.base import FAIL, OK, WARN, Check, CheckDef, Problems, Remedy, ok
-from devenv.doctor.context import Context, first_line
-from devenv.errors import DevenvError
+from devenv.doctor.context import Context
+from devenv.errors import DevenvError, first_line
 
 
 def check_running(ctx: Context) -> Check:

@@ -23,11 +23,16 @@ class ExternalBackend:
     def __init__(self, url: str, why: str) -> None:
         self.url = url
         self.why = why
+        self._targets: dict[str, database.Target] = {}
 
     def target(self, project: Project) -> database.Target:
-        """The user's URL, kept whole; steps.yaml's database name where it names none."""
+        """The user's URL, kept whole; steps.yaml's database name where it names none
+        (parsed once: a ``service=`` or ``PGSERVICE`` entry is read from its file)."""
         assert project.database is not None
-        return database.parse_url(self.url, project.database.name)
+        name = project.database.name
+        if name not in self._targets:
+            self._targets[name] = database.parse_url(self.url, name)
+        return self._targets[name]
 
     def available(self) -> tuple[bool, str]:
         return True, self.why

@@ -51,7 +51,7 @@ from pathlib import Path
 from typing import Any
 
 from devenv import fingerprint, graph, proc
-from devenv.errors import DevenvError, UsageError
+from devenv.errors import DevenvError, UsageError, first_line
 from devenv.events import Message, PhaseFinished, PhaseStarted, Reporter
 from devenv.jsonfile import ensure_state_dir
 from devenv.postgres import database, dumpfiles, siblings
@@ -671,7 +671,7 @@ def _try(reporter: Reporter, what: str) -> contextlib.AbstractContextManager[Non
             yield
         except (RemoteError, dumpfiles.DumpError, UsageError, OSError, ValueError,
                 proc.ProcessError) as exc:
-            text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            text = first_line(exc)
             reporter.emit(Message(f"remote cache: {text}; {what}", "warn"))
             raise _Skipped from None
 

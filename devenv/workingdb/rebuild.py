@@ -27,7 +27,7 @@ from devenv.building import (
     prepare_steps,
     step_environment,
 )
-from devenv.errors import DevenvError, UsageError
+from devenv.errors import DevenvError, UsageError, first_line
 from devenv.events import (
     Action,
     Decision,
@@ -469,7 +469,7 @@ def _snapshot_or_skip(project: Project, target: Target, db: str, build: str,
     except DevenvError as exc:
         with contextlib.suppress(Exception):
             siblings.drop(target, siblings.cache_name(db, key))  # a clone half-labelled
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        reason = first_line(exc)
         reporter.emit(Message(f"cache skipped: could not write {what} ({reason}); the build "
                               "goes on without it, and a later refresh-db runs these steps "
                               "again", "warn"))
