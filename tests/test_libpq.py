@@ -197,14 +197,24 @@ def test_missing_database_is_the_servers_error(pg_server: PgServer) -> None:
     assert err.value.sqlstate == "3D000"
 
 
-def test_a_url_given_as_dbname_passes_whole(pg_server: PgServer) -> None:
-    # expand_dbname: a URL (or conninfo string) in dbname is libpq's to read, query included;
-    # its values win over the keywords before it (application_name here)
-    url = pg_server.url("postgres") + "?application_name=from-url&options=-c%20work_mem%3D7MB"
-    with libpq.connect({"dbname": url}, application_name="devenv") as conn:
-        row = conn.execute("SELECT current_database(), current_setting('application_name'), "
-                           "current_setting('work_mem')").fetchone()
-    assert row == ("postgres", "from-url", "7MB")
+def test_a_database_name_with_an_equals_sign_is_a_name(pg_server: PgServer,
+                                                        backend: str) -> None:
+    # expand_dbname is off: "my=db" is a database, not a connection string
+    name = "libpq_my=db"
+    with _connect(pg_server) as admin:
+        admin.execute(f"DROP DATABASE IF EXISTS {libpq.ident(name)}")
+        admin.execute(f"CREATE DATABASE {libpq.ident(name)}")
+    try:
+        with _connect(pg_server, dbname=name) as conn:
+            assert conn.execute("SELECT current_database()").fetchone() == (name,)
+    finally:
+        with _connect(pg_server) as admin:
+            admin.execute(f"DROP DATABASE {libpq.ident(name)}")
+
+
+def test_a_nul_in_a_parameter_is_refused_not_cut(pg_server: PgServer) -> None:
+    with _connect(pg_server) as conn, pytest.raises(ValueError, match="NUL"):
+        conn.execute("SELECT %s::text", ("a\x00b",))
 
 
 def test_parameters_and_types_round_trip(pg_server: PgServer, backend: str) -> None:

@@ -17,7 +17,8 @@ one's rows returned); with parameters (``%s`` placeholders, psycopg's style), bo
 server-side as text, never pasted into SQL. Names and literals that cannot be parameters
 (``ALTER DATABASE x RENAME TO y``) go through :func:`ident` and :func:`literal`. Values
 read back as integers, floats and booleans for those types, text otherwise. Notices are
-ignored. Ctrl-C during a statement cancels it on the server and closes the connection.
+ignored. Ctrl-C during a statement cancels it on the server and closes the connection
+(on the ctypes path; the psycopg fallback's statements block in C until they end).
 """
 
 from __future__ import annotations
@@ -115,7 +116,10 @@ def _text(value: Any) -> bytes | None:
     if isinstance(value, bool):
         return b"t" if value else b"f"
     if isinstance(value, (int, float, str)):
-        return str(value).encode()
+        text = str(value)
+        if "\x00" in text:  # libpq takes C strings: the value would be cut at the NUL
+            raise ValueError("a query parameter cannot contain a NUL character")
+        return text.encode()
     raise TypeError(f"cannot send a {type(value).__name__} as a query parameter")
 
 
@@ -391,9 +395,10 @@ class _CConnection(_Session):
 
     @property
     def status(self) -> str:
-        if self._conn is None:
-            return "I"
-        return _TX_STATUS.get(self._pq.PQtransactionStatus(self._conn), "?")
+        with self._lock:  # close() on another thread frees the connection
+            if self._conn is None:
+                return "I"
+            return _TX_STATUS.get(self._pq.PQtransactionStatus(self._conn), "?")
 
     def execute(self, query: str, params: Sequence[Any] | None = None) -> Result:
         """Run one statement (or several, without params); the last result's rows."""
@@ -495,10 +500,10 @@ def _connect_c(lib: _Lib, params: Mapping[str, str], deadline: float) -> _CConne
     c, pq = lib.c, lib.lib
     keys = [k.encode() for k in params] + [None]
     values = [v.encode() for v in params.values()] + [None]
-    # expand_dbname=1: a dbname that is a URL or conninfo string is expanded, as libpq's
-    # clients do; the keywords after it override what it says.
+    # expand_dbname=0: a database name is a name, even one holding "=" (devenv passes the
+    # user's URL already split into keywords, see database.Target.conninfo)
     conn = pq.PQconnectStartParams((c.c_char_p * len(keys))(*keys),
-                                   (c.c_char_p * len(values))(*values), 1)
+                                   (c.c_char_p * len(values))(*values), 0)
     if not conn:
         raise OperationalError("out of memory starting a PostgreSQL connection")
     try:
@@ -587,7 +592,6 @@ def _connect_psycopg(params: Mapping[str, str], timeout: float) -> _PsycopgConne
     except psycopg.Error as exc:
         # psycopg says "connection failed: " before each address it tried: the last one
         raise connect_error(str(exc).rsplit("connection failed: ", 1)[-1], params) from None
-    conn.add_notice_handler(lambda _diag: None)
     return _PsycopgConnection(conn)
 
 
