@@ -49,7 +49,6 @@ _SHAPES: dict[Any, dict[str, Any]] = {
     fields.ENV: _ENV,
     fields.SEARCH_PATH: {"type": "array", "items": {"type": "string"}},
     fields.PROFILES: _STR_LIST,
-    fields.KIND: {"type": "string"},
     # A string as the loader reads it; a mapping is let through for the richer forms a
     # check may take (the loader judges those).
     fields.PROCESS_READY: {"anyOf": [{"type": "string",
@@ -85,13 +84,6 @@ _SHAPES: dict[Any, dict[str, Any]] = {
     fields.STEPS: {**_NAME_MAP, "additionalProperties": {"$ref": "#/$defs/step"}},
     fields.PROCESSES: {**_NAME_MAP, "additionalProperties": {"$ref": "#/$defs/process"}},
 }
-
-# Hover text for editors, by key name (the first section's words where two sections share
-# a name); every key named here is one the loader accepts (a test checks).
-DESCRIPTIONS: dict[str, str] = {
-    f.name: f.description for table in reversed(list(fields.SECTIONS.values()))
-    for f in reversed(table)}
-
 
 def _field_schema(field: fields.Field) -> dict[str, Any]:
     """The JSON Schema of one key's value, with its description."""
@@ -142,7 +134,7 @@ def _kind_schema(kind_name: str) -> dict[str, Any]:
     kind = KINDS[kind_name]
     allowed = step_keys(kind_name)
     props: dict[str, Any] = {f.name: _field_schema(f) for f in fields.STEP_FIELDS
-                             if f.name in allowed}
+                             if f.name in allowed and f.name != "kind"}
     props.update({o.name: _field_schema(o) for o in kind.options})
     props["kind"] = {"const": kind_name,
                      "description": fields.find(fields.STEP_FIELDS, "kind").description}

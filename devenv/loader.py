@@ -824,7 +824,7 @@ def _steps(node: Node | None, profiles: tuple[str, ...], doc: Node) -> list[Step
             raise _err(target, exc.message) from None
         # env and needs first: their mistakes were always named before the others'
         values = _read_fields(STEP_FIELDS, raw, profiles, first=("env", "needs"))
-        env_lines = {f"env.{k}": v.key_line or v.line for k, v in raw["env"].value.items()} \
+        env_lines = {f"env.{k}": n for k, n in _env_map(raw["env"])[1].items()} \
             if "env" in raw else {}
         step = StepSpec(
             name=key,

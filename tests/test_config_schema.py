@@ -119,12 +119,6 @@ def test_service_and_database_keys_match_the_loader() -> None:
         assert loader_refuses_key(doc, key) == (key not in db), key
 
 
-def test_descriptions_name_only_real_keys() -> None:
-    real = {*loader.TOP_KEYS, *loader.STEP_KEYS, *loader.PROCESS_KEYS, *loader.SERVICE_KEYS,
-            *loader.DATABASE_KEYS, *loader.CACHE_KEYS, *loader.UP_KEYS, *all_option_keys()}
-    assert set(config_schema.DESCRIPTIONS) <= real
-
-
 def test_this_repositorys_files_are_valid() -> None:
     steps = yaml.safe_load((ROOT / "steps.yaml").read_text())
     assert list(validator().iter_errors(steps)) == []
