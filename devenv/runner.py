@@ -162,6 +162,11 @@ def prepare(project: Project, step: StepSpec, env: Mapping[str, str]) -> Prepare
     ctx = StepContext(root=project.root, cwd=cwd, env=env,
                       python=resolve_python(project, step, env))
     kind = KINDS[step.kind]
+    if kind.uses_python and "PYTHONSAFEPATH" in env:
+        # devenv's kind scripts import their shared helpers from their own folder, which
+        # Python leaves off sys.path under PYTHONSAFEPATH (the user's code is unaffected:
+        # the scripts put the app's folder on sys.path themselves)
+        env = {k: v for k, v in env.items() if k != "PYTHONSAFEPATH"}
     return Prepared(step, kind.command(step, ctx), cwd, env, kind.warm_start)
 
 

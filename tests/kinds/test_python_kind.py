@@ -49,6 +49,15 @@ def test_function_gets_a_connection_and_a_seeded_faker(
 
 
 @pytest.mark.postgres
+def test_runs_under_pythonsafepath(db: database.Target, run_steps: Callable[..., Outcome],
+                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    # PYTHONSAFEPATH keeps a script's folder off sys.path; devenv's scripts need theirs
+    monkeypatch.setenv("PYTHONSAFEPATH", "1")
+    out = run_steps(step("seeds.people:fill", seed=7, args={"count": 2}), files=FILES)
+    assert out.statuses == {"python": Status.OK}, out.log("python")
+
+
+@pytest.mark.postgres
 @pytest.mark.parametrize(("call", "message"), [
     ("seeds.people:fil", "python: seeds.people has no function 'fil' (did you mean 'fill'?)"),
     ("seeds.persons:fill", "python: cannot import seeds.persons (from {cwd}): no module "
