@@ -104,15 +104,21 @@ def alive(pid: int) -> bool:
 
 
 def group_members(pgid: int, since: float | None = None) -> list[int]:
-    """The live (not zombie) processes of process group ``pgid``; with ``since``, only
-    those started no earlier than that (the group's leader, as recorded: a group id that
-    is someone else's now has no members of ours)."""
+    """The live (not zombie) processes of process group ``pgid``; with ``since`` (the
+    group leader's recorded start), only those started no earlier than that, and none
+    when the leader's pid runs as another process: the kernel gives out no pid that is
+    still a group's id, so a reused one means our group ended and the id is a stranger's."""
     try:
         os.killpg(pgid, 0)  # most calls: the group is gone, and no scan is needed
     except ProcessLookupError:
         return []
     except PermissionError:
         pass  # it exists; whose it is, the scan tells
+    if since is not None:
+        leader = started(pgid)
+        # TOLERANCE + 1: a start read back from ps's lstart is whole seconds
+        if leader is not None and abs(leader - since) >= TOLERANCE + 1.0:
+            return []
     import psutil
 
     out = []

@@ -220,9 +220,9 @@ def kill_group(target: subprocess.Popen[bytes] | int, grace: float = 3.0, *,
     place devenv stops a group, whether it holds the :class:`subprocess.Popen` (which is
     reaped here) or only a recorded group id (``target`` an int).
 
-    ``since``: the group leader's start time (see :mod:`devenv.pids`); processes of the
-    group started earlier are not of this group, and a group with none left is not
-    signalled (its id is someone else's now). Returns whether anything of it ran.
+    ``since``: the group leader's recorded start time; a group whose id is someone else's
+    now (:func:`devenv.pids.group_members`) is not signalled. Returns whether anything
+    of it ran.
 
     Zombies do not count: where PID 1 reaps slowly (many containers), a stopped group can
     keep zombies for a while, and waiting for them would stall every stop.

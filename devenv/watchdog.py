@@ -28,7 +28,7 @@ import sys
 import time
 from collections.abc import Mapping
 
-from devenv import pids, waiting
+from devenv import pids
 
 ENV = "DEVENV_RUN"
 
@@ -66,7 +66,10 @@ def kill_tagged(run: str, step: str | None = None, grace: float = 1.0,
     seen: set[int] = set()
     deadline_term = time.monotonic() + grace
 
-    def signal_round(_left: float) -> bool:
+    deadline = time.monotonic() + limit
+    # a plain loop, not devenv.waiting: the watchdog starts with every run, and that
+    # module's imports (socket, dataclasses) would add tens of milliseconds to each
+    while True:
         found = tagged(run, step)
         sig = signal.SIGTERM if time.monotonic() < deadline_term else signal.SIGKILL
         for pid in found:
@@ -74,10 +77,9 @@ def kill_tagged(run: str, step: str | None = None, grace: float = 1.0,
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.kill(pid, sig)
             seen.add(pid)
-        return not found
-
-    waiting.until(signal_round, limit, pause=0.05)
-    return len(seen)
+        if not found or time.monotonic() >= deadline:
+            return len(seen)
+        time.sleep(0.05)
 
 
 def main(argv: list[str]) -> int:

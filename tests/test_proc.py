@@ -44,7 +44,9 @@ def test_a_recorded_group_is_killed_by_its_id(tmp_path: Path) -> None:
     since = pids.started(leader.pid)
     assert since is not None
     try:
-        # members started before the recorded leader are not of its group: not signalled
+        # the group's id, recorded with another start: its leader's pid was reused by a
+        # stranger, whose group is not signalled
+        assert not proc.kill_group(leader.pid, grace=0.5, since=since - 60)
         assert not proc.kill_group(leader.pid, grace=0.5, since=since + 60)
         assert alive(leader.pid) and alive(child)
         assert proc.kill_group(leader.pid, grace=0.5, since=since)

@@ -24,19 +24,13 @@ def stop(rec: Mapping[str, Any], grace: float = GRACE) -> bool:
     """Stop the process group a record names (SIGTERM, SIGKILL what is left after
     ``grace``); False if nothing of it ran (then nothing is signalled).
 
-    The group's id is its leader's pid. While that pid runs, it must be the recorded
-    leader: the kernel gives out no pid that is still a group's id, so a reused one means
-    our group had ended and the group now is someone else's. A leader that exited can
-    leave its group behind (children it started): those, started no earlier than it, are
-    stopped."""
-    recorded = str(rec.get("start_id") or "")
-    since = pids.recorded_start(recorded)
+    The group's id is its leader's pid; :func:`devenv.pids.group_members` tells a reused
+    one (a stranger's group) from ours. A leader that exited can leave its group behind
+    (children it started): those, started no earlier than it, are stopped."""
+    since = pids.recorded_start(str(rec.get("start_id") or ""))
     if since is None:
         return False  # nothing to tell it from a stranger by
-    pgid = int(rec["pid"])
-    if pids.alive(pgid) and not pids.is_same(pgid, recorded):
-        return False
-    return proc.kill_group(pgid, grace, since=since)
+    return proc.kill_group(int(rec["pid"]), grace, since=since)
 
 
 def live_owner(rec: Mapping[str, Any]) -> int | None:

@@ -31,6 +31,7 @@ from devenv.errors import (
     EXIT_INTERRUPTED,
     EXIT_OK,
     BusyError,
+    first_line,
 )
 from devenv.events import Message, Reporter
 from devenv.postgres import database
@@ -40,19 +41,6 @@ from devenv.processes.prepare import Prepared, prepare, start_order
 from devenv.processes.ready import PROBE_TIMEOUT, probe
 from devenv.processes.record import read_records, records
 from devenv.schema import Project
-
-
-class ProcessLines(Protocol):
-    """Where the processes' output goes, one prefixed line each (the command layer hands
-    in :class:`devenv.console.ProcessLines`; the supervisor never prints)."""
-
-    def line(self, name: str, text: str) -> None:
-        """One line a process printed."""
-        ...
-
-    def system(self, text: str, detail: str = "") -> None:
-        """A line of devenv's own about the processes."""
-        ...
 
 POLL = 0.1
 # The line _spawn writes at the top of a process's log (not the process's output).
@@ -290,6 +278,9 @@ class Supervisor:
                                    detail="not checked yet")
         except _Exited:
             return
+        except Exception as exc:  # a check that cannot run (a folder gone): never ready
+            self.events.put(("timeout", prep.name, first_line(exc)))
+            return
         if not waited.stopped:
             self.events.put(("ready" if waited.done else "timeout", prep.name, waited.detail))
 
@@ -358,7 +349,7 @@ class Supervisor:
         return live
 
 
-def run_foreground(project: Project, prepared: Sequence[Prepared], out: ProcessLines,
+def run_foreground(project: Project, prepared: Sequence[Prepared], out: Lines,
                    on_ready: Callable[[], None] | None = None) -> int:
     """Start the processes, print their output until one exits or Ctrl-C / SIGTERM, then
     stop them all. Returns 1 when a process exited or was not ready, 130 on Ctrl-C.
@@ -406,7 +397,7 @@ def _what_changed(rec: Mapping[str, Any], p: Prepared) -> str:
     return f"its environment ({', '.join(names)})" if names else ""
 
 
-def run_detached(project: Project, prepared: Sequence[Prepared], out: ProcessLines) -> int:
+def run_detached(project: Project, prepared: Sequence[Prepared], out: Lines) -> int:
     """Start the processes in the background and return once all are ready.
 
     Processes still running from an earlier ``up --detach`` with the same command and
@@ -448,7 +439,7 @@ def run_detached(project: Project, prepared: Sequence[Prepared], out: ProcessLin
     return EXIT_OK
 
 
-def _stop(sup: Supervisor, out: ProcessLines) -> None:
+def _stop(sup: Supervisor, out: Lines) -> None:
     stopped = sup.stop()
     if stopped:
         out.system(f"stopped {', '.join(stopped)}")

@@ -19,7 +19,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from devenv import building, faults, fingerprint, graph, planner, proc, runner, watchdog
+from devenv import building, faults, fingerprint, graph, planner, proc, runner, waiting, watchdog
 from devenv.building import (
     diagnose,
     disk_full_advice,
@@ -43,6 +43,10 @@ from devenv.schema import Project
 from devenv.session import Session
 from devenv.state import StateStore
 from devenv.workingdb import branches, oci
+
+# Seconds a snapshot point waits for sessions of the steps that just ended to leave the
+# build; one that stays longer is a warm-started step's, and no snapshot is kept there.
+SESSIONS_SETTLE = 1.0
 
 
 @dataclass
@@ -412,8 +416,16 @@ def _build(project: Project, reporter: Reporter, target: Target, build: str,
         # No step runs now, but a warm-started one (parked until its turn) may have
         # connected while importing its app: cloning would have to end its session and
         # fail that step. Keep no snapshot here this time, and say why.
-        sessions = siblings.sessions(target, build)
-        if sessions:
+        # A step that just ended may still be listed for a moment (its backend exits
+        # after the client does): give such sessions a second to go before deciding.
+        sessions = 0
+
+        def closed(_left: float) -> bool:
+            nonlocal sessions
+            sessions = siblings.sessions(target, build)
+            return sessions == 0
+
+        if not waiting.until(closed, SESSIONS_SETTLE, pause=0.02, factor=2, longest=0.2).done:
             reporter.emit(Message(
                 f"kept no snapshot after {name}: {sessions} session(s) open on {build} (a "
                 "warm-started step whose app connects while it is imported? "
