@@ -173,15 +173,10 @@ def shell_command(text: str, env: Mapping[str, str], loc: Location | None = None
                 stack.pop()
             elif c == "`":
                 stack.append(_Ctx(_BACKTICK))
-            elif text.startswith("$((", i):
-                stack.append(_Ctx(_ARITH, 2))
-                out.append("$((")
-                i += 3
-                continue
-            elif text.startswith("$(", i):
-                stack.append(_Ctx(_SUBST, 1))
-                out.append("$(")
-                i += 2
+            elif (opened := _opens(text, i)) is not None:
+                stack.append(opened[0])
+                out.append(text[i:i + opened[1]])
+                i += opened[1]
                 continue
         elif kind == _ARITH:
             if c == "(":
@@ -200,15 +195,10 @@ def shell_command(text: str, env: Mapping[str, str], loc: Location | None = None
                     stack.pop()
                 else:
                     stack.append(_Ctx(_BACKTICK))
-            elif text.startswith("$((", i):
-                stack.append(_Ctx(_ARITH, 2))
-                out.append("$((")
-                i += 3
-                continue
-            elif text.startswith("$(", i):
-                stack.append(_Ctx(_SUBST, 1))
-                out.append("$(")
-                i += 2
+            elif (opened := _opens(text, i)) is not None:
+                stack.append(opened[0])
+                out.append(text[i:i + opened[1]])
+                i += opened[1]
                 continue
             elif c == "(" and kind == _SUBST:
                 top.depth += 1
@@ -231,6 +221,16 @@ def shell_command(text: str, env: Mapping[str, str], loc: Location | None = None
         out.append(c)
         i += 1
     return "".join(out)
+
+
+def _opens(text: str, i: int) -> tuple[_Ctx, int] | None:
+    """The context ``$((`` or ``$(`` at ``i`` opens (in double quotes as unquoted) and
+    how many characters the opener takes."""
+    if text.startswith("$((", i):
+        return _Ctx(_ARITH, 2), 3
+    if text.startswith("$(", i):
+        return _Ctx(_SUBST, 1), 2
+    return None
 
 
 def _heredoc(text: str, j: int) -> tuple[_Ctx | None, int]:

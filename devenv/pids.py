@@ -63,19 +63,27 @@ def recorded_start(text: str) -> float | None:
     devenv recorded before psutil: clock ticks since boot from ``/proc`` (digits only) and
     ``ps -o lstart`` text (macOS), so processes started by an older devenv are still
     found, and stopped, by this one."""
+    read = _read_start(text)
+    return read[0] if read is not None else None
+
+
+def _read_start(text: str) -> tuple[float, float] | None:
+    """:func:`recorded_start` and how far a live process's start may be from it."""
     text = text.strip()
     if not text:
         return None
     if text.isdigit():
         import psutil
 
-        return psutil.boot_time() + int(text) / os.sysconf("SC_CLK_TCK")
+        return psutil.boot_time() + int(text) / os.sysconf("SC_CLK_TCK"), TOLERANCE
     try:
-        return float(text)
+        return float(text), TOLERANCE
     except ValueError:
         pass
     try:
-        return time.mktime(time.strptime(" ".join(text.split()), "%a %b %d %H:%M:%S %Y"))
+        # ps's lstart is whole seconds: a process read back from it may be up to 1 s older
+        return (time.mktime(time.strptime(" ".join(text.split()), "%a %b %d %H:%M:%S %Y")),
+                TOLERANCE + 1.0)
     except (ValueError, OverflowError):
         return None
 
@@ -83,19 +91,9 @@ def recorded_start(text: str) -> float | None:
 def is_same(pid: int, recorded: str) -> bool:
     """Whether ``pid`` runs and is the process whose :func:`start_id` was ``recorded``
     (a reused pid is someone else's)."""
-    want = recorded_start(recorded)
-    now = started(pid) if want is not None else None
-    # ps's lstart is whole seconds: a process read back from it may be up to 1 s older
-    slack = TOLERANCE if _numeric(recorded) else TOLERANCE + 1.0
-    return now is not None and want is not None and abs(now - want) < slack
-
-
-def _numeric(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
+    read = _read_start(recorded)
+    now = started(pid) if read is not None else None
+    return now is not None and read is not None and abs(now - read[0]) < read[1]
 
 
 def alive(pid: int) -> bool:

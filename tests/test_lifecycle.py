@@ -184,7 +184,7 @@ def test_undo_swaps_the_previous_database_back(lc: tuple[Path, database.Target])
     second = dump_database(target.url())
     assert first != second
     project = loader.load(root / "steps.yaml")
-    rebuild.undo(project, target, RecordingReporter())
+    rebuild.undo(Session(project, RecordingReporter()), target)
     assert dump_database(target.url()) == first
     assert dump_database(target.url(f"{target.dbname}__prev")) == second
 

@@ -28,8 +28,8 @@ def run(session: Session, *, jobs: int | None = None, keep_failed: bool = False,
         # Another checkout of the project (a git worktree) shares this server's databases.
         with database_lock(target, project.root, "refresh-db", reporter, wait=wait):
             if undo:
-                rebuild.undo(project, target, reporter)
-                processes.follow_swap(project, target, reporter, profile=profile)
+                rebuild.undo(session, target)
+                processes.follow_swap(session, target)
                 return EXIT_OK
             t0 = time.monotonic()
             res = rebuild.refresh(session, target, jobs=jobs, keep_failed=keep_failed,
@@ -37,7 +37,7 @@ def run(session: Session, *, jobs: int | None = None, keep_failed: bool = False,
         if res.result is not None and not res.result.ok:
             return exit_code(res.result)
         if res.swapped:
-            processes.follow_swap(project, target, reporter, profile=profile)
+            processes.follow_swap(session, target)
         if res.source != "ready clone":
             n = len(res.steps_run)
             reporter.emit(Message(f"{target.dbname} is fresh: {n} step{'s' if n != 1 else ''} "

@@ -226,7 +226,7 @@ def restore(session: Session, name: str, *, backup: bool = True, wait: bool = Tr
             reporter.emit(Message(f"the previous database is kept as {prev} "
                                   "(devenv refresh-db --undo swaps it back)"))
         branches.note(project.name, project.root, target)
-        processes.follow_swap(project, target, reporter)
+        processes.follow_swap(session, target)
     return EXIT_OK
 
 

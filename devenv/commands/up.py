@@ -55,7 +55,7 @@ def run(session: Session, *, detach: bool = False, jobs: int | None = None,
                     and not done.rebuilt.result.ok):
                 return exit_code(done.rebuilt.result)
             if done.swapped:
-                processes.follow_swap(project, target, reporter, profile=profile)
+                processes.follow_swap(session, target)
         built = building.build(session, target, jobs=jobs, carried=carried)
         if target is not None and project.database is not None and built.result.ok:
             branches.note(project.name, project.root, target)

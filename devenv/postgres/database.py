@@ -10,7 +10,7 @@ import contextlib
 import os
 import threading
 import urllib.parse
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -318,6 +318,43 @@ def close_all() -> None:
 
 
 atexit.register(close_all)
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What one readiness attempt saw: the server answered a query, or why not."""
+
+    ready: bool
+    detail: str = ""
+    fatal: bool = False  # waiting longer will not help (wrong password, unknown role)
+
+
+# SQLSTATEs that waiting will not cure: wrong password, unknown role.
+INVALID_PASSWORD = "28P01"
+INVALID_AUTHORIZATION = "28000"
+
+
+def answers(conninfo: Mapping[str, str], timeout: float = 2) -> Answer:
+    """A real connection plus ``SELECT 1``: what readiness means for a PostgreSQL server.
+
+    ``pg_isready`` answers "accepting connections" during the official image's init phase
+    (a temporary server on a socket only, later restarted); a query is what the steps will
+    do, so it is what readiness means (the services' probe and the test clusters' wait)."""
+    try:
+        with libpq.connect(conninfo, timeout=max(1.0, timeout),
+                           application_name="devenv-ready") as conn:
+            conn.execute("SELECT 1")
+        return Answer(True)
+    except libpq.OperationalError as exc:
+        fatal = exc.sqlstate in (INVALID_PASSWORD, INVALID_AUTHORIZATION)
+        return Answer(False, _last_line(exc), fatal)
+    except libpq.Error as exc:
+        return Answer(False, _last_line(exc))
+
+
+def _last_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[-1] if text else type(exc).__name__
 
 
 def exists(target: Target, dbname: str) -> bool:

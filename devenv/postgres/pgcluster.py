@@ -16,7 +16,7 @@ from pathlib import Path
 
 from devenv import logtail, proc, waiting
 from devenv.errors import EXIT_SERVICE, DevenvError
-from devenv.postgres import database, libpq
+from devenv.postgres import database
 
 SEARCH_DIRS = (
     "/usr/lib/postgresql/*/bin",  # Debian, Ubuntu
@@ -199,16 +199,12 @@ def free_port() -> int:
 
 def wait_until_ready(url: str, timeout: float = 30.0) -> None:
     """Wait for a real TCP connection plus a query to succeed (not ``pg_isready``)."""
-    t = database.parse_url(url, env_service=False)
+    info = database.parse_url(url, env_service=False).conninfo()
 
-    def answers(_left: float) -> tuple[bool, str]:
-        try:
-            with libpq.connect(t.conninfo(), timeout=2) as conn:
-                conn.execute("SELECT 1")
-        except libpq.Error as exc:
-            return False, str(exc)
-        return True, ""
+    def ready(_left: float) -> tuple[bool, str]:
+        answer = database.answers(info)
+        return answer.ready, answer.detail
 
-    waited = waiting.until(answers, timeout, pause=0.1)
+    waited = waiting.until(ready, timeout, pause=0.1)
     if not waited.done:
         raise ClusterError(f"PostgreSQL did not answer within {timeout:.0f}s: {waited.detail}")

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Protocol
 
-from devenv import logtail, pids, proc, waiting
+from devenv import graph, logtail, pids, proc, waiting
 from devenv.errors import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -41,6 +41,7 @@ from devenv.processes.prepare import Prepared, prepare, start_order
 from devenv.processes.ready import PROBE_TIMEOUT, probe
 from devenv.processes.record import read_records, records
 from devenv.schema import Project
+from devenv.session import Session
 
 POLL = 0.1
 # The line _spawn writes at the top of a process's log (not the process's output).
@@ -159,13 +160,14 @@ class Supervisor:
         ready in time.
         """
         keep = keep or {}
-        pending = [n for n in self.order if n not in keep]
-        ready = set(keep)
+        frontier = graph.Frontier(self.order, lambda n: self.prepared[n].needs)
+        for name in keep:
+            frontier.done(name)
+        pending = {n for n in self.order if n not in keep}
         while pending or any(not c.ready for c in self.children.values()):
-            for name in list(pending):
-                if all(n in ready for n in self.prepared[name].needs):
-                    pending.remove(name)
-                    self._spawn(self.prepared[name])
+            for name in frontier.ready(pending):
+                pending.discard(name)
+                self._spawn(self.prepared[name])
             try:
                 kind, name, detail = self.events.get(timeout=POLL)
             except queue.Empty:
@@ -173,7 +175,7 @@ class Supervisor:
             if kind == "ready":
                 child = self.children[name]
                 child.ready = True
-                ready.add(name)
+                frontier.done(name)
                 self._record(name, ready_at=time.time())
                 took = time.monotonic() - child.started
                 how = f" ({child.prep.ready}: {detail})" if child.prep.ready else ""
@@ -446,12 +448,12 @@ def _stop(sup: Supervisor, out: Lines) -> None:
 
 
 
-def follow_swap(project: Project, target: database.Target, reporter: Reporter,
-                profile: str = "local") -> list[str]:
+def follow_swap(session: Session, target: database.Target) -> list[str]:
     """After the working database was swapped (refresh-db, --undo, snapshot restore, a
     branch swap): restart the running processes that use it, so none keeps a pooled
     connection to the database that is gone. A process that declares ``reconnects: true``
     is left alone. Returns the names restarted (or asked to restart)."""
+    project, reporter = session.project, session.reporter
     recs = read_records(project)
     alive = {n: r for n, r in recs.items() if n in project.processes and identity.alive(r)}
     if not alive:

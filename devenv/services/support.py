@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from devenv import logtail, waiting
-from devenv.postgres import libpq
+from devenv.postgres import database
 from devenv.schema import PortSpec, Project, ServiceSpec
 
 TAIL_LINES = 30
@@ -53,34 +53,13 @@ class Probe:
     fatal: bool = False  # waiting longer will not help (wrong password)
 
 
-# SQLSTATEs that waiting will not cure: wrong password, unknown role.
-INVALID_PASSWORD = "28P01"
-INVALID_AUTHORIZATION = "28000"
-
-
 def pg_probe(port: int, user: str, password: str, host: str = "127.0.0.1",
              timeout: float = 2) -> Probe:
-    """A real TCP connection to ``host:port`` plus ``SELECT 1``.
-
-    ``pg_isready`` answers "accepting connections" during the image's init phase (a
-    temporary server on a socket only, later restarted); a query over the published port
-    is what the steps will do, so it is what readiness means.
-    """
-    info = {"host": host, "port": str(port), "user": user, "password": password,
-            "dbname": "postgres"}
-    try:
-        with libpq.connect(info, timeout=max(1.0, timeout),
-                           application_name="devenv-ready") as conn:
-            conn.execute("SELECT 1")
-        return Probe(True)
-    except libpq.OperationalError as exc:
-        text = str(exc).strip()
-        last = text.splitlines()[-1] if text else type(exc).__name__
-        if exc.sqlstate in (INVALID_PASSWORD, INVALID_AUTHORIZATION):
-            return Probe(False, last, fatal=True)
-        return Probe(False, last)
-    except libpq.Error as exc:
-        return Probe(False, str(exc).strip().splitlines()[-1] if str(exc).strip() else "")
+    """A real TCP connection to ``host:port`` plus ``SELECT 1`` (see
+    :func:`devenv.postgres.database.answers`: not ``pg_isready``)."""
+    answer = database.answers({"host": host, "port": str(port), "user": user,
+                               "password": password, "dbname": "postgres"}, timeout)
+    return Probe(answer.ready, answer.detail, answer.fatal)
 
 
 def tcp_probe(port: int, host: str = "127.0.0.1") -> Probe:

@@ -548,8 +548,9 @@ def reclone(project: Project, target: Target, snap: str) -> None:
         database.drop(target, tmp)
 
 
-def undo(project: Project, target: Target, reporter: Reporter) -> None:
+def undo(session: Session, target: Target) -> None:
     """Swap the previous database (``db__prev``) back in; the current one becomes prev."""
+    reporter = session.reporter
     db = target.dbname
     prev = siblings.prev_name(db)
     have = {d.datname for d in siblings.related(target, db)}
