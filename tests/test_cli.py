@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -60,46 +59,6 @@ def test_unknown_step_and_profile_are_usage_errors(make_project: MakeProject) ->
     assert r.returncode == 2
     assert r.stderr.strip() == ("error: unknown profile 'cii' (did you mean 'ci'?); known "
                                 "profiles: local, ci")
-
-
-def test_run_exit_codes_and_plain_output(make_project: MakeProject) -> None:
-    root = make_project({"version": 1, "steps": {
-        "ok": {"run": "echo fine"}, "bad": {"run": "echo broken-output; exit 4",
-                                            "needs": ["ok"]}}})
-    r = devenv("run", "--plain", cwd=root)
-    assert r.returncode == 1
-    assert "[ok] ok in" in r.stdout
-    assert "[bad] FAILED (exit code 4)" in r.stdout
-    assert "log: .devenv/logs/bad.log" in r.stdout
-    assert "  | broken-output" in r.stdout
-    assert "\x1b[" not in r.stdout  # no colour codes when not a terminal
-    r = devenv("run", "ok", cwd=root)  # no --plain: stdout is a pipe, not a terminal
-    assert r.returncode == 0 and "[ok] skipped: unchanged since" in r.stdout
-    assert "\x1b[" not in r.stdout  # no colour codes when not a terminal
-
-
-def test_plan_json(make_project: MakeProject) -> None:
-    root = make_project({"version": 1, "steps": {
-        "a": {"run": "true"}, "b": {"run": "true", "needs": ["a"], "profiles": ["local"]}}})
-    r = devenv("plan", "--json", "--profile", "ci", cwd=root)
-    assert r.returncode == 0, r.stderr
-    data = json.loads(r.stdout)
-    assert data["profile"] == "ci"
-    assert [(s["name"], s["action"], s["reason"]) for s in data["steps"]] == [
-        ("a", "run", "never run on this database"),
-        ("b", "skip", "not in profile ci (runs in: local)")]
-    assert data["would_run"] == 1
-
-
-@pytest.mark.parametrize("fmt", ["tree", "mermaid", "dot", "json"])
-def test_graph_formats(make_project: MakeProject, fmt: str) -> None:
-    root = make_project({"version": 1, "name": "demo", "steps": {
-        "a": {"run": "true"}, "b": {"run": "true", "needs": ["a"]}}})
-    r = devenv("graph", "--format", fmt, cwd=root)
-    assert r.returncode == 0, r.stderr
-    expected = {"tree": "└── b", "mermaid": "n0 --> n1", "dot": '"a" -> "b";',
-                "json": '"edges"'}[fmt]
-    assert expected in r.stdout
 
 
 def test_file_option_and_subfolder(make_project: MakeProject, tmp_path: Path) -> None:

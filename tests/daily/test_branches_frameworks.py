@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 
 from devenv.postgres import database, siblings
-from tests.daily import test_branches
-from tests.daily.test_branches import git
+from tests.commands import test_branches
+from tests.commands.test_branches import git
 from tests.kinds import djangoproj
 from tests.kinds.test_alembic import ENV_PY, LOGGING, revision
 

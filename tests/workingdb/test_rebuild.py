@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import sys
 import time
@@ -20,68 +19,18 @@ from devenv.postgres import database, siblings
 from devenv.session import Session
 from devenv.workingdb import rebuild
 from tests.dbcompare import dump_database
+from tests.refreshproj import FILES, PSQL, builds, config, lc_project, names, refresh
 
 pytestmark = pytest.mark.postgres
-
-PSQL = "psql -X -q -v ON_ERROR_STOP=1"
-
-
-def config(db: str) -> dict[str, Any]:
-    return {
-        "version": 1,
-        "name": "lc",
-        "services": {"db": {"image": "postgres:15", "env": {"POSTGRES_PASSWORD": "x"}}},
-        "database": {"service": "db", "name": db, "schemas": ["public", "app"]},
-        "steps": {
-            "schema": {"run": f"{PSQL} -f schema.sql", "needs": ["db"], "inputs": ["schema.sql"]},
-            "seed": {"run": f"{PSQL} -f seed.sql", "needs": ["schema"], "inputs": ["seed.sql"]},
-            "extra": {"run": f"{PSQL} -c 'insert into app.extra values (1)'",
-                      "needs": ["schema"]},
-            "final": {"run": f"{PSQL} -c \"insert into app.log values ('final')\"",
-                      "needs": ["seed", "extra"]},
-        },
-    }
-
-
-FILES = {
-    "schema.sql": "create table app.items(id int primary key, v text);\n"
-                  "create table app.extra(x int);\ncreate table app.log(msg text);\n",
-    "seed.sql": "insert into app.items select g, 'v' || g from generate_series(1, 200) g;\n",
-}
 
 
 @pytest.fixture
 def lc(make_project: Callable[..., Path], pg_server: Any, monkeypatch: pytest.MonkeyPatch,
        ) -> Iterator[tuple[Path, database.Target]]:
-    db = pg_server.unique_db("lc")
-    root = make_project(config(db), files=FILES)
-    url = pg_server.url(db)
-    monkeypatch.setenv("DATABASE_URL", url)
-    target = database.parse_url(url)
-    yield root, target
-    for info in siblings.related(target, db):
-        database.drop(target, info.datname)
-
-
-def refresh(root: Path, target: database.Target, **kw: Any,
-            ) -> tuple[rebuild.RefreshResult, RecordingReporter]:
-    project = loader.load(root / "steps.yaml")
-    rep = RecordingReporter()
-    res = rebuild.refresh(Session(project, rep), target, background_reclone=False, **kw)
-    return res, rep
-
+    yield from lc_project(make_project, pg_server, monkeypatch)
 
 def ran(rep: RecordingReporter) -> list[str]:
     return [e.name for e in rep.events if isinstance(e, StepStarted)]
-
-
-def names(target: database.Target) -> set[str]:
-    return {d.datname for d in siblings.related(target, target.dbname)}
-
-
-def builds(target: database.Target) -> set[str]:
-    """The builds beside the working database (each refresh-db run names its own)."""
-    return {n for n in names(target) if siblings.is_build(target.dbname, n)}
 
 
 def test_cold_warm_and_changed_input(lc: tuple[Path, database.Target]) -> None:
@@ -194,59 +143,6 @@ def test_hostile_snapshot_names_are_refused() -> None:
 
     with pytest.raises(UsageError, match="invalid snapshot name"):
         siblings.user_name("demo_dev", 'x"; DROP DATABASE demo_dev; --')
-
-
-def _devenv(root: Path, *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "devenv", "--plain", *args], cwd=root,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-
-
-def _wait_for(path: Path, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        assert time.monotonic() < deadline, f"{path} never appeared"
-        time.sleep(0.05)
-
-
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL])
-def test_signal_during_build_loses_nothing(lc: tuple[Path, database.Target],
-                                           sig: signal.Signals) -> None:
-    root, target = lc
-    refresh(root, target)
-    before = dump_database(target.url())
-    # the seed step now hangs until it is killed
-    (root / "seed.sql").write_text(
-        "insert into app.items values (9999, 'x');\n\\! touch started; sleep 60\n")
-    p = _devenv(root, "refresh-db")
-    _wait_for(root / "started")
-    p.send_signal(sig)
-    out, _ = p.communicate(timeout=60)
-    if sig is not signal.SIGKILL:
-        assert p.returncode == 130, out
-    assert dump_database(target.url()) == before
-    if sig is signal.SIGKILL:
-        # the next run (or doctor --fix) cleans up what a SIGKILL left
-        project = loader.load(root / "steps.yaml")
-        rebuild.recover(target, target.dbname, RecordingReporter())
-        del project
-    assert not builds(target)
-    (root / "started").unlink()
-
-
-def test_second_refresh_fails_fast_naming_the_holder(lc: tuple[Path, database.Target]) -> None:
-    root, _target = lc
-    (root / "seed.sql").write_text("\\! touch started; sleep 30\n")
-    first = _devenv(root, "refresh-db")
-    try:
-        _wait_for(root / "started")
-        second = subprocess.run([sys.executable, "-m", "devenv", "refresh-db", "--no-wait"],
-                                cwd=root, capture_output=True, text=True, timeout=60)
-        assert second.returncode == 4  # busy, not "a step failed"
-        assert f"another devenv is working on this project: pid {first.pid} (refresh-db" \
-               in second.stderr
-    finally:
-        first.send_signal(signal.SIGINT)
-        first.communicate(timeout=60)
 
 
 def test_plan_refresh_names_the_snapshot_and_the_steps(lc: tuple[Path, database.Target]) -> None:

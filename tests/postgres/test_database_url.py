@@ -365,7 +365,7 @@ def _project(make_project: Callable[..., Path], db: str) -> Path:
 def _ci_setup(root: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     full = {k: v for k, v in os.environ.items() if not k.startswith("PG")
             and k != "DATABASE_URL"} | env
-    full["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
+    full["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
     return subprocess.run([sys.executable, "-m", "devenv", "ci-setup"], cwd=root, env=full,
                           capture_output=True, text=True, timeout=180)
 

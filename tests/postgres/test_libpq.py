@@ -350,7 +350,7 @@ def test_libpq_loads_without_importing_psycopg() -> None:
     code = ("import sys; from devenv.postgres import database, libpq; "
             "print('ctypes' in sys.modules); lib = libpq._load(); "
             "print('psycopg' in sys.modules, lib is not None and 'psycopg_binary' in lib.path)")
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True,
                          text=True, check=True, env={**os.environ, "PYTHONPATH": str(root)})
     assert out.stdout.split() == ["False", "False", "True"]
