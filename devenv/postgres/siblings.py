@@ -82,12 +82,14 @@ def cache_name(db: str, key: str) -> str:
     return f"{stem(db)}__s_{key[:KEY_LEN]}"
 
 
-def branch_name(db: str, branch: str) -> str:
+def branch_name(db: str, branch: str, copy: int = 0) -> str:
     """``db__br_<branch>``: where ``up`` parks the database of ``branch`` (the branch's
     letters and digits, then a short hash of its exact name: unique, and it fits, as
-    :func:`stem` leaves at least 23 bytes)."""
+    :func:`stem` leaves at least 23 bytes). ``copy`` > 0: the name of a second (third...)
+    database parked for the same branch, when the first name is taken."""
     slug = re.sub(r"[^a-z0-9]+", "_", branch.lower()).strip("_") or "branch"
-    digest = hashlib.sha256(branch.encode()).hexdigest()[:8]
+    exact = branch if copy == 0 else f"{branch}\0{copy}"
+    digest = hashlib.sha256(exact.encode()).hexdigest()[:8]
     base = f"{stem(db)}__br_"
     room = MAX_NAME - len(base.encode()) - len(digest) - 1
     return f"{base}{slug[:room]}_{digest}"

@@ -18,7 +18,7 @@ from __future__ import annotations
 import shlex
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,15 +83,37 @@ def parked(target: Target, project: str, sizes: bool = False) -> list[Parked]:
 
 
 def leaving(target: Target, root: Path) -> str | None:
-    """The branch the working database was built for, when another one is checked out and
-    that branch's park name is free: a refresh then parks it instead of making it
-    ``__prev`` (which the next refresh drops)."""
+    """The branch the working database was built for, when another one is checked out: a
+    refresh then parks it (:func:`park_name`) instead of making it ``__prev`` (which the
+    next refresh drops)."""
     branch = current(root)
     old = recorded(target) if branch is not None else None
     if old is None or old == branch:
         return None
-    name = siblings.branch_name(target.dbname, old)
-    return old if siblings.find(target, target.dbname, name) is None else None
+    return old
+
+
+def park_name(db: str, branch: str, taken: Iterable[str]) -> str:
+    """A free name to park a database of ``branch`` under: the branch's own, or, when a
+    database parked earlier for that branch holds it (a ``refresh-db --undo`` or a
+    snapshot restore brought back a database of the branch while one was parked), the
+    next copy's: both are kept, rows and all, and ``devenv branches`` lists both."""
+    used = set(taken)
+    copy = 0
+    while (name := siblings.branch_name(db, branch, copy)) in used:
+        copy += 1
+    return name
+
+
+def own_database(target: Target, project: str, branch: str,
+                 have: Mapping[str, siblings.DbInfo]) -> str | None:
+    """The parked database to swap in for ``branch``: the most recently parked of its
+    own (its name, or a copy's, by the branch recorded on it)."""
+    mine = [p.datname for p in parked(target, project) if p.branch == branch]
+    if mine:
+        return mine[0]
+    name = siblings.branch_name(target.dbname, branch)
+    return name if name in have else None
 
 
 def recorded(target: Target) -> str | None:
@@ -151,15 +173,16 @@ def follow(project_name: str, root: Path, target: Target, reporter: Reporter,
             f"{db} was the working database of the checkout at {other} (branch {old!r}); "
             f"its app processes now see branch {branch!r}'s database until `devenv up` "
             "runs there again", "warn"))
-    park_as = siblings.branch_name(db, old)
     have = {d.datname: d for d in siblings.related(target, db)}
-    if park_as in have:
-        raise DevenvError(
-            f"cannot park {db} (built for branch {old!r}) as {park_as}: that name is taken "
-            f"by another database; rename or drop it (devenv branches drop {old})")
-    mine = siblings.branch_name(db, branch)
+    mine = own_database(target, project_name, branch, have)
+    park_as = park_name(db, old, have)
+    if park_as != siblings.branch_name(db, old):
+        reporter.emit(Message(
+            f"{siblings.branch_name(db, old)} already holds a database parked earlier for "
+            f"{old!r}: parking this one beside it as {park_as}; both are kept (`devenv "
+            "branches` lists them, `devenv branches drop` removes the newest)", "warn"))
     t0 = time.monotonic()
-    if mine in have:
+    if mine is not None:
         siblings.swap(target, db, mine, park_as=park_as)
         when = have[mine].meta.get("parked_at", have[mine].created)
         age = _age(time.time() - float(when))

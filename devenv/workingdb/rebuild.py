@@ -177,7 +177,7 @@ def _refresh(session: Session, target: Target, *, jobs: int | None, keep_failed:
     # for that branch, as up does, rather than make it __prev, which the next refresh drops.
     left = branches.leaving(target, project.root) if park_as is None else None
     if left is not None:
-        park_as = siblings.branch_name(db, left)
+        park_as = branches.park_name(db, left, (d.datname for d in siblings.related(target, db)))
 
     def swap_in(src: str) -> str | None:
         backup_name = siblings.swap(target, db, src, backup=backup,

@@ -239,3 +239,36 @@ def test_refresh_db_after_a_switch_parks_the_other_branchs_database(repo: Repo) 
     r = repo.devenv("up", "--no-processes")
     assert "swapped in its own database" in r.stdout + r.stderr, r.stdout + r.stderr
     assert repo.sql("select count(*) from app.tasks where title = 'made on main'") == [(1,)]
+
+
+def test_a_taken_park_name_keeps_both_databases(repo: Repo) -> None:
+    """The working database says it is main's (a snapshot restore or --undo brought one
+    back) while main's is parked: a switch parks it beside, as a copy, instead of stopping;
+    both keep their rows, and switching back swaps in the newest."""
+    assert repo.devenv("up", "--no-processes").returncode == 0
+    repo.sql("insert into app.tasks(title) values ('first on main')")
+    git(repo.root, "switch", "-q", "feature")
+    assert repo.devenv("up", "--no-processes").returncode == 0
+    target = database.parse_url(repo.url)
+    first = siblings.branch_name(target.dbname, "main")
+    # a copy of main's database swapped in on feature, as a restore of one would
+    siblings.clone(target, first, "br_restored")
+    siblings.swap(target, target.dbname, "br_restored")
+    branches.record(target, "br", "main", repo.root)
+    repo.sql("insert into app.tasks(title) values ('later on main')")
+    r = repo.devenv("up", "--no-processes")
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out
+    copy = siblings.branch_name(target.dbname, "main", 1)
+    assert (f"{first} already holds a database parked earlier for 'main': parking this one "
+            f"beside it as {copy}; both are kept") in out, out
+    assert sorted(p.datname for p in branches.parked(target, "br") if p.branch == "main") \
+        == sorted([first, copy])
+    git(repo.root, "switch", "-q", "main")
+    r = repo.devenv("up", "--no-processes")
+    assert r.returncode == 0 and "swapped in its own database" in r.stdout, r.stdout + r.stderr
+    assert repo.sql("select title from app.tasks where title like '%on main' order by 1") \
+        == [("first on main",), ("later on main",)]
+    with psycopg.connect(repo.url.rsplit("/", 1)[0] + "/" + first) as conn:
+        rows = conn.execute("select title from app.tasks where title like '%on main'")
+        assert rows.fetchall() == [("first on main",)]
