@@ -123,9 +123,11 @@ def build(
     create: bool = True,
     carried: Mapping[str, str] | None = None,
     log_dir: Path | None = None,
+    fingerprints: Mapping[str, fingerprint.Fingerprint] | None = None,
 ) -> BuildResult:
     """Plan and run the steps against database ``dbname`` (default: the project's); step
-    logs go to ``log_dir`` (default ``.devenv/logs``)."""
+    logs go to ``log_dir`` (default ``.devenv/logs``). ``fingerprints``: the steps' own,
+    when the caller has just computed them (else they are computed here)."""
     project, reporter = session.project, session.reporter
     held = contextlib.ExitStack()
     if target is not None and project.database is not None:
@@ -135,13 +137,14 @@ def build(
     with held:
         return _build(session, target, dbname=dbname, targets=targets, only=only,
                       force=force, jobs=jobs, keep_going=keep_going, create=create,
-                      carried=carried, log_dir=log_dir)
+                      carried=carried, log_dir=log_dir, fingerprints=fingerprints)
 
 
 def _build(session: Session, target: database.Target | None, *,
            dbname: str | None, targets: Sequence[str], only: bool, force: bool,
            jobs: int | None, keep_going: bool, create: bool,
-           carried: Mapping[str, str] | None, log_dir: Path | None) -> BuildResult:
+           carried: Mapping[str, str] | None, log_dir: Path | None,
+           fingerprints: Mapping[str, fingerprint.Fingerprint] | None) -> BuildResult:
     project, reporter, profile = session.project, session.reporter, session.profile
     store = StateStore(project.state_dir)
     dbname = dbname or (target.dbname if target else None)
@@ -158,7 +161,7 @@ def _build(session: Session, target: database.Target | None, *,
                                     + ("created" if created else "exists")))
     key = database_key(target, dbname) or NO_DATABASE
     label = target.redacted(dbname) if target else None
-    fps = fingerprint.compute(project)
+    fps = dict(fingerprints) if fingerprints is not None else fingerprint.compute(project)
     decisions = planner.decide(project, store.steps(key), targets=targets, only=only,
                                force=force, profile=profile, fingerprints=fps)
     carried = dict(carried or {})

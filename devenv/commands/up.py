@@ -44,19 +44,20 @@ def run(session: Session, *, detach: bool = False, jobs: int | None = None,
 
         oci.restore_fresh(session, target)
         carried: dict[str, str] = {}
+        fps = None
         if target is not None and project.database is not None:
             # Another checkout of the project (a git worktree) shares this server's
             # databases: a branch switch or a rebuild swaps them (re-entrant: the steps
             # below take it again).
             held.enter_context(database_lock(target, project.root, "up", reporter))
             done = working.reconcile(session, target, jobs=jobs, mode=rebuild)
-            carried = done.carried
+            carried, fps = done.carried, done.fingerprints
             if (done.rebuilt is not None and done.rebuilt.result is not None
                     and not done.rebuilt.result.ok):
                 return exit_code(done.rebuilt.result)
             if done.swapped:
                 processes.follow_swap(session, target)
-        built = building.build(session, target, jobs=jobs, carried=carried)
+        built = building.build(session, target, jobs=jobs, carried=carried, fingerprints=fps)
         if target is not None and project.database is not None and built.result.ok:
             branches.note(project.name, project.root, target)
         code = exit_code(built.result)

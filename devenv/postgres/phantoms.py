@@ -14,12 +14,13 @@ not judged.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Iterable
 from pathlib import Path
 
 from devenv import fingerprint, graph
-from devenv.postgres import database
+from devenv.postgres import database, libpq
 from devenv.postgres.database import Target
 from devenv.postgres.libpq import ident
 from devenv.schema import Project, StepSpec
@@ -70,18 +71,18 @@ def alembic_on_disk(root: Path, paths: Iterable[str]) -> set[str]:
     return found
 
 
-def _table_rows(target: Target, dbname: str, search_path: tuple[str, ...], table: str,
+def _table_rows(conn: libpq.Connection, search_path: tuple[str, ...], table: str,
                 columns: str) -> list[tuple[object, ...]] | None:
     """Rows of ``table`` as the step's search_path resolves it; None if it has no such
     table (the step never ran here)."""
-    with database.connect(target, dbname) as conn:
-        if search_path:
-            # ident("$user") is "$user", which PostgreSQL reads as the special name
-            conn.execute("SET search_path TO " + ", ".join(ident(s) for s in search_path))
-        row = conn.execute("SELECT to_regclass(%s)::text", (table,)).fetchone()
-        if row is None or row[0] is None:
-            return None
-        return [tuple(r) for r in conn.execute(f"SELECT {columns} FROM {row[0]}").fetchall()]
+    # ident("$user") is "$user", which PostgreSQL reads as the special name; RESET: a
+    # step without a search_path reads the database's default, as it would run
+    conn.execute("SET search_path TO " + ", ".join(ident(s) for s in search_path)
+                 if search_path else "RESET search_path")
+    row = conn.execute("SELECT to_regclass(%s)::text", (table,)).fetchone()
+    if row is None or row[0] is None:
+        return None
+    return [tuple(r) for r in conn.execute(f"SELECT {columns} FROM {row[0]}").fetchall()]
 
 
 def find(project: Project, target: Target, dbname: str | None = None,
@@ -90,24 +91,34 @@ def find(project: Project, target: Target, dbname: str | None = None,
     db = dbname or target.dbname
     wanted = set(steps) if steps is not None else set(project.steps)
     out: dict[str, list[str]] = {}
-    for name in graph.topo_order(project):
-        step = project.steps[name]
-        if name not in wanted or step.kind not in ("django-migrate", "alembic"):
-            continue
-        paths = _files(project, step)
-        if step.kind == "django-migrate":
-            disk = django_on_disk(project.root, paths)
-            if not disk:
+    with contextlib.ExitStack() as stack:
+        # one session for every migration step's table (a connection costs a password
+        # exchange, and this runs on every `up`), opened when the first one needs it
+        opened: list[libpq.Connection] = []
+
+        def conn() -> libpq.Connection:
+            if not opened:
+                opened.append(stack.enter_context(database.connect(target, db)))
+            return opened[0]
+
+        for name in graph.topo_order(project):
+            step = project.steps[name]
+            if name not in wanted or step.kind not in ("django-migrate", "alembic"):
                 continue
-            rows = _table_rows(target, db, step.search_path, "django_migrations", "app, name")
-            gone = sorted(f"{app}.{mig}" for app, mig in (rows or [])
-                          if str(app) in disk and str(mig) not in disk[str(app)])
-        else:
-            revisions = alembic_on_disk(project.root, paths)
-            if not revisions:
-                continue
-            rows = _table_rows(target, db, step.search_path, "alembic_version", "version_num")
-            gone = sorted(str(r[0]) for r in (rows or []) if str(r[0]) not in revisions)
-        if gone:
-            out[name] = gone
+            paths = _files(project, step)
+            if step.kind == "django-migrate":
+                disk = django_on_disk(project.root, paths)
+                if not disk:
+                    continue
+                rows = _table_rows(conn(), step.search_path, "django_migrations", "app, name")
+                gone = sorted(f"{app}.{mig}" for app, mig in (rows or [])
+                              if str(app) in disk and str(mig) not in disk[str(app)])
+            else:
+                revisions = alembic_on_disk(project.root, paths)
+                if not revisions:
+                    continue
+                rows = _table_rows(conn(), step.search_path, "alembic_version", "version_num")
+                gone = sorted(str(r[0]) for r in (rows or []) if str(r[0]) not in revisions)
+            if gone:
+                out[name] = gone
     return out

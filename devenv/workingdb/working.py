@@ -32,6 +32,10 @@ class Reconciled:
     carried: dict[str, str] = field(default_factory=dict)
     rebuilt: RefreshResult | None = None
     switched: bool = False  # a branch switch swapped another database in
+    #: the steps' fingerprints, computed for the check: the build that follows reuses
+    #: them (reading every input again costs tens of ms on each `up`); None after a
+    #: rebuild ran steps, which may have written files that are inputs
+    fingerprints: dict[str, fingerprint.Fingerprint] | None = None
 
     @property
     def swapped(self) -> bool:
@@ -39,13 +43,13 @@ class Reconciled:
         return self.switched or (self.rebuilt is not None and self.rebuilt.swapped)
 
 
-def check(project: Project, target: Target, profile: str) -> rerun.Verdict:
+def check(project: Project, target: Target, profile: str,
+          fps: dict[str, fingerprint.Fingerprint]) -> rerun.Verdict:
     """Classify what ``up`` would run on the working database (no changes made)."""
     key = database.identity(target, target.dbname)
     if key is None:
         return rerun.Verdict()
     recorded = StateStore(project.state_dir).steps(key)
-    fps = fingerprint.compute(project)
     decisions = planner.decide(project, recorded, profile=profile, fingerprints=fps)
     verdict = rerun.classify(project, recorded, decisions, fps)
     steps = [n for n in project.steps if project.steps[n].in_profile(profile)]
@@ -73,8 +77,9 @@ def reconcile(session: Session, target: Target, *, jobs: int | None,
         return res.source
 
     switched = branches.follow(project.name, project.root, target, reporter, build_for_branch)
-    verdict = check(project, target, profile)
-    out = Reconciled(carried=dict(verdict.carried), switched=switched)
+    fps = fingerprint.compute(project)
+    verdict = check(project, target, profile, fps)
+    out = Reconciled(carried=dict(verdict.carried), switched=switched, fingerprints=fps)
     if not verdict.rebuild:
         return out
     db = target.dbname
@@ -91,6 +96,7 @@ def reconcile(session: Session, target: Target, *, jobs: int | None,
     res = rebuild.refresh(session, target, jobs=jobs)
     out.rebuilt = res
     out.carried = {}
+    out.fingerprints = None
     if res.swapped:
         where = res.backup or "nowhere (--no-backup)"
         reporter.emit(Message(
