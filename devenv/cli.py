@@ -160,10 +160,11 @@ def _project_root() -> Path | None:
     return None
 
 
-def _project() -> Project:
+def _project(runs_steps: bool = True) -> Project:
+    """The project; ``runs_steps`` False for a command that runs none (see loader.load)."""
     from devenv import loader
 
-    return loader.load(G.file)
+    return loader.load(G.file, check_python=runs_steps)
 
 
 def _output() -> Output:
@@ -179,13 +180,14 @@ def _reporter(**kwargs: Any) -> Reporter:
 
 
 def _with_session(fn: Callable[..., int], *, profile: str = "local",
-                  database_url: str | None = None, **kwargs: Any) -> Callable[..., int]:
+                  database_url: str | None = None, runs_steps: bool = True,
+                  **kwargs: Any) -> Callable[..., int]:
     """``fn(session, ...)`` with this command's session: the project loaded, a reporter
     (closed afterwards), the profile and where the database lives, resolved once."""
     from devenv.session import Session
 
     def call(*args: Any, **kw: Any) -> int:
-        project = _project()
+        project = _project(runs_steps)
         reporter = _reporter(**kwargs)
         try:
             return fn(Session(project, reporter, profile, database_url), *args, **kw)
@@ -195,13 +197,14 @@ def _with_session(fn: Callable[..., int], *, profile: str = "local",
     return call
 
 
-def _quiet_session(profile: str = "local", database_url: str | None = None) -> Session:
+def _quiet_session(profile: str = "local", database_url: str | None = None,
+                   runs_steps: bool = False) -> Session:
     """The session of a command that prints its own output (status, plan, lists): its
     reporter only says, on stderr, what it waits for."""
     from devenv.console import PlainReporter
     from devenv.session import Session
 
-    return Session(_project(), PlainReporter(sys.stderr), profile, database_url)
+    return Session(_project(runs_steps), PlainReporter(sys.stderr), profile, database_url)
 
 
 def _with_reporter(fn: Callable[..., int], **kwargs: Any) -> Callable[..., int]:
@@ -253,7 +256,7 @@ def graph(
     """
     from devenv.commands import graph as cmd
 
-    _call(lambda: cmd.run(_project(), _output(), fmt))
+    _call(lambda: cmd.run(_project(runs_steps=False), _output(), fmt))
 
 
 @app.command()
@@ -277,8 +280,9 @@ def plan(
     """
     from devenv.commands import plan as cmd
 
-    _call(lambda: cmd.run(_quiet_session(profile=profile, database_url=database_url), _output(),
-                                         steps or [], only=only, force=force, as_json=as_json,
+    _call(lambda: cmd.run(_quiet_session(profile=profile, database_url=database_url,
+                                         runs_steps=True), _output(),
+                          steps or [], only=only, force=force, as_json=as_json,
                           refresh=refresh))
 
 
@@ -443,7 +447,7 @@ def fingerprint(
     from devenv import planner
 
     def show() -> int:
-        project = _project()
+        project = _project(runs_steps=False)
         planner.check_profile(project, profile)
         typer.echo(fp.graph_key(project, profile))
         return 0
@@ -511,7 +515,8 @@ def branches_drop(
     """Drop the parked database of BRANCH (the rows made on it go with it)."""
     from devenv.commands import branches as cmd
 
-    _call(lambda: _with_session(cmd.drop, database_url=database_url)(branch))
+    _call(lambda: _with_session(cmd.drop, database_url=database_url,
+                                        runs_steps=False)(branch))
 
 
 @branches_app.command("prune")
@@ -523,7 +528,8 @@ def branches_prune(
     """Drop the parked databases beyond the --keep most recently used, naming each."""
     from devenv.commands import branches as cmd
 
-    _call(lambda: _with_session(cmd.prune, database_url=database_url)(keep))
+    _call(lambda: _with_session(cmd.prune, database_url=database_url,
+                                        runs_steps=False)(keep))
 
 
 @branches_app.command("hook")
@@ -534,7 +540,7 @@ def branches_hook(
     --no-processes` after a branch checkout, so the database follows `git switch`."""
     from devenv.commands import branches as cmd
 
-    _call(lambda: _with_reporter(cmd.hook)(_project(), action))
+    _call(lambda: _with_reporter(cmd.hook)(_project(runs_steps=False), action))
 
 
 SnapNameArg = Annotated[str, typer.Argument(
@@ -560,7 +566,8 @@ def snapshot_save(
     """
     from devenv.commands import snapshot as cmd
 
-    _call(lambda: _with_session(cmd.save, database_url=database_url)(name, replace=replace,
+    _call(lambda: _with_session(cmd.save, database_url=database_url,
+                                        runs_steps=False)(name, replace=replace,
                                                                      wait=not no_wait))
 
 
@@ -608,7 +615,8 @@ def snapshot_delete(
     """Delete snapshot NAME."""
     from devenv.commands import snapshot as cmd
 
-    _call(lambda: _with_session(cmd.delete, database_url=database_url)(name,
+    _call(lambda: _with_session(cmd.delete, database_url=database_url,
+                                        runs_steps=False)(name,
                                              wait=not no_wait))
 
 
@@ -625,7 +633,8 @@ def snapshot_gc(
     (NAME__build, incomplete snapshots). User snapshots and NAME__prev stay."""
     from devenv.commands import snapshot as cmd
 
-    _call(lambda: _with_session(cmd.gc, profile=profile, database_url=database_url)(
+    _call(lambda: _with_session(cmd.gc, profile=profile, database_url=database_url,
+                                        runs_steps=False)(
         keep=keep, wait=not no_wait))
 
 
@@ -643,7 +652,8 @@ def snapshot_export(
     """
     from devenv.commands import snapshot as cmd
 
-    _call(lambda: _with_session(cmd.export, database_url=database_url)(name, file,
+    _call(lambda: _with_session(cmd.export, database_url=database_url,
+                                        runs_steps=False)(name, file,
                                                                        wait=not no_wait))
 
 
@@ -764,7 +774,8 @@ def logs(
     """
     from devenv.commands import logs as cmd
 
-    _call(lambda: cmd.run(_project(), _output(), name, follow=follow, tail=tail, ci=ci))
+    _call(lambda: cmd.run(_project(runs_steps=False), _output(), name, follow=follow,
+                          tail=tail, ci=ci))
 
 
 @app.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True,

@@ -417,11 +417,17 @@ def _read(path: Path, shown: str) -> str:
 # --------------------------------------------------------------------------- the loader
 
 
-def load(file: str | Path | None = None, start: Path | None = None) -> Project:
-    """Load and validate a project; raise :class:`ConfigError` on any mistake."""
+def load(file: str | Path | None = None, start: Path | None = None, *,
+         check_python: bool = True) -> Project:
+    """Load and validate a project; raise :class:`ConfigError` on any mistake.
+
+    ``check_python``: whether each step's ``python:`` must exist now. Commands that run no
+    step (down, status, logs, lists) pass False: a deleted virtualenv must not keep a
+    developer from stopping or inspecting the environment."""
     path = find_config(start, file)
     root = path.parent
-    return load_text(_read(path, path.name), root, path, _service_files(root))
+    return load_text(_read(path, path.name), root, path, _service_files(root),
+                     check_python=check_python)
 
 
 def _service_files(root: Path) -> list[tuple[str, str, str]]:
@@ -437,7 +443,8 @@ def _service_files(root: Path) -> list[tuple[str, str, str]]:
 
 
 def load_text(text: str, root: Path, path: Path | None = None,
-              service_files: list[tuple[str, str, str]] | None = None) -> Project:
+              service_files: list[tuple[str, str, str]] | None = None, *,
+              check_python: bool = True) -> Project:
     """Validate configuration text; ``service_files`` holds (name, shown path, text)."""
     shown = path.name if path is not None else CONFIG_NAME
     doc = parse_yaml(text, shown)
@@ -467,7 +474,8 @@ def load_text(text: str, root: Path, path: Path | None = None,
 
     services = _services(top.get("services"), service_files or [], shown, root)
     steps = _steps(top.get("steps"), tuple(profiles), doc)
-    _check_python(steps, root)
+    if check_python:
+        _check_python(steps, root)
     processes = _processes(top.get("processes"), tuple(profiles))
     database = _database(top.get("database"), services)
 

@@ -20,6 +20,7 @@ import concurrent.futures as cf
 import contextlib
 import datetime
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -130,9 +131,11 @@ def python_not_found(raw: str, cwd: str) -> str:
     """The message (with its fix) for a ``python:`` that points at nothing."""
     where = "the project folder" if cwd in ("", ".") else f"{cwd}/ (the step's cwd)"
     bare = " nor on PATH" if "/" not in raw else ""
+    # python: may name the virtualenv or its interpreter: the venv is made at the folder
+    venv = re.sub(r"/(bin|Scripts)/python[\d.]*(\.exe)?$", "", raw) or raw
     return (f"{raw} is not an interpreter or a virtualenv in {where}{bare}; python: is "
             f"relative to the step's cwd: (create the virtualenv, e.g. python3 -m venv "
-            f"{raw}, or fix the path)")
+            f"{venv}, or fix the path)")
 
 
 def resolve_python(project: Project, step: StepSpec, env: Mapping[str, str]) -> str:

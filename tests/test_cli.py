@@ -259,3 +259,24 @@ def test_a_bug_and_a_failed_step_exit_differently(tmp_path: Path) -> None:
     assert r.returncode == 70, r.stdout + r.stderr
     assert "Traceback" not in r.stdout + r.stderr
     assert len([line for line in r.stderr.splitlines() if "bug in devenv" in line]) == 1
+
+
+def test_a_deleted_virtualenv_stops_only_the_commands_that_run_steps(
+        make_project: MakeProject) -> None:
+    """python: is checked when the file loads for run/up/plan (an error naming the line),
+    not for commands that run no step: a developer can still look and stop."""
+    root = make_project({"version": 1, "steps": {
+        "seed": {"kind": "python", "python": ".venv/bin/python", "call": "seed:run"}}},
+        files={"seed.py": "def run(conn, fake):\n    pass\n"})
+    for args in (["run"], ["plan"]):
+        r = devenv(*args, cwd=root)
+        assert r.returncode == 2, (args, r.stdout, r.stderr)
+        assert "steps.seed.python: .venv/bin/python is not an interpreter or a virtualenv " \
+               "in the project folder" in r.stderr
+        assert "e.g. python3 -m venv .venv, or fix the path" in r.stderr
+    (root / ".devenv/logs").mkdir(parents=True)
+    (root / ".devenv/logs/seed.log").write_text("seeded (an earlier run)\n")
+    for args in (["graph"], ["fingerprint"], ["logs", "seed"], ["down"], ["status"]):
+        r = devenv(*args, cwd=root)
+        assert r.returncode == 0, (args, r.stdout, r.stderr)
+        assert "is not an interpreter" not in r.stdout + r.stderr
