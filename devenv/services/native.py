@@ -5,7 +5,10 @@ For where no Docker engine answers. Only PostgreSQL-like services (an image name
 (``data/`` plus its log and socket folder beside it). PostgreSQL will not run as root, so
 as root the server runs as the ``postgres`` user (see :mod:`devenv.postgres.pgcluster`), which
 would have to pass through ``.devenv/``; that stays 0700, so as root the data goes to
-``/var/tmp/devenv-<project>-<hash of the root>/<service>/`` instead and status says so.
+``/var/lib/devenv/<project>-<hash of the root>/<service>/`` instead and status says so
+(not /var/tmp, where systemd-tmpfiles deletes files unused for 30 days: a developer back
+from a month away would find a cluster with files missing). A cluster an earlier devenv
+made under /var/tmp is moved there the next time it is stopped when ``up`` runs.
 
 POSTGRES_USER / POSTGRES_PASSWORD / POSTGRES_DB / POSTGRES_HOST_AUTH_METHOD=trust of the
 service's env apply on first start, like the image's entrypoint.
@@ -48,7 +51,9 @@ from devenv.services.support import (
 )
 
 HOST = portlib.HOST
-FALLBACK_BASE = Path("/var/tmp")
+FALLBACK_BASE = Path("/var/lib/devenv")
+# where devenv 0.1 put it: read, and moved to FALLBACK_BASE once stopped
+LEGACY_BASE = Path("/var/tmp")
 SERVER_USER = "postgres"
 
 
@@ -106,25 +111,39 @@ def traversable(path: Path, user: pwd.struct_passwd) -> bool:
 
 
 def fallback_base(project: Project) -> Path:
-    digest = hashlib.sha256(str(project.root).encode()).hexdigest()[:8]
-    return FALLBACK_BASE / f"devenv-{project.name}-{digest}"
+    return FALLBACK_BASE / f"{project.name}-{_digest(project)}"
+
+
+def legacy_base(project: Project) -> Path:
+    return LEGACY_BASE / f"devenv-{project.name}-{_digest(project)}"
+
+
+def _digest(project: Project) -> str:
+    return hashlib.sha256(str(project.root).encode()).hexdigest()[:8]
 
 
 def layout(project: Project, service: ServiceSpec) -> Layout:
     """The folder for ``service``: in ``.devenv/native/`` when we are the server's user;
-    as root (the server runs as ``postgres``) under /var/tmp, with the reason."""
+    as root (the server runs as ``postgres``) under /var/lib/devenv, with the reason."""
     preferred = project.state_dir / "native" / service.name
     user = _server_user()
     if user is None:
         return Layout(preferred)
     fallback = fallback_base(project) / service.name
+    if not (fallback / "data" / "PG_VERSION").exists():
+        legacy = legacy_base(project) / service.name
+        if (legacy / "data" / "PG_VERSION").exists():
+            # an earlier devenv's, under /var/tmp: up moves it once the server is stopped
+            # (_move_to_fallback)
+            return Layout(legacy, f"the server runs as {SERVER_USER} (PostgreSQL refuses "
+                                  "root); kept under /var/tmp by an earlier devenv")
     if not traversable(project.root, user):
         return Layout(fallback, f"the {SERVER_USER} user (which runs the server, as "
                                 f"PostgreSQL refuses root) cannot enter {project.root}")
     if (preferred / "data" / "PG_VERSION").exists() \
             and not (fallback / "data" / "PG_VERSION").exists():
         # made inside .devenv/ by an earlier devenv (which opened .devenv/ to the postgres
-        # group for it); up moves it out once the server is stopped (_move_out_of_state_dir)
+        # group for it); up moves it out once the server is stopped (_move_to_fallback)
         return Layout(preferred)
     # The server's account would have to pass through .devenv/, which stays 0700 (it holds
     # credentials): the cluster lives outside it.
@@ -132,12 +151,15 @@ def layout(project: Project, service: ServiceSpec) -> Layout:
                             "and .devenv/ stays closed to other users")
 
 
-def _move_out_of_state_dir(project: Project, service: ServiceSpec, lay: Layout) -> Layout:
-    """Move a stopped cluster an earlier devenv made in ``.devenv/native/`` as root to where
-    it now belongs, and close ``.devenv/`` again (0700, root's group)."""
+def _move_to_fallback(project: Project, service: ServiceSpec, lay: Layout) -> Layout:
+    """Move a stopped cluster an earlier devenv made as root where it no longer belongs
+    (in ``.devenv/native/``, or under /var/tmp) to :func:`fallback_base`, and close
+    ``.devenv/`` again (0700, root's group)."""
     user = _server_user()
-    if user is None or lay.fallback_reason or not (lay.datadir / "PG_VERSION").exists() \
-            or _pid_info(lay.datadir) is not None:
+    legacy = legacy_base(project) / service.name
+    from_legacy = lay.base == legacy
+    if user is None or (lay.fallback_reason and not from_legacy) \
+            or not (lay.datadir / "PG_VERSION").exists() or _pid_info(lay.datadir) is not None:
         return lay
     target = Layout(fallback_base(project) / service.name,
                     f"the server runs as {SERVER_USER} (PostgreSQL refuses root), and "
@@ -145,7 +167,9 @@ def _move_out_of_state_dir(project: Project, service: ServiceSpec, lay: Layout) 
     target.base.parent.mkdir(mode=0o711, parents=True, exist_ok=True)
     shutil.move(str(lay.base), str(target.base))
     with contextlib.suppress(OSError):
-        lay.base.parent.rmdir()  # .devenv/native/, once no other service's data is left
+        lay.base.parent.rmdir()  # .devenv/native/ or /var/tmp/devenv-*, once emptied
+    if from_legacy:
+        return target
     state = project.state_dir
     st = state.stat()
     # another service's server may still run in there: close .devenv/ once none is left
@@ -235,7 +259,7 @@ class NativeBackend:
         """Start (or reuse) the server and wait for a real query to succeed."""
         self._check(service)
         ensure_state_dir(project.state_dir)  # 0700 before anything (ports.json) creates it
-        lay = _move_out_of_state_dir(project, service, layout(project, service))
+        lay = _move_to_fallback(project, service, layout(project, service))
         spec = _main_port(service)
         want = config_hash(service)
         meta = self._meta(lay)

@@ -104,7 +104,7 @@ def _write(root: Path, config: dict[str, Any]) -> None:
     root.mkdir(parents=True, exist_ok=True)
     (root / "steps.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     if (root.parent / SMALL).exists():
-        # As root, the native server's data lives outside .devenv/ (under /var/tmp): put
+        # As root, the native server's data lives outside .devenv/ (under /var/lib/devenv): put
         # that folder on the small disk too, through a symlink where devenv will look.
         base = fallback_base(loader.load(root / "steps.yaml"))
         data = root.parent / "server-data"

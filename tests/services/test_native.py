@@ -17,7 +17,7 @@ from devenv.errors import ServiceError
 from devenv.events import Message, RecordingReporter
 from devenv.schema import Project
 from devenv.services import ports as portlib
-from devenv.services.native import NativeBackend, fallback_base, layout
+from devenv.services.native import NativeBackend, fallback_base, layout, legacy_base
 from tests.services.conftest import unique_name, write_project
 
 pytestmark = pytest.mark.postgres
@@ -110,7 +110,7 @@ def test_start_endpoint_stop_and_the_data_survives_a_restart(open_root: Path,
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="the fallback is for root, whose server runs "
                     "as postgres")
-def test_a_project_folder_closed_to_postgres_puts_the_data_under_var_tmp(tmp_path: Path,
+def test_a_project_folder_closed_to_postgres_puts_the_data_under_var_lib(tmp_path: Path,
                                                                        ) -> None:
     root = tmp_path / "proj"  # pytest's tmp folders are 0700: postgres cannot enter
     project = write_project(root, unique_name(), {"db": NATIVE_DB})
@@ -120,7 +120,7 @@ def test_a_project_folder_closed_to_postgres_puts_the_data_under_var_tmp(tmp_pat
     try:
         ep = b.up(project, svc, rec, timeout=60)
         base = fallback_base(project) / "db"
-        assert str(base).startswith(f"/var/tmp/devenv-{project.name}-")
+        assert str(base).startswith(f"/var/lib/devenv/{project.name}-")
         assert layout(project, svc).base == base
         reason = f"the postgres user (which runs the server, as PostgreSQL refuses root) " \
                  f"cannot enter {root}"
@@ -164,6 +164,33 @@ def test_a_cluster_an_earlier_devenv_made_inside_devenv_dir_is_moved_out(open_ro
         assert (stat.S_IMODE(st.st_mode), st.st_gid) == (0o700, 0)
     finally:
         _cleanup(project)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root's server runs as another user")
+def test_a_cluster_an_earlier_devenv_kept_under_var_tmp_moves_to_var_lib(open_root: Path,
+                                                                         ) -> None:
+    """/var/tmp is cleaned by systemd-tmpfiles (files unused for 30 days): a cluster found
+    there is used as it is, and moved under /var/lib/devenv once stopped, rows and all."""
+    project = write_project(open_root, unique_name(), {"db": NATIVE_DB})
+    svc = project.services["db"]
+    b = NativeBackend()
+    outside = fallback_base(project) / "db"
+    legacy = legacy_base(project) / "db"
+    try:
+        port = b.up(project, svc, RecordingReporter(), timeout=60).port(5432)
+        query(port, "CREATE TABLE kept AS SELECT 7 AS n")
+        b.down(project, svc)
+        legacy.parent.mkdir(mode=0o711)
+        shutil.move(str(outside), str(legacy))  # where devenv 0.1 kept it
+        assert layout(project, svc).base == legacy  # status and down still find it there
+
+        port = b.up(project, svc, RecordingReporter(), timeout=60).port(5432)
+        assert query(port, "SELECT n FROM kept") == [(7,)]
+        assert layout(project, svc).base == outside
+        assert str(outside).startswith("/var/lib/devenv/") and not legacy.parent.exists()
+    finally:
+        _cleanup(project)
+        shutil.rmtree(legacy.parent, ignore_errors=True)
 
 
 def test_only_postgres_services_and_fixed_port_conflicts(open_root: Path) -> None:
