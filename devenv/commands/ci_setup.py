@@ -28,6 +28,7 @@ from devenv.errors import (
 )
 from devenv.events import Decision, Message, Reporter, RunResult, Status
 from devenv.lock import project_lock
+from devenv.postgres.database import Target
 from devenv.schema import Project
 from devenv.session import Session
 from devenv.workingdb import cidump, oci
@@ -93,7 +94,7 @@ def run(load: Callable[[], Project], reporter: Reporter, *, profile: str = "ci",
             if code == EXIT_OK and push and target is not None and (ran or not (hit or pulled)):
                 extra["remote_push"] = oci.push_database(session, target)
             if code == EXIT_OK and with_processes and project.processes:
-                code = _start_processes(project, reporter, target, profile)
+                code = _start_processes(session, target)
     except (ConfigError, UsageError) as exc:
         code, error = EXIT_CONFIG, str(exc)
     except ServiceError as exc:
@@ -160,9 +161,10 @@ def _summary(reporter: Reporter, result: RunResult) -> None:
     reporter.emit(Message("summary", detail="\n".join(lines)))
 
 
-def _start_processes(project: Project, reporter: Reporter, target: Any, profile: str) -> int:
+def _start_processes(session: Session, target: Target | None) -> int:
     """Start the processes in the background (CI's next steps talk to them)."""
-    names = processes.selected(project, profile)
+    project = session.project
+    names = processes.selected(project, session.profile)
     if not names:
         return EXIT_OK
     prepared = processes.prepare(project, names, target)
