@@ -38,7 +38,7 @@ def list_branches(session: Session, out: Output, *, as_json: bool = False,
         out.json({"project": project.name, "database": target.dbname,
                   "checked_out": checked_out, "working_database_branch": working_branch,
                   "parked": [{"branch": p.branch, "database": p.datname, "size": p.size,
-                              "parked_at": p.parked_at,
+                              "parked_at": p.parked_at, "created_at": p.created or None,
                               "age_seconds": round(now - p.parked_at, 1)} for p in items]})
         return EXIT_OK
     out.text(f"{target.dbname} (working): branch {working_branch or '(not recorded yet)'}; "
@@ -46,9 +46,10 @@ def list_branches(session: Session, out: Output, *, as_json: bool = False,
     if not items:
         out.text("no parked branch databases (devenv up parks one when you switch branches)")
         return EXIT_OK
-    out.table(["branch", "database", "size", "last used"],
-              [[p.branch, p.datname, fmt_size(p.size), f"{fmt_age(now - p.parked_at)} ago"]
-               for p in items], None)
+    out.table(["branch", "database", "size", "built", "last used"],
+              [[p.branch, p.datname, fmt_size(p.size),
+                f"{fmt_age(now - p.created)} ago" if p.created else "-",
+                f"{fmt_age(now - p.parked_at)} ago"] for p in items], None)
     return EXIT_OK
 
 

@@ -65,7 +65,8 @@ class Parked:
     branch: str
     datname: str
     size: int
-    parked_at: float
+    parked_at: float  # last used: when it stopped being the working database
+    created: float = 0.0  # when it was built (0: not recorded)
 
 
 def parked(target: Target, project: str, sizes: bool = False) -> list[Parked]:
@@ -78,7 +79,8 @@ def parked(target: Target, project: str, sizes: bool = False) -> list[Parked]:
         if (info.datname != db and siblings.is_branch(db, info.datname)
                 and info.meta.get("project", project) == project):
             out.append(Parked(str(info.meta.get("branch", "?")), info.datname, info.size,
-                              float(info.meta.get("parked_at", info.created))))
+                              float(info.meta.get("parked_at", info.created)),
+                              info.created))
     return sorted(out, key=lambda p: p.parked_at, reverse=True)
 
 

@@ -3,6 +3,7 @@ migrations diverge, switched back and forth; a real PostgreSQL; real ``devenv`` 
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -138,7 +139,20 @@ def test_switching_branches_ten_times_keeps_each_branchs_rows(repo: Repo) -> Non
     assert "swapped in its own database" in r.stdout + r.stderr
 
     listed = repo.devenv("branches", "--json")
-    assert listed.returncode == 0 and '"branch": "feature"' in listed.stdout, listed.stdout
+    assert listed.returncode == 0, listed.stdout + listed.stderr
+    data = json.loads(listed.stdout)
+    assert data["checked_out"] == data["working_database_branch"] == "main"
+    [parked] = data["parked"]
+    assert parked["branch"] == "feature" and parked["size"] > 0
+    assert parked["database"] == siblings.branch_name(target.dbname, "feature")
+    assert parked["created_at"] <= parked["parked_at"] <= time.time()
+    table = repo.devenv("branches")
+    assert table.returncode == 0, table.stdout + table.stderr
+    lines = table.stdout.splitlines()
+    assert lines[0] == f"{target.dbname} (working): branch main; checked out: main"
+    assert lines[1].split() == ["BRANCH", "DATABASE", "SIZE", "BUILT", "LAST", "USED"]
+    row = lines[2].split()
+    assert row[:2] == ["feature", parked["database"]] and row[-1] == "ago", lines
 
 
 def test_no_git_checkout_keeps_todays_behaviour(repo: Repo) -> None:
