@@ -165,5 +165,6 @@ def _start_processes(project: Project, reporter: Reporter, target: Any, profile:
     names = processes.selected(project, profile)
     if not names:
         return EXIT_OK
+    processes.build_images(project, names, reporter)
     prepared = processes.prepare(project, names, target)
     return processes.run_detached(project, prepared, ProcessLines(names, plain=True))
