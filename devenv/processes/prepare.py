@@ -163,10 +163,10 @@ def build_images(project: Project, names: Sequence[str], reporter: Reporter) -> 
         client.ping()
     except Exception as exc:
         shown = ", ".join(f"{s.name} ({s.loc})" for s in specs)
-        raise ServiceError(f"the Docker engine does not answer ({dockerlib.short(exc)}), and "
-                           f"these processes run in an image built with build:: {shown}. "
-                           "Start a Docker engine, or leave them out with a profile that "
-                           "does not run them") from None
+        raise ServiceError(f"the Docker engine does not answer ({dockerlib.short(exc)}); "
+                           f"these processes run in an image built from the repository "
+                           f"(build:): {shown}. Start a Docker engine, or leave them out "
+                           "with a profile that does not run them") from None
     try:
         for spec in specs:
             assert spec.build is not None

@@ -27,7 +27,7 @@ from devenv.errors import ImageUnavailable, ServiceError
 from devenv.events import Message, PhaseFinished, PhaseStarted, Reporter
 from devenv.fingerprint import FileHasher, expand_inputs
 from devenv.jsonfile import ensure_state_dir
-from devenv.schema import BuildSpec, PortSpec, Project, ReadySpec, ServiceSpec
+from devenv.schema import BuildSpec, Location, PortSpec, Project, ReadySpec, ServiceSpec
 from devenv.services import ports as portlib
 from devenv.services.base import Endpoint, ExecResult, ServiceState
 from devenv.services.support import (
@@ -85,7 +85,7 @@ def context_dir(project: Project, service: ServiceSpec) -> Path:
     return build_context(project, service.build)
 
 
-def content_hash(project: Project, build: BuildSpec, owner: str, loc: object) -> str:
+def content_hash(project: Project, build: BuildSpec, owner: str, loc: Location) -> str:
     """A hash of the build's content: every file of its context (the way step inputs are
     hashed, generated files left out), the Dockerfile's name, the build args. ``owner``
     (``service web``, ``process worker``) and ``loc`` name it in an error."""
@@ -102,7 +102,8 @@ def content_hash(project: Project, build: BuildSpec, owner: str, loc: object) ->
     return h.hexdigest()
 
 
-def image_tag(project: Project, name: str, build: BuildSpec, owner: str, loc: object) -> str:
+def image_tag(project: Project, name: str, build: BuildSpec, owner: str,
+              loc: Location) -> str:
     """The tag of the image built for ``name`` (a service or a process: their names are
     unique in a project): a new tag for each content of its context, so "is it built" is
     "does the tag exist"."""
