@@ -127,7 +127,7 @@ def example_up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
 
 @pytest.mark.docker
 @pytest.mark.slow
-def test_the_billing_step_loads_the_payments_stand_in(example_up: Up) -> None:
+def test_payments_sync_loads_the_billing_sample_into_the_stand_in(example_up: Up) -> None:
     project = loader.load(example_up.root / "steps.yaml")
     url = addresses.service_variables(project)["PAYMENTS_URL"]
     sample = json.loads((REPO / "examples/healthplan/billing/sample_billing.json").read_text())
