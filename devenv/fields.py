@@ -53,10 +53,10 @@ SEARCH_PATH = Shape("search_path", "list of schema names")
 PROFILES = Shape("profiles", "list of profile names")
 KIND = Shape("kind", "kind name")
 PROCESS_READY = Shape("process ready", "string or {http, status}")
+BUILD = Shape("build", "folder or mapping")
 # only the services and the top level have these; the loader reads them by hand
 PORTS = Shape("ports", "list of ports")
 VOLUMES = Shape("volumes", "mapping name: /container/path")
-BUILD = Shape("build", "folder or mapping")
 SERVICE_READY = Shape("service ready", "tcp, http or mapping")
 PROJECT_NAME = Shape("project name", "lowercase name")
 DATABASE_NAME = Shape("database name", "SQL name")
@@ -172,6 +172,8 @@ PROCESS_FIELDS: tuple[Field, ...] = (
                                      "swap (not restarted)."),
     Field("image", str, None, "Run it in a container of this image (the repository "
                               "mounted, the host's network)."),
+    Field("build", BUILD, None, "Run it in a container of an image built from the "
+                                "repository, as a service's build: (not with image:)."),
 )
 
 # --------------------------------------------------------------------------- services

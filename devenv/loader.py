@@ -22,6 +22,7 @@ import yaml
 from devenv import graph
 from devenv.errors import ConfigError, did_you_mean
 from devenv.fields import (
+    BUILD,
     CACHE_FIELDS,
     COMMAND,
     DATABASE_FIELDS,
@@ -476,7 +477,7 @@ def load_text(text: str, root: Path, path: Path | None = None,
     steps = _steps(top.get("steps"), tuple(profiles), doc)
     if check_python:
         _check_python(steps, root)
-    processes = _processes(top.get("processes"), tuple(profiles))
+    processes = _processes(top.get("processes"), tuple(profiles), root)
     database = _database(top.get("database"), services)
 
     cache_keep: int = find(CACHE_FIELDS, "keep").default
@@ -913,10 +914,12 @@ _READERS: dict[Any, Callable[[Node], Any]] = {
     ENV: lambda n: _env_map(n)[0],
     SEARCH_PATH: _search_path,
     KIND: _str,
+    BUILD: _build,
 }
 
 
-def _processes(node: Node | None, profiles: tuple[str, ...]) -> list[ProcessSpec]:
+def _processes(node: Node | None, profiles: tuple[str, ...],
+               root: Path) -> list[ProcessSpec]:
     if node is None:
         return []
     out = []
@@ -928,9 +931,32 @@ def _processes(node: Node | None, profiles: tuple[str, ...]) -> list[ProcessSpec
         # ready first: its mistakes were always named before the others'
         values = _read_fields(PROCESS_FIELDS, m, profiles, first=("ready",))
         values["ready"], values["ready_status"] = values["ready"] or (None, ())
+        if values["build"] is not None:
+            _check_process_build(m, values["build"], root)
         out.append(ProcessSpec(name=key, loc=Location(child.file, child.key_line or child.line),
                                **values))
     return out
+
+
+def _check_process_build(m: Mapping[str, Node], build: BuildSpec, root: Path) -> None:
+    """A process's ``build:`` names a folder of the repository with a Dockerfile, and
+    stands alone: the image it builds is the one the process runs. Checked as the file
+    loads (the process may start long after the steps), each mistake at its own line."""
+    node = m["build"]
+    if "image" in m:
+        raise _err(m["image"], "a process takes image: or build:, not both (build: makes "
+                               "the image it runs); remove one")
+    sub = node.value if isinstance(node.value, dict) else {}
+    ctx = Path(build.context) if Path(build.context).is_absolute() else root / build.context
+    if not ctx.is_dir():
+        raise _err(sub.get("context", node),
+                   f"build context '{build.context}' is not a folder (relative to "
+                   f"{CONFIG_NAME}, or absolute)")
+    dockerfile = ctx / (build.dockerfile or "Dockerfile")
+    if not dockerfile.is_file():
+        raise _err(sub.get("dockerfile", node),
+                   f"no {build.dockerfile or 'Dockerfile'} in {build.context}/ (dockerfile: "
+                   "is relative to the context)")
 
 
 READY_KEYS = ("http", "status")

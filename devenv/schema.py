@@ -41,7 +41,7 @@ class PortSpec:
 
 @dataclass(frozen=True)
 class BuildSpec:
-    """An image built from the repository (``build:`` on a service)."""
+    """An image built from the repository (``build:`` on a service or a process)."""
 
     context: str  # relative to the project root (or absolute)
     dockerfile: str | None = None  # relative to the context
@@ -199,6 +199,8 @@ class ProcessSpec:
     #: run inside a container of this image (the repository mounted at its own path,
     #: the host's network), for an app that needs system libraries the host lacks
     image: str | None = None
+    #: or in a container of an image built from the repository (as a service's ``build:``)
+    build: BuildSpec | None = None
 
 
 @dataclass(frozen=True)

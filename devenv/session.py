@@ -106,6 +106,16 @@ class Session:
         ready, the others in parallel. The first failure stops the start of the rest."""
         project = self.project
         names = launch.with_needed(project, names)
+        # every backend chosen before anything starts: a machine without Docker hears of
+        # all the services it cannot run at once, not of one after the database started
+        failed: dict[str, ServiceError] = {}
+        for name in names:
+            try:
+                self.backend(name)
+            except ServiceError as exc:
+                failed[name] = exc
+        if failed:
+            raise launch.no_backend(project, failed)
         endpoints: dict[str, Endpoint] = {}
         walk = graph.Frontier(names, lambda n: project.services[n].needs)
         waiting = set(names)
@@ -193,7 +203,7 @@ class Session:
         return endpoint
 
     def needed_services(self, steps: Sequence[str] | None = None) -> list[str]:
-        return launch.needed_services(self.project, steps)
+        return launch.needed_services(self.project, steps, self.profile)
 
     # ------------------------------------------------------------------ the database
 

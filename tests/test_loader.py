@@ -9,6 +9,7 @@ import pytest
 
 from devenv import loader
 from devenv.errors import ConfigError
+from devenv.schema import BuildSpec
 
 VALID = """\
 version: 1
@@ -653,3 +654,50 @@ def test_python_with_a_variable_is_checked_when_the_step_runs(tmp_path: Path) ->
         runner.resolve_python(project, project.steps["migrate"], {"VENV": "nowhere/venv"})
     assert str(err.value).startswith("steps.yaml:6: steps.migrate.python: nowhere/venv is not "
                                      "an interpreter or a virtualenv in api/ (the step's cwd);")
+
+
+def test_a_process_build_is_read_as_a_services(tmp_path: Path) -> None:
+    (tmp_path / "worker").mkdir()
+    (tmp_path / "worker" / "Dockerfile").write_text("FROM debian:bookworm-slim\n")
+    (tmp_path / "worker" / "Other.dockerfile").write_text("FROM debian:bookworm-slim\n")
+    project = load(tmp_path, """\
+        version: 1
+        steps:
+          a: {run: "true"}
+        processes:
+          short: {run: "true", build: worker}
+          long:
+            run: "true"
+            build: {context: worker, dockerfile: Other.dockerfile, args: {V: "1"},
+                    network: host}
+        """)
+    procs = project.processes  # type: ignore[attr-defined]
+    assert procs["short"].build == BuildSpec(context="worker")
+    assert procs["long"].build == BuildSpec(context="worker", dockerfile="Other.dockerfile",
+                                            args={"V": "1"}, network="host")
+    assert procs["long"].image is None
+
+
+@pytest.mark.parametrize(("build", "expected"), [
+    ("build: nowhere",
+     "steps.yaml:6: processes.w.build: build context 'nowhere' is not a folder (relative to "
+     "steps.yaml, or absolute)"),
+    ("build: {context: worker, dockerfile: Nope}",
+     "steps.yaml:6: processes.w.build.dockerfile: no Nope in worker/ (dockerfile: is "
+     "relative to the context)"),
+    ("build: {context: worker, netwrok: host}",
+     "steps.yaml:6: processes.w.build.netwrok: unknown key 'netwrok' (did you mean 'network'?)"),
+    ("build: [worker]",
+     "steps.yaml:6: processes.w.build: expected a folder (the build context) or a mapping"),
+    ("build: {dockerfile: Dockerfile}",
+     "steps.yaml:6: processes.w.build: missing 'context' (the folder sent to the build)"),
+    ("build: worker\n    image: debian:bookworm-slim",
+     "steps.yaml:7: processes.w.image: a process takes image: or build:, not both"),
+])
+def test_a_bad_process_build_is_named_at_its_line(tmp_path: Path, build: str,
+                                                  expected: str) -> None:
+    (tmp_path / "worker").mkdir()
+    (tmp_path / "worker" / "Dockerfile").write_text("FROM debian:bookworm-slim\n")
+    msg = error(tmp_path, "version: 1\nsteps:\n  a: {run: \"true\"}\nprocesses:\n  w:\n"
+                          f"    {build}\n    run: \"true\"\n")
+    assert msg.startswith(expected), msg

@@ -167,5 +167,6 @@ def _start_processes(session: Session, target: Target | None) -> int:
     names = processes.selected(project, session.profile)
     if not names:
         return EXIT_OK
+    processes.build_images(project, names, session.reporter)
     prepared = processes.prepare(project, names, target)
     return processes.run_detached(project, prepared, ProcessLines(names, plain=True))

@@ -69,6 +69,8 @@ def run(session: Session, *, detach: bool = False, jobs: int | None = None,
             if project.processes and not no_processes:
                 reporter.emit(Message(f"no process runs in profile {profile}"))
             return EXIT_OK
+        # before the live view stops: a build shows its progress like a service's
+        processes.build_images(project, names, reporter)
         prepared = processes.prepare(project, names, target)
         # From here on the processes' lines are printed as they come: stop the live view.
         reporter.close()

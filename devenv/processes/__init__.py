@@ -11,6 +11,8 @@ callers use are here, so ``from devenv import processes; processes.prepare(...)`
 from devenv.processes.identity import GRACE
 from devenv.processes.prepare import (
     Prepared,
+    build_images,
+    image_of,
     in_container,
     in_profile,
     prepare,
@@ -41,7 +43,9 @@ __all__ = [
     "ProcessStatus",
     "ReadyCheck",
     "Supervisor",
+    "build_images",
     "follow_swap",
+    "image_of",
     "in_container",
     "in_profile",
     "parse_ready",

@@ -13,11 +13,13 @@ from pathlib import Path
 from devenv import building, graph, proc
 from devenv.envvars import expand, expand_command, layered, mask, shell_command
 from devenv.envvars import names as referenced
-from devenv.errors import ConfigError
+from devenv.errors import ConfigError, ServiceError
+from devenv.events import Reporter
 from devenv.postgres import database
 from devenv.processes.ready import ReadyCheck, parse_ready
 from devenv.schema import Command, Location, ProcessSpec, Project
 from devenv.services import addresses
+from devenv.services import docker as dockerlib
 
 
 @dataclass(frozen=True)
@@ -121,8 +123,9 @@ def prepare(project: Project, names: Sequence[str], target: database.Target | No
         # a service that moved to another port restarts the processes that talk to it
         declared |= service_names
         command = expand_command(spec.run, env, spec.loc, f"{where}.run")
-        if spec.image:
-            command = in_container(project, name, spec.image, command, cwd, declared | {
+        image = image_of(project, spec)
+        if image:
+            command = in_container(project, name, image, command, cwd, declared | {
                 "DEVENV_PROJECT", "DEVENV_ROOT", "PYTHONUNBUFFERED"})
         out.append(Prepared(
             name=name,
@@ -138,6 +141,50 @@ def prepare(project: Project, names: Sequence[str], target: database.Target | No
     return out
 
 
+def image_of(project: Project, spec: ProcessSpec) -> str | None:
+    """The image the process runs in: its ``image:``, or for ``build:`` the tag of the
+    current content of its context (so an edit there is a changed command: the process is
+    restarted on the new image)."""
+    if spec.build is None:
+        return spec.image
+    return dockerlib.image_tag(project, spec.name, spec.build, f"process {spec.name}",
+                               spec.loc)
+
+
+def build_images(project: Project, names: Sequence[str], reporter: Reporter) -> None:
+    """Build the image of each of ``names`` that has ``build:`` (the services' build code:
+    a tag per content of the context, so an unchanged folder builds nothing), and remove
+    that process's earlier builds that no container uses."""
+    specs = [project.processes[n] for n in names if project.processes[n].build is not None]
+    if not specs:
+        return
+    try:
+        client = dockerlib.connect()
+        client.ping()
+    except Exception as exc:
+        shown = ", ".join(f"{s.name} ({s.loc})" for s in specs)
+        raise ServiceError(f"the Docker engine does not answer ({dockerlib.short(exc)}); "
+                           f"these processes run in an image built from the repository "
+                           f"(build:): {shown}. Start a Docker engine, or leave them out "
+                           "with a profile that does not run them") from None
+    try:
+        for spec in specs:
+            assert spec.build is not None
+            tag = image_of(project, spec)
+            assert tag is not None
+            labels = {dockerlib.LABEL_PROJECT: project.name, LABEL_PROCESS: spec.name}
+            dockerlib.build_image(client, project, spec.name, spec.build, tag,
+                                  owner=f"process {spec.name}", labels=labels,
+                                  reporter=reporter)
+            dockerlib.prune_images(client, labels, tag)
+    finally:
+        client.close()
+
+
+#: on the containers (and built images) of processes, beside devenv.project
+LABEL_PROCESS = "devenv.process"
+
+
 def in_container(project: Project, name: str, image: str, command: Command, cwd: Path,
                  names: set[str]) -> tuple[str, ...]:
     """``command`` run in a container of ``image``: the project folder mounted at its own
@@ -149,7 +196,7 @@ def in_container(project: Project, name: str, image: str, command: Command, cwd:
     container = f"{project.name}-process-{name}"
     inner: list[str] = ["sh", "-c", command] if isinstance(command, str) else list(command)
     argv = ["docker", "run", "--rm", "--init", "--name", container,
-            "--label", f"devenv.project={project.name}", "--label", f"devenv.process={name}",
+            "--label", f"devenv.project={project.name}", "--label", f"{LABEL_PROCESS}={name}",
             "--network", "host", "--user", f"{os.getuid()}:{os.getgid()}",
             "-v", f"{project.root}:{project.root}", "-w", str(cwd), "-e", "HOME=/tmp"]
     for var in sorted(names):

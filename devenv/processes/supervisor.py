@@ -31,13 +31,14 @@ from devenv.errors import (
     EXIT_INTERRUPTED,
     EXIT_OK,
     BusyError,
+    ServiceError,
     first_line,
 )
 from devenv.events import Message, Reporter
 from devenv.postgres import database
 from devenv.processes import identity
 from devenv.processes.identity import GRACE
-from devenv.processes.prepare import Prepared, prepare, start_order
+from devenv.processes.prepare import Prepared, build_images, prepare, start_order
 from devenv.processes.ready import PROBE_TIMEOUT, probe
 from devenv.processes.record import read_records, records
 from devenv.schema import Project
@@ -476,6 +477,11 @@ def follow_swap(session: Session, target: database.Target) -> list[str]:
     if detached:
         for n in detached:
             identity.stop(alive[n])
+        try:  # an edited build context since they started: its new image
+            build_images(project, detached, reporter)
+        except ServiceError as exc:
+            reporter.emit(Message(str(exc), "error"))
+            return detached
         prepared = prepare(project, start_order(project, detached), target)
         sup = Supervisor(project, prepared, _ToReporter(reporter), detached=True)
         try:

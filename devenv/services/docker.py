@@ -27,7 +27,7 @@ from devenv.errors import ImageUnavailable, ServiceError
 from devenv.events import Message, PhaseFinished, PhaseStarted, Reporter
 from devenv.fingerprint import FileHasher, expand_inputs
 from devenv.jsonfile import ensure_state_dir
-from devenv.schema import PortSpec, Project, ReadySpec, ServiceSpec
+from devenv.schema import BuildSpec, Location, PortSpec, Project, ReadySpec, ServiceSpec
 from devenv.services import ports as portlib
 from devenv.services.base import Endpoint, ExecResult, ServiceState
 from devenv.services.support import (
@@ -75,34 +75,118 @@ def volume_name(project: Project, service: ServiceSpec, volume: str) -> str:
     return f"{project.name}_{service.name}_{volume}"
 
 
-def context_dir(project: Project, service: ServiceSpec) -> Path:
-    assert service.build is not None
-    ctx = Path(service.build.context)
+def build_context(project: Project, build: BuildSpec) -> Path:
+    ctx = Path(build.context)
     return ctx if ctx.is_absolute() else project.root / ctx
 
 
-def build_hash(project: Project, service: ServiceSpec) -> str:
+def context_dir(project: Project, service: ServiceSpec) -> Path:
+    assert service.build is not None
+    return build_context(project, service.build)
+
+
+def content_hash(project: Project, build: BuildSpec, owner: str, loc: Location) -> str:
     """A hash of the build's content: every file of its context (the way step inputs are
-    hashed, generated files left out), the Dockerfile's name, the build args."""
+    hashed, generated files left out), the Dockerfile's name, the build args. ``owner``
+    (``service web``, ``process worker``) and ``loc`` name it in an error."""
     import hashlib
     import json
 
-    assert service.build is not None
-    ctx = context_dir(project, service)
+    ctx = build_context(project, build)
     if not ctx.is_dir():
-        raise ServiceError(f"service {service.name}: build context {ctx} is not a folder "
-                           f"({service.loc})")
+        raise ServiceError(f"{owner}: build context {ctx} is not a folder ({loc})")
     hasher = FileHasher()
-    h = hashlib.sha256(json.dumps(service.build.definition(), sort_keys=True).encode())
+    h = hashlib.sha256(json.dumps(build.definition(), sort_keys=True).encode())
     for rel in expand_inputs(ctx, ["."]):
         h.update(rel.encode() + b"\0" + hasher.digest(ctx / rel).encode() + b"\n")
     return h.hexdigest()
 
 
+def image_tag(project: Project, name: str, build: BuildSpec, owner: str,
+              loc: Location) -> str:
+    """The tag of the image built for ``name`` (a service or a process: their names are
+    unique in a project): a new tag for each content of its context, so "is it built" is
+    "does the tag exist"."""
+    return f"devenv/{project.name}-{name}:{content_hash(project, build, owner, loc)[:12]}"
+
+
+def build_hash(project: Project, service: ServiceSpec) -> str:
+    assert service.build is not None
+    return content_hash(project, service.build, f"service {service.name}", service.loc)
+
+
 def built_tag(project: Project, service: ServiceSpec) -> str:
-    """The tag of the image built for ``service``: a new tag for each content of its
-    context, so "is it built" is "does the tag exist"."""
-    return f"devenv/{project.name}-{service.name}:{build_hash(project, service)[:12]}"
+    assert service.build is not None
+    return image_tag(project, service.name, service.build, f"service {service.name}",
+                     service.loc)
+
+
+def build_image(client: Any, project: Project, name: str, build: BuildSpec, tag: str, *,
+                owner: str, labels: Mapping[str, str], reporter: Reporter) -> bool:
+    """Build ``tag`` from ``build``'s context unless an image of that tag exists (the tag
+    names the context's content); the log goes to .devenv/logs/build-NAME.log. For a
+    service's image and a process's alike. True when it built."""
+    import docker
+
+    try:
+        client.images.get(tag)
+        return False
+    except docker.errors.ImageNotFound:
+        pass
+    except docker.errors.DockerException as exc:
+        raise ServiceError(f"docker: cannot inspect image {tag}: {_short(exc)}") from None
+    ensure_state_dir(project.state_dir)
+    log_dir = project.state_dir / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log = log_dir / f"build-{name}.log"
+    phase = f"build-{name}"
+    reporter.emit(PhaseStarted(phase, f"building image {tag}"))
+    t0 = time.monotonic()
+    kwargs: dict[str, Any] = {
+        "path": str(build_context(project, build)), "tag": tag, "rm": True,
+        "forcerm": True, "decode": True, "buildargs": dict(build.args),
+        "labels": dict(labels)}
+    if build.dockerfile:
+        kwargs["dockerfile"] = build.dockerfile
+    if build.network:
+        kwargs["network_mode"] = build.network
+    error = ""
+    with log.open("w", encoding="utf-8") as fh:
+        try:
+            for event in client.api.build(**kwargs):
+                if "stream" in event:
+                    fh.write(str(event["stream"]))
+                elif "error" in event:
+                    error = str(event["error"]).strip()
+                    fh.write(error + "\n")
+                elif "status" in event:
+                    fh.write(str(event["status"]) + "\n")
+                fh.flush()
+        except docker.errors.DockerException as exc:
+            error = _short(exc)
+            fh.write(error + "\n")
+    if error:
+        reporter.emit(PhaseFinished(phase, f"could not build {tag}", ok=False,
+                                    duration=time.monotonic() - t0))
+        tail = logtail.tail_file(log, BUILD_TAIL_LINES).lines
+        raise ServiceError("\n".join(
+            [f"{owner}: the image build failed ({error})",
+             f"last {len(tail)} lines of {project.rel(log)}:",
+             *(f"  | {line}" for line in tail)]))
+    reporter.emit(PhaseFinished(phase, f"built {tag}", duration=time.monotonic() - t0))
+    return True
+
+
+def prune_images(client: Any, labels: Mapping[str, str], keep: str) -> None:
+    """Remove the earlier builds carrying ``labels`` (every edit of a context makes one)
+    but ``keep``; an image still in use stays (removing it fails, quietly)."""
+    with contextlib.suppress(Exception):
+        for image in client.images.list(filters={"label": [f"{k}={v}"
+                                                           for k, v in labels.items()]}):
+            if keep in image.tags:
+                continue
+            with contextlib.suppress(Exception):
+                client.images.remove(image.id, noprune=False)
 
 
 def resolved(project: Project, service: ServiceSpec) -> ServiceSpec:
@@ -120,6 +204,11 @@ def port_specs(project: Project, service: ServiceSpec) -> tuple[PortSpec, ...]:
     if service.ports or not is_database(project, service):
         return service.ports
     return (PortSpec(5432),)
+
+
+def short(exc: BaseException) -> str:
+    """An engine error in one line (its explanation when it has one)."""
+    return _short(exc)
 
 
 def _short(exc: BaseException) -> str:
@@ -442,16 +531,11 @@ class DockerBackend:
         return (f"{what}. If it holds nothing you need: docker rm -f {c.name} && "
                 f"docker volume rm {vname}, then devenv up"), False
     def _prune_builds(self, project: Project, service: ServiceSpec) -> None:
-        """Remove the service's earlier builds (every edit of its folder makes one) once
-        the container runs the current one; an image still in use stays."""
-        with contextlib.suppress(Exception):
-            client = self.client()
-            for image in client.images.list(filters={"label": [
-                    f"{LABEL_PROJECT}={project.name}", f"{LABEL_SERVICE}={service.name}"]}):
-                if service.image in image.tags:
-                    continue
-                with contextlib.suppress(Exception):
-                    client.images.remove(image.id, noprune=False)
+        """Remove the service's earlier builds once the container runs the current one."""
+        assert service.image is not None
+        with contextlib.suppress(ServiceError):
+            prune_images(self.client(), {LABEL_PROJECT: project.name,
+                                         LABEL_SERVICE: service.name}, service.image)
 
     def _start_existing(self, project: Project, service: ServiceSpec, c: Any) -> Any | None:
         """Start a stopped container; ``None`` when it must be recreated (its free port was
@@ -556,59 +640,10 @@ class DockerBackend:
 
     def _build(self, project: Project, service: ServiceSpec, tag: str,
                reporter: Reporter) -> None:
-        """Build ``tag`` from the service's context unless an image of that tag exists
-        (the tag names the context's content); the log goes to .devenv/logs."""
-        import docker
-
         assert service.build is not None
-        client = self.client()
-        try:
-            client.images.get(tag)
-            return
-        except docker.errors.ImageNotFound:
-            pass
-        except docker.errors.DockerException as exc:
-            raise ServiceError(f"docker: cannot inspect image {tag}: {_short(exc)}") from None
-        ensure_state_dir(project.state_dir)
-        log_dir = project.state_dir / "logs"
-        log_dir.mkdir(parents=True, exist_ok=True)
-        log = log_dir / f"build-{service.name}.log"
-        phase = f"build-{service.name}"
-        reporter.emit(PhaseStarted(phase, f"building image {tag}"))
-        t0 = time.monotonic()
-        build = service.build
-        kwargs: dict[str, Any] = {
-            "path": str(context_dir(project, service)), "tag": tag, "rm": True,
-            "forcerm": True, "decode": True, "buildargs": dict(build.args),
-            "labels": {LABEL_PROJECT: project.name, LABEL_SERVICE: service.name}}
-        if build.dockerfile:
-            kwargs["dockerfile"] = build.dockerfile
-        if build.network:
-            kwargs["network_mode"] = build.network
-        error = ""
-        with log.open("w", encoding="utf-8") as fh:
-            try:
-                for event in client.api.build(**kwargs):
-                    if "stream" in event:
-                        fh.write(str(event["stream"]))
-                    elif "error" in event:
-                        error = str(event["error"]).strip()
-                        fh.write(error + "\n")
-                    elif "status" in event:
-                        fh.write(str(event["status"]) + "\n")
-                    fh.flush()
-            except docker.errors.DockerException as exc:
-                error = _short(exc)
-                fh.write(error + "\n")
-        if error:
-            reporter.emit(PhaseFinished(phase, f"could not build {tag}", ok=False,
-                                        duration=time.monotonic() - t0))
-            tail = logtail.tail_file(log, BUILD_TAIL_LINES).lines
-            raise ServiceError("\n".join(
-                [f"service {service.name}: the image build failed ({error})",
-                 f"last {len(tail)} lines of {project.rel(log)}:",
-                 *(f"  | {line}" for line in tail)]))
-        reporter.emit(PhaseFinished(phase, f"built {tag}", duration=time.monotonic() - t0))
+        build_image(self.client(), project, service.name, service.build, tag,
+                    owner=f"service {service.name}", reporter=reporter,
+                    labels={LABEL_PROJECT: project.name, LABEL_SERVICE: service.name})
 
     def _create(self, project: Project, service: ServiceSpec, reporter: Reporter,
                 recreating: str = "") -> Any:

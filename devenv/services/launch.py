@@ -5,7 +5,7 @@ these; a database someone else runs is its :class:`~devenv.services.external.Ext
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from devenv import graph, jsonfile
@@ -96,13 +96,48 @@ def with_needed(project: Project, names: Sequence[str]) -> list[str]:
     return [s for s in project.services if s in wanted]
 
 
-def needed_services(project: Project, steps: Sequence[str] | None = None) -> list[str]:
-    """Services the given steps need, plus the database's service."""
-    names = list(project.steps) if steps is None else list(steps)
+def needed_services(project: Project, steps: Sequence[str] | None = None,
+                    profile: str | None = None) -> list[str]:
+    """Services the given steps need (None: every step, or every step of ``profile``),
+    plus the database's service."""
+    if steps is None:
+        names = [n for n, s in project.steps.items() if profile is None or s.in_profile(profile)]
+    else:
+        names = list(steps)
     wanted = set(graph.services_for(project, names))
     if project.database is not None:
         wanted.add(project.database.service)
     return [s for s in project.services if s in wanted]
+
+
+def profile_services(project: Project, profile: str) -> set[str]:
+    """Every service a profile's steps and processes need (``devenv up`` in it)."""
+    wanted = set(needed_services(project, profile=profile))
+    wanted.update(n for p in project.processes.values()
+                  if not p.profiles or profile in p.profiles
+                  for n in p.needs if n in project.services)
+    return set(with_needed(project, sorted(wanted)))
+
+
+def no_backend(project: Project, failed: Mapping[str, ServiceError]) -> ServiceError:
+    """One error for every service no backend can run here, before any starts. A service
+    that is not PostgreSQL has no native backend, so without Docker it cannot run at all:
+    those are named together, with the profiles that need none of them."""
+    others = sorted(n for n in failed if not is_postgres(project.services[n]))
+    if len(failed) == 1 and not others:
+        return next(iter(failed.values()))
+    docker_ok, docker_why = BACKENDS["docker"]().available()
+    # with Docker up, each failure has its own cause (a backend: native, say): say each
+    lines = [str(exc) for n, exc in failed.items() if n not in others or docker_ok]
+    if others and not docker_ok:
+        where = ", ".join(str(project.services[n].loc) for n in others)
+        spared = [p for p in project.profiles if not profile_services(project, p) & set(others)]
+        hint = (f", or use a profile that needs none of them: "
+                f"{' or '.join(f'--profile {p}' for p in spared)}") if spared else ""
+        lines.append(f"{', '.join(others)} {'needs' if len(others) == 1 else 'need'} Docker, "
+                     f"which is not available here ({docker_why}); the native backend runs "
+                     f"PostgreSQL only ({where}). Start a Docker engine{hint}")
+    return ServiceError("\n".join(lines))
 
 
 def candidates(service: ServiceSpec) -> list[tuple[Backend, str]]:

@@ -48,7 +48,8 @@ FAKE_MEMBERS = 5_000
 
 def base_env() -> dict[str, str]:
     """The test process's environment without libpq or app settings leaking in."""
-    drop = ("PG", "DATABASE_URL", "FLASK_", "DJANGO_", "JWT_", "FAKE_", "LOCAL_ADMIN_")
+    drop = ("PG", "DATABASE_URL", "FLASK_", "DJANGO_", "JWT_", "FAKE_", "LOCAL_ADMIN_",
+            "REDIS_", "PAYMENTS_")
     return {k: v for k, v in os.environ.items() if not k.startswith(drop)}
 
 
@@ -170,7 +171,8 @@ def test_refresh_db_builds_every_schema(makefile_db: Built) -> None:
         tables_by_schema.setdefault(schema, set()).add(table)
 
     assert tables_by_schema["public"] == {
-        "alembic_version", "plans", "members", "enrollments", "claims", "member_notes"}
+        "alembic_version", "plans", "members", "enrollments", "claims", "member_notes",
+        "claim_summaries"}
     assert {"django_migrations", "auth_user", "interactions", "member_attributes",
             "django_content_type", "django_session"} <= tables_by_schema["internal_apps"]
     # The shared table exists once, where Flask put it; Django's models do not shadow it.
@@ -192,7 +194,7 @@ def test_refresh_db_builds_every_schema(makefile_db: Built) -> None:
 
     with psycopg.connect(makefile_db.url) as conn:
         assert conn.execute("SELECT version_num FROM public.alembic_version").fetchone() == (
-            "0006_claims_enrollment_index",)
+            "0007_claim_summaries",)
         applied = conn.execute(
             "SELECT app, name FROM internal_apps.django_migrations ORDER BY id").fetchall()
         # The faked migrations were recorded first, before migrate ran anything.
@@ -223,7 +225,9 @@ def test_steps_graph_builds_the_makefiles_database(pg_server: Any, makefile_db: 
     project = loader.load(STEPS_FILE)
     target = database.parse_url(pg_server.url(scratch_db))
     started = time.monotonic()
-    built_run = building.build(Session(project, RecordingReporter()), target, jobs=4)
+    # no-docker: the Makefile's refresh-db (no PAYMENTS_URL) loads no stand-in either
+    session = Session(project, RecordingReporter(), "no-docker")
+    built_run = building.build(session, target, jobs=4)
     wall = time.monotonic() - started
     assert built_run.result.ok, [(r.name, r.reason) for r in built_run.result.results]
     print(f"\nsteps.yaml graph (devenv, local, 4 jobs) wall {wall:.2f}s:",
@@ -233,15 +237,28 @@ def test_steps_graph_builds_the_makefiles_database(pg_server: Any, makefile_db: 
 
     # Every step re-run on the built database (as devenv does after a change) leaves it
     # exactly as a fresh build: no duplicated rows, no drifted sequences.
-    again = building.build(Session(project, RecordingReporter()), target, jobs=4, force=True)
-    assert {r.status for r in again.result.results} == {Status.OK}
+    again = building.build(session, target, jobs=4, force=True)
+    statuses = {r.name: r.status for r in again.result.results}
+    # payments-sync is not in no-docker: it is reported as skipped, every other step ran
+    assert statuses.pop("payments-sync") == Status.SKIPPED
+    assert set(statuses.values()) == {Status.OK}
     rerun = dump_database(pg_server.url(scratch_db))
     assert rerun == makefile_db.dump, diff_dumps(makefile_db.dump, rerun, "makefile", "re-run")
 
 
-def test_ci_profile_leaves_out_only_the_local_user() -> None:
-    local, ci = load_graph("local"), load_graph("ci")
-    assert set(local.steps) - set(ci.steps) == {"local-user"}
+def test_the_profiles_leave_out_what_they_say() -> None:
+    """ci: no local admin, no stand-in; no-docker: only what needs a container (the
+    stand-in's load), so it builds the same database as local, without Docker."""
+    from devenv import loader
+    from devenv.services import launch
+
+    local, ci, bare = load_graph("local"), load_graph("ci"), load_graph("no-docker")
+    assert set(local.steps) - set(ci.steps) == {"local-user", "payments-sync"}
+    assert set(local.steps) - set(bare.steps) == {"payments-sync"}
+    project = loader.load(STEPS_FILE)
+    assert launch.profile_services(project, "local") == {"postgres", "redis", "payments"}
+    assert launch.profile_services(project, "no-docker") == {"postgres"}
+    assert launch.profile_services(project, "ci") == {"postgres"}
     assert "local-user" not in {d for s in ci.steps.values() for d in s.get("needs", [])}
     # The graph really is a graph, not a chain: billing needs only the database, and
     # Flask's fake data does not wait for Django.
@@ -348,7 +365,7 @@ def test_django_jwt_works_on_django_and_forwarded_flask(pg_server: Any,
         flask.wait_healthy()
         django.wait_healthy()
         assert requests.get(flask.base + "/health").json()["schema_revision"] == (
-            "0006_claims_enrollment_index")
+            "0007_claim_summaries")
 
         # Wrong password: no token.
         bad = requests.post(django.base + "/api/token",
@@ -387,6 +404,12 @@ def test_django_jwt_works_on_django_and_forwarded_flask(pg_server: Any,
         assert created.json()["author"] == "support.agent"
         after = requests.get(django.base + "/api/members/1", headers=auth).json()
         assert after["note_count"] == note_count + 1
+
+        # Without Redis (REDIS_URL unset: profile no-docker) a job cannot be queued, and
+        # the app says why (tests/examples/test_example_services.py has the round trip).
+        queued = requests.post(django.base + "/api/members/1/claims-summary", headers=auth)
+        assert queued.status_code == 503
+        assert queued.json() == {"error": "no job queue: REDIS_URL is not set"}
 
         # No token, or a token signed with another secret: refused by both apps.
         for url in (django.base + "/api/members/1/notes",   # Django's own

@@ -27,15 +27,15 @@ REPO = Path(__file__).resolve().parents[2]
 
 MIGRATION = '''"""members.preferred_language
 
-Revision ID: 0007_member_language
-Revises: 0006_claims_enrollment_index
+Revision ID: 0008_member_language
+Revises: 0007_claim_summaries
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0007_member_language"
-down_revision = "0006_claims_enrollment_index"
+revision = "0008_member_language"
+down_revision = "0007_claim_summaries"
 branch_labels = None
 depends_on = None
 
@@ -67,7 +67,9 @@ def example(tmp_path: Path, pg_server: Any) -> Iterator[tuple[Path, dict[str, st
 
 def refresh(root: Path, env: dict[str, str], *args: str) -> list[str]:
     """Run `devenv refresh-db`; the steps that ran."""
-    r = subprocess.run([sys.executable, "-m", "devenv", "--plain", "refresh-db", *args],
+    # no-docker: the database without the stand-in's load (tests/services has Docker's)
+    r = subprocess.run([sys.executable, "-m", "devenv", "--plain", "refresh-db",
+                        "--profile", "no-docker", *args],
                        cwd=root, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
     return sorted(line.split("[", 1)[1].split("]", 1)[0] for line in r.stdout.splitlines()
@@ -107,7 +109,7 @@ def test_cached_rebuilds_equal_builds_from_nothing(example: tuple[Path, dict[str
     # a new Alembic migration: flask-migrate and everything downstream of it run (here
     # that is every step: no snapshot holds billing without flask-migrate)
     versions = root / "examples/healthplan/flask_api/migrations/versions"
-    (versions / "0007_member_language.py").write_text(MIGRATION)
+    (versions / "0008_member_language.py").write_text(MIGRATION)
     ran = refresh(root, env)
     assert {"flask-migrate", "flask-fixtures", "django-migrate"} <= set(ran)
     changed_migration = dump_database(url)

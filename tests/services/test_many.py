@@ -369,6 +369,63 @@ def test_a_process_in_a_container_beside_the_services(project: Callable[..., Pro
     client.close()
 
 
+def test_a_process_in_an_image_built_from_the_repository(
+        project: Callable[..., Project]) -> None:
+    """`build:` on a process: `up` builds its image with the services' build code (a tag
+    per content of the folder, the build's log in .devenv/logs), runs the process in it,
+    builds nothing when the folder is unchanged, and an edit builds a new image that the
+    restarted process runs."""
+    from devenv import processes
+
+    p = project({"web": web(url="http://${host}:${port}/")})
+    box = p.root / "box"
+    box.mkdir()
+    (box / "Dockerfile").write_text(f"FROM {BASE}\nCOPY baked.txt /baked.txt\n")
+    (box / "baked.txt").write_text("first")
+    config = yaml.safe_load(p.file.read_text())
+    config["processes"] = {"boxed": {
+        "build": {"context": "box", "network": "host"}, "needs": ["web"],
+        "ready": "cmd: test -s boxed.txt", "ready_timeout": 30,
+        "run": 'echo "$(cat /baked.txt) ${WEB_URL}" > boxed.txt && exec sleep 300'}}
+    p.file.write_text(yaml.safe_dump(config, sort_keys=False))
+    p = loader.load(p.file)
+    client = docker.from_env()
+    out = p.root / "boxed.txt"
+
+    def up() -> str:
+        out.unlink(missing_ok=True)
+        done = subprocess.run([sys.executable, "-m", "devenv", "--plain", "-f", str(p.file),
+                               "up", "--detach"], capture_output=True, text=True, timeout=180)
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout + done.stderr
+
+    try:
+        tag = processes.image_of(p, p.processes["boxed"])
+        assert tag is not None and tag.startswith(f"devenv/{p.name}-boxed:")
+        first = up()
+        assert f"building image {tag}" in first
+        ep = DockerBackend().endpoint(p, p.services["web"])
+        assert ep is not None
+        assert out.read_text() == f"first http://127.0.0.1:{ep.port(8080)}/\n"
+        assert "COPY baked.txt" in (p.state_dir / "logs" / "build-boxed.log").read_text()
+        running = client.containers.list(filters={"label": [
+            f"devenv.project={p.name}", "devenv.process=boxed"]})
+        assert [c.image.tags for c in running] == [[tag]]
+
+        again = up()  # a detached up keeps it running: same image, nothing built
+        assert "building image" not in again
+
+        (box / "baked.txt").write_text("second")
+        new_tag = processes.image_of(p, p.processes["boxed"])
+        assert new_tag != tag
+        changed = up()
+        assert f"building image {new_tag}" in changed
+        assert out.read_text().startswith("second ")
+    finally:
+        processes.stop_all(p, grace=5)
+        client.close()
+
+
 def test_ctrl_c_stops_a_parallel_start_at_once(project: Callable[..., Project]) -> None:
     """Two services starting side by side, one never ready: SIGINT ends `devenv run`
     within a second or two, not when the stuck one's 60 s wait runs out."""

@@ -1,6 +1,11 @@
 """Load the Stripe-like sample (sample_billing.json) into the billing schema.
 
     DATABASE_URL=postgresql://... python load_billing.py [--file sample_billing.json]
+    PAYMENTS_URL=http://...      python load_billing.py --to-payments
+
+With --to-payments the same sample goes to the payment provider's stand-in
+(../payments/) instead: one PUT of every customer and invoice, which replaces what it
+held, so a re-run leaves the same data there too.
 
 The billing schema belongs to this script alone: it drops and recreates its three tables
 and COPYs the sample in, in one transaction, so a re-run leaves the same rows. It needs
@@ -103,15 +108,38 @@ def load(conn: psycopg.Connection, data: dict) -> dict[str, int]:
     return counts
 
 
+def to_payments(url: str, data: dict) -> dict:
+    """PUT the sample to the stand-in at ``url``; its summary (counts, totals due)."""
+    import urllib.request
+
+    body = json.dumps({"customers": data["customers"], "invoices": data["invoices"]}).encode()
+    request = urllib.request.Request(url.rstrip("/") + "/v1/dataset", data=body, method="PUT",
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=60) as response:
+        return json.loads(response.read())
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--file", type=Path, default=HERE / "sample_billing.json")
     parser.add_argument("--url", default=os.environ.get("DATABASE_URL", ""),
                         help="default: $DATABASE_URL, else the PG* variables")
+    parser.add_argument("--to-payments", action="store_true",
+                        help="load the payment provider's stand-in at $PAYMENTS_URL instead")
     args = parser.parse_args(argv)
 
     started = time.monotonic()
     data = json.loads(args.file.read_text())
+    if args.to_payments:
+        url = os.environ.get("PAYMENTS_URL", "")
+        if not url:
+            print("PAYMENTS_URL is not set: where does the payments stand-in answer?",
+                  file=sys.stderr)
+            return 1
+        got = to_payments(url, data)
+        print(f"payments stand-in loaded in {time.monotonic() - started:.2f}s: "
+              f"customers={got['customers']}, invoices={got['invoices']}")
+        return 0
     with psycopg.connect(args.url) as conn:  # one transaction, committed on success
         exists = conn.execute(
             "SELECT 1 FROM pg_namespace WHERE nspname = %s", (SCHEMA,)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
+
 from flask import Blueprint, abort, g, jsonify, request
 from sqlalchemy import func, select, text
 
 from .auth import require_jwt
 from .extensions import db
-from .models import CLAIM_STATUSES, Claim, Member, MemberNote, Plan
+from .models import CLAIM_STATUSES, Claim, ClaimSummary, Member, MemberNote, Plan
 
 bp = Blueprint("api", __name__)
 
@@ -74,6 +76,33 @@ def member_claims(member_id: int):
             return jsonify({"error": f"status must be one of {', '.join(CLAIM_STATUSES)}"}), 400
         query = query.where(Claim.status == status)
     return jsonify([c.to_dict() for c in db.session.scalars(query)])
+
+
+# The worker's queue (worker/healthplan_jobs.py). The job is named, not imported: the
+# worker has the code, this app only puts the call on Redis.
+JOB_QUEUE = "healthplan"
+SUMMARIZE_JOB = "healthplan_jobs.summarize_claims"
+
+
+@bp.post("/api/members/<int:member_id>/claims-summary")
+@require_jwt
+def enqueue_claims_summary(member_id: int):
+    db.session.get(Member, member_id) or abort(404)
+    url = os.environ.get("REDIS_URL")
+    if not url:  # devenv sets it when the redis service runs (profile local)
+        return jsonify({"error": "no job queue: REDIS_URL is not set"}), 503
+    from redis import Redis  # only this endpoint needs the queue
+    from rq import Queue
+
+    job = Queue(JOB_QUEUE, connection=Redis.from_url(url)).enqueue(SUMMARIZE_JOB, member_id)
+    return jsonify({"job_id": job.id, "queue": JOB_QUEUE}), 202
+
+
+@bp.get("/api/members/<int:member_id>/claims-summary")
+@require_jwt
+def get_claims_summary(member_id: int):
+    summary = db.session.get(ClaimSummary, member_id) or abort(404)
+    return jsonify(summary.to_dict())
 
 
 @bp.app_errorhandler(404)

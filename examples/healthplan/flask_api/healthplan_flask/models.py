@@ -138,3 +138,26 @@ class MemberNote(db.Model):
     author: Mapped[str] = mapped_column(String(150))
     body: Mapped[str] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ClaimSummary(db.Model):
+    """Written by the worker (worker/healthplan_jobs.py), read here."""
+
+    __tablename__ = "claim_summaries"
+
+    member_id: Mapped[int] = mapped_column(
+        ForeignKey("members.id", ondelete="CASCADE"), primary_key=True
+    )
+    claim_count: Mapped[int]
+    amount_billed: Mapped[Decimal] = mapped_column(Numeric(12, 2))
+    amount_paid: Mapped[Decimal] = mapped_column(Numeric(12, 2))
+    computed_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+
+    def to_dict(self) -> dict:
+        return {
+            "member_id": self.member_id,
+            "claim_count": self.claim_count,
+            "amount_billed": str(self.amount_billed),
+            "amount_paid": str(self.amount_paid),
+            "computed_at": self.computed_at.isoformat(),
+        }
