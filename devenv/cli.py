@@ -360,7 +360,7 @@ def refresh_db(
     profile: ProfileOpt = "local",
     jobs: JobsOpt = None,
     keep_failed: Annotated[bool, typer.Option(
-        "--keep-failed", help="Keep a failed build (NAME__build) for inspection.")] = False,
+        "--keep-failed", help="Keep a failed build (NAME__b_<run>, named in the output) for inspection.")] = False,
     no_backup: Annotated[bool, typer.Option(
         "--no-backup", help="Drop the replaced database instead of keeping it as "
         "NAME__prev.")] = False,
@@ -630,7 +630,7 @@ def snapshot_gc(
     database_url: DbUrlOpt = None,
 ) -> None:
     """Drop the oldest cache snapshots beyond cache.keep, and what an interrupted run left
-    (NAME__build, incomplete snapshots). User snapshots and NAME__prev stay."""
+    (NAME__b_<run> and NAME__build, incomplete snapshots). User snapshots and NAME__prev stay."""
     from devenv.commands import snapshot as cmd
 
     _call(lambda: _with_session(cmd.gc, profile=profile, database_url=database_url,

@@ -283,14 +283,16 @@ def mask(text: str, env: Mapping[str, str] | Iterable[str] = ()) -> str:
     """``text`` (a command line) with every URL's password and the secret values of
     ``env`` (see :func:`secrets`; or the values themselves) replaced by ``***``.
 
-    A value is masked where it stands on its own, not inside a longer word: a password
-    ``postgres`` hides ``-U postgres`` but leaves ``postgresql://`` readable."""
+    A value is masked where it stands on its own, not inside a longer word or a path: a
+    password ``postgres`` hides ``-U postgres`` and ``PGPASSWORD=postgres`` but leaves
+    ``postgresql://`` readable, and a password ``devenv`` leaves ``/repo/devenv/kinds``
+    and ``.devenv/logs`` alone (a masked path helps nobody find the file)."""
     text = _URL_PASSWORD.sub(rf"\g<1>{MASK}\g<2>", text)
     values = [v for v in (secrets(env) if isinstance(env, Mapping) else env) if v]
     if not values:
         return text
     alternatives = "|".join(re.escape(v) for v in sorted(values, key=len, reverse=True))
-    return re.sub(rf"(?<![A-Za-z0-9])(?:{alternatives})(?![A-Za-z0-9])", MASK, text)
+    return re.sub(rf"(?<![\w./\\-])(?:{alternatives})(?![\w/\\-]|\.\w)", MASK, text)
 
 
 def _undefined(name: str, loc: Location | None, path: str) -> UndefinedVariable:

@@ -109,6 +109,12 @@ def test_mask() -> None:
     # a value on its own is masked, not inside a longer word
     assert mask("psql -U postgres postgresql://h/db", {"PGPASSWORD": "postgres"}) == \
         "psql -U *** postgresql://h/db"
+    # ... nor inside a path: the folder named like the password stays readable
+    pw = {"PGPASSWORD": "devenv"}
+    assert mask("python /repo/devenv/kinds/_alembic.py .devenv/logs devenv.py", pw) == \
+        "python /repo/devenv/kinds/_alembic.py .devenv/logs devenv.py"
+    assert mask("PGPASSWORD=devenv psql -W devenv, 'devenv' \"devenv\" devenv.", pw) == \
+        "PGPASSWORD=*** psql -W ***, '***' \"***\" ***."
 
 
 # --------------------------------------------------------------------------- end to end

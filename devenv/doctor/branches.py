@@ -44,7 +44,7 @@ def check_branches(ctx: Context) -> Check:
                     f"is checked out; {summary}",
                     "devenv up (parks it and swaps in the branch's own database, or builds "
                     "it)", details, remedies=[Remedy("up")])
-    return ok("branches.parked", f"{target.dbname} is branch {checked_out!r}'s; {summary}",
+    return ok("branches.parked", f"{target.dbname} is the database of branch {checked_out!r}; {summary}",
               details)
 
 

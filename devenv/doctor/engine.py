@@ -5,10 +5,11 @@ from __future__ import annotations
 import contextlib
 
 from devenv import pids
-from devenv.doctor.base import FAIL, OK, Check, CheckDef, NotChecked, Problems, ok
+from devenv.doctor.base import FAIL, OK, WARN, Check, CheckDef, NotChecked, Problems, ok
 from devenv.doctor.context import Context
-from devenv.errors import first_line
+from devenv.errors import DevenvError, first_line
 from devenv.postgres.database import redact_url
+from devenv.services import docker
 from devenv.services.ports import is_free
 
 
@@ -48,10 +49,12 @@ def check_backend(ctx: Context) -> Check:
 
 
 def check_images(ctx: Context) -> Check:
-    """The images of the services that run in Docker are on this machine."""
+    """The images of the services that run in Docker are on this machine; those built from
+    the repository (``build:``) are built for their context as it is now."""
     project = ctx.project()
     docker_services = [s for n, s in project.services.items()
-                       if not ctx.is_external(n) and _uses_docker(ctx, n) and s.image]
+                       if not ctx.is_external(n) and _uses_docker(ctx, n)
+                       and (s.image or s.build)]
     if not docker_services:
         return ok("engine.images", "no service runs in Docker here: no image needed")
     info = ctx.docker()
@@ -59,19 +62,31 @@ def check_images(ctx: Context) -> Check:
         raise NotChecked(f"the Docker engine does not answer ({info.error})", "engine.backend")
     problems = Problems("engine.images")
     for service in docker_services:
-        image = service.image
+        built = service.build is not None
+        try:
+            image = (docker.image_tag(project, service.name, service.build,
+                                      f"service {service.name}", service.loc)
+                     if service.build is not None else service.image)
+        except DevenvError as exc:  # a context folder gone
+            problems.add(FAIL, first_line(exc), f"fix build: of service {service.name} in "
+                                                f"{service.loc}")
+            continue
         assert image is not None
         try:
             info.client.images.get(image)
         except Exception as exc:
-            if type(exc).__name__ == "ImageNotFound":
-                problems.add(FAIL, f"image {image} (service {service.name}) is not on this "
-                                   "machine", f"docker pull {image}")
-            else:
+            if type(exc).__name__ != "ImageNotFound":
                 problems.add(FAIL, f"cannot ask the engine about image {image}: "
                                    f"{first_line(exc)}", "check the Docker engine")
+            elif built:
+                problems.add(WARN, f"service {service.name}'s image is not built for its "
+                                   f"context as it is now ({image})",
+                             "devenv up (builds it)")
+            else:
+                problems.add(FAIL, f"image {image} (service {service.name}) is not on this "
+                                   "machine", f"docker pull {image}")
             continue
-        problems.add(OK, f"{image}", "")
+        problems.add(OK, f"{image}" + (" (built here)" if built else ""), "")
     return problems.result("images present: " + ", ".join(f for _, f, _ in problems.items))
 
 

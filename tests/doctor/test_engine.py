@@ -172,3 +172,36 @@ def test_native_service_never_started_then_fix(make_project: MakeProject,
         assert final(out)["services.running"][1].startswith("db healthy at 127.0.0.1:")
     finally:
         NativeBackend().down(project, project.services["db"], volumes=True)
+
+
+@pytest.mark.docker
+def test_a_built_image_is_checked_for_its_context_as_it_is_now(
+        make_project: MakeProject, docker_name: str) -> None:
+    import docker as sdk
+
+    from devenv.services import docker as backend
+
+    root = make_project({"version": 1, "name": docker_name,
+                         "services": {"web": {"build": {"context": "web"}}},
+                         "steps": {"noop": {"run": "true"}}},
+                        files={"web/Dockerfile": "FROM debian:bookworm-slim\nCMD sleep 60\n"})
+    project = loader.load(root / "steps.yaml")
+    svc = project.services["web"]
+    assert svc.build is not None
+    tag = backend.image_tag(project, "web", svc.build, "service web", svc.loc)
+    found = checks(root)["engine.images"]
+    assert (found.status, found.finding, found.fix) == (
+        "warn", f"service web's image is not built for its context as it is now ({tag})",
+        "devenv up (builds it)")
+    client = sdk.from_env()
+    repo, _, version = tag.rpartition(":")
+    try:
+        # what a build of that context would leave: an image under the context's tag
+        client.images.get("debian:bookworm-slim").tag(repo, version)
+        found = checks(root)["engine.images"]
+        assert (found.status, found.finding) == ("ok", f"images present: {tag} (built here)")
+        (root / "web/Dockerfile").write_text("FROM debian:bookworm-slim\nCMD sleep 61\n")
+        assert checks(root)["engine.images"].status == "warn"  # edited: a new tag to build
+    finally:
+        client.images.remove(tag)
+        client.close()
