@@ -148,10 +148,14 @@ STEP_FIELDS: tuple[Field, ...] = (
     Field("rerun", Literal["incremental", "rebuild"], None,
           "incremental (running it again applies only what is new: a migration tool) or "
           "rebuild (data: up builds beside instead); default from the kind."),
+    Field("outside_database", bool, False,
+          "true: the step writes to another service (a queue, a provider's stand-in), not "
+          "the database: no snapshot holds its work, so it runs again after a restore, "
+          "and up runs it on top rather than rebuilding the database for it."),
 )
 """A step's keys, in the order an unknown key's hint lists them. Fingerprinted: what
 the step does to the database; not: when and how it may run (profiles, timeout,
-checkpoint, description, rerun)."""
+checkpoint, description, rerun, outside_database)."""
 
 #: what a step definition holds besides its fields: the kind's options, all fingerprinted
 STEP_OPTIONS = "options"

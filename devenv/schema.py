@@ -154,6 +154,8 @@ class StepSpec:
     #: "incremental", "rebuild", or None (the kind's default); not fingerprinted: it says
     #: how the step may run again, not what it does.
     rerun: str | None = None
+    #: its work lives in another service, not the database: no snapshot holds it
+    outside_database: bool = False
 
     def in_profile(self, profile: str) -> bool:
         return not self.profiles or profile in self.profiles
@@ -162,8 +164,9 @@ class StepSpec:
         """The parts of the step that decide its result (hashed into its fingerprint): its
         fingerprinted fields (devenv.fields.STEP_FIELDS) and its kind's options.
 
-        ``timeout``, ``profiles``, ``checkpoint``, ``description`` and ``rerun`` are left
-        out: changing them does not change what the step does to the database.
+        ``timeout``, ``profiles``, ``checkpoint``, ``description``, ``rerun`` and
+        ``outside_database`` are left out: changing them does not change what the step
+        does.
         """
         out: dict[str, Any] = {}
         for f in fingerprinted(STEP_FIELDS):

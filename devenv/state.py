@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -99,11 +99,13 @@ class StateStore:
         self._record(key, label, step, {
             "failed": True, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
 
-    def copy(self, src: str, dst: str, label: str) -> None:
-        """Give database ``dst`` the records of ``src`` (a clone of it)."""
+    def copy(self, src: str, dst: str, label: str, skip: Collection[str] = ()) -> None:
+        """Give database ``dst`` the records of ``src`` (a clone of it), but those of the
+        steps in ``skip`` (whose work the clone does not hold)."""
         self.flush()
         with self._locked() as data:
-            steps = data["databases"].get(src, {}).get("steps", {})
+            steps = {k: v for k, v in data["databases"].get(src, {}).get("steps", {}).items()
+                     if k not in skip}
             data["databases"][dst] = {"label": label, "steps": json.loads(json.dumps(steps))}
 
     def put(self, key: str, label: str, records: dict[str, dict[str, Any]]) -> None:

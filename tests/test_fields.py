@@ -142,6 +142,7 @@ VALUES: dict[str, tuple[Any, Any]] = {
     "profiles": (["local"], ["ci"]),
     "timeout": (5, 6),
     "checkpoint": (True, False),
+    "outside_database": (True, False),
     "python": ("${PY_A}", "${PY_B}"),  # ${...}: checked when the step runs
     "description": ("a", "b"),
     "rerun": ("incremental", "rebuild"),

@@ -27,7 +27,7 @@ from devenv.postgres.database import Target
 from devenv.schema import Project
 from devenv.session import Session
 from devenv.state import StateStore
-from devenv.workingdb import branches, rebuild
+from devenv.workingdb import branches, rebuild, rerun
 
 USER_KIND = "user"
 CACHE_KIND = "snapshot"
@@ -203,8 +203,10 @@ def restore(session: Session, name: str, *, backup: bool = True, wait: bool = Tr
             try:
                 siblings.clone(target, info.datname, build,
                                 siblings.meta("build", project.name, restored=name))
+                # the snapshot holds the database only: steps whose work lives in another
+                # service run again on the next up
                 store.copy(_identity(target, info.datname), _identity(target, build),
-                           target.redacted(db))
+                           target.redacted(db), skip=rerun.outside(project, list(project.steps)))
             except BaseException:
                 _drop_quietly(target, build)
                 raise

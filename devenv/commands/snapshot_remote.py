@@ -93,7 +93,7 @@ def pull(session: Session, ref: str, *,
                     ident = database.identity(target, build)
                     if ident:
                         StateStore(project.state_dir).put(ident, target.redacted(name),
-                                                          oci._records(hit))
+                                                          oci._records(project, hit))
                     siblings.rename(target, build, name)
                     siblings.set_meta(target, name, {**value, "complete": True})
                 except BaseException:

@@ -21,6 +21,7 @@ from devenv.postgres.database import Target
 from devenv.schema import Project
 from devenv.session import Session
 from devenv.state import StateStore
+from devenv.workingdb import rerun
 
 SUFFIX = ".devenv-dump"
 
@@ -72,9 +73,9 @@ def restore(session: Session, target: Target, cache_dir: Path, key: str) -> bool
         key_id = database.identity(target, target.dbname)
         if key_id:
             # The skip reasons then say where the steps' work came from.
-            StateStore(project.state_dir).put(key_id, target.redacted(), {
-                s: {**r, "restored_from": f"the CI cache ({path.name})"}
-                for s, r in header.records.items() if isinstance(r, dict)})
+            StateStore(project.state_dir).put(key_id, target.redacted(), rerun.database_held(
+                project, {s: {**r, "restored_from": f"the CI cache ({path.name})"}
+                          for s, r in header.records.items() if isinstance(r, dict)}))
     except Exception as exc:
         reporter.emit(PhaseFinished("cache", f"restoring {path.name} failed", ok=False))
         reporter.emit(Message(f"the cached dump did not restore ({exc}); building from the "

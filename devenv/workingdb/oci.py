@@ -59,6 +59,7 @@ from devenv.postgres.database import Target
 from devenv.schema import Project
 from devenv.session import Session
 from devenv.state import StateStore
+from devenv.workingdb import rerun
 
 ENV_REMOTE = "DEVENV_CACHE_REMOTE"
 OFF = ("", "off", "none", "no", "0", "false")
@@ -657,9 +658,10 @@ def restore_file(session: Session, target: Target, dbname: str, hit: Hit) -> Non
         siblings.set_meta(target, dbname, dict(info.meta))
 
 
-def _records(hit: Hit) -> dict[str, dict[str, Any]]:
-    return {s: {**r, "restored_from": f"the remote cache ({hit.remote.url})"}
-            for s, r in hit.header.records.items() if isinstance(r, dict) and s in hit.held}
+def _records(project: Project, hit: Hit) -> dict[str, dict[str, Any]]:
+    return rerun.database_held(project, {
+        s: {**r, "restored_from": f"the remote cache ({hit.remote.url})"}
+        for s, r in hit.header.records.items() if isinstance(r, dict) and s in hit.held})
 
 
 def _try(reporter: Reporter, what: str) -> contextlib.AbstractContextManager[None]:
@@ -720,7 +722,7 @@ def restore_for_refresh(session: Session, target: Target, build: str, store: Sta
     assert hit is not None
     ident = database.identity(target, build)
     if ident:
-        store.put(ident, target.redacted(build), _records(hit))
+        store.put(ident, target.redacted(build), _records(project, hit))
     return hit.key, tuple(n for n in steps if n in set(hit.held))
 
 
@@ -795,7 +797,7 @@ def restore_fresh(session: Session, target: Target | None) -> bool:
     assert hit is not None
     ident = database.identity(target, target.dbname)
     if ident:
-        StateStore(project.state_dir).put(ident, target.redacted(), _records(hit))
+        StateStore(project.state_dir).put(ident, target.redacted(), _records(project, hit))
     return True
 
 

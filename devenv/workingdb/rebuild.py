@@ -42,7 +42,7 @@ from devenv.postgres.siblings import DbInfo
 from devenv.schema import Project
 from devenv.session import Session
 from devenv.state import StateStore
-from devenv.workingdb import branches, oci
+from devenv.workingdb import branches, oci, rerun
 
 # Seconds a snapshot point waits for sessions of the steps that just ended to leave the
 # build; one that stays longer is a warm-started step's, and no snapshot is kept there.
@@ -218,8 +218,16 @@ def _refresh(session: Session, target: Target, *, jobs: int | None, keep_failed:
         with phase(reporter, "swap", "swapping in the ready copy", "ready copy swapped in"):
             backup_name = swap_in(choice.datname)
         _after_swap(project, target, db, full_key, reporter, background_reclone)
-        reporter.emit(Message(f"{db} is fresh (ready copy of snapshot {full_key[:12]}; no step "
-                              "needed to run)", "ok"))
+        elsewhere = rerun.outside(project, steps)
+        if elsewhere:
+            # the copy holds the database only: their work is loaded again
+            again = building.build(session, target, targets=elsewhere, only=True)
+            if not again.result.ok:
+                return RefreshResult(again.result, "ready clone", True, backup_name)
+        reporter.emit(Message(f"{db} is fresh (ready copy of snapshot {full_key[:12]}; "
+                              + (f"ran {', '.join(elsewhere)}, whose work is outside the "
+                                 "database)" if elsewhere else "no step needed to run)"),
+                              "ok"))
         return RefreshResult(None, "ready clone", True, backup_name)
     remote = None
     if use_cache and choice.kind != "ready":
@@ -361,7 +369,10 @@ def plan_refresh(project: Project, target: Target, profile: str = "local",
     source = choose_source(project, target, fps, steps, use_cache)
     out = []
     for d in planner.decide(project, {}, profile=profile, fingerprints=fps):
-        if d.step in source.held:
+        if d.action is Action.RUN and project.steps[d.step].outside_database:
+            d = Decision(d.step, Action.RUN, "its work is outside the database (no snapshot "
+                                             "holds it)", d.fingerprint)
+        elif d.step in source.held:
             d = Decision(d.step, Action.SKIP, f"in {source.kind} {source.datname}", d.fingerprint)
         elif d.action is Action.RUN:
             d = Decision(d.step, Action.RUN, "not in any matching snapshot", d.fingerprint)
@@ -390,7 +401,7 @@ def _build(project: Project, reporter: Reporter, target: Target, build: str,
     label = target.redacted(build)
     decisions: list[Decision] = []
     for d in planner.decide(project, store.steps(key), profile=profile, fingerprints=fps):
-        if d.step in restored:
+        if d.step in restored and not project.steps[d.step].outside_database:
             d = Decision(d.step, Action.SKIP, "restored from snapshot", d.fingerprint)
         decisions.append(d)
     to_run = [d.step for d in decisions if d.action is Action.RUN]
@@ -461,7 +472,8 @@ def _snapshot(project: Project, target: Target, db: str, build: str, held: list[
     src_key = database.identity(target, build)
     dst_key = database.identity(target, name)
     if src_key and dst_key:
-        records = {s: r for s, r in store.steps(src_key).items() if s in held}
+        records = rerun.database_held(
+            project, {s: r for s, r in store.steps(src_key).items() if s in held})
         store.put(dst_key, target.redacted(name), records)
     value["complete"] = True
     siblings.set_meta(target, name, value)

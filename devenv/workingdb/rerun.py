@@ -40,6 +40,19 @@ def incremental(step: StepSpec) -> bool:
     return KINDS[step.kind].incremental
 
 
+def database_held(project: Project, records: Mapping[str, Any]) -> dict[str, Any]:
+    """``records`` without the steps whose work is outside the database: a snapshot, a
+    dump or a pulled artifact holds the database only, so those steps must run again
+    wherever one is restored (an empty stand-in otherwise passes for a loaded one)."""
+    return {s: r for s, r in records.items()
+            if s not in project.steps or not project.steps[s].outside_database}
+
+
+def outside(project: Project, steps: Sequence[str]) -> list[str]:
+    """Those of ``steps`` whose work is outside the database (``outside_database``)."""
+    return [n for n in steps if n in project.steps and project.steps[n].outside_database]
+
+
 @dataclass
 class Verdict:
     """What ``up`` may do on the working database: step -> why, for each class."""
@@ -92,6 +105,8 @@ def classify(project: Project, recorded: Mapping[str, Mapping[str, Any]],
         if rec is None:
             continue  # never ran here: nothing of it to duplicate
         step, fp = project.steps[name], fps[name]
+        if step.outside_database:
+            continue  # the database holds none of its work: rebuilding it would not help
         if rec.get("failed"):
             if not incremental(step):
                 # a data step that failed part-way may have committed some of its rows

@@ -12,6 +12,7 @@ from typing import Any
 
 import psycopg
 import pytest
+import yaml
 
 from devenv import loader
 from devenv.events import RecordingReporter, Status, StepStarted
@@ -332,3 +333,41 @@ def test_the_untouched_steps_kept_first_are_closed_upstream(
             database.drop(target, info.datname)
     res, _ = refresh(root, target)
     assert res.swapped
+
+
+def test_a_step_whose_work_is_outside_the_database_runs_again_after_a_restore(
+        lc: tuple[Path, database.Target]) -> None:
+    """outside_database: true (a step loading a provider's stand-in): no snapshot holds
+    its work, so refresh-db runs it whether it starts from a snapshot or swaps in the
+    ready copy, and up runs it in place when it changes (no rebuild for it)."""
+    root, target = lc
+    cfg = config(target.dbname)
+    cfg["steps"]["notify"] = {"run": "echo loaded >> stand-in.txt", "needs": ["seed"],
+                              "inputs": ["notify.txt"], "outside_database": True}
+    (root / "steps.yaml").write_text(yaml.safe_dump(cfg))
+    (root / "notify.txt").write_text("v1\n")
+    loads = root / "stand-in.txt"
+
+    refresh(root, target)  # cold: every step
+    assert loads.read_text().count("loaded") == 1
+    res, rep = refresh(root, target)  # nothing changed: the ready copy is swapped in
+    assert res.source == "ready clone" and ran(rep) == ["notify"]
+    assert loads.read_text().count("loaded") == 2
+    (root / "seed.sql").write_text(FILES["seed.sql"].replace("200", "20"))
+    res, rep = refresh(root, target)  # first edit: the steps seed leads to run again
+    res, rep = refresh(root, target)  # nothing changed since
+    (root / "seed.sql").write_text(FILES["seed.sql"].replace("200", "30"))
+    res, rep = refresh(root, target)  # from the snapshot of what seed does not lead to
+    assert res.source.startswith("snapshot "), res.source
+    assert "notify" in ran(rep) and "schema" not in ran(rep)
+    _source, planned = rebuild.plan_refresh(loader.load(root / "steps.yaml"), target)
+    assert [(d.action.value, d.reason) for d in planned if d.step == "notify"] == [
+        ("run", "its work is outside the database (no snapshot holds it)")]
+
+    count = loads.read_text().count("loaded")
+    (root / "notify.txt").write_text("v2\n")
+    up = subprocess.run([sys.executable, "-m", "devenv", "--plain", "up", "--no-processes"],
+                        cwd=root, capture_output=True, text=True, timeout=120)
+    assert up.returncode == 0, up.stdout + up.stderr
+    assert "not running on top" not in up.stdout and "[notify] ok" in up.stdout, up.stdout
+    assert loads.read_text().count("loaded") == count + 1
