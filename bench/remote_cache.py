@@ -21,7 +21,8 @@ bench/refresh_db.py uses). Each repetition, in turn:
            import role, pg_restore -j J from the pulled file, the defusing pass), into a
            database restore_file creates;
   * bare pg_restore -j J: the same dump file (the archive a pull writes) into an empty
-           database made beforehand, untimed, by the same PostgreSQL, with the same J
+           database made just before (its CREATE DATABASE timed apart: restore_file's time
+           includes the one it makes), by the same PostgreSQL, with the same J
            (devenv.postgres.dumpfiles.restore_jobs()).
 
 The last two alternate which goes first, and a CHECKPOINT runs before each, so neither
@@ -186,7 +187,7 @@ def main() -> None:
         ci_project = loader.load(ci / "steps.yaml")
         push_remote = oci.parse(f"oci://127.0.0.1:{port}/team/bench-push")
         times: dict[str, list[float]] = {k: [] for k in (
-            "cold", "push", "hit", "pull_restore", "fetch", "restore_file", "pg_restore_j")}
+            "cold", "push", "hit", "pull_restore", "fetch", "restore_file", "pg_restore_j", "createdb")}
         if args.compare_with:
             times["other"] = []
         for i in range(args.repeat):
@@ -223,7 +224,10 @@ def main() -> None:
                 times["pull_restore"].append(t2 - t0)
 
             def bare_restore(db: str) -> None:
+                # timed apart: restore_file's time includes the CREATE DATABASE it makes
+                t0 = time.perf_counter()
                 database.create(target, db, [], template="template0")
+                times["createdb"].append(time.perf_counter() - t0)
                 checkpoint(target)
                 t0 = time.perf_counter()
                 subprocess.run([tool, "-j", str(jobs), "--no-owner", "-d", target.url(db),
@@ -255,6 +259,9 @@ def main() -> None:
             "load_average_before": [round(x, 2) for x in load_before],
             "load_average_after": [round(x, 2) for x in os.getloadavg()],
             "median_s": {k: round(v, 3) for k, v in med.items()},
+            "median_of_round_ratios_pull_restore_vs_bare": round(statistics.median(
+                a / b for a, b in zip(times["pull_restore"], times["pg_restore_j"],
+                                      strict=True)), 3),
             "all_s": {k: [round(x, 3) for x in v] for k, v in times.items()},
         }
         print(json.dumps(result, indent=2))
@@ -277,12 +284,21 @@ def main() -> None:
         print(f"pull + restore (in-process)              {med['pull_restore']:7.2f} s  "
               f"{med['pull_restore'] / med['pg_restore_j']:5.2f}x bare   (goal <= 1.3x)  "
               f"runs: {runs('pull_restore')}")
+        paired = statistics.median(a / b for a, b in zip(times["pull_restore"],
+                                                          times["pg_restore_j"], strict=True))
+        print(f"  per round (the two back to back), median of pull + restore / bare: "
+              f"{paired:.2f}x")
         print(f"  fetch: download + checks               {med['fetch']:7.2f} s"
               f"                       runs: {runs('fetch')}")
         print(f"  restore_file: untrusted restore        {med['restore_file']:7.2f} s"
               f"                       runs: {runs('restore_file')}")
         print(f"bare pg_restore -j {jobs} of the same file     {med['pg_restore_j']:7.2f} s"
               f"                       runs: {runs('pg_restore_j')}")
+        both = statistics.median(c + r for c, r in zip(times["createdb"],
+                                                      times["pg_restore_j"], strict=True))
+        print(f"  with its CREATE DATABASE (untimed above) {both:7.2f} s  pull + restore is "
+              f"{med['pull_restore'] / both:.2f}x this      runs: {runs('createdb')} "
+              "(CREATE DATABASE)")
         if args.compare_with:
             print(f"pull + restore by {args.compare_with}  {med['other']:7.2f} s  "
                   f"{med['other'] / med['pg_restore_j']:5.2f}x bare"
