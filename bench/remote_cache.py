@@ -303,6 +303,14 @@ def main() -> None:
             print(f"pull + restore by {args.compare_with}  {med['other']:7.2f} s  "
                   f"{med['other'] / med['pg_restore_j']:5.2f}x bare"
                   f"                 runs: {runs('other')}")
+
+            def per_round(a: str, b: str) -> float:
+                return statistics.median(x / y for x, y in zip(times[a], times[b],
+                                                               strict=True))
+
+            print(f"  per round, median: {per_round('other', 'pg_restore_j'):.2f}x bare; this "
+                  f"tree's pull + restore takes {per_round('pull_restore', 'other'):.2f}x "
+                  "its time")
         print(f"CI's dump + push of the build            {med['push']:7.2f} s"
               f"                       runs: {runs('push')}")
         print(f"builds saved per pushed snapshot: each pull saves {per_pull:.2f} of a build "
