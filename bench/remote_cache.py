@@ -2,6 +2,7 @@
 pull + restore vs a bare `pg_restore -j` of the same dump, side by side in one run.
 
     python bench/remote_cache.py [--repeat 3] [--members 20000] [--scale 0] [--json FILE]
+                                 [--compare-with DIR]
 
 One PostgreSQL (local binaries, free port), one real OCI registry (the CNCF Distribution
 registry, ../shared/registry/start-registry) on 127.0.0.1, the example project copied into
