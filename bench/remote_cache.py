@@ -1,24 +1,37 @@
 """The team cache: a teammate's first refresh-db with a remote hit vs a cold build, and
 pull + restore vs a bare `pg_restore -j` of the same dump, side by side in one run.
 
-    python bench/oci.py [--repeat 3] [--members 20000]
+    python bench/remote_cache.py [--repeat 3] [--members 20000] [--scale 0] [--json FILE]
+                                 [--compare-with DIR]
 
 One PostgreSQL (local binaries, free port), one real OCI registry (the CNCF Distribution
 registry, ../shared/registry/start-registry) on 127.0.0.1, the example project copied into
 two checkouts: "ci" (builds once and pushes: `devenv ci-setup --profile local --push`) and
-"mate" (a teammate's fresh checkout: no .devenv/, no database). Each repetition, in turn:
+"mate" (a teammate's fresh checkout: no .devenv/, no database). `--scale N` adds a step
+`pgbench -i -s N` to the example in both (N = 20: a database of about 340 MB, as
+bench/refresh_db.py uses). Each repetition, in turn:
 
   * cold:  mate's `devenv refresh-db --no-remote-cache` (every step runs);
+  * push:  what CI pays on top of its build to share it: dump the database mate just
+           built and push it (devenv.workingdb.oci's dump_database + push_file, in-process,
+           to a repository of its own);
   * hit:   mate's `devenv refresh-db` with the remote configured (pull, check, restore,
            nothing runs); whole processes, start-up included;
-  * pull + restore: devenv.workingdb.oci's fetch (manifest, download, digest and header
-           checks) and restore_file into a new empty database, in-process;
-  * bare pg_restore -j 2: the same dump (the pulled file's pg_dump archive) from a local
-           file into a new empty database.
+  * pull + restore, in-process: devenv.workingdb.oci's fetch (manifest, download with the
+           digest, header and checksum checks) then restore_file (restore_untrusted: the
+           import role, pg_restore -j J from the pulled file, the defusing pass), into a
+           database restore_file creates;
+  * bare pg_restore -j J: the same dump file (the archive a pull writes) into an empty
+           database made just before (its CREATE DATABASE timed apart: restore_file's time
+           includes the one it makes), by the same PostgreSQL, with the same J
+           (devenv.postgres.dumpfiles.restore_jobs()).
 
-Reports medians, the ratios, and the builds a pushed snapshot saves: every teammate and CI
-job whose steps match pulls instead of building, so a team of N saves N-1 builds of the
-cold time each, per change of the steps.
+The last two alternate which goes first, and a CHECKPOINT runs before each, so neither
+pays for the other's dirty pages. Whole-process rows ("cold", "hit") run the code of this
+tree (python -m devenv with this tree on PYTHONPATH).
+
+Reports medians and the ratios, and the builds a pushed snapshot saves (see BENCHMARKS.md:
+each pull saves 1 - hit/cold of a build, the push costs push/cold of one).
 """
 
 from __future__ import annotations
@@ -37,7 +50,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from devenv import loader  # noqa: E402
+from devenv import fingerprint, loader  # noqa: E402
 from devenv.events import RecordingReporter  # noqa: E402
 from devenv.postgres import database, dumpfiles, pgcluster, siblings  # noqa: E402
 from devenv.session import Session  # noqa: E402
@@ -50,13 +63,54 @@ START = next((p for p in (ROOT.parent / "shared" / "registry" / "start-registry"
              ROOT.parent / "shared" / "registry" / "start-registry")
 
 
-def checkout(base: Path, name: str) -> Path:
+def checkout(base: Path, name: str, scale: int = 0) -> Path:
     d = base / name
     ignore = shutil.ignore_patterns("__pycache__", ".devenv")
     for part in ("examples", "services"):
         shutil.copytree(ROOT / part, d / part, ignore=ignore)
     shutil.copy(ROOT / "steps.yaml", d / "steps.yaml")
+    if scale:
+        # The example plus pgbench's tables (in public, which the example's schemas
+        # include): the ~300 MB database of the issue, built by a step like any other.
+        text = (d / "steps.yaml").read_text()
+        assert "\nsteps:\n" in text
+        step = (f"\nsteps:\n  pgbench-data:\n    run: pgbench -i -s {scale} -q\n"
+                "    needs: [postgres]\n\n")
+        (d / "steps.yaml").write_text(text.replace("\nsteps:\n", step, 1))
     return d
+
+
+# Pull + restore by another devenv tree (--compare-with), in its own process with that tree
+# on PYTHONPATH; prints the seconds of fetch + restore_file alone. Trees from before the
+# pull wrote a bare archive (Hit.offset) restore into a database made beforehand, untimed,
+# as this bench did then.
+OTHER = """
+import dataclasses, sys, time
+from pathlib import Path
+from devenv import loader
+from devenv.events import RecordingReporter
+from devenv.postgres import database, dumpfiles
+from devenv.session import Session
+from devenv.workingdb import oci
+steps, remote, tag, url, db = sys.argv[1:6]
+project = loader.load(Path(steps))
+client = oci.Client(oci.parse(remote))
+target = database.parse_url(url)
+server = dumpfiles.server_version_num(target)
+old = "offset" in {f.name for f in dataclasses.fields(oci.Hit)}
+if old:
+    database.create(target, db, [], template="template0")
+t0 = time.perf_counter()
+hit = oci.fetch(project, client, tag, server)
+oci.restore_file(Session(project, RecordingReporter()), target, db, hit)
+print(time.perf_counter() - t0)
+hit.path.unlink()
+"""
+
+
+def checkpoint(target: database.Target) -> None:
+    with database.connect(target, "postgres") as conn:
+        conn.execute("CHECKPOINT")
 
 
 def fresh(d: Path, url: str) -> None:
@@ -85,8 +139,15 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--members", type=int, default=20000, help="FAKE_MEMBERS")
+    ap.add_argument("--scale", type=int, default=0,
+                    help="add a step `pgbench -i -s SCALE` (20: ~340 MB); 0: the example alone")
+    ap.add_argument("--json", type=Path, help="also write the results here")
+    ap.add_argument("--compare-with", type=Path, metavar="DIR",
+                    help="also time pull + restore by the devenv tree in DIR, in the same "
+                         "rounds (a before/after of a change)")
     args = ap.parse_args()
-    devenv = [str(Path(sys.executable).parent / "devenv"), "--plain"]
+    devenv = [sys.executable, "-m", "devenv", "--plain"]
+    jobs = dumpfiles.restore_jobs()
     base = Path(tempfile.mkdtemp(prefix="devenv-bench-rc-"))
     os.chmod(base, 0o755)
     cluster = pgcluster.Cluster(base / "data", pgcluster.free_port())
@@ -96,76 +157,167 @@ def main() -> None:
                          capture_output=True, text=True)
     reg_pid = int(reg.stdout.split()[-1])
     remote = f"oci://127.0.0.1:{port}/team/healthplan"
+    load_before = os.getloadavg()
     try:
         url = cluster.url(DB)
         env = {**os.environ, "DATABASE_URL": url, "FAKE_MEMBERS": str(args.members),
                "PGPASSWORD": cluster.password, "DEVENV_CACHE_REMOTE": remote,
-               "DEVENV_CACHE_AUTHOR": "ci"}
+               "DEVENV_CACHE_AUTHOR": "ci", "PYTHONPATH": str(ROOT)}
         env.pop("PGOPTIONS", None)
-        ci, mate = checkout(base, "ci"), checkout(base, "mate")
+        os.environ["PGPASSWORD"] = cluster.password  # pgbench's and pg_restore's
+        ci, mate = checkout(base, "ci", args.scale), checkout(base, "mate", args.scale)
         # CI builds once and pushes (the developers' profile, so the artifact holds
         # every step a teammate's refresh-db wants)
         push_s = timed([*devenv, "ci-setup", "--profile", "local", "--push"],
                        {**env, "CI": "true"}, ci, "pushed snapshot")
+        target = database.parse_url(url)
+        with database.connect(target, DB) as conn:
+            row = conn.execute("SELECT pg_database_size(current_database())").fetchone()
+        db_bytes = int(row[0]) if row else 0
         fresh(ci, url)
         project = loader.load(mate / "steps.yaml")
         client = oci.Client(oci.parse(remote))
         tag = client.tags()[0]
-        target = database.parse_url(url)
         server = dumpfiles.server_version_num(target)
-        times: dict[str, list[float]] = {"cold": [], "hit": [], "pull_restore": [],
-                                         "pg_restore_j": []}
-        dump_bytes = 0
+        # The dump file both restores read: the archive a pull writes.
+        first = oci.fetch(project, client, tag, server)
+        assert first is not None
+        bare = base / "bare.dump"
+        shutil.move(first.path, bare)
+        tool = dumpfiles.local_tools("pg_restore")[0][0]
+        ci_project = loader.load(ci / "steps.yaml")
+        push_remote = oci.parse(f"oci://127.0.0.1:{port}/team/bench-push")
+        times: dict[str, list[float]] = {k: [] for k in (
+            "cold", "push", "hit", "pull_restore", "fetch", "restore_file", "pg_restore_j", "createdb")}
+        if args.compare_with:
+            times["other"] = []
         for i in range(args.repeat):
             fresh(mate, url)
             times["cold"].append(timed([*devenv, "refresh-db", "--no-remote-cache"], env,
                                        mate))
+            # what sharing the build costs CI: dump + push (into a repository of its own)
+            steps = list(fingerprint.compute(ci_project))
+            checkpoint(target)
+            t0 = time.perf_counter()
+            with tempfile.TemporaryDirectory(dir=base) as d:
+                f = Path(d) / "push.devenv-snapshot"
+                oci.dump_database(ci_project, target, DB, f"round{i}", steps, "ci", f, None)
+                oci.push_file(ci_project, push_remote, f, RecordingReporter())
+            times["push"].append(time.perf_counter() - t0)
             fresh(mate, url)
+            checkpoint(target)
             times["hit"].append(timed([*devenv, "refresh-db"], env, mate,
                                       "restored snapshot"))
             fresh(mate, url)
-            # pull + restore, in-process, into an empty database
-            db1 = f"bench_pull_{i}"
-            database.create(target, db1, [], template="template0")
-            t0 = time.perf_counter()
-            hit = oci.fetch(project, client, tag, server)
-            assert hit is not None
-            oci.restore_file(Session(project, RecordingReporter()), target.with_db(db1), db1, hit)
-            times["pull_restore"].append(time.perf_counter() - t0)
-            # the same dump from a local file, bare pg_restore -j 2
-            bare = base / "bare.dump"
-            with open(bare, "wb") as fh:
-                for chunk in dumpfiles.payload(hit.path, hit.offset):
-                    fh.write(chunk)
-            dump_bytes = bare.stat().st_size
-            hit.path.unlink()
-            db2 = f"bench_bare_{i}"
-            database.create(target, db2, [], template="template0")
-            tool = dumpfiles.local_tools("pg_restore")[0][0]
-            t0 = time.perf_counter()
-            subprocess.run([tool, "-j", "2", "--no-owner", "-d", target.url(db2), str(bare)],
-                           check=True, env={**os.environ, "PGPASSWORD": cluster.password})
-            times["pg_restore_j"].append(time.perf_counter() - t0)
-            for db in (db1, db2):
+
+            def pull_restore(db: str) -> None:
+                t0 = time.perf_counter()
+                hit = oci.fetch(project, client, tag, server)
+                assert hit is not None
+                t1 = time.perf_counter()
+                try:
+                    oci.restore_file(Session(project, RecordingReporter()), target, db, hit)
+                finally:
+                    hit.path.unlink()
+                t2 = time.perf_counter()
+                times["fetch"].append(t1 - t0)
+                times["restore_file"].append(t2 - t1)
+                times["pull_restore"].append(t2 - t0)
+
+            def bare_restore(db: str) -> None:
+                # timed apart: restore_file's time includes the CREATE DATABASE it makes
+                t0 = time.perf_counter()
+                database.create(target, db, [], template="template0")
+                times["createdb"].append(time.perf_counter() - t0)
+                checkpoint(target)
+                t0 = time.perf_counter()
+                subprocess.run([tool, "-j", str(jobs), "--no-owner", "-d", target.url(db),
+                                str(bare)], check=True)
+                times["pg_restore_j"].append(time.perf_counter() - t0)
+
+            def other(db: str) -> None:
+                r = subprocess.run(
+                    [sys.executable, "-c", OTHER, str(mate / "steps.yaml"), remote, tag, url,
+                     db], env={**env, "PYTHONPATH": str(args.compare_with)}, cwd=mate,
+                    check=True, stdout=subprocess.PIPE, text=True)
+                times["other"].append(float(r.stdout.split()[-1]))
+
+            order = [(pull_restore, f"bench_pull_{i}"), (bare_restore, f"bench_bare_{i}")]
+            if args.compare_with:
+                order.append((other, f"bench_other_{i}"))
+            for run, db in order if i % 2 == 0 else order[::-1]:
+                checkpoint(target)
+                run(db)
+            for _, db in order:
                 database.drop(target, db)
         med = {k: statistics.median(v) for k, v in times.items()}
         result = {
-            "cpus": os.cpu_count(), "fake_members": args.members, "repeat": args.repeat,
-            "dump_mb": round(dump_bytes / 1e6, 2), "ci_build_and_push_s": round(push_s, 2),
+            "cpus": os.cpu_count(), "fake_members": args.members, "pgbench_scale": args.scale,
+            "repeat": args.repeat, "restore_jobs": jobs,
+            "database_mb": round(db_bytes / 1e6, 1),
+            "dump_mb": round(bare.stat().st_size / 1e6, 2),
+            "ci_build_and_push_s": round(push_s, 2),
+            "load_average_before": [round(x, 2) for x in load_before],
+            "load_average_after": [round(x, 2) for x in os.getloadavg()],
             "median_s": {k: round(v, 3) for k, v in med.items()},
+            "median_of_round_ratios_pull_restore_vs_bare": round(statistics.median(
+                a / b for a, b in zip(times["pull_restore"], times["pg_restore_j"],
+                                      strict=True)), 3),
             "all_s": {k: [round(x, 3) for x in v] for k, v in times.items()},
         }
         print(json.dumps(result, indent=2))
-        saved = med["cold"] - med["hit"]
-        print(f"\nteammate's first refresh-db, cold build   {med['cold']:7.2f} s")
-        print(f"teammate's first refresh-db, remote hit   {med['hit']:7.2f} s   "
-              f"{med['cold'] / med['hit']:.2f}x faster   (goal >= 3x)")
-        print(f"pull + restore (in-process)               {med['pull_restore']:7.2f} s   "
-              f"{med['pull_restore'] / med['pg_restore_j']:.2f}x bare   (goal <= 1.3x)")
-        print(f"bare pg_restore -j 2 of the same dump     {med['pg_restore_j']:7.2f} s")
-        print(f"per pushed snapshot: each of N teammates/CI jobs saves {saved:.2f} s "
-              f"({med['cold']:.2f} s build -> {med['hit']:.2f} s pull); one build serves "
-              "the team: N builds become 1 build + N-1 pulls")
+        if args.json:
+            args.json.write_text(json.dumps(result, indent=2) + "\n")
+        per_pull = 1 - med["hit"] / med["cold"]
+        push_cost = med["push"] / med["cold"]
+
+        def runs(k: str) -> str:
+            return ", ".join(f"{x:.2f}" for x in times[k])
+
+        what = (f"the example + pgbench scale {args.scale}" if args.scale else "the example")
+        print(f"\n{what}: database {db_bytes / 1e6:.0f} MB, dump {result['dump_mb']} MB, "
+              f"median of {args.repeat}, pg_restore -j {jobs}, load average "
+              f"{load_before[0]:.2f} before, {os.getloadavg()[0]:.2f} after")
+        print(f"teammate's first refresh-db, cold build  {med['cold']:7.2f} s"
+              f"                       runs: {runs('cold')}")
+        print(f"teammate's first refresh-db, remote hit  {med['hit']:7.2f} s  "
+              f"{med['cold'] / med['hit']:5.2f}x faster (goal >= 3x)  runs: {runs('hit')}")
+        print(f"pull + restore (in-process)              {med['pull_restore']:7.2f} s  "
+              f"{med['pull_restore'] / med['pg_restore_j']:5.2f}x bare   (goal <= 1.3x)  "
+              f"runs: {runs('pull_restore')}")
+        paired = statistics.median(a / b for a, b in zip(times["pull_restore"],
+                                                          times["pg_restore_j"], strict=True))
+        print(f"  per round (the two back to back), median of pull + restore / bare: "
+              f"{paired:.2f}x")
+        print(f"  fetch: download + checks               {med['fetch']:7.2f} s"
+              f"                       runs: {runs('fetch')}")
+        print(f"  restore_file: untrusted restore        {med['restore_file']:7.2f} s"
+              f"                       runs: {runs('restore_file')}")
+        print(f"bare pg_restore -j {jobs} of the same file     {med['pg_restore_j']:7.2f} s"
+              f"                       runs: {runs('pg_restore_j')}")
+        both = statistics.median(c + r for c, r in zip(times["createdb"],
+                                                      times["pg_restore_j"], strict=True))
+        print(f"  with its CREATE DATABASE (untimed above) {both:7.2f} s  pull + restore is "
+              f"{med['pull_restore'] / both:.2f}x this      runs: {runs('createdb')} "
+              "(CREATE DATABASE)")
+        if args.compare_with:
+            print(f"pull + restore by {args.compare_with}  {med['other']:7.2f} s  "
+                  f"{med['other'] / med['pg_restore_j']:5.2f}x bare"
+                  f"                 runs: {runs('other')}")
+
+            def per_round(a: str, b: str) -> float:
+                return statistics.median(x / y for x, y in zip(times[a], times[b],
+                                                               strict=True))
+
+            print(f"  per round, median: {per_round('other', 'pg_restore_j'):.2f}x bare; this "
+                  f"tree's pull + restore takes {per_round('pull_restore', 'other'):.2f}x "
+                  "its time")
+        print(f"CI's dump + push of the build            {med['push']:7.2f} s"
+              f"                       runs: {runs('push')}")
+        print(f"builds saved per pushed snapshot: each pull saves {per_pull:.2f} of a build "
+              f"(1 - hit/cold), the push costs {push_cost:.2f} of one (push/cold): a "
+              f"snapshot pulled N times saves {per_pull:.2f}*N - {push_cost:.2f} builds "
+              f"(N = 5: {5 * per_pull - push_cost:.2f})")
     finally:
         os.kill(reg_pid, 15)
         cluster.stop("immediate")

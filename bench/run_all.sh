@@ -20,7 +20,8 @@ run ci_setup        python3 bench/ci_setup.py --repeat 3
 run refresh_db      python3 bench/refresh_db.py --scale 20 --reps 5 --nocache-reps 1
 run fake_data       python3 bench/fake_data.py --repeat 3
 run doctor          python3 bench/doctor.py --repeat 5
-run remote_cache    python3 bench/remote_cache.py --repeat 3
+run remote_cache    python3 bench/remote_cache.py --repeat 5
+run remote_cache_300mb python3 bench/remote_cache.py --repeat 3 --scale 20
 run branch_switch   python3 bench/branch_switch.py --repeat 5
 run edit_loop       python3 bench/edit_loop.py --edits 5
 run many_services   python3 bench/many_services.py --repeat 3

@@ -87,9 +87,7 @@ def pull(session: Session, ref: str, *,
             with phase(reporter, "restore", f"restoring snapshot {hit.key[:12]}",
                        hit.describe()):
                 try:
-                    database.create(target, build, [], template="template0")
-                    siblings.set_meta(target, build, value)
-                    oci.restore_file(session, target, build, hit)
+                    oci.restore_file(session, target, build, hit, value)
                     ident = database.identity(target, build)
                     if ident:
                         StateStore(project.state_dir).put(ident, target.redacted(name),

@@ -149,6 +149,11 @@ def read_header(path: Path) -> tuple[Header, int]:
         raise SnapshotFileError(f"{path} is a folder, not a snapshot file") from None
     except OSError as exc:
         raise SnapshotFileError(f"{path}: cannot read it: {exc.strerror}") from None
+    return _parse_head(path, magic, line), offset
+
+
+def _parse_head(path: Path | str, magic: bytes, line: bytes) -> Header:
+    """The header from a snapshot file's first bytes (``magic``) and header ``line``."""
     if magic != MAGIC:
         if magic.startswith(b"PGDMP"):
             raise SnapshotFileError(f"{path} is a bare pg_dump archive, not a devenv snapshot file: "
@@ -165,10 +170,10 @@ def read_header(path: Path) -> tuple[Header, int]:
         raw = json.loads(line)
     except ValueError:
         raise SnapshotFileError(f"{path} has a damaged header (not JSON)") from None
-    return _header(path, raw), offset
+    return _header(path, raw)
 
 
-def _header(path: Path, raw: Any) -> Header:
+def _header(path: Path | str, raw: Any) -> Header:
     types: dict[str, type | tuple[type, ...]] = {
         "project": str, "database": str, "name": str, "key": str, "steps": list,
         "fingerprints": dict, "server_version_num": int, "pg_dump_major": int,
@@ -200,7 +205,14 @@ def _header(path: Path, raw: Any) -> Header:
 
 def verify(path: Path, header: Header, offset: int) -> None:
     """Refuse a file whose dump is shorter, longer or other than its header says."""
-    actual = Path(path).stat().st_size - offset
+    _check_size(path, header, Path(path).stat().st_size - offset)  # before reading it all
+    digest = hashlib.sha256()
+    for data in payload(path, offset):
+        digest.update(data)
+    _check_sha256(path, header, digest.hexdigest())
+
+
+def _check_size(path: Path | str, header: Header, actual: int) -> None:
     if actual < header.size:
         raise SnapshotFileError(f"{path} is truncated: its header promises a dump of "
                         f"{header.size} bytes, the file holds {actual}; copy or export it "
@@ -208,12 +220,54 @@ def verify(path: Path, header: Header, offset: int) -> None:
     if actual > header.size:
         raise SnapshotFileError(f"{path} is damaged: it holds {actual - header.size} bytes more than "
                         "its header says; copy or export it again")
-    digest = hashlib.sha256()
-    for data in payload(path, offset):
-        digest.update(data)
-    if digest.hexdigest() != header.sha256:
+
+
+def _check_sha256(path: Path | str, header: Header, sha256: str) -> None:
+    if sha256 != header.sha256:
         raise SnapshotFileError(f"{path} is damaged: the dump's sha256 does not match its header; "
                         "copy or export it again")
+
+
+def unpack(chunks: Iterable[bytes], dest: Path, label: str) -> Header:
+    """Write the dump inside a snapshot file that arrives as ``chunks`` (a download) to
+    ``dest``, as a bare ``pg_dump`` archive, and return the file's header.
+
+    What :func:`read_header` and :func:`verify` check on a file is checked here in the same
+    pass (the dump's size and sha256 against its header), so a download is read once, and
+    ``pg_restore -j`` can read the archive from ``dest`` (it needs the archive at the start
+    of a seekable file). ``label`` names the source in errors. The header is parsed as soon
+    as its line is complete, so a file that is not a snapshot stops the download there; a
+    failure leaves ``dest`` for the caller to delete.
+    """
+    head = b""
+    header: Header | None = None
+    digest = hashlib.sha256()
+    size = 0
+    with open(dest, "wb") as fh:
+        for data in chunks:
+            if header is None:
+                head += data
+                end = head.find(b"\n", len(MAGIC)) if head.startswith(MAGIC) else -1
+                if end < 0:
+                    if len(head) >= len(MAGIC) and not head.startswith(MAGIC):
+                        _parse_head(label, head[:len(MAGIC)], b"")
+                    if len(head) > len(MAGIC) + MAX_HEADER:
+                        raise SnapshotFileError(f"{label} is not a devenv snapshot file (its "
+                                                "header line never ends)")
+                    continue
+                header = _parse_head(label, MAGIC, head[len(MAGIC):end + 1])
+                data = head[end + 1:]
+                head = b""
+            digest.update(data)
+            size += len(data)
+            fh.write(data)
+    if header is None:
+        # Fewer bytes than a header: the same errors as a short file.
+        _parse_head(label, head[:len(MAGIC)], head[len(MAGIC):])
+        raise AssertionError("unreachable: _parse_head refuses a header without its newline")
+    _check_size(label, header, size)
+    _check_sha256(label, header, digest.hexdigest())
+    return header
 
 
 def payload(path: Path, offset: int, chunk: int = CHUNK) -> Iterator[bytes]:
@@ -265,6 +319,10 @@ def local_tools(name: str) -> list[tuple[str, int]]:
         if real in seen or not os.access(p, os.X_OK):
             continue
         seen.add(real)
+        # Debian's PATH entry is pg_wrapper, which runs one of the versioned binaries listed
+        # above: asking it for its version (a Perl start, ~20 ms) would add nothing.
+        if out and real.endswith("/postgresql-common/pg_wrapper"):
+            continue
         # Debian, PGDG and Homebrew name the major version in the folder
         # (/usr/lib/postgresql/15/bin): no need to run the tool to ask it.
         m = _VERSIONED_DIR.search(real)
@@ -349,9 +407,11 @@ def tool_env(target: Target, dbname: str) -> dict[str, str]:
 
 
 def choose_tool(name: str, target: Target, dbname: str, need_major: int,
-                service: ServiceExec | None) -> Tool:
+                service: ServiceExec | Callable[[], ServiceExec | None] | None) -> Tool:
     """``name`` (pg_dump or pg_restore) of at least ``need_major``: the local binary when it
     is new enough, else the database service's own (its container's), else a clear error.
+    ``service`` may be a function that finds the service's: it then runs only when no local
+    tool will do (asking the Docker engine costs time a local tool does not need).
 
     ``DEVENV_PG_TOOLS=service`` (or ``local``) forces one or the other.
     """
@@ -363,6 +423,8 @@ def choose_tool(name: str, target: Target, dbname: str, need_major: int,
             return Tool(name, major, f"local {path}", (path, "--no-password"), env)
     have = (f"the local {name} is version {local[0][1]}" if local
             else f"there is no local {name}")
+    if callable(service):
+        service = service() if force != "local" else None
     if service is None or force == "local":
         raise DumpError(
             f"{have}, and PostgreSQL {need_major} needs {name} {need_major} or newer; the "
@@ -397,15 +459,40 @@ def dump(tool: Tool, sink: Callable[[bytes], None], tmpdir: Path | None = None) 
         raise DumpError(f"pg_dump ({tool.where}) failed:\n{exc}") from None
 
 
-def restore(tool: Tool, source: Iterable[bytes]) -> None:
-    """``pg_restore`` the custom-format dump from ``source`` into the tool's database, in one
-    transaction: on any error nothing of it stays."""
+def restore_jobs() -> int:
+    """How many connections ``pg_restore -j`` uses for a dump in a file:
+    ``DEVENV_RESTORE_JOBS``, else this machine's CPUs, at most 4 (the server is usually on
+    this machine, and beyond a few jobs the biggest table's data and index set the time)."""
+    with contextlib.suppress(ValueError):
+        return max(1, int(os.environ.get("DEVENV_RESTORE_JOBS", "")))
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+def restore(tool: Tool, source: Iterable[bytes] | Path, jobs: int = 1) -> None:
+    """``pg_restore`` the custom-format dump from ``source`` (a stream, or a file holding
+    the bare archive) into the tool's database, which the caller made for it and drops on
+    failure.
+
+    A file and ``jobs`` > 1, with a local tool: ``pg_restore -j jobs FILE``, data and
+    indexes on several connections, each committing on its own (``-j`` cannot run in one
+    transaction); all-or-nothing then comes from the caller dropping the new database when
+    this raises. Otherwise one transaction: on any error nothing of it stays.
+    """
     dbname = tool.env["PGDATABASE"]
     # -d takes a connection string; a name with '=' in it would be read as one.
     conninfo = "dbname='" + dbname.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    args = ["--no-owner", "--exit-on-error", "-d", conninfo]
+    stream: Iterable[bytes] | None = source if not isinstance(source, Path) else None
+    if isinstance(source, Path) and jobs > 1 and tool.service is None:
+        # A file on this machine: the service's tools (in a container) cannot open it.
+        args = [*args, "-j", str(jobs), "--", str(source)]
+    else:
+        args = ["--single-transaction", *args]
+        if stream is None:
+            assert isinstance(source, Path)
+            stream = payload(source, 0)
     try:
-        tool.run(["--no-owner", "--single-transaction", "--exit-on-error", "-d", conninfo],
-                 source=source)
+        tool.run(args, source=stream)
     except proc.ProcessError as exc:
         raise DumpError(f"pg_restore ({tool.where}) failed:\n{exc}") from None
 
@@ -544,22 +631,26 @@ def _defuse(target: Target, dbname: str) -> None:
                         "whoever writes to those tables later, so nothing of it was kept")
 
 
-def restore_untrusted(target: Target, dbname: str, tool: Tool, source: Iterable[bytes], *,
-                      label: str = "the dump") -> None:
+def restore_untrusted(target: Target, dbname: str, tool: Tool,
+                      source: Iterable[bytes] | Path, *, label: str = "the dump",
+                      jobs: int | None = None) -> None:
     """Create database ``dbname`` (it must not exist) and restore into it the custom-format
     dump from ``source``, which came from a file or another machine and is trusted with
     nothing. ``tool`` is pg_restore for ``target`` (:func:`choose_tool`); ``label`` names
-    the dump in messages (a file name).
+    the dump in messages (a file name). ``source`` is a stream of the dump's bytes, or a
+    file holding the bare archive, which a local pg_restore reads with ``-j jobs``
+    (default :func:`restore_jobs`; see :func:`restore`).
 
     When the target's user is a superuser (or could become one of the roles that run
     programs on the server), the restore runs connected as the role ``devenv_import``:
     NOSUPERUSER, NOCREATEDB, NOCREATEROLE, member of nothing, allowed to log in only for
     the restore (a fresh password each time). Whatever SQL the dump holds then runs without
     ``COPY ... PROGRAM``, server files, untrusted languages or ``ALTER SYSTEM``; what it
-    is refused fails the whole restore (one transaction) with :class:`DumpError`, and the
-    database is dropped. Afterwards the database belongs to the target's user, its objects
-    stay the import role's, and every function the dump defined runs as that role (see
-    :func:`_defuse`). A user without such rights restores as itself.
+    is refused fails the restore with :class:`DumpError`, and the database is dropped
+    (nothing of it stays, in one transaction or on ``-j`` connections alike). Afterwards
+    the database belongs to the target's user, its objects stay the import role's, and
+    every function the dump defined runs as that role (see :func:`_defuse`). A user
+    without such rights restores as itself.
     """
     privileged = _privileged(target)
     password = _prepare_import_role(target) if privileged else ""
@@ -573,7 +664,7 @@ def restore_untrusted(target: Target, dbname: str, tool: Tool, source: Iterable[
                 env |= {"PGUSER": IMPORT_ROLE, "PGPASSWORD": password}
             as_role = replace(tool, env=env)
             try:
-                restore(as_role, source)
+                restore(as_role, source, restore_jobs() if jobs is None else jobs)
             except DumpError as exc:
                 text = str(exc)
                 errors = [line.split("ERROR:", 1)[1].strip() for line in text.splitlines()

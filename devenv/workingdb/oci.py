@@ -45,7 +45,7 @@ import socket
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -320,8 +320,11 @@ class Client:
         except ValueError as exc:  # oras' "Issue with URL: reason"
             raise RemoteError(f"push to {self.remote.url} failed: {exc}") from None
 
-    def download(self, tag: str, digest: str, size: int, dest: Path) -> None:
-        """Stream blob ``digest`` to ``dest``, refusing one whose bytes are not ``digest``."""
+    def blob(self, tag: str, digest: str, size: int) -> Iterator[bytes]:
+        """The bytes of blob ``digest``, as they download; after the last chunk, raises
+        RemoteError if they were not ``size`` bytes whose sha256 is ``digest``. The
+        consumer writes them where they go (:func:`dumpfiles.unpack`) and uses them only
+        once the iteration has ended without error."""
         c = self._container(tag)
         r = self.reg.do_request(f"{self.reg.prefix}://{c.get_blob_url(digest)}", "GET",
                                 stream=True)
@@ -332,17 +335,20 @@ class Client:
         import requests
 
         try:
-            with r, open(dest, "wb") as fh:
+            with r:
                 for chunk in r.iter_content(chunk_size=1 << 20):
                     h.update(chunk)
                     got += len(chunk)
-                    fh.write(chunk)
+                    if got > size:
+                        break  # more than the manifest says: refused below, not read on
+                    yield chunk
         except requests.RequestException as exc:
             raise RemoteError(f"the download from {self.remote.registry} broke off after "
                               f"{got} of {size} bytes ({type(exc).__name__})") from None
         if got != size:
-            raise RemoteError(f"the download from {self.remote.registry} is truncated: "
-                              f"{got} of {size} bytes")
+            raise RemoteError(f"the download from {self.remote.registry} is "
+                              f"{'truncated' if got < size else 'longer than its manifest'}"
+                              f": {got} of {size} bytes")
         if f"sha256:{h.hexdigest()}" != digest:
             raise RemoteError(f"the blob's digest does not match its manifest ({digest[:19]}"
                               "...): damaged or tampered in the registry")
@@ -532,14 +538,14 @@ def spawn_push(project: Project, remote: Remote, path: Path) -> int:
 
 @dataclass(frozen=True)
 class Hit:
-    """A snapshot pulled from the remote, checked, in a local file."""
+    """A snapshot pulled from the remote and checked: its header, and its dump in a local
+    file (the bare ``pg_dump`` archive, which ``pg_restore -j`` reads)."""
 
     remote: Remote
     key: str
     held: tuple[str, ...]
     path: Path
     header: dumpfiles.Header
-    offset: int
     pushed_by: str
     pushed_at: str
 
@@ -586,13 +592,14 @@ def fetch(project: Project, client: Client, tag: str, server_num: int,
     check_signature(project, ann, key, layer)
     size = int(layer.get("size", 0))
     digest = str(layer.get("digest", ""))
-    path = _download_dir(project) / f"{key[:24]}.{os.getpid()}.devenv-snapshot"
+    path = _download_dir(project) / f"{key[:24]}.{os.getpid()}.dump"
     try:
-        client.download(tag, digest, size, path)
-        header, offset = dumpfiles.read_header(path)
+        # One pass: the blob's digest, the header, and the dump's own size and sha256 are
+        # checked as it downloads; the dump goes to its own file for pg_restore -j. Nothing
+        # is restored before the last check has passed.
+        header = dumpfiles.unpack(client.blob(tag, digest, size), path, "the pulled snapshot")
         if header.key != key or header.project != project.name:
             raise RemoteError("the snapshot file inside does not match its annotations")
-        dumpfiles.verify(path, header, offset)
         if header.server_major > dumpfiles.major_of(server_num):
             raise RemoteError(f"the snapshot was dumped from PostgreSQL "
                               f"{header.server_major}, newer than this server "
@@ -600,9 +607,9 @@ def fetch(project: Project, client: Client, tag: str, server_num: int,
     except BaseException as exc:
         path.unlink(missing_ok=True)
         if isinstance(exc, dumpfiles.DumpError):
-            raise RemoteError(str(exc).replace(str(path), "the pulled snapshot")) from None
+            raise RemoteError(str(exc)) from None
         raise
-    return Hit(client.remote, key, tuple(header.steps), path, header, offset,
+    return Hit(client.remote, key, tuple(header.steps), path, header,
                ann.get(ANN + "created-by", ""), ann.get(CREATED, ""))
 
 
@@ -638,24 +645,23 @@ def lookup(project: Project, client: Client, fps: dict[str, fingerprint.Fingerpr
     return None
 
 
-def restore_file(session: Session, target: Target, dbname: str, hit: Hit) -> None:
-    """Restore a pulled snapshot into ``dbname`` (which exists and is empty).
+def restore_file(session: Session, target: Target, dbname: str, hit: Hit,
+                 meta: dict[str, Any] | None = None) -> None:
+    """Create ``dbname`` (it must not exist) from a pulled snapshot, with the sibling
+    ``meta`` (:func:`siblings.meta`) when given.
 
     The dump is someone else's SQL: it goes through ``dumpfiles.restore_untrusted``, as
     ``snapshot import`` and the ci-setup cache do: no superuser rights while it restores,
-    and none for its functions afterwards.
+    and none for its functions afterwards. It creates the database itself (owned by the
+    import role while the dump's SQL runs), so the caller makes none beforehand, and a
+    local pg_restore reads the pulled file with ``-j`` (:func:`dumpfiles.restore_jobs`).
     """
-    container = session.tools()
     tool = dumpfiles.choose_tool("pg_restore", target, dbname, hit.header.pg_dump_major,
-                             container)
-    # restore_untrusted creates the database itself (owned by the import role while the
-    # dump's SQL runs); the caller's empty one and its comment are made again around it.
-    info = siblings.find(target, target.dbname, dbname)
-    database.drop(target, dbname)
-    dumpfiles.restore_untrusted(target, dbname, tool, dumpfiles.payload(hit.path, hit.offset),
-                            label=f"snapshot {hit.key[:12]} from {hit.remote.url}")
-    if info is not None and info.meta:
-        siblings.set_meta(target, dbname, dict(info.meta))
+                                 session.tools)
+    dumpfiles.restore_untrusted(target, dbname, tool, hit.path,
+                                label=f"snapshot {hit.key[:12]} from {hit.remote.url}")
+    if meta:
+        siblings.set_meta(target, dbname, meta)
 
 
 def _records(project: Project, hit: Hit) -> dict[str, dict[str, Any]]:
@@ -705,9 +711,7 @@ def restore_for_refresh(session: Session, target: Target, build: str, store: Sta
             reporter.emit(PhaseStarted("restore", f"restoring snapshot {hit.key[:12]} from "
                                        f"{remote.url}"))
             try:
-                database.create(target, build, [], template="template0")
-                siblings.set_meta(target, build, siblings.meta("build", project.name))
-                restore_file(session, target, build, hit)
+                restore_file(session, target, build, hit, siblings.meta("build", project.name))
             except BaseException:
                 reporter.emit(PhaseFinished("restore", "restore failed", ok=False))
                 with contextlib.suppress(Exception):
@@ -776,17 +780,17 @@ def restore_fresh(session: Session, target: Target | None) -> bool:
                 return False
             reporter.emit(PhaseStarted("restore", f"restoring snapshot {hit.key[:12]} from "
                                        f"{remote.url}"))
-            created = not database.exists(target, target.dbname)
-            if created:
-                database.create(target, target.dbname, [], template="template0")
+            # An empty database that exists (CI's service container made it) is made again
+            # by the restore, with its sibling comment if it had one.
+            info = siblings.find(target, target.dbname, target.dbname)
+            database.drop(target, target.dbname)
             try:
-                restore_file(session, target, target.dbname, hit)
+                restore_file(session, target, target.dbname, hit,
+                             dict(info.meta) if info is not None and info.meta else None)
             except BaseException:
                 reporter.emit(PhaseFinished("restore", "restore failed", ok=False))
-                # single-transaction: a failed restore left the database as it was
-                if created:
-                    with contextlib.suppress(Exception):
-                        database.drop(target, target.dbname)
+                with contextlib.suppress(Exception):
+                    database.drop(target, target.dbname)
                 raise
             reporter.emit(PhaseFinished("restore", hit.describe()))
     except _Skipped:

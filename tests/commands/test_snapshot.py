@@ -541,6 +541,16 @@ def test_dump_and_restore_with_the_containers_own_tools(
         assert any(f"in container {name}-db" in m for m in messages(rep, "ok"))
         cmd.import_(Session(project, RecordingReporter()), file, "again")
         assert dump_database(target.url("app_dev__u_again")) == original
+        # a pulled snapshot's bare archive in a file: the container's pg_restore cannot open
+        # a host file, so it streams in (one transaction) even when -j is asked for
+        bare = tmp_path / "base.dump"
+        dumpfiles.unpack(dumpfiles.payload(file, 0), bare, str(file))
+        tool = dumpfiles.choose_tool("pg_restore", target, "app_dev__pulled", 15,
+                                     Session(project, RecordingReporter()).tools)
+        assert tool.service is not None and tool.where == f"in container {name}-db"
+        dumpfiles.restore_untrusted(target, "app_dev__pulled", tool, bare, jobs=2)
+        assert dump_database(target.url("app_dev__pulled")) == original
+        bare.unlink()
 
         assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
     finally:

@@ -258,3 +258,71 @@ def test_a_createrole_user_that_is_not_superuser_can_import(
         with psycopg.connect(target.url("postgres"), autocommit=True) as conn:
             conn.execute("REVOKE devenv_import FROM devenv_t_master")
             conn.execute("DROP ROLE devenv_t_master")
+
+
+def _bare_dump(file: Path, dest: Path) -> Path:
+    """The pg_dump archive inside snapshot file ``file``, alone in ``dest`` (what a pull
+    from the remote cache restores from, with pg_restore -j)."""
+    _header, offset = dumpfiles.read_header(file)
+    dumpfiles.unpack(dumpfiles.payload(file, 0, chunk=4096), dest, str(file))
+    assert dest.read_bytes() == file.read_bytes()[offset:]
+    return dest
+
+
+def test_a_parallel_restore_from_a_file_refuses_a_dump_that_runs_a_program(
+        setup: tuple[database.Target, str, Path], drop_dir: Path, tmp_path: Path) -> None:
+    """pg_restore -j 2 on the pulled file: no single transaction, two connections as the
+    import role. The refusal on one of them stops it, and the new database is dropped."""
+    target, db, _root = setup
+    mark = drop_dir / "parallel.txt"
+    _malicious_db(target, f"{db}_src", mark, fire_on_restore=True)
+    file = tmp_path / "evil.devenv-snapshot"
+    _write_snapshot_file(target, f"{db}_src", file, "evilproj")
+    bare = _bare_dump(file, tmp_path / "evil.dump")
+    tool = dumpfiles.choose_tool("pg_restore", target, f"{db}_copy", 15, None)
+    with pytest.raises(dumpfiles.DumpError) as err:
+        dumpfiles.restore_untrusted(target, f"{db}_copy", tool, bare, label="the pull",
+                                    jobs=2)
+    assert not mark.exists(), "the dump ran a program on the host"
+    assert str(err.value) == (
+        "the pull asks for rights an import does not have (it is restored as role "
+        "devenv_import, without superuser), so nothing of it was kept: " + REFUSED)
+    assert not database.exists(target, f"{db}_copy")
+
+
+def test_a_parallel_restore_from_a_file_gives_the_same_database_defused(
+        setup: tuple[database.Target, str, Path], drop_dir: Path, tmp_path: Path) -> None:
+    """The same dump restored with -j 2 from a file and in one transaction from a stream:
+    equal databases, and the -j one defused as well (the dump's trigger runs as the import
+    role when a superuser inserts later)."""
+    from tests.dbcompare import dump_database
+
+    target, db, _root = setup
+    mark = drop_dir / "later-parallel.txt"
+    _malicious_db(target, f"{db}_src", mark, fire_on_restore=False)
+    with psycopg.connect(target.url(f"{db}_src"), autocommit=True) as conn:
+        conn.execute("CREATE TABLE public.big(id int PRIMARY KEY, v text)")
+        conn.execute("INSERT INTO public.big SELECT g, md5(g::text) FROM "
+                     "generate_series(1, 20000) g")
+        conn.execute("CREATE INDEX ON public.big(v)")
+    file = tmp_path / "later.devenv-snapshot"
+    _write_snapshot_file(target, f"{db}_src", file, "evilproj")
+    _header, offset = dumpfiles.read_header(file)
+    bare = _bare_dump(file, tmp_path / "later.dump")
+    tool = dumpfiles.choose_tool("pg_restore", target, f"{db}_copy", 15, None)
+    try:
+        dumpfiles.restore_untrusted(target, f"{db}_copy", tool, bare, jobs=2)
+        dumpfiles.restore_untrusted(target, f"{db}_one", tool,
+                                    dumpfiles.payload(file, offset), jobs=1)
+        assert dump_database(target.url(f"{db}_copy")) == dump_database(target.url(f"{db}_one"))
+        with psycopg.connect(target.url(f"{db}_copy"), autocommit=True) as conn:
+            with pytest.raises(psycopg.errors.InsufficientPrivilege, match=REFUSED):
+                conn.execute("INSERT INTO public.items VALUES (3)")
+            conn.execute("INSERT INTO public.log VALUES (1)")
+            assert conn.execute("SELECT name FROM public.who").fetchall() == [
+                ("devenv_import",)]
+            assert conn.execute("SELECT count(*) FROM public.big").fetchone() == (20000,)
+        assert not mark.exists(), "a dump's trigger ran a program as superuser"
+    finally:
+        database.drop(target, f"{db}_copy")
+        database.drop(target, f"{db}_one")
