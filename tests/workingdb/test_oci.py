@@ -30,7 +30,7 @@ from tests.dbcompare import dump_database
 
 pytestmark = [pytest.mark.postgres, pytest.mark.registry]
 
-START = Path(__file__).resolve().parents[1].parent / "shared" / "registry" / "start-registry"
+START = Path(__file__).resolve().parents[2].parent / "shared" / "registry" / "start-registry"
 if not START.exists():  # a worktree beside the main checkout
     START = Path("/work/shared/registry/start-registry")
 PSQL = "psql -X -q -v ON_ERROR_STOP=1"
@@ -127,7 +127,7 @@ class Checkout:
         full = {k: v for k, v in os.environ.items()
                 if not k.startswith("DEVENV_CACHE") and k not in ("DOCKER_CONFIG", "CI")}
         full["DATABASE_URL"] = self.url
-        full["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
+        full["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
         full["DOCKER_CONFIG"] = str(self.root / ".no-docker-config")
         full.update(env or {})
         return subprocess.run([sys.executable, "-m", "devenv", "--plain", *args],
@@ -488,7 +488,7 @@ def test_concurrent_pushes_of_one_fingerprint(checkouts: Any, registry: Registry
         oci.dump_database(project, target, info.datname, info.key, info.steps,
                                    "base", f, None)
         files.append(f)
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
            "DEVENV_CACHE_REMOTE": repo}
     procs = [subprocess.Popen([sys.executable, "-m", "devenv.background", "push",
                                str(ci.root / "steps.yaml"), str(f)], env=env,
@@ -563,7 +563,7 @@ def test_docker_backend_pulls_postgres_from_the_registry(registry: Registry,
         "steps": {"hello": {"run": f"{PSQL} -c 'select 1'", "needs": ["db"]}},
     }))
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
-    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
     try:
         r = subprocess.run([sys.executable, "-m", "devenv", "--plain", "up"], cwd=root,
                            env=env, capture_output=True, text=True, timeout=300)
