@@ -86,11 +86,17 @@ def run(load: Callable[[], Project], reporter: Reporter, *, profile: str = "ci",
             result, decisions = built.result, list(built.decisions)
             code = EXIT_OK if result.ok else (EXIT_INTERRUPTED if result.interrupted
                                               else EXIT_FAILED)
-            if code == EXIT_OK and cache_dir is not None and target is not None and not hit:
-                saved = cidump.save(session, target, cache_dir, key, keep)
-                extra["cache"]["saved"] = str(saved) if saved else None
-            # Push what this job built; a restore that left nothing to run is there already.
             ran = any(r.status is Status.OK for r in result.results)
+            if code == EXIT_OK and cache_dir is not None and target is not None and not hit:
+                cached = cidump.cache_file(cache_dir, project, key)
+                if ran or not cached.exists():
+                    saved = cidump.save(session, target, cache_dir, key, keep)
+                    extra["cache"]["saved"] = str(saved) if saved else None
+                else:  # nothing ran: the dump of this very database is there already
+                    reporter.emit(Message(f"no step ran: {cached.name} already holds this "
+                                          "database; not saved again"))
+                    extra["cache"]["saved"] = None
+            # Push what this job built; a restore that left nothing to run is there already.
             if code == EXIT_OK and push and target is not None and (ran or not (hit or pulled)):
                 extra["remote_push"] = oci.push_database(session, target)
             if code == EXIT_OK and with_processes and project.processes:

@@ -221,6 +221,10 @@ def test_cache_hit_refuses_a_database_that_holds_data(ci: tuple[Path, str],
     assert f"but database {target.dbname} already holds what devenv built here: not " \
         "restoring over it; the steps run as needed" in again.stdout
     assert "[seed] started" not in again.stdout
+    # nothing ran: the dump of this database is in the cache already, not written again
+    [dumped] = cache.glob("*.devenv-dump")
+    assert f"no step ran: {dumped.name} already holds this database; not saved again" \
+        in again.stdout and "saving" not in again.stdout, again.stdout
     database.drop(target, target.dbname)
     shutil.rmtree(root / ".devenv")
 
