@@ -8,6 +8,9 @@ kept, so the data survives). ``down`` stops containers (a later ``up`` starts th
 ``down --volumes`` removes containers and volumes.
 
 The docker SDK is imported inside the methods: ``import devenv.services.docker`` is cheap.
+What `up` asks most (is the engine there, is the container running as defined, which host
+ports are taken) goes straight to the engine's local socket when there is one
+(:mod:`devenv.services.engine`), so an `up` with everything running never imports the SDK.
 """
 
 from __future__ import annotations
@@ -18,7 +21,8 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +34,8 @@ from devenv.jsonfile import ensure_state_dir
 from devenv.schema import PortSpec, Project, ReadySpec, ServiceSpec
 from devenv.services import ports as portlib
 from devenv.services.base import Endpoint, ExecResult, ServiceState
+from devenv.services.engine import Engine, EngineError
+from devenv.services.engine import local as local_engine
 from devenv.services.support import (
     TAIL_LINES,
     Probe,
@@ -208,6 +214,17 @@ def published(attrs: Mapping[str, Any]) -> dict[int, int]:
     return out
 
 
+@dataclass(frozen=True)
+class _Watch:
+    """A container being waited for: its name and id, how to read its state again (its
+    ``docker inspect``; None once it is gone), and its last log lines for a message."""
+
+    name: str
+    id: str
+    reload: Callable[[], Mapping[str, Any] | None]
+    tail: Callable[[], list[str]]
+
+
 class DockerBackend:
     """Runs services as containers on the Docker engine ``docker.from_env()`` finds."""
 
@@ -215,10 +232,24 @@ class DockerBackend:
 
     def __init__(self) -> None:
         self._client: Any = None
+        self._local: Engine | None = None
+        self._local_known = False
 
     # ------------------------------------------------------------------ engine
 
+    def _engine(self) -> Engine | None:
+        """The engine's local unix socket, if the docker CLI would use one (else the SDK
+        answers everything)."""
+        if not self._local_known:
+            self._local = local_engine()
+            self._local_known = True
+        return self._local
+
     def available(self) -> tuple[bool, str]:
+        local = self._engine()
+        if local is not None and local.ping():
+            return True, f"a Docker engine answers at {local.where}"
+        # not there (or not a local socket): the SDK looks again and says why
         try:
             client = connect(timeout=5)
         except Exception as exc:
@@ -286,8 +317,6 @@ class DockerBackend:
     def up(self, project: Project, service: ServiceSpec, reporter: Reporter,
            timeout: float = 120) -> Endpoint:
         """Reuse, start or (re)create the service's container and wait until it is ready."""
-        import docker
-
         if service.build is not None:
             service = resolved(project, service)
             assert service.image is not None
@@ -295,44 +324,128 @@ class DockerBackend:
         if not service.image:
             raise ServiceError(f"service {service.name} has no image; the docker backend "
                                f"needs one ({service.loc})")
-        c = self._container(project, service)
-        if c is not None and (c.labels or {}).get(LABEL_HASH) != config_hash(service):
-            reporter.emit(Message(f"{service.name}: its definition changed since container "
-                                  f"{c.name} was created; recreating it (volumes are kept)"))
-            self._remove(c, force=False)
-            c = None
-        recreating = ""
-        if c is not None and c.status != "running":
-            name = c.name
-            c = self._start_existing(project, service, c)
+        want = config_hash(service)
+        c: Any = None
+        watch = self._running_as_is(project, service, want)
+        started = False
+        if watch is None:
+            c = self._container(project, service)
+            if c is not None and (c.labels or {}).get(LABEL_HASH) != want:
+                reporter.emit(Message(f"{service.name}: its definition changed since "
+                                      f"container {c.name} was created; recreating it "
+                                      "(volumes are kept)"))
+                self._remove(c, force=False)
+                c = None
+            recreating = ""
+            if c is not None and c.status != "running":
+                name = c.name
+                c = self._start_existing(project, service, c)
+                if c is None:
+                    recreating = f"recreating container {name} on it (volumes are kept)"
+            started = c is None or c.status != "running"
             if c is None:
-                recreating = f"recreating container {name} on it (volumes are kept)"
-        started = c is None or c.status != "running"
-        if c is None:
-            c = self._create_and_start(project, service, reporter, recreating)
+                c = self._create_and_start(project, service, reporter, recreating)
+            watch = self._watch(c)
         try:
-            ep = self._wait(project, service, c, timeout)
+            ep = self._wait(project, service, watch, timeout)
         except ServiceError as exc:
-            unfinished = self.unfinished_init(project, service, c)
-            if unfinished is None:
+            c = c if c is not None else self._container(project, service)
+            if c is None:
                 raise
-            what, recreate = unfinished
-            if not recreate:
-                raise ServiceError(f"{exc}\n{what}") from None
-            reporter.emit(Message(f"{service.name}: {what}; recreating it", "warn"))
-            self._remove(c, force=True)
-            for vname in self._volume_names(project, service):
-                with contextlib.suppress(docker.errors.NotFound):
-                    self._remove_volume(self.client().volumes.get(vname))
-            c = self._create_and_start(project, service, reporter, "")
-            ep = self._wait(project, service, c, timeout)
+            c = self._recover(project, service, reporter, c, exc)
+            ep = self._wait(project, service, self._watch(c), timeout)
             started = True
         if started:
+            assert c is not None
             self._mark_ready(project, service, c)
         portlib.PortStore(project.state_dir).remember(service.name, dict(ep.ports))
         if service.build is not None:
             self._prune_builds(project, service)
         return ep
+
+    def _running_as_is(self, project: Project, service: ServiceSpec, want: str,
+                       ) -> _Watch | None:
+        """The service's container when it runs with the current definition (hash
+        ``want``), so only its readiness is left to check, asked over the engine's local
+        socket; None otherwise, or when there is no such socket: the full path (the SDK)
+        decides then, and names anything wrong."""
+        local = self._engine()
+        if local is None:
+            return None
+        try:
+            attrs = local.inspect(container_name(project, service))
+        except (OSError, EngineError):
+            return None
+        if attrs is None:
+            return None
+        labels = (attrs.get("Config") or {}).get("Labels") or {}
+        if (labels.get(LABEL_PROJECT) != project.name
+                or labels.get(LABEL_SERVICE) != service.name
+                or labels.get(LABEL_HASH) != want
+                or (attrs.get("State") or {}).get("Status") != "running"):
+            return None
+        return self._watch_engine(local, attrs, lambda: self._tail_of(str(attrs["Id"])))
+
+    def _recover(self, project: Project, service: ServiceSpec, reporter: Reporter, c: Any,
+                 exc: ServiceError) -> Any:
+        """After ``exc`` (the service did not become ready): when its data volume holds a
+        first initialisation that never finished and holds nothing, a new container on a
+        new volume; else ``exc`` again, with what is known about the volume."""
+        import docker
+
+        unfinished = self.unfinished_init(project, service, c)
+        if unfinished is None:
+            raise exc
+        what, recreate = unfinished
+        if not recreate:
+            raise ServiceError(f"{exc}\n{what}") from None
+        reporter.emit(Message(f"{service.name}: {what}; recreating it", "warn"))
+        self._remove(c, force=True)
+        for vname in self._volume_names(project, service):
+            with contextlib.suppress(docker.errors.NotFound):
+                self._remove_volume(self.client().volumes.get(vname))
+        return self._create_and_start(project, service, reporter, "")
+
+    def _watch(self, c: Any) -> _Watch:
+        """How to follow container ``c`` (an SDK container) while waiting for it: through
+        the local socket when there is one (an inspect there costs a fraction of the
+        SDK's), else with the SDK."""
+        import docker
+
+        local = self._engine()
+        if local is not None:
+            return self._watch_engine(local, c.attrs, lambda: self._tail(c))
+
+        def reload() -> Mapping[str, Any] | None:
+            try:
+                c.reload()
+            except docker.errors.NotFound:
+                return None
+            return dict(c.attrs)
+
+        return _Watch(str(c.name), str(c.id), reload, lambda: self._tail(c))
+
+    def _watch_engine(self, local: Engine, attrs: Mapping[str, Any],
+                      tail: Callable[[], list[str]]) -> _Watch:
+        cid = str(attrs["Id"])
+        name = str(attrs.get("Name", cid)).lstrip("/")
+
+        def reload() -> Mapping[str, Any] | None:
+            try:
+                return local.inspect(cid)
+            except (OSError, EngineError) as exc:
+                raise ServiceError(f"docker: cannot inspect container {name}: "
+                                   f"{exc or type(exc).__name__}") from None
+
+        return _Watch(name, cid, reload, tail)
+
+    def _tail_of(self, cid: str) -> list[str]:
+        """The last lines of container ``cid``'s log ([] when it cannot be read)."""
+        try:
+            c = self.client().containers.get(cid)
+        except Exception:
+            return []
+        return self._tail(c)
 
     def _create_and_start(self, project: Project, service: ServiceSpec, reporter: Reporter,
                           recreating: str) -> Any:
@@ -493,9 +606,9 @@ class DockerBackend:
     def _holder(self, port: int) -> str | None:
         """Which container publishes host ``port``, if one does."""
         try:
-            for c in self.client().containers.list():
-                if port in published(c.attrs).values():
-                    return f"container {c.name}"
+            for c in self._listed(stopped=False):
+                if port in _listed_ports(c):
+                    return f"container {str((c.get('Names') or ['?'])[0]).lstrip('/')}"
         except Exception:
             return None
         return None
@@ -504,9 +617,36 @@ class DockerBackend:
         """Host ports that other (possibly stopped) containers are bound to."""
         out: set[int] = set()
         with contextlib.suppress(Exception):
-            for c in self.client().containers.list(all=True):
-                out.update(published(c.attrs).values())
+            for c in self._listed(stopped=True):
+                if c.get("State") == "running":
+                    out.update(_listed_ports(c))
+                    continue
+                # the list shows a stopped container's ports as none: its fixed bindings
+                # (HostConfig) are in its full description only
+                attrs = self._inspect(str(c["Id"]))
+                if attrs is not None:
+                    out.update(published(attrs).values())
         return out
+
+    def _listed(self, stopped: bool) -> list[dict[str, Any]]:
+        """Every container of the engine in ``docker ps``'s short form (one request; the
+        SDK's ``containers.list`` inspects each one as well)."""
+        local = self._engine()
+        if local is not None:
+            return local.containers(stopped=stopped)
+        return list(self.client().api.containers(all=stopped))
+
+    def _inspect(self, cid: str) -> dict[str, Any] | None:
+        """A container's full description, None when it is gone."""
+        import docker
+
+        local = self._engine()
+        if local is not None:
+            return local.inspect(cid)
+        try:
+            return dict(self.client().api.inspect_container(cid))
+        except docker.errors.NotFound:
+            return None
 
     def _ensure_image(self, service: ServiceSpec, reporter: Reporter) -> None:
         """Pull the image when it is missing (never otherwise), showing progress."""
@@ -667,30 +807,29 @@ class DockerBackend:
             raise ServiceError(f"service {service.name}: docker could not create container "
                                f"{kwargs['name']}: {_short(exc)}") from None
 
-    def _wait(self, project: Project, service: ServiceSpec, c: Any, timeout: float,
+    def _wait(self, project: Project, service: ServiceSpec, c: _Watch, timeout: float,
               ) -> Endpoint:
         """Until the service is ready: a query for the database, else its healthcheck,
         else its ports answering, else running."""
-        import docker
-
         db = is_database(project, service)
         user, password = credentials(project, service)
         specs = port_specs(project, service)
+        seen: list[Mapping[str, Any]] = []
 
         def attempt(_left: float) -> tuple[bool, str]:
-            try:
-                c.reload()
-            except docker.errors.NotFound:
+            attrs = c.reload()
+            if attrs is None:
                 raise ServiceError(f"service {service.name}: container {c.name} was removed "
-                                   "while starting") from None
-            state = c.attrs.get("State") or {}
+                                   "while starting")
+            seen[:] = [attrs]
+            state = attrs.get("State") or {}
             status = state.get("Status", "")
             if status in ("exited", "dead"):
                 code = state.get("ExitCode")
                 raise ServiceError(failure_message(
                     service, f"exited with code {code} while starting (container {c.name})",
-                    self._tail(c)))
-            ports = published(c.attrs)
+                    c.tail()))
+            ports = published(attrs)
             if status == "running":
                 if db:
                     port = ports.get(specs[0].container) if specs else None
@@ -702,7 +841,7 @@ class DockerBackend:
                         raise ServiceError(f"service {service.name}: {probe.detail}: "
                                            + wrong_credentials_hint(service, vols))
                 elif service.ready is not None:
-                    probe = self._ready_probe(service, service.ready, c, ports)
+                    probe = self._ready_probe(service, service.ready, c.id, ports)
                 elif service.healthcheck:
                     health = state.get("Health") or {}
                     hs = health.get("Status", "starting")
@@ -723,11 +862,11 @@ class DockerBackend:
         if not waited.done:
             raise ServiceError(failure_message(
                 service, f"did not become healthy within {timeout:.0f}s "
-                         f"({waited.detail or 'not ready'})", self._tail(c)))
+                         f"({waited.detail or 'not ready'})", c.tail()))
         # the ports as of the check that passed (no reload since)
-        return Endpoint(HOST, published(c.attrs), self.name)
+        return Endpoint(HOST, published(seen[-1]), self.name)
 
-    def _ready_probe(self, service: ServiceSpec, ready: ReadySpec, c: Any,
+    def _ready_probe(self, service: ServiceSpec, ready: ReadySpec, cid: str,
                      ports: Mapping[int, int]) -> Probe:
         """One attempt of a ``ready:`` check, always over the published ports from the
         host (a container's own view of itself says nothing about the way in)."""
@@ -751,7 +890,7 @@ class DockerBackend:
         assert ready.command is not None
         try:
             api = self.client().api
-            exec_id = api.exec_create(c.id, list(ready.command), stdout=True,
+            exec_id = api.exec_create(cid, list(ready.command), stdout=True,
                                       stderr=True)["Id"]
             out = api.exec_start(exec_id)
             code = api.exec_inspect(exec_id).get("ExitCode")
@@ -1014,6 +1153,12 @@ class DockerBackend:
         code = info.get("ExitCode")
         return ExecResult(int(code) if code is not None else -1,
                           bytes(err).decode(errors="replace"))
+
+
+def _listed_ports(c: Mapping[str, Any]) -> set[int]:
+    """The host ports a container publishes, from its ``docker ps`` form."""
+    return {int(p["PublicPort"]) for p in c.get("Ports") or []
+            if isinstance(p, dict) and p.get("PublicPort")}
 
 
 def _tcp_all(ports: Mapping[int, int]) -> Probe:
