@@ -326,10 +326,12 @@ class DockerBackend:
                                f"needs one ({service.loc})")
         want = config_hash(service)
         c: Any = None
-        watch = self._running_as_is(project, service, want)
+        seen = self._seen(project, service)
+        watch = self._as_is(project, service, want, seen) if seen else None
         started = False
         if watch is None:
-            c = self._container(project, service)
+            # the local socket's "no such container" ({}) saves asking the SDK again
+            c = self._container(project, service) if seen is None or seen else None
             if c is not None and (c.labels or {}).get(LABEL_HASH) != want:
                 reporter.emit(Message(f"{service.name}: its definition changed since "
                                       f"container {c.name} was created; recreating it "
@@ -344,31 +346,31 @@ class DockerBackend:
                     recreating = f"recreating container {name} on it (volumes are kept)"
             started = c is None or c.status != "running"
             if c is None:
-                c = self._create_and_start(project, service, reporter, recreating)
-            watch = self._watch(c)
+                cid = self._create_and_start(project, service, reporter, recreating)
+                watch = self._watch(cid, container_name(project, service))
+            else:
+                watch = self._watch(str(c.id), str(c.name), c)
+        cid = watch.id
         try:
             ep = self._wait(project, service, watch, timeout)
         except ServiceError as exc:
-            c = c if c is not None else self._container(project, service)
+            c = self._container(project, service)
             if c is None:
                 raise
-            c = self._recover(project, service, reporter, c, exc)
-            ep = self._wait(project, service, self._watch(c), timeout)
+            cid = self._recover(project, service, reporter, c, exc)
+            ep = self._wait(project, service, self._watch(cid, str(c.name)), timeout)
             started = True
         if started:
-            assert c is not None
-            self._mark_ready(project, service, c)
+            self._mark_ready(project, service, cid)
         portlib.PortStore(project.state_dir).remember(service.name, dict(ep.ports))
         if service.build is not None:
             self._prune_builds(project, service)
         return ep
 
-    def _running_as_is(self, project: Project, service: ServiceSpec, want: str,
-                       ) -> _Watch | None:
-        """The service's container when it runs with the current definition (hash
-        ``want``), so only its readiness is left to check, asked over the engine's local
-        socket; None otherwise, or when there is no such socket: the full path (the SDK)
-        decides then, and names anything wrong."""
+    def _seen(self, project: Project, service: ServiceSpec) -> dict[str, Any] | None:
+        """The service's container as the engine's local socket describes it: its
+        ``docker inspect``, ``{}`` when there is none, None when that cannot be asked (no
+        local socket, an error): the SDK is asked then, and names anything wrong."""
         local = self._engine()
         if local is None:
             return None
@@ -376,21 +378,29 @@ class DockerBackend:
             attrs = local.inspect(container_name(project, service))
         except (OSError, EngineError):
             return None
-        if attrs is None:
-            return None
+        return {} if attrs is None else attrs
+
+    def _as_is(self, project: Project, service: ServiceSpec, want: str,
+               attrs: Mapping[str, Any]) -> _Watch | None:
+        """How to follow the container ``attrs`` describes when it is the service's and
+        runs with the current definition (hash ``want``), so that only its readiness is
+        left to check; None when anything else is to be done (the full path does it)."""
+        local = self._engine()
         labels = (attrs.get("Config") or {}).get("Labels") or {}
-        if (labels.get(LABEL_PROJECT) != project.name
+        if (local is None or labels.get(LABEL_PROJECT) != project.name
                 or labels.get(LABEL_SERVICE) != service.name
                 or labels.get(LABEL_HASH) != want
                 or (attrs.get("State") or {}).get("Status") != "running"):
             return None
-        return self._watch_engine(local, attrs, lambda: self._tail_of(str(attrs["Id"])))
+        cid = str(attrs["Id"])
+        return self._watch_engine(local, cid, container_name(project, service),
+                                  lambda: self._tail_of(cid))
 
     def _recover(self, project: Project, service: ServiceSpec, reporter: Reporter, c: Any,
-                 exc: ServiceError) -> Any:
+                 exc: ServiceError) -> str:
         """After ``exc`` (the service did not become ready): when its data volume holds a
         first initialisation that never finished and holds nothing, a new container on a
-        new volume; else ``exc`` again, with what is known about the volume."""
+        new volume (its id); else ``exc`` again, with what is known about the volume."""
         import docker
 
         unfinished = self.unfinished_init(project, service, c)
@@ -406,30 +416,30 @@ class DockerBackend:
                 self._remove_volume(self.client().volumes.get(vname))
         return self._create_and_start(project, service, reporter, "")
 
-    def _watch(self, c: Any) -> _Watch:
-        """How to follow container ``c`` (an SDK container) while waiting for it: through
-        the local socket when there is one (an inspect there costs a fraction of the
-        SDK's), else with the SDK."""
-        import docker
-
+    def _watch(self, cid: str, name: str, c: Any = None) -> _Watch:
+        """How to follow container ``cid`` (``c``: its SDK object if at hand) while waiting
+        for it: through the local socket when there is one (an inspect there costs a
+        fraction of the SDK's), else with the SDK."""
         local = self._engine()
         if local is not None:
-            return self._watch_engine(local, c.attrs, lambda: self._tail(c))
+            return self._watch_engine(
+                local, cid, name, (lambda: self._tail(c)) if c is not None else (
+                    lambda: self._tail_of(cid)))
+        import docker
+
+        sdk = c if c is not None else self.client().containers.get(cid)
 
         def reload() -> Mapping[str, Any] | None:
             try:
-                c.reload()
+                sdk.reload()
             except docker.errors.NotFound:
                 return None
-            return dict(c.attrs)
+            return dict(sdk.attrs)
 
-        return _Watch(str(c.name), str(c.id), reload, lambda: self._tail(c))
+        return _Watch(name, cid, reload, lambda: self._tail(sdk))
 
-    def _watch_engine(self, local: Engine, attrs: Mapping[str, Any],
+    def _watch_engine(self, local: Engine, cid: str, name: str,
                       tail: Callable[[], list[str]]) -> _Watch:
-        cid = str(attrs["Id"])
-        name = str(attrs.get("Name", cid)).lstrip("/")
-
         def reload() -> Mapping[str, Any] | None:
             try:
                 return local.inspect(cid)
@@ -448,16 +458,16 @@ class DockerBackend:
         return self._tail(c)
 
     def _create_and_start(self, project: Project, service: ServiceSpec, reporter: Reporter,
-                          recreating: str) -> Any:
-        import docker
-
-        c = self._create(project, service, reporter, recreating)
+                          recreating: str) -> str:
+        """Create and start the service's container; its id."""
+        cid = self._create(project, service, reporter, recreating)
         try:
-            c.start()
-        except docker.errors.APIError as exc:
-            self._remove(c, force=True)
+            self._call("POST", f"/containers/{cid}/start")
+        except EngineError as exc:
+            with contextlib.suppress(EngineError):  # gone already: nothing to remove
+                self._call("DELETE", f"/containers/{cid}", {"force": "1", "v": "1"})
             raise self._start_error(project, service, exc) from None
-        return c
+        return cid
 
     # ---------------------------------------------- an interrupted first initialisation
 
@@ -492,13 +502,18 @@ class DockerBackend:
             fh = tar.extractfile(member) if member is not None else None
             return fh.read() if fh is not None else b""
 
-    def _mark_ready(self, project: Project, service: ServiceSpec, c: Any) -> None:
-        """Write READY_MARKER into the data volume: its cluster is finished (the server
-        on it answered a query). Only after a start: a running container was marked then."""
+    def _mark_ready(self, project: Project, service: ServiceSpec, cid: str) -> None:
+        """Write READY_MARKER into the data volume of container ``cid``: its cluster is
+        finished (the server on it answered a query). Only after a start: a running
+        container was marked then."""
         import io
         import tarfile
 
         if not is_database(project, service):
+            return
+        try:
+            c = self.client().containers.get(cid)
+        except Exception:  # a missing marker costs only the recovery
             return
         mount = self._data_mount(service, c)
         if mount is None:
@@ -613,13 +628,19 @@ class DockerBackend:
             return None
         return None
 
-    def _claimed_ports(self) -> set[int]:
+    def _claimed_ports(self, project: Project) -> set[int]:
         """Host ports that other (possibly stopped) containers are bound to."""
         out: set[int] = set()
         with contextlib.suppress(Exception):
             for c in self._listed(stopped=True):
                 if c.get("State") == "running":
                     out.update(_listed_ports(c))
+                    continue
+                if c.get("State") == "created" and (c.get("Labels") or {}).get(
+                        LABEL_PROJECT) == project.name:
+                    # one this `up` is starting now (devenv starts what it creates at
+                    # once and removes it when that fails): the engine answers an inspect
+                    # of it only once its start is over, and its ports are new free ones
                     continue
                 # the list shows a stopped container's ports as none: its fixed bindings
                 # (HostConfig) are in its full description only
@@ -638,30 +659,36 @@ class DockerBackend:
 
     def _inspect(self, cid: str) -> dict[str, Any] | None:
         """A container's full description, None when it is gone."""
-        import docker
-
         local = self._engine()
         if local is not None:
             return local.inspect(cid)
+        import docker
+
         try:
             return dict(self.client().api.inspect_container(cid))
         except docker.errors.NotFound:
             return None
 
+    def _image_exists(self, image: str) -> bool:
+        from urllib.parse import quote
+
+        try:
+            self._call("GET", f"/images/{quote(image, safe='/:')}/json")
+        except EngineError as exc:
+            if exc.status == 404:
+                return False
+            raise ServiceError(f"docker: cannot inspect image {image}: {_short(exc)}"
+                               ) from None
+        return True
+
     def _ensure_image(self, service: ServiceSpec, reporter: Reporter) -> None:
         """Pull the image when it is missing (never otherwise), showing progress."""
+        assert service.image is not None
+        if self._image_exists(service.image):
+            return
         import docker
 
-        assert service.image is not None
         client = self.client()
-        try:
-            client.images.get(service.image)
-            return
-        except docker.errors.ImageNotFound:
-            pass
-        except docker.errors.DockerException as exc:
-            raise ServiceError(f"docker: cannot inspect image {service.image}: {_short(exc)}"
-                               ) from None
         phase = f"pull-{service.name}"
         reporter.emit(PhaseStarted(phase, f"pulling {service.image}"))
         t0 = time.monotonic()
@@ -698,17 +725,12 @@ class DockerBackend:
                reporter: Reporter) -> None:
         """Build ``tag`` from the service's context unless an image of that tag exists
         (the tag names the context's content); the log goes to .devenv/logs."""
+        assert service.build is not None
+        if self._image_exists(tag):
+            return
         import docker
 
-        assert service.build is not None
         client = self.client()
-        try:
-            client.images.get(tag)
-            return
-        except docker.errors.ImageNotFound:
-            pass
-        except docker.errors.DockerException as exc:
-            raise ServiceError(f"docker: cannot inspect image {tag}: {_short(exc)}") from None
         ensure_state_dir(project.state_dir)
         log_dir = project.state_dir / "logs"
         log_dir.mkdir(parents=True, exist_ok=True)
@@ -751,61 +773,104 @@ class DockerBackend:
         reporter.emit(PhaseFinished(phase, f"built {tag}", duration=time.monotonic() - t0))
 
     def _create(self, project: Project, service: ServiceSpec, reporter: Reporter,
-                recreating: str = "") -> Any:
-        """Create the container (its volumes too); ``recreating`` is added to a note about a
-        port that had to change."""
-        import docker
-
-        client = self.client()
+                recreating: str = "") -> str:
+        """Create the container (its volumes too) and return its id; ``recreating`` is
+        added to a note about a port that had to change."""
         self._ensure_image(service, reporter)
         labels = self._labels(project, service)
         # ports first: a port in the way must not leave a new volume behind
         spec = with_ports(service, port_specs(project, service))
         choices = portlib.choose(project, spec, holder=self._holder,
-                                 taken=self._claimed_ports())
+                                 taken=self._claimed_ports(project))
         for ch in choices:
             if ch.note:
                 extra = f"; {recreating}" if recreating else ""
                 reporter.emit(Message(f"{service.name}: {ch.note}{extra}", "warn"))
-        volumes: dict[str, dict[str, str]] = {}
+        volumes: dict[str, str] = {}
         for vol, path in service.volumes.items():
             vname = volume_name(project, service, vol)
-            try:
-                client.volumes.get(vname)
-            except docker.errors.NotFound:
-                client.volumes.create(vname, labels={LABEL_PROJECT: project.name,
-                                                     LABEL_SERVICE: service.name,
-                                                     LABEL_MARKS_READY: "1"})
-            volumes[vname] = {"bind": path, "mode": "rw"}
-        kwargs: dict[str, Any] = {
-            "image": service.image,
-            "name": container_name(project, service),
-            "labels": labels,
-            "environment": dict(service.env),
-            "ports": {f"{ch.container}/tcp": (HOST, ch.host) for ch in choices},
-            "volumes": volumes,
-            "detach": True,
+            self._ensure_volume(vname, {LABEL_PROJECT: project.name,
+                                        LABEL_SERVICE: service.name, LABEL_MARKS_READY: "1"})
+            volumes[vname] = path
+        # the Engine API's container config (what the SDK's containers.create sends)
+        config: dict[str, Any] = {
+            "Image": service.image,
+            "Labels": labels,
+            "Env": [f"{k}={v}" for k, v in service.env.items()],
+            "HostConfig": {"NetworkMode": "default"},
         }
+        if choices:
+            config["ExposedPorts"] = {f"{ch.container}/tcp": {} for ch in choices}
+            config["HostConfig"]["PortBindings"] = {
+                f"{ch.container}/tcp": [{"HostIp": HOST, "HostPort": str(ch.host)}]
+                for ch in choices}
+        if volumes:
+            config["Volumes"] = {path: {} for path in volumes.values()}
+            config["HostConfig"]["Binds"] = [f"{v}:{path}:rw" for v, path in volumes.items()]
         if service.command:
-            kwargs["command"] = list(service.command)
+            config["Cmd"] = list(service.command)
         if service.healthcheck:
             hc = service.healthcheck
             test = ["CMD-SHELL", hc[0]] if len(hc) == 1 else ["CMD", *hc]
-            kwargs["healthcheck"] = {"test": test, "interval": HEALTH_INTERVAL_NS,
-                                     "timeout": 5 * SECOND_NS, "retries": 3,
-                                     "start_period": 0}
+            config["Healthcheck"] = {"Test": test, "Interval": HEALTH_INTERVAL_NS,
+                                     "Timeout": 5 * SECOND_NS, "Retries": 3,
+                                     "StartPeriod": 0}
         if is_postgres(service):
             # PostgreSQL's fast shutdown; SIGTERM waits for every client to disconnect.
-            kwargs["stop_signal"] = "SIGINT"
+            config["StopSignal"] = "SIGINT"
+        name = container_name(project, service)
         try:
-            return client.containers.create(**kwargs)
-        except docker.errors.APIError as exc:
-            if exc.status_code == 409:  # another devenv created it a moment ago
+            return str(self._call("POST", "/containers/create", {"name": name}, config)["Id"])
+        except EngineError as exc:
+            if exc.status == 409:  # another devenv created it a moment ago
                 c = self._container(project, service)
                 if c is not None:
-                    return c
+                    return str(c.id)
             raise ServiceError(f"service {service.name}: docker could not create container "
-                               f"{kwargs['name']}: {_short(exc)}") from None
+                               f"{name}: {_short(exc)}") from None
+
+    def _call(self, method: str, path: str, query: dict[str, str] | None = None,
+              body: Any = None) -> Any:
+        """An Engine API request, over the local socket when there is one, else through
+        the SDK's client (any engine it reaches); an error status is EngineError."""
+        local = self._engine()
+        if local is not None:
+            try:
+                return local.call(method, path, query, body)
+            except OSError as exc:
+                raise EngineError(0, f"{exc.strerror or exc}") from None
+        import requests  # the SDK's client is a requests session (loaded with it)
+
+        api = self.client().api
+        try:
+            # unversioned, as on the local socket: the engine answers in its own version
+            resp = api.request(method, f"{api.base_url}{path}", params=query, json=body,
+                               timeout=api.timeout)
+        except requests.exceptions.RequestException as exc:
+            raise EngineError(0, _short(exc)) from None
+        if resp.status_code >= 400:
+            try:
+                message = str(resp.json().get("message", ""))
+            except (ValueError, AttributeError):
+                message = resp.text.strip()
+            raise EngineError(resp.status_code, message or f"{method} {path} answered "
+                                                           f"{resp.status_code}")
+        return resp.json() if resp.content.strip() else None
+
+    def _ensure_volume(self, name: str, labels: Mapping[str, str]) -> None:
+        """Named volume ``name``, created (with ``labels``) when it is missing."""
+        try:
+            self._call("GET", f"/volumes/{name}")
+            return
+        except EngineError as exc:
+            if exc.status != 404:
+                raise ServiceError(f"docker: cannot inspect volume {name}: {_short(exc)}"
+                                   ) from None
+        try:
+            self._call("POST", "/volumes/create", body={"Name": name, "Labels": dict(labels)})
+        except EngineError as exc:
+            raise ServiceError(f"docker: cannot create volume {name}: {_short(exc)}"
+                               ) from None
 
     def _wait(self, project: Project, service: ServiceSpec, c: _Watch, timeout: float,
               ) -> Endpoint:
@@ -858,7 +923,9 @@ class DockerBackend:
                 probe = Probe(False, f"container is {status}")
             return probe.ready, probe.detail
 
-        waited = waiting.until(attempt, timeout, pause=0.05, factor=1.5, longest=0.25)
+        # short pauses: a small server answers a moment after its start, and an attempt
+        # is one inspect over the local socket plus a connection
+        waited = waiting.until(attempt, timeout, pause=0.02, factor=1.5, longest=0.1)
         if not waited.done:
             raise ServiceError(failure_message(
                 service, f"did not become healthy within {timeout:.0f}s "

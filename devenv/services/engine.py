@@ -106,12 +106,17 @@ class Engine:
         self.timeout = timeout
 
     def request(self, method: str, path: str, query: dict[str, str] | None = None,
-                ) -> tuple[int, bytes]:
-        """Status and body; OSError when the socket does not answer."""
+                body: Any = None) -> tuple[int, bytes]:
+        """Status and body (``body``: sent as JSON); OSError when the socket does not
+        answer."""
         url = path + ("?" + urlencode(query) if query else "")
         conn = _UnixConnection(self.path, self.timeout)
         try:
-            conn.request(method, url)
+            if body is None:
+                conn.request(method, url)
+            else:
+                conn.request(method, url, json.dumps(body).encode(),
+                             {"Content-Type": "application/json"})
             resp = conn.getresponse()
             return resp.status, resp.read()
         except http.client.HTTPException as exc:
@@ -119,16 +124,21 @@ class Engine:
         finally:
             conn.close()
 
-    def get(self, path: str, query: dict[str, str] | None = None) -> Any:
-        """The decoded JSON answer of a GET; EngineError for an error status."""
-        status, body = self.request("GET", path, query)
+    def call(self, method: str, path: str, query: dict[str, str] | None = None,
+             body: Any = None) -> Any:
+        """The decoded JSON answer (None when there is none); EngineError for an error
+        status, with the engine's message."""
+        status, answer = self.request(method, path, query, body)
         if status >= 400:
             try:
-                message = str(json.loads(body).get("message", ""))
+                message = str(json.loads(answer).get("message", ""))
             except (ValueError, AttributeError):
-                message = body.decode(errors="replace").strip()
-            raise EngineError(status, message or f"GET {path} answered {status}")
-        return json.loads(body)
+                message = answer.decode(errors="replace").strip()
+            raise EngineError(status, message or f"{method} {path} answered {status}")
+        return json.loads(answer) if answer.strip() else None
+
+    def get(self, path: str, query: dict[str, str] | None = None) -> Any:
+        return self.call("GET", path, query)
 
     def ping(self) -> bool:
         try:
