@@ -1,7 +1,9 @@
 """A small client of the Docker Engine API over a local unix socket, for the questions
 `up` asks most (is the engine there, what is this container now, which host ports are
 taken): one short HTTP request each, without importing the docker SDK (about 60 ms with
-requests and urllib3) or negotiating its API version (a request per client).
+requests and urllib3) or negotiating its API version (a request per client). The requests
+are HTTP/1.0 written by hand: the engine then answers with the whole body and closes, and
+http.client (which pulls in email and ssl) stays unloaded.
 
 :func:`local` finds the socket the docker CLI would use: ``DOCKER_HOST=unix://...``, else
 the current docker context when it names a unix socket without TLS, else the default
@@ -15,7 +17,6 @@ container and ping formats are the ones the SDK's low-level calls return too.
 from __future__ import annotations
 
 import hashlib
-import http.client
 import json
 import os
 import socket
@@ -80,22 +81,6 @@ def local() -> Engine | None:
     return Engine(path, f"unix://{path}") if path is not None else None
 
 
-class _UnixConnection(http.client.HTTPConnection):
-    def __init__(self, path: str, timeout: float) -> None:
-        super().__init__("localhost", timeout=timeout)
-        self._path = path
-
-    def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            sock.settimeout(self.timeout)
-            sock.connect(self._path)
-        except BaseException:
-            sock.close()
-            raise
-        self.sock = sock
-
-
 class Engine:
     """The engine at unix socket ``path`` (``where``: its address as a user writes it).
     A connection per request: threads share an Engine freely."""
@@ -108,21 +93,20 @@ class Engine:
     def request(self, method: str, path: str, query: dict[str, str] | None = None,
                 body: Any = None) -> tuple[int, bytes]:
         """Status and body (``body``: sent as JSON); OSError when the socket does not
-        answer."""
+        answer, EngineError when what comes back is not HTTP."""
         url = path + ("?" + urlencode(query) if query else "")
-        conn = _UnixConnection(self.path, self.timeout)
-        try:
-            if body is None:
-                conn.request(method, url)
-            else:
-                conn.request(method, url, json.dumps(body).encode(),
-                             {"Content-Type": "application/json"})
-            resp = conn.getresponse()
-            return resp.status, resp.read()
-        except http.client.HTTPException as exc:
-            raise EngineError(0, f"{method} {path}: {exc or type(exc).__name__}") from None
-        finally:
-            conn.close()
+        data = b"" if body is None else json.dumps(body).encode()
+        head = [f"{method} {url} HTTP/1.0", "Host: docker", f"Content-Length: {len(data)}"]
+        if body is not None:
+            head.append("Content-Type: application/json")
+        chunks: list[bytes] = []
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(self.timeout)
+            sock.connect(self.path)
+            sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode() + data)
+            while chunk := sock.recv(1 << 16):  # an HTTP/1.0 answer ends when it closes
+                chunks.append(chunk)
+        return _parse(b"".join(chunks), f"{method} {path}")
 
     def call(self, method: str, path: str, query: dict[str, str] | None = None,
              body: Any = None) -> Any:
@@ -172,3 +156,34 @@ class Engine:
                 return False
             raise
         return True
+
+
+def _parse(reply: bytes, what: str) -> tuple[int, bytes]:
+    """Status and body of a whole HTTP/1.x answer."""
+    head, sep, body = reply.partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    parts = lines[0].split(None, 2)
+    if not sep or len(parts) < 2 or not parts[0].startswith(b"HTTP/") or \
+            not parts[1].isdigit():
+        raise EngineError(0, f"{what}: not an HTTP answer from the engine")
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(b":")
+        headers[name.strip().lower()] = value.strip()
+    if headers.get(b"transfer-encoding", b"").lower() == b"chunked":
+        body = _unchunk(body)
+    elif headers.get(b"content-length", b"").isdigit():
+        body = body[:int(headers[b"content-length"])]
+    return int(parts[1]), body
+
+
+def _unchunk(body: bytes) -> bytes:
+    out = bytearray()
+    while body:
+        size_line, _, rest = body.partition(b"\r\n")
+        size = int(size_line.split(b";")[0].strip() or b"0", 16)
+        if size == 0:
+            break
+        out += rest[:size]
+        body = rest[size + 2:]
+    return bytes(out)
