@@ -32,7 +32,8 @@ pytestmark = pytest.mark.docker
 
 BASE = "debian:bookworm-slim"
 SERVE = ("use IO::Socket::INET; $SIG{TERM} = sub { exit 0 }; "
-         "my $s = IO::Socket::INET->new(LocalPort => 8080, Listen => 5, ReuseAddr => 1) "
+         "my $s = IO::Socket::INET->new(LocalPort => $ENV{PORT} || 8080, Listen => 5, "
+         "ReuseAddr => 1) "
          "or die $!; while (my $c = $s->accept) { print $c \"hi\\n\"; close $c }")
 
 
@@ -207,3 +208,28 @@ def test_which_socket_is_used(clean_env: Path, tmp_path: Path,
     assert found is not None and found.where == f"unix://{sock}"
     monkeypatch.setenv("DOCKER_CONTEXT", "devenv-tcp")
     assert local() is None
+
+
+def test_every_published_port_must_answer(clean_env: Path,
+                                          docker_project: Callable[..., Project]) -> None:
+    """The ports are asked at once, and each one counts: a second port with nothing
+    behind it keeps the service from being ready; serve it too and it is."""
+    one = ["sh", "-c", 'PORT=8080 exec perl -e "$S"']
+    both = ["sh", "-c", 'PORT=9090 perl -e "$S" & PORT=8080 exec perl -e "$S"']
+    project = docker_project({"web": server(command=one, ports=["8080", "9090"],
+                                            env={"S": SERVE})}, database=False)
+    b = DockerBackend()
+    with pytest.raises(ServiceError) as err:
+        b.up(project, project.services["web"], RecordingReporter(), timeout=2)
+    assert b.status(project, project.services["web"]).state == "running"
+    client = docker.from_env()
+    try:
+        c = client.containers.get(container_name(project, project.services["web"]))
+        silent = c.ports["9090/tcp"][0]["HostPort"]
+    finally:
+        client.close()
+    assert f"did not become healthy within 2s (port {silent}: " in str(err.value)
+    project = docker_project({"web": server(command=both, ports=["8080", "9090"],
+                                            env={"S": SERVE})}, database=False)
+    ep = b.up(project, project.services["web"], RecordingReporter(), timeout=60)
+    assert answer(ep.port(8080)) == b"hi\n" and answer(ep.port(9090)) == b"hi\n"
