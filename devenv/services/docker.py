@@ -354,7 +354,10 @@ class DockerBackend:
         try:
             ep = self._wait(project, service, watch, timeout)
         except ServiceError as exc:
-            c = self._container(project, service)
+            try:
+                c = self._container(project, service)
+            except ServiceError:
+                raise exc from None  # what went wrong first is the news
             if c is None:
                 raise
             cid = self._recover(project, service, reporter, c, exc)

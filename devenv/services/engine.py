@@ -85,15 +85,16 @@ class Engine:
     """The engine at unix socket ``path`` (``where``: its address as a user writes it).
     A connection per request: threads share an Engine freely."""
 
-    def __init__(self, path: str, where: str, timeout: float = 30) -> None:
+    def __init__(self, path: str, where: str, timeout: float = 120) -> None:
         self.path = path
         self.where = where
         self.timeout = timeout
 
     def request(self, method: str, path: str, query: dict[str, str] | None = None,
-                body: Any = None) -> tuple[int, bytes]:
+                body: Any = None, timeout: float | None = None) -> tuple[int, bytes]:
         """Status and body (``body``: sent as JSON); OSError when the socket does not
-        answer, EngineError when what comes back is not HTTP."""
+        answer within ``timeout`` (default: the engine's), EngineError when what comes
+        back is not HTTP."""
         url = path + ("?" + urlencode(query) if query else "")
         data = b"" if body is None else json.dumps(body).encode()
         head = [f"{method} {url} HTTP/1.0", "Host: docker", f"Content-Length: {len(data)}"]
@@ -101,7 +102,7 @@ class Engine:
             head.append("Content-Type: application/json")
         chunks: list[bytes] = []
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-            sock.settimeout(self.timeout)
+            sock.settimeout(self.timeout if timeout is None else timeout)
             sock.connect(self.path)
             sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode() + data)
             while chunk := sock.recv(1 << 16):  # an HTTP/1.0 answer ends when it closes
@@ -126,7 +127,8 @@ class Engine:
 
     def ping(self) -> bool:
         try:
-            status, body = self.request("GET", "/_ping")
+            # as the SDK's ping in available(): a hung engine is not one that answers
+            status, body = self.request("GET", "/_ping", timeout=5)
         except (OSError, EngineError):
             return False
         return status == 200 and body.strip() == b"OK"

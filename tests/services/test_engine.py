@@ -233,3 +233,18 @@ def test_every_published_port_must_answer(clean_env: Path,
                                             env={"S": SERVE})}, database=False)
     ep = b.up(project, project.services["web"], RecordingReporter(), timeout=60)
     assert answer(ep.port(8080)) == b"hi\n" and answer(ep.port(9090)) == b"hi\n"
+
+
+def test_a_container_that_cannot_start_is_named_and_removed(
+        clean_env: Path, docker_project: Callable[..., Project]) -> None:
+    project = docker_project({"web": server(command=["/no/such/program"])}, database=False)
+    with pytest.raises(ServiceError) as err:
+        DockerBackend().up(project, project.services["web"], RecordingReporter(), timeout=10)
+    name = container_name(project, project.services["web"])
+    assert f"service web: docker could not start container {name}: " in str(err.value)
+    assert "/no/such/program" in str(err.value)
+    client = docker.from_env()
+    try:
+        assert client.containers.list(all=True, filters={"name": name}) == []
+    finally:
+        client.close()
