@@ -1027,6 +1027,14 @@ class DockerBackend:
             (c.labels or {}).get(LABEL_HASH) == config_hash(service), detail, extra)
 
     def endpoint(self, project: Project, service: ServiceSpec) -> Endpoint | None:
+        seen = self._seen(project, service)
+        if seen == {}:
+            return None
+        labels = ((seen or {}).get("Config") or {}).get("Labels") or {}
+        if seen and labels.get(LABEL_PROJECT) == project.name and labels.get(
+                LABEL_SERVICE) == service.name:  # else the SDK path below names the error
+            running = (seen.get("State") or {}).get("Status") == "running"
+            return Endpoint(HOST, published(seen), self.name) if running else None
         c = self._container(project, service)
         if c is None or c.status != "running":
             return None

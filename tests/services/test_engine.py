@@ -248,3 +248,26 @@ def test_a_container_that_cannot_start_is_named_and_removed(
         assert client.containers.list(all=True, filters={"name": name}) == []
     finally:
         client.close()
+
+
+def test_a_second_up_of_a_project_with_its_database_needs_no_sdk(
+        clean_env: Path, docker_project: Callable[..., Project]) -> None:
+    """`devenv up` (the command: its lock on the running database, the start, the steps)
+    with everything running. The first start writes the data volume's ready marker with
+    the SDK (a tar upload), so only the second is free of it."""
+    from tests.services.conftest import pg_service
+
+    project = docker_project({"db": pg_service()})
+    code = ("import atexit, sys\n"
+            "atexit.register(lambda: print('SDK', 'docker' in sys.modules))\n"
+            "from devenv.cli import main\n"
+            f"sys.argv = ['devenv', '--plain', '-f', {str(project.file)!r}, 'up']\n"
+            "main()\n")
+    outputs = []
+    for _ in range(2):
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              timeout=180)
+        assert done.returncode == 0, done.stdout + done.stderr
+        outputs.append(done.stdout)
+    assert "db is healthy (docker)" in outputs[1]
+    assert outputs[1].splitlines()[-1] == "SDK False"
