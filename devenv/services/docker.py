@@ -8,6 +8,9 @@ kept, so the data survives). ``down`` stops containers (a later ``up`` starts th
 ``down --volumes`` removes containers and volumes.
 
 The docker SDK is imported inside the methods: ``import devenv.services.docker`` is cheap.
+What `up` asks most (is the engine there, is the container running as defined, which host
+ports are taken) goes straight to the engine's local socket when there is one
+(:mod:`devenv.services.engine`), so an `up` with everything running never imports the SDK.
 """
 
 from __future__ import annotations
@@ -18,7 +21,8 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +34,8 @@ from devenv.jsonfile import ensure_state_dir
 from devenv.schema import BuildSpec, Location, PortSpec, Project, ReadySpec, ServiceSpec
 from devenv.services import ports as portlib
 from devenv.services.base import Endpoint, ExecResult, ServiceState
+from devenv.services.engine import Engine, EngineError
+from devenv.services.engine import local as local_engine
 from devenv.services.support import (
     TAIL_LINES,
     Probe,
@@ -297,6 +303,17 @@ def published(attrs: Mapping[str, Any]) -> dict[int, int]:
     return out
 
 
+@dataclass(frozen=True)
+class _Watch:
+    """A container being waited for: its name and id, how to read its state again (its
+    ``docker inspect``; None once it is gone), and its last log lines for a message."""
+
+    name: str
+    id: str
+    reload: Callable[[], Mapping[str, Any] | None]
+    tail: Callable[[], list[str]]
+
+
 class DockerBackend:
     """Runs services as containers on the Docker engine ``docker.from_env()`` finds."""
 
@@ -304,10 +321,24 @@ class DockerBackend:
 
     def __init__(self) -> None:
         self._client: Any = None
+        self._local: Engine | None = None
+        self._local_known = False
 
     # ------------------------------------------------------------------ engine
 
+    def _engine(self) -> Engine | None:
+        """The engine's local unix socket, if the docker CLI would use one (else the SDK
+        answers everything)."""
+        if not self._local_known:
+            self._local = local_engine()
+            self._local_known = True
+        return self._local
+
     def available(self) -> tuple[bool, str]:
+        local = self._engine()
+        if local is not None and local.ping():
+            return True, f"a Docker engine answers at {local.where}"
+        # not there (or not a local socket): the SDK looks again and says why
         try:
             client = connect(timeout=5)
         except Exception as exc:
@@ -375,8 +406,6 @@ class DockerBackend:
     def up(self, project: Project, service: ServiceSpec, reporter: Reporter,
            timeout: float = 120) -> Endpoint:
         """Reuse, start or (re)create the service's container and wait until it is ready."""
-        import docker
-
         if service.build is not None:
             service = resolved(project, service)
             assert service.image is not None
@@ -384,56 +413,153 @@ class DockerBackend:
         if not service.image:
             raise ServiceError(f"service {service.name} has no image; the docker backend "
                                f"needs one ({service.loc})")
-        c = self._container(project, service)
-        if c is not None and (c.labels or {}).get(LABEL_HASH) != config_hash(service):
-            reporter.emit(Message(f"{service.name}: its definition changed since container "
-                                  f"{c.name} was created; recreating it (volumes are kept)"))
-            self._remove(c, force=False)
-            c = None
-        recreating = ""
-        if c is not None and c.status != "running":
-            name = c.name
-            c = self._start_existing(project, service, c)
+        want = config_hash(service)
+        c: Any = None
+        seen = self._seen(project, service)
+        watch = self._as_is(project, service, want, seen) if seen else None
+        started = False
+        if watch is None:
+            # the local socket's "no such container" ({}) saves asking the SDK again
+            c = self._container(project, service) if seen is None or seen else None
+            if c is not None and (c.labels or {}).get(LABEL_HASH) != want:
+                reporter.emit(Message(f"{service.name}: its definition changed since "
+                                      f"container {c.name} was created; recreating it "
+                                      "(volumes are kept)"))
+                self._remove(c, force=False)
+                c = None
+            recreating = ""
+            if c is not None and c.status != "running":
+                name = c.name
+                c = self._start_existing(project, service, c)
+                if c is None:
+                    recreating = f"recreating container {name} on it (volumes are kept)"
+            started = c is None or c.status != "running"
             if c is None:
-                recreating = f"recreating container {name} on it (volumes are kept)"
-        started = c is None or c.status != "running"
-        if c is None:
-            c = self._create_and_start(project, service, reporter, recreating)
+                cid = self._create_and_start(project, service, reporter, recreating)
+                watch = self._watch(cid, container_name(project, service))
+            else:
+                watch = self._watch(str(c.id), str(c.name), c)
+        cid = watch.id
         try:
-            ep = self._wait(project, service, c, timeout)
+            ep = self._wait(project, service, watch, timeout)
         except ServiceError as exc:
-            unfinished = self.unfinished_init(project, service, c)
-            if unfinished is None:
+            try:
+                c = self._container(project, service)
+            except ServiceError:
+                raise exc from None  # what went wrong first is the news
+            if c is None:
                 raise
-            what, recreate = unfinished
-            if not recreate:
-                raise ServiceError(f"{exc}\n{what}") from None
-            reporter.emit(Message(f"{service.name}: {what}; recreating it", "warn"))
-            self._remove(c, force=True)
-            for vname in self._volume_names(project, service):
-                with contextlib.suppress(docker.errors.NotFound):
-                    self._remove_volume(self.client().volumes.get(vname))
-            c = self._create_and_start(project, service, reporter, "")
-            ep = self._wait(project, service, c, timeout)
+            cid = self._recover(project, service, reporter, c, exc)
+            ep = self._wait(project, service, self._watch(cid, str(c.name)), timeout)
             started = True
         if started:
-            self._mark_ready(project, service, c)
+            self._mark_ready(project, service, cid)
         portlib.PortStore(project.state_dir).remember(service.name, dict(ep.ports))
         if service.build is not None:
             self._prune_builds(project, service)
         return ep
 
-    def _create_and_start(self, project: Project, service: ServiceSpec, reporter: Reporter,
-                          recreating: str) -> Any:
+    def _seen(self, project: Project, service: ServiceSpec) -> dict[str, Any] | None:
+        """The service's container as the engine's local socket describes it: its
+        ``docker inspect``, ``{}`` when there is none, None when that cannot be asked (no
+        local socket, an error): the SDK is asked then, and names anything wrong."""
+        local = self._engine()
+        if local is None:
+            return None
+        try:
+            attrs = local.inspect(container_name(project, service))
+        except (OSError, EngineError):
+            return None
+        return {} if attrs is None else attrs
+
+    def _as_is(self, project: Project, service: ServiceSpec, want: str,
+               attrs: Mapping[str, Any]) -> _Watch | None:
+        """How to follow the container ``attrs`` describes when it is the service's and
+        runs with the current definition (hash ``want``), so that only its readiness is
+        left to check; None when anything else is to be done (the full path does it)."""
+        local = self._engine()
+        labels = (attrs.get("Config") or {}).get("Labels") or {}
+        if (local is None or labels.get(LABEL_PROJECT) != project.name
+                or labels.get(LABEL_SERVICE) != service.name
+                or labels.get(LABEL_HASH) != want
+                or (attrs.get("State") or {}).get("Status") != "running"):
+            return None
+        cid = str(attrs["Id"])
+        return self._watch_engine(local, cid, container_name(project, service),
+                                  lambda: self._tail_of(cid))
+
+    def _recover(self, project: Project, service: ServiceSpec, reporter: Reporter, c: Any,
+                 exc: ServiceError) -> str:
+        """After ``exc`` (the service did not become ready): when its data volume holds a
+        first initialisation that never finished and holds nothing, a new container on a
+        new volume (its id); else ``exc`` again, with what is known about the volume."""
         import docker
 
-        c = self._create(project, service, reporter, recreating)
+        unfinished = self.unfinished_init(project, service, c)
+        if unfinished is None:
+            raise exc
+        what, recreate = unfinished
+        if not recreate:
+            raise ServiceError(f"{exc}\n{what}") from None
+        reporter.emit(Message(f"{service.name}: {what}; recreating it", "warn"))
+        self._remove(c, force=True)
+        for vname in self._volume_names(project, service):
+            with contextlib.suppress(docker.errors.NotFound):
+                self._remove_volume(self.client().volumes.get(vname))
+        return self._create_and_start(project, service, reporter, "")
+
+    def _watch(self, cid: str, name: str, c: Any = None) -> _Watch:
+        """How to follow container ``cid`` (``c``: its SDK object if at hand) while waiting
+        for it: through the local socket when there is one (an inspect there costs a
+        fraction of the SDK's), else with the SDK."""
+        local = self._engine()
+        if local is not None:
+            return self._watch_engine(
+                local, cid, name, (lambda: self._tail(c)) if c is not None else (
+                    lambda: self._tail_of(cid)))
+        import docker
+
+        sdk = c if c is not None else self.client().containers.get(cid)
+
+        def reload() -> Mapping[str, Any] | None:
+            try:
+                sdk.reload()
+            except docker.errors.NotFound:
+                return None
+            return dict(sdk.attrs)
+
+        return _Watch(name, cid, reload, lambda: self._tail(sdk))
+
+    def _watch_engine(self, local: Engine, cid: str, name: str,
+                      tail: Callable[[], list[str]]) -> _Watch:
+        def reload() -> Mapping[str, Any] | None:
+            try:
+                return local.inspect(cid)
+            except (OSError, EngineError) as exc:
+                raise ServiceError(f"docker: cannot inspect container {name}: "
+                                   f"{exc or type(exc).__name__}") from None
+
+        return _Watch(name, cid, reload, tail)
+
+    def _tail_of(self, cid: str) -> list[str]:
+        """The last lines of container ``cid``'s log ([] when it cannot be read)."""
         try:
-            c.start()
-        except docker.errors.APIError as exc:
-            self._remove(c, force=True)
+            c = self.client().containers.get(cid)
+        except Exception:
+            return []
+        return self._tail(c)
+
+    def _create_and_start(self, project: Project, service: ServiceSpec, reporter: Reporter,
+                          recreating: str) -> str:
+        """Create and start the service's container; its id."""
+        cid = self._create(project, service, reporter, recreating)
+        try:
+            self._call("POST", f"/containers/{cid}/start")
+        except EngineError as exc:
+            with contextlib.suppress(EngineError):  # gone already: nothing to remove
+                self._call("DELETE", f"/containers/{cid}", {"force": "1", "v": "1"})
             raise self._start_error(project, service, exc) from None
-        return c
+        return cid
 
     # ---------------------------------------------- an interrupted first initialisation
 
@@ -468,13 +594,18 @@ class DockerBackend:
             fh = tar.extractfile(member) if member is not None else None
             return fh.read() if fh is not None else b""
 
-    def _mark_ready(self, project: Project, service: ServiceSpec, c: Any) -> None:
-        """Write READY_MARKER into the data volume: its cluster is finished (the server
-        on it answered a query). Only after a start: a running container was marked then."""
+    def _mark_ready(self, project: Project, service: ServiceSpec, cid: str) -> None:
+        """Write READY_MARKER into the data volume of container ``cid``: its cluster is
+        finished (the server on it answered a query). Only after a start: a running
+        container was marked then."""
         import io
         import tarfile
 
         if not is_database(project, service):
+            return
+        try:
+            c = self.client().containers.get(cid)
+        except Exception:  # a missing marker costs only the recovery
             return
         mount = self._data_mount(service, c)
         if mount is None:
@@ -577,35 +708,74 @@ class DockerBackend:
     def _holder(self, port: int) -> str | None:
         """Which container publishes host ``port``, if one does."""
         try:
-            for c in self.client().containers.list():
-                if port in published(c.attrs).values():
-                    return f"container {c.name}"
+            for c in self._listed(stopped=False):
+                if port in _listed_ports(c):
+                    return f"container {str((c.get('Names') or ['?'])[0]).lstrip('/')}"
         except Exception:
             return None
         return None
 
-    def _claimed_ports(self) -> set[int]:
+    def _claimed_ports(self, project: Project) -> set[int]:
         """Host ports that other (possibly stopped) containers are bound to."""
         out: set[int] = set()
         with contextlib.suppress(Exception):
-            for c in self.client().containers.list(all=True):
-                out.update(published(c.attrs).values())
+            for c in self._listed(stopped=True):
+                if c.get("State") == "running":
+                    out.update(_listed_ports(c))
+                    continue
+                if c.get("State") == "created" and (c.get("Labels") or {}).get(
+                        LABEL_PROJECT) == project.name:
+                    # one this `up` is starting now (devenv starts what it creates at
+                    # once and removes it when that fails): the engine answers an inspect
+                    # of it only once its start is over, and its ports are new free ones
+                    continue
+                # the list shows a stopped container's ports as none: its fixed bindings
+                # (HostConfig) are in its full description only
+                attrs = self._inspect(str(c["Id"]))
+                if attrs is not None:
+                    out.update(published(attrs).values())
         return out
+
+    def _listed(self, stopped: bool) -> list[dict[str, Any]]:
+        """Every container of the engine in ``docker ps``'s short form (one request; the
+        SDK's ``containers.list`` inspects each one as well)."""
+        local = self._engine()
+        if local is not None:
+            return local.containers(stopped=stopped)
+        return list(self.client().api.containers(all=stopped))
+
+    def _inspect(self, cid: str) -> dict[str, Any] | None:
+        """A container's full description, None when it is gone."""
+        local = self._engine()
+        if local is not None:
+            return local.inspect(cid)
+        import docker
+
+        try:
+            return dict(self.client().api.inspect_container(cid))
+        except docker.errors.NotFound:
+            return None
+
+    def _image_exists(self, image: str) -> bool:
+        from urllib.parse import quote
+
+        try:
+            self._call("GET", f"/images/{quote(image, safe='/:')}/json")
+        except EngineError as exc:
+            if exc.status == 404:
+                return False
+            raise ServiceError(f"docker: cannot inspect image {image}: {_short(exc)}"
+                               ) from None
+        return True
 
     def _ensure_image(self, service: ServiceSpec, reporter: Reporter) -> None:
         """Pull the image when it is missing (never otherwise), showing progress."""
+        assert service.image is not None
+        if self._image_exists(service.image):
+            return
         import docker
 
-        assert service.image is not None
         client = self.client()
-        try:
-            client.images.get(service.image)
-            return
-        except docker.errors.ImageNotFound:
-            pass
-        except docker.errors.DockerException as exc:
-            raise ServiceError(f"docker: cannot inspect image {service.image}: {_short(exc)}"
-                               ) from None
         phase = f"pull-{service.name}"
         reporter.emit(PhaseStarted(phase, f"pulling {service.image}"))
         t0 = time.monotonic()
@@ -640,92 +810,138 @@ class DockerBackend:
 
     def _build(self, project: Project, service: ServiceSpec, tag: str,
                reporter: Reporter) -> None:
+        """Build ``tag`` from the service's context unless an image of that tag exists
+        (asked over the engine's socket first: no SDK import when it does)."""
         assert service.build is not None
+        if self._image_exists(tag):
+            return
         build_image(self.client(), project, service.name, service.build, tag,
                     owner=f"service {service.name}", reporter=reporter,
                     labels={LABEL_PROJECT: project.name, LABEL_SERVICE: service.name})
 
     def _create(self, project: Project, service: ServiceSpec, reporter: Reporter,
-                recreating: str = "") -> Any:
-        """Create the container (its volumes too); ``recreating`` is added to a note about a
-        port that had to change."""
-        import docker
-
-        client = self.client()
+                recreating: str = "") -> str:
+        """Create the container (its volumes too) and return its id; ``recreating`` is
+        added to a note about a port that had to change."""
         self._ensure_image(service, reporter)
         labels = self._labels(project, service)
         # ports first: a port in the way must not leave a new volume behind
         spec = with_ports(service, port_specs(project, service))
         choices = portlib.choose(project, spec, holder=self._holder,
-                                 taken=self._claimed_ports())
+                                 taken=self._claimed_ports(project))
         for ch in choices:
             if ch.note:
                 extra = f"; {recreating}" if recreating else ""
                 reporter.emit(Message(f"{service.name}: {ch.note}{extra}", "warn"))
-        volumes: dict[str, dict[str, str]] = {}
+        volumes: dict[str, str] = {}
         for vol, path in service.volumes.items():
             vname = volume_name(project, service, vol)
-            try:
-                client.volumes.get(vname)
-            except docker.errors.NotFound:
-                client.volumes.create(vname, labels={LABEL_PROJECT: project.name,
-                                                     LABEL_SERVICE: service.name,
-                                                     LABEL_MARKS_READY: "1"})
-            volumes[vname] = {"bind": path, "mode": "rw"}
-        kwargs: dict[str, Any] = {
-            "image": service.image,
-            "name": container_name(project, service),
-            "labels": labels,
-            "environment": dict(service.env),
-            "ports": {f"{ch.container}/tcp": (HOST, ch.host) for ch in choices},
-            "volumes": volumes,
-            "detach": True,
+            self._ensure_volume(vname, {LABEL_PROJECT: project.name,
+                                        LABEL_SERVICE: service.name, LABEL_MARKS_READY: "1"})
+            volumes[vname] = path
+        # the Engine API's container config (what the SDK's containers.create sends)
+        config: dict[str, Any] = {
+            "Image": service.image,
+            "Labels": labels,
+            "Env": [f"{k}={v}" for k, v in service.env.items()],
+            "HostConfig": {"NetworkMode": "default"},
         }
+        if choices:
+            config["ExposedPorts"] = {f"{ch.container}/tcp": {} for ch in choices}
+            config["HostConfig"]["PortBindings"] = {
+                f"{ch.container}/tcp": [{"HostIp": HOST, "HostPort": str(ch.host)}]
+                for ch in choices}
+        if volumes:
+            config["Volumes"] = {path: {} for path in volumes.values()}
+            config["HostConfig"]["Binds"] = [f"{v}:{path}:rw" for v, path in volumes.items()]
         if service.command:
-            kwargs["command"] = list(service.command)
+            config["Cmd"] = list(service.command)
         if service.healthcheck:
             hc = service.healthcheck
             test = ["CMD-SHELL", hc[0]] if len(hc) == 1 else ["CMD", *hc]
-            kwargs["healthcheck"] = {"test": test, "interval": HEALTH_INTERVAL_NS,
-                                     "timeout": 5 * SECOND_NS, "retries": 3,
-                                     "start_period": 0}
+            config["Healthcheck"] = {"Test": test, "Interval": HEALTH_INTERVAL_NS,
+                                     "Timeout": 5 * SECOND_NS, "Retries": 3,
+                                     "StartPeriod": 0}
         if is_postgres(service):
             # PostgreSQL's fast shutdown; SIGTERM waits for every client to disconnect.
-            kwargs["stop_signal"] = "SIGINT"
+            config["StopSignal"] = "SIGINT"
+        name = container_name(project, service)
         try:
-            return client.containers.create(**kwargs)
-        except docker.errors.APIError as exc:
-            if exc.status_code == 409:  # another devenv created it a moment ago
+            return str(self._call("POST", "/containers/create", {"name": name}, config)["Id"])
+        except EngineError as exc:
+            if exc.status == 409:  # another devenv created it a moment ago
                 c = self._container(project, service)
                 if c is not None:
-                    return c
+                    return str(c.id)
             raise ServiceError(f"service {service.name}: docker could not create container "
-                               f"{kwargs['name']}: {_short(exc)}") from None
+                               f"{name}: {_short(exc)}") from None
 
-    def _wait(self, project: Project, service: ServiceSpec, c: Any, timeout: float,
+    def _call(self, method: str, path: str, query: dict[str, str] | None = None,
+              body: Any = None) -> Any:
+        """An Engine API request, over the local socket when there is one, else through
+        the SDK's client (any engine it reaches); an error status is EngineError."""
+        local = self._engine()
+        if local is not None:
+            try:
+                return local.call(method, path, query, body)
+            except OSError as exc:
+                raise EngineError(0, f"{exc.strerror or exc}") from None
+        import requests  # the SDK's client is a requests session (loaded with it)
+
+        api = self.client().api
+        try:
+            # unversioned, as on the local socket: the engine answers in its own version
+            resp = api.request(method, f"{api.base_url}{path}", params=query, json=body,
+                               timeout=api.timeout)
+        except requests.exceptions.RequestException as exc:
+            raise EngineError(0, _short(exc)) from None
+        if resp.status_code >= 400:
+            try:
+                message = str(resp.json().get("message", ""))
+            except (ValueError, AttributeError):
+                message = resp.text.strip()
+            raise EngineError(resp.status_code, message or f"{method} {path} answered "
+                                                           f"{resp.status_code}")
+        return resp.json() if resp.content.strip() else None
+
+    def _ensure_volume(self, name: str, labels: Mapping[str, str]) -> None:
+        """Named volume ``name``, created (with ``labels``) when it is missing."""
+        try:
+            self._call("GET", f"/volumes/{name}")
+            return
+        except EngineError as exc:
+            if exc.status != 404:
+                raise ServiceError(f"docker: cannot inspect volume {name}: {_short(exc)}"
+                                   ) from None
+        try:
+            self._call("POST", "/volumes/create", body={"Name": name, "Labels": dict(labels)})
+        except EngineError as exc:
+            raise ServiceError(f"docker: cannot create volume {name}: {_short(exc)}"
+                               ) from None
+
+    def _wait(self, project: Project, service: ServiceSpec, c: _Watch, timeout: float,
               ) -> Endpoint:
         """Until the service is ready: a query for the database, else its healthcheck,
         else its ports answering, else running."""
-        import docker
-
         db = is_database(project, service)
         user, password = credentials(project, service)
         specs = port_specs(project, service)
+        seen: list[Mapping[str, Any]] = []
 
         def attempt(_left: float) -> tuple[bool, str]:
-            try:
-                c.reload()
-            except docker.errors.NotFound:
+            attrs = c.reload()
+            if attrs is None:
                 raise ServiceError(f"service {service.name}: container {c.name} was removed "
-                                   "while starting") from None
-            state = c.attrs.get("State") or {}
+                                   "while starting")
+            seen[:] = [attrs]
+            state = attrs.get("State") or {}
             status = state.get("Status", "")
             if status in ("exited", "dead"):
                 code = state.get("ExitCode")
                 raise ServiceError(failure_message(
                     service, f"exited with code {code} while starting (container {c.name})",
-                    self._tail(c)))
-            ports = published(c.attrs)
+                    c.tail()))
+            ports = published(attrs)
             if status == "running":
                 if db:
                     port = ports.get(specs[0].container) if specs else None
@@ -737,7 +953,7 @@ class DockerBackend:
                         raise ServiceError(f"service {service.name}: {probe.detail}: "
                                            + wrong_credentials_hint(service, vols))
                 elif service.ready is not None:
-                    probe = self._ready_probe(service, service.ready, c, ports)
+                    probe = self._ready_probe(service, service.ready, c.id, ports)
                 elif service.healthcheck:
                     health = state.get("Health") or {}
                     hs = health.get("Status", "starting")
@@ -754,15 +970,17 @@ class DockerBackend:
                 probe = Probe(False, f"container is {status}")
             return probe.ready, probe.detail
 
-        waited = waiting.until(attempt, timeout, pause=0.05, factor=1.5, longest=0.25)
+        # short pauses: a small server answers a moment after its start, and an attempt
+        # is one inspect over the local socket plus a connection
+        waited = waiting.until(attempt, timeout, pause=0.02, factor=1.5, longest=0.1)
         if not waited.done:
             raise ServiceError(failure_message(
                 service, f"did not become healthy within {timeout:.0f}s "
-                         f"({waited.detail or 'not ready'})", self._tail(c)))
+                         f"({waited.detail or 'not ready'})", c.tail()))
         # the ports as of the check that passed (no reload since)
-        return Endpoint(HOST, published(c.attrs), self.name)
+        return Endpoint(HOST, published(seen[-1]), self.name)
 
-    def _ready_probe(self, service: ServiceSpec, ready: ReadySpec, c: Any,
+    def _ready_probe(self, service: ServiceSpec, ready: ReadySpec, cid: str,
                      ports: Mapping[int, int]) -> Probe:
         """One attempt of a ``ready:`` check, always over the published ports from the
         host (a container's own view of itself says nothing about the way in)."""
@@ -786,7 +1004,7 @@ class DockerBackend:
         assert ready.command is not None
         try:
             api = self.client().api
-            exec_id = api.exec_create(c.id, list(ready.command), stdout=True,
+            exec_id = api.exec_create(cid, list(ready.command), stdout=True,
                                       stderr=True)["Id"]
             out = api.exec_start(exec_id)
             code = api.exec_inspect(exec_id).get("ExitCode")
@@ -853,6 +1071,14 @@ class DockerBackend:
             (c.labels or {}).get(LABEL_HASH) == config_hash(service), detail, extra)
 
     def endpoint(self, project: Project, service: ServiceSpec) -> Endpoint | None:
+        seen = self._seen(project, service)
+        if seen == {}:
+            return None
+        labels = ((seen or {}).get("Config") or {}).get("Labels") or {}
+        if seen and labels.get(LABEL_PROJECT) == project.name and labels.get(
+                LABEL_SERVICE) == service.name:  # else the SDK path below names the error
+            running = (seen.get("State") or {}).get("Status") == "running"
+            return Endpoint(HOST, published(seen), self.name) if running else None
         c = self._container(project, service)
         if c is None or c.status != "running":
             return None
@@ -1051,10 +1277,26 @@ class DockerBackend:
                           bytes(err).decode(errors="replace"))
 
 
+def _listed_ports(c: Mapping[str, Any]) -> set[int]:
+    """The host ports a container publishes, from its ``docker ps`` form."""
+    return {int(p["PublicPort"]) for p in c.get("Ports") or []
+            if isinstance(p, dict) and p.get("PublicPort")}
+
+
 def _tcp_all(ports: Mapping[int, int]) -> Probe:
-    """Every published port takes a connection from the host (ready when none is)."""
-    for host in ports.values():
-        probe = tcp_probe(host)
+    """Every published port takes a connection from the host (ready when none is). The
+    ports are asked at once: a quiet server costs each one the probe's settle time."""
+    hosts = list(dict.fromkeys(ports.values()))
+    probes: dict[int, Probe] = {}
+    if len(hosts) > 1:
+        askers = [threading.Thread(target=lambda h=h: probes.__setitem__(h, tcp_probe(h)),
+                                   daemon=True) for h in hosts]
+        for t in askers:
+            t.start()
+        for t in askers:
+            t.join()
+    for host in hosts:
+        probe = probes.get(host) or tcp_probe(host)
         if not probe.ready:
             return Probe(False, f"port {host}: {probe.detail}")
     return Probe(True)
