@@ -50,11 +50,11 @@ class Migration(migrations.Migration):
         ),
     ]
 '''
-FLASK_0007 = '''import sqlalchemy as sa
+FLASK_0008 = '''import sqlalchemy as sa
 from alembic import op
 
-revision = "0007_member_nickname"
-down_revision = "0006_claims_enrollment_index"
+revision = "0008_member_nickname"
+down_revision = "0007_claim_summaries"
 branch_labels = None
 depends_on = None
 
@@ -116,7 +116,7 @@ def main() -> None:
         sh(git("commit", "-qm", "main"), env, proj)
         sh(git("switch", "-qc", "feature"), env, proj)
         (django / "crm/migrations/0002_followup.py").write_text(CRM_0002)
-        (flask_dir / "migrations/versions/0007_member_nickname.py").write_text(FLASK_0007)
+        (flask_dir / "migrations/versions/0008_member_nickname.py").write_text(FLASK_0008)
         sh(git("add", "-A"), env, proj)
         sh(git("commit", "-qm", "feature"), env, proj)
         sh(git("switch", "-q", "main"), env, proj)
@@ -140,7 +140,7 @@ def main() -> None:
         for _ in range(args.repeat):
             times["manual"].append(timed([
                 ([sys.executable, "manage.py", "migrate", "crm", "0001"], django),
-                ([flask, "db", "downgrade", "0006_claims_enrollment_index"], flask_dir),
+                ([flask, "db", "downgrade", "0007_claim_summaries"], flask_dir),
                 (git("switch", "-q", "main"), proj), migrate, upgrade], menv))
             times["manual"].append(timed([(git("switch", "-q", "feature"), proj), migrate,
                                           upgrade], menv))

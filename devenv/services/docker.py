@@ -455,7 +455,10 @@ class DockerBackend:
         if started:
             self._mark_ready(project, service, cid)
         portlib.PortStore(project.state_dir).remember(service.name, dict(ep.ports))
-        if service.build is not None:
+        if service.build is not None and started:
+            # a container (re)started on its current image: older builds can go now (a
+            # container already running as defined had them pruned when it started, and
+            # asking again would import the SDK on every up)
             self._prune_builds(project, service)
         return ep
 
