@@ -1,5 +1,6 @@
 """Waiting until something is ready: poll a check until it passes or a deadline passes
-(:func:`until`), and the TCP check many of them are (:func:`tcp`).
+(:func:`until`), and the TCP and HTTP checks many of them are (:func:`tcp`,
+:func:`http_status`).
 
 Below the services, the processes and process stopping alike, so each of them waits the
 same way: a check first, then pauses that may grow, never sleeping past the deadline.
@@ -74,3 +75,28 @@ def tcp(host: str, port: int, timeout: float = 1.0, settle: float = 0.0) -> tupl
             return True, "accepts connections"
     except OSError as exc:
         return False, exc.strerror or str(exc) or type(exc).__name__
+
+
+def http_status(host: str, port: int, path: str = "/", timeout: float = 2.0,
+                ) -> tuple[int | None, str]:
+    """The status of ``GET path`` on ``host:port`` (HTTP/1.0, only the status line read),
+    or None and why not. Written on a socket: http.client would bring the email and ssl
+    modules along (about 10 ms) into every ``up`` that checks an HTTP service."""
+    request = (f"GET {path} HTTP/1.0\r\nHost: {host}:{port}\r\n"
+               "User-Agent: devenv-ready\r\nConnection: close\r\n\r\n").encode()
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as s:
+            s.sendall(request)
+            head = b""
+            while b"\n" not in head and len(head) < 1024:
+                chunk = s.recv(1024)
+                if not chunk:
+                    break
+                head += chunk
+    except OSError as exc:
+        return None, exc.strerror or str(exc) or type(exc).__name__
+    line = head.split(b"\n", 1)[0].decode("latin-1").strip()
+    parts = line.split()
+    if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
+        return None, f"not an HTTP answer: {line[:60]!r}" if line else "closed without an answer"
+    return int(parts[1]), ""

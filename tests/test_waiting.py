@@ -94,3 +94,51 @@ def test_tcp_check_with_settle_sees_a_connection_closed_at_once() -> None:
         assert waiting.tcp("127.0.0.1", port, settle=1.0) == (
             False, "connection closed at once")
         t.join()
+
+
+def test_http_status_reads_real_servers() -> None:
+    import http.server
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200 if self.path == "/health" else 503)
+            self.end_headers()
+            self.wfile.write(b"body\n")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+    try:
+        assert waiting.http_status("127.0.0.1", port, "/health") == (200, "")
+        assert waiting.http_status("127.0.0.1", port, "/other") == (503, "")
+    finally:
+        server.shutdown()
+        server.server_close()
+
+    def serve_once(answer: bytes) -> int:
+        lsock = socket.socket()
+        lsock.bind(("127.0.0.1", 0))
+        lsock.listen(1)
+
+        def run() -> None:
+            conn, _ = lsock.accept()
+            conn.recv(1024)
+            conn.sendall(answer)
+            conn.close()
+            lsock.close()
+
+        threading.Thread(target=run, daemon=True).start()
+        return int(lsock.getsockname()[1])
+
+    assert waiting.http_status("127.0.0.1", serve_once(b"+PONG\r\n")) == (
+        None, "not an HTTP answer: '+PONG'")
+    assert waiting.http_status("127.0.0.1", serve_once(b"")) == (
+        None, "closed without an answer")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        free = s.getsockname()[1]
+    code, why = waiting.http_status("127.0.0.1", free)
+    assert code is None and why == "Connection refused"

@@ -132,16 +132,8 @@ def with_ports(service: ServiceSpec, specs: tuple[PortSpec, ...]) -> ServiceSpec
 def http_probe(port: int, path: str = "/", status: Sequence[int] = (),
                host: str = "127.0.0.1") -> Probe:
     """A real HTTP answer on ``host:port``: one of ``status``, else anything below 500."""
-    import http.client
-
-    conn = http.client.HTTPConnection(host, port, timeout=2)
-    try:
-        conn.request("GET", path, headers={"User-Agent": "devenv-ready"})
-        code = conn.getresponse().status
-    except (OSError, http.client.HTTPException) as exc:
-        return Probe(False, f"GET http://{host}:{port}{path}: "
-                            f"{getattr(exc, 'strerror', None) or exc or type(exc).__name__}")
-    finally:
-        conn.close()
+    code, why = waiting.http_status(host, port, path, timeout=2)
+    if code is None:
+        return Probe(False, f"GET http://{host}:{port}{path}: {why}")
     ok = code in status if status else code < 500
     return Probe(ok, "" if ok else f"GET http://{host}:{port}{path} answered {code}")
