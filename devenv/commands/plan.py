@@ -7,12 +7,12 @@ from collections.abc import Sequence
 from devenv import fingerprint, planner
 from devenv.console import Output
 from devenv.errors import EXIT_OK
-from devenv.events import Action
+from devenv.events import Action, Decision
 from devenv.postgres import database
 from devenv.schema import Project
 from devenv.session import Session
 from devenv.state import NO_DATABASE, StateStore
-from devenv.workingdb import rebuild
+from devenv.workingdb import rebuild, rerun, working
 
 
 def run(session: Session, out: Output, targets: Sequence[str] = (), *, only: bool = False,
@@ -36,6 +36,14 @@ def run(session: Session, out: Output, targets: Sequence[str] = (), *, only: boo
     decisions = planner.decide(project, recorded, targets=targets, only=only, force=force,
                                profile=profile, fingerprints=fps)
     n_run = sum(1 for d in decisions if d.action is Action.RUN)
+    # What up does about them on a database that has records (users ask "why did this
+    # run?" and "why did up rebuild?"): a data step is never run on top of its data.
+    verdict = rerun.Verdict()
+    if target is not None and key not in (None, NO_DATABASE) and recorded:
+        verdict = working.check(project, target, profile, fps)
+    up_does = {**{n: "rebuild" for n in verdict.rebuild}, **{n: "carry" for n in verdict.carried}}
+    decisions = [Decision(d.step, d.action, d.reason + _UP_NOTE[up_does[d.step]], d.fingerprint)
+                 if d.action is Action.RUN and d.step in up_does else d for d in decisions]
     if as_json:
         out.json({
             "project": project.name,
@@ -43,7 +51,9 @@ def run(session: Session, out: Output, targets: Sequence[str] = (), *, only: boo
             "database": target.redacted() if target else None,
             "database_note": note if key is None else None,
             "steps": [{"name": d.step, "action": d.action.value, "reason": d.reason,
-                       "fingerprint": d.fingerprint} for d in decisions],
+                       "fingerprint": d.fingerprint,
+                       "up": up_does.get(d.step, "run" if d.action is Action.RUN else "skip")}
+                      for d in decisions],
             "would_run": n_run,
         })
         return EXIT_OK
@@ -52,8 +62,16 @@ def run(session: Session, out: Output, targets: Sequence[str] = (), *, only: boo
     rows = [[d.step, d.action.value, d.reason] for d in decisions]
     styles = ["bold" if d.action is Action.RUN else "dim" for d in decisions]
     out.table(["step", "action", "reason"], rows, styles)
-    out.text(f"{n_run} of {len(decisions)} steps would run (profile {profile})")
+    rebuilt = sum(1 for d in decisions if up_does.get(d.step) == "rebuild")
+    out.text(f"{n_run} of {len(decisions)} steps would run (profile {profile})"
+             + (f"; up would build {rebuilt} of them beside {target.dbname} and swap it in, "
+                "never on top of their data (the current database kept as its __prev)"
+                if rebuilt and target is not None else ""))
     return EXIT_OK
+
+
+_UP_NOTE = {"rebuild": "; up builds the new state beside the database (not on top of its data)",
+            "carry": "; up carries it: only incremental steps upstream changed, its data stays"}
 
 
 def _refresh(project: Project, out: Output, target: database.Target | None, note: str,
