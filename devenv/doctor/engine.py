@@ -45,7 +45,13 @@ def check_backend(ctx: Context) -> Check:
             if info.version:
                 what = f"docker engine {info.version}"
         problems.add(OK, f"{name}: {what} ({choice.why})", "")
-    return problems.result("; ".join(f for _, f, _ in problems.items))
+    # services on the same backend for the same reason: one sentence naming them all
+    said: dict[str, list[str]] = {}
+    for _status, finding, _fix in problems.items:
+        name, _, rest = finding.partition(": ")
+        said.setdefault(rest, []).append(name)
+    return problems.result("; ".join(f"{', '.join(names)}: {rest}"
+                                     for rest, names in said.items()))
 
 
 def check_images(ctx: Context) -> Check:

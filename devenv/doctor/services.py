@@ -35,7 +35,7 @@ def check_running(ctx: Context) -> Check:
         if state.state != "running":
             what = "has never been started" if state.state == "missing" else f"is {state.state}"
             problems.add(FAIL, f"{name} {what} ({state.backend}){detail}",
-                         "devenv up (starts it)", start)
+                         "devenv up (starts what is stopped)", start)
         elif state.health == "unhealthy":
             problems.add(FAIL, f"{name} runs{where} but its health check fails{detail}",
                          f"devenv logs {name} (why it fails), then devenv up")

@@ -122,7 +122,7 @@ def test_stopped_container_and_changed_definition(make_project: MakeProject,
     running = found["services.running"]
     assert running.status == "fail"
     assert running.finding.startswith(f"db is stopped (docker): container {docker_name}-db")
-    assert running.fix == "devenv up (starts it)"
+    assert running.fix == "devenv up (starts what is stopped)"
     assert found["db.connect"].finding == "not checked: service db is not running"
     code, out = run_doctor(root, fix=True)
     assert "  - start db (as devenv up does)\n" in out
@@ -162,7 +162,7 @@ def test_native_service_never_started_then_fix(make_project: MakeProject,
         running = found["services.running"]
         assert running.status == "fail"
         assert running.finding.startswith("db has never been started (native): no data yet")
-        assert running.fix == "devenv up (starts it)"
+        assert running.fix == "devenv up (starts what is stopped)"
         assert found["db.connect"].finding == "not checked: service db is not running"
         code, out = run_doctor(root, fix=True)
         assert "  - start db (as devenv up does)\n" in out
