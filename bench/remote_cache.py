@@ -68,7 +68,10 @@ def checkout(base: Path, name: str, scale: int = 0) -> Path:
     ignore = shutil.ignore_patterns("__pycache__", ".devenv")
     for part in ("examples", "services"):
         shutil.copytree(ROOT / part, d / part, ignore=ignore)
-    shutil.copy(ROOT / "steps.yaml", d / "steps.yaml")
+    # a name of its own (the same in every checkout: it is the cache's project), so the
+    # example's services do not take the containers of the example run from this checkout
+    (d / "steps.yaml").write_text((ROOT / "steps.yaml").read_text().replace(
+        "name: healthplan\n", "name: hpbench-remote\n", 1))
     if scale:
         # The example plus pgbench's tables (in public, which the example's schemas
         # include): the ~300 MB database of the issue, built by a step like any other.
@@ -319,6 +322,11 @@ def main() -> None:
               f"snapshot pulled N times saves {per_pull:.2f}*N - {push_cost:.2f} builds "
               f"(N = 5: {5 * per_pull - push_cost:.2f})")
     finally:
+        for d in base.iterdir():  # the checkouts share the example's services: stop them
+            if (d / "steps.yaml").exists():
+                subprocess.run([sys.executable, "-m", "devenv", "down", "--volumes", "--yes"],
+                               cwd=d, capture_output=True, timeout=120,
+                               env={**os.environ, "DATABASE_URL": cluster.url(DB)})
         os.kill(reg_pid, 15)
         cluster.stop("immediate")
         shutil.rmtree(base, ignore_errors=True)

@@ -220,8 +220,10 @@ def _refresh(session: Session, target: Target, *, jobs: int | None, keep_failed:
         _after_swap(project, target, db, full_key, reporter, background_reclone)
         elsewhere = rerun.outside(project, steps)
         if elsewhere:
-            # the copy holds the database only: their work is loaded again
-            again = building.build(session, target, targets=elsewhere, only=True)
+            # The copy holds the database only: their work is loaded again. A build as up's
+            # (the copy's records skip the rest as unchanged) rather than --only, whose
+            # "not needed by ..." would read as if the other steps were not done.
+            again = building.build(session, target)
             if not again.result.ok:
                 return RefreshResult(again.result, "ready clone", True, backup_name)
         reporter.emit(Message(f"{db} is fresh (ready copy of snapshot {full_key[:12]}; "
@@ -352,7 +354,9 @@ def unused_snapshots(project: Project, target: Target,
         elif info.key != fingerprint.combined(fps, held):
             key = database.identity(target, info.datname)
             recs = store.steps(key) if key else {}
-            changed = [n for n in held if recs.get(n, {}).get("fingerprint") != fps[n].value]
+            # a step whose work is outside the database has no record in a snapshot
+            changed = [n for n in held if recs.get(n, {}).get("fingerprint") != fps[n].value
+                       and not project.steps[n].outside_database]
             why = ("made for other code: changed since: " + ", ".join(changed) if changed
                    else "made for other code")
         else:

@@ -572,7 +572,7 @@ def test_docker_backend_pulls_postgres_from_the_registry(registry: Registry,
         assert subprocess.run(["docker", "image", "inspect", image],
                               capture_output=True).returncode == 0
     finally:
-        subprocess.run([sys.executable, "-m", "devenv", "down", "--volumes"], cwd=root,
+        subprocess.run([sys.executable, "-m", "devenv", "down", "--volumes", "--yes"], cwd=root,
                        env=env, capture_output=True, timeout=120)
         subprocess.run(["docker", "rmi", "-f", image], capture_output=True)
 
