@@ -20,6 +20,7 @@ from devenv.console import Output
 from devenv.errors import EXIT_OK, UsageError
 from devenv.events import Event, Message
 from devenv.lock import project_lock
+from devenv.postgres import siblings
 from devenv.schema import Project, ServiceSpec
 from devenv.services import BACKENDS, Backend, launch
 from devenv.services.docker import DockerBackend
@@ -80,8 +81,9 @@ def _confirm(out: Output, doomed: list[str]) -> bool:
 
 def _inside_data(session: Session) -> list[str]:
     """What the database service's data holds besides the working database that a user
-    may not think of: the databases parked per git branch (rows made by hand on each).
-    Nothing for someone else's server: down never deletes its data."""
+    may not think of: the databases parked per git branch (rows made by hand on each),
+    the snapshots saved by name, and the backup refresh-db keeps. Nothing for someone
+    else's server: down never deletes its data."""
     project = session.project
     if project.database is None or session.external is not None:
         return []
@@ -90,12 +92,22 @@ def _inside_data(session: Session) -> list[str]:
         if target is None:
             return []
         parked = branches.parked(target, project.name)
+        beside = siblings.related(target, target.dbname)
     except Exception:  # a server that is down holds them all the same; nothing to name
         return []
-    if not parked:
-        return []
-    return [f"the parked databases of branch{'es' if len(parked) > 1 else ''} "
-            + ", ".join(p.branch for p in parked) + " (inside that data)"]
+    out = []
+    if parked:
+        out.append(f"the parked databases of branch{'es' if len(parked) > 1 else ''} "
+                   + ", ".join(p.branch for p in parked) + " (inside that data)")
+    saved = sorted(str(d.meta.get("name") or d.datname) for d in beside if d.kind == "user")
+    if saved:
+        out.append(f"the snapshot{'s' if len(saved) > 1 else ''} saved by name "
+                   + ", ".join(saved) + " (inside that data; devenv snapshot export "
+                   "keeps one as a file)")
+    prev = siblings.prev_name(target.dbname)
+    if any(d.datname == prev for d in beside):
+        out.append(f"the backup {prev} (inside that data)")
+    return out
 
 
 def run(session: Session, out: Output, *, volumes: bool = False, yes: bool = False,

@@ -107,3 +107,25 @@ def test_leftovers_of_the_other_backend_are_listed_and_removed(
     assert not native_dir.exists()
     db = json.loads(devenv(root, "status", "--json").stdout)["services"][0]
     assert "leftovers" not in db
+
+
+def test_volumes_names_what_the_data_holds_besides_the_working_database(
+        switching: tuple[Path, str]) -> None:
+    """down --volumes lists, before deleting, the snapshots saved by name and the backup
+    refresh-db kept, which live in the same data as the working database."""
+    root, name = switching
+    write_project(root, name, {"db": pg_service()})
+    assert devenv(root, "refresh-db").returncode == 0
+    r = devenv(root, "refresh-db")  # the ready copy in, the first build kept as __prev
+    assert r.returncode == 0, r.stdout + r.stderr
+    r = devenv(root, "snapshot", "save", "before-demo")
+    assert r.returncode == 0, r.stdout + r.stderr
+    r = devenv(root, "down", "--volumes")  # no terminal: refused, naming what would go
+    assert r.returncode == 2
+    assert ("the snapshot saved by name before-demo (inside that data; devenv snapshot "
+            "export keeps one as a file)") in r.stderr, r.stderr
+    assert "the backup appdb__prev (inside that data)" in r.stderr, r.stderr
+    r = devenv(root, "down", "--volumes", "--yes")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "deleted with the data: the snapshot saved by name before-demo" in r.stdout
+    assert engine(name) == ([], [])
