@@ -256,9 +256,13 @@ def list_snapshots(session: Session, out: Output, *, as_json: bool = False,
                    key=lambda d: str(d.meta.get("name", d.datname)))
     caches = sorted((d for d in infos if d.kind == CACHE_KIND),
                     key=lambda d: d.created, reverse=True)
+    # the steps whose work a snapshot holds: not those whose work lives in another service
+    elsewhere = set(rerun.outside(project, list(project.steps)))
+    in_db = [n for n in all_steps if n not in elsewhere]
     for info in [*users, *caches]:
         matches, changed = compare(info, fps)
         user = info.kind == USER_KIND
+        held = [n for n in info.steps if n not in elsewhere]
         items.append({
             "name": str(info.meta.get("name", "")) if user else info.datname[len(siblings.stem(db)) + 2:],
             "kind": "user" if user else "cache",
@@ -266,8 +270,8 @@ def list_snapshots(session: Session, out: Output, *, as_json: bool = False,
             "size": info.size,
             "created": info.created,
             "age_seconds": round(now - info.created, 1),
-            "steps": info.steps,
-            "all_steps": set(all_steps) <= set(info.steps),
+            "steps": held,
+            "all_steps": set(in_db) <= set(held),
             "key": info.key,
             "matches": matches,
             "changed": changed,
@@ -283,10 +287,10 @@ def list_snapshots(session: Session, out: Output, *, as_json: bool = False,
     rows = []
     for it in items:
         steps = it["steps"]
-        held = ("all " if it["all_steps"] else "") + f"{len(steps)}"
+        count = ("all " if it["all_steps"] else "") + f"{len(steps)}"
         shown = ", ".join(steps[:4]) + (f", +{len(steps) - 4}" if len(steps) > 4 else "")
         rows.append([it["name"], it["kind"], fmt_size(it["size"]), fmt_age(it["age_seconds"]),
-                     f"{held}: {shown}" if steps else "none",
+                     f"{count}: {shown}" if steps else "none",
                      "yes" if it["matches"] else f"no ({_changed_text(it['changed'], fps)})"])
     out.table(["name", "kind", "size", "age", "steps", "current"], rows,
               [None if r[-1] == "yes" else "dim" for r in rows])

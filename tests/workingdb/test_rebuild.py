@@ -363,6 +363,11 @@ def test_a_step_whose_work_is_outside_the_database_runs_again_after_a_restore(
     _source, planned = rebuild.plan_refresh(loader.load(root / "steps.yaml"), target)
     assert [(d.action.value, d.reason) for d in planned if d.step == "notify"] == [
         ("run", "its work is outside the database (no snapshot holds it)")]
+    listed = subprocess.run([sys.executable, "-m", "devenv", "snapshot", "list", "--json"],
+                            cwd=root, capture_output=True, text=True, timeout=120)
+    snaps = json.loads(listed.stdout)["snapshots"]
+    assert snaps and all("notify" not in snap["steps"] for snap in snaps), snaps
+    assert any(snap["all_steps"] for snap in snaps)  # the full one: all the database holds
 
     count = loads.read_text().count("loaded")
     (root / "notify.txt").write_text("v2\n")
