@@ -572,15 +572,31 @@ def _prepare_import_role(target: Target) -> str:
             # A CREATEROLE user that is not superuser (RDS's, Cloud SQL's) may only give a
             # database to a role it is a member of (CREATE DATABASE ... OWNER, and back).
             conn.execute(f"GRANT {role} TO CURRENT_USER")
+        _reset_role_settings(conn)
         password = secrets.token_urlsafe(24)
         conn.execute(f"ALTER ROLE {role} LOGIN PASSWORD "
                      f"{libpq.literal(_scram_verifier(password))}")
     return password
 
 
+def _reset_role_settings(conn: libpq.Connection) -> None:
+    """Drop the session defaults the import role holds: a dump's code runs as that role
+    and may ``ALTER ROLE CURRENT_USER [IN DATABASE ...] SET`` something, which would then
+    apply to every later import."""
+    role = libpq.ident(IMPORT_ROLE)
+    rows = conn.execute(
+        "SELECT d.datname FROM pg_db_role_setting s LEFT JOIN pg_database d "
+        "ON d.oid = s.setdatabase WHERE s.setrole = (SELECT oid FROM pg_roles "
+        "WHERE rolname = %s)", (IMPORT_ROLE,)).fetchall()
+    for (datname,) in rows:
+        where = f" IN DATABASE {libpq.ident(str(datname))}" if datname is not None else ""
+        conn.execute(f"ALTER ROLE {role}{where} RESET ALL")
+
+
 def _close_import_role(target: Target) -> None:
     with contextlib.suppress(Exception), connect(target, "postgres") as conn:
         conn.execute(f"ALTER ROLE {libpq.ident(IMPORT_ROLE)} NOLOGIN PASSWORD NULL")
+        _reset_role_settings(conn)
 
 
 def _defuse(target: Target, dbname: str) -> None:

@@ -326,3 +326,37 @@ def test_a_parallel_restore_from_a_file_gives_the_same_database_defused(
     finally:
         database.drop(target, f"{db}_copy")
         database.drop(target, f"{db}_one")
+
+
+def test_settings_a_dump_gives_the_import_role_do_not_outlive_the_import(
+        setup: tuple[database.Target, str, Path], tmp_path: Path) -> None:
+    """A dump's code runs as the import role while it is restored, and a role may set its
+    own session defaults (ALTER ROLE CURRENT_USER [IN DATABASE ...] SET): none is left
+    for the next import."""
+    target, db, _root = setup
+    src = f"{db}_src"
+    database.create(target, src, [])
+    with psycopg.connect(target.url(src), autocommit=True) as conn:
+        conn.execute("CREATE FUNCTION public.ok(v int) RETURNS boolean LANGUAGE plpgsql "
+                     "AS $$ BEGIN RETURN true; END $$")
+        conn.execute("CREATE TABLE public.items(id int CHECK (public.ok(id)))")
+        conn.execute("INSERT INTO public.items VALUES (1)")
+        conn.execute(
+            "CREATE OR REPLACE FUNCTION public.ok(v int) RETURNS boolean LANGUAGE plpgsql AS "
+            "$$ BEGIN EXECUTE 'ALTER ROLE CURRENT_USER SET work_mem = ''77kB''';"
+            " EXECUTE format('ALTER ROLE CURRENT_USER IN DATABASE %I SET statement_timeout"
+            " = 1', current_database()); RETURN true; END $$")
+    file = tmp_path / "settings.devenv-snapshot"
+    _write_snapshot_file(target, src, file, "evilproj")
+    _header, offset = dumpfiles.read_header(file)
+    tool = dumpfiles.choose_tool("pg_restore", target, f"{db}_copy", 15, None)
+    settings = ("SELECT count(*) FROM pg_db_role_setting WHERE setrole = "
+                "(SELECT oid FROM pg_roles WHERE rolname = 'devenv_import')")
+    try:
+        dumpfiles.restore_untrusted(target, f"{db}_copy", tool,
+                                    dumpfiles.payload(file, offset), jobs=1)
+        with psycopg.connect(target.url(f"{db}_copy"), autocommit=True) as conn:
+            assert conn.execute("SELECT count(*) FROM public.items").fetchone() == (1,)
+            assert conn.execute(settings).fetchone() == (0,)
+    finally:
+        database.drop(target, f"{db}_copy")
