@@ -124,10 +124,12 @@ def build(
     carried: Mapping[str, str] | None = None,
     log_dir: Path | None = None,
     fingerprints: Mapping[str, fingerprint.Fingerprint] | None = None,
+    others: str | None = None,
 ) -> BuildResult:
     """Plan and run the steps against database ``dbname`` (default: the project's); step
     logs go to ``log_dir`` (default ``.devenv/logs``). ``fingerprints``: the steps' own,
-    when the caller has just computed them (else they are computed here)."""
+    when the caller has just computed them (else they are computed here). ``others``: why
+    the steps ``targets`` leave out are skipped (see :func:`devenv.planner.decide`)."""
     project, reporter = session.project, session.reporter
     held = contextlib.ExitStack()
     if target is not None and project.database is not None:
@@ -137,14 +139,16 @@ def build(
     with held:
         return _build(session, target, dbname=dbname, targets=targets, only=only,
                       force=force, jobs=jobs, keep_going=keep_going, create=create,
-                      carried=carried, log_dir=log_dir, fingerprints=fingerprints)
+                      carried=carried, log_dir=log_dir, fingerprints=fingerprints,
+                      others=others)
 
 
 def _build(session: Session, target: database.Target | None, *,
            dbname: str | None, targets: Sequence[str], only: bool, force: bool,
            jobs: int | None, keep_going: bool, create: bool,
            carried: Mapping[str, str] | None, log_dir: Path | None,
-           fingerprints: Mapping[str, fingerprint.Fingerprint] | None) -> BuildResult:
+           fingerprints: Mapping[str, fingerprint.Fingerprint] | None,
+           others: str | None) -> BuildResult:
     project, reporter, profile = session.project, session.reporter, session.profile
     store = StateStore(project.state_dir)
     dbname = dbname or (target.dbname if target else None)
@@ -163,7 +167,7 @@ def _build(session: Session, target: database.Target | None, *,
     label = target.redacted(dbname) if target else None
     fps = dict(fingerprints) if fingerprints is not None else fingerprint.compute(project)
     decisions = planner.decide(project, store.steps(key), targets=targets, only=only,
-                               force=force, profile=profile, fingerprints=fps)
+                               force=force, profile=profile, fingerprints=fps, others=others)
     carried = dict(carried or {})
     decisions = [Decision(d.step, Action.SKIP, f"carried: {carried[d.step]}", d.fingerprint)
                  if d.step in carried and d.action is Action.RUN else d for d in decisions]

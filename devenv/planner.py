@@ -39,8 +39,10 @@ def decide(
     force: bool = False,
     profile: str = "local",
     fingerprints: Mapping[str, fingerprint.Fingerprint] | None = None,
+    others: str | None = None,
 ) -> list[Decision]:
-    """A decision for every step of the project, in dependency order.
+    """A decision for every step of the project, in dependency order. ``others``: the
+    reason given for the steps the targets leave out (default: not needed by them).
 
     ``recorded`` holds the records of the database the steps act on (see
     :class:`devenv.state.StateStore`). With ``targets``, the targets and what they need are
@@ -64,8 +66,8 @@ def decide(
                                 fp.value))
             continue
         if name not in selected:
-            why = "not selected (--only)" if only and name in graph.closure(project, targets) \
-                else f"not needed by {', '.join(targets)}"
+            why = others or ("not selected (--only)" if only and name in graph.closure(
+                project, targets) else f"not needed by {', '.join(targets)}")
             out.append(Decision(name, Action.SKIP, why, fp.value))
             continue
         rec = recorded.get(name)

@@ -220,10 +220,10 @@ def _refresh(session: Session, target: Target, *, jobs: int | None, keep_failed:
         _after_swap(project, target, db, full_key, reporter, background_reclone)
         elsewhere = rerun.outside(project, steps)
         if elsewhere:
-            # The copy holds the database only: their work is loaded again. A build as up's
-            # (the copy's records skip the rest as unchanged) rather than --only, whose
-            # "not needed by ..." would read as if the other steps were not done.
-            again = building.build(session, target)
+            # The copy holds the database only: their work is loaded again, and nothing else
+            # runs (never a data step on top of the copy, whatever its records say).
+            again = building.build(session, target, targets=elsewhere, only=True,
+                                   others="in the ready copy")
             if not again.result.ok:
                 return RefreshResult(again.result, "ready clone", True, backup_name)
         reporter.emit(Message(f"{db} is fresh (ready copy of snapshot {full_key[:12]}; "

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from devenv import loader
-from devenv.events import RecordingReporter, Status, StepStarted
+from devenv.events import RecordingReporter, Status, StepFinished, StepStarted
 from devenv.postgres import database, siblings
 from devenv.session import Session
 from devenv.workingdb import rebuild
@@ -352,6 +352,9 @@ def test_a_step_whose_work_is_outside_the_database_runs_again_after_a_restore(
     assert loads.read_text().count("loaded") == 1
     res, rep = refresh(root, target)  # nothing changed: the ready copy is swapped in
     assert res.source == "ready clone" and ran(rep) == ["notify"]
+    skipped = {e.result.name: e.result.reason for e in rep.events
+               if isinstance(e, StepFinished) and e.result.status is Status.SKIPPED}
+    assert skipped == {n: "in the ready copy" for n in ("schema", "seed", "extra", "final")}
     assert loads.read_text().count("loaded") == 2
     (root / "seed.sql").write_text(FILES["seed.sql"].replace("200", "20"))
     res, rep = refresh(root, target)  # first edit: the steps seed leads to run again
