@@ -64,14 +64,15 @@ def run(session: Session, out: Output, targets: Sequence[str] = (), *, only: boo
     out.table(["step", "action", "reason"], rows, styles)
     rebuilt = sum(1 for d in decisions if up_does.get(d.step) == "rebuild")
     out.text(f"{n_run} of {len(decisions)} steps would run (profile {profile})"
-             + (f"; up would build {rebuilt} of them beside {target.dbname} and swap it in, "
-                "never on top of their data (the current database kept as its __prev)"
-                if rebuilt and target is not None else ""))
+             + (f"; up would build {rebuilt} of them (up: beside) in a new database beside "
+                f"{target.dbname} and swap it in, never on top of their data (the current "
+                "database kept as its __prev)" if rebuilt and target is not None else ""))
     return EXIT_OK
 
 
-_UP_NOTE = {"rebuild": "; up builds the new state beside the database (not on top of its data)",
-            "carry": "; up carries it: only incremental steps upstream changed, its data stays"}
+# short: the summary line says what "beside" means
+_UP_NOTE = {"rebuild": " (up: beside)",
+            "carry": " (up: carried, its data stays: only incremental steps upstream changed)"}
 
 
 def _refresh(project: Project, out: Output, target: database.Target | None, note: str,

@@ -59,13 +59,11 @@ def test_plan_says_what_up_does_about_a_changed_data_step(make_project: MakeProj
         r = devenv_db("plan")
         assert r.returncode == 0, r.stderr
         [line] = [x for x in r.stdout.splitlines() if x.startswith("seed")]
-        assert line.split(None, 2)[2] == (
-            "input changed: seed.sql; up builds the new state beside the database (not on "
-            "top of its data)")
+        assert line.split(None, 2)[2] == "input changed: seed.sql (up: beside)"
         assert r.stdout.rstrip().endswith(
-            f"1 of 2 steps would run (profile local); up would build 1 of them beside {db} "
-            "and swap it in, never on top of their data (the current database kept as its "
-            "__prev)")
+            "1 of 2 steps would run (profile local); up would build 1 of them (up: beside) in "
+            f"a new database beside {db} and swap it in, never on top of their data (the "
+            "current database kept as its __prev)")
         data = json.loads(devenv_db("plan", "--json").stdout)
         assert [(s["name"], s["action"], s["up"]) for s in data["steps"]] == [
             ("schema", "skip", "skip"), ("seed", "run", "rebuild")]
