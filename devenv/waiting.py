@@ -95,8 +95,17 @@ def http_status(host: str, port: int, path: str = "/", timeout: float = 2.0,
                 head += chunk
     except OSError as exc:
         return None, exc.strerror or str(exc) or type(exc).__name__
-    line = head.split(b"\n", 1)[0].decode("latin-1").strip()
-    parts = line.split()
-    if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
-        return None, f"not an HTTP answer: {line[:60]!r}" if line else "closed without an answer"
-    return int(parts[1]), ""
+    line = head.split(b"\n", 1)[0].strip()
+    code = status_of(line)
+    if code is None:
+        shown = line.decode("latin-1")[:60]
+        return None, f"not an HTTP answer: {shown!r}" if line else "closed without an answer"
+    return code, ""
+
+
+def status_of(line: bytes) -> int | None:
+    """The status of an HTTP/1.x status line (``HTTP/1.0 200 OK``), None if it is not one."""
+    parts = line.split(None, 2)
+    if len(parts) < 2 or not parts[0].startswith(b"HTTP/") or not parts[1].isdigit():
+        return None
+    return int(parts[1])

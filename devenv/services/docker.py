@@ -140,7 +140,7 @@ def build_image(client: Any, project: Project, name: str, build: BuildSpec, tag:
     except docker.errors.ImageNotFound:
         pass
     except docker.errors.DockerException as exc:
-        raise ServiceError(f"docker: cannot inspect image {tag}: {_short(exc)}") from None
+        raise ServiceError(f"docker: cannot inspect image {tag}: {short(exc)}") from None
     ensure_state_dir(project.state_dir)
     log_dir = project.state_dir / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -169,7 +169,7 @@ def build_image(client: Any, project: Project, name: str, build: BuildSpec, tag:
                     fh.write(str(event["status"]) + "\n")
                 fh.flush()
         except docker.errors.DockerException as exc:
-            error = _short(exc)
+            error = short(exc)
             fh.write(error + "\n")
     if error:
         reporter.emit(PhaseFinished(phase, f"could not build {tag}", ok=False,
@@ -214,10 +214,6 @@ def port_specs(project: Project, service: ServiceSpec) -> tuple[PortSpec, ...]:
 
 def short(exc: BaseException) -> str:
     """An engine error in one line (its explanation when it has one)."""
-    return _short(exc)
-
-
-def _short(exc: BaseException) -> str:
     text = str(exc).strip()
     explanation = getattr(exc, "explanation", None)
     if isinstance(explanation, str) and explanation:
@@ -345,7 +341,7 @@ class DockerBackend:
             # from_env() pings the engine already: name where it looked, and why it failed
             where = os.environ.get("DOCKER_HOST") or _client_kwargs().get(
                 "base_url") or "unix:///var/run/docker.sock"
-            reason = _short(exc)
+            reason = short(exc)
             if "FileNotFoundError" in reason or "No such file" in reason:
                 reason = "no such socket"
             elif "ConnectionRefused" in reason or "Connection refused" in reason:
@@ -355,7 +351,7 @@ class DockerBackend:
         try:
             client.ping()
         except Exception as exc:
-            return False, f"no Docker engine answers at {_where(client)} ({_short(exc)})"
+            return False, f"no Docker engine answers at {_where(client)} ({short(exc)})"
         finally:
             with contextlib.suppress(Exception):
                 client.close()
@@ -366,7 +362,7 @@ class DockerBackend:
             try:
                 self._client = connect()
             except Exception as exc:
-                raise ServiceError(f"cannot reach the Docker engine: {_short(exc)}") from None
+                raise ServiceError(f"cannot reach the Docker engine: {short(exc)}") from None
         return self._client
 
     def _container(self, project: Project, service: ServiceSpec) -> Any | None:
@@ -380,7 +376,7 @@ class DockerBackend:
         except docker.errors.NotFound:
             return None
         except docker.errors.DockerException as exc:
-            raise ServiceError(f"docker: cannot inspect container {name}: {_short(exc)}"
+            raise ServiceError(f"docker: cannot inspect container {name}: {short(exc)}"
                                ) from None
         labels = c.labels or {}
         if labels.get(LABEL_PROJECT) != project.name or labels.get(LABEL_SERVICE) != service.name:
@@ -700,7 +696,7 @@ class DockerBackend:
 
     def _start_error(self, project: Project, service: ServiceSpec,
                      exc: BaseException) -> ServiceError:
-        text = _short(exc)
+        text = short(exc)
         if "port is already allocated" in text or "address already in use" in text:
             return ServiceError(
                 f"service {service.name}: a host port it publishes is in use ({text}); stop "
@@ -767,7 +763,7 @@ class DockerBackend:
         except EngineError as exc:
             if exc.status == 404:
                 return False
-            raise ServiceError(f"docker: cannot inspect image {image}: {_short(exc)}"
+            raise ServiceError(f"docker: cannot inspect image {image}: {short(exc)}"
                                ) from None
         return True
 
@@ -805,7 +801,7 @@ class DockerBackend:
                                         duration=time.monotonic() - t0))
             raise ImageUnavailable(
                 f"service {service.name}: image {service.image} is not on this machine and "
-                f"could not be pulled ({_short(exc)}). Pull or build it by hand "
+                f"could not be pulled ({short(exc)}). Pull or build it by hand "
                 f"(docker pull {service.image}), or fix the image name in {service.loc}"
             ) from None
         reporter.emit(PhaseFinished(phase, f"pulled {service.image}",
@@ -877,7 +873,7 @@ class DockerBackend:
                 if c is not None:
                     return str(c.id)
             raise ServiceError(f"service {service.name}: docker could not create container "
-                               f"{name}: {_short(exc)}") from None
+                               f"{name}: {short(exc)}") from None
 
     def _call(self, method: str, path: str, query: dict[str, str] | None = None,
               body: Any = None) -> Any:
@@ -897,7 +893,7 @@ class DockerBackend:
             resp = api.request(method, f"{api.base_url}{path}", params=query, json=body,
                                timeout=api.timeout)
         except requests.exceptions.RequestException as exc:
-            raise EngineError(0, _short(exc)) from None
+            raise EngineError(0, short(exc)) from None
         if resp.status_code >= 400:
             try:
                 message = str(resp.json().get("message", ""))
@@ -914,12 +910,12 @@ class DockerBackend:
             return
         except EngineError as exc:
             if exc.status != 404:
-                raise ServiceError(f"docker: cannot inspect volume {name}: {_short(exc)}"
+                raise ServiceError(f"docker: cannot inspect volume {name}: {short(exc)}"
                                    ) from None
         try:
             self._call("POST", "/volumes/create", body={"Name": name, "Labels": dict(labels)})
         except EngineError as exc:
-            raise ServiceError(f"docker: cannot create volume {name}: {_short(exc)}"
+            raise ServiceError(f"docker: cannot create volume {name}: {short(exc)}"
                                ) from None
 
     def _wait(self, project: Project, service: ServiceSpec, c: _Watch, timeout: float,
@@ -1012,7 +1008,7 @@ class DockerBackend:
             out = api.exec_start(exec_id)
             code = api.exec_inspect(exec_id).get("ExitCode")
         except Exception as exc:  # the container went away: the next loop says so
-            return Probe(False, f"ready command could not run: {_short(exc)}")
+            return Probe(False, f"ready command could not run: {short(exc)}")
         if code == 0:
             return Probe(True)
         text = out.decode(errors="replace").strip() if isinstance(out, bytes) else ""
@@ -1169,7 +1165,7 @@ class DockerBackend:
         except docker.errors.NotFound:
             return []
         except docker.errors.APIError as exc:
-            raise ServiceError(f"docker: cannot remove volume {v.name}: {_short(exc)}"
+            raise ServiceError(f"docker: cannot remove volume {v.name}: {short(exc)}"
                                ) from None
         return [f"removed volume {v.name}"]
 

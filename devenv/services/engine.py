@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
 
+from devenv import waiting
+
 DEFAULT_SOCKET = "/var/run/docker.sock"
 
 
@@ -164,9 +166,8 @@ def _parse(reply: bytes, what: str) -> tuple[int, bytes]:
     """Status and body of a whole HTTP/1.x answer."""
     head, sep, body = reply.partition(b"\r\n\r\n")
     lines = head.split(b"\r\n")
-    parts = lines[0].split(None, 2)
-    if not sep or len(parts) < 2 or not parts[0].startswith(b"HTTP/") or \
-            not parts[1].isdigit():
+    status = waiting.status_of(lines[0])
+    if not sep or status is None:
         raise EngineError(0, f"{what}: not an HTTP answer from the engine")
     headers = {}
     for line in lines[1:]:
@@ -176,7 +177,7 @@ def _parse(reply: bytes, what: str) -> tuple[int, bytes]:
         body = _unchunk(body)
     elif headers.get(b"content-length", b"").isdigit():
         body = body[:int(headers[b"content-length"])]
-    return int(parts[1]), body
+    return status, body
 
 
 def _unchunk(body: bytes) -> bytes:
