@@ -205,6 +205,9 @@ class ProcessSpec:
     #: or in a container of an image built from the repository (as a service's ``build:``)
     build: BuildSpec | None = None
 
+    def in_profile(self, profile: str) -> bool:
+        return not self.profiles or profile in self.profiles
+
 
 @dataclass(frozen=True)
 class Project:

@@ -52,13 +52,9 @@ class Prepared:
         return mask(proc.format_command(self.command), self.env)
 
 
-def in_profile(spec: ProcessSpec, profile: str) -> bool:
-    return not spec.profiles or profile in spec.profiles
-
-
 def selected(project: Project, profile: str) -> list[str]:
     """The processes of ``profile``, in start order (a process after those it needs)."""
-    names = [n for n, p in project.processes.items() if in_profile(p, profile)]
+    names = [n for n, p in project.processes.items() if p.in_profile(profile)]
     return start_order(project, names)
 
 

@@ -114,7 +114,7 @@ def profile_services(project: Project, profile: str) -> set[str]:
     """Every service a profile's steps and processes need (``devenv up`` in it)."""
     wanted = set(needed_services(project, profile=profile))
     wanted.update(n for p in project.processes.values()
-                  if not p.profiles or profile in p.profiles
+                  if p.in_profile(profile)
                   for n in p.needs if n in project.services)
     return set(with_needed(project, sorted(wanted)))
 
