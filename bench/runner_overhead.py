@@ -61,10 +61,10 @@ def devenv_inprocess(root: Path) -> float:
     return elapsed
 
 
-def wall(argv: list[str], cwd: Path) -> float:
+def wall(argv: list[str], cwd: Path, env: dict[str, str] | None = None) -> float:
     t0 = time.perf_counter()
     subprocess.run(argv, cwd=cwd, check=True, stdout=subprocess.DEVNULL,
-                   stderr=subprocess.DEVNULL)
+                   stderr=subprocess.DEVNULL, env={**os.environ, **(env or {})})
     return time.perf_counter() - t0
 
 
@@ -72,6 +72,9 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--compare-with", type=Path, metavar="DIR",
+                    help="also time `--help` of the devenv tree in DIR (e.g. a git worktree "
+                         "of an older commit), interleaved with this one's")
     args = ap.parse_args()
     n = args.steps
     devenv_bin = str(Path(sys.executable).parent / "devenv")
@@ -79,7 +82,7 @@ def main() -> None:
         root = Path(tmp)
         make_project(root, n)
         rows: dict[str, list[float]] = {"bare": [], "devenv": [], "cli": [], "help": [],
-                                        "python": []}
+                                        "python": [], "other": []}
         for _ in range(args.repeat):
             rows["bare"].append(bare(n, root / "barelogs"))
             rows["devenv"].append(devenv_inprocess(root))
@@ -87,7 +90,10 @@ def main() -> None:
         for _ in range(max(10, args.repeat * 3)):
             rows["help"].append(wall([devenv_bin, "--help"], root))
             rows["python"].append(wall([sys.executable, "-c", "pass"], root))
-    med = {k: statistics.median(v) for k, v in rows.items()}
+            if args.compare_with:
+                rows["other"].append(wall([sys.executable, "-m", "devenv", "--help"], root,
+                                          {"PYTHONPATH": str(args.compare_with.resolve())}))
+    med = {k: statistics.median(v) for k, v in rows.items() if v}
     per_step = (med["devenv"] - med["bare"]) / n * 1000
     print(f"machine: {os.cpu_count()} CPUs, python {sys.version.split()[0]}")
     print(f"{n} no-op steps, sequential (1 job), median of {args.repeat}:")
@@ -99,6 +105,8 @@ def main() -> None:
     print("start-up, median:")
     print(f"  devenv --help             {med['help'] * 1000:8.1f} ms  (goal < 150 ms)")
     print(f"  python -c pass            {med['python'] * 1000:8.1f} ms")
+    if "other" in med:
+        print(f"  --help of {args.compare_with}  {med['other'] * 1000:8.1f} ms")
     print(f"  ratio                     {med['help'] / med['python']:8.2f}x")
 
 
