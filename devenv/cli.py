@@ -900,4 +900,29 @@ def main() -> None:
     end = argv.index("--") if "--" in argv else len(argv)
     if "--plain" in argv[:end]:
         argv = ["--plain"] + [a for i, a in enumerate(argv) if not (a == "--plain" and i < end)]
+    _only_the_command(argv)
     app(args=argv, prog_name="devenv")
+
+
+def _only_the_command(argv: list[str]) -> None:
+    """Register only the command ``argv`` names (when it names one) before typer builds
+    the click commands: typer reads every command's signature and evaluates its
+    annotations when it builds them, about 15 ms for all of them on each start, which the
+    daily ``devenv up`` paid for 25 commands it does not run. ``devenv --help``, a mistyped
+    command (click's suggestions) and shell completion still see them all."""
+    if any(k.startswith("_DEVENV_COMPLETE") or k == "_TYPER_COMPLETE_ARGS" for k in os.environ):
+        return
+    i = 0
+    while i < len(argv) and argv[i].startswith("-"):
+        # the global options before the command; --file/-f take a value unless joined
+        i += 2 if argv[i] in ("--file", "-f") else 1
+    if i >= len(argv):
+        return
+    name = argv[i]
+    commands = [c for c in app.registered_commands
+                if (c.name or typer.main.get_command_name(c.callback.__name__
+                                                          if c.callback else "")) == name]
+    groups = [g for g in app.registered_groups if g.name == name]
+    if commands or groups:
+        app.registered_commands = commands
+        app.registered_groups = groups

@@ -35,6 +35,24 @@ def test_help_lists_commands_and_exit_codes(tmp_path: Path) -> None:
         assert word in r.stdout
 
 
+@pytest.mark.parametrize("args, expected, absent", [
+    (("up", "--help"), "Usage: devenv up [OPTIONS]", None),
+    (("--plain", "-f", "x.yaml", "plan", "--help"), "Usage: devenv plan [OPTIONS]", None),
+    (("--file=x.yaml", "snapshot", "--help"), "save", None),
+    (("upp",), "No such command 'upp'. Did you mean 'up'?", None),
+    (("--help",), "refresh-db", None),
+    (("snapshot", "list", "--help"), "Usage: devenv snapshot list", "refresh-db"),
+])
+def test_only_the_command_run_is_built_and_the_rest_still_answer(
+        tmp_path: Path, args: tuple[str, ...], expected: str, absent: str | None) -> None:
+    # devenv builds only the named command's options (start-up time); a mistyped command,
+    # the global options before a command and the top-level help still see all of them
+    r = devenv(*args, cwd=tmp_path)
+    out = r.stdout + r.stderr
+    assert expected in out, out
+    assert absent is None or absent not in out
+
+
 def test_config_error_exit_2_without_traceback(make_project: MakeProject) -> None:
     root = make_project("version: 1\nsteps:\n  a: {run: 'true', needs: [b]}\n")
     r = devenv("plan", cwd=root)
