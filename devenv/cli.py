@@ -7,6 +7,7 @@ Kept thin and light: commands and their heavy imports load only when a command r
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import signal
 import sys
@@ -81,11 +82,20 @@ def _main(
     G.plain = plain or bool(os.environ.get("NO_COLOR"))
 
 
+def _imports_done() -> None:
+    """The command's modules are imported: let the collector run again (:func:`main`
+    stopped it), without walking the few hundred thousand objects the imports made, which
+    live as long as the process (``gc.freeze``, as long-lived servers do after start-up)."""
+    gc.freeze()
+    gc.enable()
+
+
 def _call(fn: Callable[..., int], *args: Any, **kwargs: Any) -> None:
     """Run a command function; turn user errors into messages and exit codes."""
     from devenv.console import Output
     from devenv.errors import EXIT_FAILED, EXIT_INTERRUPTED, DevenvError
 
+    _imports_done()
     try:
         code = fn(*args, **kwargs)
     except DevenvError as exc:
@@ -421,6 +431,7 @@ def ci_setup(
     """
     from devenv.commands import ci_setup as cmd
 
+    _imports_done()
     _remote_env(cache_remote, no_remote_cache)
     reporter = _reporter(ci_groups=True)
     try:
@@ -894,6 +905,11 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
 
 def main() -> None:
     """Entry point of the ``devenv`` console script."""
+    # Start-up and exit are most of a daily `devenv up` that finds nothing to do: no
+    # collections while the command's modules import (each would walk every object the
+    # imports made so far; _imports_done turns them back on), and none at exit, where the
+    # interpreter would walk them all once more only to free them with the process.
+    gc.disable()
     signal.signal(signal.SIGTERM, _on_sigterm)
     # --plain is global, but people type it after the command too (devenv run --plain).
     argv = sys.argv[1:]
@@ -901,7 +917,10 @@ def main() -> None:
     if "--plain" in argv[:end]:
         argv = ["--plain"] + [a for i, a in enumerate(argv) if not (a == "--plain" and i < end)]
     _only_the_command(argv)
-    app(args=argv, prog_name="devenv")
+    try:
+        app(args=argv, prog_name="devenv")
+    finally:
+        gc.freeze()
 
 
 def _only_the_command(argv: list[str]) -> None:
