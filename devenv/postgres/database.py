@@ -288,12 +288,9 @@ def connect(target: Target, dbname: str | None = None, *, timeout: float = 5,
     key = target.url("postgres")
     with _MAINTENANCE_LOCK:
         kept = _MAINTENANCE.get(key)
-        if kept is not None:
-            try:
-                kept.execute("SELECT 1")  # a restarted server leaves a dead connection
-            except libpq.Error:
-                kept.close()
-                kept = None
+        if kept is not None and not kept.alive():  # a restarted server leaves a dead one
+            kept.close()
+            kept = None
         conn = kept if kept is not None else _open(target, db, timeout)
         _MAINTENANCE[key] = conn
     try:

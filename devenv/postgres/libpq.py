@@ -49,6 +49,7 @@ _EMPTY_QUERY, _COMMAND_OK, _TUPLES_OK = 0, 1, 2
 _NONFATAL_ERROR = 6
 _VERBOSE = 2  # PQERRORS_VERBOSE: connection errors then carry the server's SQLSTATE
 _TX_STATUS = {0: "I", 1: "A", 2: "T", 3: "E"}
+_IDLE = 0  # PQTRANS_IDLE
 _DIAG_SQLSTATE, _DIAG_PRIMARY, _DIAG_DETAIL = ord("C"), ord("M"), ord("D")
 
 
@@ -178,6 +179,9 @@ class Connection(Protocol):
 
     def close(self) -> None: ...
 
+    def alive(self) -> bool:
+        """Whether the session still answers (a restarted server leaves a dead one)."""
+
     def __enter__(self) -> Connection: ...
 
     def __exit__(self, *exc: object) -> None: ...
@@ -197,6 +201,13 @@ class _Session:
 
     def close(self) -> None:
         raise NotImplementedError
+
+    def alive(self) -> bool:
+        try:
+            self.execute("SELECT 1")
+            return True
+        except Error:
+            return False
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -472,6 +483,20 @@ class _CConnection(_Session):
             (pq.PQresultErrorMessage(res) or b"").decode(errors="replace").split())
         return QueryError(message or "unknown error", field(_DIAG_SQLSTATE),
                           field(_DIAG_DETAIL))
+
+    def alive(self) -> bool:
+        # An idle session has nothing to read: a server that restarted or went away has
+        # sent its goodbye (or closed the socket), which makes it readable. Only then is a
+        # round trip worth its time; devenv asks before each use of a kept connection,
+        # dozens of times in one `up`.
+        with self._lock:
+            conn = self._conn
+            if conn is None:
+                return False
+            if self._pq.PQtransactionStatus(conn) == _IDLE and \
+                    not _wait(self._pq.PQsocket(conn), False, time.monotonic()):
+                return True
+        return super().alive()
 
     def _broken(self) -> None:
         conn = self._conn

@@ -301,6 +301,42 @@ def test_a_terminated_session_says_so(pg_server: PgServer, backend: str) -> None
         conn.execute("SELECT 1")
 
 
+def test_alive_sees_a_terminated_session_without_a_round_trip_when_healthy(
+        pg_server: PgServer, backend: str) -> None:
+    # devenv asks before every use of a kept maintenance connection; a healthy idle one
+    # must answer from its socket alone (no statement: pg_stat_statements-style counters
+    # would show one), a terminated one must say so
+    conn = _connect(pg_server)
+    with _connect(pg_server) as other:
+        pid = conn.execute("SELECT pg_backend_pid()").fetchone()
+        assert conn.alive()
+        if backend != "psycopg":  # the fallback asks the server each time
+            seen = other.execute("SELECT state_change FROM pg_stat_activity WHERE pid = %s",
+                                 pid).fetchone()
+            assert conn.alive()
+            assert other.execute("SELECT state_change FROM pg_stat_activity WHERE pid = %s",
+                                 pid).fetchone() == seen
+        other.execute("SELECT pg_terminate_backend(%s)", pid)
+    time.sleep(0.1)
+    assert not conn.alive()
+    conn.close()
+    assert not conn.alive()
+
+
+def test_a_kept_maintenance_connection_is_replaced_after_the_server_ended_it(
+        pg_server: PgServer) -> None:
+    from devenv.postgres import database
+
+    target = database.parse_url(pg_server.url("postgres"))
+    with database.connect(target, "postgres") as conn:
+        pid = conn.execute("SELECT pg_backend_pid()").fetchone()
+    with _connect(pg_server) as other:
+        other.execute("SELECT pg_terminate_backend(%s)", pid)
+    time.sleep(0.1)
+    with database.connect(target, "postgres") as conn:
+        assert conn.execute("SELECT pg_backend_pid()").fetchone() != pid
+
+
 def test_ctrl_c_cancels_the_running_statement(pg_server: PgServer) -> None:
     """A real SIGINT (from a timer thread) during a long statement: the statement stops on
     the server rather than running on after devenv has gone."""
