@@ -21,8 +21,7 @@ from pathlib import Path
 from devenv.errors import LockedError
 from devenv.events import Message, Reporter
 from devenv.jsonfile import ensure_state_dir
-from devenv.postgres import libpq
-from devenv.postgres.database import DatabaseError, Target, connect
+from devenv.postgres.database import Target, connect, maintenance
 
 
 def _holder(path: Path) -> str:
@@ -69,8 +68,9 @@ def project_lock(state_dir: Path, command: str, reporter: Reporter | None = None
 # database service and every database beside the working one (its builds, snapshots,
 # backup): the file lock above is per checkout and does not keep them apart. A command that
 # changes those databases also holds a PostgreSQL advisory lock keyed by the working
-# database's name, on a connection of its own whose application_name says who holds it.
-# The server releases the lock when that connection ends (devenv exits, or is killed).
+# database's name, on the process's maintenance connection, whose application_name says
+# who holds it while it is held. The server releases the lock when devenv lets go of it or
+# that connection ends (devenv exits, or is killed).
 
 # Keys this process holds. By key alone: the same server may be reached as "localhost"
 # before its service is started and as "127.0.0.1" after, and taking the lock again on a
@@ -129,18 +129,21 @@ def database_lock(target: Target, checkout: Path, command: str,
     if mine in _HELD:  # taken further up in this process (the lock is per connection)
         yield
         return
-    # The user's connection options (TLS, client certificates...) as every devenv
-    # connection has them; only application_name is the lock's own (who holds it).
-    info = {**target.conninfo("postgres"), "application_name": _app_name(checkout, command)}
+    # On the process's kept maintenance connection (a connection costs a password
+    # exchange, a good part of a daily `up`), whose application_name says who holds the
+    # lock while it is held. It ends with the process (killed or not): the server lets go.
+    conn = maintenance(target, timeout=10)
+    locked = False
+    before: tuple[object, ...] | None = None
     try:
-        conn = libpq.connect(info, timeout=10)
-    except libpq.OperationalError as exc:
-        raise DatabaseError(f"cannot connect to {target.redacted('postgres')}: {exc}") from None
-    try:
+        before = conn.execute("SELECT current_setting('application_name'), "
+                              "set_config('application_name', %s, false)",
+                              (_app_name(checkout, command),)).fetchone()
         said = False
         while True:
             row = conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
             if row is not None and row[0]:
+                locked = True
                 break
             holder = database_lock_holder(target) or "another devenv"
             if not wait:
@@ -159,4 +162,7 @@ def database_lock(target: Target, checkout: Path, command: str,
             _HELD.discard(mine)
     finally:
         with contextlib.suppress(Exception):
-            conn.close()  # ends the session: the server lets go of the lock
+            if locked:
+                conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
+            if before is not None:
+                conn.execute("SELECT set_config('application_name', %s, false)", (before[0],))

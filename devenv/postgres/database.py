@@ -285,23 +285,32 @@ def connect(target: Target, dbname: str | None = None, *, timeout: float = 5,
         finally:
             conn.close()
         return
+    conn = maintenance(target, timeout=timeout)
+    try:
+        yield conn
+    except libpq.OperationalError:
+        # the server went away or restarted: the next caller gets a new connection
+        with _MAINTENANCE_LOCK:
+            key = target.url("postgres")
+            if _MAINTENANCE.get(key) is conn:
+                del _MAINTENANCE[key]
+        conn.close()
+        raise
+
+
+def maintenance(target: Target, *, timeout: float = 5) -> libpq.Connection:
+    """This process's connection to the maintenance database (``postgres``) of
+    ``target``'s server, opened on first use and kept (see :func:`connect`). Threads share
+    it, one statement at a time; the database lock holds its advisory lock on it too."""
     key = target.url("postgres")
     with _MAINTENANCE_LOCK:
         kept = _MAINTENANCE.get(key)
         if kept is not None and not kept.alive():  # a restarted server leaves a dead one
             kept.close()
             kept = None
-        conn = kept if kept is not None else _open(target, db, timeout)
+        conn = kept if kept is not None else _open(target, "postgres", timeout)
         _MAINTENANCE[key] = conn
-    try:
-        yield conn
-    except libpq.OperationalError:
-        # the server went away or restarted: the next caller gets a new connection
-        with _MAINTENANCE_LOCK:
-            if _MAINTENANCE.get(key) is conn:
-                del _MAINTENANCE[key]
-        conn.close()
-        raise
+    return conn
 
 
 def close_all() -> None:
