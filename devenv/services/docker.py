@@ -310,6 +310,12 @@ class _Watch:
     tail: Callable[[], list[str]]
 
 
+# Engines (their sockets) that answered a ping in this process: each service chooses its
+# backend, and a dozen services asked the same engine a dozen times in one `up`. An engine
+# that stops later fails the request that follows, with its own message.
+_ANSWERED: set[str] = set()
+
+
 class DockerBackend:
     """Runs services as containers on the Docker engine ``docker.from_env()`` finds."""
 
@@ -332,7 +338,10 @@ class DockerBackend:
 
     def available(self) -> tuple[bool, str]:
         local = self._engine()
+        if local is not None and local.path in _ANSWERED:
+            return True, f"a Docker engine answers at {local.where}"
         if local is not None and local.ping():
+            _ANSWERED.add(local.path)
             return True, f"a Docker engine answers at {local.where}"
         # not there (or not a local socket): the SDK looks again and says why
         try:
