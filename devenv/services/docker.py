@@ -183,6 +183,22 @@ def build_image(client: Any, project: Project, name: str, build: BuildSpec, tag:
     return True
 
 
+def images_present(tags: Sequence[str]) -> bool:
+    """Whether the engine on the local socket has an image of every one of ``tags``;
+    False when it does not, or when there is no local socket to ask (the SDK then looks).
+    A build tag names its context's content: present means built, nothing to do."""
+    from urllib.parse import quote
+
+    local = local_engine()
+    if local is None:
+        return False
+    try:
+        return all(local.request("GET", f"/images/{quote(tag, safe='/:')}/json")[0] == 200
+                   for tag in tags)
+    except (OSError, EngineError):
+        return False
+
+
 def prune_images(client: Any, labels: Mapping[str, str], keep: str) -> None:
     """Remove the earlier builds carrying ``labels`` (every edit of a context makes one)
     but ``keep``; an image still in use stays (removing it fails, quietly)."""

@@ -25,6 +25,7 @@ from devenv import building, loader
 from devenv.errors import EXIT_SERVICE, ServiceError
 from devenv.events import Event, PhaseFinished, PhaseStarted
 from devenv.schema import Project
+from devenv.services import docker as dockerlib
 from devenv.services.docker import DockerBackend, built_tag, container_name
 from devenv.session import Session
 from tests.services.conftest import purge, unique_name
@@ -414,6 +415,15 @@ def test_a_process_in_an_image_built_from_the_repository(
 
         again = up()  # a detached up keeps it running: same image, nothing built
         assert "building image" not in again
+        # present by its content tag: known from the engine's socket, without the SDK
+        assert dockerlib.images_present([tag])
+        assert not dockerlib.images_present([tag, f"{tag}-no-such-build"])
+        probe = subprocess.run([sys.executable, "-c", (
+            "import sys; from devenv import loader, processes; "
+            f"p = loader.load({str(p.file)!r}); "
+            "processes.build_images(p, ['boxed'], None); "
+            "print('docker' in sys.modules)")], capture_output=True, text=True, timeout=60)
+        assert probe.stdout.strip() == "False", probe.stdout + probe.stderr
 
         (box / "baked.txt").write_text("second")
         new_tag = processes.image_of(p, p.processes["boxed"])
