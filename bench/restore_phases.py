@@ -64,8 +64,8 @@ def main() -> None:
                     phases.setdefault(name, []).append(time.perf_counter() - t0)
             setattr(dumpfiles, name, wrapper)
 
-        for name in ("_privileged", "_prepare_import_role", "restore", "_defuse",
-                     "_close_import_role"):
+        for name in ("_privileged", "_prepare_import_role", "_open_import_role", "restore",
+                     "_defuse", "_close_import_role"):
             timed(name)
         total: list[float] = []
         bare: list[float] = []

@@ -535,9 +535,12 @@ def _privileged(target: Target) -> bool:
     return bool(row and row[0])
 
 
-def _prepare_import_role(target: Target) -> str:
+def _prepare_import_role(target: Target) -> tuple[str, str]:
     """Create (if missing) the import role, check it has no rights beyond a plain role's,
-    and let it log in with a fresh password, for one restore. Returns the password."""
+    and make a fresh password for one restore. Returns the password and its SCRAM
+    verifier, which :func:`_open_import_role` gives the role just before the restore: the
+    role stays unable to log in until then (a remote-cache hit prepares while its dump
+    downloads, which may take minutes)."""
     import secrets
 
     role = libpq.ident(IMPORT_ROLE)
@@ -554,7 +557,7 @@ def _prepare_import_role(target: Target) -> str:
         row = conn.execute(
             "SELECT r.rolsuper, r.rolcreatedb, r.rolcreaterole, r.rolreplication, "
             "r.rolbypassrls, (SELECT string_agg(g.rolname, ', ') FROM pg_auth_members m "
-            "JOIN pg_roles g ON g.oid = m.roleid WHERE m.member = r.oid) "
+            "JOIN pg_roles g ON g.oid = m.roleid WHERE m.member = r.oid), r.rolcanlogin "
             "FROM pg_roles r WHERE r.rolname = %s", (IMPORT_ROLE,)).fetchone()
         assert row is not None
         rights = [name for name, has in zip(
@@ -572,11 +575,21 @@ def _prepare_import_role(target: Target) -> str:
             # A CREATEROLE user that is not superuser (RDS's, Cloud SQL's) may only give a
             # database to a role it is a member of (CREATE DATABASE ... OWNER, and back).
             conn.execute(f"GRANT {role} TO CURRENT_USER")
+        if row[6]:
+            # An import killed before it closed the role left it able to log in with that
+            # import's password: not while this one waits for its dump.
+            conn.execute(f"ALTER ROLE {role} NOLOGIN PASSWORD NULL")
         _reset_role_settings(conn)
-        password = secrets.token_urlsafe(24)
-        conn.execute(f"ALTER ROLE {role} LOGIN PASSWORD "
-                     f"{libpq.literal(_scram_verifier(password))}")
-    return password
+    password = secrets.token_urlsafe(24)
+    return password, _scram_verifier(password)
+
+
+def _open_import_role(target: Target, verifier: str) -> None:
+    """Let the import role log in with the password of ``verifier``, for the restore about
+    to run (:func:`_close_import_role` ends that)."""
+    with connect(target, "postgres") as conn:
+        conn.execute(f"ALTER ROLE {libpq.ident(IMPORT_ROLE)} LOGIN PASSWORD "
+                     f"{libpq.literal(verifier)}")
 
 
 def _reset_role_settings(conn: libpq.Connection) -> None:
@@ -647,6 +660,134 @@ def _defuse(target: Target, dbname: str) -> None:
                         "whoever writes to those tables later, so nothing of it was kept")
 
 
+class PreparedRestore:
+    """An untrusted restore whose preparation is done (:func:`prepare_untrusted`): the
+    privileged check, the import role checked and its fresh password made, and (unless
+    asked otherwise) the empty database ``dbname`` owned by that role. What remains is
+    :meth:`restore` of the dump, or :meth:`abandon` when there will be none.
+
+    The split lets a remote-cache hit prepare while its blob downloads (the preparation
+    needs nothing of the dump); nothing is restored before :meth:`restore` is called, and
+    the caller calls it only once every check of the dump has passed. Single use: after
+    :meth:`restore` (whether it succeeded or not) or :meth:`abandon`, the import role
+    cannot log in again and :meth:`abandon` does nothing, so a caller may call it in a
+    ``finally`` without dropping a restored database.
+    """
+
+    def __init__(self, target: Target, dbname: str, privileged: bool, password: str = "",
+                 verifier: str = "") -> None:
+        self.target = target
+        self.dbname = dbname
+        self.privileged = privileged
+        # not in any repr: the role logs in with it during the restore
+        self._password = password
+        self._verifier = verifier
+        self.created = False
+        self.finished = False
+
+    def create(self) -> None:
+        """``CREATE DATABASE`` (owned by the import role when the target's user is
+        privileged), unless done already. When it fails, nothing is dropped: the name may
+        be another database's."""
+        if self.created:
+            return
+        if self.finished:
+            raise RuntimeError(f"the restore into {self.dbname} was already ended")
+        with connect(self.target, "postgres") as conn:
+            owner = f" OWNER {libpq.ident(IMPORT_ROLE)}" if self.privileged else ""
+            conn.execute(f"CREATE DATABASE {libpq.ident(self.dbname)}{owner} "
+                         "TEMPLATE template0")
+        self.created = True
+
+    def restore(self, tool: Tool, source: Iterable[bytes] | Path, *,
+                label: str = "the dump", jobs: int | None = None) -> None:
+        """Create the database if :func:`prepare_untrusted` did not, restore the dump into
+        it as the import role, then :func:`_defuse` it; on any failure the database is
+        dropped. The import role is closed in every case (see
+        :func:`restore_untrusted`)."""
+        if self.finished:
+            raise RuntimeError(f"the restore into {self.dbname} was already ended")
+        target, dbname, privileged = self.target, self.dbname, self.privileged
+        try:
+            self.create()
+            try:
+                env = {**tool.env, "PGDATABASE": dbname}
+                if privileged:
+                    _open_import_role(target, self._verifier)
+                    env |= {"PGUSER": IMPORT_ROLE, "PGPASSWORD": self._password}
+                as_role = replace(tool, env=env)
+                try:
+                    # the module's restore(), looked up at call time (bench/restore_phases.py
+                    # times it by replacing it)
+                    restore(as_role, source, restore_jobs() if jobs is None else jobs)
+                except DumpError as exc:
+                    text = str(exc)
+                    errors = [line.split("ERROR:", 1)[1].strip() for line in text.splitlines()
+                              if "ERROR:" in line]
+                    login = [line for line in text.splitlines() if f'"{IMPORT_ROLE}"' in line
+                             and ("authentication failed" in line or "pg_hba.conf" in line)]
+                    if privileged and login:
+                        why = login[0].split("FATAL:")[-1].strip()
+                        raise DumpError(
+                            f"{label} was not restored: devenv restores a dump from a file or "
+                            f"another machine as role {IMPORT_ROLE}, without superuser rights, "
+                            f"and that role cannot log in here ({why}): let it log in with a "
+                            "password (pg_hba.conf), or connect as a user that is not a "
+                            "superuser") from None
+                    if privileged and errors and any(r in errors[0] for r in _REFUSED):
+                        raise DumpError(f"{label} asks for rights an import does not have (it "
+                                        f"is restored as role {IMPORT_ROLE}, without "
+                                        f"superuser), so nothing of it was kept: {errors[0]}"
+                                        ) from None
+                    raise
+                if privileged:
+                    _defuse(target, dbname)
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    database.drop(target, dbname)
+                raise
+        finally:
+            self._close()
+
+    def abandon(self) -> None:
+        """No restore after all (the download failed or was refused, Ctrl-C): drop the
+        database made for it and close the import role. Nothing after :meth:`restore`."""
+        if self.finished:
+            return
+        try:
+            if self.created:
+                with contextlib.suppress(Exception):
+                    database.drop(self.target, self.dbname)
+        finally:
+            self._close()
+
+    def _close(self) -> None:
+        self.finished = True
+        self._password = self._verifier = ""
+        if self.privileged:
+            _close_import_role(self.target)
+
+
+def prepare_untrusted(target: Target, dbname: str, *, create: bool = True) -> PreparedRestore:
+    """The first half of :func:`restore_untrusted`, which needs nothing of the dump: whether
+    the target's user is privileged, the import role (checked, still unable to log in) and
+    its password for this restore, and with ``create`` the empty database ``dbname`` (it must not exist). ``create=False`` for
+    a caller that must first drop a database of that name, and may do so only once the dump
+    has been checked: :meth:`PreparedRestore.restore` then creates it. When this raises,
+    nothing is left to undo (the role is closed again if the database could not be made).
+    """
+    privileged = _privileged(target)
+    password, verifier = _prepare_import_role(target) if privileged else ("", "")
+    prepared = PreparedRestore(target, dbname, privileged, password, verifier)
+    if create:
+        try:
+            prepared.create()
+        except BaseException:
+            prepared.abandon()  # closes the role; drops nothing (it was not created)
+            raise
+    return prepared
+
+
 def restore_untrusted(target: Target, dbname: str, tool: Tool,
                       source: Iterable[bytes] | Path, *, label: str = "the dump",
                       jobs: int | None = None) -> None:
@@ -667,45 +808,9 @@ def restore_untrusted(target: Target, dbname: str, tool: Tool,
     the database belongs to the target's user, its objects stay the import role's, and
     every function the dump defined runs as that role (see :func:`_defuse`). A user
     without such rights restores as itself.
+
+    In two halves for a caller that can prepare before it has the dump (a remote-cache
+    hit, while the blob downloads): :func:`prepare_untrusted`, then
+    :meth:`PreparedRestore.restore`.
     """
-    privileged = _privileged(target)
-    password = _prepare_import_role(target) if privileged else ""
-    try:
-        with connect(target, "postgres") as conn:
-            owner = f" OWNER {libpq.ident(IMPORT_ROLE)}" if privileged else ""
-            conn.execute(f"CREATE DATABASE {libpq.ident(dbname)}{owner} TEMPLATE template0")
-        try:
-            env = {**tool.env, "PGDATABASE": dbname}
-            if privileged:
-                env |= {"PGUSER": IMPORT_ROLE, "PGPASSWORD": password}
-            as_role = replace(tool, env=env)
-            try:
-                restore(as_role, source, restore_jobs() if jobs is None else jobs)
-            except DumpError as exc:
-                text = str(exc)
-                errors = [line.split("ERROR:", 1)[1].strip() for line in text.splitlines()
-                          if "ERROR:" in line]
-                login = [line for line in text.splitlines() if f'"{IMPORT_ROLE}"' in line
-                         and ("authentication failed" in line or "pg_hba.conf" in line)]
-                if privileged and login:
-                    why = login[0].split("FATAL:")[-1].strip()
-                    raise DumpError(
-                        f"{label} was not restored: devenv restores a dump from a file or "
-                        f"another machine as role {IMPORT_ROLE}, without superuser rights, "
-                        f"and that role cannot log in here ({why}): let it log in with a "
-                        "password (pg_hba.conf), or connect as a user that is not a "
-                        "superuser") from None
-                if privileged and errors and any(r in errors[0] for r in _REFUSED):
-                    raise DumpError(f"{label} asks for rights an import does not have (it is "
-                                    f"restored as role {IMPORT_ROLE}, without superuser), "
-                                    f"so nothing of it was kept: {errors[0]}") from None
-                raise
-            if privileged:
-                _defuse(target, dbname)
-        except BaseException:
-            with contextlib.suppress(Exception):
-                database.drop(target, dbname)
-            raise
-    finally:
-        if privileged:
-            _close_import_role(target)
+    prepare_untrusted(target, dbname).restore(tool, source, label=label, jobs=jobs)

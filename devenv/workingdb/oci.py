@@ -44,6 +44,7 @@ import os
 import socket
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -613,11 +614,12 @@ def fetch(project: Project, client: Client, tag: str, server_num: int,
                ann.get(ANN + "created-by", ""), ann.get(CREATED, ""))
 
 
-def lookup(project: Project, client: Client, fps: dict[str, fingerprint.Fingerprint],
-           steps: list[str], deeper_than: int, server_num: int,
-           reporter: Reporter) -> Hit | None:
-    """The deepest snapshot in the remote holding more than ``deeper_than`` of ``steps``
-    (the whole set, then each snapshot point, deepest first), pulled and checked."""
+def find(project: Project, client: Client, fps: dict[str, fingerprint.Fingerprint],
+         steps: list[str], deeper_than: int, reporter: Reporter,
+         ) -> tuple[str, tuple[dict[str, Any], str]] | None:
+    """The key and manifest of the deepest snapshot in the remote holding more than
+    ``deeper_than`` of ``steps`` (the whole set, then each snapshot point, deepest first);
+    nothing is downloaded (:func:`fetch` or :func:`pull` does that)."""
     sets = [list(steps), *graph.snapshot_points(project, steps)]
     # What CI pushes holds its own profile's steps: a developer's profile usually has those
     # plus a few local ones, which then run on top (when the set holds all it needs).
@@ -638,15 +640,104 @@ def lookup(project: Project, client: Client, fps: dict[str, fingerprint.Fingerpr
         looked += 1
         found = client.manifest(key)
         if found is not None:
-            return fetch(project, client, key, server_num, found, expect_key=key)
+            return key, found
     if looked:
         reporter.emit(Message(f"remote cache: no snapshot of these steps in {client.remote.url}"
                               f" ({looked} looked up)"))
     return None
 
 
+class Preparation:
+    """:func:`dumpfiles.prepare_untrusted` on a thread of its own, started as soon as a
+    manifest is found: the privileged check, the import role and the CREATE DATABASE
+    (~20 ms on a local server, issue 15) then happen while the blob downloads, instead of
+    after it. The thread only prepares; the restore itself runs in the calling thread
+    (:func:`restore_file`), and only after every check of the download has passed. The
+    import role cannot log in while the blob downloads: it may only from the restore on.
+
+    Its statements go through the process's kept maintenance connection
+    (:func:`database.connect`), which the calling thread may use at the same time (it
+    does not while downloading; ``restore_fresh`` reads and drops the old database after
+    it): that is safe because a libpq :class:`~devenv.postgres.libpq.Connection` runs one
+    statement at a time under its lock, a transaction holds that lock to its end (no
+    other thread's statement lands inside it), and the preparation sets nothing on the
+    session, so an interleaving changes no statement's meaning.
+
+    Whatever the outcome, the caller ends with :meth:`abandon` (in a ``finally``): it
+    waits for the thread, then drops the database and closes the import role unless the
+    restore ran (which closed the role itself), so neither a refused download nor Ctrl-C
+    leaves a database or a role able to log in.
+    """
+
+    def __init__(self, target: Target, dbname: str, *, create: bool = True) -> None:
+        self.dbname = dbname
+        self._prepared: dumpfiles.PreparedRestore | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(target, dbname, create),
+                                        name=f"devenv-prepare-{dbname}")
+        self._thread.start()
+
+    def _run(self, target: Target, dbname: str, create: bool) -> None:
+        try:
+            self._prepared = dumpfiles.prepare_untrusted(target, dbname, create=create)
+        except BaseException as exc:  # raised in the calling thread by result()
+            self._error = exc
+
+    def _join(self) -> KeyboardInterrupt | None:
+        """Wait for the thread to end, even through Ctrl-C: what it made must exist
+        before anything is cleaned. Returns the Ctrl-C that came meanwhile, for the
+        caller to raise once it has cleaned."""
+        interrupted: KeyboardInterrupt | None = None
+        while self._thread.is_alive():
+            try:
+                self._thread.join()
+            except KeyboardInterrupt as exc:
+                interrupted = exc
+        return interrupted
+
+    def result(self) -> dumpfiles.PreparedRestore:
+        """The prepared restore, once the thread has ended; its failure is raised here as
+        it would have been without the thread."""
+        interrupted = self._join()
+        if interrupted is not None:
+            self.abandon()
+            raise interrupted
+        if self._error is not None:
+            raise self._error
+        assert self._prepared is not None
+        return self._prepared
+
+    def abandon(self) -> None:
+        """Wait for the thread, then undo what it prepared, unless the restore ran."""
+        interrupted = self._join()
+        if self._prepared is not None:
+            self._prepared.abandon()  # nothing after PreparedRestore.restore
+        if interrupted is not None:
+            raise interrupted
+
+
+def pull(project: Project, client: Client, target: Target, dbname: str, tag: str,
+         found: tuple[dict[str, Any], str], server_num: int, *, create: bool = True,
+         expect_key: str | None = None) -> tuple[Hit, Preparation]:
+    """:func:`fetch` snapshot ``tag`` (its manifest ``found``) while a :class:`Preparation`
+    readies the restore into ``dbname`` (created now with ``create``, else at the
+    restore). Returns the checked hit and the preparation, for :func:`restore_file`; the
+    caller unlinks ``hit.path`` and calls ``abandon()`` when done. When the download fails
+    or is refused, or on Ctrl-C, the preparation is waited for and undone before this
+    raises."""
+    preparing = Preparation(target, dbname, create=create)
+    try:
+        hit = fetch(project, client, tag, server_num, found, expect_key=expect_key)
+    except BaseException:
+        preparing.abandon()
+        raise
+    assert hit is not None  # a manifest was given
+    return hit, preparing
+
+
 def restore_file(session: Session, target: Target, dbname: str, hit: Hit,
-                 meta: dict[str, Any] | None = None) -> None:
+                 meta: dict[str, Any] | None = None,
+                 preparing: Preparation | None = None) -> None:
     """Create ``dbname`` (it must not exist) from a pulled snapshot, with the sibling
     ``meta`` (:func:`siblings.meta`) when given.
 
@@ -655,11 +746,19 @@ def restore_file(session: Session, target: Target, dbname: str, hit: Hit,
     and none for its functions afterwards. It creates the database itself (owned by the
     import role while the dump's SQL runs), so the caller makes none beforehand, and a
     local pg_restore reads the pulled file with ``-j`` (:func:`dumpfiles.restore_jobs`).
+
+    With ``preparing`` (from :func:`pull`), the first half of that work was done while the
+    file downloaded: this waits for it (raising its failure as the restore's), then
+    restores. The caller still calls ``preparing.abandon()`` in a ``finally``.
     """
     tool = dumpfiles.choose_tool("pg_restore", target, dbname, hit.header.pg_dump_major,
                                  session.tools)
-    dumpfiles.restore_untrusted(target, dbname, tool, hit.path,
-                                label=f"snapshot {hit.key[:12]} from {hit.remote.url}")
+    label = f"snapshot {hit.key[:12]} from {hit.remote.url}"
+    if preparing is None:
+        dumpfiles.restore_untrusted(target, dbname, tool, hit.path, label=label)
+    else:
+        assert preparing.dbname == dbname
+        preparing.result().restore(tool, hit.path, label=label)
     if meta:
         siblings.set_meta(target, dbname, meta)
 
@@ -701,19 +800,26 @@ def restore_for_refresh(session: Session, target: Target, build: str, store: Sta
     if remote is None or have >= len(steps):
         return None
     hit: Hit | None = None
+    preparing: Preparation | None = None
     try:
         with _try(reporter, "building from the steps"):
             client = Client(remote)
-            hit = lookup(project, client, fps, steps, have, dumpfiles.server_version_num(target),
-                         reporter)
-            if hit is None:
+            server_num = dumpfiles.server_version_num(target)
+            found = find(project, client, fps, steps, have, reporter)
+            if found is None:
                 return None
+            # ``build`` does not exist: the preparation creates it while the blob downloads
+            hit, preparing = pull(project, client, target, build, found[0], found[1],
+                                  server_num, expect_key=found[0])
             reporter.emit(PhaseStarted("restore", f"restoring snapshot {hit.key[:12]} from "
                                        f"{remote.url}"))
             try:
-                restore_file(session, target, build, hit, siblings.meta("build", project.name))
+                restore_file(session, target, build, hit, siblings.meta("build", project.name),
+                             preparing)
             except BaseException:
                 reporter.emit(PhaseFinished("restore", "restore failed", ok=False))
+                # waits for the thread first: its CREATE DATABASE must not follow the drop
+                preparing.abandon()
                 with contextlib.suppress(Exception):
                     siblings.drop(target, build)
                 raise
@@ -721,8 +827,12 @@ def restore_for_refresh(session: Session, target: Target, build: str, store: Sta
     except _Skipped:
         return None
     finally:
-        if hit is not None:
-            hit.path.unlink(missing_ok=True)
+        try:
+            if preparing is not None:
+                preparing.abandon()
+        finally:
+            if hit is not None:
+                hit.path.unlink(missing_ok=True)
     assert hit is not None
     ident = database.identity(target, build)
     if ident:
@@ -769,26 +879,37 @@ def restore_fresh(session: Session, target: Target | None) -> bool:
         return False
     fps = fingerprint.compute(project)
     hit: Hit | None = None
+    preparing: Preparation | None = None
     try:
         with _try(reporter, "building from the steps"):
             if not _is_fresh(project, target):
                 return False
+            existed = database.exists(target, target.dbname)
             client = Client(remote)
-            hit = lookup(project, client, fps, steps, 0, dumpfiles.server_version_num(target),
-                         reporter)
-            if hit is None:
+            server_num = dumpfiles.server_version_num(target)
+            found = find(project, client, fps, steps, 0, reporter)
+            if found is None:
                 return False
+            # A missing database is created while the blob downloads. An empty one that
+            # exists (CI's service container made it) is dropped only once the download
+            # has passed its checks, so a refused pull leaves it as it was: then only the
+            # role is prepared meanwhile, and the restore creates the database.
+            hit, preparing = pull(project, client, target, target.dbname, found[0], found[1],
+                                  server_num, create=not existed, expect_key=found[0])
             reporter.emit(PhaseStarted("restore", f"restoring snapshot {hit.key[:12]} from "
                                        f"{remote.url}"))
-            # An empty database that exists (CI's service container made it) is made again
-            # by the restore, with its sibling comment if it had one.
-            info = siblings.find(target, target.dbname, target.dbname)
-            database.drop(target, target.dbname)
+            # The restore makes it again, with its sibling comment if it had one.
+            info = siblings.find(target, target.dbname, target.dbname) if existed else None
+            if existed:
+                database.drop(target, target.dbname)
             try:
                 restore_file(session, target, target.dbname, hit,
-                             dict(info.meta) if info is not None and info.meta else None)
+                             dict(info.meta) if info is not None and info.meta else None,
+                             preparing)
             except BaseException:
                 reporter.emit(PhaseFinished("restore", "restore failed", ok=False))
+                # waits for the thread first: its CREATE DATABASE must not follow the drop
+                preparing.abandon()
                 with contextlib.suppress(Exception):
                     database.drop(target, target.dbname)
                 raise
@@ -796,8 +917,12 @@ def restore_fresh(session: Session, target: Target | None) -> bool:
     except _Skipped:
         return False
     finally:
-        if hit is not None:
-            hit.path.unlink(missing_ok=True)
+        try:
+            if preparing is not None:
+                preparing.abandon()
+        finally:
+            if hit is not None:
+                hit.path.unlink(missing_ok=True)
     assert hit is not None
     ident = database.identity(target, target.dbname)
     if ident:

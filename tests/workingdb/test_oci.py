@@ -404,6 +404,263 @@ def test_corrupted_blob_in_registry_storage(checkouts: Any, registry: Registry) 
     _one_line_then_build(r, mate, "digest does not match its manifest")
 
 
+
+class _GatedProxy:
+    """A real TCP proxy in front of the registry that holds a blob's bytes back until
+    ``release`` is set: a slow download, during which a test looks at the server."""
+
+    def __init__(self, upstream: int) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.upstream = upstream
+        self.blob_asked = threading.Event()
+        self.release = threading.Event()
+        self.held_until_released = False
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                client, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._pipe, args=(client,), daemon=True).start()
+
+    def _pipe(self, client: socket.socket) -> None:
+        up = socket.create_connection(("127.0.0.1", self.upstream))
+        blob = threading.Event()
+
+        def forward(src: socket.socket, dst: socket.socket, to_client: bool) -> None:
+            try:
+                while data := src.recv(65536):
+                    if not to_client and b"/blobs/sha256:" in data and b"GET " in data:
+                        blob.set()
+                        self.blob_asked.set()
+                    if to_client and blob.is_set() and not self.release.is_set():
+                        self.held_until_released = self.release.wait(60)
+                    dst.sendall(data)
+            except OSError:
+                pass
+            for s in (client, up):
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+                    s.close()
+
+        threading.Thread(target=forward, args=(up, client, True), daemon=True).start()
+        forward(client, up, False)
+
+
+def _can_log_in(pg_server: Any) -> bool | None:
+    import psycopg
+
+    with psycopg.connect(pg_server.url("postgres"), autocommit=True) as conn:
+        row = conn.execute("SELECT rolcanlogin FROM pg_roles WHERE rolname = %s",
+                           (dumpfiles.IMPORT_ROLE,)).fetchone()
+    return None if row is None else bool(row[0])
+
+
+def _oid(pg_server: Any, datname: str) -> int | None:
+    import psycopg
+
+    with psycopg.connect(pg_server.url("postgres"), autocommit=True) as conn:
+        row = conn.execute("SELECT oid::int FROM pg_database WHERE datname = %s",
+                           (datname,)).fetchone()
+    return None if row is None else int(row[0])
+
+
+def _while_held(proxy: _GatedProxy, pg_server: Any, datname: str,
+                seen: dict[str, Any]) -> threading.Thread:
+    """A thread that waits (30 s at most) until the blob is asked for and ``datname``
+    exists, notes then whether it does and whether the import role can log in, and lets
+    the blob through: what the server holds while the dump downloads."""
+
+    def watch() -> None:
+        try:
+            proxy.blob_asked.wait(30)
+            for _ in range(6000):
+                if _oid(pg_server, datname) is not None:
+                    break
+                threading.Event().wait(0.005)
+            seen["blob asked"] = proxy.blob_asked.is_set()
+            seen["database"] = _oid(pg_server, datname)
+            seen["role can log in"] = _can_log_in(pg_server)
+        finally:
+            proxy.release.set()
+
+    t = threading.Thread(target=watch, daemon=True)
+    t.start()
+    return t
+
+
+def _pulling_checkouts(checkouts: Any, registry: Registry, corrupt: bool,
+                       monkeypatch: pytest.MonkeyPatch) -> tuple[Checkout, Checkout,
+                                                                _GatedProxy]:
+    """CI pushes a snapshot (one byte of its blob flipped with ``corrupt``); a teammate's
+    checkout reaches the registry through a :class:`_GatedProxy`. For calls in this
+    process, the environment is the teammate's (as ``Checkout.run`` makes it)."""
+    repo = f"prep-{uuid.uuid4().hex[:6]}"
+    ci = checkouts("ci", remote=registry.remote(repo))
+    before = set(registry.blobs())
+    r = ci.run("ci-setup", "--push")
+    assert r.returncode == 0 and "pushed snapshot" in r.stdout, r.stdout + r.stderr
+    if corrupt:
+        new = [b for b in registry.blobs() if b not in before and b.stat().st_size > 1000]
+        assert len(new) == 1
+        data = bytearray(new[0].read_bytes())
+        data[len(data) // 2] ^= 0xFF  # one flipped byte, same size
+        new[0].write_bytes(bytes(data))
+    proxy = _GatedProxy(registry.port)
+    mate = checkouts("mate", remote=f"oci://127.0.0.1:{proxy.port}/{repo}")
+    for k in list(os.environ):
+        if k.startswith("DEVENV_CACHE") or k == "CI":
+            monkeypatch.delenv(k)
+    monkeypatch.setenv("DOCKER_CONFIG", str(mate.root / ".no-docker-config"))
+    return ci, mate, proxy
+
+
+def test_refresh_hit_prepares_the_database_while_the_blob_downloads(
+        checkouts: Any, registry: Registry, pg_server: Any,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The build database exists (empty, the import role unable to log in yet) while the
+    blob is still held back by the proxy; once it arrives, the restore gives the same
+    database as CI's, owned by the target's user, and the role is closed again."""
+    from devenv import fingerprint
+    from devenv.session import Session
+    from devenv.state import StateStore
+
+    ci, mate, proxy = _pulling_checkouts(checkouts, registry, False, monkeypatch)
+    project = mate.project()
+    target = mate.target()
+    build = siblings.build_name(mate.db, "prep")
+    steps = ["schema", "seed"]
+    fps = fingerprint.compute(project)
+    reporter = RecordingReporter()
+    seen: dict[str, Any] = {}
+    watcher = _while_held(proxy, pg_server, build, seen)
+    try:
+        got = oci.restore_for_refresh(Session(project, reporter, database_url=mate.url),
+                                      target, build, StateStore(project.state_dir), fps,
+                                      steps, 0)
+        watcher.join(60)
+        assert got == (fingerprint.combined(fps, steps), tuple(steps)), reporter.events
+        # the overlap: the database was there before the download could end
+        assert seen == {"blob asked": True, "database": _oid(pg_server, build),
+                        "role can log in": False}, seen
+        assert proxy.held_until_released
+        assert dump_database(pg_server.url(build)) == dump_database(ci.url)
+        import psycopg
+
+        with psycopg.connect(pg_server.url("postgres"), autocommit=True) as conn:
+            row = conn.execute("SELECT pg_get_userbyid(datdba) FROM pg_database "
+                               "WHERE datname = %s", (build,)).fetchone()
+        assert row is not None and row[0] == target.user
+        assert _can_log_in(pg_server) is False
+        assert not [p for p in (mate.root / ".devenv" / "remote").rglob("*") if p.is_file()]
+    finally:
+        proxy.release.set()
+        database.drop(target, build)
+
+
+@pytest.mark.parametrize("entry", ["refresh-db", "up, database missing",
+                                   "ci-setup, empty database"])
+def test_refused_download_after_the_preparation_leaves_nothing(
+        checkouts: Any, registry: Registry, pg_server: Any,
+        monkeypatch: pytest.MonkeyPatch, entry: str) -> None:
+    """A blob damaged in the registry's storage is refused after the download, which the
+    preparation overlapped: nothing is restored, the database it prepared is dropped (an
+    empty one that was there before is left as it was), the import role cannot log in,
+    the downloaded file is gone, and the refusal is one line."""
+    from devenv import fingerprint
+    from devenv.events import Message
+    from devenv.session import Session
+    from devenv.state import StateStore
+
+    _, mate, proxy = _pulling_checkouts(checkouts, registry, True, monkeypatch)
+    project = mate.project()
+    target = mate.target()
+    session = Session(project, RecordingReporter(), database_url=mate.url)
+    seen: dict[str, Any] = {}
+    try:
+        if entry == "refresh-db":
+            name = siblings.build_name(mate.db, "prep")
+            watcher = _while_held(proxy, pg_server, name, seen)
+            steps = ["schema", "seed"]
+            got: object = oci.restore_for_refresh(session, target, name,
+                                                  StateStore(project.state_dir),
+                                                  fingerprint.compute(project), steps, 0)
+            assert got is None
+        else:
+            name = mate.db
+            existing = None
+            if entry == "ci-setup, empty database":
+                database.create(target, name, [])  # CI's service container made it
+                existing = _oid(pg_server, name)
+            watcher = _while_held(proxy, pg_server, name, seen)
+            assert oci.restore_fresh(session, target) is False
+        watcher.join(60)
+        assert seen["blob asked"] and proxy.held_until_released
+        warned = [e.text for e in session.reporter.events  # type: ignore[attr-defined]
+                  if isinstance(e, Message) and e.text.startswith("remote cache:")]
+        assert len(warned) == 1 and "digest does not match its manifest" in warned[0], warned
+        assert seen["role can log in"] is False
+        if entry == "ci-setup, empty database":
+            # dropped only once a download has passed: still the same database
+            assert seen["database"] == existing and _oid(pg_server, name) == existing
+        else:
+            assert seen["database"] is not None  # prepared while the blob downloaded...
+            assert _oid(pg_server, name) is None  # ...and dropped when it was refused
+        assert _can_log_in(pg_server) is False
+        assert not [p for p in (mate.root / ".devenv" / "remote").rglob("*") if p.is_file()]
+    finally:
+        proxy.release.set()
+        if entry == "refresh-db":
+            database.drop(target, siblings.build_name(mate.db, "prep"))
+
+
+def test_ctrl_c_during_the_download_leaves_no_database_and_no_login(
+        checkouts: Any, registry: Registry, pg_server: Any,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """refresh-db interrupted (SIGINT) while the blob downloads, the build database already
+    prepared: the preparation is waited for, the database dropped, the role closed."""
+    import psycopg
+
+    _, mate, proxy = _pulling_checkouts(checkouts, registry, False, monkeypatch)
+    prefix = siblings.build_name(mate.db, "")
+
+    def builds() -> list[str]:
+        with psycopg.connect(pg_server.url("postgres"), autocommit=True) as conn:
+            return [r[0] for r in conn.execute(
+                "SELECT datname FROM pg_database WHERE left(datname, %s) = %s",
+                (len(prefix), prefix)).fetchall()]
+
+    env = {k: v for k, v in os.environ.items()}
+    env.update(DATABASE_URL=mate.url, PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+    p = subprocess.Popen([sys.executable, "-m", "devenv", "--plain", "refresh-db"],
+                         cwd=mate.root, env=env, stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True)
+    try:
+        assert proxy.blob_asked.wait(60), "the blob was never asked for"
+        for _ in range(6000):
+            if builds():
+                break
+            threading.Event().wait(0.005)
+        prepared = builds()
+        assert len(prepared) == 1, prepared  # the build database, made during the download
+        p.send_signal(signal.SIGINT)
+        out, _ = p.communicate(timeout=60)
+    finally:
+        proxy.release.set()
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode != 0, out
+    assert "Traceback" not in out, out
+    assert builds() == [], out
+    assert _can_log_in(pg_server) is False
+    assert not [f for f in (mate.root / ".devenv" / "remote").rglob("*") if f.is_file()]
+
+
 def _keypair(path: Path) -> tuple[Path, Path]:
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
