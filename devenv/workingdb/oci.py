@@ -401,13 +401,15 @@ def sign_key(project: Project) -> Any | None:
 
 def trusted_keys(project: Project) -> dict[str, Any]:
     """signer id -> Ed25519 public key, for the keys the project trusts (none: no check)."""
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
     paths = list(project.cache_trust)
     env = os.environ.get("DEVENV_CACHE_TRUST", "")
     paths += [p for p in env.split(os.pathsep) if p]
     out: dict[str, Any] = {}
+    if not paths:
+        return out  # no keys to read: no cryptography import (~30 ms) on every remote hit
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
     for p in paths:
         try:
             key = serialization.load_pem_public_key(_pem(p))
