@@ -16,7 +16,6 @@ lengthening the critical path. ``DEVENV_WARM_START=0`` turns it off.
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import contextlib
 import datetime
 import os
@@ -30,7 +29,10 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import concurrent.futures as cf
 
 from devenv import graph, proc, watchdog
 from devenv.envvars import expand, mask
@@ -407,6 +409,10 @@ class _Scheduler:
             if d.action is Action.SKIP:
                 self.finish(d.step, Status.SKIPPED, d.reason)
         jobs = max(1, self.options.jobs)
+        # Imported here: most `up`s run no step, and the import (logging with it) is a
+        # few ms of every start.
+        import concurrent.futures as cf
+
         self.pool = cf.ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="devenv-step")
         self.watch_pool = cf.ThreadPoolExecutor(max_workers=self.max_parked + jobs,
                                                 thread_name_prefix="devenv-warm")
@@ -431,6 +437,8 @@ class _Scheduler:
 
     def loop(self) -> None:
         """Start what is ready, wait for something to finish, until nothing is left."""
+        import concurrent.futures as cf  # imported by run() already
+
         while self.pending or self.futures:
             if not self.stop_new:
                 self.start_ready()
@@ -529,6 +537,8 @@ class _Scheduler:
 
     def interrupt(self) -> None:
         """Ctrl-C: stop every running step and record how each ended."""
+        import concurrent.futures as cf  # imported by run() already
+
         self.interrupted = True
         stopped = self.running.stop_all()
         for fut, (name, t0, log) in list(self.futures.items()):
