@@ -408,20 +408,22 @@ class _Scheduler:
         for d in self.decisions:
             if d.action is Action.SKIP:
                 self.finish(d.step, Status.SKIPPED, d.reason)
-        jobs = max(1, self.options.jobs)
-        # Imported here: most `up`s run no step, and the import (logging with it) is a
-        # few ms of every start.
-        import concurrent.futures as cf
+        if self.to_run:
+            jobs = max(1, self.options.jobs)
+            # Imported here: most `up`s run no step, and the import (logging with it) is
+            # a few ms of every start.
+            import concurrent.futures as cf
 
-        self.pool = cf.ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="devenv-step")
-        self.watch_pool = cf.ThreadPoolExecutor(max_workers=self.max_parked + jobs,
-                                                thread_name_prefix="devenv-warm")
-        try:
-            self.loop()
-        except KeyboardInterrupt:
-            self.interrupt()
-        finally:
-            self.shut_down(guard)
+            self.pool = cf.ThreadPoolExecutor(max_workers=jobs,
+                                              thread_name_prefix="devenv-step")
+            self.watch_pool = cf.ThreadPoolExecutor(max_workers=self.max_parked + jobs,
+                                                    thread_name_prefix="devenv-warm")
+            try:
+                self.loop()
+            except KeyboardInterrupt:
+                self.interrupt()
+            finally:
+                self.shut_down(guard)
         self.cancel_pending()
         order = {d.step: i for i, d in enumerate(self.decisions)}
         result = RunResult(sorted(self.results.values(), key=lambda r: order.get(r.name, 0)),
