@@ -68,18 +68,26 @@ def downgrade():
 '''
 
 
-def sh(argv: list[str], env: dict[str, str], cwd: Path) -> None:
+def sh(argv: list[str], env: dict[str, str], cwd: Path) -> str:
     r = subprocess.run(argv, cwd=cwd, env=env, stdout=subprocess.PIPE,
                        stderr=subprocess.STDOUT, text=True)
     if r.returncode != 0:
         sys.exit(f"{' '.join(argv)} failed ({r.returncode}):\n{r.stdout[-3000:]}")
+    return r.stdout
 
 
-def timed(cmds: list[tuple[list[str], Path]], env: dict[str, str]) -> float:
+def timed(cmds: list[tuple[list[str], Path]], env: dict[str, str],
+          expect: str | None = None) -> float:
+    """Seconds for ``cmds`` one after the other; ``expect``: text the last one must print
+    (the switch really happened), checked after the clock stopped."""
     t0 = time.perf_counter()
+    out = ""
     for argv, cwd in cmds:
-        sh(argv, env, cwd)
-    return time.perf_counter() - t0
+        out = sh(argv, env, cwd)
+    took = time.perf_counter() - t0
+    if expect is not None and expect not in out:
+        sys.exit(f"expected {expect!r} in the output of {' '.join(cmds[-1][0])}:\n{out}")
+    return took
 
 
 def git(*args: str) -> list[str]:
@@ -129,9 +137,6 @@ def main() -> None:
         sh([*devenv, "up", "--no-processes"], env, proj)
         times: dict[str, list[float]] = {"devenv": [], "manual": []}
         up = ([*devenv, "up", "--no-processes"], proj)
-        for _ in range(args.repeat):
-            times["devenv"].append(timed([(git("switch", "-q", "main"), proj), up], env))
-            times["devenv"].append(timed([(git("switch", "-q", "feature"), proj), up], env))
         # The manual way, on one database (what it is without devenv): bring it to feature.
         manual_db = cluster.url("manual_dev")
         menv = {**env, "DATABASE_URL": manual_db}
@@ -140,7 +145,13 @@ def main() -> None:
         sh([flask, "db", "upgrade"], menv, flask_dir)
         migrate = ([sys.executable, "manage.py", "migrate"], django)
         upgrade = ([flask, "db", "upgrade"], flask_dir)
+        # Rounds interleaved (each tool's round trip starts and ends on feature, each on
+        # its own database): a machine that slows down or speeds up midway weighs on both.
         for _ in range(args.repeat):
+            times["devenv"].append(timed([(git("switch", "-q", "main"), proj), up], env,
+                                         "swapped in its own database"))
+            times["devenv"].append(timed([(git("switch", "-q", "feature"), proj), up], env,
+                                         "swapped in its own database"))
             times["manual"].append(timed([
                 ([sys.executable, "manage.py", "migrate", "crm", "0001"], django),
                 ([flask, "db", "downgrade", "0007_claim_summaries"], flask_dir),
