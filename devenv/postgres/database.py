@@ -403,7 +403,10 @@ def create(target: Target, dbname: str, schemas: Iterable[str], template: str | 
 
 def ensure_schemas(target: Target, dbname: str, schemas: Iterable[str]) -> list[str]:
     """Create the missing ``schemas``; returns those it created."""
-    created = []
+    created: list[str] = []
+    schemas = list(schemas)
+    if not schemas:
+        return created  # nothing to ask: no connection (a password exchange) to the database
     with connect(target, dbname) as conn:
         have = {r[0] for r in conn.execute("SELECT nspname FROM pg_namespace").fetchall()}
         for s in schemas:
