@@ -53,6 +53,7 @@ app = typer.Typer(
 class Globals:
     file: Optional[Path] = None  # noqa: UP045 - typer reads these annotations
     plain: bool = False
+    gc_held: bool = False  # main() stopped the collector for start-up (_imports_done)
 
 
 G = Globals()
@@ -85,9 +86,13 @@ def _main(
 def _imports_done() -> None:
     """The command's modules are imported: let the collector run again (:func:`main`
     stopped it), without walking the few hundred thousand objects the imports made, which
-    live as long as the process (``gc.freeze``, as long-lived servers do after start-up)."""
-    gc.freeze()
-    gc.enable()
+    live as long as the process (``gc.freeze``, as long-lived servers do after start-up).
+    Only in the console script's process: a test calling the app in-process keeps its
+    collector as it is."""
+    if G.gc_held:
+        G.gc_held = False
+        gc.freeze()
+        gc.enable()
 
 
 def _call(fn: Callable[..., int], *args: Any, **kwargs: Any) -> None:
@@ -910,6 +915,7 @@ def main() -> None:
     # imports made so far; _imports_done turns them back on), and none at exit, where the
     # interpreter would walk them all once more only to free them with the process.
     gc.disable()
+    G.gc_held = True
     signal.signal(signal.SIGTERM, _on_sigterm)
     # --plain is global, but people type it after the command too (devenv run --plain).
     argv = sys.argv[1:]
