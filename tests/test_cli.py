@@ -298,3 +298,25 @@ def test_a_deleted_virtualenv_stops_only_the_commands_that_run_steps(
         r = devenv(*args, cwd=root)
         assert r.returncode == 0, (args, r.stdout, r.stderr)
         assert "is not an interpreter" not in r.stdout + r.stderr
+
+
+def test_the_collector_runs_while_a_command_runs(tmp_path: Path) -> None:
+    # main() stops garbage collection while the command's modules import; the command
+    # itself (an `up` supervising processes for hours) must run with it on again
+    script = (
+        "import gc, sys\n"
+        "from devenv import cli\n"
+        "seen = []\n"
+        "real = cli._call\n"
+        "def spy(fn, *a, **k):\n"
+        "    return real(lambda *x, **y: seen.append(gc.isenabled()) or 0)\n"
+        "cli._call = spy\n"
+        "sys.argv = ['devenv', 'graph']\n"
+        "try:\n"
+        "    cli.main()\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print(seen)\n")
+    r = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True,
+                       text=True, timeout=60)
+    assert r.stdout.strip().splitlines()[-1] == "[True]", r.stdout + r.stderr
