@@ -72,22 +72,28 @@ def pull(session: Session, ref: str, *,
         target, _ = session.open_database()
         rebuild.recover(target, db, reporter)
         client = oci.Client(remote)
-        hit = oci.fetch(project, client, ref, dumpfiles.server_version_num(target))
-        if hit is None:
+        found = client.manifest(ref)
+        if found is None:
             raise DevenvError(f"there is no snapshot {ref} in {remote.url}")
+        # the manifest names the key: a snapshot already here is not downloaded again
+        key = oci.key_of(found)
+        name = siblings.cache_name(db, key) if key else ""
+        if key and siblings.find(target, db, name) is not None:
+            reporter.emit(Message(f"snapshot {key[:12]} is already here ({name})", "ok"))
+            return EXIT_OK
+        build = siblings.build_name(db)
+        # the restore is prepared (import role, database) while the blob downloads, as on
+        # refresh-db's remote hits; a refused download undoes it
+        hit, preparing = oci.pull(project, client, target, build, ref, found,
+                                  dumpfiles.server_version_num(target), expect_key=key)
         try:
             name = siblings.cache_name(db, hit.key)
-            if siblings.find(target, db, name) is not None:
-                reporter.emit(Message(f"snapshot {hit.key[:12]} is already here ({name})",
-                                      "ok"))
-                return EXIT_OK
-            build = siblings.build_name(db)
             value = siblings.meta(CACHE_KIND, project.name, key=hit.key,
                                    steps=list(hit.held), complete=False)
             with phase(reporter, "restore", f"restoring snapshot {hit.key[:12]}",
                        hit.describe()):
                 try:
-                    oci.restore_file(session, target, build, hit, value)
+                    oci.restore_file(session, target, build, hit, value, preparing)
                     ident = database.identity(target, build)
                     if ident:
                         StateStore(project.state_dir).put(ident, target.redacted(name),
@@ -98,6 +104,7 @@ def pull(session: Session, ref: str, *,
                     _drop_quietly(target, build)
                     raise
         finally:
+            preparing.abandon()
             hit.path.unlink(missing_ok=True)
     reporter.emit(Message(f"{hit.describe()} as {name}; refresh-db starts from it", "ok"))
     return EXIT_OK

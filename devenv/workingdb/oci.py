@@ -718,6 +718,13 @@ class Preparation:
             raise interrupted
 
 
+def key_of(found: tuple[dict[str, Any], str]) -> str:
+    """The snapshot key a manifest's annotations name ('' when none): what the blob holds
+    is checked against it after the download (:func:`fetch`)."""
+    ann = found[0].get("annotations")
+    return str(ann.get(ANN + "key", "")) if isinstance(ann, dict) else ""
+
+
 def pull(project: Project, client: Client, target: Target, dbname: str, tag: str,
          found: tuple[dict[str, Any], str], server_num: int, *, create: bool = True,
          expect_key: str | None = None) -> tuple[Hit, Preparation]:

@@ -914,3 +914,40 @@ def test_config_and_overrides(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv("DEVENV_CACHE_REMOTE", "oci://127.0.0.1:5000/team/db")
     other = oci.configured(project)
     assert other is not None and other.insecure and other.ref("k") == "127.0.0.1:5000/team/db:k"
+
+
+def test_snapshot_pull_prepares_while_downloading_and_skips_what_is_here(
+        checkouts: Any, registry: Registry, pg_server: Any,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """`snapshot pull`: the build database is made while the blob is held back, the result
+    is the local cache snapshot refresh-db starts from; pulled again, the manifest's key
+    says it is here, and the blob is not downloaded a second time."""
+    ci, mate, proxy = _pulling_checkouts(checkouts, registry, False, monkeypatch)
+    key = oci.fingerprint.combined(oci.fingerprint.compute(mate.project()), ["schema", "seed"])
+    build = siblings.build_name(mate.db)  # where `snapshot pull` restores, then renames
+    seen: dict[str, bool] = {}
+
+    def watch() -> None:
+        proxy.blob_asked.wait(30)
+        for _ in range(6000):
+            if _oid(pg_server, build) is not None:
+                break
+            threading.Event().wait(0.005)
+        seen["build database while held"] = _oid(pg_server, build) is not None
+        proxy.release.set()
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    r = mate.run("snapshot", "pull", key)
+    watcher.join(60)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert seen == {"build database while held": True}
+    assert siblings.find(mate.target(), mate.db, siblings.cache_name(mate.db, key))
+    assert _can_log_in(pg_server) is False
+    proxy.blob_asked.clear()
+    r = mate.run("snapshot", "pull", key)
+    assert r.returncode == 0 and f"snapshot {key[:12]} is already here" in r.stdout, r.stdout
+    assert not proxy.blob_asked.is_set()  # the manifest was enough
+    r = mate.run("refresh-db", "--no-remote-cache")
+    assert r.returncode == 0 and mate.ran() == [], r.stdout
+    assert dump_database(mate.url) == dump_database(ci.url)
