@@ -660,6 +660,29 @@ def _defuse(target: Target, dbname: str) -> None:
                         "whoever writes to those tables later, so nothing of it was kept")
 
 
+def _as_import_role_error(exc: DumpError, label: str) -> DumpError:
+    """What a restore run as the import role failed for, in one line when it is the role's
+    doing (it may not log in here, or the dump asked for rights it does not have); else
+    ``exc`` as it was."""
+    text = str(exc)
+    errors = [line.split("ERROR:", 1)[1].strip() for line in text.splitlines()
+              if "ERROR:" in line]
+    login = [line for line in text.splitlines() if f'"{IMPORT_ROLE}"' in line
+             and ("authentication failed" in line or "pg_hba.conf" in line)]
+    if login:
+        why = login[0].split("FATAL:")[-1].strip()
+        return DumpError(
+            f"{label} was not restored: devenv restores a dump from a file or another "
+            f"machine as role {IMPORT_ROLE}, without superuser rights, and that role cannot "
+            f"log in here ({why}): let it log in with a password (pg_hba.conf), or connect "
+            "as a user that is not a superuser")
+    if errors and any(r in errors[0] for r in _REFUSED):
+        return DumpError(f"{label} asks for rights an import does not have (it is restored "
+                         f"as role {IMPORT_ROLE}, without superuser), so nothing of it was "
+                         f"kept: {errors[0]}")
+    return exc
+
+
 class PreparedRestore:
     """An untrusted restore whose preparation is done (:func:`prepare_untrusted`): the
     privileged check, the import role checked and its fresh password made, and (unless
@@ -715,31 +738,13 @@ class PreparedRestore:
                 if privileged:
                     _open_import_role(target, self._verifier)
                     env |= {"PGUSER": IMPORT_ROLE, "PGPASSWORD": self._password}
-                as_role = replace(tool, env=env)
                 try:
                     # the module's restore(), looked up at call time (bench/restore_phases.py
                     # times it by replacing it)
-                    restore(as_role, source, restore_jobs() if jobs is None else jobs)
+                    restore(replace(tool, env=env), source,
+                            restore_jobs() if jobs is None else jobs)
                 except DumpError as exc:
-                    text = str(exc)
-                    errors = [line.split("ERROR:", 1)[1].strip() for line in text.splitlines()
-                              if "ERROR:" in line]
-                    login = [line for line in text.splitlines() if f'"{IMPORT_ROLE}"' in line
-                             and ("authentication failed" in line or "pg_hba.conf" in line)]
-                    if privileged and login:
-                        why = login[0].split("FATAL:")[-1].strip()
-                        raise DumpError(
-                            f"{label} was not restored: devenv restores a dump from a file or "
-                            f"another machine as role {IMPORT_ROLE}, without superuser rights, "
-                            f"and that role cannot log in here ({why}): let it log in with a "
-                            "password (pg_hba.conf), or connect as a user that is not a "
-                            "superuser") from None
-                    if privileged and errors and any(r in errors[0] for r in _REFUSED):
-                        raise DumpError(f"{label} asks for rights an import does not have (it "
-                                        f"is restored as role {IMPORT_ROLE}, without "
-                                        f"superuser), so nothing of it was kept: {errors[0]}"
-                                        ) from None
-                    raise
+                    raise (_as_import_role_error(exc, label) if privileged else exc) from None
                 if privileged:
                     _defuse(target, dbname)
             except BaseException:
