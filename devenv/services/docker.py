@@ -183,18 +183,22 @@ def build_image(client: Any, project: Project, name: str, build: BuildSpec, tag:
     return True
 
 
+def _image_path(image: str) -> str:
+    """The Engine API path that inspects ``image`` (a name:tag, quoted)."""
+    from urllib.parse import quote
+
+    return f"/images/{quote(image, safe='/:')}/json"
+
+
 def images_present(tags: Sequence[str]) -> bool:
     """Whether the engine on the local socket has an image of every one of ``tags``;
     False when it does not, or when there is no local socket to ask (the SDK then looks).
     A build tag names its context's content: present means built, nothing to do."""
-    from urllib.parse import quote
-
     local = local_engine()
     if local is None:
         return False
     try:
-        return all(local.request("GET", f"/images/{quote(tag, safe='/:')}/json")[0] == 200
-                   for tag in tags)
+        return all(local.request("GET", _image_path(tag))[0] == 200 for tag in tags)
     except (OSError, EngineError):
         return False
 
@@ -781,10 +785,8 @@ class DockerBackend:
             return None
 
     def _image_exists(self, image: str) -> bool:
-        from urllib.parse import quote
-
         try:
-            self._call("GET", f"/images/{quote(image, safe='/:')}/json")
+            self._call("GET", _image_path(image))
         except EngineError as exc:
             if exc.status == 404:
                 return False
