@@ -84,9 +84,8 @@ def pull(session: Session, ref: str, *,
         build = siblings.build_name(db)
         # the restore is prepared (import role, database) while the blob downloads, as on
         # refresh-db's remote hits; a refused download undoes it
-        hit, preparing = oci.pull(project, client, target, build, ref, found,
-                                  dumpfiles.server_version_num(target), expect_key=key)
-        try:
+        with oci.pulled(project, client, target, build, ref, found,
+                        dumpfiles.server_version_num(target), expect_key=key) as (hit, preparing):
             name = siblings.cache_name(db, hit.key)
             value = siblings.meta(CACHE_KIND, project.name, key=hit.key,
                                    steps=list(hit.held), complete=False)
@@ -103,8 +102,5 @@ def pull(session: Session, ref: str, *,
                 except BaseException:
                     _drop_quietly(target, build)
                     raise
-        finally:
-            preparing.abandon()
-            hit.path.unlink(missing_ok=True)
     reporter.emit(Message(f"{hit.describe()} as {name}; refresh-db starts from it", "ok"))
     return EXIT_OK

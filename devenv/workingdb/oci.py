@@ -744,6 +744,42 @@ def pull(project: Project, client: Client, target: Target, dbname: str, tag: str
     return hit, preparing
 
 
+@contextlib.contextmanager
+def pulled(project: Project, client: Client, target: Target, dbname: str, tag: str,
+           found: tuple[dict[str, Any], str], server_num: int, *, create: bool = True,
+           expect_key: str | None = None) -> Iterator[tuple[Hit, Preparation]]:
+    """:func:`pull`, then, whatever the block does: the preparation undone unless its
+    restore ran (:meth:`Preparation.abandon`), and the downloaded file removed."""
+    hit, preparing = pull(project, client, target, dbname, tag, found, server_num,
+                          create=create, expect_key=expect_key)
+    try:
+        yield hit, preparing
+    finally:
+        try:
+            preparing.abandon()
+        finally:
+            hit.path.unlink(missing_ok=True)
+
+
+def _restore_pulled(session: Session, target: Target, dbname: str, hit: Hit,
+                    preparing: Preparation, meta: dict[str, Any] | None) -> None:
+    """refresh-db's and up's restore of a pulled snapshot into ``dbname``, as one phase;
+    on failure nothing of ``dbname`` is left."""
+    reporter = session.reporter
+    reporter.emit(PhaseStarted("restore", f"restoring snapshot {hit.key[:12]} from "
+                               f"{hit.remote.url}"))
+    try:
+        restore_file(session, target, dbname, hit, meta, preparing)
+    except BaseException:
+        reporter.emit(PhaseFinished("restore", "restore failed", ok=False))
+        # waits for the thread first: its CREATE DATABASE must not follow the drop
+        preparing.abandon()
+        with contextlib.suppress(Exception):
+            database.drop(target, dbname)
+        raise
+    reporter.emit(PhaseFinished("restore", hit.describe()))
+
+
 def restore_file(session: Session, target: Target, dbname: str, hit: Hit,
                  meta: dict[str, Any] | None = None,
                  preparing: Preparation | None = None) -> None:
@@ -808,8 +844,6 @@ def restore_for_refresh(session: Session, target: Target, build: str, store: Sta
     remote = configured_quietly(project, reporter)
     if remote is None or have >= len(steps):
         return None
-    hit: Hit | None = None
-    preparing: Preparation | None = None
     try:
         with _try(reporter, "building from the steps"):
             client = Client(remote)
@@ -818,31 +852,12 @@ def restore_for_refresh(session: Session, target: Target, build: str, store: Sta
             if found is None:
                 return None
             # ``build`` does not exist: the preparation creates it while the blob downloads
-            hit, preparing = pull(project, client, target, build, found[0], found[1],
-                                  server_num, expect_key=found[0])
-            reporter.emit(PhaseStarted("restore", f"restoring snapshot {hit.key[:12]} from "
-                                       f"{remote.url}"))
-            try:
-                restore_file(session, target, build, hit, siblings.meta("build", project.name),
-                             preparing)
-            except BaseException:
-                reporter.emit(PhaseFinished("restore", "restore failed", ok=False))
-                # waits for the thread first: its CREATE DATABASE must not follow the drop
-                preparing.abandon()
-                with contextlib.suppress(Exception):
-                    siblings.drop(target, build)
-                raise
-            reporter.emit(PhaseFinished("restore", hit.describe()))
+            with pulled(project, client, target, build, found[0], found[1], server_num,
+                        expect_key=found[0]) as (hit, preparing):
+                _restore_pulled(session, target, build, hit, preparing,
+                                siblings.meta("build", project.name))
     except _Skipped:
         return None
-    finally:
-        try:
-            if preparing is not None:
-                preparing.abandon()
-        finally:
-            if hit is not None:
-                hit.path.unlink(missing_ok=True)
-    assert hit is not None
     ident = database.identity(target, build)
     if ident:
         store.put(ident, target.redacted(build), _records(project, hit))
@@ -887,8 +902,6 @@ def restore_fresh(session: Session, target: Target | None) -> bool:
     if not steps:
         return False
     fps = fingerprint.compute(project)
-    hit: Hit | None = None
-    preparing: Preparation | None = None
     try:
         with _try(reporter, "building from the steps"):
             if not _is_fresh(project, target):
@@ -903,36 +916,16 @@ def restore_fresh(session: Session, target: Target | None) -> bool:
             # exists (CI's service container made it) is dropped only once the download
             # has passed its checks, so a refused pull leaves it as it was: then only the
             # role is prepared meanwhile, and the restore creates the database.
-            hit, preparing = pull(project, client, target, target.dbname, found[0], found[1],
-                                  server_num, create=not existed, expect_key=found[0])
-            reporter.emit(PhaseStarted("restore", f"restoring snapshot {hit.key[:12]} from "
-                                       f"{remote.url}"))
-            # The restore makes it again, with its sibling comment if it had one.
-            info = siblings.find(target, target.dbname, target.dbname) if existed else None
-            if existed:
-                database.drop(target, target.dbname)
-            try:
-                restore_file(session, target, target.dbname, hit,
-                             dict(info.meta) if info is not None and info.meta else None,
-                             preparing)
-            except BaseException:
-                reporter.emit(PhaseFinished("restore", "restore failed", ok=False))
-                # waits for the thread first: its CREATE DATABASE must not follow the drop
-                preparing.abandon()
-                with contextlib.suppress(Exception):
+            with pulled(project, client, target, target.dbname, found[0], found[1],
+                        server_num, create=not existed, expect_key=found[0]) as (hit, preparing):
+                # The restore makes it again, with its sibling comment if it had one.
+                info = siblings.find(target, target.dbname, target.dbname) if existed else None
+                if existed:
                     database.drop(target, target.dbname)
-                raise
-            reporter.emit(PhaseFinished("restore", hit.describe()))
+                _restore_pulled(session, target, target.dbname, hit, preparing,
+                                dict(info.meta) if info is not None and info.meta else None)
     except _Skipped:
         return False
-    finally:
-        try:
-            if preparing is not None:
-                preparing.abandon()
-        finally:
-            if hit is not None:
-                hit.path.unlink(missing_ok=True)
-    assert hit is not None
     ident = database.identity(target, target.dbname)
     if ident:
         StateStore(project.state_dir).put(ident, target.redacted(), _records(project, hit))
