@@ -333,18 +333,23 @@ def test_registry_down(checkouts: Any) -> None:
     _one_line_then_build(r, c, "is unreachable")
 
 
-class _CuttingProxy:
-    """A real TCP proxy in front of the registry that lets a blob download start, then
-    closes the connection: the registry going away mid-pull."""
+class _BlobProxy:
+    """A real TCP proxy in front of the registry; what reaches the client of a blob
+    download is the subclass's to decide (:meth:`_blob_bytes`)."""
 
-    def __init__(self, upstream: int, cut_after: int = 2000) -> None:
+    def __init__(self, upstream: int) -> None:
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(16)
         self.port = self.sock.getsockname()[1]
         self.upstream = upstream
-        self.cut_after = cut_after
+        self.blob_asked = threading.Event()
         threading.Thread(target=self._serve, daemon=True).start()
+
+    def _blob_bytes(self, data: bytes, sent: int) -> tuple[bytes, bool]:
+        """What to pass on of ``data`` (``sent`` bytes of the blob went before), and
+        whether to cut the connection after it."""
+        return data, False
 
     def _serve(self) -> None:
         while True:
@@ -364,13 +369,14 @@ class _CuttingProxy:
                 while data := src.recv(65536):
                     if not to_client and b"/blobs/sha256:" in data and b"GET " in data:
                         blob.set()
+                        self.blob_asked.set()
+                    cut = False
                     if to_client and blob.is_set():
-                        data = data[:max(0, self.cut_after - sent)]
+                        data, cut = self._blob_bytes(data, sent)
                         sent += len(data)
-                        if sent >= self.cut_after:
-                            dst.sendall(data)
-                            break
                     dst.sendall(data)
+                    if cut:
+                        break
             except OSError:
                 pass
             for s in (client, up):
@@ -380,6 +386,19 @@ class _CuttingProxy:
 
         threading.Thread(target=forward, args=(up, client, True), daemon=True).start()
         forward(client, up, False)
+
+
+class _CuttingProxy(_BlobProxy):
+    """Lets a blob download start, then closes the connection: the registry going away
+    mid-pull."""
+
+    def __init__(self, upstream: int, cut_after: int = 2000) -> None:
+        self.cut_after = cut_after
+        super().__init__(upstream)
+
+    def _blob_bytes(self, data: bytes, sent: int) -> tuple[bytes, bool]:
+        data = data[:max(0, self.cut_after - sent)]
+        return data, sent + len(data) >= self.cut_after
 
 
 def test_registry_goes_away_mid_pull(checkouts: Any, registry: Registry) -> None:
@@ -410,51 +429,19 @@ def test_corrupted_blob_in_registry_storage(checkouts: Any, registry: Registry) 
 
 
 
-class _GatedProxy:
-    """A real TCP proxy in front of the registry that holds a blob's bytes back until
-    ``release`` is set: a slow download, during which a test looks at the server."""
+class _GatedProxy(_BlobProxy):
+    """Holds a blob's bytes back until ``release`` is set: a slow download, during which a
+    test looks at the server."""
 
     def __init__(self, upstream: int) -> None:
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.port = self.sock.getsockname()[1]
-        self.upstream = upstream
-        self.blob_asked = threading.Event()
         self.release = threading.Event()
         self.held_until_released = False
-        threading.Thread(target=self._serve, daemon=True).start()
+        super().__init__(upstream)
 
-    def _serve(self) -> None:
-        while True:
-            try:
-                client, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._pipe, args=(client,), daemon=True).start()
-
-    def _pipe(self, client: socket.socket) -> None:
-        up = socket.create_connection(("127.0.0.1", self.upstream))
-        blob = threading.Event()
-
-        def forward(src: socket.socket, dst: socket.socket, to_client: bool) -> None:
-            try:
-                while data := src.recv(65536):
-                    if not to_client and b"/blobs/sha256:" in data and b"GET " in data:
-                        blob.set()
-                        self.blob_asked.set()
-                    if to_client and blob.is_set() and not self.release.is_set():
-                        self.held_until_released = self.release.wait(60)
-                    dst.sendall(data)
-            except OSError:
-                pass
-            for s in (client, up):
-                with contextlib.suppress(OSError):
-                    s.shutdown(socket.SHUT_RDWR)
-                    s.close()
-
-        threading.Thread(target=forward, args=(up, client, True), daemon=True).start()
-        forward(client, up, False)
+    def _blob_bytes(self, data: bytes, sent: int) -> tuple[bytes, bool]:
+        if not self.release.is_set():
+            self.held_until_released = self.release.wait(60)
+        return data, False
 
 
 def _can_log_in(pg_server: Any) -> bool | None:
