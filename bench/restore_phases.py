@@ -7,7 +7,8 @@ SCALE`), its custom-format dump; then, alternately, `dumpfiles.restore_untrusted
 file (what `snapshot pull`, a remote-cache hit and `snapshot import` do: the import role,
 the database created owned by it, `pg_restore -j`, the defusing pass) with each phase
 timed, and a bare `createdb` + `pg_restore -j` of the same file as the server's superuser.
-Each after a CHECKPOINT. Medians.
+Each after a CHECKPOINT. Medians. Last, what making files costs on this file system, and
+how many template0 (which every CREATE DATABASE copies) holds.
 """
 
 from __future__ import annotations
@@ -99,6 +100,25 @@ def main() -> None:
               f"{(statistics.median(total) - accounted) * 1000:7.1f} ms")
         print(f"bare pg_restore -j {args.jobs}                 {ms(bare)}  "
               f"(its CREATE DATABASE {ms(create).strip()})")
+        # What CREATE DATABASE costs here comes from the file system: it copies
+        # template0, a file per relation.
+        with database.connect(target, "postgres") as conn:
+            oid = conn.execute("SELECT oid FROM pg_database WHERE datname = 'template0'"
+                               ).fetchone()
+        assert oid is not None
+        files = list((base / "data" / "base" / str(oid[0])).iterdir())
+        made: list[float] = []
+        for i in range(args.repeat):
+            d = base / f"files{i}"
+            d.mkdir()
+            t0 = time.perf_counter()
+            for j in range(300):
+                (d / str(j)).write_bytes(b"x" * 24576)
+            made.append(time.perf_counter() - t0)
+            shutil.rmtree(d)
+        print(f"this file system: 300 files of 24 KB made in {ms(made).strip()}; "
+              f"template0 is {len(files)} files "
+              f"({sum(f.stat().st_size for f in files) / 1e6:.1f} MB)")
     finally:
         cluster.stop("immediate")
         shutil.rmtree(base, ignore_errors=True)
