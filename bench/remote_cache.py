@@ -17,17 +17,21 @@ bench/refresh_db.py uses). Each repetition, in turn:
            to a repository of its own);
   * hit:   mate's `devenv refresh-db` with the remote configured (pull, check, restore,
            nothing runs); whole processes, start-up included;
-  * pull + restore, in-process: devenv.workingdb.oci's fetch (manifest, download with the
-           digest, header and checksum checks) then restore_file (restore_untrusted: the
-           import role, pg_restore -j J from the pulled file, the defusing pass), into a
-           database restore_file creates;
+  * pull + restore, in-process: what refresh-db runs for a remote hit with nothing in the
+           local cache, devenv.workingdb.oci.restore_for_refresh: the manifests looked up,
+           the restore prepared (import role, CREATE DATABASE) while they are read and the
+           blob downloads, the download checked (digest, header, checksum), then
+           pg_restore -j J as the import role from the pulled file and the defusing pass.
+           Not timed in the ratio, for the table: the download with its checks alone
+           (fetch), and the restore alone into a database made untimed (restore_file);
   * bare pg_restore -j J: the same dump file (the archive a pull writes) into an empty
-           database made just before (its CREATE DATABASE timed apart: restore_file's time
+           database made just before (its CREATE DATABASE timed apart: the pull + restore
            includes the one it makes), by the same PostgreSQL, with the same J
-           (devenv.postgres.dumpfiles.restore_jobs()).
+           (devenv.postgres.dumpfiles.restore_jobs());
+  * bare pg_restore -C -j J: the same file in one command that makes the database too.
 
-The last two alternate which goes first, and a CHECKPOINT runs before each, so neither
-pays for the other's dirty pages. Whole-process rows ("cold", "hit") run the code of this
+These three alternate their order, and a CHECKPOINT runs before each, so none pays for
+another's dirty pages. Whole-process rows ("cold", "hit") run the code of this
 tree (python -m devenv with this tree on PYTHONPATH).
 
 Reports medians and the ratios, and the builds a pushed snapshot saves (see BENCHMARKS.md:
@@ -50,10 +54,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from devenv import fingerprint, loader  # noqa: E402
+from devenv import fingerprint, graph, loader  # noqa: E402
 from devenv.events import RecordingReporter  # noqa: E402
 from devenv.postgres import database, dumpfiles, pgcluster, siblings  # noqa: E402
 from devenv.session import Session  # noqa: E402
+from devenv.state import StateStore  # noqa: E402
 from devenv.workingdb import oci  # noqa: E402
 
 DB = "healthplan_dev"
@@ -179,6 +184,10 @@ def main() -> None:
         db_bytes = int(row[0]) if row else 0
         fresh(ci, url)
         project = loader.load(mate / "steps.yaml")
+        os.environ["DEVENV_CACHE_REMOTE"] = remote  # for the in-process restore_for_refresh
+        mate_fps = fingerprint.compute(project)
+        mate_steps = [n for n in graph.topo_order(project)
+                      if project.steps[n].in_profile("local")]
         client = oci.Client(oci.parse(remote))
         tag = client.tags()[0]
         server = dumpfiles.server_version_num(target)
@@ -191,7 +200,8 @@ def main() -> None:
         ci_project = loader.load(ci / "steps.yaml")
         push_remote = oci.parse(f"oci://127.0.0.1:{port}/team/bench-push")
         times: dict[str, list[float]] = {k: [] for k in (
-            "cold", "push", "hit", "pull_restore", "fetch", "restore_file", "pg_restore_j", "createdb")}
+            "cold", "push", "hit", "pull_restore", "fetch", "restore_file", "pg_restore_j", "createdb",
+            "pg_restore_C")}
         if args.compare_with:
             times["other"] = []
         for i in range(args.repeat):
@@ -214,18 +224,34 @@ def main() -> None:
             fresh(mate, url)
 
             def pull_restore(db: str) -> None:
+                # refresh-db's own path on a fresh checkout (nothing in the local cache):
+                # oci.restore_for_refresh looks the snapshot up, prepares the restore (the
+                # import role, CREATE DATABASE) while the manifests are read and the blob
+                # downloads, checks the download, restores, keeps the records
+                session = Session(project, RecordingReporter())
+                t0 = time.perf_counter()
+                got = oci.restore_for_refresh(session, target, db, StateStore(
+                    project.state_dir), mate_fps, mate_steps, 0)
+                times["pull_restore"].append(time.perf_counter() - t0)
+                assert got is not None, session.reporter
+                # the parts apart, for the table (not in the ratio): the download and its
+                # checks alone, then the restore from that file alone into a database made
+                # untimed before it
                 t0 = time.perf_counter()
                 hit = oci.fetch(project, client, tag, server)
                 assert hit is not None
-                t1 = time.perf_counter()
+                times["fetch"].append(time.perf_counter() - t0)
                 try:
-                    oci.restore_file(Session(project, RecordingReporter()), target, db, hit)
+                    prepared = dumpfiles.prepare_untrusted(target, db + "_f")
+                    tool = dumpfiles.choose_tool("pg_restore", target, db + "_f",
+                                                 hit.header.pg_dump_major, session.tools)
+                    checkpoint(target)
+                    t0 = time.perf_counter()
+                    prepared.restore(tool, hit.path, label="the bench's snapshot")
+                    times["restore_file"].append(time.perf_counter() - t0)
                 finally:
                     hit.path.unlink()
-                t2 = time.perf_counter()
-                times["fetch"].append(t1 - t0)
-                times["restore_file"].append(t2 - t1)
-                times["pull_restore"].append(t2 - t0)
+                    database.drop(target, db + "_f")
 
             def bare_restore(db: str) -> None:
                 # timed apart: restore_file's time includes the CREATE DATABASE it makes
@@ -238,6 +264,15 @@ def main() -> None:
                                 str(bare)], check=True)
                 times["pg_restore_j"].append(time.perf_counter() - t0)
 
+            def bare_create(db: str) -> None:
+                # one command from the file to a database: pg_restore -C makes the
+                # database the archive names (the build's: dropped by fresh() before)
+                t0 = time.perf_counter()
+                subprocess.run([tool, "-C", "-j", str(jobs), "--no-owner", "-d",
+                                target.url("postgres"), str(bare)], check=True)
+                times["pg_restore_C"].append(time.perf_counter() - t0)
+                database.drop(target, DB)
+
             def other(db: str) -> None:
                 r = subprocess.run(
                     [sys.executable, "-c", OTHER, str(mate / "steps.yaml"), remote, tag, url,
@@ -245,14 +280,16 @@ def main() -> None:
                     check=True, stdout=subprocess.PIPE, text=True)
                 times["other"].append(float(r.stdout.split()[-1]))
 
-            order = [(pull_restore, f"bench_pull_{i}"), (bare_restore, f"bench_bare_{i}")]
+            order = [(pull_restore, f"bench_pull_{i}"), (bare_restore, f"bench_bare_{i}"),
+                     (bare_create, DB)]
             if args.compare_with:
                 order.append((other, f"bench_other_{i}"))
             for run, db in order if i % 2 == 0 else order[::-1]:
                 checkpoint(target)
                 run(db)
             for _, db in order:
-                database.drop(target, db)
+                if db != DB:
+                    database.drop(target, db)
         med = {k: statistics.median(v) for k, v in times.items()}
         result = {
             "cpus": os.cpu_count(), "fake_members": args.members, "pgbench_scale": args.scale,
@@ -294,7 +331,7 @@ def main() -> None:
               f"{paired:.2f}x")
         print(f"  fetch: download + checks               {med['fetch']:7.2f} s"
               f"                       runs: {runs('fetch')}")
-        print(f"  restore_file: untrusted restore        {med['restore_file']:7.2f} s"
+        print(f"  restore alone, its database made before {med['restore_file']:7.2f} s"
               f"                       runs: {runs('restore_file')}")
         print(f"bare pg_restore -j {jobs} of the same file     {med['pg_restore_j']:7.2f} s"
               f"                       runs: {runs('pg_restore_j')}")
@@ -303,6 +340,9 @@ def main() -> None:
         print(f"  with its CREATE DATABASE (untimed above) {both:7.2f} s  pull + restore is "
               f"{med['pull_restore'] / both:.2f}x this      runs: {runs('createdb')} "
               "(CREATE DATABASE)")
+        print(f"bare pg_restore -C -j {jobs} (makes the database) {med['pg_restore_C']:7.2f} s  "
+              f"pull + restore is {med['pull_restore'] / med['pg_restore_C']:.2f}x this  "
+              f"runs: {runs('pg_restore_C')}")
         if args.compare_with:
             print(f"pull + restore by {args.compare_with}  {med['other']:7.2f} s  "
                   f"{med['other'] / med['pg_restore_j']:5.2f}x bare"

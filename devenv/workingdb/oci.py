@@ -718,6 +718,20 @@ class Preparation:
             raise interrupted
 
 
+@contextlib.contextmanager
+def _early(target: Target, dbname: str, wanted: bool, *, create: bool = True,
+           ) -> Iterator[Preparation | None]:
+    """A :class:`Preparation` of the restore into ``dbname`` started before the remote is
+    even asked (when ``wanted``), for :func:`pulled` to use; undone on the way out unless
+    its restore ran (a miss, a refused or failed pull, Ctrl-C)."""
+    early = Preparation(target, dbname, create=create) if wanted else None
+    try:
+        yield early
+    finally:
+        if early is not None:
+            early.abandon()
+
+
 def key_of(found: tuple[dict[str, Any], str]) -> str:
     """The snapshot key a manifest's annotations name ('' when none): what the blob holds
     is checked against it after the download (:func:`fetch`)."""
@@ -727,14 +741,16 @@ def key_of(found: tuple[dict[str, Any], str]) -> str:
 
 def pull(project: Project, client: Client, target: Target, dbname: str, tag: str,
          found: tuple[dict[str, Any], str], server_num: int, *, create: bool = True,
-         expect_key: str | None = None) -> tuple[Hit, Preparation]:
+         expect_key: str | None = None,
+         preparing: Preparation | None = None) -> tuple[Hit, Preparation]:
     """:func:`fetch` snapshot ``tag`` (its manifest ``found``) while a :class:`Preparation`
     readies the restore into ``dbname`` (created now with ``create``, else at the
-    restore). Returns the checked hit and the preparation, for :func:`restore_file`; the
-    caller unlinks ``hit.path`` and calls ``abandon()`` when done. When the download fails
-    or is refused, or on Ctrl-C, the preparation is waited for and undone before this
-    raises."""
-    preparing = Preparation(target, dbname, create=create)
+    restore); ``preparing``: one the caller started earlier (:func:`early`), used instead.
+    Returns the checked hit and the preparation, for :func:`restore_file`; the caller
+    unlinks ``hit.path`` and calls ``abandon()`` when done. When the download fails or is
+    refused, or on Ctrl-C, the preparation is waited for and undone before this raises."""
+    if preparing is None:
+        preparing = Preparation(target, dbname, create=create)
     try:
         hit = fetch(project, client, tag, server_num, found, expect_key=expect_key)
     except BaseException:
@@ -747,11 +763,12 @@ def pull(project: Project, client: Client, target: Target, dbname: str, tag: str
 @contextlib.contextmanager
 def pulled(project: Project, client: Client, target: Target, dbname: str, tag: str,
            found: tuple[dict[str, Any], str], server_num: int, *, create: bool = True,
-           expect_key: str | None = None) -> Iterator[tuple[Hit, Preparation]]:
+           expect_key: str | None = None,
+           preparing: Preparation | None = None) -> Iterator[tuple[Hit, Preparation]]:
     """:func:`pull`, then, whatever the block does: the preparation undone unless its
     restore ran (:meth:`Preparation.abandon`), and the downloaded file removed."""
     hit, preparing = pull(project, client, target, dbname, tag, found, server_num,
-                          create=create, expect_key=expect_key)
+                          create=create, expect_key=expect_key, preparing=preparing)
     try:
         yield hit, preparing
     finally:
@@ -846,16 +863,21 @@ def restore_for_refresh(session: Session, target: Target, build: str, store: Sta
         return None
     try:
         with _try(reporter, "building from the steps"):
-            client = Client(remote)
             server_num = dumpfiles.server_version_num(target)
-            found = find(project, client, fps, steps, have, reporter)
-            if found is None:
-                return None
-            # ``build`` does not exist: the preparation creates it while the blob downloads
-            with pulled(project, client, target, build, found[0], found[1], server_num,
-                        expect_key=found[0]) as (hit, preparing):
-                _restore_pulled(session, target, build, hit, preparing,
-                                siblings.meta("build", project.name))
+            # ``build`` does not exist. With nothing local to start from it is made from
+            # template0 whatever the remote holds (a hit restores into it; a miss builds in
+            # one made the same way), so it is prepared from now on, while the registry's
+            # client loads (oras, requests: 0.15-0.25 s here) and the manifests are looked
+            # up, not after; on a miss it is dropped and the build makes its own.
+            with _early(target, build, have == 0) as early:
+                client = Client(remote)
+                found = find(project, client, fps, steps, have, reporter)
+                if found is None:
+                    return None
+                with pulled(project, client, target, build, found[0], found[1], server_num,
+                            expect_key=found[0], preparing=early) as (hit, preparing):
+                    _restore_pulled(session, target, build, hit, preparing,
+                                    siblings.meta("build", project.name))
     except _Skipped:
         return None
     ident = database.identity(target, build)
@@ -907,23 +929,27 @@ def restore_fresh(session: Session, target: Target | None) -> bool:
             if not _is_fresh(project, target):
                 return False
             existed = database.exists(target, target.dbname)
-            client = Client(remote)
             server_num = dumpfiles.server_version_num(target)
-            found = find(project, client, fps, steps, 0, reporter)
-            if found is None:
-                return False
-            # A missing database is created while the blob downloads. An empty one that
-            # exists (CI's service container made it) is dropped only once the download
-            # has passed its checks, so a refused pull leaves it as it was: then only the
-            # role is prepared meanwhile, and the restore creates the database.
-            with pulled(project, client, target, target.dbname, found[0], found[1],
-                        server_num, create=not existed, expect_key=found[0]) as (hit, preparing):
-                # The restore makes it again, with its sibling comment if it had one.
-                info = siblings.find(target, target.dbname, target.dbname) if existed else None
-                if existed:
-                    database.drop(target, target.dbname)
-                _restore_pulled(session, target, target.dbname, hit, preparing,
-                                dict(info.meta) if info is not None and info.meta else None)
+            # A missing database is created while the registry's client loads, the
+            # manifests are looked up and the blob downloads (dropped again on a miss). An
+            # empty one that exists (CI's service container made it) is dropped only once
+            # the download has passed its checks, so a refused pull leaves it as it was:
+            # then only the role is prepared meanwhile, and the restore creates the database.
+            with _early(target, target.dbname, True, create=not existed) as early:
+                client = Client(remote)
+                found = find(project, client, fps, steps, 0, reporter)
+                if found is None:
+                    return False
+                with pulled(project, client, target, target.dbname, found[0], found[1],
+                            server_num, create=not existed, expect_key=found[0],
+                            preparing=early) as (hit, preparing):
+                    # The restore makes it again, with its sibling comment if it had one.
+                    info = (siblings.find(target, target.dbname, target.dbname)
+                            if existed else None)
+                    if existed:
+                        database.drop(target, target.dbname)
+                    _restore_pulled(session, target, target.dbname, hit, preparing,
+                                    dict(info.meta) if info is not None and info.meta else None)
     except _Skipped:
         return False
     ident = database.identity(target, target.dbname)
