@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -20,7 +20,7 @@ from devenv.doctor import apps
 from devenv.envvars import expand
 from devenv.errors import ConfigError, ServiceError, first_line
 from devenv.events import Action, RecordingReporter
-from devenv.postgres import database, siblings
+from devenv.postgres import database, libpq, siblings
 from devenv.schema import Project, StepSpec
 from devenv.services.docker import connect
 from devenv.session import Session
@@ -87,6 +87,19 @@ class DockerInfo:
 class _Raised:
     def __init__(self, exc: BaseException) -> None:
         self.exc = exc
+
+
+@contextlib.contextmanager
+def _statement_timeout(conn: libpq.Connection) -> Iterator[None]:
+    """Doctor's queries give up after STATEMENT_TIMEOUT_MS. The maintenance connection is
+    the process's, kept and shared (``--fix`` then creates, clones and swaps databases on
+    it, and the database lock waits on it): the setting is put back after the block."""
+    conn.execute(f"SET statement_timeout = {STATEMENT_TIMEOUT_MS}")
+    try:
+        yield
+    finally:
+        with contextlib.suppress(Exception):  # a connection that broke is dropped anyway
+            conn.execute("RESET statement_timeout")
 
 
 @dataclass
@@ -195,8 +208,8 @@ class Context:
             return ServerInfo(error=info.note)
         db = target.dbname
         try:
-            with database.connect(target, "postgres", timeout=CONNECT_TIMEOUT) as conn:
-                conn.execute(f"SET statement_timeout = {STATEMENT_TIMEOUT_MS}")
+            with database.connect(target, "postgres", timeout=CONNECT_TIMEOUT) as conn, \
+                    _statement_timeout(conn):
                 row = conn.execute(
                     "SELECT current_setting('server_version'), d.datallowconn, "
                     "(SELECT system_identifier FROM pg_control_system()), d.oid, "

@@ -191,3 +191,16 @@ def test_server_not_answering(built: tuple[Path, str, str], monkeypatch: pytest.
             f"{bad}/postgres: ") in out
     assert "fix: start the server DATABASE_URL points at, or fix DATABASE_URL" in out
     assert "warn  db.schemas           not checked: the server does not answer" in out
+
+
+def test_checks_leave_the_shared_connection_as_they_found_it(built: tuple[Path, str, str],
+                                                              ) -> None:
+    """Doctor's queries run with a statement timeout on the process's kept maintenance
+    connection, which --fix then uses to create, clone and swap databases (and the
+    database lock waits on): the timeout must not outlive the checks."""
+    root, db, url = built
+    found = checks(root)
+    assert found["db.connect"].status == "ok", found["db.connect"]
+    target = database.parse_url(url)
+    row = database.maintenance(target).execute("SHOW statement_timeout").fetchone()
+    assert row == ("0",)
