@@ -116,6 +116,20 @@ hit.path.unlink()
 """
 
 
+def files_ms(base: Path) -> float:
+    """Milliseconds to make 300 files of 24 KB in a new folder of ``base`` (median of 3)."""
+    made = []
+    for i in range(3):
+        d = base / f"files{i}"
+        d.mkdir()
+        t0 = time.perf_counter()
+        for j in range(300):
+            (d / str(j)).write_bytes(b"x" * 24576)
+        made.append(time.perf_counter() - t0)
+        shutil.rmtree(d)
+    return statistics.median(made) * 1000
+
+
 def checkpoint(target: database.Target) -> None:
     with database.connect(target, "postgres") as conn:
         conn.execute("CHECKPOINT")
@@ -150,13 +164,17 @@ def main() -> None:
     ap.add_argument("--scale", type=int, default=0,
                     help="add a step `pgbench -i -s SCALE` (20: ~340 MB); 0: the example alone")
     ap.add_argument("--json", type=Path, help="also write the results here")
+    ap.add_argument("--dir", type=Path, default=None,
+                    help="where the cluster, the registry and the checkouts go (default: "
+                         "the system's temporary directory); CREATE DATABASE's time is "
+                         "that file system's time to make ~300 files, printed at the end")
     ap.add_argument("--compare-with", type=Path, metavar="DIR",
                     help="also time pull + restore by the devenv tree in DIR, in the same "
                          "rounds (a before/after of a change)")
     args = ap.parse_args()
     devenv = [sys.executable, "-m", "devenv", "--plain"]
     jobs = dumpfiles.restore_jobs()
-    base = Path(tempfile.mkdtemp(prefix="devenv-bench-rc-"))
+    base = Path(tempfile.mkdtemp(prefix="devenv-bench-rc-", dir=args.dir))
     os.chmod(base, 0o755)
     cluster = pgcluster.Cluster(base / "data", pgcluster.free_port())
     cluster.start("-c fsync=off -c synchronous_commit=off -c full_page_writes=off")
@@ -299,6 +317,7 @@ def main() -> None:
             "ci_build_and_push_s": round(push_s, 2),
             "load_average_before": [round(x, 2) for x in load_before],
             "load_average_after": [round(x, 2) for x in os.getloadavg()],
+            "base": str(base), "files_300_ms": round(files_ms(base), 1),
             "median_s": {k: round(v, 3) for k, v in med.items()},
             "median_of_round_ratios_pull_restore_vs_bare": round(statistics.median(
                 a / b for a, b in zip(times["pull_restore"], times["pg_restore_j"],
@@ -355,6 +374,8 @@ def main() -> None:
             print(f"  per round, median: {per_round('other', 'pg_restore_j'):.2f}x bare; this "
                   f"tree's pull + restore takes {per_round('pull_restore', 'other'):.2f}x "
                   "its time")
+        print(f"making 300 files of 24 KB in {base}: {files_ms(base):.0f} ms (template0 is "
+              "about 300 files: what CREATE DATABASE copies)")
         print(f"CI's dump + push of the build            {med['push']:7.2f} s"
               f"                       runs: {runs('push')}")
         print(f"builds saved per pushed snapshot: each pull saves {per_pull:.2f} of a build "
