@@ -335,7 +335,10 @@ def test_registry_down(checkouts: Any) -> None:
 
 class _BlobProxy:
     """A real TCP proxy in front of the registry; what reaches the client of a blob
-    download is the subclass's to decide (:meth:`_blob_bytes`)."""
+    download (a request whose line holds ``ASKED``) is the subclass's to decide
+    (:meth:`_blob_bytes`)."""
+
+    ASKED = b"/blobs/sha256:"
 
     def __init__(self, upstream: int) -> None:
         self.sock = socket.socket()
@@ -367,7 +370,7 @@ class _BlobProxy:
             sent = 0
             try:
                 while data := src.recv(65536):
-                    if not to_client and b"/blobs/sha256:" in data and b"GET " in data:
+                    if not to_client and self.ASKED in data and b"GET " in data:
                         blob.set()
                         self.blob_asked.set()
                     cut = False
@@ -550,6 +553,58 @@ def test_refresh_hit_prepares_the_database_while_the_blob_downloads(
         assert row is not None and row[0] == target.user
         assert _can_log_in(pg_server) is False
         assert not [p for p in (mate.root / ".devenv" / "remote").rglob("*") if p.is_file()]
+    finally:
+        proxy.release.set()
+        database.drop(target, build)
+
+
+class _HeldManifests(_GatedProxy):
+    """Holds the answer to a manifest request (a lookup of a snapshot's tag) until
+    ``release`` is set."""
+
+    ASKED = b"/manifests/"
+
+
+def test_miss_prepares_during_the_lookup_then_leaves_nothing(
+        checkouts: Any, registry: Registry, pg_server: Any,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """With nothing in the local cache, refresh-db prepares the build database before the
+    registry is asked (the client's import and the manifests' lookup hide its CREATE
+    DATABASE); when the registry holds no snapshot of these steps, that database is
+    dropped and the import role left unable to log in."""
+    from devenv import fingerprint
+    from devenv.events import Message
+    from devenv.session import Session
+    from devenv.state import StateStore
+
+    proxy = _HeldManifests(registry.port)
+    mate = checkouts("mate", remote=f"oci://127.0.0.1:{proxy.port}/empty-{uuid.uuid4().hex[:6]}")
+    for k in list(os.environ):
+        if k.startswith("DEVENV_CACHE") or k == "CI":
+            monkeypatch.delenv(k)
+    monkeypatch.setenv("DOCKER_CONFIG", str(mate.root / ".no-docker-config"))
+    project = mate.project()
+    target = mate.target()
+    build = siblings.build_name(mate.db, "miss")
+    fps = fingerprint.compute(project)
+    reporter = RecordingReporter()
+    seen: dict[str, Any] = {}
+    watcher = _while_held(proxy, pg_server, build, seen)
+    try:
+        got = oci.restore_for_refresh(Session(project, reporter, database_url=mate.url),
+                                      target, build, StateStore(project.state_dir), fps,
+                                      ["schema", "seed"], 0)
+        watcher.join(60)
+        assert got is None
+        # the manifest's answer was held: the database existed before the lookup ended
+        assert seen["blob asked"] is True and seen["database"] is not None, seen
+        assert seen["role can log in"] is False, seen
+        assert proxy.held_until_released
+        said = [e.text for e in reporter.events
+                if isinstance(e, Message) and e.text.startswith("remote cache:")]
+        assert len(said) == 1 and "no snapshot of these steps" in said[0], said
+        assert _oid(pg_server, build) is None  # dropped again
+        assert _can_log_in(pg_server) is False
     finally:
         proxy.release.set()
         database.drop(target, build)
