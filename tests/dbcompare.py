@@ -114,9 +114,11 @@ def dump_data(url: str, volatile: Iterable[tuple[str, str, str]] = VOLATILE_COLU
         for schema, name, kind in tables:
             ident = sql.Identifier(schema, name)
             if kind == "S":
-                last_value, is_called = conn.execute(
+                row = conn.execute(
                     sql.SQL("SELECT last_value, is_called FROM {}").format(ident)
                 ).fetchone()
+                assert row is not None  # a sequence has one row
+                last_value, is_called = row
                 out.append(f"-- sequence {schema}.{name}: last_value={last_value} "
                            f"is_called={is_called}")
                 continue

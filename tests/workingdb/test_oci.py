@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 import yaml
 
-from devenv import loader
+from devenv import fingerprint, loader
 from devenv.events import RecordingReporter
 from devenv.postgres import database, dumpfiles, pgcluster, siblings
 from devenv.workingdb import oci
@@ -193,8 +193,8 @@ def test_ci_push_then_teammate_refresh_pulls(checkouts: Any) -> None:
     mate = checkouts("mate")
     r = mate.run("refresh-db")
     assert r.returncode == 0, r.stdout + r.stderr
-    key = oci.fingerprint.combined(
-        oci.fingerprint.compute(mate.project()), ["schema", "seed"])
+    key = fingerprint.combined(
+        fingerprint.compute(mate.project()), ["schema", "seed"])
     assert (f"restored snapshot {key[:12]} from oci://" in r.stdout
             and "(pushed by ci on 20" in r.stdout), r.stdout
     assert mate.ran() == []  # no step ran: the work came from CI
@@ -238,8 +238,8 @@ def test_snapshot_push_and_pull_then_up(checkouts: Any) -> None:
     assert dump_database(b.url) == dump_database(a.url)
     # and `snapshot pull` makes a local cache snapshot that refresh-db starts from
     c = checkouts("c")
-    key = oci.fingerprint.combined(
-        oci.fingerprint.compute(c.project()), ["schema", "seed"])
+    key = fingerprint.combined(
+        fingerprint.compute(c.project()), ["schema", "seed"])
     r = c.run("snapshot", "pull", key)
     assert r.returncode == 0, r.stdout + r.stderr
     r = c.run("refresh-db", "--no-remote-cache")
@@ -257,7 +257,7 @@ def test_partial_remote_snapshot_runs_only_the_rest(checkouts: Any) -> None:
                                                     "checkpoint: true"))
     assert a.run("refresh-db").returncode == 0
     project = a.project()
-    key = oci.fingerprint.combined(oci.fingerprint.compute(project),
+    key = fingerprint.combined(fingerprint.compute(project),
                                             ["schema"])
     snap = siblings.cache_name(a.db, key)
     assert siblings.find(a.target(), a.db, snap), "the checkpoint kept no snapshot"
@@ -521,7 +521,6 @@ def test_refresh_hit_prepares_the_database_while_the_blob_downloads(
     """The build database exists (empty, the import role unable to log in yet) while the
     blob is still held back by the proxy; once it arrives, the restore gives the same
     database as CI's, owned by the target's user, and the role is closed again."""
-    from devenv import fingerprint
     from devenv.session import Session
     from devenv.state import StateStore
 
@@ -572,7 +571,6 @@ def test_miss_prepares_during_the_lookup_then_leaves_nothing(
     registry is asked (the client's import and the manifests' lookup hide its CREATE
     DATABASE); when the registry holds no snapshot of these steps, that database is
     dropped and the import role left unable to log in."""
-    from devenv import fingerprint
     from devenv.events import Message
     from devenv.session import Session
     from devenv.state import StateStore
@@ -619,7 +617,6 @@ def test_refused_download_after_the_preparation_leaves_nothing(
     preparation overlapped: nothing is restored, the database it prepared is dropped (an
     empty one that was there before is left as it was), the import role cannot log in,
     the downloaded file is gone, and the refusal is one line."""
-    from devenv import fingerprint
     from devenv.events import Message
     from devenv.session import Session
     from devenv.state import StateStore
@@ -764,7 +761,7 @@ def test_other_project_and_newer_server_are_refused(checkouts: Any, registry: Re
     # a dump from PostgreSQL 17 (its file's header and annotation say so)
     mine2 = checkouts("mine2", remote=repo, name="newproj")
     project = mine2.project()
-    key = oci.fingerprint.combined(oci.fingerprint.compute(project),
+    key = fingerprint.combined(fingerprint.compute(project),
                                             ["schema", "seed"])
     f = tmp_path / "new.devenv-snapshot"
     dumpfiles.write(f, dumpfiles.Header(project="newproj", database=mine2.db, name="x", key=key,
@@ -904,7 +901,7 @@ def test_malicious_dump_pushed_as_an_artifact(checkouts: Any, registry: Registry
                          f"as $$ begin copy (select 1) to program 'touch {pwned}'; "
                          "return true; end $$")
         project = mate.project()
-        key = oci.fingerprint.combined(oci.fingerprint.compute(project),
+        key = fingerprint.combined(fingerprint.compute(project),
                                                 ["schema", "seed"])
         tool = dumpfiles.choose_tool("pg_dump", target, evil, 15, None)
         f = tmp_path / "evil.devenv-snapshot"
@@ -965,7 +962,7 @@ def test_snapshot_pull_prepares_while_downloading_and_skips_what_is_here(
     is the local cache snapshot refresh-db starts from; pulled again, the manifest's key
     says it is here, and the blob is not downloaded a second time."""
     ci, mate, proxy = _pulling_checkouts(checkouts, registry, False, monkeypatch)
-    key = oci.fingerprint.combined(oci.fingerprint.compute(mate.project()), ["schema", "seed"])
+    key = fingerprint.combined(fingerprint.compute(mate.project()), ["schema", "seed"])
     build = siblings.build_name(mate.db)  # where `snapshot pull` restores, then renames
     seen: dict[str, bool] = {}
 
