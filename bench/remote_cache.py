@@ -30,9 +30,9 @@ bench/refresh_db.py uses). Each repetition, in turn:
            (devenv.postgres.dumpfiles.restore_jobs());
   * bare pg_restore -C -j J: the same file in one command that makes the database too.
 
-These three alternate their order, and a CHECKPOINT runs before each, so none pays for
-another's dirty pages. Whole-process rows ("cold", "hit") run the code of this
-tree (python -m devenv with this tree on PYTHONPATH).
+These (and the restore alone) alternate their order, and a CHECKPOINT runs before each, so
+none pays for another's dirty pages. Whole-process rows ("cold", "hit") run the code of
+this tree (python -m devenv with this tree on PYTHONPATH).
 
 Reports medians and the ratios, and the builds a pushed snapshot saves (see BENCHMARKS.md:
 each pull saves 1 - hit/cold of a build, the push costs push/cold of one).
@@ -251,17 +251,20 @@ def main() -> None:
                 got = oci.restore_for_refresh(session, target, db, StateStore(
                     project.state_dir), mate_fps, mate_steps, 0)
                 times["pull_restore"].append(time.perf_counter() - t0)
-                assert got is not None, session.reporter
+                assert got is not None, getattr(session.reporter, "events", None)
+
+            def restore_alone(db: str) -> None:
                 # the parts apart, for the table (not in the ratio): the download and its
                 # checks alone, then the restore from that file alone into a database made
                 # untimed before it
+                session = Session(project, RecordingReporter())
                 t0 = time.perf_counter()
                 hit = oci.fetch(project, client, tag, server)
                 assert hit is not None
                 times["fetch"].append(time.perf_counter() - t0)
                 try:
-                    prepared = dumpfiles.prepare_untrusted(target, db + "_f")
-                    tool = dumpfiles.choose_tool("pg_restore", target, db + "_f",
+                    prepared = dumpfiles.prepare_untrusted(target, db)
+                    tool = dumpfiles.choose_tool("pg_restore", target, db,
                                                  hit.header.pg_dump_major, session.tools)
                     checkpoint(target)
                     t0 = time.perf_counter()
@@ -269,7 +272,6 @@ def main() -> None:
                     times["restore_file"].append(time.perf_counter() - t0)
                 finally:
                     hit.path.unlink()
-                    database.drop(target, db + "_f")
 
             def bare_restore(db: str) -> None:
                 # timed apart: restore_file's time includes the CREATE DATABASE it makes
@@ -299,7 +301,7 @@ def main() -> None:
                 times["other"].append(float(r.stdout.split()[-1]))
 
             order = [(pull_restore, f"bench_pull_{i}"), (bare_restore, f"bench_bare_{i}"),
-                     (bare_create, DB)]
+                     (bare_create, DB), (restore_alone, f"bench_alone_{i}")]
             if args.compare_with:
                 order.append((other, f"bench_other_{i}"))
             for run, db in order if i % 2 == 0 else order[::-1]:
