@@ -333,6 +333,27 @@ def test_registry_down(checkouts: Any) -> None:
     _one_line_then_build(r, c, "is unreachable")
 
 
+@pytest.mark.parametrize("command", ["refresh-db", "up"])
+def test_miss_on_a_fresh_checkout_builds_and_leaves_nothing_behind(
+        checkouts: Any, registry: Registry, pg_server: Any, command: str) -> None:
+    """Nothing local, nothing in the registry: the database prepared for a pull while the
+    registry was asked is dropped again, the steps build the database, and nothing else
+    is left on the server (no other database of the project's, no role able to log in)."""
+    c = checkouts("c", remote=registry.remote(f"empty-{uuid.uuid4().hex[:6]}"))
+    r = c.run(command)
+    _one_line_then_build(r, c, "no snapshot of these steps")
+    target = c.target()
+    # no build left behind (the prepared one was dropped, the real one swapped in)
+    assert not [d.datname for d in siblings.related(target, c.db)
+                if siblings.is_build(c.db, d.datname)]
+    import psycopg
+
+    with psycopg.connect(c.url) as conn:
+        row = conn.execute("SELECT count(*) FROM app.items").fetchone()
+    assert row == (500,)
+    assert _can_log_in(pg_server) in (False, None)
+
+
 class _BlobProxy:
     """A real TCP proxy in front of the registry; what reaches the client of a blob
     download (a request whose line holds ``ASKED``) is the subclass's to decide
