@@ -575,21 +575,65 @@ def _prepare_import_role(target: Target) -> tuple[str, str]:
             # A CREATEROLE user that is not superuser (RDS's, Cloud SQL's) may only give a
             # database to a role it is a member of (CREATE DATABASE ... OWNER, and back).
             conn.execute(f"GRANT {role} TO CURRENT_USER")
-        if row[6]:
+        if row[6] and _try_import_lock(conn):
             # An import killed before it closed the role left it able to log in with that
-            # import's password: not while this one waits for its dump.
-            conn.execute(f"ALTER ROLE {role} NOLOGIN PASSWORD NULL")
-        _reset_role_settings(conn)
+            # import's password: not while this one waits for its dump. (Another devenv
+            # that holds the lock is restoring as the role right now: left alone.)
+            try:
+                conn.execute(f"ALTER ROLE {role} NOLOGIN PASSWORD NULL")
+                _reset_role_settings(conn)
+            finally:
+                _unlock_import(conn)
     password = secrets.token_urlsafe(24)
     return password, _scram_verifier(password)
 
 
+# The import role is the server's, not one process's. A restore holds this advisory lock
+# (session-level, on the process's maintenance connection) from letting the role log in
+# until it has closed it again, so that another devenv on the same server (a worktree,
+# another project, a parallel CI job) neither gives the role a new password while this
+# restore's pg_restore -j connections log in, nor closes it under them.
+_IMPORT_LOCK = 0x646576696D706F72  # "devimpor"
+# How long a restore waits for another devenv's restore to close the role.
+IMPORT_LOCK_WAIT_S = 300
+
+
+def _try_import_lock(conn: libpq.Connection) -> bool:
+    row = conn.execute("SELECT pg_try_advisory_lock(%s)", (_IMPORT_LOCK,)).fetchone()
+    return bool(row and row[0])
+
+
+def _unlock_import(conn: libpq.Connection) -> None:
+    conn.execute("SELECT pg_advisory_unlock(%s)", (_IMPORT_LOCK,))
+
+
 def _open_import_role(target: Target, verifier: str) -> None:
     """Let the import role log in with the password of ``verifier``, for the restore about
-    to run (:func:`_close_import_role` ends that)."""
+    to run (:func:`_close_import_role` ends that), once no other devenv restores as it
+    (waiting at most IMPORT_LOCK_WAIT_S for one that does)."""
     with connect(target, "postgres") as conn:
-        conn.execute(f"ALTER ROLE {libpq.ident(IMPORT_ROLE)} LOGIN PASSWORD "
-                     f"{libpq.literal(verifier)}")
+        if not _try_import_lock(conn):
+            try:
+                with conn.transaction():
+                    # the wait ends in a lock_timeout error; the lock, once granted, is
+                    # the session's (it outlives this transaction)
+                    conn.execute(f"SET LOCAL lock_timeout = '{int(IMPORT_LOCK_WAIT_S)}s'")
+                    conn.execute("SELECT pg_advisory_lock(%s)", (_IMPORT_LOCK,))
+            except libpq.QueryError as exc:
+                if exc.sqlstate != "55P03":  # lock_not_available
+                    raise
+                raise DumpError(
+                    f"another devenv has been restoring a dump on this server as role "
+                    f"{IMPORT_ROLE} for {int(IMPORT_LOCK_WAIT_S)} s; try again once it has "
+                    "finished") from None
+        try:
+            _reset_role_settings(conn)
+            conn.execute(f"ALTER ROLE {libpq.ident(IMPORT_ROLE)} LOGIN PASSWORD "
+                         f"{libpq.literal(verifier)}")
+        except BaseException:
+            with contextlib.suppress(Exception):
+                _unlock_import(conn)
+            raise
 
 
 def _reset_role_settings(conn: libpq.Connection) -> None:
@@ -607,9 +651,14 @@ def _reset_role_settings(conn: libpq.Connection) -> None:
 
 
 def _close_import_role(target: Target) -> None:
+    """Undo :func:`_open_import_role`: the role can no longer log in, keeps no setting the
+    dump gave it, and the next restore (of any devenv) may open it."""
     with contextlib.suppress(Exception), connect(target, "postgres") as conn:
-        conn.execute(f"ALTER ROLE {libpq.ident(IMPORT_ROLE)} NOLOGIN PASSWORD NULL")
-        _reset_role_settings(conn)
+        try:
+            conn.execute(f"ALTER ROLE {libpq.ident(IMPORT_ROLE)} NOLOGIN PASSWORD NULL")
+            _reset_role_settings(conn)
+        finally:
+            _unlock_import(conn)
 
 
 def _defuse(target: Target, dbname: str) -> None:
@@ -707,6 +756,7 @@ class PreparedRestore:
         self._verifier = verifier
         self.created = False
         self.finished = False
+        self._opened = False  # the role may log in for this restore (it holds the lock)
 
     def create(self) -> None:
         """``CREATE DATABASE`` (owned by the import role when the target's user is
@@ -737,6 +787,7 @@ class PreparedRestore:
                 env = {**tool.env, "PGDATABASE": dbname}
                 if privileged:
                     _open_import_role(target, self._verifier)
+                    self._opened = True
                     env |= {"PGUSER": IMPORT_ROLE, "PGPASSWORD": self._password}
                 try:
                     # the module's restore(), looked up at call time (bench/restore_phases.py
@@ -769,7 +820,10 @@ class PreparedRestore:
     def _close(self) -> None:
         self.finished = True
         self._password = self._verifier = ""
-        if self.privileged:
+        if self._opened:
+            # only a restore that opened the role closes it: another devenv's may be
+            # running as it (a preparation abandoned here never let it log in)
+            self._opened = False
             _close_import_role(self.target)
 
 

@@ -111,6 +111,8 @@ def _write(root: Path, config: dict[str, Any]) -> None:
         data.mkdir(exist_ok=True)
         os.chmod(data, 0o755)
         if not base.exists():
+            # /var/lib/devenv itself is made by the first native server on the machine
+            base.parent.mkdir(parents=True, exist_ok=True)
             base.symlink_to(data)
 
 

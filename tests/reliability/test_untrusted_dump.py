@@ -360,3 +360,75 @@ def test_settings_a_dump_gives_the_import_role_do_not_outlive_the_import(
             assert conn.execute(settings).fetchone() == (0,)
     finally:
         database.drop(target, f"{db}_copy")
+
+
+_OTHER_DEVENV = """
+import sys, time
+from devenv.postgres import database, dumpfiles
+target = database.parse_url(sys.argv[1])
+if sys.argv[2] == "prepare, then give up":
+    dumpfiles.prepare_untrusted(target, sys.argv[3], create=False).abandon()
+    print("gave up")
+else:  # "restore": open the role (waiting at most argv[3] seconds), then close it
+    dumpfiles.IMPORT_LOCK_WAIT_S = int(sys.argv[3])
+    t0 = time.monotonic()
+    try:
+        dumpfiles._open_import_role(target, dumpfiles._scram_verifier("theirs"))
+    except dumpfiles.DumpError as exc:
+        print(f"refused after {time.monotonic() - t0:.1f} s: {exc}")
+    else:
+        print(f"opened after {time.monotonic() - t0:.1f} s")
+        dumpfiles._close_import_role(target)
+"""
+
+
+def _other_devenv(target: database.Target, *args: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    return subprocess.Popen([sys.executable, "-c", _OTHER_DEVENV, target.url("postgres"),
+                             *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+
+
+def _logs_in_as_import_role(target: database.Target, password: str) -> bool:
+    try:
+        with psycopg.connect(host=target.host, port=target.port, dbname="postgres",
+                             user=dumpfiles.IMPORT_ROLE, password=password,
+                             connect_timeout=5) as conn:
+            return conn.execute("SELECT 1").fetchone() == (1,)
+    except psycopg.OperationalError:
+        return False
+
+
+def test_another_devenv_neither_closes_nor_reopens_the_role_under_a_restore(
+        setup: tuple[database.Target, str, Path]) -> None:
+    """The import role is the server's: while one devenv restores as it (a worktree, another
+    project, a parallel CI job on the same server), another that prepares a restore and
+    gives it up (a remote cache's miss) leaves it open, and another that restores waits
+    for the first to close it, then says so in one line if it waited too long."""
+    target, db, _root = setup
+    password, verifier = dumpfiles._prepare_import_role(target)
+    dumpfiles._open_import_role(target, verifier)  # this process's restore is running
+    try:
+        assert _logs_in_as_import_role(target, password)
+        out, err = _other_devenv(target, "prepare, then give up", f"{db}_other").communicate(
+            timeout=60)
+        assert out.strip() == "gave up", err
+        assert _logs_in_as_import_role(target, password)  # not closed under us
+        out, err = _other_devenv(target, "restore", "1").communicate(timeout=60)
+        assert out.startswith("refused after 1."), (out, err)
+        assert out.strip().endswith(
+            "another devenv has been restoring a dump on this server as role devenv_import "
+            "for 1 s; try again once it has finished"), out
+        assert _logs_in_as_import_role(target, password)  # no new password under us
+        waiting = _other_devenv(target, "restore", "60")
+        try:
+            out, _err = waiting.communicate(timeout=1.5)
+            raise AssertionError(f"it did not wait for this restore: {out}")
+        except subprocess.TimeoutExpired:
+            pass
+        dumpfiles._close_import_role(target)  # this restore ends: its turn comes
+        out, err = waiting.communicate(timeout=60)
+        assert out.startswith("opened after "), (out, err)
+        assert not _logs_in_as_import_role(target, password)
+    finally:
+        dumpfiles._close_import_role(target)
