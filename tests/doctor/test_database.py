@@ -198,7 +198,7 @@ def test_checks_leave_the_shared_connection_as_they_found_it(built: tuple[Path, 
     """Doctor's queries run with a statement timeout on the process's kept maintenance
     connection, which --fix then uses to create, clone and swap databases (and the
     database lock waits on): the timeout must not outlive the checks."""
-    root, db, url = built
+    root, _db, url = built
     found = checks(root)
     assert found["db.connect"].status == "ok", found["db.connect"]
     target = database.parse_url(url)
