@@ -655,9 +655,10 @@ class Preparation:
     restored instead (:func:`_early`): the privileged check, the import role and the CREATE
     DATABASE (0.02-0.4 s here, as making files slows and speeds up; issue 15) then happen
     while the registry's client loads, the manifests are read and the blob downloads,
-    instead of after them. The thread only prepares; the restore itself runs in the calling thread
-    (:func:`restore_file`), and only after every check of the download has passed. The
-    import role cannot log in while the blob downloads: it may only from the restore on.
+    instead of after them. The thread only prepares; the restore itself runs in the
+    calling thread (:func:`restore_file`), and only after every check of the download has
+    passed. The import role cannot log in while the blob downloads: it may only from the
+    restore on.
 
     Its statements go through the process's kept maintenance connection
     (:func:`database.connect`), which the calling thread may use at the same time (it
@@ -747,7 +748,7 @@ def pull(project: Project, client: Client, target: Target, dbname: str, tag: str
          preparing: Preparation | None = None) -> tuple[Hit, Preparation]:
     """:func:`fetch` snapshot ``tag`` (its manifest ``found``) while a :class:`Preparation`
     readies the restore into ``dbname`` (created now with ``create``, else at the
-    restore); ``preparing``: one the caller started earlier (:func:`early`), used instead.
+    restore); ``preparing``: one the caller started earlier (:func:`_early`), used instead.
     Returns the checked hit and the preparation, for :func:`restore_file`; the caller
     unlinks ``hit.path`` and calls ``abandon()`` when done. When the download fails or is
     refused, or on Ctrl-C, the preparation is waited for and undone before this raises."""
