@@ -16,7 +16,8 @@ _RANK = {OK: 0, WARN: 1, FAIL: 2}
 
 # The order ``--fix`` applies repairs in: a service must run before its database can be
 # repaired, a database must exist before its schemas, and `up` comes last.
-REMEDY_ORDER = ("start-services", "recover", "create-schemas", "run-steps", "up")
+REMEDY_ORDER = ("start-services", "recover", "close-import-role", "create-schemas",
+                "run-steps", "up")
 
 
 @dataclass(frozen=True)
@@ -24,7 +25,8 @@ class Remedy:
     """A repair ``--fix`` may apply without asking: nothing it does loses the user's data.
 
     ``start-services`` (args: service names), ``recover`` (drop what a crashed refresh-db
-    left), ``create-schemas`` (args: schema names), ``run-steps`` (args: steps to run
+    left), ``close-import-role`` (the import role an interrupted import left able to log
+    in), ``create-schemas`` (args: schema names), ``run-steps`` (args: steps to run
     again, forced), ``up`` (``devenv up --no-processes``: the steps that changed).
     """
 

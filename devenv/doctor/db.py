@@ -20,6 +20,7 @@ from devenv.doctor.base import (
 )
 from devenv.doctor.context import Context, ServerInfo
 from devenv.events import fmt_size
+from devenv.postgres import dumpfiles
 from devenv.postgres.siblings import prev_name
 
 
@@ -195,9 +196,39 @@ def check_disk(ctx: Context) -> Check:
     return ok("db.disk", text)
 
 
+def check_import_role(ctx: Context) -> Check:
+    """The role imports restore as (devenv_import) cannot log in, unless an import is
+    running: one killed before it closed the role leaves it able to log in."""
+    try:
+        server = _server(ctx)
+    except _NoDatabase:
+        return _no_db("db.import_role")
+    if server.error:
+        raise NotChecked("the server does not answer", "db.connect")
+    target = ctx.target().target
+    assert target is not None
+    role = dumpfiles.import_role(target)
+    name = dumpfiles.IMPORT_ROLE
+    if not role.exists:
+        return ok("db.import_role", f"role {name} does not exist (no dump from a file or the "
+                                    "remote cache was restored on this server)")
+    if not role.can_log_in:
+        return ok("db.import_role", f"role {name} (restores dumps from files and the remote "
+                                    "cache) cannot log in outside an import")
+    if role.restoring_pid is not None:
+        return ok("db.import_role", f"an import is running (server process "
+                                    f"{role.restoring_pid}): {name} may log in until it ends")
+    return warn("db.import_role",
+                f"role {name} can still log in: an import was interrupted before it closed "
+                "the role (with a password nobody kept)",
+                "devenv doctor --fix (closes it; so would the next import)",
+                remedies=[Remedy("close-import-role")])
+
+
 CHECKS = [
     CheckDef("db.connect", "Database", check_connect),
     CheckDef("db.exists", "Database", check_exists),
     CheckDef("db.schemas", "Database", check_schemas),
     CheckDef("db.disk", "Database", check_disk),
+    CheckDef("db.import_role", "Database", check_import_role),
 ]

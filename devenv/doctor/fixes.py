@@ -16,7 +16,7 @@ from devenv.doctor.context import Context
 from devenv.errors import EXIT_OK, DevenvError, first_line
 from devenv.events import Message, Reporter
 from devenv.lock import database_lock, project_lock
-from devenv.postgres import database
+from devenv.postgres import database, dumpfiles
 from devenv.postgres.database import Target
 from devenv.schema import Project
 from devenv.session import Session
@@ -58,6 +58,14 @@ def _recover(session: Session, target: Target | None, args: Sequence[str],
         session.reporter.emit(Message("nothing was left to drop"))
 
 
+def _close_import_role(session: Session, target: Target | None, args: Sequence[str],
+                       up: UpCommand) -> None:
+    assert target is not None  # needs_database: apply found it and holds its lock
+    if not dumpfiles.close_stale_import_role(target):
+        raise DevenvError(f"an import is running now and holds role {dumpfiles.IMPORT_ROLE}; "
+                          "it closes the role when it ends")
+
+
 def _create_schemas(session: Session, target: Target | None, args: Sequence[str],
                     up: UpCommand) -> None:
     db = session.project.database
@@ -88,6 +96,10 @@ REPAIRS: dict[str, _Repair] = {
     "recover": _Repair(
         lambda p, a: (a, f"drop what an interrupted refresh-db left beside {_db_name(p)}"),
         _recover, needs_database=True),
+    "close-import-role": _Repair(
+        lambda p, a: (a, f"close role {dumpfiles.IMPORT_ROLE}, which an interrupted import "
+                         "left able to log in"),
+        _close_import_role, needs_database=True),
     "create-schemas": _Repair(
         lambda p, a: (a, f"create schema {', '.join(a)} in {_db_name(p)}"),
         _create_schemas, needs_database=True),

@@ -575,15 +575,10 @@ def _prepare_import_role(target: Target) -> tuple[str, str]:
             # A CREATEROLE user that is not superuser (RDS's, Cloud SQL's) may only give a
             # database to a role it is a member of (CREATE DATABASE ... OWNER, and back).
             conn.execute(f"GRANT {role} TO CURRENT_USER")
-        if row[6] and _try_import_lock(conn):
+        if row[6]:
             # An import killed before it closed the role left it able to log in with that
-            # import's password: not while this one waits for its dump. (Another devenv
-            # that holds the lock is restoring as the role right now: left alone.)
-            try:
-                conn.execute(f"ALTER ROLE {role} NOLOGIN PASSWORD NULL")
-                _reset_role_settings(conn)
-            finally:
-                _unlock_import(conn)
+            # import's password: not while this one waits for its dump.
+            _close_stale(conn)
     password = secrets.token_urlsafe(24)
     return password, _scram_verifier(password)
 
@@ -605,6 +600,49 @@ def _try_import_lock(conn: libpq.Connection) -> bool:
 
 def _unlock_import(conn: libpq.Connection) -> None:
     conn.execute("SELECT pg_advisory_unlock(%s)", (_IMPORT_LOCK,))
+
+
+def _close_stale(conn: libpq.Connection) -> bool:
+    """Close the import role when it can log in and no restore holds the lock (one that
+    was killed before it closed it: its session, and with it the lock, is gone); False
+    when a running restore holds it (left alone)."""
+    if not _try_import_lock(conn):
+        return False
+    try:
+        conn.execute(f"ALTER ROLE {libpq.ident(IMPORT_ROLE)} NOLOGIN PASSWORD NULL")
+        _reset_role_settings(conn)
+    finally:
+        _unlock_import(conn)
+    return True
+
+
+@dataclass(frozen=True)
+class ImportRole:
+    """The import role on a server, as ``doctor`` reports it."""
+
+    exists: bool
+    can_log_in: bool
+    restoring_pid: int | None  # the backend of a restore that holds the lock now
+
+
+def import_role(target: Target) -> ImportRole:
+    """Whether the import role exists, can log in, and which session's restore holds it."""
+    with connect(target, "postgres") as conn:
+        row = conn.execute("SELECT rolcanlogin FROM pg_roles WHERE rolname = %s",
+                           (IMPORT_ROLE,)).fetchone()
+        held = conn.execute(
+            "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted "
+            "AND classid = %s AND objid = %s AND objsubid = 1",
+            (str(_IMPORT_LOCK >> 32), str(_IMPORT_LOCK & 0xFFFFFFFF))).fetchone()
+    return ImportRole(row is not None, bool(row and row[0]),
+                      int(held[0]) if held else None)
+
+
+def close_stale_import_role(target: Target) -> bool:
+    """``doctor --fix``: close the import role an interrupted import left able to log in
+    (see :func:`_close_stale`); False when a running restore holds it."""
+    with connect(target, "postgres") as conn:
+        return _close_stale(conn)
 
 
 def _open_import_role(target: Target, verifier: str) -> None:

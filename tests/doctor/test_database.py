@@ -204,3 +204,66 @@ def test_checks_leave_the_shared_connection_as_they_found_it(built: tuple[Path, 
     target = database.parse_url(url)
     row = database.maintenance(target).execute("SHOW statement_timeout").fetchone()
     assert row == ("0",)
+
+
+_IMPORTING = """
+import sys, time
+from devenv.postgres import database, dumpfiles
+target = database.parse_url(sys.argv[1])
+_password, verifier = dumpfiles._prepare_import_role(target)
+dumpfiles._open_import_role(target, verifier)
+print("importing", flush=True)
+time.sleep(120)
+"""
+
+
+def _wait(what: Any, timeout: float = 10) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not what():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def test_an_interrupted_import_leaves_the_role_open_then_fix_closes_it(
+        built: tuple[Path, str, str]) -> None:
+    """An import killed between letting devenv_import log in and closing it (kill -9: no
+    cleanup ran) leaves the role able to log in; doctor says so, and --fix closes it. While
+    an import runs, the same state is the import's and doctor leaves it alone."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from devenv.postgres import dumpfiles
+
+    root, _db, url = built
+    target = database.parse_url(url)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    child = subprocess.Popen([sys.executable, "-c", _IMPORTING, target.url("postgres")],
+                             env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None and child.stdout.readline().strip() == "importing"
+        running = checks(root)["db.import_role"]
+        assert running.status == "ok", running
+        assert running.finding.startswith("an import is running (server process "), running
+        assert running.finding.endswith(": devenv_import may log in until it ends")
+    finally:
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait()
+    # its session ends with it, and the lock with the session
+    _wait(lambda: dumpfiles.import_role(target).restoring_pid is None)
+    left = checks(root)["db.import_role"]
+    assert (left.status, left.finding, left.fix) == (
+        "warn", "role devenv_import can still log in: an import was interrupted before it "
+                "closed the role (with a password nobody kept)",
+        "devenv doctor --fix (closes it; so would the next import)"), left
+    code, out = run_doctor(root, fix=True)
+    assert "fixing: close role devenv_import, which an interrupted import left able to log in" \
+        in out, out
+    assert final(out)["db.import_role"] == (
+        "ok", "role devenv_import (restores dumps from files and the remote cache) cannot log "
+              "in outside an import"), out
+    assert code == 0, out
+    assert dumpfiles.import_role(target).can_log_in is False

@@ -86,7 +86,7 @@ def test_cli_json_and_exit_codes(make_project: MakeProject) -> None:
     assert _devenv(root, "run").returncode == 0
     ok = _devenv(root, "--plain", "doctor")
     assert ok.returncode == 0, ok.stdout + ok.stderr
-    assert ok.stdout.splitlines()[-1].startswith("24 ok, 0 warnings, 0 failing (")
+    assert ok.stdout.splitlines()[-1].startswith("25 ok, 0 warnings, 0 failing (")
     nothing = _devenv(root, "doctor", "--fix")
     assert nothing.returncode == 0
     assert nothing.stdout.startswith("doctor --fix: nothing it can repair safely\n")
