@@ -51,7 +51,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from devenv import fingerprint, graph, proc
+from devenv import fingerprint, graph, proc, watchdog
 from devenv.errors import DevenvError, UsageError, first_line
 from devenv.events import Message, PhaseFinished, PhaseStarted, Reporter
 from devenv.jsonfile import ensure_state_dir
@@ -933,26 +933,33 @@ def restore_fresh(session: Session, target: Target | None) -> bool:
                 return False
             existed = database.exists(target, target.dbname)
             server_num = dumpfiles.server_version_num(target)
-            # A missing database is created while the registry's client loads, the
-            # manifests are looked up and the blob downloads (dropped again on a miss). An
-            # empty one that exists (CI's service container made it) is dropped only once
-            # the download has passed its checks, so a refused pull leaves it as it was:
-            # then only the role is prepared meanwhile, and the restore creates the database.
-            with _early(target, target.dbname, True, create=not existed) as early:
+            # The restore goes into a new database, made while the registry's client
+            # loads, the manifests are looked up and the blob downloads (dropped again on
+            # a miss). A missing database is made under its own name. An empty one that
+            # exists (CI's service container made it) stays as it is until the restore
+            # beside it has passed, then that takes its place in one transaction (the
+            # swap refresh-db uses): a refused or failed pull leaves it as it was.
+            into = (siblings.build_name(target.dbname, watchdog.new_run_id()) if existed
+                    else target.dbname)
+            with _early(target, into, True) as early:
                 client = Client(remote)
                 found = find(project, client, fps, steps, 0, reporter)
                 if found is None:
                     return False
-                with pulled(project, client, target, target.dbname, found[0], found[1],
-                            server_num, create=not existed, expect_key=found[0],
-                            preparing=early) as (hit, preparing):
-                    # The restore makes it again, with its sibling comment if it had one.
+                with pulled(project, client, target, into, found[0], found[1], server_num,
+                            expect_key=found[0], preparing=early) as (hit, preparing):
+                    # with the sibling comment the database had, if it had one
                     info = (siblings.find(target, target.dbname, target.dbname)
                             if existed else None)
-                    if existed:
-                        database.drop(target, target.dbname)
-                    _restore_pulled(session, target, target.dbname, hit, preparing,
+                    _restore_pulled(session, target, into, hit, preparing,
                                     dict(info.meta) if info is not None and info.meta else None)
+                if existed:
+                    try:
+                        siblings.swap(target, target.dbname, into, backup=False)
+                    except BaseException:
+                        with contextlib.suppress(Exception):
+                            database.drop(target, into)
+                        raise
     except _Skipped:
         return False
     ident = database.identity(target, target.dbname)

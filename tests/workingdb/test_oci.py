@@ -210,6 +210,28 @@ def test_ci_push_then_teammate_refresh_pulls(checkouts: Any) -> None:
     assert dump_database(mate.url) == dump_database(ci.url)
 
 
+def test_ci_job_with_an_empty_database_restores_beside_it_then_swaps(
+        checkouts: Any, pg_server: Any) -> None:
+    """A CI job whose service container made the (empty) database: ci-setup restores CI's
+    snapshot into a database of its own beside it, and only then puts it in its place; no
+    step runs and nothing else is left on the server."""
+    ci = checkouts("ci")
+    r = ci.run("ci-setup", "--push", env={"CI": "true"})
+    assert r.returncode == 0 and "pushed snapshot" in r.stdout, r.stdout + r.stderr
+    job = checkouts("job")
+    target = job.target()
+    database.create(target, job.db, [])  # what POSTGRES_DB makes
+    empty = _oid(pg_server, job.db)
+    r = job.run("ci-setup", env={"CI": "true"})
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "restored snapshot " in r.stdout and "(pushed by ci on 20" in r.stdout, r.stdout
+    assert job.ran() == []
+    assert dump_database(job.url) == dump_database(ci.url)
+    assert _oid(pg_server, job.db) not in (None, empty)  # the restored one took its place
+    assert [d.datname for d in siblings.related(target, job.db)] == [job.db]
+    assert _can_log_in(pg_server) is False
+
+
 def test_ci_profile_snapshot_serves_the_local_profile(checkouts: Any) -> None:
     """CI pushes its profile's steps; a developer's profile has one more (local only): the
     pull restores CI's part and runs only that one step."""
@@ -627,6 +649,47 @@ def test_miss_prepares_during_the_lookup_then_leaves_nothing(
     finally:
         proxy.release.set()
         database.drop(target, build)
+
+
+def test_an_empty_database_stays_until_the_restore_beside_it_is_done(
+        checkouts: Any, registry: Registry, pg_server: Any,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """ci-setup and up on an empty database that exists (a CI service container's): while
+    the blob downloads, that database is still there as it was and the one the restore
+    goes into exists beside it (made during the lookup); afterwards the restored one has
+    its name and nothing else is left."""
+    from devenv.session import Session
+
+    ci, mate, proxy = _pulling_checkouts(checkouts, registry, False, monkeypatch)
+    project = mate.project()
+    target = mate.target()
+    database.create(target, mate.db, [])
+    empty = _oid(pg_server, mate.db)
+    seen: dict[str, Any] = {}
+
+    def watch() -> None:
+        try:
+            proxy.blob_asked.wait(30)
+            seen["working"] = _oid(pg_server, mate.db)
+            seen["beside"] = [d.datname for d in siblings.related(target, mate.db)
+                              if siblings.is_build(mate.db, d.datname)]
+        finally:
+            proxy.release.set()
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        assert oci.restore_fresh(Session(project, RecordingReporter(), database_url=mate.url),
+                                 target) is True
+        watcher.join(60)
+        assert seen["working"] == empty, seen
+        assert len(seen["beside"]) == 1, seen
+        assert _oid(pg_server, mate.db) not in (None, empty)
+        assert [d.datname for d in siblings.related(target, mate.db)] == [mate.db]
+        assert dump_database(mate.url) == dump_database(ci.url)
+        assert _can_log_in(pg_server) is False
+    finally:
+        proxy.release.set()
 
 
 @pytest.mark.parametrize("entry", ["refresh-db", "up, database missing",
