@@ -232,6 +232,30 @@ def test_ci_job_with_an_empty_database_restores_beside_it_then_swaps(
     assert _can_log_in(pg_server) is False
 
 
+def test_two_teammates_pull_at_once_on_one_server(checkouts: Any, pg_server: Any) -> None:
+    """Two checkouts (two worktrees, two projects' databases) refresh from the remote at the
+    same moment on one server: both restore as the one import role, one after the other
+    where they meet, and both end with CI's database and the role closed."""
+    ci = checkouts("ci")
+    r = ci.run("ci-setup", "--push", env={"CI": "true"})
+    assert r.returncode == 0 and "pushed snapshot" in r.stdout, r.stdout + r.stderr
+    mates = [checkouts(f"mate{i}") for i in range(2)]
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("DEVENV_CACHE") and k not in ("DOCKER_CONFIG", "CI")}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
+    running = [subprocess.Popen(
+        [sys.executable, "-m", "devenv", "--plain", "refresh-db"], cwd=m.root,
+        env={**env, "DATABASE_URL": m.url, "DOCKER_CONFIG": str(m.root / ".no-docker")},
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for m in mates]
+    outs = [p.communicate(timeout=180)[0] for p in running]
+    for m, p, out in zip(mates, running, outs, strict=True):
+        assert p.returncode == 0, out
+        assert "restored snapshot " in out and "remote cache:" not in out, out
+        assert m.ran() == []
+        assert dump_database(m.url) == dump_database(ci.url)
+    assert _can_log_in(pg_server) is False
+
+
 def test_ci_profile_snapshot_serves_the_local_profile(checkouts: Any) -> None:
     """CI pushes its profile's steps; a developer's profile has one more (local only): the
     pull restores CI's part and runs only that one step."""
