@@ -27,7 +27,7 @@ from devenv.errors import (
     UsageError,
 )
 from devenv.events import Decision, Message, Reporter, RunResult, Status
-from devenv.lock import project_lock
+from devenv.lock import database_lock, project_lock
 from devenv.postgres.database import Target
 from devenv.schema import Project
 from devenv.session import Session
@@ -77,8 +77,10 @@ def run(load: Callable[[], Project], reporter: Reporter, *, profile: str = "ci",
                 hit = cidump.restore(session, target, cache_dir, key)
                 extra["cache"] = {"dir": str(cache_dir), "key": key, "hit": hit}
             pulled = False
-            if not hit:
-                pulled = oci.restore_fresh(session, target)
+            if not hit and target is not None and project.database is not None:
+                # another checkout using this server may be filling the same database
+                with database_lock(target, project.root, "ci-setup", reporter):
+                    pulled = oci.restore_fresh(session, target)
 
             # its own folder: a CI run here must not replace the developer's step logs
             built = building.build(session, target, jobs=jobs,

@@ -631,8 +631,10 @@ def import_role(target: Target) -> ImportRole:
         row = conn.execute("SELECT rolcanlogin FROM pg_roles WHERE rolname = %s",
                            (IMPORT_ROLE,)).fetchone()
         held = conn.execute(
+            # advisory locks belong to a database: devenv's are taken on ``postgres``
             "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted "
-            "AND classid = %s AND objid = %s AND objsubid = 1",
+            "AND classid = %s AND objid = %s AND objsubid = 1 AND database = "
+            "(SELECT oid FROM pg_database WHERE datname = 'postgres')",
             (str(_IMPORT_LOCK >> 32), str(_IMPORT_LOCK & 0xFFFFFFFF))).fetchone()
     return ImportRole(row is not None, bool(row and row[0]),
                       int(held[0]) if held else None)

@@ -256,6 +256,49 @@ def test_two_teammates_pull_at_once_on_one_server(checkouts: Any, pg_server: Any
     assert _can_log_in(pg_server) is False
 
 
+def test_two_worktrees_up_at_once_on_a_fresh_server(checkouts: Any, pg_server: Any,
+                                                      tmp_path: Path) -> None:
+    """Two git worktrees of one project (one database name, one server) run `up` at the
+    same moment with nothing built yet: one pulls CI's snapshot while the other waits for
+    the database lock (saying for whom); the second then parks the first one's database
+    (another branch's) and pulls its own. No step runs, no build database is left, and
+    the working database is CI's."""
+    ci = checkouts("ci")
+    r = ci.run("ci-setup", "--push", env={"CI": "true"})
+    assert r.returncode == 0 and "pushed snapshot" in r.stdout, r.stdout + r.stderr
+    proto = checkouts("proto")  # its steps.yaml and files, for the repository
+    repo = tmp_path / "repo"
+    shutil.copytree(proto.root, repo)
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args],
+                       cwd=repo, check=True, capture_output=True)
+
+    git("init", "-q", "-b", "main")
+    git("add", "-A")
+    git("commit", "-q", "-m", "init")
+    other = tmp_path / "feature"
+    git("worktree", "add", "-q", "-b", "feature", str(other))
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("DEVENV_CACHE") and k not in ("DOCKER_CONFIG", "CI")}
+    env |= {"PYTHONPATH": str(Path(__file__).resolve().parents[2]),
+            "DATABASE_URL": proto.url, "DOCKER_CONFIG": str(repo / ".no-docker")}
+    running = [subprocess.Popen([sys.executable, "-m", "devenv", "--plain", "up"], cwd=root,
+                                env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True) for root in (repo, other)]
+    outs = [p.communicate(timeout=180)[0] for p in running]
+    for p, out in zip(running, outs, strict=True):
+        assert p.returncode == 0, out
+        assert "remote cache:" not in out and "Traceback" not in out, out
+        assert "restored snapshot " in out, out
+    assert sum("warning: waiting: another checkout" in out for out in outs) == 1, outs
+    for root in (repo, other):
+        assert not (root / "ran.log").exists(), outs
+    assert dump_database(proto.url) == dump_database(ci.url)
+    left = [d.datname for d in siblings.related(proto.target(), proto.db)]
+    assert not [n for n in left if siblings.is_build(proto.db, n)], left
+
+
 def test_ci_profile_snapshot_serves_the_local_profile(checkouts: Any) -> None:
     """CI pushes its profile's steps; a developer's profile has one more (local only): the
     pull restores CI's part and runs only that one step."""
