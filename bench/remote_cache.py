@@ -54,6 +54,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.restore_phases import files_made  # noqa: E402
 from devenv import fingerprint, graph, loader  # noqa: E402
 from devenv.events import RecordingReporter  # noqa: E402
 from devenv.postgres import database, dumpfiles, pgcluster, siblings  # noqa: E402
@@ -118,16 +119,7 @@ hit.path.unlink()
 
 def files_ms(base: Path) -> float:
     """Milliseconds to make 300 files of 24 KB in a new folder of ``base`` (median of 3)."""
-    made = []
-    for i in range(3):
-        d = base / f"files{i}"
-        d.mkdir()
-        t0 = time.perf_counter()
-        for j in range(300):
-            (d / str(j)).write_bytes(b"x" * 24576)
-        made.append(time.perf_counter() - t0)
-        shutil.rmtree(d)
-    return statistics.median(made) * 1000
+    return statistics.median(files_made(base, 3)) * 1000
 
 
 def checkpoint(target: database.Target) -> None:
