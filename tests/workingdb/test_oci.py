@@ -122,17 +122,35 @@ class Checkout:
     url: str
     db: str
 
-    def run(self, *args: str, env: dict[str, str] | None = None, timeout: float = 180,
-            ) -> subprocess.CompletedProcess[str]:
+    def env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        """The environment of a devenv run in this checkout: its database, this tree's
+        devenv, no docker credentials and no remote-cache setting of the caller's."""
         full = {k: v for k, v in os.environ.items()
                 if not k.startswith("DEVENV_CACHE") and k not in ("DOCKER_CONFIG", "CI")}
         full["DATABASE_URL"] = self.url
         full["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
         full["DOCKER_CONFIG"] = str(self.root / ".no-docker-config")
-        full.update(env or {})
+        full.update(extra or {})
+        return full
+
+    def run(self, *args: str, env: dict[str, str] | None = None, timeout: float = 180,
+            ) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "devenv", "--plain", *args],
-                              cwd=self.root, env=full, capture_output=True, text=True,
-                              timeout=timeout)
+                              cwd=self.root, env=self.env(env), capture_output=True,
+                              text=True, timeout=timeout)
+
+    def start(self, *args: str) -> subprocess.Popen[str]:
+        """:meth:`run` in the background (its output, stderr included, on ``stdout``)."""
+        return subprocess.Popen([sys.executable, "-m", "devenv", "--plain", *args],
+                                cwd=self.root, env=self.env(), stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)
+
+    def as_teammate(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """For calls in this process: the environment :meth:`env` gives a run here."""
+        for k in list(os.environ):
+            if k.startswith("DEVENV_CACHE") or k == "CI":
+                monkeypatch.delenv(k)
+        monkeypatch.setenv("DOCKER_CONFIG", str(self.root / ".no-docker-config"))
 
     def ran(self) -> list[str]:
         log = self.root / "ran.log"
@@ -240,13 +258,7 @@ def test_two_teammates_pull_at_once_on_one_server(checkouts: Any, pg_server: Any
     r = ci.run("ci-setup", "--push", env={"CI": "true"})
     assert r.returncode == 0 and "pushed snapshot" in r.stdout, r.stdout + r.stderr
     mates = [checkouts(f"mate{i}") for i in range(2)]
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("DEVENV_CACHE") and k not in ("DOCKER_CONFIG", "CI")}
-    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
-    running = [subprocess.Popen(
-        [sys.executable, "-m", "devenv", "--plain", "refresh-db"], cwd=m.root,
-        env={**env, "DATABASE_URL": m.url, "DOCKER_CONFIG": str(m.root / ".no-docker")},
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for m in mates]
+    running = [m.start("refresh-db") for m in mates]
     outs = [p.communicate(timeout=180)[0] for p in running]
     for m, p, out in zip(mates, running, outs, strict=True):
         assert p.returncode == 0, out
@@ -279,13 +291,7 @@ def test_two_worktrees_up_at_once_on_a_fresh_server(checkouts: Any, pg_server: A
     git("commit", "-q", "-m", "init")
     other = tmp_path / "feature"
     git("worktree", "add", "-q", "-b", "feature", str(other))
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("DEVENV_CACHE") and k not in ("DOCKER_CONFIG", "CI")}
-    env |= {"PYTHONPATH": str(Path(__file__).resolve().parents[2]),
-            "DATABASE_URL": proto.url, "DOCKER_CONFIG": str(repo / ".no-docker")}
-    running = [subprocess.Popen([sys.executable, "-m", "devenv", "--plain", "up"], cwd=root,
-                                env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                text=True) for root in (repo, other)]
+    running = [Checkout(root, proto.url, proto.db).start("up") for root in (repo, other)]
     outs = [p.communicate(timeout=180)[0] for p in running]
     for p, out in zip(running, outs, strict=True):
         assert p.returncode == 0, out
@@ -297,6 +303,8 @@ def test_two_worktrees_up_at_once_on_a_fresh_server(checkouts: Any, pg_server: A
     assert dump_database(proto.url) == dump_database(ci.url)
     left = [d.datname for d in siblings.related(proto.target(), proto.db)]
     assert not [n for n in left if siblings.is_build(proto.db, n)], left
+    # the one that went first has its database parked for its branch
+    assert len([n for n in left if siblings.is_branch(proto.db, n)]) == 1, left
 
 
 def test_ci_profile_snapshot_serves_the_local_profile(checkouts: Any) -> None:
@@ -618,10 +626,7 @@ def _pulling_checkouts(checkouts: Any, registry: Registry, corrupt: bool,
         new[0].write_bytes(bytes(data))
     proxy = _GatedProxy(registry.port)
     mate = checkouts("mate", remote=f"oci://127.0.0.1:{proxy.port}/{repo}")
-    for k in list(os.environ):
-        if k.startswith("DEVENV_CACHE") or k == "CI":
-            monkeypatch.delenv(k)
-    monkeypatch.setenv("DOCKER_CONFIG", str(mate.root / ".no-docker-config"))
+    mate.as_teammate(monkeypatch)
     return ci, mate, proxy
 
 
@@ -687,10 +692,7 @@ def test_miss_prepares_during_the_lookup_then_leaves_nothing(
 
     proxy = _HeldManifests(registry.port)
     mate = checkouts("mate", remote=f"oci://127.0.0.1:{proxy.port}/empty-{uuid.uuid4().hex[:6]}")
-    for k in list(os.environ):
-        if k.startswith("DEVENV_CACHE") or k == "CI":
-            monkeypatch.delenv(k)
-    monkeypatch.setenv("DOCKER_CONFIG", str(mate.root / ".no-docker-config"))
+    mate.as_teammate(monkeypatch)
     project = mate.project()
     target = mate.target()
     build = siblings.build_name(mate.db, "miss")
