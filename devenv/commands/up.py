@@ -42,15 +42,14 @@ def run(session: Session, *, detach: bool = False, jobs: int | None = None,
         endpoints = session.start([s for s in project.services if s in wanted])
         target = session.target(endpoints)
 
+        carried: dict[str, str] = {}
+        fps = None
         if target is not None and project.database is not None:
             # Another checkout of the project (a git worktree) shares this server's
             # databases: a pull into a new database, a branch switch or a rebuild swaps
             # them (re-entrant: the steps below take it again).
             held.enter_context(database_lock(target, project.root, "up", reporter))
-        oci.restore_fresh(session, target)
-        carried: dict[str, str] = {}
-        fps = None
-        if target is not None and project.database is not None:
+            oci.restore_fresh(session, target)
             done = working.reconcile(session, target, jobs=jobs, mode=rebuild)
             carried, fps = done.carried, done.fingerprints
             if (done.rebuilt is not None and done.rebuilt.result is not None
