@@ -6,8 +6,11 @@ Every service is the same small HTTP server (an image built once FROM the local
 debian:bookworm-slim, Perl from the base: ../shared/images/build-debian-base), published
 on a free host port. Timed, wall clock, in one run:
 
-  * devenv (ready: tcp): `devenv up` (the CLI, a subprocess) with a steps.yaml declaring
-    the N services with `ready: tcp` (ready = the published port answers from the host);
+  * devenv (ready: tcp): `devenv up` (the console script, a subprocess, as users run it;
+    ``--devenv PATH`` picks which install) with a steps.yaml declaring the N services with
+    `ready: tcp` (ready = the published port answers from the host). Its preloaded server
+    (devenv/preload.py) is warm after the first command, as on a developer's machine;
+  * devenv cold: the same with ``DEVENV_PRELOAD=0``: every command imports devenv afresh;
   * devenv (from compose): `devenv up` with `services: {from: docker-compose.yml}`, the
     very compose file below (ready = its healthcheck passes *and* the port answers);
   * compose: ``docker compose up --wait`` where the v2 plugin exists; docker-compose v1
@@ -22,6 +25,8 @@ with everything up. Prints medians (min-max) per size and the ratio compose / de
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -30,7 +35,7 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
 
@@ -111,7 +116,11 @@ class Compose:
 
 
 class Devenv:
-    def __init__(self, root: Path, n: int, from_compose: Path | None = None) -> None:
+    command: ClassVar[list[str]] = [sys.executable, "-m", "devenv"]
+
+    def __init__(self, root: Path, n: int, from_compose: Path | None = None,
+                 preload: bool = True) -> None:
+        self.env = dict(os.environ, DEVENV_PRELOAD="1" if preload else "0")
         self.name = f"benchd{uuid.uuid4().hex[:6]}"
         self.root = root
         services: dict[str, Any]
@@ -128,8 +137,8 @@ class Devenv:
                 if from_compose is not None else list(services)}}}, sort_keys=False))
 
     def up(self) -> None:
-        subprocess.run([sys.executable, "-m", "devenv", "--plain", "-f",
-                        str(self.root / "steps.yaml"), "up"], check=True, capture_output=True)
+        subprocess.run([*self.command, "--plain", "-f", str(self.root / "steps.yaml"), "up"],
+                       check=True, capture_output=True, env=self.env)
 
     def down(self) -> None:
         purge(f"devenv.project={self.name}")
@@ -149,19 +158,26 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", default="1,4,12")
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--devenv", help="the devenv console script to time (default: the one "
+                    "installed beside this interpreter, else python -m devenv)")
     args = ap.parse_args()
+    script = args.devenv or shutil.which("devenv", path=str(Path(sys.executable).parent))
+    if script:
+        Devenv.command = [script]
     ensure_image()
-    print(f"compose: {' '.join(compose_cmd())}; image {IMAGE}; repeat {args.repeat}")
+    print(f"compose: {' '.join(compose_cmd())}; devenv: {' '.join(Devenv.command)}; "
+          f"image {IMAGE}; repeat {args.repeat}")
     print(f"{'services':>8}  {'tool':<22} {'first start':<22} {'already running':<22}")
     for n in (int(x) for x in args.sizes.split(",")):
         with tempfile.TemporaryDirectory() as tmp:
-            dirs = [Path(tmp) / d for d in ("c", "d", "f")]
+            dirs = [Path(tmp) / d for d in ("c", "d", "f", "k")]
             for d in dirs:
                 d.mkdir()
             compose = Compose(dirs[0], n)
             tools: list[tuple[str, Compose | Devenv]] = [
                 ("devenv (ready: tcp)", Devenv(dirs[1], n)),
                 ("devenv (from compose)", Devenv(dirs[2], n, compose.file)),
+                ("devenv cold", Devenv(dirs[3], n, preload=False)),
                 ("compose", compose)]
             results: dict[str, tuple[list[float], list[float]]] = {}
             try:

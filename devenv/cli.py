@@ -54,6 +54,8 @@ class Globals:
     file: Optional[Path] = None  # noqa: UP045 - typer reads these annotations
     plain: bool = False
     gc_held: bool = False  # main() stopped the collector for start-up (_imports_done)
+    # the click command of every command, built by the preloaded server once (prebuild)
+    command: Any = None
 
 
 G = Globals()
@@ -922,11 +924,21 @@ def main() -> None:
     end = argv.index("--") if "--" in argv else len(argv)
     if "--plain" in argv[:end]:
         argv = ["--plain"] + [a for i, a in enumerate(argv) if not (a == "--plain" and i < end)]
-    _only_the_command(argv)
     try:
-        app(args=argv, prog_name="devenv")
+        if G.command is not None:
+            G.command(args=argv, prog_name="devenv")
+        else:
+            _only_the_command(argv)
+            app(args=argv, prog_name="devenv")
     finally:
         gc.freeze()
+
+
+def prebuild() -> None:
+    """Build the click command of every command now, for a process that forks one child
+    per command (devenv.preload's server): each child then parses its arguments at once,
+    where a cold start builds the one command it runs (see :func:`_only_the_command`)."""
+    G.command = typer.main.get_command(app)
 
 
 def _only_the_command(argv: list[str]) -> None:

@@ -19,6 +19,11 @@ import yaml
 
 from devenv.postgres import pgcluster
 
+# The devenv processes tests start (and kill, and time) are cold ones: a test that kills
+# `devenv up` with SIGKILL means that process, not a client handing over to the preloaded
+# server. tests/test_preload.py runs the preloaded path with a server of its own.
+os.environ.setdefault("DEVENV_PRELOAD", "0")
+
 
 @pytest.fixture
 def make_project(tmp_path: Path) -> Callable[..., Path]:

@@ -60,6 +60,13 @@ class Backend(Protocol):
         """Start (or reuse) the service and wait until it is healthy."""
         ...
 
+    def up_now(self, project: Project, service: ServiceSpec) -> Endpoint | None:
+        """Where the service answers when it already runs as defined and passes its
+        readiness check right now (one check: nothing started, no wait); None when
+        :meth:`up` has more to do. Lets `up` go through a dozen running services one
+        after another instead of starting a thread for each."""
+        ...
+
     def status(self, project: Project, service: ServiceSpec) -> ServiceState: ...
 
     def endpoint(self, project: Project, service: ServiceSpec) -> Endpoint | None:

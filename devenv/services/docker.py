@@ -514,7 +514,7 @@ class DockerBackend:
             return None
         cid = str(attrs["Id"])
         return self._watch_engine(local, cid, container_name(project, service),
-                                  lambda: self._tail_of(cid))
+                                  lambda: self._tail_of(cid), first=attrs)
 
     def _recover(self, project: Project, service: ServiceSpec, reporter: Reporter, c: Any,
                  exc: ServiceError) -> str:
@@ -559,8 +559,16 @@ class DockerBackend:
         return _Watch(name, cid, reload, lambda: self._tail(sdk))
 
     def _watch_engine(self, local: Engine, cid: str, name: str,
-                      tail: Callable[[], list[str]]) -> _Watch:
+                      tail: Callable[[], list[str]],
+                      first: Mapping[str, Any] | None = None) -> _Watch:
+        """``first``: the inspect the caller has just made, which the first attempt of the
+        wait reads instead of asking again (twelve running services, twelve requests less
+        on every `up`); the attempts after it ask the engine."""
+        kept = [first] if first is not None else []
+
         def reload() -> Mapping[str, Any] | None:
+            if kept:
+                return kept.pop()
             try:
                 return local.inspect(cid)
             except (OSError, EngineError) as exc:
@@ -945,55 +953,45 @@ class DockerBackend:
             raise ServiceError(f"docker: cannot create volume {name}: {short(exc)}"
                                ) from None
 
+    def up_now(self, project: Project, service: ServiceSpec) -> Endpoint | None:
+        """The service's endpoint when its container already runs as defined and passes
+        its readiness check at this moment: one inspect and one check, nothing started
+        and no waiting; None when :meth:`up` has anything more to do (an image to build,
+        a container to create or start, a check that has not passed yet)."""
+        if service.build is not None:
+            # the tag names the context's content: a changed folder is another tag, which
+            # the running container does not have (its definition hash says so below)
+            service = resolved(project, service)
+            assert service.image is not None
+            if not self._image_exists(service.image):
+                return None  # up builds it
+        if not service.image:
+            return None
+        seen = self._seen(project, service)
+        watch = self._as_is(project, service, config_hash(service), seen) if seen else None
+        if watch is None:
+            return None
+        attrs = watch.reload()  # the inspect just made, not a second one
+        try:
+            probe = self._attempt(project, service, watch, attrs)
+        except ServiceError:
+            return None  # up says what is wrong, with the container's log
+        if not probe.ready or attrs is None:
+            return None
+        ep = Endpoint(HOST, published(attrs), self.name)
+        portlib.PortStore(project.state_dir).remember(service.name, dict(ep.ports))
+        return ep
+
     def _wait(self, project: Project, service: ServiceSpec, c: _Watch, timeout: float,
               ) -> Endpoint:
-        """Until the service is ready: a query for the database, else its healthcheck,
-        else its ports answering, else running."""
-        db = is_database(project, service)
-        user, password = credentials(project, service)
-        specs = port_specs(project, service)
+        """Until the service is ready (see :meth:`_attempt`)."""
         seen: list[Mapping[str, Any]] = []
 
         def attempt(_left: float) -> tuple[bool, str]:
             attrs = c.reload()
-            if attrs is None:
-                raise ServiceError(f"service {service.name}: container {c.name} was removed "
-                                   "while starting")
+            probe = self._attempt(project, service, c, attrs)
+            assert attrs is not None  # _attempt raised otherwise
             seen[:] = [attrs]
-            state = attrs.get("State") or {}
-            status = state.get("Status", "")
-            if status in ("exited", "dead"):
-                code = state.get("ExitCode")
-                raise ServiceError(failure_message(
-                    service, f"exited with code {code} while starting (container {c.name})",
-                    c.tail()))
-            ports = published(attrs)
-            if status == "running":
-                if db:
-                    port = ports.get(specs[0].container) if specs else None
-                    probe = pg_probe(port, user, password) if port else Probe(
-                        False, "no published port")
-                    if probe.fatal:
-                        vols = ", ".join(volume_name(project, service, v)
-                                         for v in service.volumes) or f"container {c.name}"
-                        raise ServiceError(f"service {service.name}: {probe.detail}: "
-                                           + wrong_credentials_hint(service, vols))
-                elif service.ready is not None:
-                    probe = self._ready_probe(service, service.ready, c.id, ports)
-                elif service.healthcheck:
-                    health = state.get("Health") or {}
-                    hs = health.get("Status", "starting")
-                    log = health.get("Log") or []
-                    last = (log[-1].get("Output") or "").strip() if log else ""
-                    probe = Probe(hs == "healthy",
-                                  f"health check {hs}" + (f": {last}" if last else ""))
-                    if probe.ready:
-                        # healthy inside is not enough: the host must reach it too
-                        probe = _tcp_all(ports)
-                else:
-                    probe = _tcp_all(ports)
-            else:
-                probe = Probe(False, f"container is {status}")
             return probe.ready, probe.detail
 
         # short pauses: a small server answers a moment after its start, and an attempt
@@ -1005,6 +1003,49 @@ class DockerBackend:
                          f"({waited.detail or 'not ready'})", c.tail()))
         # the ports as of the check that passed (no reload since)
         return Endpoint(HOST, published(seen[-1]), self.name)
+
+    def _attempt(self, project: Project, service: ServiceSpec, c: _Watch,
+                 attrs: Mapping[str, Any] | None) -> Probe:
+        """One readiness check of container ``c`` as ``attrs`` (its inspect) shows it: a
+        query for the database, else its ``ready:`` check, else its healthcheck and its
+        ports from the host, else its ports answering. Raises :class:`ServiceError` when
+        waiting more cannot help (gone, exited, a database refusing the credentials)."""
+        if attrs is None:
+            raise ServiceError(f"service {service.name}: container {c.name} was removed "
+                               "while starting")
+        state = attrs.get("State") or {}
+        status = state.get("Status", "")
+        if status in ("exited", "dead"):
+            code = state.get("ExitCode")
+            raise ServiceError(failure_message(
+                service, f"exited with code {code} while starting (container {c.name})",
+                c.tail()))
+        if status != "running":
+            return Probe(False, f"container is {status}")
+        ports = published(attrs)
+        if is_database(project, service):
+            user, password = credentials(project, service)
+            specs = port_specs(project, service)
+            port = ports.get(specs[0].container) if specs else None
+            probe = pg_probe(port, user, password) if port else Probe(
+                False, "no published port")
+            if probe.fatal:
+                vols = ", ".join(volume_name(project, service, v)
+                                 for v in service.volumes) or f"container {c.name}"
+                raise ServiceError(f"service {service.name}: {probe.detail}: "
+                                   + wrong_credentials_hint(service, vols))
+            return probe
+        if service.ready is not None:
+            return self._ready_probe(service, service.ready, c.id, ports)
+        if service.healthcheck:
+            health = state.get("Health") or {}
+            hs = health.get("Status", "starting")
+            log = health.get("Log") or []
+            last = (log[-1].get("Output") or "").strip() if log else ""
+            if hs != "healthy":
+                return Probe(False, f"health check {hs}" + (f": {last}" if last else ""))
+            # healthy inside is not enough: the host must reach it too
+        return _tcp_all(ports)
 
     def _ready_probe(self, service: ServiceSpec, ready: ReadySpec, cid: str,
                      ports: Mapping[int, int]) -> Probe:

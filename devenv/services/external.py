@@ -60,6 +60,9 @@ class ExternalBackend:
         return ServiceState(service.name, self.name, "running", "healthy",
                             address=f"{target.host}:{target.port}", detail=target.redacted())
 
+    def up_now(self, project: Project, service: ServiceSpec) -> Endpoint | None:
+        return None  # one server at most: up's own check is as quick
+
     def endpoint(self, project: Project, service: ServiceSpec) -> Endpoint | None:
         return Endpoint(self.target(project).host, {}, self.name)
 

@@ -383,6 +383,9 @@ class NativeBackend:
         return ServiceState(service.name, self.name, "running", health,
                             f"{HOST}:{port}" if port else None, started, matches, where, extra)
 
+    def up_now(self, project: Project, service: ServiceSpec) -> Endpoint | None:
+        return None  # one server at most: up's own check is as quick
+
     def endpoint(self, project: Project, service: ServiceSpec) -> Endpoint | None:
         if not is_postgres(service):
             return None

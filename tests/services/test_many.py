@@ -457,3 +457,68 @@ def test_ctrl_c_stops_a_parallel_start_at_once(project: Callable[..., Project]) 
     child.wait(timeout=30)
     assert time.monotonic() - t0 < 5
     assert child.returncode == 130
+
+
+def test_running_services_are_checked_in_turn_and_only_what_changed_is_started(
+        project: Callable[..., Project]) -> None:
+    """A daily `up` finds its services running: each is asked once, one after another
+    in the calling thread (a thread each cost more than the checks). A service whose
+    definition changed, or whose container stopped, gets the full start, and what needs
+    it waits for it as before."""
+    import threading
+    import urllib.request
+
+    from devenv.events import Message
+
+    class Threads(Recorder):
+        def __init__(self) -> None:
+            super().__init__()
+            self.threads: dict[str, str] = {}
+
+        def emit(self, event: Event) -> None:
+            super().emit(event)
+            if isinstance(event, PhaseFinished):
+                self.threads[event.name] = threading.current_thread().name
+
+    def says(port: int) -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as r:
+            return str(r.read().decode().strip())
+
+    def define(c_says: str) -> Project:
+        return project({"a": web(), "b": web(needs=["a"], env={"MESSAGE": "b"}),
+                        "c": web(env={"MESSAGE": c_says}), "d": web(env={"MESSAGE": c_says})})
+
+    p = define("c1")
+    Session(p, Recorder()).start(list(p.services))
+    # all four run as defined: every one checked in this thread, nothing recreated
+    rec = Threads()
+    eps = Session(p, rec).start(list(p.services))
+    assert rec.threads == dict.fromkeys("abcd", threading.current_thread().name)
+    assert not [e for _, e in rec.events if isinstance(e, Message)]
+    assert [says(eps[n].port(8080)) for n in "abcd"] == ["hello", "b", "c1", "c1"]
+    for name in "abcd":  # up_now agrees with the endpoint up found
+        ep = DockerBackend().up_now(p, p.services[name])
+        assert ep is not None and ep.ports == eps[name].ports
+    # c and d changed: they are recreated by the full start, a and b are only checked
+    p = define("c2")
+    assert DockerBackend().up_now(p, p.services["c"]) is None
+    rec = Threads()
+    eps = Session(p, rec).start(list(p.services))
+    main = threading.current_thread().name
+    assert rec.threads["a"] == rec.threads["b"] == main
+    assert rec.threads["c"] != main and rec.threads["d"] != main
+    changed = [e.text for _, e in rec.events if isinstance(e, Message)]
+    assert len(changed) == 2 and all("its definition changed" in t for t in changed)
+    assert [says(eps[n].port(8080)) for n in "abcd"] == ["hello", "b", "c2", "c2"]
+    # a stopped: it starts again, and b (which needs it) is checked only after it
+    client = docker.from_env()
+    try:
+        client.containers.get(container_name(p, p.services["a"])).stop(timeout=2)
+    finally:
+        client.close()
+    assert DockerBackend().up_now(p, p.services["a"]) is None
+    rec = Threads()
+    eps = Session(p, rec).start(list(p.services))
+    assert rec.threads["a"] != main and rec.threads["c"] == rec.threads["d"] == main
+    assert rec.when(PhaseStarted, "b") >= rec.when(PhaseFinished, "a")
+    assert says(eps["a"].port(8080)) == "hello" and says(eps["b"].port(8080)) == "b"
