@@ -21,6 +21,7 @@ import signal
 import socket
 import struct
 import sys
+import tempfile
 import threading
 import time
 from array import array
@@ -284,6 +285,10 @@ def _become(conn: socket.socket, fds: list[int], argv: list[str], cwd: bytes, um
         os.umask(umask)
         os.environ.clear()
         os.environ.update(env)
+        # what the library read from the server's environment and kept: the time zone
+        # (TZ, read when time was imported) and tempfile's folder (TMPDIR, on first use)
+        time.tzset()
+        tempfile.tempdir = None
         sys.argv = argv
         _fresh_streams()
         _watch(conn)

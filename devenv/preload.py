@@ -86,8 +86,10 @@ def _key() -> bytes:
     settings Python reads once at start-up (its own PYTHON* variables, the locale that
     picks the standard streams' encoding)."""
     env = os.environ
+    # typer reads TYPER_USE_RICH and TERMINAL_WIDTH once, when it is imported
     startup = sorted(f"{k}={v}" for k, v in env.items()
-                     if k.startswith(("PYTHON", "LC_")) or k == "LANG")
+                     if k.startswith(("PYTHON", "LC_", "TYPER_", "_TYPER_"))
+                     or k in ("LANG", "TERMINAL_WIDTH"))
     parts = [sys.executable, sys.prefix, str(os.getuid()), repr(sys.flags),
              "\x1e".join(sys.path), "\x1e".join(startup)]
     return os.fsencode("\n".join(parts))

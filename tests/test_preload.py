@@ -159,7 +159,17 @@ def test_the_command_gets_its_own_directory_environment_and_umask(
     assert r.returncode == 0, r.stderr
     assert (root / "greeting.txt").read_text() == f"hello second from {root}\n"
     assert (root / "made.txt").stat().st_mode & 0o777 == 0o644
-    assert "[greet] done" in r.stdout or "greet" in r.stdout
+    # the time zone too (the server's was read when it imported time): --plain lines
+    # carry the local time
+    for zone, hours in (("XYZ-9", 9), ("XYZ+5", -5)):
+        r = preloaded.run("--plain", "run", "greet", "--force", cwd=root, env={"TZ": zone})
+        assert r.returncode == 0, r.stderr
+        shown = r.stdout.split()[0]  # HH:MM:SS
+        expected = time.gmtime(time.time() + hours * 3600)
+        assert abs((int(shown[:2]) * 60 + int(shown[3:5]))
+                   - (expected.tm_hour * 60 + expected.tm_min)) % (24 * 60) in (0, 1, 1439), \
+            (zone, r.stdout)
+    assert preloaded.served() == ["--plain run"] + ["--plain run greet --force"] * 3
 
 
 def test_exit_codes_and_error_messages_are_the_commands(
