@@ -6,6 +6,7 @@ The PostgreSQL server is a real cluster started from the machine's server binari
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -21,8 +22,24 @@ from devenv.postgres import pgcluster
 
 # The devenv processes tests start (and kill, and time) are cold ones: a test that kills
 # `devenv up` with SIGKILL means that process, not a client handing over to the preloaded
-# server. tests/test_preload.py runs the preloaded path with a server of its own.
+# server. tests/test_preload.py runs the preloaded path with a server of its own. A test
+# that clears DEVENV_* from its commands' environment still leaves no server behind: their
+# folder is this session's (pytest_sessionfinish stops what started there).
 os.environ.setdefault("DEVENV_PRELOAD", "0")
+_RUNTIME = tempfile.mkdtemp(prefix="devenv-tests-run-")
+os.environ["XDG_RUNTIME_DIR"] = _RUNTIME
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    import re
+    import signal
+
+    log = Path(_RUNTIME) / "devenv" / "preload.log"
+    if log.exists():
+        for pid in re.findall(r"\[(\d+)\] serving ", log.read_text()):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(pid), signal.SIGTERM)
+    shutil.rmtree(_RUNTIME, ignore_errors=True)
 
 
 @pytest.fixture

@@ -14,7 +14,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def devenv(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DEVENV_")}
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("DEVENV_") or k == "DEVENV_PRELOAD"}
     env["PYTHONPATH"] = str(ROOT)
     return subprocess.run([sys.executable, "-m", "devenv", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=120)
