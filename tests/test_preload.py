@@ -343,3 +343,37 @@ def test_standard_streams_are_made_again_for_the_commands_descriptors(tmp_path: 
     os.close(main)
     os.close(child)
     assert r.stderr.split() == ["False", "True", "True", "True"]
+
+
+def test_a_foreground_up_stops_its_processes_on_ctrl_c(
+        preloaded: Preloaded, make_project: MakeProject) -> None:
+    """`devenv up` in the foreground, served warm: its app process runs until Ctrl-C on
+    the command, and then stops with it (exit 130), as a cold `up` does."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    root = make_project({"version": 1, "name": "fg", "steps": {"noop": {"run": "true"}},
+                         "processes": {"web": {
+                             "run": f"{sys.executable} -m http.server {port} "
+                                    "--bind 127.0.0.1",
+                             "ready": f"tcp://127.0.0.1:{port}"}}})
+    preloaded.run("--version", cwd=root)
+    preloaded.wait_for_server()
+    proc = subprocess.Popen(preloaded.argv("--plain", "up"), cwd=root, env=preloaded.env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert proc.stdout is not None
+    try:
+        for line in proc.stdout:
+            if "all processes are ready" in line:
+                break
+        assert preloaded.served() == ["--plain up"]
+        with socket.create_connection(("127.0.0.1", port), timeout=5):
+            pass  # the app answers while up runs
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130
+    assert _gone(f"http.server {port}"), "the app process outlived Ctrl-C"
