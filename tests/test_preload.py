@@ -64,9 +64,9 @@ class Preloaded:
         return [sys.executable, str(self.launcher), *args]
 
     def run(self, *args: str, cwd: Path, env: dict[str, str] | None = None,
-            **kw: object) -> subprocess.CompletedProcess[str]:
+            umask: int = -1) -> subprocess.CompletedProcess[str]:
         return subprocess.run(self.argv(*args), cwd=cwd, env={**self.env, **(env or {})},
-                              capture_output=True, text=True, timeout=120, **kw)  # type: ignore[call-overload]
+                              capture_output=True, text=True, timeout=120, umask=umask)
 
     def servers(self) -> list[int]:
         """Pids of the servers that said they serve and have not said they stopped."""
@@ -190,20 +190,28 @@ def test_exit_codes_and_error_messages_are_the_commands(
     assert usage.returncode == 2 and "No such command" in usage.stderr
 
 
-def test_ctrl_c_reaches_the_command_and_stops_its_step(
-        preloaded: Preloaded, make_project: MakeProject) -> None:
-    marker = "sleep 41.5"
+def _running_step(preloaded: Preloaded, make_project: MakeProject, marker: str,
+                  **popen: object) -> subprocess.Popen[str]:
+    """`devenv run` served warm, once its one step (the command ``marker``) runs."""
     root = make_project({"version": 1, "name": "slow", "steps": {"wait": {"run": marker}}})
     preloaded.run("--version", cwd=root)
     preloaded.wait_for_server()
-    proc = subprocess.Popen(preloaded.argv("--plain", "run"), cwd=root, env=preloaded.env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc: subprocess.Popen[str] = subprocess.Popen(  # type: ignore[call-overload]
+        preloaded.argv("--plain", "run"), cwd=root, env=preloaded.env, text=True, **popen)
+    deadline = time.monotonic() + 30
+    while subprocess.run(["pgrep", "-f", marker], capture_output=True).returncode:
+        assert time.monotonic() < deadline, "the step never started"
+        time.sleep(0.05)
+    assert preloaded.served() == ["--plain run"]
+    return proc
+
+
+def test_ctrl_c_reaches_the_command_and_stops_its_step(
+        preloaded: Preloaded, make_project: MakeProject) -> None:
+    marker = "sleep 41.5"
+    proc = _running_step(preloaded, make_project, marker, stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 30
-        while subprocess.run(["pgrep", "-f", marker], capture_output=True).returncode:
-            assert time.monotonic() < deadline, "the step never started"
-            time.sleep(0.05)
-        assert preloaded.served() == ["--plain run"]
         proc.send_signal(signal.SIGINT)  # what the terminal sends the client on Ctrl-C
         out, _ = proc.communicate(timeout=30)
     finally:
@@ -215,15 +223,8 @@ def test_ctrl_c_reaches_the_command_and_stops_its_step(
 def test_a_client_killed_outright_stops_its_command(
         preloaded: Preloaded, make_project: MakeProject) -> None:
     marker = "sleep 42.5"
-    root = make_project({"version": 1, "name": "slow", "steps": {"wait": {"run": marker}}})
-    preloaded.run("--version", cwd=root)
-    preloaded.wait_for_server()
-    proc = subprocess.Popen(preloaded.argv("--plain", "run"), cwd=root, env=preloaded.env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 30
-    while subprocess.run(["pgrep", "-f", marker], capture_output=True).returncode:
-        assert time.monotonic() < deadline, "the step never started"
-        time.sleep(0.05)
+    proc = _running_step(preloaded, make_project, marker, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
     proc.kill()  # no signal to forward: the server's child sees the socket close
     proc.wait()
     assert _gone(marker), "the step outlived its command"
