@@ -281,6 +281,10 @@ def _become(conn: socket.socket, fds: list[int], argv: list[str], cwd: bytes, um
         os.close(fd)
     code = 1
     try:
+        # the command said "go" once it had our pid and its signals forwarded; without
+        # it (it gave up waiting, or died) nothing runs
+        if conn.recv(1) != b"g":
+            os._exit(0)
         os.chdir(cwd)
         os.umask(umask)
         os.environ.clear()
@@ -292,6 +296,12 @@ def _become(conn: socket.socket, fds: list[int], argv: list[str], cwd: bytes, um
         sys.argv = argv
         _fresh_streams()
         _watch(conn)
+    except BaseException:
+        import traceback
+
+        traceback.print_exc()  # on the command's stderr once the streams are there
+        _finish(1)
+    try:
         code = _run()
     finally:
         _finish(code)

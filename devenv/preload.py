@@ -137,6 +137,9 @@ def _handed_over(path: str, key: bytes) -> int | None:
     import signal
 
     s = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    # a server that does not answer at once is stuck: start cold (its child, if it makes
+    # one, waits for our "go" below and leaves without running anything)
+    s.settimeout(5.0)
     try:
         s.connect(path)
         mask = os.umask(0)
@@ -149,22 +152,35 @@ def _handed_over(path: str, key: bytes) -> int | None:
                    [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS,
                      b"".join(fd.to_bytes(4, sys.byteorder) for fd in (0, 1, 2)))])
         reply = _line(s)
+        if not reply.startswith(b"ok "):
+            s.close()
+            return None
+        child = int(reply[3:])
+        s.settimeout(None)
+
+        def forward(signum: int, _frame: object) -> None:
+            try:  # noqa: SIM105 - contextlib is one more import on every command's path
+                os.kill(child, signum)
+            except OSError:
+                pass
+
+        def suspend(_signum: int, _frame: object) -> None:
+            # Ctrl-Z: the child is in no terminal's process group, so stop it with us
+            forward(signal.SIGSTOP, None)
+            signal.signal(signal.SIGTSTP, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTSTP)
+            signal.signal(signal.SIGTSTP, suspend)  # running again (fg or bg)
+            forward(signal.SIGCONT, None)
+
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
+            signal.signal(sig, forward)
+        signal.signal(signal.SIGTSTP, suspend)
+        s.sendall(b"g")  # the child runs the command only now
     except OSError:
         s.close()
         return None
-    if not reply.startswith(b"ok "):
-        s.close()
-        return None
-    child = int(reply[3:])
-
-    def forward(signum: int, _frame: object) -> None:
-        try:  # noqa: SIM105 - contextlib is one more import on every command's path
-            os.kill(child, signum)
-        except OSError:
-            pass
-
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
-        signal.signal(sig, forward)
+    except KeyboardInterrupt:  # Ctrl-C before the child ran anything
+        os._exit(130)
     try:
         end = _line(s)
     except OSError:

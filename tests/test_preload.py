@@ -230,6 +230,84 @@ def test_a_client_killed_outright_stops_its_command(
     assert _gone(marker), "the step outlived its command"
 
 
+def test_ctrl_z_stops_the_command_with_the_client_and_fg_resumes_it(
+        preloaded: Preloaded, make_project: MakeProject) -> None:
+    """The child is in no terminal's process group: Ctrl-Z (SIGTSTP to the client) must
+    stop it too, and SIGCONT (fg, bg) start it again."""
+    marker = "sleep 43.5"
+    proc = _running_step(preloaded, make_project, marker, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
+    child = int(re.findall(r"\] (\d+): devenv --plain run", preloaded.log)[-1])
+
+    def state(pid: int) -> str:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+
+    def becomes(pid: int, want: str) -> bool:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if state(pid) == want:
+                return True
+            time.sleep(0.05)
+        return False
+
+    try:
+        proc.send_signal(signal.SIGTSTP)
+        assert becomes(proc.pid, "T") and becomes(child, "T")
+        proc.send_signal(signal.SIGCONT)
+        assert becomes(child, "S") or state(child) == "R"
+        assert state(proc.pid) != "T"
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130
+    assert _gone(marker)
+
+
+def test_a_command_that_leaves_before_go_runs_nothing(
+        preloaded: Preloaded, make_project: MakeProject) -> None:
+    """A command that gave up waiting for the server's answer (or died) has started cold
+    or not at all: the child forked for it must not run the command as well. A probe
+    beside the launcher (same import path: same server) hands over a `devenv run`, waits
+    3 s without saying "go" (nothing runs), then closes its socket (the child leaves)."""
+    root = make_project({"version": 1, "name": "nogo",
+                         "steps": {"mark": {"run": "touch ran.txt"}}})
+    preloaded.run("--version", cwd=root)
+    preloaded.wait_for_server()
+    probe = preloaded.launcher.parent / "probe"
+    probe.write_text(preloaded.launcher.read_text().replace(
+        "from devenv.preload import main\nmain()\n", """\
+import os, socket
+from devenv import preload
+key = preload._key()
+s = socket.socket(socket.AF_UNIX)
+s.connect(preload.socket_path(key))
+argv = [b"devenv", b"--plain", b"run"]
+body = b"\\0".join([preload.MAGIC, key, os.fsencode(os.getcwd()), b"18", b"3", *argv,
+                     *(os.fsencode(k) + b"=" + os.fsencode(v) for k, v in os.environ.items())])
+s.sendmsg([str(len(body)).encode() + b"\\n" + body],
+          [(socket.SOL_SOCKET, socket.SCM_RIGHTS, bytes(4) + (1).to_bytes(4, "little")
+            + (2).to_bytes(4, "little"))])
+print(s.recv(64).decode().strip(), flush=True)
+import time
+time.sleep(3)  # still here, but no "go": the child waits
+print("ran" if os.path.exists("ran.txt") else "waited", flush=True)
+s.close()
+"""))
+    r = subprocess.run([sys.executable, str(probe)], cwd=root, env=preloaded.env,
+                       capture_output=True, text=True, timeout=60)
+    assert r.stdout.startswith("ok "), r.stdout + r.stderr
+    child = int(r.stdout.split()[1])
+    assert r.stdout.split()[2] == "waited"
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{child}").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not Path(f"/proc/{child}").exists()
+    time.sleep(0.5)
+    assert not (root / "ran.txt").exists()
+    assert not (root / ".devenv" / "logs").exists()  # not even started
+
+
 def test_a_changed_module_retires_the_server_and_the_command_runs_cold(
         preloaded: Preloaded, make_project: MakeProject) -> None:
     root = _project(make_project)
