@@ -235,8 +235,11 @@ def test_ctrl_z_stops_the_command_with_the_client_and_fg_resumes_it(
     """The child is in no terminal's process group: Ctrl-Z (SIGTSTP to the client) must
     stop it too, and SIGCONT (fg, bg) start it again."""
     marker = "sleep 43.5"
+    # A group of its own, whose parent (this test) is in the same session, as a shell
+    # puts a job: the kernel discards a stop signal for a group with no such parent (an
+    # orphaned one, as a CI job's may be), and a terminal's Ctrl-Z never reaches those.
     proc = _running_step(preloaded, make_project, marker, stdout=subprocess.DEVNULL,
-                         stderr=subprocess.DEVNULL)
+                         stderr=subprocess.DEVNULL, process_group=0)
     child = int(re.findall(r"\] (\d+): devenv --plain run", preloaded.log)[-1])
 
     def state(pid: int) -> str:
