@@ -1069,12 +1069,16 @@ class DockerBackend:
         if not probe.ready or ready.kind != "cmd":
             return probe
         assert ready.command is not None
+        local = self._engine()
         try:
-            api = self.client().api
-            exec_id = api.exec_create(cid, list(ready.command), stdout=True,
-                                      stderr=True)["Id"]
-            out = api.exec_start(exec_id)
-            code = api.exec_inspect(exec_id).get("ExitCode")
+            if local is not None:  # the local socket: no SDK import on a daily `up`
+                code, out = local.exec(cid, list(ready.command), timeout=30)
+            else:
+                api = self.client().api
+                exec_id = api.exec_create(cid, list(ready.command), stdout=True,
+                                          stderr=True)["Id"]
+                out = api.exec_start(exec_id)
+                code = api.exec_inspect(exec_id).get("ExitCode")
         except Exception as exc:  # the container went away: the next loop says so
             return Probe(False, f"ready command could not run: {short(exc)}")
         if code == 0:

@@ -152,6 +152,26 @@ class Engine:
         found = self.get("/containers/json", {"all": "1" if stopped else "0"})
         return [c for c in found if isinstance(c, dict)] if isinstance(found, list) else []
 
+    def exec(self, container: str, argv: list[str], timeout: float | None = None,
+             ) -> tuple[int | None, bytes]:
+        """Run ``argv`` in the running ``container`` as ``docker exec`` does without a
+        terminal or stdin: its exit code (None when the engine gives none) and what it
+        wrote, stdout and stderr in the order they came. A ``ready: {cmd: ...}`` check
+        runs this on every `up`, where the SDK would cost its import (0.3 s here)."""
+        made = self.call("POST", f"/containers/{quote(container, safe='')}/exec",
+                         body={"Cmd": argv, "AttachStdout": True, "AttachStderr": True})
+        exec_id = quote(str(made["Id"]), safe="")
+        # without an Upgrade header the engine streams the output as the answer's body
+        # and closes the connection when the command ends
+        status, raw = self.request("POST", f"/exec/{exec_id}/start",
+                                   body={"Detach": False, "Tty": False}, timeout=timeout)
+        if status >= 400:
+            raise EngineError(status, raw.decode(errors="replace").strip()
+                              or f"exec start answered {status}")
+        info = self.get(f"/exec/{exec_id}/json")
+        code = info.get("ExitCode") if isinstance(info, dict) else None
+        return (int(code) if code is not None else None), _demux(raw)
+
     def image_exists(self, name: str) -> bool:
         try:
             self.get(f"/images/{quote(name, safe='/:')}/json")
@@ -190,3 +210,15 @@ def _unchunk(body: bytes) -> bytes:
         out += rest[:size]
         body = rest[size + 2:]
     return bytes(out)
+
+
+def _demux(raw: bytes) -> bytes:
+    """The output of a command run without a terminal: frames of an 8-byte header (stream
+    1 or 2, three zero bytes, the length as 4 bytes big-endian) and that many bytes."""
+    out = bytearray()
+    at = 0
+    while at + 8 <= len(raw) and raw[at] in (0, 1, 2) and raw[at + 1:at + 4] == b"\0\0\0":
+        size = int.from_bytes(raw[at + 4:at + 8], "big")
+        out += raw[at + 8:at + 8 + size]
+        at += 8 + size
+    return bytes(out) if at else raw  # no frames: a terminal's raw stream

@@ -271,3 +271,44 @@ def test_a_second_up_of_a_project_with_its_database_needs_no_sdk(
         outputs.append(done.stdout)
     assert "db is healthy (docker)" in outputs[1]
     assert outputs[1].splitlines()[-1] == "SDK False"
+
+
+def test_exec_runs_a_command_in_the_container_as_the_sdk_does(
+        clean_env: Path, web_project: Project) -> None:
+    """The local socket's exec: exit code and output (stdout and stderr) are what the
+    SDK's exec_run gives for the same command; a command that is not there is a code."""
+    start_in_a_process(web_project)
+    engine = local()
+    assert engine is not None
+    cid = container_name(web_project, web_project.services["web"])
+    script = ["sh", "-c", "echo out; echo err >&2; exit 3"]
+    code, out = engine.exec(cid, script)
+    client = docker.from_env()
+    try:
+        sdk = client.containers.get(cid).exec_run(script)
+    finally:
+        client.close()
+    assert code == sdk.exit_code == 3
+    # the two streams come as the engine reads them: their order is not fixed
+    assert sorted(out.splitlines()) == sorted(sdk.output.splitlines()) == [b"err", b"out"]
+    missing, _ = engine.exec(cid, ["no-such-program-here"])
+    assert missing not in (None, 0)
+
+
+def test_a_ready_cmd_is_run_without_the_sdk(clean_env: Path,
+                                            docker_project: Callable[..., Project]) -> None:
+    """`ready: {cmd: ...}` on every `up`: through the local socket, so a daily `up` of a
+    service checked that way (the example's Redis) does not import the SDK. A command
+    that fails keeps the service from being ready, named with the command's last line."""
+    ok = docker_project({"web": server(ready={"cmd": ["sh", "-c", "test -d /data"]})},
+                        database=False)
+    start_in_a_process(ok)
+    port, sdk = start_in_a_process(ok)
+    assert not sdk and answer(port) == b"hi\n"
+    assert DockerBackend().up_now(ok, ok.services["web"]) is not None
+    never = docker_project({"late": server(
+        ready={"cmd": ["sh", "-c", "echo not yet >&2; exit 1"]}, ready_timeout=2)},
+        database=False)
+    with pytest.raises(ServiceError) as failed:
+        DockerBackend().up(never, never.services["late"], RecordingReporter(), timeout=2)
+    assert "ready command exited with 1: not yet" in str(failed.value)
