@@ -27,7 +27,7 @@ import time
 from array import array
 from collections.abc import Iterator
 
-from devenv import cli, commands, preload
+from devenv import cli, commands, envvars, preload
 
 LOG_LIMIT = 64 * 1024
 
@@ -83,9 +83,10 @@ def _changed(files: dict[str, tuple[int, int]]) -> str | None:
     return None
 
 
-def serve(path: str, key: str) -> None:
+def serve(path: str) -> None:
     """Import everything a command needs, then fork a child per command until idle
-    (started by :func:`devenv.preload._start_server`)."""
+    (started by :func:`devenv.preload._start_server`, with the key in its environment)."""
+    key = os.environ.pop(preload.KEY_VARIABLE, "")
     log = _Log(os.path.join(os.path.dirname(path), "preload.log"))
     lock_fd = os.open(path + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
     for _ in range(30):
@@ -264,7 +265,8 @@ def _accept(listener: socket.socket, key: bytes, files: dict[str, tuple[int, int
     except OSError:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
-    log(f"{pid}: devenv {' '.join(argv[1:])}")
+    # a --database-url on the command line carries its password: not into the log
+    log(f"{pid}: devenv {envvars.mask(' '.join(argv[1:]), env)}")
     return ""
 
 

@@ -28,8 +28,8 @@ Safety and scope:
   * The server stops after 20 minutes without a command (``preload.log`` beside the
     socket says what it served and why it stopped).
 
-This module is imported by every command before anything else: its client side uses
-only modules the interpreter has already loaded (``_socket``, ``array``, ``zlib``), and the
+This module is imported by every command before anything else: its client side imports
+only ``_socket`` and ``signal`` (``subprocess`` when it starts a server), and the
 server's imports happen in the server.
 """
 
@@ -219,17 +219,23 @@ def _exit_like(code: int) -> None:
     os._exit(code)
 
 
+KEY_VARIABLE = "DEVENV_PRELOAD_KEY"
+
+
 def _start_server(path: str, key: bytes) -> None:
     """Start the server in the background for the next command (it checks for a rival
-    itself). Its ``sys.path`` is this command's, passed as arguments, never as code."""
+    itself). Its ``sys.path`` is this command's, passed as arguments, never as code; the
+    key goes in its environment, not its argv, which any user's ``ps`` shows (it holds
+    the values of PYTHON* variables)."""
     import subprocess
 
     try:  # noqa: SIM105
         subprocess.Popen(
             [sys.executable, "-c",
-             "import sys; sys.path[:] = sys.argv[3:]; "
-             "from devenv._preload_server import serve; serve(sys.argv[1], sys.argv[2])",
-             path, os.fsdecode(key), *sys.path],
+             "import sys; sys.path[:] = sys.argv[2:]; "
+             "from devenv._preload_server import serve; serve(sys.argv[1])",
+             path, *sys.path],
+            env={**os.environ, KEY_VARIABLE: os.fsdecode(key)},
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             cwd="/", start_new_session=True, close_fds=True)
     except OSError:

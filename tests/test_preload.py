@@ -459,3 +459,20 @@ def test_a_foreground_up_stops_its_processes_on_ctrl_c(
         proc.kill()
     assert proc.returncode == 130
     assert _gone(f"http.server {port}"), "the app process outlived Ctrl-C"
+
+
+def test_no_password_reaches_the_log_or_the_servers_command_line(
+        preloaded: Preloaded, make_project: MakeProject) -> None:
+    """preload.log names each command served, masked as devenv's crash logs are (a
+    --database-url carries its password); the server's key (the values of PYTHON*
+    variables among others) is in its environment, not in the argv any user's ps shows."""
+    root = _project(make_project)
+    env = {"PYTHON_TOKEN_FOR_TEST": "hush-1234"}
+    preloaded.run("--version", cwd=root, env=env)
+    server = preloaded.wait_for_server()
+    url = "postgresql://someone:s3cret-pw@127.0.0.1:9/nothing"
+    preloaded.run("plan", "--database-url", url, cwd=root, env=env)
+    assert preloaded.served() == ["plan --database-url postgresql://someone:***@127.0.0.1:9/nothing"]
+    assert "s3cret-pw" not in preloaded.log
+    cmdline = Path(f"/proc/{server}/cmdline").read_bytes()
+    assert b"hush-1234" not in cmdline and b"preload-" in cmdline
